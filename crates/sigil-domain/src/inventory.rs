@@ -1,0 +1,224 @@
+//! Products and devices: the inventory records and the rules their fields obey.
+
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime};
+
+use crate::ids::{DeviceId, ProductId};
+use crate::lifecycle::LifecycleState;
+
+/// A device may carry at most this many tags.
+pub const MAX_TAGS: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InventoryError {
+    #[error("`{field}` must not be empty")]
+    Empty { field: &'static str },
+    #[error("`{field}` is too long ({len} characters, at most {max})")]
+    TooLong { field: &'static str, len: usize, max: usize },
+    #[error("`{field}` contains a control character")]
+    ControlCharacter { field: &'static str },
+    #[error("`{field}`: `{value}` is not a date in YYYY-MM-DD form")]
+    BadDate { field: &'static str, value: String },
+    #[error("tag `{0}` is invalid: tags are 1 to 64 characters of letters, digits and . _ - : / =")]
+    BadTag(String),
+    #[error("too many tags ({0}, at most {MAX_TAGS})")]
+    TooManyTags(usize),
+}
+
+/// A product line: the thing a manufacturer declares a security-support period for (CRA Art. 13(8)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: ProductId,
+    pub name: String,
+    pub manufacturer: String,
+    /// Last day the manufacturer commits to ship security updates.
+    pub support_end: Date,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A validated request to create a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub name: String,
+    pub manufacturer: String,
+    pub support_end: Date,
+}
+
+impl NewProduct {
+    pub fn parse(name: &str, manufacturer: &str, support_end: &str) -> Result<Self, InventoryError> {
+        Ok(Self {
+            name: text("name", name, 200)?,
+            manufacturer: text("manufacturer", manufacturer, 200)?,
+            support_end: parse_date("support_end", support_end)?,
+        })
+    }
+}
+
+/// A device tag, e.g. `line-3` or `region=eu-west`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn parse(s: &str) -> Result<Self, InventoryError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:/=".contains(&b));
+        if ok { Ok(Self(s.to_owned())) } else { Err(InventoryError::BadTag(s.chars().take(64).collect())) }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Tag {
+    type Error = InventoryError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Tag::parse(&s)
+    }
+}
+
+impl From<Tag> for String {
+    fn from(t: Tag) -> Self {
+        t.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: DeviceId,
+    pub product_id: ProductId,
+    pub serial_number: String,
+    pub hardware_id: Option<String>,
+    pub owner: Option<String>,
+    pub site: Option<String>,
+    pub tags: Vec<Tag>,
+    pub firmware_version: Option<String>,
+    pub state: LifecycleState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A validated request to register a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    pub product_id: ProductId,
+    pub serial_number: String,
+    pub hardware_id: Option<String>,
+    pub owner: Option<String>,
+    pub site: Option<String>,
+    pub tags: Vec<Tag>,
+    pub firmware_version: Option<String>,
+}
+
+/// Unvalidated device fields as they arrive from a caller.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFields<'a> {
+    pub serial_number: &'a str,
+    pub hardware_id: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    pub site: Option<&'a str>,
+    pub tags: &'a [String],
+    pub firmware_version: Option<&'a str>,
+}
+
+impl NewDevice {
+    pub fn parse(product_id: ProductId, f: DeviceFields<'_>) -> Result<Self, InventoryError> {
+        if f.tags.len() > MAX_TAGS {
+            return Err(InventoryError::TooManyTags(f.tags.len()));
+        }
+        let mut tags = f.tags.iter().map(|t| Tag::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        tags.sort();
+        tags.dedup();
+        Ok(Self {
+            product_id,
+            serial_number: text("serial_number", f.serial_number, 128)?,
+            hardware_id: f.hardware_id.map(|v| text("hardware_id", v, 256)).transpose()?,
+            owner: f.owner.map(|v| text("owner", v, 200)).transpose()?,
+            site: f.site.map(|v| text("site", v, 200)).transpose()?,
+            tags,
+            firmware_version: f.firmware_version.map(|v| text("firmware_version", v, 64)).transpose()?,
+        })
+    }
+}
+
+/// Which devices a listing returns. Pagination is by id (ids are time-ordered).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    pub state: Option<LifecycleState>,
+    pub product: Option<ProductId>,
+    pub tag: Option<Tag>,
+    /// Return devices whose id sorts after this one.
+    pub after: Option<DeviceId>,
+    pub limit: u32,
+}
+
+
+/// Trimmed, non-empty, bounded, free of control characters.
+fn text(field: &'static str, value: &str, max: usize) -> Result<String, InventoryError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(InventoryError::Empty { field });
+    }
+    let len = v.chars().count();
+    if len > max {
+        return Err(InventoryError::TooLong { field, len, max });
+    }
+    if v.chars().any(char::is_control) {
+        return Err(InventoryError::ControlCharacter { field });
+    }
+    Ok(v.to_owned())
+}
+
+fn parse_date(field: &'static str, value: &str) -> Result<Date, InventoryError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(value.trim(), &format)
+        .map_err(|_| InventoryError::BadDate { field, value: value.chars().take(32).collect() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn product_fields_are_validated() {
+        let p = NewProduct::parse(" Thermostat ", "Acme", "2031-12-31").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.name, "Thermostat");
+        assert_eq!(NewProduct::parse("", "Acme", "2031-12-31"), Err(InventoryError::Empty { field: "name" }));
+        assert!(matches!(NewProduct::parse("T", "Acme", "31/12/2031"), Err(InventoryError::BadDate { .. })));
+        assert!(matches!(NewProduct::parse("T", "Acme", "2031-02-30"), Err(InventoryError::BadDate { .. })));
+        assert_eq!(
+            NewProduct::parse("a\u{7}b", "Acme", "2031-12-31"),
+            Err(InventoryError::ControlCharacter { field: "name" })
+        );
+    }
+
+    #[test]
+    fn tags_are_validated_sorted_and_deduplicated() {
+        let tags = vec!["b".to_owned(), "a".to_owned(), "b".to_owned()];
+        let d = NewDevice::parse(ProductId::generate(), DeviceFields { serial_number: "SN1", tags: &tags, ..Default::default() })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.tags.iter().map(Tag::as_str).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(Tag::parse("has space").is_err());
+        assert!(Tag::parse("").is_err());
+        let many: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            NewDevice::parse(ProductId::generate(), DeviceFields { serial_number: "SN1", tags: &many, ..Default::default() }),
+            Err(InventoryError::TooManyTags(33))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn validation_never_panics(name in ".{0,300}", date in ".{0,20}", tag in ".{0,80}") {
+            let _ = NewProduct::parse(&name, &name, &date);
+            let _ = Tag::parse(&tag);
+            let tags = vec![tag.clone()];
+            let _ = NewDevice::parse(ProductId::generate(), DeviceFields { serial_number: &name, hardware_id: Some(&tag), tags: &tags, ..Default::default() });
+        }
+    }
+}

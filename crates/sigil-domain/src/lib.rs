@@ -1,0 +1,15 @@
+//! Sigil's domain model: identifiers, inventory records and the device lifecycle.
+//!
+//! This crate does no I/O and never reads the clock: callers pass the time in. Everything an
+//! outside caller hands Sigil (JSON bodies, CLI flags, path segments) is parsed into the types here
+//! once, at the edge, so the rest of the code works with values that are already valid.
+
+pub mod ids;
+pub mod inventory;
+pub mod lifecycle;
+
+pub use ids::{DeviceId, Fingerprint, IdError, ProductId, Serial};
+pub use inventory::{DeviceFields, 
+    Device, DeviceFilter, InventoryError, NewDevice, NewProduct, Product, Tag, MAX_TAGS,
+};
+pub use lifecycle::{LifecycleError, LifecycleEvent, LifecycleState};

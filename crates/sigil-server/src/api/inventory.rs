@@ -1,0 +1,238 @@
+//! Products and devices.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use sigil_domain::{
+    Device, DeviceFields, DeviceFilter, DeviceId, LifecycleEvent, LifecycleState, NewDevice,
+    NewProduct, Product, ProductId, Tag,
+};
+
+use super::{ApiError, ApiJson, ApiQuery, AppState, Problem};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductRequest {
+    pub name: String,
+    pub manufacturer: String,
+    /// Last day of the declared security-support period (CRA), `YYYY-MM-DD`.
+    #[schema(example = "2031-12-31")]
+    pub support_end: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductResponse {
+    pub id: String,
+    pub name: String,
+    pub manufacturer: String,
+    #[schema(example = "2031-12-31")]
+    pub support_end: String,
+    #[schema(example = "2026-11-25T12:00:00Z")]
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductList {
+    pub items: Vec<ProductResponse>,
+}
+
+impl From<Product> for ProductResponse {
+    fn from(p: Product) -> Self {
+        Self {
+            id: p.id.to_string(),
+            name: p.name,
+            manufacturer: p.manufacturer,
+            support_end: format!("{:04}-{:02}-{:02}", p.support_end.year(), u8::from(p.support_end.month()), p.support_end.day()),
+            created_at: rfc3339(p.created_at),
+        }
+    }
+}
+
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+#[utoipa::path(post, path = "/api/v1/products", request_body = ProductRequest, tag = "inventory",
+    responses((status = 201, body = ProductResponse), (status = 422, body = Problem), (status = 409, body = Problem)))]
+pub async fn create_product(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ProductRequest>,
+) -> Result<(StatusCode, Json<ProductResponse>), ApiError> {
+    let new = NewProduct::parse(&req.name, &req.manufacturer, &req.support_end)?;
+    let product = state.store.create_product(new, state.now()).await?;
+    Ok((StatusCode::CREATED, Json(product.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/products", tag = "inventory", responses((status = 200, body = ProductList)))]
+pub async fn list_products(State(state): State<AppState>) -> Result<Json<ProductList>, ApiError> {
+    let items = state.store.list_products().await?.into_iter().map(Into::into).collect();
+    Ok(Json(ProductList { items }))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "inventory", params(("id" = String, Path)),
+    responses((status = 200, body = ProductResponse), (status = 404, body = Problem)))]
+pub async fn get_product(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ProductResponse>, ApiError> {
+    let id: ProductId = id.parse()?;
+    Ok(Json(state.store.get_product(id).await?.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRequest {
+    pub product_id: String,
+    pub serial_number: String,
+    pub hardware_id: Option<String>,
+    pub owner: Option<String>,
+    pub site: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub firmware_version: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceResponse {
+    pub id: String,
+    pub product_id: String,
+    pub serial_number: String,
+    pub hardware_id: Option<String>,
+    pub owner: Option<String>,
+    pub site: Option<String>,
+    pub tags: Vec<String>,
+    pub firmware_version: Option<String>,
+    /// registered, provisioned, active, suspended or retired
+    pub state: String,
+    /// The identity URI certificates for this device carry in their SAN.
+    pub identity: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl DeviceResponse {
+    fn new(d: Device, state: &AppState) -> Self {
+        Self {
+            identity: state.scheme.uri_for(d.id),
+            id: d.id.to_string(),
+            product_id: d.product_id.to_string(),
+            serial_number: d.serial_number,
+            hardware_id: d.hardware_id,
+            owner: d.owner,
+            site: d.site,
+            tags: d.tags.into_iter().map(String::from).collect(),
+            firmware_version: d.firmware_version,
+            state: d.state.to_string(),
+            created_at: rfc3339(d.created_at),
+            updated_at: rfc3339(d.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceList {
+    pub items: Vec<DeviceResponse>,
+    /// Pass as `after` to fetch the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    /// Only devices in this lifecycle state.
+    pub state: Option<String>,
+    /// Only devices of this product.
+    pub product: Option<String>,
+    /// Only devices with this tag.
+    pub tag: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+    /// Cursor: the `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/devices", request_body = DeviceRequest, tag = "inventory",
+    responses((status = 201, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_device(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<DeviceRequest>,
+) -> Result<(StatusCode, Json<DeviceResponse>), ApiError> {
+    let product: ProductId = req.product_id.parse()?;
+    let new = NewDevice::parse(
+        product,
+        DeviceFields {
+            serial_number: &req.serial_number,
+            hardware_id: req.hardware_id.as_deref(),
+            owner: req.owner.as_deref(),
+            site: req.site.as_deref(),
+            tags: &req.tags,
+            firmware_version: req.firmware_version.as_deref(),
+        },
+    )?;
+    let device = state.store.create_device(new, state.now()).await?;
+    Ok((StatusCode::CREATED, Json(DeviceResponse::new(device, &state))))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", tag = "inventory", params(DeviceQuery),
+    responses((status = 200, body = DeviceList), (status = 400, body = Problem)))]
+pub async fn list_devices(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<DeviceQuery>,
+) -> Result<Json<DeviceList>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=sigil_store::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!("limit must be between 1 and {}", sigil_store::MAX_PAGE)));
+    }
+    let filter = DeviceFilter {
+        state: q.state.as_deref().map(str::parse::<LifecycleState>).transpose().map_err(|e| ApiError::invalid(e.to_string()))?,
+        product: q.product.as_deref().map(str::parse::<ProductId>).transpose()?,
+        tag: q.tag.as_deref().map(Tag::parse).transpose()?,
+        after: q.after.as_deref().map(str::parse::<DeviceId>).transpose()?,
+        limit,
+    };
+    let devices = state.store.list_devices(&filter).await?;
+    let next_cursor = (devices.len() == limit as usize).then(|| devices.last().map(|d| d.id.to_string())).flatten();
+    let items = devices.into_iter().map(|d| DeviceResponse::new(d, &state)).collect();
+    Ok(Json(DeviceList { items, next_cursor }))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "inventory", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceResponse), (status = 404, body = Problem)))]
+pub async fn get_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+    let id: DeviceId = id.parse()?;
+    let device = state.store.get_device(id).await?;
+    Ok(Json(DeviceResponse::new(device, &state)))
+}
+
+async fn transition(state: AppState, id: String, event: LifecycleEvent) -> Result<Json<DeviceResponse>, ApiError> {
+    let id: DeviceId = id.parse()?;
+    let device = state.store.transition_device(id, event, state.now()).await?;
+    tracing::info!(device = %id, ?event, state = %device.state, "device lifecycle transition");
+    Ok(Json(DeviceResponse::new(device, &state)))
+}
+
+/// Put a provisioned device into service.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/activate", tag = "lifecycle", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn activate_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+    transition(state, id, LifecycleEvent::Activate).await
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/suspend", tag = "lifecycle", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn suspend_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+    transition(state, id, LifecycleEvent::Suspend).await
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/resume", tag = "lifecycle", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn resume_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+    transition(state, id, LifecycleEvent::Resume).await
+}
+
+/// Permanently decommission a device. Terminal.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/retire", tag = "lifecycle", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn retire_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+    transition(state, id, LifecycleEvent::Retire).await
+}

@@ -1,0 +1,161 @@
+//! Sigil's network front: the HTTPS REST API, the public PKI listener, and the data directory
+//! bootstrap that turns an empty directory into a working CA.
+
+pub mod api;
+pub mod datadir;
+mod error;
+pub mod pki;
+pub mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use sigil_ca::{CaNames, IdentityScheme, KeyAlgorithm, PublicUrls};
+use sigil_store::Store;
+
+pub use api::{AppState, Clock, system_clock};
+pub use datadir::{DataDir, PassphraseSource};
+pub use error::ServerError;
+
+/// Validity of the API listener's certificate. It is re-issued (with a fresh key) at each start.
+const SERVER_CERT_VALIDITY: Duration = Duration::days(90);
+
+/// Name of the bootstrap token written to `DIR/admin.token`.
+pub const ADMIN_TOKEN_NAME: &str = "bootstrap-admin";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: DataDir,
+    /// `None`: SQLite in the data directory.
+    pub database_url: Option<String>,
+    pub listen: SocketAddr,
+    pub pki_listen: SocketAddr,
+    /// Base URL written into certificates for OCSP, CRL and caIssuers. Default: `http://<pki_listen>`.
+    pub pki_base_url: Option<String>,
+    /// Extra DNS names for the API listener's certificate (`localhost` is always included).
+    pub tls_names: Vec<String>,
+    /// `None`: `urn:sigil:device:<id>`; `Some(td)`: `spiffe://<td>/device/<id>`.
+    pub trust_domain: Option<String>,
+    /// Key algorithm for a CA created on first start.
+    pub algorithm: KeyAlgorithm,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            data_dir: DataDir::new(data_dir),
+            database_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            pki_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pki_base_url: None,
+            tls_names: Vec::new(),
+            trust_domain: None,
+            algorithm: KeyAlgorithm::EcdsaP256,
+        }
+    }
+}
+
+/// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
+pub struct ServerHandle {
+    pub api_addr: SocketAddr,
+    pub pki_addr: SocketAddr,
+    pub store: Store,
+    /// Set when this start created the bootstrap admin token.
+    pub new_admin_token: Option<String>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.store.close().await;
+    }
+
+    /// Wait until the server stops (it runs until aborted).
+    pub async fn wait(mut self) {
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Initialise the data directory if needed, open the database, and start both listeners.
+pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, ServerError> {
+    let dir = &config.data_dir;
+    if !dir.is_initialised() {
+        let source = dir.initialise(config.algorithm, &CaNames::default(), clock())?;
+        tracing::info!(?source, "initialised data directory {}", dir.root().display());
+    }
+    let ca = Arc::new(dir.load_issuing_ca()?);
+
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            // The database holds token hashes and inventory: create it owner-only (SQLite gives
+            // its -wal and -shm files the same mode).
+            datadir::create_private_file(&dir.sqlite_path())?;
+            dir.default_database_url()
+        }
+    };
+    let store = Store::open(&url).await?;
+
+    let new_admin_token = if store.live_token_exists(ADMIN_TOKEN_NAME).await? {
+        None
+    } else {
+        let token = api::generate_token()?;
+        store.replace_api_token(ADMIN_TOKEN_NAME, "admin", &api::token_hash(&token), clock()).await?;
+        dir.write_admin_token(&token)?;
+        tracing::info!("wrote bootstrap admin API token to {}", dir.admin_token_path().display());
+        Some(token)
+    };
+
+    let api_listener = TcpListener::bind(config.listen).await.map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
+    let pki_listener = TcpListener::bind(config.pki_listen).await.map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", config.pki_listen)))?;
+    let api_addr = api_listener.local_addr().map_err(|e| ServerError::Config(e.to_string()))?;
+    let pki_addr = pki_listener.local_addr().map_err(|e| ServerError::Config(e.to_string()))?;
+
+    let base = config.pki_base_url.clone().unwrap_or_else(|| format!("http://{pki_addr}"));
+    let urls = PublicUrls::new(&base)?;
+    let scheme = match &config.trust_domain {
+        Some(td) => IdentityScheme::spiffe(td)?,
+        None => IdentityScheme::Urn,
+    };
+
+    let mut names = vec!["localhost".to_owned()];
+    names.extend(config.tls_names.iter().cloned());
+    let mut ips: Vec<IpAddr> = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
+    if !api_addr.ip().is_unspecified() && !ips.contains(&api_addr.ip()) {
+        ips.push(api_addr.ip());
+    }
+    let server_cert = ca.issue_server_certificate(&names, &ips, SERVER_CERT_VALIDITY, clock())?;
+    let tls_config = tls::server_config(server_cert)?;
+
+    let state = AppState { store: store.clone(), ca: ca.clone(), urls, scheme, clock };
+    let api_app = api::router(state);
+    let pki_app = pki::router(&ca);
+
+    let api_task = tokio::spawn(tls::serve_tls(api_listener, tls_config, api_app));
+    let pki_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(pki_listener, pki_app).await {
+            tracing::error!(error = %e, "PKI listener stopped");
+        }
+    });
+    tracing::info!(%api_addr, %pki_addr, database = store_kind(&store), "sigil is serving");
+    Ok(ServerHandle { api_addr, pki_addr, store, new_admin_token, tasks: vec![api_task, pki_task] })
+}
+
+fn store_kind(store: &Store) -> &'static str {
+    match store.backend() {
+        sigil_store::Backend::Sqlite => "sqlite",
+        sigil_store::Backend::Postgres => "postgres",
+    }
+}

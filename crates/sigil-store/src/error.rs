@@ -1,0 +1,37 @@
+use sigil_domain::{DeviceId, LifecycleError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error("this public key is already bound to another device ({0})")]
+    KeyBound(DeviceId),
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Failure of [`crate::Store::issue_certificate`]: either the store refused, or the signer did.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError<E> {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing failed: {0}")]
+    Sign(E),
+}
+
+impl<E> From<sqlx::Error> for IssueError<E> {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(StoreError::Database(e))
+    }
+}

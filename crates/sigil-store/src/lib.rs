@@ -1,0 +1,515 @@
+//! Sigil's persistence. One [`Store`] runs on SQLite (the embedded default, WAL mode,
+//! `synchronous=FULL`) or PostgreSQL, through sqlx's `Any` driver, with one migration set per
+//! backend. Every operation that writes is exactly one transaction: a crash at any point leaves
+//! either all of a change or none of it.
+//!
+//! Domain rules (lifecycle transitions, field validation) come from `sigil-domain`; this crate
+//! applies them inside the transaction that reads the current state, so a decision is never made
+//! on stale data.
+
+mod error;
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Row, Transaction};
+use time::OffsetDateTime;
+
+use sigil_domain::{
+    Device, DeviceFilter, DeviceId, Fingerprint, LifecycleEvent, LifecycleState, NewDevice,
+    NewProduct, Product, ProductId, Serial,
+};
+
+pub use error::{IssueError, StoreError};
+pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
+
+use rows::{DEVICE_COLUMNS, device_from_row, product_from_row, certificate_from_row, CERT_COLUMNS};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Largest page a listing returns.
+pub const MAX_PAGE: u32 = 500;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database at `url`: `sqlite://PATH` or
+    /// `postgres://...`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Config(
+                "database URL must start with sqlite:// or postgres://".into(),
+            ));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // WAL: readers never block the writer. FULL: a committed transaction
+                            // survives power loss, not only a process crash.
+                            sqlx::raw_sql(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .execute(conn)
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
+        };
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// The embedded default: a SQLite file.
+    pub async fn open_sqlite_file(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_str().ok_or_else(|| StoreError::Config("database path is not UTF-8".into()))?;
+        Self::open(&format!("sqlite://{path}")).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The underlying pool, for tests and tooling that inspect the database directly.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`) so a
+    /// read-then-write transaction cannot fail half-way on lock upgrade.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// `FOR UPDATE` where the engine has row locks; SQLite's write lock already serialises.
+    fn device_for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "SELECT state FROM devices WHERE id = $1",
+            Backend::Postgres => "SELECT state FROM devices WHERE id = $1 FOR UPDATE",
+        }
+    }
+
+    fn tags_aggregate(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "group_concat(tag, ',')",
+            Backend::Postgres => "string_agg(tag, ',')",
+        }
+    }
+
+    // ---- products ------------------------------------------------------------------------
+
+    pub async fn create_product(&self, new: NewProduct, now: OffsetDateTime) -> Result<Product, StoreError> {
+        let product = Product {
+            id: ProductId::generate(),
+            name: new.name,
+            manufacturer: new.manufacturer,
+            support_end: new.support_end,
+            created_at: truncate_to_second(now),
+        };
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO products (id, name, manufacturer, support_end, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(product.id.to_string())
+        .bind(&product.name)
+        .bind(&product.manufacturer)
+        .bind(rows::format_date(product.support_end))
+        .bind(product.created_at.unix_timestamp())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_to_conflict(e, || format!("a product named `{}` from `{}` already exists", product.name, product.manufacturer)))?;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    pub async fn get_product(&self, id: ProductId) -> Result<Product, StoreError> {
+        let row = sqlx::query("SELECT id, name, manufacturer, support_end, created_at FROM products WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { kind: "product", id: id.to_string() })?;
+        product_from_row(&row)
+    }
+
+    pub async fn list_products(&self) -> Result<Vec<Product>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, manufacturer, support_end, created_at FROM products ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(product_from_row).collect()
+    }
+
+    // ---- devices -------------------------------------------------------------------------
+
+    pub async fn create_device(&self, new: NewDevice, now: OffsetDateTime) -> Result<Device, StoreError> {
+        let now = truncate_to_second(now);
+        let device = Device {
+            id: DeviceId::generate(),
+            product_id: new.product_id,
+            serial_number: new.serial_number,
+            hardware_id: new.hardware_id,
+            owner: new.owner,
+            site: new.site,
+            tags: new.tags,
+            firmware_version: new.firmware_version,
+            state: LifecycleState::Registered,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.begin_write().await?;
+        let product_exists = sqlx::query("SELECT 1 FROM products WHERE id = $1")
+            .bind(device.product_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !product_exists {
+            return Err(StoreError::NotFound { kind: "product", id: device.product_id.to_string() });
+        }
+        sqlx::query(
+            "INSERT INTO devices (id, product_id, serial_number, hardware_id, owner, site, firmware_version, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(device.id.to_string())
+        .bind(device.product_id.to_string())
+        .bind(&device.serial_number)
+        .bind(device.hardware_id.clone())
+        .bind(device.owner.clone())
+        .bind(device.site.clone())
+        .bind(device.firmware_version.clone())
+        .bind(device.state.as_str())
+        .bind(now.unix_timestamp())
+        .bind(now.unix_timestamp())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            unique_to_conflict(e, || {
+                "a device with this serial number (for this product) or hardware id already exists".to_owned()
+            })
+        })?;
+        for tag in &device.tags {
+            sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)")
+                .bind(device.id.to_string())
+                .bind(tag.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    pub async fn get_device(&self, id: DeviceId) -> Result<Device, StoreError> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS}, (SELECT {} FROM device_tags t WHERE t.device_id = d.id) AS tags FROM devices d WHERE d.id = $1",
+            self.tags_aggregate()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { kind: "device", id: id.to_string() })?;
+        device_from_row(&row)
+    }
+
+    /// Devices matching `filter`, ordered by id (creation time), at most `filter.limit`.
+    pub async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<Device>, StoreError> {
+        let mut sql = format!(
+            "SELECT {DEVICE_COLUMNS}, (SELECT {} FROM device_tags t WHERE t.device_id = d.id) AS tags FROM devices d WHERE 1 = 1",
+            self.tags_aggregate()
+        );
+        // Placeholders are numbered in the order they are bound ($1, $2, ...).
+        let mut binds: Vec<String> = Vec::new();
+        let mut push = |clause: &str, value: String, sql: &mut String| {
+            binds.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(state) = filter.state {
+            push(" AND d.state = ?", state.as_str().to_owned(), &mut sql);
+        }
+        if let Some(product) = filter.product {
+            push(" AND d.product_id = ?", product.to_string(), &mut sql);
+        }
+        if let Some(tag) = &filter.tag {
+            push(
+                " AND EXISTS (SELECT 1 FROM device_tags t2 WHERE t2.device_id = d.id AND t2.tag = ?)",
+                tag.as_str().to_owned(),
+                &mut sql,
+            );
+        }
+        if let Some(after) = filter.after {
+            push(" AND d.id > ?", after.to_string(), &mut sql);
+        }
+        let limit = i64::from(filter.limit.clamp(1, MAX_PAGE));
+        sql.push_str(&format!(" ORDER BY d.id LIMIT {limit}"));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// Apply a lifecycle event to a device, refusing it if the state machine does.
+    pub async fn transition_device(
+        &self,
+        id: DeviceId,
+        event: LifecycleEvent,
+        now: OffsetDateTime,
+    ) -> Result<Device, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current = self.locked_state(&mut tx, id).await?;
+        let next = current.apply(event)?;
+        sqlx::query("UPDATE devices SET state = $1, updated_at = $2 WHERE id = $3")
+            .bind(next.as_str())
+            .bind(now.unix_timestamp())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.get_device(id).await
+    }
+
+    async fn locked_state(&self, tx: &mut Transaction<'static, Any>, id: DeviceId) -> Result<LifecycleState, StoreError> {
+        let row = sqlx::query(self.device_for_update())
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { kind: "device", id: id.to_string() })?;
+        let state: String = row.try_get("state")?;
+        LifecycleState::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    // ---- certificates --------------------------------------------------------------------
+
+    /// Issue a certificate to `device` atomically: inside one transaction, check that the device
+    /// may receive an identity and that the key is not bound to another device, call `sign`, then
+    /// record the certificate, bind the key and advance the lifecycle. If anything fails nothing
+    /// is recorded, and the signed certificate (if any) is dropped without being handed out.
+    pub async fn issue_certificate<E>(
+        &self,
+        device: DeviceId,
+        spki_sha256: &Fingerprint,
+        now: OffsetDateTime,
+        sign: impl FnOnce() -> Result<NewCertificate, E>,
+    ) -> Result<CertificateRecord, IssueError<E>> {
+        let mut tx = self.begin_write().await?;
+        let state = self.locked_state(&mut tx, device).await?;
+        let next = state.apply(LifecycleEvent::IdentityIssued).map_err(StoreError::from)?;
+
+        let bound_to = sqlx::query("SELECT device_id FROM device_keys WHERE spki_sha256 = $1")
+            .bind(spki_sha256.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        match bound_to {
+            Some(row) => {
+                let owner: String = row.try_get("device_id").map_err(StoreError::from)?;
+                let owner = DeviceId::from_str(&owner).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if owner != device {
+                    return Err(StoreError::KeyBound(owner).into());
+                }
+            }
+            None => {
+                sqlx::query("INSERT INTO device_keys (spki_sha256, device_id, bound_at) VALUES ($1, $2, $3)")
+                    .bind(spki_sha256.as_str())
+                    .bind(device.to_string())
+                    .bind(now.unix_timestamp())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| unique_to_conflict(e, || "public key was bound to another device concurrently".into()))?;
+            }
+        }
+
+        let new = sign().map_err(IssueError::Sign)?;
+        if new.spki_sha256 != *spki_sha256 {
+            return Err(StoreError::Corrupt("signed certificate certifies a different key than checked".into()).into());
+        }
+        let record = CertificateRecord {
+            serial: new.serial,
+            device_id: device,
+            profile: new.profile,
+            not_before: truncate_to_second(new.not_before),
+            not_after: truncate_to_second(new.not_after),
+            sha256: new.sha256,
+            spki_sha256: new.spki_sha256,
+            status: CertificateStatus::Active,
+            issued_at: truncate_to_second(now),
+            der: new.der,
+        };
+        sqlx::query(
+            "INSERT INTO certificates (serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(record.serial.as_str())
+        .bind(device.to_string())
+        .bind(&record.profile)
+        .bind(record.not_before.unix_timestamp())
+        .bind(record.not_after.unix_timestamp())
+        .bind(record.sha256.as_str())
+        .bind(record.spki_sha256.as_str())
+        .bind(record.status.as_str())
+        .bind(record.der.clone())
+        .bind(record.issued_at.unix_timestamp())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_to_conflict(e, || "certificate serial collision".into()))?;
+
+        if next != state {
+            sqlx::query("UPDATE devices SET state = $1, updated_at = $2 WHERE id = $3")
+                .bind(next.as_str())
+                .bind(now.unix_timestamp())
+                .bind(device.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(record)
+    }
+
+    pub async fn get_certificate(&self, serial: &Serial) -> Result<CertificateRecord, StoreError> {
+        let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(serial.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { kind: "certificate", id: serial.to_string() })?;
+        certificate_from_row(&row)
+    }
+
+    /// Certificates, newest first, optionally for one device.
+    pub async fn list_certificates(&self, device: Option<DeviceId>, limit: u32) -> Result<Vec<CertificateRecord>, StoreError> {
+        let limit = i64::from(limit.clamp(1, MAX_PAGE));
+        let rows = match device {
+            Some(d) => {
+                let sql = format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates WHERE device_id = $1 ORDER BY issued_at DESC, serial LIMIT {limit}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(d.to_string()).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!("SELECT {CERT_COLUMNS} FROM certificates ORDER BY issued_at DESC, serial LIMIT {limit}");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    // ---- API tokens ----------------------------------------------------------------------
+
+    /// Store a token by the SHA-256 of its secret. Returns the token id.
+    pub async fn insert_api_token(
+        &self,
+        name: &str,
+        role: &str,
+        token_hash: &Fingerprint,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(role)
+        .bind(token_hash.as_str())
+        .bind(now.unix_timestamp())
+        .bind(expires_at.map(|t| t.unix_timestamp()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Revoke every live token called `name` and store a new one, atomically.
+    pub async fn replace_api_token(&self, name: &str, role: &str, token_hash: &Fingerprint, now: OffsetDateTime) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+            .bind(now.unix_timestamp())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(role)
+        .bind(token_hash.as_str())
+        .bind(now.unix_timestamp())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn live_token_exists(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM api_tokens WHERE name = $1 AND revoked_at IS NULL")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// The token whose secret hashes to `token_hash`, if any (revoked or expired ones included:
+    /// the caller decides and reports why it refuses).
+    pub async fn find_api_token(&self, token_hash: &Fingerprint) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, name, role, token_hash, expires_at, revoked_at FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::token_from_row(&r)).transpose()
+    }
+}
+
+fn truncate_to_second(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+fn unique_to_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+            StoreError::Conflict(message())
+        }
+        _ => StoreError::Database(e),
+    }
+}

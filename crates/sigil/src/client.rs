@@ -1,0 +1,67 @@
+//! A small HTTPS client for the Sigil API, trusting only Sigil's own CA.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use crate::cli::ClientArgs;
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl ApiClient {
+    pub fn from_args(args: &ClientArgs) -> Result<Self> {
+        let base = args.server.clone().unwrap_or_else(|| "https://127.0.0.1:8443".to_owned());
+        let base = base.trim_end_matches('/').to_owned();
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = args.data_dir.join("admin.token");
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("no API token: pass --token, set SIGIL_TOKEN, or point --data-dir at a directory with admin.token ({})", path.display()))?
+                    .trim()
+                    .to_owned()
+            }
+        };
+        let ca_path = args.ca_file.clone().unwrap_or_else(|| args.data_dir.join("ca/root.crt"));
+        let ca_pem = std::fs::read(&ca_path)
+            .with_context(|| format!("no CA file to trust the server with: pass --ca-file or set SIGIL_CA_FILE ({})", ca_path.display()))?;
+        let ca = reqwest::Certificate::from_pem(&ca_pem).with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
+        let http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .context("building the HTTPS client")?;
+        Ok(Self { http, base, token })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Sigil API at {}", self.base))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        match body.get("detail").and_then(Value::as_str) {
+            Some(detail) => {
+                let code = body.get("code").and_then(Value::as_str).unwrap_or("error");
+                bail!("{detail} ({code}, HTTP {})", status.as_u16())
+            }
+            None => Err(anyhow!("the server answered HTTP {}", status.as_u16())),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! What each subcommand does.
+
+use anyhow::{Context, Result};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+
+use sigil_ca::{CaNames, KeyAlgorithm};
+use sigil_server::{DataDir, PassphraseSource, ServerConfig};
+
+use crate::cli::{CertCommand, ClientArgs, Cli, Command, DeviceCommand, InitArgs, ProductCommand, ServeArgs};
+use crate::client::ApiClient;
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init(args) => init(args),
+        Command::Serve(args) => serve(args).await,
+        Command::Product(cmd) => product(cmd).await,
+        Command::Device(cmd) => device(cmd).await,
+        Command::Cert(cmd) => cert(cmd).await,
+    }
+}
+
+fn init(args: InitArgs) -> Result<()> {
+    let algorithm: KeyAlgorithm = args.algorithm.parse()?;
+    let dir = DataDir::new(&args.data_dir);
+    let names = CaNames {
+        organization: args.organization.clone(),
+        root_common_name: format!("{} Root CA", args.organization),
+        issuing_common_name: format!("{} Issuing CA", args.organization),
+    };
+    let source = dir.initialise(algorithm, &names, time::OffsetDateTime::now_utc())?;
+    println!("Created {algorithm} CA hierarchy in {}", dir.root().display());
+    println!("  root CA:    {}", dir.root_cert_path().display());
+    println!("  issuing CA: {}", dir.issuing_cert_path().display());
+    if source == PassphraseSource::File {
+        eprintln!("WARNING: SIGIL_CA_PASSPHRASE was not set; the CA key passphrase was generated into {}/ca-passphrase.", dir.root().display());
+        eprintln!("WARNING: this is a development setting. In production set SIGIL_CA_PASSPHRASE from a secret store.");
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = ServerConfig::new(&args.data_dir);
+    config.database_url = args.database_url;
+    config.listen = args.listen;
+    config.pki_listen = args.pki_listen;
+    config.pki_base_url = args.pki_base_url;
+    config.tls_names = args.tls_names;
+    config.trust_domain = args.trust_domain;
+    config.algorithm = args.algorithm.parse()?;
+    let handle = sigil_server::start(config, sigil_server::system_clock()).await?;
+    if handle.new_admin_token.is_some() {
+        eprintln!("Admin API token written to {}/admin.token (mode 0600).", args.data_dir.display());
+    }
+    eprintln!("API:  https://{}/api/v1   (CA: {}/ca/root.crt)", handle.api_addr, args.data_dir.display());
+    eprintln!("PKI:  http://{}/ca/root.crt", handle.pki_addr);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("shutting down");
+            handle.shutdown().await;
+        }
+        _ = terminate() => {
+            eprintln!("shutting down");
+            handle.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+async fn product(cmd: ProductCommand) -> Result<()> {
+    match cmd {
+        ProductCommand::Create { name, manufacturer, support_end, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let p = api.post("/api/v1/products", &json!({"name": name, "manufacturer": manufacturer, "support_end": support_end})).await?;
+            print(&client, &p, &[("id", "ID"), ("name", "NAME"), ("manufacturer", "MANUFACTURER"), ("support_end", "SUPPORT END")], false)
+        }
+        ProductCommand::List { client } => {
+            let api = ApiClient::from_args(&client)?;
+            let list = api.get("/api/v1/products").await?;
+            print(&client, &list, &[("id", "ID"), ("name", "NAME"), ("manufacturer", "MANUFACTURER"), ("support_end", "SUPPORT END")], true)
+        }
+    }
+}
+
+const DEVICE_COLUMNS: &[(&str, &str)] = &[
+    ("id", "ID"),
+    ("serial_number", "SERIAL"),
+    ("state", "STATE"),
+    ("product_id", "PRODUCT"),
+    ("site", "SITE"),
+    ("tags", "TAGS"),
+];
+
+async fn device(cmd: DeviceCommand) -> Result<()> {
+    match cmd {
+        DeviceCommand::Create { product, serial_number, hardware_id, owner, site, tags, firmware_version, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let body = json!({
+                "product_id": product, "serial_number": serial_number, "hardware_id": hardware_id,
+                "owner": owner, "site": site, "tags": tags, "firmware_version": firmware_version,
+            });
+            let d = api.post("/api/v1/devices", &body).await?;
+            print(&client, &d, DEVICE_COLUMNS, false)
+        }
+        DeviceCommand::List { state, product, tag, limit, after, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let mut query = vec![format!("limit={limit}")];
+            for (k, v) in [("state", state), ("product", product), ("tag", tag), ("after", after)] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", urlencode(&v)));
+                }
+            }
+            let list = api.get(&format!("/api/v1/devices?{}", query.join("&"))).await?;
+            print(&client, &list, DEVICE_COLUMNS, true)?;
+            if !client.json {
+                if let Some(next) = list.get("next_cursor").and_then(Value::as_str) {
+                    eprintln!("more: --after {next}");
+                }
+            }
+            Ok(())
+        }
+        DeviceCommand::Show { id, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let d = api.get(&format!("/api/v1/devices/{}", urlencode(&id))).await?;
+            print_record(&client, &d)
+        }
+        DeviceCommand::Activate { id, client } => transition(&id, "activate", &client).await,
+        DeviceCommand::Suspend { id, client } => transition(&id, "suspend", &client).await,
+        DeviceCommand::Resume { id, client } => transition(&id, "resume", &client).await,
+        DeviceCommand::Retire { id, client } => transition(&id, "retire", &client).await,
+    }
+}
+
+async fn transition(id: &str, action: &str, client: &ClientArgs) -> Result<()> {
+    let api = ApiClient::from_args(client)?;
+    let d = api.post(&format!("/api/v1/devices/{}/{action}", urlencode(id)), &json!({})).await?;
+    print(client, &d, DEVICE_COLUMNS, false)
+}
+
+const CERT_COLUMNS: &[(&str, &str)] = &[
+    ("serial", "SERIAL"),
+    ("device_id", "DEVICE"),
+    ("status", "STATUS"),
+    ("profile", "PROFILE"),
+    ("not_after", "NOT AFTER"),
+];
+
+async fn cert(cmd: CertCommand) -> Result<()> {
+    match cmd {
+        CertCommand::Issue { device, csr, profile, out, chain_out, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let csr_pem = std::fs::read_to_string(&csr).with_context(|| format!("reading CSR {}", csr.display()))?;
+            let mut body = json!({ "csr": csr_pem });
+            if let Some(p) = profile {
+                body["profile"] = json!(p);
+            }
+            let issued = api.post(&format!("/api/v1/devices/{}/certificates", urlencode(&device)), &body).await?;
+            let cert = issued.get("certificate").and_then(Value::as_str).unwrap_or_default();
+            let chain = issued.get("chain").and_then(Value::as_str).unwrap_or_default();
+            if let Some(path) = &chain_out {
+                std::fs::write(path, chain).with_context(|| format!("writing {}", path.display()))?;
+            }
+            match &out {
+                Some(path) => {
+                    std::fs::write(path, cert).with_context(|| format!("writing {}", path.display()))?;
+                    if client.json {
+                        println!("{}", serde_json::to_string_pretty(&issued)?);
+                    } else {
+                        let serial = issued.get("serial").and_then(Value::as_str).unwrap_or_default();
+                        println!("issued certificate {serial} -> {}", path.display());
+                    }
+                }
+                None if client.json => println!("{}", serde_json::to_string_pretty(&issued)?),
+                None => print!("{cert}"),
+            }
+            Ok(())
+        }
+        CertCommand::List { device, limit, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let mut path = format!("/api/v1/certificates?limit={limit}");
+            if let Some(d) = device {
+                path.push_str(&format!("&device={}", urlencode(&d)));
+            }
+            let list = api.get(&path).await?;
+            print(&client, &list, CERT_COLUMNS, true)
+        }
+        CertCommand::Show { serial, pem, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let c = api.get(&format!("/api/v1/certificates/{}", urlencode(&serial))).await?;
+            if pem {
+                print!("{}", c.get("certificate").and_then(Value::as_str).unwrap_or_default());
+                Ok(())
+            } else {
+                print_record(&client, &c)
+            }
+        }
+    }
+}
+
+/// Print an object or a list of objects (`{"items": [...]}`) as a table, or as JSON.
+fn print(client: &ClientArgs, value: &Value, columns: &[(&str, &str)], is_list: bool) -> Result<()> {
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        return Ok(());
+    }
+    let rows: Vec<&Value> = if is_list {
+        value.get("items").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+    } else {
+        vec![value]
+    };
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(columns.iter().map(|(_, h)| *h));
+    for row in rows {
+        table.add_row(columns.iter().map(|(k, _)| cell(row.get(*k))));
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn print_record(client: &ClientArgs, value: &Value) -> Result<()> {
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    if let Some(obj) = value.as_object() {
+        for (k, v) in obj {
+            if k == "certificate" {
+                continue;
+            }
+            table.add_row(vec![k.clone(), cell(Some(v))]);
+        }
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Percent-encode a path or query component (RFC 3986 unreserved characters pass through).
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

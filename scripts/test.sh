@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test: unit, property and integration tests, on SQLite and on PostgreSQL.
+#
+# PostgreSQL: uses SIGIL_TEST_POSTGRES_URL if set (each test creates and drops its own database
+# next to the one named there); otherwise creates a fresh database on 127.0.0.1:5432 if a server
+# answers there. Without PostgreSQL the PostgreSQL variants are skipped locally and fail in CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${SIGIL_TEST_POSTGRES_URL:-}" ]; then
+  if command -v psql >/dev/null 2>&1 && psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+    db="sigil_test_$(date +%s)_$$"
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
+    trap 'psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true' EXIT
+    export SIGIL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/$db"
+  else
+    echo "note: no PostgreSQL on 127.0.0.1:5432 and SIGIL_TEST_POSTGRES_URL unset: PostgreSQL variants will be skipped" >&2
+  fi
+fi
+
+for tool in openssl curl; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "error: the interop tests need '$tool' on PATH" >&2; exit 1; }
+done
+
+cargo test --workspace --locked
