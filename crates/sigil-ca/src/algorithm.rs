@@ -17,7 +17,12 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
-    pub const ALL: [KeyAlgorithm; 4] = [Self::EcdsaP256, Self::EcdsaP384, Self::Ed25519, Self::Rsa3072];
+    pub const ALL: [KeyAlgorithm; 4] = [
+        Self::EcdsaP256,
+        Self::EcdsaP384,
+        Self::Ed25519,
+        Self::Rsa3072,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,7 +45,9 @@ impl KeyAlgorithm {
     /// A fresh key pair from the operating system's CSPRNG (through aws-lc-rs).
     pub fn generate(self) -> Result<KeyPair, CaError> {
         let key = match self {
-            Self::Rsa3072 => KeyPair::generate_rsa_for(self.signature_algorithm(), RsaKeySize::_3072)?,
+            Self::Rsa3072 => {
+                KeyPair::generate_rsa_for(self.signature_algorithm(), RsaKeySize::_3072)?
+            }
             other => KeyPair::generate_for(other.signature_algorithm())?,
         };
         Ok(key)
@@ -49,7 +56,9 @@ impl KeyAlgorithm {
     /// The algorithm of an existing key, if it is one Sigil uses.
     pub(crate) fn of_key(key: &KeyPair) -> Option<Self> {
         let alg = key.algorithm();
-        Self::ALL.into_iter().find(|a| a.signature_algorithm() == alg)
+        Self::ALL
+            .into_iter()
+            .find(|a| a.signature_algorithm() == alg)
     }
 }
 

@@ -62,8 +62,14 @@ impl ValidatedCsr {
             return Err(CaError::CsrTooLarge(text.len()));
         }
         let block = pem::parse(text).map_err(|e| CaError::CsrPem(e.to_string()))?;
-        if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
-            return Err(CaError::CsrPem(format!("expected a CERTIFICATE REQUEST block, found {}", block.tag())));
+        if !matches!(
+            block.tag(),
+            "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST"
+        ) {
+            return Err(CaError::CsrPem(format!(
+                "expected a CERTIFICATE REQUEST block, found {}",
+                block.tag()
+            )));
         }
         Self::from_der(block.contents())
     }
@@ -72,9 +78,13 @@ impl ValidatedCsr {
         if der.len() > MAX_CSR_DER_LEN {
             return Err(CaError::CsrTooLarge(der.len()));
         }
-        let (rest, csr) = X509CertificationRequest::from_der(der).map_err(|e| CaError::CsrDer(e.to_string()))?;
+        let (rest, csr) =
+            X509CertificationRequest::from_der(der).map_err(|e| CaError::CsrDer(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(CaError::CsrDer(format!("{} trailing bytes after the request", rest.len())));
+            return Err(CaError::CsrDer(format!(
+                "{} trailing bytes after the request",
+                rest.len()
+            )));
         }
         let info = &csr.certification_request_info;
         let spki = &info.subject_pki;
@@ -134,25 +144,36 @@ fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<CsrKey, CaError> {
         OID_RSA_ENCRYPTION => {
             let bits = rsa_modulus_bits(spki)?;
             if bits < MIN_RSA_BITS {
-                Err(CaError::WeakKey(format!("RSA-{bits} is below the minimum of {MIN_RSA_BITS} bits")))
+                Err(CaError::WeakKey(format!(
+                    "RSA-{bits} is below the minimum of {MIN_RSA_BITS} bits"
+                )))
             } else if bits > MAX_RSA_BITS {
-                Err(CaError::UnsupportedKey(format!("RSA-{bits} exceeds the maximum of {MAX_RSA_BITS} bits")))
+                Err(CaError::UnsupportedKey(format!(
+                    "RSA-{bits} exceeds the maximum of {MAX_RSA_BITS} bits"
+                )))
             } else {
                 Ok(CsrKey::Rsa { bits })
             }
         }
-        other => Err(CaError::UnsupportedKey(format!("public key algorithm {other}"))),
+        other => Err(CaError::UnsupportedKey(format!(
+            "public key algorithm {other}"
+        ))),
     }
 }
 
 fn rsa_modulus_bits(spki: &SubjectPublicKeyInfo<'_>) -> Result<usize, CaError> {
-    let parsed = spki.parsed().map_err(|e| CaError::UnsupportedKey(format!("malformed RSA key: {e}")))?;
+    let parsed = spki
+        .parsed()
+        .map_err(|e| CaError::UnsupportedKey(format!("malformed RSA key: {e}")))?;
     let x509_parser::public_key::PublicKey::RSA(rsa) = parsed else {
         return Err(CaError::UnsupportedKey("malformed RSA key".into()));
     };
     // Count significant bits ourselves: the DER INTEGER may carry a leading zero byte.
     let modulus = rsa.modulus;
-    let first = modulus.iter().position(|b| *b != 0).unwrap_or(modulus.len());
+    let first = modulus
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(modulus.len());
     let significant = &modulus[first..];
     Ok(match significant.first() {
         None => 0,
@@ -160,7 +181,10 @@ fn rsa_modulus_bits(spki: &SubjectPublicKeyInfo<'_>) -> Result<usize, CaError> {
     })
 }
 
-fn verification_algorithm(sig_oid: &str, key: CsrKey) -> Result<&'static dyn VerificationAlgorithm, CaError> {
+fn verification_algorithm(
+    sig_oid: &str,
+    key: CsrKey,
+) -> Result<&'static dyn VerificationAlgorithm, CaError> {
     use CsrKey as K;
     let alg: &'static dyn VerificationAlgorithm = match (sig_oid, key) {
         ("1.2.840.10045.4.3.2", K::EcdsaP256) => &signature::ECDSA_P256_SHA256_ASN1,
@@ -175,7 +199,9 @@ fn verification_algorithm(sig_oid: &str, key: CsrKey) -> Result<&'static dyn Ver
         ("1.2.840.113549.1.1.13", K::Rsa { .. }) => &signature::RSA_PKCS1_2048_8192_SHA512,
         (oid, key) => {
             let name = match oid {
-                "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption (SHA-1 is not accepted)".to_owned(),
+                "1.2.840.113549.1.1.5" => {
+                    "sha1WithRSAEncryption (SHA-1 is not accepted)".to_owned()
+                }
                 "1.2.840.10045.4.1" => "ecdsa-with-SHA1 (SHA-1 is not accepted)".to_owned(),
                 other => format!("{other} for a {key} key"),
             };
@@ -192,8 +218,13 @@ mod tests {
     use rcgen::{CertificateParams, KeyPair, PublicKeyData};
 
     fn csr_for(key: &KeyPair) -> Vec<u8> {
-        let params = CertificateParams::new(vec!["ignored.example".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
-        params.serialize_request(key).unwrap_or_else(|e| panic!("{e}")).der().to_vec()
+        let params = CertificateParams::new(vec!["ignored.example".to_owned()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        params
+            .serialize_request(key)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .der()
+            .to_vec()
     }
 
     fn p256() -> KeyPair {
@@ -212,7 +243,8 @@ mod tests {
             assert_eq!(csr.key(), expected);
             assert_eq!(csr.spki_der(), key.subject_public_key_info());
         }
-        let rsa = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap_or_else(|e| panic!("{e}"));
+        let rsa = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+            .unwrap_or_else(|e| panic!("{e}"));
         let csr = ValidatedCsr::from_der(&csr_for(&rsa)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(csr.key(), CsrKey::Rsa { bits: 2048 });
     }
@@ -222,7 +254,10 @@ mod tests {
         let mut der = csr_for(&p256());
         let last = der.len() - 1;
         der[last] ^= 0x01;
-        assert!(matches!(ValidatedCsr::from_der(&der), Err(CaError::CsrBadSignature)));
+        assert!(matches!(
+            ValidatedCsr::from_der(&der),
+            Err(CaError::CsrBadSignature)
+        ));
     }
 
     #[test]
@@ -233,26 +268,44 @@ mod tests {
         let der = csr_for(&b);
         let spki_a = a.subject_public_key_info();
         let spki_b = b.subject_public_key_info();
-        let pos = der.windows(spki_b.len()).position(|w| w == spki_b.as_slice()).unwrap_or_else(|| panic!("spki not found"));
+        let pos = der
+            .windows(spki_b.len())
+            .position(|w| w == spki_b.as_slice())
+            .unwrap_or_else(|| panic!("spki not found"));
         let mut forged = der.clone();
         forged[pos..pos + spki_a.len()].copy_from_slice(&spki_a);
-        assert!(matches!(ValidatedCsr::from_der(&forged), Err(CaError::CsrBadSignature)));
+        assert!(matches!(
+            ValidatedCsr::from_der(&forged),
+            Err(CaError::CsrBadSignature)
+        ));
     }
 
     #[test]
     fn rejects_trailing_garbage_and_wrong_pem_label() {
         let mut der = csr_for(&p256());
         der.push(0);
-        assert!(matches!(ValidatedCsr::from_der(&der), Err(CaError::CsrDer(_))));
+        assert!(matches!(
+            ValidatedCsr::from_der(&der),
+            Err(CaError::CsrDer(_))
+        ));
         let key = p256();
-        assert!(matches!(ValidatedCsr::from_pem(&key.public_key_pem()), Err(CaError::CsrPem(_))));
-        assert!(matches!(ValidatedCsr::from_pem("not pem at all"), Err(CaError::CsrPem(_))));
+        assert!(matches!(
+            ValidatedCsr::from_pem(&key.public_key_pem()),
+            Err(CaError::CsrPem(_))
+        ));
+        assert!(matches!(
+            ValidatedCsr::from_pem("not pem at all"),
+            Err(CaError::CsrPem(_))
+        ));
     }
 
     #[test]
     fn rejects_oversized_input() {
         let big = vec![0x30u8; MAX_CSR_DER_LEN + 1];
-        assert!(matches!(ValidatedCsr::from_der(&big), Err(CaError::CsrTooLarge(_))));
+        assert!(matches!(
+            ValidatedCsr::from_der(&big),
+            Err(CaError::CsrTooLarge(_))
+        ));
     }
 
     proptest! {

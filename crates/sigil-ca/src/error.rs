@@ -13,7 +13,9 @@ pub enum CaError {
     CsrTooLarge(usize),
     #[error("CSR signature does not verify: proof of possession failed")]
     CsrBadSignature,
-    #[error("CSR signature algorithm {0} is not accepted (use ECDSA with SHA-256/384/512, Ed25519, or RSA PKCS#1 v1.5 with SHA-256/384/512)")]
+    #[error(
+        "CSR signature algorithm {0} is not accepted (use ECDSA with SHA-256/384/512, Ed25519, or RSA PKCS#1 v1.5 with SHA-256/384/512)"
+    )]
     CsrSignatureAlgorithm(String),
     #[error("key is too weak: {0}")]
     WeakKey(String),

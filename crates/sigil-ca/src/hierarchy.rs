@@ -49,14 +49,30 @@ pub struct GeneratedHierarchy {
 pub struct CaHierarchy;
 
 impl CaHierarchy {
-    pub fn generate(algorithm: KeyAlgorithm, names: &CaNames, now: OffsetDateTime) -> Result<GeneratedHierarchy, CaError> {
+    pub fn generate(
+        algorithm: KeyAlgorithm,
+        names: &CaNames,
+        now: OffsetDateTime,
+    ) -> Result<GeneratedHierarchy, CaError> {
         let root_key = algorithm.generate()?;
-        let mut root = ca_params(&names.organization, &names.root_common_name, 1, now, ROOT_VALIDITY)?;
+        let mut root = ca_params(
+            &names.organization,
+            &names.root_common_name,
+            1,
+            now,
+            ROOT_VALIDITY,
+        )?;
         root.use_authority_key_identifier_extension = false;
         let root_cert = root.self_signed(&root_key)?;
 
         let issuing_key = algorithm.generate()?;
-        let mut issuing = ca_params(&names.organization, &names.issuing_common_name, 0, now, ISSUING_VALIDITY)?;
+        let mut issuing = ca_params(
+            &names.organization,
+            &names.issuing_common_name,
+            0,
+            now,
+            ISSUING_VALIDITY,
+        )?;
         issuing.use_authority_key_identifier_extension = true;
         let root_issuer = Issuer::from_params(&root, &root_key);
         let issuing_cert = issuing.signed_by(&issuing_key, &root_issuer)?;
@@ -71,14 +87,24 @@ impl CaHierarchy {
     }
 }
 
-fn ca_params(org: &str, cn: &str, path_len: u8, now: OffsetDateTime, validity: Duration) -> Result<CertificateParams, CaError> {
+fn ca_params(
+    org: &str,
+    cn: &str,
+    path_len: u8,
+    now: OffsetDateTime,
+    validity: Duration,
+) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, org);
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.serial_number = Some(random_serial()?);
     params.not_before = now - BACKDATE;
     params.not_after = now + validity;
@@ -99,20 +125,29 @@ pub struct IssuingCa {
 impl IssuingCa {
     /// Load from the PEM certificates and the (already decrypted) issuing key. Refuses a key that
     /// does not belong to the certificate, and a certificate that does not chain to the root.
-    pub fn load(issuing_cert_pem: &str, issuing_key: KeyPair, root_cert_pem: &str) -> Result<Self, CaError> {
+    pub fn load(
+        issuing_cert_pem: &str,
+        issuing_key: KeyPair,
+        root_cert_pem: &str,
+    ) -> Result<Self, CaError> {
         let issuing_der = cert_der(issuing_cert_pem)?;
         let root_der = cert_der(root_cert_pem)?;
-        let (_, issuing) = X509Certificate::from_der(&issuing_der).map_err(|e| CaError::CaCertificate(e.to_string()))?;
-        let (_, root) = X509Certificate::from_der(&root_der).map_err(|e| CaError::CaCertificate(e.to_string()))?;
+        let (_, issuing) = X509Certificate::from_der(&issuing_der)
+            .map_err(|e| CaError::CaCertificate(e.to_string()))?;
+        let (_, root) = X509Certificate::from_der(&root_der)
+            .map_err(|e| CaError::CaCertificate(e.to_string()))?;
         if issuing.public_key().raw != issuing_key.subject_public_key_info().as_slice() {
             return Err(CaError::KeyMismatch);
         }
         if issuing.issuer() != root.subject() {
-            return Err(CaError::CaCertificate("issuing CA was not issued by this root".into()));
+            return Err(CaError::CaCertificate(
+                "issuing CA was not issued by this root".into(),
+            ));
         }
         let not_after = issuing.validity().not_after.to_datetime();
-        let algorithm = KeyAlgorithm::of_key(&issuing_key)
-            .ok_or_else(|| CaError::KeyFormat("issuing key algorithm is not one Sigil supports".into()))?;
+        let algorithm = KeyAlgorithm::of_key(&issuing_key).ok_or_else(|| {
+            CaError::KeyFormat("issuing key algorithm is not one Sigil supports".into())
+        })?;
         let issuer = Issuer::from_ca_cert_der(&issuing_der.clone().into(), issuing_key)?;
         Ok(Self {
             issuer,
@@ -152,7 +187,10 @@ impl IssuingCa {
 fn cert_der(text: &str) -> Result<Vec<u8>, CaError> {
     let block = pem::parse(text).map_err(|e| CaError::CaCertificate(e.to_string()))?;
     if block.tag() != "CERTIFICATE" {
-        return Err(CaError::CaCertificate(format!("expected CERTIFICATE, found {}", block.tag())));
+        return Err(CaError::CaCertificate(format!(
+            "expected CERTIFICATE, found {}",
+            block.tag()
+        )));
     }
     Ok(block.into_contents())
 }
@@ -176,43 +214,72 @@ mod tests {
     #[test]
     fn hierarchy_has_ca_extensions_for_every_algorithm() {
         for alg in KeyAlgorithm::ALL {
-            let h = CaHierarchy::generate(alg, &CaNames::default(), now()).unwrap_or_else(|e| panic!("{e}"));
+            let h = CaHierarchy::generate(alg, &CaNames::default(), now())
+                .unwrap_or_else(|e| panic!("{e}"));
             let root_der = cert_der(&h.root_cert_pem).unwrap_or_else(|e| panic!("{e}"));
             let issuing_der = cert_der(&h.issuing_cert_pem).unwrap_or_else(|e| panic!("{e}"));
             let (_, root) = X509Certificate::from_der(&root_der).unwrap_or_else(|e| panic!("{e}"));
-            let (_, issuing) = X509Certificate::from_der(&issuing_der).unwrap_or_else(|e| panic!("{e}"));
+            let (_, issuing) =
+                X509Certificate::from_der(&issuing_der).unwrap_or_else(|e| panic!("{e}"));
 
             for (cert, path_len) in [(&root, 1), (&issuing, 0)] {
-                let bc = cert.basic_constraints().ok().flatten().unwrap_or_else(|| panic!("{alg}: no basicConstraints"));
+                let bc = cert
+                    .basic_constraints()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| panic!("{alg}: no basicConstraints"));
                 assert!(bc.critical, "{alg}: basicConstraints must be critical");
                 assert!(bc.value.ca);
                 assert_eq!(bc.value.path_len_constraint, Some(path_len));
-                let ku = cert.key_usage().ok().flatten().unwrap_or_else(|| panic!("{alg}: no keyUsage"));
+                let ku = cert
+                    .key_usage()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| panic!("{alg}: no keyUsage"));
                 assert!(ku.value.key_cert_sign() && ku.value.crl_sign());
-                assert!(cert.extensions().iter().any(|e| matches!(e.parsed_extension(), ParsedExtension::SubjectKeyIdentifier(_))));
+                assert!(cert.extensions().iter().any(|e| matches!(
+                    e.parsed_extension(),
+                    ParsedExtension::SubjectKeyIdentifier(_)
+                )));
                 assert_eq!(cert.raw_serial().len(), 20);
             }
             // AKI of the issuing CA names the root's SKI.
-            let ski = root.extensions().iter().find_map(|e| match e.parsed_extension() {
-                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-                _ => None,
-            });
-            let aki = issuing.extensions().iter().find_map(|e| match e.parsed_extension() {
-                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-                _ => None,
-            });
+            let ski = root
+                .extensions()
+                .iter()
+                .find_map(|e| match e.parsed_extension() {
+                    ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                    _ => None,
+                });
+            let aki = issuing
+                .extensions()
+                .iter()
+                .find_map(|e| match e.parsed_extension() {
+                    ParsedExtension::AuthorityKeyIdentifier(a) => {
+                        a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                    }
+                    _ => None,
+                });
             assert!(ski.is_some());
             assert_eq!(ski, aki, "{alg}");
-            assert!(issuing.verify_signature(Some(root.public_key())).is_ok(), "{alg}: issuing not signed by root");
+            assert!(
+                issuing.verify_signature(Some(root.public_key())).is_ok(),
+                "{alg}: issuing not signed by root"
+            );
 
-            let loaded = IssuingCa::load(&h.issuing_cert_pem, h.issuing_key, &h.root_cert_pem).unwrap_or_else(|e| panic!("{e}"));
+            let loaded = IssuingCa::load(&h.issuing_cert_pem, h.issuing_key, &h.root_cert_pem)
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(loaded.algorithm(), alg);
         }
     }
 
     #[test]
     fn load_refuses_a_key_that_is_not_the_issuing_key() {
-        let h = CaHierarchy::generate(KeyAlgorithm::EcdsaP256, &CaNames::default(), now()).unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(IssuingCa::load(&h.issuing_cert_pem, h.root_key, &h.root_cert_pem), Err(CaError::KeyMismatch)));
+        let h = CaHierarchy::generate(KeyAlgorithm::EcdsaP256, &CaNames::default(), now())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            IssuingCa::load(&h.issuing_cert_pem, h.root_key, &h.root_cert_pem),
+            Err(CaError::KeyMismatch)
+        ));
     }
 }

@@ -41,9 +41,18 @@ pub const DEFAULT_PROFILE: &str = "device";
 /// The built-in profiles. Short-lived profiles are for fleets that rely on expiry rather than
 /// revocation checking.
 pub const PROFILES: &[Profile] = &[
-    Profile { name: "device", validity: Duration::days(365) },
-    Profile { name: "device-short", validity: Duration::hours(24) },
-    Profile { name: "device-ephemeral", validity: Duration::hours(1) },
+    Profile {
+        name: "device",
+        validity: Duration::days(365),
+    },
+    Profile {
+        name: "device-short",
+        validity: Duration::hours(24),
+    },
+    Profile {
+        name: "device-ephemeral",
+        validity: Duration::hours(1),
+    },
 ];
 
 impl Profile {
@@ -70,11 +79,17 @@ impl IdentityScheme {
         // SPIFFE trust domains: lowercase letters, digits, dots, dashes and underscores.
         let ok = !trust_domain.is_empty()
             && trust_domain.len() <= 255
-            && trust_domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            && trust_domain
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
         if ok {
-            Ok(Self::Spiffe { trust_domain: trust_domain.to_owned() })
+            Ok(Self::Spiffe {
+                trust_domain: trust_domain.to_owned(),
+            })
         } else {
-            Err(CaError::BadName(format!("`{trust_domain}` is not a valid SPIFFE trust domain")))
+            Err(CaError::BadName(format!(
+                "`{trust_domain}` is not a valid SPIFFE trust domain"
+            )))
         }
     }
 
@@ -99,11 +114,17 @@ impl PublicUrls {
         let ok = (base.starts_with("http://") || base.starts_with("https://"))
             && base.len() > "http://".len()
             && base.is_ascii()
-            && !base.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+            && !base
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
         if ok {
-            Ok(Self { base: base.to_owned() })
+            Ok(Self {
+                base: base.to_owned(),
+            })
         } else {
-            Err(CaError::BadName(format!("`{base}` is not an http(s) base URL")))
+            Err(CaError::BadName(format!(
+                "`{base}` is not an http(s) base URL"
+            )))
         }
     }
     pub fn base(&self) -> &str {
@@ -147,7 +168,8 @@ pub struct ServerCertificate {
 /// positive, first octet non-zero so the encoding is always exactly 20 octets and minimal.
 pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
     let mut bytes = [0u8; 20];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| CaError::Crypto("random number generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| CaError::Crypto("random number generator failed".into()))?;
     bytes[0] &= 0x7f;
     if bytes[0] == 0 {
         bytes[0] = 0x01;
@@ -186,7 +208,9 @@ impl IssuingCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
-        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![urls.crl()] }];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![urls.crl()],
+        }];
         params.custom_extensions = vec![aia_extension(urls)?];
         params.serial_number = Some(serial.clone());
         params.not_before = not_before;
@@ -196,7 +220,8 @@ impl IssuingCa {
         let cert = params.signed_by(&public_key, &self.issuer)?;
         let der = cert.der().to_vec();
         Ok(IssuedCertificate {
-            serial: Serial::from_bytes(&serial.to_bytes()).map_err(|e| CaError::Crypto(e.to_string()))?,
+            serial: Serial::from_bytes(&serial.to_bytes())
+                .map_err(|e| CaError::Crypto(e.to_string()))?,
             fingerprint: Fingerprint::from_digest(&sha256(&der)),
             spki_fingerprint: csr.spki_fingerprint().clone(),
             pem: pem_of(&der),
@@ -219,11 +244,18 @@ impl IssuingCa {
         let key: KeyPair = KeyAlgorithm::EcdsaP256.generate()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, dns_names.first().cloned().unwrap_or_else(|| "sigil".into()));
+        dn.push(
+            DnType::CommonName,
+            dns_names.first().cloned().unwrap_or_else(|| "sigil".into()),
+        );
         params.distinguished_name = dn;
         let mut sans = Vec::new();
         for name in dns_names {
-            sans.push(SanType::DnsName(name.clone().try_into().map_err(|_| CaError::BadName(name.clone()))?));
+            sans.push(SanType::DnsName(
+                name.clone()
+                    .try_into()
+                    .map_err(|_| CaError::BadName(name.clone()))?,
+            ));
         }
         sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
         params.subject_alt_names = sans;
@@ -247,13 +279,23 @@ impl IssuingCa {
 /// rcgen has no AIA parameter, so the extension value is encoded with x509-cert's types.
 fn aia_extension(urls: &PublicUrls) -> Result<CustomExtension, CaError> {
     let uri = |s: String| -> Result<GeneralName, CaError> {
-        Ia5String::new(&s).map(GeneralName::UniformResourceIdentifier).map_err(|_| CaError::BadName(s))
+        Ia5String::new(&s)
+            .map(GeneralName::UniformResourceIdentifier)
+            .map_err(|_| CaError::BadName(s))
     };
     let aia = AuthorityInfoAccessSyntax(vec![
-        AccessDescription { access_method: ID_AD_OCSP, access_location: uri(urls.ocsp())? },
-        AccessDescription { access_method: ID_AD_CA_ISSUERS, access_location: uri(urls.ca_issuers())? },
+        AccessDescription {
+            access_method: ID_AD_OCSP,
+            access_location: uri(urls.ocsp())?,
+        },
+        AccessDescription {
+            access_method: ID_AD_CA_ISSUERS,
+            access_location: uri(urls.ca_issuers())?,
+        },
     ]);
-    let value = aia.to_der().map_err(|e| CaError::Crypto(format!("encoding AIA: {e}")))?;
+    let value = aia
+        .to_der()
+        .map_err(|e| CaError::Crypto(format!("encoding AIA: {e}")))?;
     Ok(CustomExtension::from_oid_content(&OID_AIA, value))
 }
 
@@ -270,16 +312,24 @@ mod tests {
     }
 
     fn ca(alg: KeyAlgorithm) -> IssuingCa {
-        let h = CaHierarchy::generate(alg, &CaNames::default(), now()).unwrap_or_else(|e| panic!("{e}"));
-        IssuingCa::load(&h.issuing_cert_pem, h.issuing_key, &h.root_cert_pem).unwrap_or_else(|e| panic!("{e}"))
+        let h = CaHierarchy::generate(alg, &CaNames::default(), now())
+            .unwrap_or_else(|e| panic!("{e}"));
+        IssuingCa::load(&h.issuing_cert_pem, h.issuing_key, &h.root_cert_pem)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn csr() -> (KeyPair, ValidatedCsr) {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap_or_else(|e| panic!("{e}"));
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap_or_else(|e| panic!("{e}"));
         // The CSR asks to be a CA for a DNS name: all of it must be ignored.
-        let mut params = CertificateParams::new(vec!["evil.example".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        let mut params = CertificateParams::new(vec!["evil.example".to_owned()])
+            .unwrap_or_else(|e| panic!("{e}"));
         params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let der = params.serialize_request(&key).unwrap_or_else(|e| panic!("{e}")).der().to_vec();
+        let der = params
+            .serialize_request(&key)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .der()
+            .to_vec();
         let v = ValidatedCsr::from_der(&der).unwrap_or_else(|e| panic!("{e}"));
         (key, v)
     }
@@ -290,33 +340,69 @@ mod tests {
             let ca = ca(alg);
             let (key, csr) = csr();
             let device = DeviceId::generate();
-            let urls = PublicUrls::new("http://pki.example:8080/").unwrap_or_else(|e| panic!("{e}"));
+            let urls =
+                PublicUrls::new("http://pki.example:8080/").unwrap_or_else(|e| panic!("{e}"));
             let profile = Profile::by_name("device").unwrap_or_else(|e| panic!("{e}"));
             let issued = ca
                 .issue_device_certificate(&csr, device, profile, &IdentityScheme::Urn, &urls, now())
                 .unwrap_or_else(|e| panic!("{alg}: {e}"));
-            let (_, cert) = X509Certificate::from_der(&issued.der).unwrap_or_else(|e| panic!("{e}"));
+            let (_, cert) =
+                X509Certificate::from_der(&issued.der).unwrap_or_else(|e| panic!("{e}"));
 
-            assert_eq!(cert.public_key().raw, key.subject_public_key_info().as_slice());
+            assert_eq!(
+                cert.public_key().raw,
+                key.subject_public_key_info().as_slice()
+            );
             assert_eq!(cert.raw_serial().len(), 20);
             assert_eq!(hex::encode(cert.raw_serial()), issued.serial.as_str());
             assert_eq!(cert.subject().to_string(), format!("CN={device}"));
-            let bc = cert.basic_constraints().ok().flatten().unwrap_or_else(|| panic!("no basicConstraints"));
+            let bc = cert
+                .basic_constraints()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("no basicConstraints"));
             assert!(!bc.value.ca, "a CSR must not be able to ask for CA:TRUE");
-            let ku = cert.key_usage().ok().flatten().unwrap_or_else(|| panic!("no keyUsage"));
+            let ku = cert
+                .key_usage()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("no keyUsage"));
             assert!(ku.value.digital_signature() && !ku.value.key_cert_sign());
-            let eku = cert.extended_key_usage().ok().flatten().unwrap_or_else(|| panic!("no EKU"));
+            let eku = cert
+                .extended_key_usage()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("no EKU"));
             assert!(eku.value.client_auth && !eku.value.server_auth);
-            let san = cert.subject_alternative_name().ok().flatten().unwrap_or_else(|| panic!("no SAN"));
-            assert_eq!(san.value.general_names, vec![XName::URI(&format!("urn:sigil:device:{device}"))]);
+            let san = cert
+                .subject_alternative_name()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("no SAN"));
+            assert_eq!(
+                san.value.general_names,
+                vec![XName::URI(&format!("urn:sigil:device:{device}"))]
+            );
 
             let mut saw = (false, false, false, false);
             for ext in cert.extensions() {
                 match ext.parsed_extension() {
                     ParsedExtension::AuthorityInfoAccess(aia) => {
-                        let urls: Vec<String> = aia.accessdescs.iter().map(|d| format!("{}={:?}", d.access_method, d.access_location)).collect();
-                        assert!(urls.iter().any(|u| u.contains("http://pki.example:8080/ocsp")), "{urls:?}");
-                        assert!(urls.iter().any(|u| u.contains("http://pki.example:8080/ca/issuing.der")), "{urls:?}");
+                        let urls: Vec<String> = aia
+                            .accessdescs
+                            .iter()
+                            .map(|d| format!("{}={:?}", d.access_method, d.access_location))
+                            .collect();
+                        assert!(
+                            urls.iter()
+                                .any(|u| u.contains("http://pki.example:8080/ocsp")),
+                            "{urls:?}"
+                        );
+                        assert!(
+                            urls.iter()
+                                .any(|u| u.contains("http://pki.example:8080/ca/issuing.der")),
+                            "{urls:?}"
+                        );
                         saw.0 = true;
                     }
                     ParsedExtension::CRLDistributionPoints(_) => saw.1 = true,
@@ -327,17 +413,26 @@ mod tests {
             }
             assert_eq!(saw, (true, true, true, true), "{alg}: AIA, CDP, AKI, SKI");
             assert_eq!(issued.not_after - now(), Duration::days(365));
-            let (_, issuing) = X509Certificate::from_der(ca.issuing_cert_der()).unwrap_or_else(|e| panic!("{e}"));
-            assert!(cert.verify_signature(Some(issuing.public_key())).is_ok(), "{alg}");
+            let (_, issuing) =
+                X509Certificate::from_der(ca.issuing_cert_der()).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                cert.verify_signature(Some(issuing.public_key())).is_ok(),
+                "{alg}"
+            );
         }
     }
 
     #[test]
     fn serials_are_distinct() {
-        let serials: std::collections::HashSet<Vec<u8>> =
-            (0..1000).map(|_| random_serial().map(|s| s.to_bytes()).unwrap_or_default()).collect();
+        let serials: std::collections::HashSet<Vec<u8>> = (0..1000)
+            .map(|_| random_serial().map(|s| s.to_bytes()).unwrap_or_default())
+            .collect();
         assert_eq!(serials.len(), 1000);
-        assert!(serials.iter().all(|s| s.len() == 20 && s[0] != 0 && s[0] < 0x80));
+        assert!(
+            serials
+                .iter()
+                .all(|s| s.len() == 20 && s[0] != 0 && s[0] < 0x80)
+        );
     }
 
     #[test]
@@ -348,12 +443,26 @@ mod tests {
         let profile = Profile::by_name("device").unwrap_or_else(|e| panic!("{e}"));
         let urls = PublicUrls::new("http://127.0.0.1:8080").unwrap_or_else(|e| panic!("{e}"));
         let issued = ca
-            .issue_device_certificate(&csr, DeviceId::generate(), profile, &IdentityScheme::Urn, &urls, later)
+            .issue_device_certificate(
+                &csr,
+                DeviceId::generate(),
+                profile,
+                &IdentityScheme::Urn,
+                &urls,
+                later,
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(issued.not_after, ca.not_after());
         let after = ca.not_after() + Duration::days(1);
         assert!(matches!(
-            ca.issue_device_certificate(&csr, DeviceId::generate(), profile, &IdentityScheme::Urn, &urls, after),
+            ca.issue_device_certificate(
+                &csr,
+                DeviceId::generate(),
+                profile,
+                &IdentityScheme::Urn,
+                &urls,
+                after
+            ),
             Err(CaError::IssuerExpired(_))
         ));
     }

@@ -13,12 +13,12 @@ mod issue;
 mod keystore;
 
 pub use algorithm::KeyAlgorithm;
-pub use csr::{CsrKey, ValidatedCsr, MAX_CSR_DER_LEN};
+pub use csr::{CsrKey, MAX_CSR_DER_LEN, ValidatedCsr};
 pub use error::CaError;
 pub use hierarchy::{CaHierarchy, CaNames, GeneratedHierarchy, IssuingCa};
 pub use issue::{
-    IdentityScheme, IssuedCertificate, Profile, PublicUrls, ServerCertificate, DEFAULT_PROFILE,
-    PROFILES,
+    DEFAULT_PROFILE, IdentityScheme, IssuedCertificate, PROFILES, Profile, PublicUrls,
+    ServerCertificate,
 };
 pub use keystore::{open_private_key, seal_private_key};
 

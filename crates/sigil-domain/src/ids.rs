@@ -19,7 +19,9 @@ pub enum IdError {
 macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("Identifier of a ", $what, ": a UUIDv7, so ids sort by creation time.")]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(Uuid);
 
@@ -79,12 +81,20 @@ impl FromStr for Serial {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Accept the forms people paste: `0A:1B:..` from openssl, upper or lower case.
-        let cleaned: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        let cleaned: String = s
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
         let ok = !cleaned.is_empty()
             && cleaned.len() <= 42
-            && cleaned.len() % 2 == 0
+            && cleaned.len().is_multiple_of(2)
             && cleaned.bytes().all(|b| b.is_ascii_hexdigit());
-        if ok { Ok(Self(cleaned)) } else { Err(IdError::BadSerial(truncate(s))) }
+        if ok {
+            Ok(Self(cleaned))
+        } else {
+            Err(IdError::BadSerial(truncate(s)))
+        }
     }
 }
 
@@ -125,7 +135,11 @@ impl FromStr for Fingerprint {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s2 = s.strip_prefix("sha256:").unwrap_or(s);
-        let cleaned: String = s2.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        let cleaned: String = s2
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
         if cleaned.len() == 64 && cleaned.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(cleaned))
         } else {
@@ -180,7 +194,11 @@ mod tests {
     fn device_id_rejects_non_canonical_forms() {
         assert!("not-a-uuid".parse::<DeviceId>().is_err());
         // Simple (unhyphenated) form is a valid UUID but not our canonical spelling.
-        assert!("0192d8a2c3b47c3e8f1a2b3c4d5e6f70".parse::<DeviceId>().is_err());
+        assert!(
+            "0192d8a2c3b47c3e8f1a2b3c4d5e6f70"
+                .parse::<DeviceId>()
+                .is_err()
+        );
     }
 
     #[test]
@@ -195,7 +213,9 @@ mod tests {
     #[test]
     fn fingerprint_accepts_prefixed_form() {
         let hex64 = "ab".repeat(32);
-        let f: Fingerprint = format!("sha256:{hex64}").parse().unwrap_or_else(|e| panic!("{e}"));
+        let f: Fingerprint = format!("sha256:{hex64}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(f.as_str(), hex64);
         assert!("sha256:abcd".parse::<Fingerprint>().is_err());
     }

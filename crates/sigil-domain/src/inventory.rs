@@ -14,7 +14,11 @@ pub enum InventoryError {
     #[error("`{field}` must not be empty")]
     Empty { field: &'static str },
     #[error("`{field}` is too long ({len} characters, at most {max})")]
-    TooLong { field: &'static str, len: usize, max: usize },
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("`{field}` contains a control character")]
     ControlCharacter { field: &'static str },
     #[error("`{field}`: `{value}` is not a date in YYYY-MM-DD form")]
@@ -46,7 +50,11 @@ pub struct NewProduct {
 }
 
 impl NewProduct {
-    pub fn parse(name: &str, manufacturer: &str, support_end: &str) -> Result<Self, InventoryError> {
+    pub fn parse(
+        name: &str,
+        manufacturer: &str,
+        support_end: &str,
+    ) -> Result<Self, InventoryError> {
         Ok(Self {
             name: text("name", name, 200)?,
             manufacturer: text("manufacturer", manufacturer, 200)?,
@@ -64,8 +72,13 @@ impl Tag {
     pub fn parse(s: &str) -> Result<Self, InventoryError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:/=".contains(&b));
-        if ok { Ok(Self(s.to_owned())) } else { Err(InventoryError::BadTag(s.chars().take(64).collect())) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:/=".contains(&b));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InventoryError::BadTag(s.chars().take(64).collect()))
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -130,17 +143,27 @@ impl NewDevice {
         if f.tags.len() > MAX_TAGS {
             return Err(InventoryError::TooManyTags(f.tags.len()));
         }
-        let mut tags = f.tags.iter().map(|t| Tag::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        let mut tags = f
+            .tags
+            .iter()
+            .map(|t| Tag::parse(t))
+            .collect::<Result<Vec<_>, _>>()?;
         tags.sort();
         tags.dedup();
         Ok(Self {
             product_id,
             serial_number: text("serial_number", f.serial_number, 128)?,
-            hardware_id: f.hardware_id.map(|v| text("hardware_id", v, 256)).transpose()?,
+            hardware_id: f
+                .hardware_id
+                .map(|v| text("hardware_id", v, 256))
+                .transpose()?,
             owner: f.owner.map(|v| text("owner", v, 200)).transpose()?,
             site: f.site.map(|v| text("site", v, 200)).transpose()?,
             tags,
-            firmware_version: f.firmware_version.map(|v| text("firmware_version", v, 64)).transpose()?,
+            firmware_version: f
+                .firmware_version
+                .map(|v| text("firmware_version", v, 64))
+                .transpose()?,
         })
     }
 }
@@ -155,7 +178,6 @@ pub struct DeviceFilter {
     pub after: Option<DeviceId>,
     pub limit: u32,
 }
-
 
 /// Trimmed, non-empty, bounded, free of control characters.
 fn text(field: &'static str, value: &str, max: usize) -> Result<String, InventoryError> {
@@ -175,8 +197,10 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<String, Inventor
 
 fn parse_date(field: &'static str, value: &str) -> Result<Date, InventoryError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(value.trim(), &format)
-        .map_err(|_| InventoryError::BadDate { field, value: value.chars().take(32).collect() })
+    Date::parse(value.trim(), &format).map_err(|_| InventoryError::BadDate {
+        field,
+        value: value.chars().take(32).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -186,11 +210,21 @@ mod tests {
 
     #[test]
     fn product_fields_are_validated() {
-        let p = NewProduct::parse(" Thermostat ", "Acme", "2031-12-31").unwrap_or_else(|e| panic!("{e}"));
+        let p = NewProduct::parse(" Thermostat ", "Acme", "2031-12-31")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.name, "Thermostat");
-        assert_eq!(NewProduct::parse("", "Acme", "2031-12-31"), Err(InventoryError::Empty { field: "name" }));
-        assert!(matches!(NewProduct::parse("T", "Acme", "31/12/2031"), Err(InventoryError::BadDate { .. })));
-        assert!(matches!(NewProduct::parse("T", "Acme", "2031-02-30"), Err(InventoryError::BadDate { .. })));
+        assert_eq!(
+            NewProduct::parse("", "Acme", "2031-12-31"),
+            Err(InventoryError::Empty { field: "name" })
+        );
+        assert!(matches!(
+            NewProduct::parse("T", "Acme", "31/12/2031"),
+            Err(InventoryError::BadDate { .. })
+        ));
+        assert!(matches!(
+            NewProduct::parse("T", "Acme", "2031-02-30"),
+            Err(InventoryError::BadDate { .. })
+        ));
         assert_eq!(
             NewProduct::parse("a\u{7}b", "Acme", "2031-12-31"),
             Err(InventoryError::ControlCharacter { field: "name" })
@@ -200,14 +234,31 @@ mod tests {
     #[test]
     fn tags_are_validated_sorted_and_deduplicated() {
         let tags = vec!["b".to_owned(), "a".to_owned(), "b".to_owned()];
-        let d = NewDevice::parse(ProductId::generate(), DeviceFields { serial_number: "SN1", tags: &tags, ..Default::default() })
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(d.tags.iter().map(Tag::as_str).collect::<Vec<_>>(), ["a", "b"]);
+        let d = NewDevice::parse(
+            ProductId::generate(),
+            DeviceFields {
+                serial_number: "SN1",
+                tags: &tags,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            d.tags.iter().map(Tag::as_str).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert!(Tag::parse("has space").is_err());
         assert!(Tag::parse("").is_err());
         let many: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
         assert_eq!(
-            NewDevice::parse(ProductId::generate(), DeviceFields { serial_number: "SN1", tags: &many, ..Default::default() }),
+            NewDevice::parse(
+                ProductId::generate(),
+                DeviceFields {
+                    serial_number: "SN1",
+                    tags: &many,
+                    ..Default::default()
+                }
+            ),
             Err(InventoryError::TooManyTags(33))
         );
     }

@@ -9,7 +9,8 @@ pub mod inventory;
 pub mod lifecycle;
 
 pub use ids::{DeviceId, Fingerprint, IdError, ProductId, Serial};
-pub use inventory::{DeviceFields, 
-    Device, DeviceFilter, InventoryError, NewDevice, NewProduct, Product, Tag, MAX_TAGS,
+pub use inventory::{
+    Device, DeviceFields, DeviceFilter, InventoryError, MAX_TAGS, NewDevice, NewProduct, Product,
+    Tag,
 };
 pub use lifecycle::{LifecycleError, LifecycleEvent, LifecycleState};

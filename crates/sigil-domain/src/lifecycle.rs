@@ -45,8 +45,13 @@ pub enum LifecycleEvent {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LifecycleError {
     #[error("device is {from}: cannot {event}{}", hint(*from, *event))]
-    IllegalTransition { from: LifecycleState, event: LifecycleEvent },
-    #[error("unknown lifecycle state `{0}` (expected registered, provisioned, active, suspended or retired)")]
+    IllegalTransition {
+        from: LifecycleState,
+        event: LifecycleEvent,
+    },
+    #[error(
+        "unknown lifecycle state `{0}` (expected registered, provisioned, active, suspended or retired)"
+    )]
     UnknownState(String),
 }
 
@@ -169,19 +174,34 @@ mod tests {
         let err = S::Registered.apply(E::Suspend).unwrap_err();
         assert_eq!(err.to_string(), "device is registered: cannot suspend");
         let err = S::Suspended.apply(E::IdentityIssued).unwrap_err();
-        assert_eq!(err.to_string(), "device is suspended: cannot issue an identity (resume the device first)");
+        assert_eq!(
+            err.to_string(),
+            "device is suspended: cannot issue an identity (resume the device first)"
+        );
         let err = S::Active.apply(E::Resume).unwrap_err();
-        assert!(matches!(err, LifecycleError::IllegalTransition { from: S::Active, event: E::Resume }));
+        assert!(matches!(
+            err,
+            LifecycleError::IllegalTransition {
+                from: S::Active,
+                event: E::Resume
+            }
+        ));
     }
 
     #[test]
     fn the_full_transition_table() {
         // (state, event) -> allowed? Written out in full so a change to the machine is a visible diff.
         let allowed = [
-            (S::Registered, E::IdentityIssued), (S::Registered, E::Retire),
-            (S::Provisioned, E::IdentityIssued), (S::Provisioned, E::Activate), (S::Provisioned, E::Retire),
-            (S::Active, E::IdentityIssued), (S::Active, E::Suspend), (S::Active, E::Retire),
-            (S::Suspended, E::Resume), (S::Suspended, E::Retire),
+            (S::Registered, E::IdentityIssued),
+            (S::Registered, E::Retire),
+            (S::Provisioned, E::IdentityIssued),
+            (S::Provisioned, E::Activate),
+            (S::Provisioned, E::Retire),
+            (S::Active, E::IdentityIssued),
+            (S::Active, E::Suspend),
+            (S::Active, E::Retire),
+            (S::Suspended, E::Resume),
+            (S::Suspended, E::Retire),
         ];
         for s in S::ALL {
             for e in E::ALL {

@@ -78,7 +78,12 @@ impl DataDir {
     }
 
     /// Create the CA hierarchy. Refuses to overwrite an initialised directory.
-    pub fn initialise(&self, algorithm: KeyAlgorithm, names: &CaNames, now: OffsetDateTime) -> Result<PassphraseSource, ServerError> {
+    pub fn initialise(
+        &self,
+        algorithm: KeyAlgorithm,
+        names: &CaNames,
+        now: OffsetDateTime,
+    ) -> Result<PassphraseSource, ServerError> {
         if self.is_initialised() {
             return Err(ServerError::AlreadyInitialised(self.root.clone()));
         }
@@ -86,11 +91,23 @@ impl DataDir {
         fs::create_dir_all(self.root.join("ca")).map_err(|e| io_err(&self.root.join("ca"), e))?;
         let (passphrase, source) = self.passphrase_for_init()?;
         let h = CaHierarchy::generate(algorithm, names, now)?;
-        write_file(&self.root_key_path(), seal_private_key(h.root_key.serialized_der(), &passphrase)?.as_bytes(), 0o600)?;
-        write_file(&self.issuing_key_path(), seal_private_key(h.issuing_key.serialized_der(), &passphrase)?.as_bytes(), 0o600)?;
+        write_file(
+            &self.root_key_path(),
+            seal_private_key(h.root_key.serialized_der(), &passphrase)?.as_bytes(),
+            0o600,
+        )?;
+        write_file(
+            &self.issuing_key_path(),
+            seal_private_key(h.issuing_key.serialized_der(), &passphrase)?.as_bytes(),
+            0o600,
+        )?;
         write_file(&self.root_cert_path(), h.root_cert_pem.as_bytes(), 0o644)?;
         // Last: the issuing certificate marks the directory as initialised.
-        write_file(&self.issuing_cert_path(), h.issuing_cert_pem.as_bytes(), 0o644)?;
+        write_file(
+            &self.issuing_cert_path(),
+            h.issuing_cert_pem.as_bytes(),
+            0o644,
+        )?;
         tracing::info!(dir = %self.root.display(), %algorithm, "created CA hierarchy");
         Ok(source)
     }
@@ -142,14 +159,20 @@ impl DataDir {
 
     /// Write the bootstrap admin token (0600), replacing any earlier file.
     pub fn write_admin_token(&self, token: &str) -> Result<(), ServerError> {
-        write_file(&self.admin_token_path(), format!("{token}\n").as_bytes(), 0o600)
+        write_file(
+            &self.admin_token_path(),
+            format!("{token}\n").as_bytes(),
+            0o600,
+        )
     }
 }
 
 fn env_passphrase() -> Result<Option<Vec<u8>>, ServerError> {
     match std::env::var(PASSPHRASE_ENV) {
         Ok(p) if p.is_empty() => Ok(None),
-        Ok(p) if p.len() < MIN_PASSPHRASE_LEN => Err(ServerError::WeakPassphrase(MIN_PASSPHRASE_LEN)),
+        Ok(p) if p.len() < MIN_PASSPHRASE_LEN => {
+            Err(ServerError::WeakPassphrase(MIN_PASSPHRASE_LEN))
+        }
         Ok(p) => Ok(Some(p.into_bytes())),
         Err(_) => Ok(None),
     }
@@ -171,7 +194,8 @@ fn read_text(path: &Path) -> Result<String, ServerError> {
 fn create_private_dir(path: &Path) -> Result<(), ServerError> {
     if !path.exists() {
         fs::create_dir_all(path).map_err(|e| io_err(path, e))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_err(path, e))?;
     }
     Ok(())
 }
@@ -212,5 +236,8 @@ pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), 
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> ServerError {
-    ServerError::Io { path: path.to_owned(), source: e }
+    ServerError::Io {
+        path: path.to_owned(),
+        source: e,
+    }
 }

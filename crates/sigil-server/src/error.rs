@@ -5,7 +5,10 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ServerError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} already holds a Sigil CA; refusing to overwrite it")]
     AlreadyInitialised(PathBuf),
     #[error("the CA keys are encrypted and no passphrase is available: set SIGIL_CA_PASSPHRASE")]

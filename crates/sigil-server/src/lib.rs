@@ -93,7 +93,11 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     let dir = &config.data_dir;
     if !dir.is_initialised() {
         let source = dir.initialise(config.algorithm, &CaNames::default(), clock())?;
-        tracing::info!(?source, "initialised data directory {}", dir.root().display());
+        tracing::info!(
+            ?source,
+            "initialised data directory {}",
+            dir.root().display()
+        );
     }
     let ca = Arc::new(dir.load_issuing_ca()?);
 
@@ -112,18 +116,34 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         None
     } else {
         let token = api::generate_token()?;
-        store.replace_api_token(ADMIN_TOKEN_NAME, "admin", &api::token_hash(&token), clock()).await?;
+        store
+            .replace_api_token(ADMIN_TOKEN_NAME, "admin", &api::token_hash(&token), clock())
+            .await?;
         dir.write_admin_token(&token)?;
-        tracing::info!("wrote bootstrap admin API token to {}", dir.admin_token_path().display());
+        tracing::info!(
+            "wrote bootstrap admin API token to {}",
+            dir.admin_token_path().display()
+        );
         Some(token)
     };
 
-    let api_listener = TcpListener::bind(config.listen).await.map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
-    let pki_listener = TcpListener::bind(config.pki_listen).await.map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", config.pki_listen)))?;
-    let api_addr = api_listener.local_addr().map_err(|e| ServerError::Config(e.to_string()))?;
-    let pki_addr = pki_listener.local_addr().map_err(|e| ServerError::Config(e.to_string()))?;
+    let api_listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
+    let pki_listener = TcpListener::bind(config.pki_listen)
+        .await
+        .map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", config.pki_listen)))?;
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    let pki_addr = pki_listener
+        .local_addr()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
 
-    let base = config.pki_base_url.clone().unwrap_or_else(|| format!("http://{pki_addr}"));
+    let base = config
+        .pki_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{pki_addr}"));
     let urls = PublicUrls::new(&base)?;
     let scheme = match &config.trust_domain {
         Some(td) => IdentityScheme::spiffe(td)?,
@@ -132,14 +152,23 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
 
     let mut names = vec!["localhost".to_owned()];
     names.extend(config.tls_names.iter().cloned());
-    let mut ips: Vec<IpAddr> = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
+    let mut ips: Vec<IpAddr> = vec![
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ];
     if !api_addr.ip().is_unspecified() && !ips.contains(&api_addr.ip()) {
         ips.push(api_addr.ip());
     }
     let server_cert = ca.issue_server_certificate(&names, &ips, SERVER_CERT_VALIDITY, clock())?;
     let tls_config = tls::server_config(server_cert)?;
 
-    let state = AppState { store: store.clone(), ca: ca.clone(), urls, scheme, clock };
+    let state = AppState {
+        store: store.clone(),
+        ca: ca.clone(),
+        urls,
+        scheme,
+        clock,
+    };
     let api_app = api::router(state);
     let pki_app = pki::router(&ca);
 
@@ -150,7 +179,13 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         }
     });
     tracing::info!(%api_addr, %pki_addr, database = store_kind(&store), "sigil is serving");
-    Ok(ServerHandle { api_addr, pki_addr, store, new_admin_token, tasks: vec![api_task, pki_task] })
+    Ok(ServerHandle {
+        api_addr,
+        pki_addr,
+        store,
+        new_admin_token,
+        tasks: vec![api_task, pki_task],
+    })
 }
 
 fn store_kind(store: &Store) -> &'static str {

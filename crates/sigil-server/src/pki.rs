@@ -24,19 +24,42 @@ pub fn router(ca: &sigil_ca::IssuingCa) -> Router {
     let (a1, a2, a3, a4, a5) = (a.clone(), a.clone(), a.clone(), a.clone(), a);
     Router::new()
         .route("/ca/root.crt", get(move || async move { pem(a1.root_pem) }))
-        .route("/ca/issuing.crt", get(move || async move { pem(a2.issuing_pem) }))
-        .route("/ca/chain.pem", get(move || async move { pem(format!("{}{}", a3.issuing_pem, a3.root_pem)) }))
+        .route(
+            "/ca/issuing.crt",
+            get(move || async move { pem(a2.issuing_pem) }),
+        )
+        .route(
+            "/ca/chain.pem",
+            get(move || async move { pem(format!("{}{}", a3.issuing_pem, a3.root_pem)) }),
+        )
         .route("/ca/root.der", get(move || async move { der(a4.root_der) }))
-        .route("/ca/issuing.der", get(move || async move { der(a5.issuing_der) }))
+        .route(
+            "/ca/issuing.der",
+            get(move || async move { der(a5.issuing_der) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
 }
 
 fn pem(body: String) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"))], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-pem-file"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// RFC 2585: DER certificates over HTTP are `application/pkix-cert`.
 fn der(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/pkix-cert"))], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/pkix-cert"),
+        )],
+        body,
+    )
+        .into_response()
 }

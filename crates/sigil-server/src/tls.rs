@@ -22,7 +22,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn server_config(cert: ServerCertificate) -> Result<Arc<ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let chain: Vec<CertificateDer<'static>> = cert.chain_der.into_iter().map(CertificateDer::from).collect();
+    let chain: Vec<CertificateDer<'static>> = cert
+        .chain_der
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pkcs8_der));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -63,7 +67,10 @@ pub async fn serve_tls(listener: TcpListener, config: Arc<ServerConfig>, app: Ro
                 }
             };
             let service = TowerToHyperService::new(app);
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await {
+            if let Err(e) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

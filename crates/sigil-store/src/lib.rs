@@ -25,7 +25,7 @@ use sigil_domain::{
 pub use error::{IssueError, StoreError};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 
-use rows::{DEVICE_COLUMNS, device_from_row, product_from_row, certificate_from_row, CERT_COLUMNS};
+use rows::{CERT_COLUMNS, DEVICE_COLUMNS, certificate_from_row, device_from_row, product_from_row};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -62,7 +62,11 @@ impl Store {
         };
         let pool = match backend {
             Backend::Sqlite => {
-                let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .after_connect(|conn, _meta| {
@@ -81,7 +85,12 @@ impl Store {
                     .connect(&url)
                     .await?
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await?
+            }
         };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
@@ -93,7 +102,9 @@ impl Store {
 
     /// The embedded default: a SQLite file.
     pub async fn open_sqlite_file(path: &Path) -> Result<Self, StoreError> {
-        let path = path.to_str().ok_or_else(|| StoreError::Config("database path is not UTF-8".into()))?;
+        let path = path
+            .to_str()
+            .ok_or_else(|| StoreError::Config("database path is not UTF-8".into()))?;
         Self::open(&format!("sqlite://{path}")).await
     }
 
@@ -136,7 +147,11 @@ impl Store {
 
     // ---- products ------------------------------------------------------------------------
 
-    pub async fn create_product(&self, new: NewProduct, now: OffsetDateTime) -> Result<Product, StoreError> {
+    pub async fn create_product(
+        &self,
+        new: NewProduct,
+        now: OffsetDateTime,
+    ) -> Result<Product, StoreError> {
         let product = Product {
             id: ProductId::generate(),
             name: new.name,
@@ -161,24 +176,35 @@ impl Store {
     }
 
     pub async fn get_product(&self, id: ProductId) -> Result<Product, StoreError> {
-        let row = sqlx::query("SELECT id, name, manufacturer, support_end, created_at FROM products WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound { kind: "product", id: id.to_string() })?;
+        let row = sqlx::query(
+            "SELECT id, name, manufacturer, support_end, created_at FROM products WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "product",
+            id: id.to_string(),
+        })?;
         product_from_row(&row)
     }
 
     pub async fn list_products(&self) -> Result<Vec<Product>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, manufacturer, support_end, created_at FROM products ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, name, manufacturer, support_end, created_at FROM products ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(product_from_row).collect()
     }
 
     // ---- devices -------------------------------------------------------------------------
 
-    pub async fn create_device(&self, new: NewDevice, now: OffsetDateTime) -> Result<Device, StoreError> {
+    pub async fn create_device(
+        &self,
+        new: NewDevice,
+        now: OffsetDateTime,
+    ) -> Result<Device, StoreError> {
         let now = truncate_to_second(now);
         let device = Device {
             id: DeviceId::generate(),
@@ -200,7 +226,10 @@ impl Store {
             .await?
             .is_some();
         if !product_exists {
-            return Err(StoreError::NotFound { kind: "product", id: device.product_id.to_string() });
+            return Err(StoreError::NotFound {
+                kind: "product",
+                id: device.product_id.to_string(),
+            });
         }
         sqlx::query(
             "INSERT INTO devices (id, product_id, serial_number, hardware_id, owner, site, firmware_version, state, created_at, updated_at) \
@@ -243,7 +272,10 @@ impl Store {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| StoreError::NotFound { kind: "device", id: id.to_string() })?;
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "device",
+                id: id.to_string(),
+            })?;
         device_from_row(&row)
     }
 
@@ -305,12 +337,19 @@ impl Store {
         self.get_device(id).await
     }
 
-    async fn locked_state(&self, tx: &mut Transaction<'static, Any>, id: DeviceId) -> Result<LifecycleState, StoreError> {
+    async fn locked_state(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: DeviceId,
+    ) -> Result<LifecycleState, StoreError> {
         let row = sqlx::query(self.device_for_update())
             .bind(id.to_string())
             .fetch_optional(&mut **tx)
             .await?
-            .ok_or_else(|| StoreError::NotFound { kind: "device", id: id.to_string() })?;
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "device",
+                id: id.to_string(),
+            })?;
         let state: String = row.try_get("state")?;
         LifecycleState::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
@@ -330,7 +369,9 @@ impl Store {
     ) -> Result<CertificateRecord, IssueError<E>> {
         let mut tx = self.begin_write().await?;
         let state = self.locked_state(&mut tx, device).await?;
-        let next = state.apply(LifecycleEvent::IdentityIssued).map_err(StoreError::from)?;
+        let next = state
+            .apply(LifecycleEvent::IdentityIssued)
+            .map_err(StoreError::from)?;
 
         let bound_to = sqlx::query("SELECT device_id FROM device_keys WHERE spki_sha256 = $1")
             .bind(spki_sha256.as_str())
@@ -340,7 +381,8 @@ impl Store {
         match bound_to {
             Some(row) => {
                 let owner: String = row.try_get("device_id").map_err(StoreError::from)?;
-                let owner = DeviceId::from_str(&owner).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let owner =
+                    DeviceId::from_str(&owner).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 if owner != device {
                     return Err(StoreError::KeyBound(owner).into());
                 }
@@ -358,7 +400,10 @@ impl Store {
 
         let new = sign().map_err(IssueError::Sign)?;
         if new.spki_sha256 != *spki_sha256 {
-            return Err(StoreError::Corrupt("signed certificate certifies a different key than checked".into()).into());
+            return Err(StoreError::Corrupt(
+                "signed certificate certifies a different key than checked".into(),
+            )
+            .into());
         }
         let record = CertificateRecord {
             serial: new.serial,
@@ -409,23 +454,37 @@ impl Store {
             .bind(serial.as_str())
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| StoreError::NotFound { kind: "certificate", id: serial.to_string() })?;
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "certificate",
+                id: serial.to_string(),
+            })?;
         certificate_from_row(&row)
     }
 
     /// Certificates, newest first, optionally for one device.
-    pub async fn list_certificates(&self, device: Option<DeviceId>, limit: u32) -> Result<Vec<CertificateRecord>, StoreError> {
+    pub async fn list_certificates(
+        &self,
+        device: Option<DeviceId>,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
         let limit = i64::from(limit.clamp(1, MAX_PAGE));
         let rows = match device {
             Some(d) => {
                 let sql = format!(
                     "SELECT {CERT_COLUMNS} FROM certificates WHERE device_id = $1 ORDER BY issued_at DESC, serial LIMIT {limit}"
                 );
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(d.to_string()).fetch_all(&self.pool).await?
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(d.to_string())
+                    .fetch_all(&self.pool)
+                    .await?
             }
             None => {
-                let sql = format!("SELECT {CERT_COLUMNS} FROM certificates ORDER BY issued_at DESC, serial LIMIT {limit}");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?
+                let sql = format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates ORDER BY issued_at DESC, serial LIMIT {limit}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
         rows.iter().map(certificate_from_row).collect()
@@ -460,7 +519,13 @@ impl Store {
     }
 
     /// Revoke every live token called `name` and store a new one, atomically.
-    pub async fn replace_api_token(&self, name: &str, role: &str, token_hash: &Fingerprint, now: OffsetDateTime) -> Result<String, StoreError> {
+    pub async fn replace_api_token(
+        &self,
+        name: &str,
+        role: &str,
+        token_hash: &Fingerprint,
+        now: OffsetDateTime,
+    ) -> Result<String, StoreError> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
@@ -483,16 +548,21 @@ impl Store {
     }
 
     pub async fn live_token_exists(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT 1 FROM api_tokens WHERE name = $1 AND revoked_at IS NULL")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT 1 FROM api_tokens WHERE name = $1 AND revoked_at IS NULL")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
     /// The token whose secret hashes to `token_hash`, if any (revoked or expired ones included:
     /// the caller decides and reports why it refuses).
-    pub async fn find_api_token(&self, token_hash: &Fingerprint) -> Result<Option<TokenRecord>, StoreError> {
+    pub async fn find_api_token(
+        &self,
+        token_hash: &Fingerprint,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query("SELECT id, name, role, token_hash, expires_at, revoked_at FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash.as_str())
             .fetch_optional(&self.pool)

@@ -7,15 +7,16 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::{Date, OffsetDateTime};
 
-use sigil_domain::{Device, DeviceId, Fingerprint, LifecycleState, Product, ProductId, Serial, Tag};
+use sigil_domain::{
+    Device, DeviceId, Fingerprint, LifecycleState, Product, ProductId, Serial, Tag,
+};
 
 use crate::StoreError;
 
 pub(crate) const DEVICE_COLUMNS: &str = "d.id, d.product_id, d.serial_number, d.hardware_id, d.owner, d.site, \
      d.firmware_version, d.state, d.created_at, d.updated_at";
 
-pub(crate) const CERT_COLUMNS: &str =
-    "serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at";
+pub(crate) const CERT_COLUMNS: &str = "serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at";
 
 /// A certificate as the signer produced it, before it is recorded.
 #[derive(Debug, Clone)]
@@ -54,7 +55,9 @@ impl FromStr for CertificateStatus {
             "active" => Ok(Self::Active),
             "superseded" => Ok(Self::Superseded),
             "revoked" => Ok(Self::Revoked),
-            other => Err(StoreError::Corrupt(format!("unknown certificate status `{other}`"))),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown certificate status `{other}`"
+            ))),
         }
     }
 }
@@ -113,15 +116,18 @@ pub(crate) fn product_from_row(row: &AnyRow) -> Result<Product, StoreError> {
 pub(crate) fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
     let tags: Option<String> = row.try_get("tags")?;
     let mut tags = match tags {
-        Some(joined) if !joined.is_empty() => {
-            joined.split(',').map(Tag::parse).collect::<Result<Vec<_>, _>>().map_err(corrupt)?
-        }
+        Some(joined) if !joined.is_empty() => joined
+            .split(',')
+            .map(Tag::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt)?,
         _ => Vec::new(),
     };
     tags.sort();
     Ok(Device {
         id: DeviceId::from_str(&row.try_get::<String, _>("id")?).map_err(corrupt)?,
-        product_id: ProductId::from_str(&row.try_get::<String, _>("product_id")?).map_err(corrupt)?,
+        product_id: ProductId::from_str(&row.try_get::<String, _>("product_id")?)
+            .map_err(corrupt)?,
         serial_number: row.try_get("serial_number")?,
         hardware_id: row.try_get("hardware_id")?,
         owner: row.try_get("owner")?,
@@ -142,7 +148,8 @@ pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<CertificateRecord, St
         not_before: ts(row.try_get("not_before")?)?,
         not_after: ts(row.try_get("not_after")?)?,
         sha256: Fingerprint::from_str(&row.try_get::<String, _>("sha256")?).map_err(corrupt)?,
-        spki_sha256: Fingerprint::from_str(&row.try_get::<String, _>("spki_sha256")?).map_err(corrupt)?,
+        spki_sha256: Fingerprint::from_str(&row.try_get::<String, _>("spki_sha256")?)
+            .map_err(corrupt)?,
         status: row.try_get::<String, _>("status")?.parse()?,
         issued_at: ts(row.try_get("issued_at")?)?,
         der: row.try_get("der")?,
@@ -154,8 +161,15 @@ pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         role: row.try_get("role")?,
-        token_hash: Fingerprint::from_str(&row.try_get::<String, _>("token_hash")?).map_err(corrupt)?,
-        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(ts).transpose()?,
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts).transpose()?,
+        token_hash: Fingerprint::from_str(&row.try_get::<String, _>("token_hash")?)
+            .map_err(corrupt)?,
+        expires_at: row
+            .try_get::<Option<i64>, _>("expires_at")?
+            .map(ts)
+            .transpose()?,
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")?
+            .map(ts)
+            .transpose()?,
     })
 }

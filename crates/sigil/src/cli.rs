@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sigil", version, about = "IoT device identity and compliance platform")]
+#[command(
+    name = "sigil",
+    version,
+    about = "IoT device identity and compliance platform"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -81,7 +85,12 @@ pub struct ClientArgs {
     #[arg(long, env = "SIGIL_CA_FILE", global = true)]
     pub ca_file: Option<PathBuf>,
     /// Local data directory to find the token and CA file in.
-    #[arg(long, env = "SIGIL_DATA_DIR", global = true, default_value = "./sigil-data")]
+    #[arg(
+        long,
+        env = "SIGIL_DATA_DIR",
+        global = true,
+        default_value = "./sigil-data"
+    )]
     pub data_dir: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]

@@ -13,7 +13,10 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn from_args(args: &ClientArgs) -> Result<Self> {
-        let base = args.server.clone().unwrap_or_else(|| "https://127.0.0.1:8443".to_owned());
+        let base = args
+            .server
+            .clone()
+            .unwrap_or_else(|| "https://127.0.0.1:8443".to_owned());
         let base = base.trim_end_matches('/').to_owned();
         let token = match &args.token {
             Some(t) => t.clone(),
@@ -25,10 +28,18 @@ impl ApiClient {
                     .to_owned()
             }
         };
-        let ca_path = args.ca_file.clone().unwrap_or_else(|| args.data_dir.join("ca/root.crt"));
-        let ca_pem = std::fs::read(&ca_path)
-            .with_context(|| format!("no CA file to trust the server with: pass --ca-file or set SIGIL_CA_FILE ({})", ca_path.display()))?;
-        let ca = reqwest::Certificate::from_pem(&ca_pem).with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
+        let ca_path = args
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("ca/root.crt"));
+        let ca_pem = std::fs::read(&ca_path).with_context(|| {
+            format!(
+                "no CA file to trust the server with: pass --ca-file or set SIGIL_CA_FILE ({})",
+                ca_path.display()
+            )
+        })?;
+        let ca = reqwest::Certificate::from_pem(&ca_pem)
+            .with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
             .timeout(std::time::Duration::from_secs(30))
@@ -38,11 +49,13 @@ impl ApiClient {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use sigil_ca::{CaNames, KeyAlgorithm};
 use sigil_server::{DataDir, PassphraseSource, ServerConfig};
 
-use crate::cli::{CertCommand, ClientArgs, Cli, Command, DeviceCommand, InitArgs, ProductCommand, ServeArgs};
+use crate::cli::{
+    CertCommand, Cli, ClientArgs, Command, DeviceCommand, InitArgs, ProductCommand, ServeArgs,
+};
 use crate::client::ApiClient;
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -29,12 +31,20 @@ fn init(args: InitArgs) -> Result<()> {
         issuing_common_name: format!("{} Issuing CA", args.organization),
     };
     let source = dir.initialise(algorithm, &names, time::OffsetDateTime::now_utc())?;
-    println!("Created {algorithm} CA hierarchy in {}", dir.root().display());
+    println!(
+        "Created {algorithm} CA hierarchy in {}",
+        dir.root().display()
+    );
     println!("  root CA:    {}", dir.root_cert_path().display());
     println!("  issuing CA: {}", dir.issuing_cert_path().display());
     if source == PassphraseSource::File {
-        eprintln!("WARNING: SIGIL_CA_PASSPHRASE was not set; the CA key passphrase was generated into {}/ca-passphrase.", dir.root().display());
-        eprintln!("WARNING: this is a development setting. In production set SIGIL_CA_PASSPHRASE from a secret store.");
+        eprintln!(
+            "WARNING: SIGIL_CA_PASSPHRASE was not set; the CA key passphrase was generated into {}/ca-passphrase.",
+            dir.root().display()
+        );
+        eprintln!(
+            "WARNING: this is a development setting. In production set SIGIL_CA_PASSPHRASE from a secret store."
+        );
     }
     Ok(())
 }
@@ -50,9 +60,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.algorithm = args.algorithm.parse()?;
     let handle = sigil_server::start(config, sigil_server::system_clock()).await?;
     if handle.new_admin_token.is_some() {
-        eprintln!("Admin API token written to {}/admin.token (mode 0600).", args.data_dir.display());
+        eprintln!(
+            "Admin API token written to {}/admin.token (mode 0600).",
+            args.data_dir.display()
+        );
     }
-    eprintln!("API:  https://{}/api/v1   (CA: {}/ca/root.crt)", handle.api_addr, args.data_dir.display());
+    eprintln!(
+        "API:  https://{}/api/v1   (CA: {}/ca/root.crt)",
+        handle.api_addr,
+        args.data_dir.display()
+    );
     eprintln!("PKI:  http://{}/ca/root.crt", handle.pki_addr);
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {
@@ -78,15 +95,40 @@ async fn terminate() {
 
 async fn product(cmd: ProductCommand) -> Result<()> {
     match cmd {
-        ProductCommand::Create { name, manufacturer, support_end, client } => {
+        ProductCommand::Create {
+            name,
+            manufacturer,
+            support_end,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
             let p = api.post("/api/v1/products", &json!({"name": name, "manufacturer": manufacturer, "support_end": support_end})).await?;
-            print(&client, &p, &[("id", "ID"), ("name", "NAME"), ("manufacturer", "MANUFACTURER"), ("support_end", "SUPPORT END")], false)
+            print(
+                &client,
+                &p,
+                &[
+                    ("id", "ID"),
+                    ("name", "NAME"),
+                    ("manufacturer", "MANUFACTURER"),
+                    ("support_end", "SUPPORT END"),
+                ],
+                false,
+            )
         }
         ProductCommand::List { client } => {
             let api = ApiClient::from_args(&client)?;
             let list = api.get("/api/v1/products").await?;
-            print(&client, &list, &[("id", "ID"), ("name", "NAME"), ("manufacturer", "MANUFACTURER"), ("support_end", "SUPPORT END")], true)
+            print(
+                &client,
+                &list,
+                &[
+                    ("id", "ID"),
+                    ("name", "NAME"),
+                    ("manufacturer", "MANUFACTURER"),
+                    ("support_end", "SUPPORT END"),
+                ],
+                true,
+            )
         }
     }
 }
@@ -102,7 +144,16 @@ const DEVICE_COLUMNS: &[(&str, &str)] = &[
 
 async fn device(cmd: DeviceCommand) -> Result<()> {
     match cmd {
-        DeviceCommand::Create { product, serial_number, hardware_id, owner, site, tags, firmware_version, client } => {
+        DeviceCommand::Create {
+            product,
+            serial_number,
+            hardware_id,
+            owner,
+            site,
+            tags,
+            firmware_version,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
             let body = json!({
                 "product_id": product, "serial_number": serial_number, "hardware_id": hardware_id,
@@ -111,26 +162,42 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
             let d = api.post("/api/v1/devices", &body).await?;
             print(&client, &d, DEVICE_COLUMNS, false)
         }
-        DeviceCommand::List { state, product, tag, limit, after, client } => {
+        DeviceCommand::List {
+            state,
+            product,
+            tag,
+            limit,
+            after,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
             let mut query = vec![format!("limit={limit}")];
-            for (k, v) in [("state", state), ("product", product), ("tag", tag), ("after", after)] {
+            for (k, v) in [
+                ("state", state),
+                ("product", product),
+                ("tag", tag),
+                ("after", after),
+            ] {
                 if let Some(v) = v {
                     query.push(format!("{k}={}", urlencode(&v)));
                 }
             }
-            let list = api.get(&format!("/api/v1/devices?{}", query.join("&"))).await?;
+            let list = api
+                .get(&format!("/api/v1/devices?{}", query.join("&")))
+                .await?;
             print(&client, &list, DEVICE_COLUMNS, true)?;
-            if !client.json {
-                if let Some(next) = list.get("next_cursor").and_then(Value::as_str) {
-                    eprintln!("more: --after {next}");
-                }
+            if let (false, Some(next)) =
+                (client.json, list.get("next_cursor").and_then(Value::as_str))
+            {
+                eprintln!("more: --after {next}");
             }
             Ok(())
         }
         DeviceCommand::Show { id, client } => {
             let api = ApiClient::from_args(&client)?;
-            let d = api.get(&format!("/api/v1/devices/{}", urlencode(&id))).await?;
+            let d = api
+                .get(&format!("/api/v1/devices/{}", urlencode(&id)))
+                .await?;
             print_record(&client, &d)
         }
         DeviceCommand::Activate { id, client } => transition(&id, "activate", &client).await,
@@ -142,7 +209,12 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
 
 async fn transition(id: &str, action: &str, client: &ClientArgs) -> Result<()> {
     let api = ApiClient::from_args(client)?;
-    let d = api.post(&format!("/api/v1/devices/{}/{action}", urlencode(id)), &json!({})).await?;
+    let d = api
+        .post(
+            &format!("/api/v1/devices/{}/{action}", urlencode(id)),
+            &json!({}),
+        )
+        .await?;
     print(client, &d, DEVICE_COLUMNS, false)
 }
 
@@ -156,26 +228,50 @@ const CERT_COLUMNS: &[(&str, &str)] = &[
 
 async fn cert(cmd: CertCommand) -> Result<()> {
     match cmd {
-        CertCommand::Issue { device, csr, profile, out, chain_out, client } => {
+        CertCommand::Issue {
+            device,
+            csr,
+            profile,
+            out,
+            chain_out,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
-            let csr_pem = std::fs::read_to_string(&csr).with_context(|| format!("reading CSR {}", csr.display()))?;
+            let csr_pem = std::fs::read_to_string(&csr)
+                .with_context(|| format!("reading CSR {}", csr.display()))?;
             let mut body = json!({ "csr": csr_pem });
             if let Some(p) = profile {
                 body["profile"] = json!(p);
             }
-            let issued = api.post(&format!("/api/v1/devices/{}/certificates", urlencode(&device)), &body).await?;
-            let cert = issued.get("certificate").and_then(Value::as_str).unwrap_or_default();
-            let chain = issued.get("chain").and_then(Value::as_str).unwrap_or_default();
+            let issued = api
+                .post(
+                    &format!("/api/v1/devices/{}/certificates", urlencode(&device)),
+                    &body,
+                )
+                .await?;
+            let cert = issued
+                .get("certificate")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let chain = issued
+                .get("chain")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if let Some(path) = &chain_out {
-                std::fs::write(path, chain).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(path, chain)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             match &out {
                 Some(path) => {
-                    std::fs::write(path, cert).with_context(|| format!("writing {}", path.display()))?;
+                    std::fs::write(path, cert)
+                        .with_context(|| format!("writing {}", path.display()))?;
                     if client.json {
                         println!("{}", serde_json::to_string_pretty(&issued)?);
                     } else {
-                        let serial = issued.get("serial").and_then(Value::as_str).unwrap_or_default();
+                        let serial = issued
+                            .get("serial")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
                         println!("issued certificate {serial} -> {}", path.display());
                     }
                 }
@@ -184,7 +280,11 @@ async fn cert(cmd: CertCommand) -> Result<()> {
             }
             Ok(())
         }
-        CertCommand::List { device, limit, client } => {
+        CertCommand::List {
+            device,
+            limit,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
             let mut path = format!("/api/v1/certificates?limit={limit}");
             if let Some(d) = device {
@@ -193,11 +293,22 @@ async fn cert(cmd: CertCommand) -> Result<()> {
             let list = api.get(&path).await?;
             print(&client, &list, CERT_COLUMNS, true)
         }
-        CertCommand::Show { serial, pem, client } => {
+        CertCommand::Show {
+            serial,
+            pem,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
-            let c = api.get(&format!("/api/v1/certificates/{}", urlencode(&serial))).await?;
+            let c = api
+                .get(&format!("/api/v1/certificates/{}", urlencode(&serial)))
+                .await?;
             if pem {
-                print!("{}", c.get("certificate").and_then(Value::as_str).unwrap_or_default());
+                print!(
+                    "{}",
+                    c.get("certificate")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                );
                 Ok(())
             } else {
                 print_record(&client, &c)
@@ -207,13 +318,22 @@ async fn cert(cmd: CertCommand) -> Result<()> {
 }
 
 /// Print an object or a list of objects (`{"items": [...]}`) as a table, or as JSON.
-fn print(client: &ClientArgs, value: &Value, columns: &[(&str, &str)], is_list: bool) -> Result<()> {
+fn print(
+    client: &ClientArgs,
+    value: &Value,
+    columns: &[(&str, &str)],
+    is_list: bool,
+) -> Result<()> {
     if client.json {
         println!("{}", serde_json::to_string_pretty(value)?);
         return Ok(());
     }
     let rows: Vec<&Value> = if is_list {
-        value.get("items").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+        value
+            .get("items")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
     } else {
         vec![value]
     };
@@ -250,7 +370,11 @@ fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| cell(Some(x)))
+            .collect::<Vec<_>>()
+            .join(","),
         Some(other) => other.to_string(),
     }
 }

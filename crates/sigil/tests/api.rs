@@ -9,23 +9,50 @@ use serde_json::{Value, json};
 use common::{Db, TestServer, openssl, openssl_csr, p256_csr};
 
 async fn inventory_and_lifecycle(db: Db) {
-    let Some(s) = TestServer::start(db).await else { return };
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
 
     // Products
     let product = s.create_product("Thermostat").await;
-    let (st, p) = s.post("/api/v1/products", json!({"name": "Thermostat", "manufacturer": "Acme", "support_end": "2031-12-31"})).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{p}");
-    let (st, p) = s.post("/api/v1/products", json!({"name": "X", "manufacturer": "Acme", "support_end": "2031-02-30"})).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-field")), "{p}");
+    let (st, p) = s
+        .post(
+            "/api/v1/products",
+            json!({"name": "Thermostat", "manufacturer": "Acme", "support_end": "2031-12-31"}),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{p}"
+    );
+    let (st, p) = s
+        .post(
+            "/api/v1/products",
+            json!({"name": "X", "manufacturer": "Acme", "support_end": "2031-02-30"}),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-field")),
+        "{p}"
+    );
     assert!(p["detail"].as_str().unwrap().contains("support_end"), "{p}");
     let (st, p) = s.post("/api/v1/products", json!({"name": "X", "manufacturer": "Acme", "support_end": "2031-01-01", "colour": "red"})).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-body")), "{p}");
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-body")),
+        "{p}"
+    );
     let (st, list) = s.get("/api/v1/products").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["support_end"], "2031-12-31");
     let (st, one) = s.get(&format!("/api/v1/products/{product}")).await;
-    assert_eq!((st, one["name"].as_str()), (StatusCode::OK, Some("Thermostat")));
+    assert_eq!(
+        (st, one["name"].as_str()),
+        (StatusCode::OK, Some("Thermostat"))
+    );
     assert_eq!(s.count("products").await, 1);
 
     // Devices
@@ -41,23 +68,78 @@ async fn inventory_and_lifecycle(db: Db) {
     assert_eq!(d["tags"], json!(["floor=2", "line-3"]));
     let first = d["id"].as_str().unwrap().to_owned();
     assert_eq!(d["identity"], format!("urn:sigil:device:{first}"));
-    let (st, e) = s.post("/api/v1/devices", json!({"product_id": product, "serial_number": "SN-0"})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{e}");
-    let (st, e) = s.post("/api/v1/devices", json!({"product_id": product, "serial_number": "SN-X", "hardware_id": "hw-0"})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{e}");
+    let (st, e) = s
+        .post(
+            "/api/v1/devices",
+            json!({"product_id": product, "serial_number": "SN-0"}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{e}"
+    );
+    let (st, e) = s
+        .post(
+            "/api/v1/devices",
+            json!({"product_id": product, "serial_number": "SN-X", "hardware_id": "hw-0"}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{e}"
+    );
     let missing = uuid::Uuid::now_v7().to_string();
-    let (st, e) = s.post("/api/v1/devices", json!({"product_id": missing, "serial_number": "SN-1"})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::NOT_FOUND, Some("not-found")), "{e}");
-    let (st, e) = s.post("/api/v1/devices", json!({"product_id": "nope", "serial_number": "SN-1"})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid-id")), "{e}");
-    let (st, e) = s.post("/api/v1/devices", json!({"product_id": product, "serial_number": "SN-1", "tags": ["bad tag"]})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-field")), "{e}");
-    assert_eq!(s.count("devices").await, 1, "refused creations wrote nothing");
+    let (st, e) = s
+        .post(
+            "/api/v1/devices",
+            json!({"product_id": missing, "serial_number": "SN-1"}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not-found")),
+        "{e}"
+    );
+    let (st, e) = s
+        .post(
+            "/api/v1/devices",
+            json!({"product_id": "nope", "serial_number": "SN-1"}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid-id")),
+        "{e}"
+    );
+    let (st, e) = s
+        .post(
+            "/api/v1/devices",
+            json!({"product_id": product, "serial_number": "SN-1", "tags": ["bad tag"]}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-field")),
+        "{e}"
+    );
+    assert_eq!(
+        s.count("devices").await,
+        1,
+        "refused creations wrote nothing"
+    );
 
     let other_product = s.create_product("Gateway").await;
     let mut ids = vec![first.clone()];
     for i in 1..=5 {
-        ids.push(s.create_device(if i % 2 == 0 { &other_product } else { &product }, &format!("SN-{i}")).await);
+        ids.push(
+            s.create_device(
+                if i % 2 == 0 { &other_product } else { &product },
+                &format!("SN-{i}"),
+            )
+            .await,
+        );
     }
 
     // Pagination walks every device exactly once, in creation order.
@@ -70,7 +152,13 @@ async fn inventory_and_lifecycle(db: Db) {
         };
         let (st, page) = s.get(&path).await;
         assert_eq!(st, StatusCode::OK, "{page}");
-        seen.extend(page["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => after = Some(c.to_owned()),
             None => break,
@@ -81,84 +169,188 @@ async fn inventory_and_lifecycle(db: Db) {
     // Filters
     let (_, by_tag) = s.get("/api/v1/devices?tag=line-3").await;
     assert_eq!(by_tag["items"].as_array().unwrap().len(), 1);
-    let (_, by_product) = s.get(&format!("/api/v1/devices?product={other_product}")).await;
+    let (_, by_product) = s
+        .get(&format!("/api/v1/devices?product={other_product}"))
+        .await;
     assert_eq!(by_product["items"].as_array().unwrap().len(), 2);
     let (_, by_state) = s.get("/api/v1/devices?state=registered").await;
     assert_eq!(by_state["items"].as_array().unwrap().len(), 6);
     let (st, e) = s.get("/api/v1/devices?state=sleeping").await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-field")), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-field")),
+        "{e}"
+    );
     let (st, e) = s.get("/api/v1/devices?limit=0").await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     let (st, e) = s.get("/api/v1/devices?limit=abc").await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid-query")), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid-query")),
+        "{e}"
+    );
 
     // Lifecycle
     let dev = &first;
-    let (st, e) = s.post(&format!("/api/v1/devices/{dev}/activate"), json!({})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::CONFLICT, Some("illegal-transition")), "{e}");
-    assert_eq!(e["detail"], "device is registered: cannot activate (issue it an identity first)");
-    let (st, e) = s.post(&format!("/api/v1/devices/{dev}/suspend"), json!({})).await;
+    let (st, e) = s
+        .post(&format!("/api/v1/devices/{dev}/activate"), json!({}))
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("illegal-transition")),
+        "{e}"
+    );
+    assert_eq!(
+        e["detail"],
+        "device is registered: cannot activate (issue it an identity first)"
+    );
+    let (st, e) = s
+        .post(&format!("/api/v1/devices/{dev}/suspend"), json!({}))
+        .await;
     assert_eq!(st, StatusCode::CONFLICT, "{e}");
 
     let csr = p256_csr(s.dir.path(), "life");
-    let (st, c) = s.post(&format!("/api/v1/devices/{dev}/certificates"), json!({"csr": csr})).await;
+    let (st, c) = s
+        .post(
+            &format!("/api/v1/devices/{dev}/certificates"),
+            json!({"csr": csr}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{c}");
     let (_, d) = s.get(&format!("/api/v1/devices/{dev}")).await;
     assert_eq!(d["state"], "provisioned");
     for (action, expected) in [("activate", "active"), ("suspend", "suspended")] {
-        let (st, d) = s.post(&format!("/api/v1/devices/{dev}/{action}"), json!({})).await;
-        assert_eq!((st, d["state"].as_str()), (StatusCode::OK, Some(expected)), "{d}");
+        let (st, d) = s
+            .post(&format!("/api/v1/devices/{dev}/{action}"), json!({}))
+            .await;
+        assert_eq!(
+            (st, d["state"].as_str()),
+            (StatusCode::OK, Some(expected)),
+            "{d}"
+        );
     }
     // Suspended: no new identity.
     let csr2 = p256_csr(s.dir.path(), "life2");
     let before = s.count("certificates").await;
-    let (st, e) = s.post(&format!("/api/v1/devices/{dev}/certificates"), json!({"csr": csr2})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::CONFLICT, Some("illegal-transition")), "{e}");
+    let (st, e) = s
+        .post(
+            &format!("/api/v1/devices/{dev}/certificates"),
+            json!({"csr": csr2}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("illegal-transition")),
+        "{e}"
+    );
     assert!(e["detail"].as_str().unwrap().contains("suspended"), "{e}");
     assert_eq!(s.count("certificates").await, before);
     for (action, expected) in [("resume", "active"), ("retire", "retired")] {
-        let (st, d) = s.post(&format!("/api/v1/devices/{dev}/{action}"), json!({})).await;
-        assert_eq!((st, d["state"].as_str()), (StatusCode::OK, Some(expected)), "{d}");
+        let (st, d) = s
+            .post(&format!("/api/v1/devices/{dev}/{action}"), json!({}))
+            .await;
+        assert_eq!(
+            (st, d["state"].as_str()),
+            (StatusCode::OK, Some(expected)),
+            "{d}"
+        );
     }
     for action in ["resume", "activate", "suspend", "retire"] {
-        let (st, e) = s.post(&format!("/api/v1/devices/{dev}/{action}"), json!({})).await;
-        assert_eq!(st, StatusCode::CONFLICT, "retired is terminal: {action} {e}");
-        assert!(e["detail"].as_str().unwrap().contains("retired is terminal"), "{e}");
+        let (st, e) = s
+            .post(&format!("/api/v1/devices/{dev}/{action}"), json!({}))
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::CONFLICT,
+            "retired is terminal: {action} {e}"
+        );
+        assert!(
+            e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("retired is terminal"),
+            "{e}"
+        );
     }
     let (st, e) = s.get(&format!("/api/v1/devices/{missing}")).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::NOT_FOUND, Some("not-found")), "{e}");
-    let (st, e) = s.post(&format!("/api/v1/devices/{missing}/suspend"), json!({})).await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not-found")),
+        "{e}"
+    );
+    let (st, e) = s
+        .post(&format!("/api/v1/devices/{missing}/suspend"), json!({}))
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{e}");
     s.shutdown().await;
 }
 both_backends!(inventory_and_lifecycle);
 
 async fn issuance_interoperates_with_openssl(db: Db) {
-    let Some(s) = TestServer::start(db).await else { return };
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
     let work = s.dir.path();
     let data = s.data_dir();
     let product = s.create_product("Meter").await;
 
     for (name, keyargs, algo_text) in [
-        ("p256", vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "id-ecPublicKey"),
-        ("p384", vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"], "id-ecPublicKey"),
+        (
+            "p256",
+            vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "id-ecPublicKey",
+        ),
+        (
+            "p384",
+            vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
+            "id-ecPublicKey",
+        ),
         ("ed25519", vec!["-newkey", "ed25519"], "ED25519"),
         ("rsa2048", vec!["-newkey", "rsa:2048"], "rsaEncryption"),
     ] {
         let device = s.create_device(&product, &format!("SN-{name}")).await;
         let csr = openssl_csr(work, name, &keyargs);
-        let (st, issued) = s.post(&format!("/api/v1/devices/{device}/certificates"), json!({"csr": csr})).await;
+        let (st, issued) = s
+            .post(
+                &format!("/api/v1/devices/{device}/certificates"),
+                json!({"csr": csr}),
+            )
+            .await;
         assert_eq!(st, StatusCode::CREATED, "{name}: {issued}");
         let cert_file = format!("{name}.crt");
-        std::fs::write(work.join(&cert_file), issued["certificate"].as_str().unwrap()).unwrap();
+        std::fs::write(
+            work.join(&cert_file),
+            issued["certificate"].as_str().unwrap(),
+        )
+        .unwrap();
         std::fs::write(work.join("chain.pem"), issued["chain"].as_str().unwrap()).unwrap();
 
         let root = data.join("ca/root.crt");
         let issuing = data.join("ca/issuing.crt");
-        let out = openssl(work, &["verify", "-CAfile", root.to_str().unwrap(), "-untrusted", issuing.to_str().unwrap(), &cert_file]);
+        let out = openssl(
+            work,
+            &[
+                "verify",
+                "-CAfile",
+                root.to_str().unwrap(),
+                "-untrusted",
+                issuing.to_str().unwrap(),
+                &cert_file,
+            ],
+        );
         assert_eq!(out.trim(), format!("{cert_file}: OK"));
         // The chain in the response is the same chain.
-        let out = openssl(work, &["verify", "-CAfile", root.to_str().unwrap(), "-untrusted", "chain.pem", &cert_file]);
+        let out = openssl(
+            work,
+            &[
+                "verify",
+                "-CAfile",
+                root.to_str().unwrap(),
+                "-untrusted",
+                "chain.pem",
+                &cert_file,
+            ],
+        );
         assert!(out.contains("OK"));
 
         let text = openssl(work, &["x509", "-in", &cert_file, "-noout", "-text"]);
@@ -176,67 +368,158 @@ async fn issuance_interoperates_with_openssl(db: Db) {
             format!("URI:{pki}/crl/issuing.crl"),
             algo_text.to_owned(),
         ] {
-            assert!(text.contains(&needle), "{name}: `{needle}` missing from\n{text}");
+            assert!(
+                text.contains(&needle),
+                "{name}: `{needle}` missing from\n{text}"
+            );
         }
         // Nothing the device asked for leaks in.
-        assert!(!text.contains("chosen-by-the-device") && !text.contains("Evil"), "{text}");
+        assert!(
+            !text.contains("chosen-by-the-device") && !text.contains("Evil"),
+            "{text}"
+        );
         assert!(!text.contains("TLS Web Server Authentication"));
 
         // 160-bit serial field (20 octets), recorded with the SHA-256 fingerprint openssl computes.
         let serial = issued["serial"].as_str().unwrap();
         assert_eq!(serial.len(), 40, "{serial}");
-        let fp = openssl(work, &["x509", "-in", &cert_file, "-noout", "-fingerprint", "-sha256"]);
-        let fp = fp.trim().rsplit('=').next().unwrap().replace(':', "").to_lowercase();
+        let fp = openssl(
+            work,
+            &[
+                "x509",
+                "-in",
+                &cert_file,
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+            ],
+        );
+        let fp = fp
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .replace(':', "")
+            .to_lowercase();
         assert_eq!(issued["sha256"].as_str().unwrap(), fp);
         let (st, rec) = s.get(&format!("/api/v1/certificates/{serial}")).await;
         assert_eq!(st, StatusCode::OK, "{rec}");
-        assert_eq!((rec["sha256"].as_str(), rec["status"].as_str(), rec["device_id"].as_str()), (Some(fp.as_str()), Some("active"), Some(device.as_str())));
+        assert_eq!(
+            (
+                rec["sha256"].as_str(),
+                rec["status"].as_str(),
+                rec["device_id"].as_str()
+            ),
+            (Some(fp.as_str()), Some("active"), Some(device.as_str()))
+        );
         assert_eq!(rec["certificate"], issued["certificate"]);
-        let (_, list) = s.get(&format!("/api/v1/certificates?device={device}")).await;
+        let (_, list) = s
+            .get(&format!("/api/v1/certificates?device={device}"))
+            .await;
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
         // openssl's serial spelling is accepted too.
-        let (st, _) = s.get(&format!("/api/v1/certificates/{}", serial.to_uppercase())).await;
+        let (st, _) = s
+            .get(&format!("/api/v1/certificates/{}", serial.to_uppercase()))
+            .await;
         assert_eq!(st, StatusCode::OK);
     }
     assert_eq!(s.count("certificates").await, 4);
 
     // The caIssuers URL serves the issuing CA certificate in DER.
-    let der = reqwest::get(format!("{}/ca/issuing.der", s.pki)).await.unwrap();
+    let der = reqwest::get(format!("{}/ca/issuing.der", s.pki))
+        .await
+        .unwrap();
     assert_eq!(der.headers()["content-type"], "application/pkix-cert");
     let der = der.bytes().await.unwrap();
     std::fs::write(work.join("issuing.der"), &der).unwrap();
-    let from_url = openssl(work, &["x509", "-inform", "DER", "-in", "issuing.der", "-noout", "-fingerprint", "-sha256"]);
-    let from_file = openssl(work, &["x509", "-in", data.join("ca/issuing.crt").to_str().unwrap(), "-noout", "-fingerprint", "-sha256"]);
+    let from_url = openssl(
+        work,
+        &[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            "issuing.der",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
+    let from_file = openssl(
+        work,
+        &[
+            "x509",
+            "-in",
+            data.join("ca/issuing.crt").to_str().unwrap(),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
     assert_eq!(from_url, from_file);
-    let root = reqwest::get(format!("{}/ca/root.crt", s.pki)).await.unwrap().text().await.unwrap();
-    assert_eq!(root, std::fs::read_to_string(data.join("ca/root.crt")).unwrap());
+    let root = reqwest::get(format!("{}/ca/root.crt", s.pki))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        root,
+        std::fs::read_to_string(data.join("ca/root.crt")).unwrap()
+    );
 
     // Profiles choose the validity.
     let device = s.create_device(&product, "SN-short").await;
     let csr = p256_csr(work, "short");
-    let (st, issued) = s.post(&format!("/api/v1/devices/{device}/certificates"), json!({"csr": csr, "profile": "device-ephemeral"})).await;
+    let (st, issued) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": csr, "profile": "device-ephemeral"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{issued}");
-    let nb = time::OffsetDateTime::parse(issued["not_before"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
-    let na = time::OffsetDateTime::parse(issued["not_after"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
-    assert_eq!(na - nb, time::Duration::minutes(61), "1 h validity plus 1 min backdating");
+    let nb = time::OffsetDateTime::parse(
+        issued["not_before"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let na = time::OffsetDateTime::parse(
+        issued["not_after"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(
+        na - nb,
+        time::Duration::minutes(61),
+        "1 h validity plus 1 min backdating"
+    );
     s.shutdown().await;
 }
 both_backends!(issuance_interoperates_with_openssl);
 
 /// Every kind of bad input gets its own error code and leaves the database exactly as it was.
 async fn bad_input_changes_nothing(db: Db) {
-    let Some(s) = TestServer::start(db).await else { return };
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
     let work = s.dir.path();
     let product = s.create_product("Sensor").await;
     let device = s.create_device(&product, "SN-A").await;
     let other = s.create_device(&product, "SN-B").await;
     let retired = s.create_device(&product, "SN-R").await;
-    let (st, _) = s.post(&format!("/api/v1/devices/{retired}/retire"), json!({})).await;
+    let (st, _) = s
+        .post(&format!("/api/v1/devices/{retired}/retire"), json!({}))
+        .await;
     assert_eq!(st, StatusCode::OK);
 
     // `other` holds a key: reusing it for `device` must fail.
     let used_csr = p256_csr(work, "used");
-    let (st, e) = s.post(&format!("/api/v1/devices/{other}/certificates"), json!({"csr": used_csr})).await;
+    let (st, e) = s
+        .post(
+            &format!("/api/v1/devices/{other}/certificates"),
+            json!({"csr": used_csr}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{e}");
 
     let good = p256_csr(work, "good");
@@ -248,51 +531,183 @@ async fn bad_input_changes_nothing(db: Db) {
         pem_encode("CERTIFICATE REQUEST", &der)
     };
     let rsa1024 = openssl_csr(work, "rsa1024", &["-newkey", "rsa:1024"]);
-    let k1 = openssl_csr(work, "k1", &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"]);
+    let k1 = openssl_csr(
+        work,
+        "k1",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+    );
     let sha1 = openssl_csr(work, "sha1", &["-newkey", "rsa:2048", "-sha1"]);
-    let garbage_b64 = "-----BEGIN CERTIFICATE REQUEST-----\n!!!notbase64!!!\n-----END CERTIFICATE REQUEST-----\n";
+    let garbage_b64 =
+        "-----BEGIN CERTIFICATE REQUEST-----\n!!!notbase64!!!\n-----END CERTIFICATE REQUEST-----\n";
     let missing = uuid::Uuid::now_v7().to_string();
 
-
     let cases: Vec<(&str, String, Value, StatusCode, &str)> = vec![
-        ("malformed PEM", device.clone(), json!({"csr": "hello"}), StatusCode::BAD_REQUEST, "csr-malformed"),
-        ("garbage base64", device.clone(), json!({"csr": garbage_b64}), StatusCode::BAD_REQUEST, "csr-malformed"),
-        ("truncated DER", device.clone(), json!({"csr": pem_encode("CERTIFICATE REQUEST", &pem_decode(&good)[..40])}), StatusCode::BAD_REQUEST, "csr-malformed"),
-        ("broken signature", device.clone(), json!({"csr": broken_sig}), StatusCode::BAD_REQUEST, "csr-signature-invalid"),
-        ("RSA-1024", device.clone(), json!({"csr": rsa1024}), StatusCode::UNPROCESSABLE_ENTITY, "key-too-weak"),
-        ("secp256k1", device.clone(), json!({"csr": k1}), StatusCode::UNPROCESSABLE_ENTITY, "key-unsupported"),
-        ("SHA-1 signature", device.clone(), json!({"csr": sha1}), StatusCode::UNPROCESSABLE_ENTITY, "csr-signature-algorithm"),
-        ("key of another device", device.clone(), json!({"csr": used_csr}), StatusCode::CONFLICT, "key-already-bound"),
-        ("unknown device", missing.clone(), json!({"csr": good}), StatusCode::NOT_FOUND, "not-found"),
-        ("retired device", retired.clone(), json!({"csr": good}), StatusCode::CONFLICT, "illegal-transition"),
-        ("unknown profile", device.clone(), json!({"csr": good, "profile": "forever"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown-profile"),
-        ("unknown field", device.clone(), json!({"csr": good, "subject": "CN=admin"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid-body"),
-        ("bad device id", "..%2F..".to_owned(), json!({"csr": good}), StatusCode::BAD_REQUEST, "invalid-id"),
+        (
+            "malformed PEM",
+            device.clone(),
+            json!({"csr": "hello"}),
+            StatusCode::BAD_REQUEST,
+            "csr-malformed",
+        ),
+        (
+            "garbage base64",
+            device.clone(),
+            json!({"csr": garbage_b64}),
+            StatusCode::BAD_REQUEST,
+            "csr-malformed",
+        ),
+        (
+            "truncated DER",
+            device.clone(),
+            json!({"csr": pem_encode("CERTIFICATE REQUEST", &pem_decode(&good)[..40])}),
+            StatusCode::BAD_REQUEST,
+            "csr-malformed",
+        ),
+        (
+            "broken signature",
+            device.clone(),
+            json!({"csr": broken_sig}),
+            StatusCode::BAD_REQUEST,
+            "csr-signature-invalid",
+        ),
+        (
+            "RSA-1024",
+            device.clone(),
+            json!({"csr": rsa1024}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key-too-weak",
+        ),
+        (
+            "secp256k1",
+            device.clone(),
+            json!({"csr": k1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key-unsupported",
+        ),
+        (
+            "SHA-1 signature",
+            device.clone(),
+            json!({"csr": sha1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "csr-signature-algorithm",
+        ),
+        (
+            "key of another device",
+            device.clone(),
+            json!({"csr": used_csr}),
+            StatusCode::CONFLICT,
+            "key-already-bound",
+        ),
+        (
+            "unknown device",
+            missing.clone(),
+            json!({"csr": good}),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        (
+            "retired device",
+            retired.clone(),
+            json!({"csr": good}),
+            StatusCode::CONFLICT,
+            "illegal-transition",
+        ),
+        (
+            "unknown profile",
+            device.clone(),
+            json!({"csr": good, "profile": "forever"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-profile",
+        ),
+        (
+            "unknown field",
+            device.clone(),
+            json!({"csr": good, "subject": "CN=admin"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            "bad device id",
+            "..%2F..".to_owned(),
+            json!({"csr": good}),
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+        ),
     ];
     let before = counts(&s).await;
     for (what, dev, body, status, code) in cases {
-        let (st, e) = s.post(&format!("/api/v1/devices/{dev}/certificates"), body).await;
-        assert_eq!((st, e["code"].as_str()), (status, Some(code)), "{what}: {e}");
-        assert!(!e["detail"].as_str().unwrap_or("").is_empty(), "{what}: specific detail");
+        let (st, e) = s
+            .post(&format!("/api/v1/devices/{dev}/certificates"), body)
+            .await;
+        assert_eq!(
+            (st, e["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {e}"
+        );
+        assert!(
+            !e["detail"].as_str().unwrap_or("").is_empty(),
+            "{what}: specific detail"
+        );
         assert_eq!(counts(&s).await, before, "{what}: no row written");
     }
 
     // Transport-level refusals.
     let url = format!("{}/api/v1/devices/{device}/certificates", s.api);
     let huge = json!({"csr": "A".repeat(100 * 1024)});
-    let r = s.http.post(&url).bearer_auth(&s.token).json(&huge).send().await.unwrap();
+    let r = s
+        .http
+        .post(&url)
+        .bearer_auth(&s.token)
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
     let (st, e) = common::split(r).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("body-too-large")), "{e}");
-    let r = s.http.post(&url).bearer_auth(&s.token).header("content-type", "text/plain").body(good.clone()).send().await.unwrap();
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body-too-large")),
+        "{e}"
+    );
+    let r = s
+        .http
+        .post(&url)
+        .bearer_auth(&s.token)
+        .header("content-type", "text/plain")
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap();
     let (st, e) = common::split(r).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported-media-type")), "{e}");
-    let r = s.http.post(&url).bearer_auth(&s.token).header("content-type", "application/json").body("{\"csr\": ").send().await.unwrap();
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("unsupported-media-type")
+        ),
+        "{e}"
+    );
+    let r = s
+        .http
+        .post(&url)
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body("{\"csr\": ")
+        .send()
+        .await
+        .unwrap();
     let (st, e) = common::split(r).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed-json")), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed-json")),
+        "{e}"
+    );
 
     for (what, auth) in [
         ("missing token", None),
-        ("wrong token", Some("Bearer sigil_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned())),
+        (
+            "wrong token",
+            Some("Bearer sigil_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned()),
+        ),
         ("basic scheme", Some(format!("Basic {}", s.token))),
         ("empty bearer", Some("Bearer ".to_owned())),
     ] {
@@ -301,10 +716,23 @@ async fn bad_input_changes_nothing(db: Db) {
             req = req.header("authorization", a);
         }
         let r = req.send().await.unwrap();
-        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"sigil\"", "{what}");
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            "Bearer realm=\"sigil\"",
+            "{what}"
+        );
         let (st, e) = common::split(r).await;
-        assert_eq!((st, e["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthenticated")), "{what}: {e}");
-        let r = s.http.get(format!("{}/api/v1/devices", s.api)).send().await.unwrap();
+        assert_eq!(
+            (st, e["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
+            "{what}: {e}"
+        );
+        let r = s
+            .http
+            .get(format!("{}/api/v1/devices", s.api))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(counts(&s).await, before);
@@ -312,55 +740,106 @@ async fn bad_input_changes_nothing(db: Db) {
     // And the device is untouched: still registered, and a good CSR still works afterwards.
     let (_, d) = s.get(&format!("/api/v1/devices/{device}")).await;
     assert_eq!(d["state"], "registered");
-    let (st, e) = s.post(&format!("/api/v1/devices/{device}/certificates"), json!({"csr": good})).await;
+    let (st, e) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": good}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{e}");
     s.shutdown().await;
 }
 both_backends!(bad_input_changes_nothing);
 
 async fn counts(s: &TestServer) -> (i64, i64, i64) {
-    (s.count("certificates").await, s.count("device_keys").await, s.count("devices").await)
+    (
+        s.count("certificates").await,
+        s.count("device_keys").await,
+        s.count("devices").await,
+    )
 }
 
 fn pem_decode(text: &str) -> Vec<u8> {
     use base64::Engine;
     let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let body: Vec<String> = b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", body.join("\n"))
+    let body: Vec<String> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        body.join("\n")
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_describes_every_route() {
     let s = TestServer::start(Db::Sqlite).await.unwrap();
-    let r = s.http.get(format!("{}/api/v1/openapi.json", s.api)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/api/v1/openapi.json", s.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let doc: Value = r.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
-        ("/api/v1/products", "post"), ("/api/v1/products", "get"), ("/api/v1/products/{id}", "get"),
-        ("/api/v1/devices", "post"), ("/api/v1/devices", "get"), ("/api/v1/devices/{id}", "get"),
-        ("/api/v1/devices/{id}/activate", "post"), ("/api/v1/devices/{id}/suspend", "post"),
-        ("/api/v1/devices/{id}/resume", "post"), ("/api/v1/devices/{id}/retire", "post"),
-        ("/api/v1/devices/{id}/certificates", "post"), ("/api/v1/certificates", "get"),
-        ("/api/v1/certificates/{serial}", "get"), ("/api/v1/profiles", "get"),
+        ("/api/v1/products", "post"),
+        ("/api/v1/products", "get"),
+        ("/api/v1/products/{id}", "get"),
+        ("/api/v1/devices", "post"),
+        ("/api/v1/devices", "get"),
+        ("/api/v1/devices/{id}", "get"),
+        ("/api/v1/devices/{id}/activate", "post"),
+        ("/api/v1/devices/{id}/suspend", "post"),
+        ("/api/v1/devices/{id}/resume", "post"),
+        ("/api/v1/devices/{id}/retire", "post"),
+        ("/api/v1/devices/{id}/certificates", "post"),
+        ("/api/v1/certificates", "get"),
+        ("/api/v1/certificates/{serial}", "get"),
+        ("/api/v1/profiles", "get"),
     ] {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from OpenAPI");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from OpenAPI"
+        );
     }
-    assert_eq!(paths.len(), 12, "every documented path is listed above: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(
+        paths.len(),
+        12,
+        "every documented path is listed above: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     // Unknown routes and methods are problem+json too.
     let (st, e) = s.get("/api/v1/nope").await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::NOT_FOUND, Some("not-found")));
-    let r = s.http.delete(format!("{}/api/v1/devices", s.api)).bearer_auth(&s.token).send().await.unwrap();
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not-found"))
+    );
+    let r = s
+        .http
+        .delete(format!("{}/api/v1/devices", s.api))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
     let (st, e) = common::split(r).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method-not-allowed")));
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method-not-allowed"))
+    );
     s.shutdown().await;
 }
 
@@ -370,7 +849,15 @@ async fn api_speaks_tls_only_with_a_certificate_from_sigils_ca() {
     let port = s.handle.as_ref().unwrap().api_addr.port();
     let root = s.data_dir().join("ca/root.crt");
     let out = std::process::Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost", "-verify_return_error", "-CAfile"])
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            "-CAfile",
+        ])
         .arg(&root)
         .stdin(std::process::Stdio::null())
         .output()
@@ -378,7 +865,10 @@ async fn api_speaks_tls_only_with_a_certificate_from_sigils_ca() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
     // Plain HTTP to the API port is not served.
-    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/v1/devices")).send().await;
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/devices"))
+        .send()
+        .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     s.shutdown().await;
 }

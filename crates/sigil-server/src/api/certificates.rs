@@ -150,23 +150,42 @@ pub async fn issue(
 
 #[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", params(CertificateQuery),
     responses((status = 200, body = CertificateList), (status = 400, body = Problem)))]
-pub async fn list(State(state): State<AppState>, ApiQuery(q): ApiQuery<CertificateQuery>) -> Result<Json<CertificateList>, ApiError> {
-    let device = q.device.as_deref().map(str::parse::<DeviceId>).transpose()?;
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<CertificateQuery>,
+) -> Result<Json<CertificateList>, ApiError> {
+    let device = q
+        .device
+        .as_deref()
+        .map(str::parse::<DeviceId>)
+        .transpose()?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=sigil_store::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit must be between 1 and {}", sigil_store::MAX_PAGE)));
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {}",
+            sigil_store::MAX_PAGE
+        )));
     }
     if let Some(d) = device {
         // Distinguish "no certificates" from "no such device".
         state.store.get_device(d).await?;
     }
-    let items = state.store.list_certificates(device, limit).await?.into_iter().map(Into::into).collect();
+    let items = state
+        .store
+        .list_certificates(device, limit)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(CertificateList { items }))
 }
 
 #[utoipa::path(get, path = "/api/v1/certificates/{serial}", tag = "certificates", params(("serial" = String, Path)),
     responses((status = 200, body = CertificateResponse), (status = 404, body = Problem)))]
-pub async fn get(State(state): State<AppState>, Path(serial): Path<String>) -> Result<Json<CertificateResponse>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(serial): Path<String>,
+) -> Result<Json<CertificateResponse>, ApiError> {
     let serial: Serial = serial.parse()?;
     Ok(Json(state.store.get_certificate(&serial).await?.into()))
 }
@@ -183,7 +202,11 @@ pub async fn profiles() -> Json<Vec<ProfileResponse>> {
     Json(
         PROFILES
             .iter()
-            .map(|p| ProfileResponse { name: p.name.to_owned(), validity_seconds: p.validity.whole_seconds(), default: p.name == DEFAULT_PROFILE })
+            .map(|p| ProfileResponse {
+                name: p.name.to_owned(),
+                validity_seconds: p.validity.whole_seconds(),
+                default: p.name == DEFAULT_PROFILE,
+            })
             .collect(),
     )
 }

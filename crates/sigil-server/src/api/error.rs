@@ -35,16 +35,36 @@ pub struct Problem {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, title, detail: detail.into() }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+        }
     }
 
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            detail,
+        )
     }
 
     pub fn invalid(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field", detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "Invalid field",
+            detail,
+        )
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -54,7 +74,12 @@ impl ApiError {
     fn internal(cause: &dyn std::fmt::Display) -> Self {
         // The cause may hold SQL or paths: log it, tell the client only that it happened.
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the server failed to process the request; see its log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed to process the request; see its log",
+        )
     }
 }
 
@@ -68,13 +93,15 @@ impl IntoResponse for ApiError {
             code: self.code.to_owned(),
         };
         let mut response = (self.status, Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sigil\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sigil\""),
+            );
         }
         response
     }
@@ -84,7 +111,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => Self::not_found(e.to_string()),
-            StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", e.to_string()),
+            StoreError::Conflict(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", "Conflict", e.to_string())
+            }
             StoreError::Lifecycle(l) => l.into(),
             StoreError::KeyBound(_) => Self::new(
                 StatusCode::CONFLICT,
@@ -99,7 +128,12 @@ impl From<StoreError> for ApiError {
 
 impl From<LifecycleError> for ApiError {
     fn from(e: LifecycleError) -> Self {
-        Self::new(StatusCode::CONFLICT, "illegal-transition", "Lifecycle transition not allowed", e.to_string())
+        Self::new(
+            StatusCode::CONFLICT,
+            "illegal-transition",
+            "Lifecycle transition not allowed",
+            e.to_string(),
+        )
     }
 }
 
@@ -111,22 +145,51 @@ impl From<InventoryError> for ApiError {
 
 impl From<IdError> for ApiError {
     fn from(e: IdError) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-id", "Invalid identifier", e.to_string())
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "Invalid identifier",
+            e.to_string(),
+        )
     }
 }
 
 impl From<CaError> for ApiError {
     fn from(e: CaError) -> Self {
         let (status, code, title) = match &e {
-            CaError::CsrPem(_) | CaError::CsrDer(_) => (StatusCode::BAD_REQUEST, "csr-malformed", "Malformed CSR"),
-            CaError::CsrTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "csr-too-large", "CSR too large"),
-            CaError::CsrBadSignature => (StatusCode::BAD_REQUEST, "csr-signature-invalid", "CSR signature invalid"),
-            CaError::CsrSignatureAlgorithm(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "csr-signature-algorithm", "CSR signature algorithm not accepted")
+            CaError::CsrPem(_) | CaError::CsrDer(_) => {
+                (StatusCode::BAD_REQUEST, "csr-malformed", "Malformed CSR")
             }
-            CaError::WeakKey(_) => (StatusCode::UNPROCESSABLE_ENTITY, "key-too-weak", "Key too weak"),
-            CaError::UnsupportedKey(_) => (StatusCode::UNPROCESSABLE_ENTITY, "key-unsupported", "Key type not accepted"),
-            CaError::UnknownProfile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown-profile", "Unknown certificate profile"),
+            CaError::CsrTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "csr-too-large",
+                "CSR too large",
+            ),
+            CaError::CsrBadSignature => (
+                StatusCode::BAD_REQUEST,
+                "csr-signature-invalid",
+                "CSR signature invalid",
+            ),
+            CaError::CsrSignatureAlgorithm(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "csr-signature-algorithm",
+                "CSR signature algorithm not accepted",
+            ),
+            CaError::WeakKey(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "key-too-weak",
+                "Key too weak",
+            ),
+            CaError::UnsupportedKey(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "key-unsupported",
+                "Key type not accepted",
+            ),
+            CaError::UnknownProfile(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-profile",
+                "Unknown certificate profile",
+            ),
             _ => return Self::internal(&e),
         };
         Self::new(status, code, title, e.to_string())
@@ -145,10 +208,16 @@ impl From<IssueError<CaError>> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let (code, title) = match &r {
-            JsonRejection::JsonDataError(_) => ("invalid-body", "Request body does not match the schema"),
+            JsonRejection::JsonDataError(_) => {
+                ("invalid-body", "Request body does not match the schema")
+            }
             JsonRejection::JsonSyntaxError(_) => ("malformed-json", "Malformed JSON"),
-            JsonRejection::MissingJsonContentType(_) => ("unsupported-media-type", "Expected application/json"),
-            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "Request body too large"),
+            JsonRejection::MissingJsonContentType(_) => {
+                ("unsupported-media-type", "Expected application/json")
+            }
+            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ("body-too-large", "Request body too large")
+            }
             _ => ("malformed-request", "Malformed request"),
         };
         Self::new(r.status(), code, title, r.body_text())
@@ -157,6 +226,11 @@ impl From<JsonRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string", r.body_text())
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query string",
+            r.body_text(),
+        )
     }
 }

@@ -45,14 +45,20 @@ impl From<Product> for ProductResponse {
             id: p.id.to_string(),
             name: p.name,
             manufacturer: p.manufacturer,
-            support_end: format!("{:04}-{:02}-{:02}", p.support_end.year(), u8::from(p.support_end.month()), p.support_end.day()),
+            support_end: format!(
+                "{:04}-{:02}-{:02}",
+                p.support_end.year(),
+                u8::from(p.support_end.month()),
+                p.support_end.day()
+            ),
             created_at: rfc3339(p.created_at),
         }
     }
 }
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 #[utoipa::path(post, path = "/api/v1/products", request_body = ProductRequest, tag = "inventory",
@@ -68,13 +74,22 @@ pub async fn create_product(
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "inventory", responses((status = 200, body = ProductList)))]
 pub async fn list_products(State(state): State<AppState>) -> Result<Json<ProductList>, ApiError> {
-    let items = state.store.list_products().await?.into_iter().map(Into::into).collect();
+    let items = state
+        .store
+        .list_products()
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(ProductList { items }))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "inventory", params(("id" = String, Path)),
     responses((status = 200, body = ProductResponse), (status = 404, body = Problem)))]
-pub async fn get_product(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ProductResponse>, ApiError> {
+pub async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProductResponse>, ApiError> {
     let id: ProductId = id.parse()?;
     Ok(Json(state.store.get_product(id).await?.into()))
 }
@@ -170,7 +185,10 @@ pub async fn create_device(
         },
     )?;
     let device = state.store.create_device(new, state.now()).await?;
-    Ok((StatusCode::CREATED, Json(DeviceResponse::new(device, &state))))
+    Ok((
+        StatusCode::CREATED,
+        Json(DeviceResponse::new(device, &state)),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "inventory", params(DeviceQuery),
@@ -181,32 +199,59 @@ pub async fn list_devices(
 ) -> Result<Json<DeviceList>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=sigil_store::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit must be between 1 and {}", sigil_store::MAX_PAGE)));
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {}",
+            sigil_store::MAX_PAGE
+        )));
     }
     let filter = DeviceFilter {
-        state: q.state.as_deref().map(str::parse::<LifecycleState>).transpose().map_err(|e| ApiError::invalid(e.to_string()))?,
-        product: q.product.as_deref().map(str::parse::<ProductId>).transpose()?,
+        state: q
+            .state
+            .as_deref()
+            .map(str::parse::<LifecycleState>)
+            .transpose()
+            .map_err(|e| ApiError::invalid(e.to_string()))?,
+        product: q
+            .product
+            .as_deref()
+            .map(str::parse::<ProductId>)
+            .transpose()?,
         tag: q.tag.as_deref().map(Tag::parse).transpose()?,
         after: q.after.as_deref().map(str::parse::<DeviceId>).transpose()?,
         limit,
     };
     let devices = state.store.list_devices(&filter).await?;
-    let next_cursor = (devices.len() == limit as usize).then(|| devices.last().map(|d| d.id.to_string())).flatten();
-    let items = devices.into_iter().map(|d| DeviceResponse::new(d, &state)).collect();
+    let next_cursor = (devices.len() == limit as usize)
+        .then(|| devices.last().map(|d| d.id.to_string()))
+        .flatten();
+    let items = devices
+        .into_iter()
+        .map(|d| DeviceResponse::new(d, &state))
+        .collect();
     Ok(Json(DeviceList { items, next_cursor }))
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "inventory", params(("id" = String, Path)),
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem)))]
-pub async fn get_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+pub async fn get_device(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceResponse>, ApiError> {
     let id: DeviceId = id.parse()?;
     let device = state.store.get_device(id).await?;
     Ok(Json(DeviceResponse::new(device, &state)))
 }
 
-async fn transition(state: AppState, id: String, event: LifecycleEvent) -> Result<Json<DeviceResponse>, ApiError> {
+async fn transition(
+    state: AppState,
+    id: String,
+    event: LifecycleEvent,
+) -> Result<Json<DeviceResponse>, ApiError> {
     let id: DeviceId = id.parse()?;
-    let device = state.store.transition_device(id, event, state.now()).await?;
+    let device = state
+        .store
+        .transition_device(id, event, state.now())
+        .await?;
     tracing::info!(device = %id, ?event, state = %device.state, "device lifecycle transition");
     Ok(Json(DeviceResponse::new(device, &state)))
 }
@@ -214,25 +259,37 @@ async fn transition(state: AppState, id: String, event: LifecycleEvent) -> Resul
 /// Put a provisioned device into service.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/activate", tag = "lifecycle", params(("id" = String, Path)),
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn activate_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+pub async fn activate_device(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceResponse>, ApiError> {
     transition(state, id, LifecycleEvent::Activate).await
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/suspend", tag = "lifecycle", params(("id" = String, Path)),
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn suspend_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+pub async fn suspend_device(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceResponse>, ApiError> {
     transition(state, id, LifecycleEvent::Suspend).await
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/resume", tag = "lifecycle", params(("id" = String, Path)),
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn resume_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+pub async fn resume_device(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceResponse>, ApiError> {
     transition(state, id, LifecycleEvent::Resume).await
 }
 
 /// Permanently decommission a device. Terminal.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/retire", tag = "lifecycle", params(("id" = String, Path)),
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn retire_device(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceResponse>, ApiError> {
+pub async fn retire_device(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceResponse>, ApiError> {
     transition(state, id, LifecycleEvent::Retire).await
 }

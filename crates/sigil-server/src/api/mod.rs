@@ -57,15 +57,36 @@ pub struct Caller {
 
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
-        .route("/api/v1/products", post(inventory::create_product).get(inventory::list_products))
+        .route(
+            "/api/v1/products",
+            post(inventory::create_product).get(inventory::list_products),
+        )
         .route("/api/v1/products/{id}", get(inventory::get_product))
-        .route("/api/v1/devices", post(inventory::create_device).get(inventory::list_devices))
+        .route(
+            "/api/v1/devices",
+            post(inventory::create_device).get(inventory::list_devices),
+        )
         .route("/api/v1/devices/{id}", get(inventory::get_device))
-        .route("/api/v1/devices/{id}/activate", post(inventory::activate_device))
-        .route("/api/v1/devices/{id}/suspend", post(inventory::suspend_device))
-        .route("/api/v1/devices/{id}/resume", post(inventory::resume_device))
-        .route("/api/v1/devices/{id}/retire", post(inventory::retire_device))
-        .route("/api/v1/devices/{id}/certificates", post(certificates::issue))
+        .route(
+            "/api/v1/devices/{id}/activate",
+            post(inventory::activate_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/suspend",
+            post(inventory::suspend_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/resume",
+            post(inventory::resume_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/retire",
+            post(inventory::retire_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/certificates",
+            post(certificates::issue),
+        )
         .route("/api/v1/certificates", get(certificates::list))
         .route("/api/v1/certificates/{serial}", get(certificates::get))
         .route("/api/v1/profiles", get(certificates::profiles))
@@ -77,7 +98,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this endpoint does not support that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this endpoint does not support that method",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -96,9 +122,9 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
 }
 
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthenticated("missing Authorization header (expected `Bearer <token>`)"))?;
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthenticated("missing Authorization header (expected `Bearer <token>`)")
+    })?;
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthenticated("Authorization header is not valid ASCII"))?;
@@ -106,14 +132,21 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthenticated("Authorization header must use the Bearer scheme"))?;
+        .ok_or_else(|| {
+            ApiError::unauthenticated("Authorization header must use the Bearer scheme")
+        })?;
     let hash = token_hash(token);
     let record = state
         .store
         .find_api_token(&hash)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("invalid API token"))?;
-    if aws_lc_rs::constant_time::verify_slices_are_equal(record.token_hash.as_str().as_bytes(), hash.as_str().as_bytes()).is_err() {
+    if aws_lc_rs::constant_time::verify_slices_are_equal(
+        record.token_hash.as_str().as_bytes(),
+        hash.as_str().as_bytes(),
+    )
+    .is_err()
+    {
         return Err(ApiError::unauthenticated("invalid API token"));
     }
     if record.revoked_at.is_some() {
@@ -122,7 +155,10 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
     if record.expires_at.is_some_and(|t| t <= state.now()) {
         return Err(ApiError::unauthenticated("API token has expired"));
     }
-    Ok(Caller { token_id: record.id, role: record.role })
+    Ok(Caller {
+        token_id: record.id,
+        role: record.role,
+    })
 }
 
 /// SHA-256 of a token secret, as stored.
@@ -135,7 +171,10 @@ pub fn generate_token() -> Result<String, crate::ServerError> {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| crate::ServerError::Random)?;
-    Ok(format!("sigil_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(format!(
+        "sigil_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 /// `Json` whose rejections are problem+json.
@@ -157,12 +196,17 @@ pub struct ApiQuery<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for ApiQuery<T>
 where
-    axum::extract::Query<T>: FromRequestParts<S, Rejection = axum::extract::rejection::QueryRejection>,
+    axum::extract::Query<T>:
+        FromRequestParts<S, Rejection = axum::extract::rejection::QueryRejection>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(axum::extract::Query::<T>::from_request_parts(parts, state).await?.0))
+        Ok(Self(
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await?
+                .0,
+        ))
     }
 }
 
@@ -187,7 +231,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 

@@ -42,15 +42,22 @@ macro_rules! both_backends {
 pub async fn fresh_postgres() -> Option<String> {
     let Ok(base) = std::env::var("SIGIL_TEST_POSTGRES_URL") else {
         if std::env::var_os("CI").is_some() {
-            panic!("CI is set but SIGIL_TEST_POSTGRES_URL is not: PostgreSQL tests cannot be skipped in CI");
+            panic!(
+                "CI is set but SIGIL_TEST_POSTGRES_URL is not: PostgreSQL tests cannot be skipped in CI"
+            );
         }
         eprintln!("SKIPPED: SIGIL_TEST_POSTGRES_URL not set");
         return None;
     };
     sqlx::any::install_default_drivers();
     let name = format!("sigil_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::AnyConnection::connect(&base).await.expect("connect to SIGIL_TEST_POSTGRES_URL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+    let mut conn = sqlx::AnyConnection::connect(&base)
+        .await
+        .expect("connect to SIGIL_TEST_POSTGRES_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let _ = conn.close().await;
     let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
     let prefix = prefix.to_owned();
@@ -60,9 +67,18 @@ pub async fn fresh_postgres() -> Option<String> {
 
 /// Drop a database made by [`fresh_postgres`] (best effort: a leftover is harmless).
 pub async fn drop_postgres(url: &str) {
-    let (Ok(base), Some((_, name))) = (std::env::var("SIGIL_TEST_POSTGRES_URL"), url.rsplit_once('/')) else { return };
+    let (Ok(base), Some((_, name))) = (
+        std::env::var("SIGIL_TEST_POSTGRES_URL"),
+        url.rsplit_once('/'),
+    ) else {
+        return;
+    };
     if let Ok(mut conn) = sqlx::AnyConnection::connect(&base).await {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
         let _ = conn.close().await;
     }
 }
@@ -99,8 +115,13 @@ impl TestServer {
         config.database_url = Some(database_url.clone());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.pki_listen = "127.0.0.1:0".parse().unwrap();
-        let handle = sigil_server::start(config, sigil_server::system_clock()).await.expect("server starts");
-        let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap().trim().to_owned();
+        let handle = sigil_server::start(config, sigil_server::system_clock())
+            .await
+            .expect("server starts");
+        let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
         assert_eq!(handle.new_admin_token.as_deref(), Some(token.as_str()));
         let http = root_client(&dir.path().join("data"));
         Some(Self {
@@ -125,25 +146,46 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.http.get(format!("{}{path}", self.api)).bearer_auth(&self.token).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
         split(r).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self.http.post(format!("{}{path}", self.api)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         split(r).await
     }
 
     pub async fn create_product(&self, name: &str) -> String {
         let (s, p) = self
-            .post("/api/v1/products", json!({"name": name, "manufacturer": "Acme", "support_end": "2031-12-31"}))
+            .post(
+                "/api/v1/products",
+                json!({"name": name, "manufacturer": "Acme", "support_end": "2031-12-31"}),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{p}");
         p["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn create_device(&self, product: &str, serial: &str) -> String {
-        let (s, d) = self.post("/api/v1/devices", json!({"product_id": product, "serial_number": serial})).await;
+        let (s, d) = self
+            .post(
+                "/api/v1/devices",
+                json!({"product_id": product, "serial_number": serial}),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{d}");
         d["id"].as_str().unwrap().to_owned()
     }
@@ -151,10 +193,12 @@ impl TestServer {
     /// Rows in `table`, read directly from the database.
     pub async fn count(&self, table: &str) -> i64 {
         use sqlx::Row;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
-            .fetch_one(self.store().pool())
-            .await
-            .unwrap();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM {table}"
+        )))
+        .fetch_one(self.store().pool())
+        .await
+        .unwrap();
         row.try_get::<i64, _>("n").unwrap()
     }
 
@@ -170,17 +214,29 @@ impl TestServer {
 
 pub async fn split(r: reqwest::Response) -> (StatusCode, Value) {
     let status = r.status();
-    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let body: Value = r.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        assert_eq!(ct, "application/problem+json", "errors are problem+json: {body}");
+        assert_eq!(
+            ct, "application/problem+json",
+            "errors are problem+json: {body}"
+        );
     }
     (status, body)
 }
 
 /// Run `openssl` with `args` in `dir`; panics with its stderr if it fails.
 pub fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl on PATH");
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl on PATH");
     assert!(
         out.status.success(),
         "openssl {args:?} failed: {}{}",
@@ -196,13 +252,25 @@ pub fn openssl_csr(dir: &Path, name: &str, newkey_args: &[&str]) -> String {
     let csr = format!("{name}.csr");
     let mut args = vec!["req", "-new"];
     args.extend_from_slice(newkey_args);
-    args.extend_from_slice(&["-nodes", "-keyout", &key, "-subj", "/CN=chosen-by-the-device/O=Evil", "-out", &csr]);
+    args.extend_from_slice(&[
+        "-nodes",
+        "-keyout",
+        &key,
+        "-subj",
+        "/CN=chosen-by-the-device/O=Evil",
+        "-out",
+        &csr,
+    ]);
     openssl(dir, &args);
     std::fs::read_to_string(dir.join(csr)).unwrap()
 }
 
 pub fn p256_csr(dir: &Path, name: &str) -> String {
-    openssl_csr(dir, name, &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+    openssl_csr(
+        dir,
+        name,
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    )
 }
 
 /// The real `sigil serve` binary in a child process.
@@ -213,14 +281,25 @@ pub struct SpawnedServer {
 }
 
 impl SpawnedServer {
-    pub fn spawn(data_dir: &Path, database_url: Option<&str>, envs: &[(&str, &str)]) -> Result<Self, String> {
+    pub fn spawn(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        envs: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--pki-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env_remove("SIGIL_CA_PASSPHRASE")
-            .env("SIGIL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pki-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env_remove("SIGIL_CA_PASSPHRASE")
+        .env("SIGIL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
         }
@@ -248,7 +327,11 @@ impl SpawnedServer {
         }
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, api_addr: api.unwrap(), pki_addr: pki.unwrap() })
+        Ok(Self {
+            child,
+            api_addr: api.unwrap(),
+            pki_addr: pki.unwrap(),
+        })
     }
 
     pub fn api(&self) -> String {
