@@ -1,6 +1,6 @@
 //! Property tests for the request-parsing path: whatever bytes arrive, the API answers with a
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! 4xx problem+json (never a 5xx, never a panic) and writes nothing unless it answers 201.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
