@@ -17,6 +17,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("recording failed, nothing was committed: {0}")]
+    Batch(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -7,6 +7,7 @@
 //! applies them inside the transaction that reads the current state, so a decision is never made
 //! on stale data.
 
+mod batch;
 mod error;
 mod rows;
 
@@ -14,8 +15,11 @@ use std::path::Path;
 use std::str::FromStr;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use std::sync::Arc;
+
 use sqlx::{Any, AnyPool, Row, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
 use sigil_domain::{
     Device, DeviceFilter, DeviceId, Fingerprint, LifecycleEvent, LifecycleState, NewDevice,
@@ -44,6 +48,47 @@ pub const MAX_PAGE: u32 = 500;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    lock: WriteLock,
+    recorder: mpsc::Sender<batch::RecordJob>,
+}
+
+/// Serialises writers in-process on SQLite, which has one write lock per database file: waiting
+/// here is a queue, where waiting on SQLite's busy handler is sleep-and-retry.
+#[derive(Clone, Default)]
+pub(crate) struct WriteLock(Arc<Mutex<()>>);
+
+impl WriteLock {
+    pub(crate) async fn acquire(&self, backend: Backend) -> Option<OwnedMutexGuard<()>> {
+        match backend {
+            Backend::Sqlite => Some(self.0.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
+    }
+}
+
+/// A write transaction, holding the SQLite writer lock while it lives.
+struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -97,7 +142,14 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
-        Ok(Self { pool, backend })
+        let lock = WriteLock::default();
+        let recorder = batch::spawn_writer(pool.clone(), backend, lock.clone());
+        Ok(Self {
+            pool,
+            backend,
+            lock,
+            recorder,
+        })
     }
 
     /// The embedded default: a SQLite file.
@@ -123,11 +175,13 @@ impl Store {
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`) so a
     /// read-then-write transaction cannot fail half-way on lock upgrade.
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(match self.backend {
+    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let guard = self.lock.acquire(self.backend).await;
+        let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
-        })
+        };
+        Ok(WriteTx { tx, _guard: guard })
     }
 
     /// `FOR UPDATE` where the engine has row locks; SQLite's write lock already serialises.
@@ -339,7 +393,7 @@ impl Store {
 
     async fn locked_state(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         id: DeviceId,
     ) -> Result<LifecycleState, StoreError> {
         let row = sqlx::query(self.device_for_update())
@@ -356,10 +410,14 @@ impl Store {
 
     // ---- certificates --------------------------------------------------------------------
 
-    /// Issue a certificate to `device` atomically: inside one transaction, check that the device
-    /// may receive an identity and that the key is not bound to another device, call `sign`, then
-    /// record the certificate, bind the key and advance the lifecycle. If anything fails nothing
-    /// is recorded, and the signed certificate (if any) is dropped without being handed out.
+    /// Issue a certificate to `device`.
+    ///
+    /// A read-only pre-check refuses devices that may not receive an identity and keys bound to
+    /// another device before anything is signed. Then `sign` runs (in the caller's task, so
+    /// signing uses every core), and the certificate goes to the group-commit writer, which
+    /// repeats the checks authoritatively inside the transaction that records the certificate,
+    /// binds the key and advances the lifecycle. The caller gets the record only after that
+    /// transaction committed; a certificate whose recording is refused is dropped unreleased.
     pub async fn issue_certificate<E>(
         &self,
         device: DeviceId,
@@ -367,85 +425,55 @@ impl Store {
         now: OffsetDateTime,
         sign: impl FnOnce() -> Result<NewCertificate, E>,
     ) -> Result<CertificateRecord, IssueError<E>> {
-        let mut tx = self.begin_write().await?;
-        let state = self.locked_state(&mut tx, device).await?;
-        let next = state
-            .apply(LifecycleEvent::IdentityIssued)
-            .map_err(StoreError::from)?;
-
-        let bound_to = sqlx::query("SELECT device_id FROM device_keys WHERE spki_sha256 = $1")
-            .bind(spki_sha256.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        match bound_to {
-            Some(row) => {
-                let owner: String = row.try_get("device_id").map_err(StoreError::from)?;
-                let owner =
-                    DeviceId::from_str(&owner).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if owner != device {
-                    return Err(StoreError::KeyBound(owner).into());
-                }
-            }
-            None => {
-                sqlx::query("INSERT INTO device_keys (spki_sha256, device_id, bound_at) VALUES ($1, $2, $3)")
-                    .bind(spki_sha256.as_str())
-                    .bind(device.to_string())
-                    .bind(now.unix_timestamp())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| unique_to_conflict(e, || "public key was bound to another device concurrently".into()))?;
-            }
-        }
-
-        let new = sign().map_err(IssueError::Sign)?;
-        if new.spki_sha256 != *spki_sha256 {
+        self.precheck_issuance(device, spki_sha256).await?;
+        let cert = sign().map_err(IssueError::Sign)?;
+        if cert.spki_sha256 != *spki_sha256 {
             return Err(StoreError::Corrupt(
                 "signed certificate certifies a different key than checked".into(),
             )
             .into());
         }
-        let record = CertificateRecord {
-            serial: new.serial,
-            device_id: device,
-            profile: new.profile,
-            not_before: truncate_to_second(new.not_before),
-            not_after: truncate_to_second(new.not_after),
-            sha256: new.sha256,
-            spki_sha256: new.spki_sha256,
-            status: CertificateStatus::Active,
-            issued_at: truncate_to_second(now),
-            der: new.der,
-        };
-        sqlx::query(
-            "INSERT INTO certificates (serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(record.serial.as_str())
-        .bind(device.to_string())
-        .bind(&record.profile)
-        .bind(record.not_before.unix_timestamp())
-        .bind(record.not_after.unix_timestamp())
-        .bind(record.sha256.as_str())
-        .bind(record.spki_sha256.as_str())
-        .bind(record.status.as_str())
-        .bind(record.der.clone())
-        .bind(record.issued_at.unix_timestamp())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_to_conflict(e, || "certificate serial collision".into()))?;
+        let (reply, answer) = oneshot::channel();
+        self.recorder
+            .send(batch::RecordJob {
+                device,
+                cert,
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(answer.await.map_err(|_| StoreError::Closed)??)
+    }
 
-        if next != state {
-            sqlx::query("UPDATE devices SET state = $1, updated_at = $2 WHERE id = $3")
-                .bind(next.as_str())
-                .bind(now.unix_timestamp())
-                .bind(device.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
+    async fn precheck_issuance(
+        &self,
+        device: DeviceId,
+        spki_sha256: &Fingerprint,
+    ) -> Result<(), StoreError> {
+        let row = sqlx::query("SELECT state FROM devices WHERE id = $1")
+            .bind(device.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "device",
+                id: device.to_string(),
+            })?;
+        let state = LifecycleState::from_str(&row.try_get::<String, _>("state")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        state.apply(LifecycleEvent::IdentityIssued)?;
+        let bound = sqlx::query("SELECT device_id FROM device_keys WHERE spki_sha256 = $1")
+            .bind(spki_sha256.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = bound {
+            let owner = DeviceId::from_str(&row.try_get::<String, _>("device_id")?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if owner != device {
+                return Err(StoreError::KeyBound(owner));
+            }
         }
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(record)
+        Ok(())
     }
 
     pub async fn get_certificate(&self, serial: &Serial) -> Result<CertificateRecord, StoreError> {
@@ -571,11 +599,11 @@ impl Store {
     }
 }
 
-fn truncate_to_second(t: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn truncate_to_second(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(0).unwrap_or(t)
 }
 
-fn unique_to_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+pub(crate) fn unique_to_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
             StoreError::Conflict(message())

@@ -872,3 +872,69 @@ async fn api_speaks_tls_only_with_a_certificate_from_sigils_ca() {
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     s.shutdown().await;
 }
+
+/// Many issuances at once (so they share group-commit batches), where pairs of devices race for
+/// the same key: each key ends up bound to exactly one device, the loser gets a clean refusal,
+/// and every other issuance in the same batches commits.
+async fn concurrent_issuance_binds_each_key_once(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let product = s.create_product("Racer").await;
+    const KEYS: usize = 24;
+    let mut jobs = Vec::new();
+    for k in 0..KEYS {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        for side in 0..2 {
+            jobs.push((
+                s.create_device(&product, &format!("K{k}-{side}")).await,
+                csr.clone(),
+                k,
+            ));
+        }
+    }
+    let s = std::sync::Arc::new(s);
+    let mut tasks = Vec::new();
+    for (device, csr, k) in jobs {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let (st, body) = s
+                .post(
+                    &format!("/api/v1/devices/{device}/certificates"),
+                    json!({"csr": csr}),
+                )
+                .await;
+            (k, st, body)
+        }));
+    }
+    let mut wins = vec![0; KEYS];
+    for t in tasks {
+        let (k, st, body) = t.await.unwrap();
+        match st {
+            StatusCode::CREATED => wins[k] += 1,
+            StatusCode::CONFLICT => assert!(
+                matches!(
+                    body["code"].as_str(),
+                    Some("key-already-bound" | "conflict")
+                ),
+                "{body}"
+            ),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(wins, vec![1; KEYS], "each key bound exactly once");
+    assert_eq!(s.count("certificates").await, KEYS as i64);
+    assert_eq!(s.count("device_keys").await, KEYS as i64);
+    let (_, provisioned) = s.get("/api/v1/devices?state=provisioned&limit=500").await;
+    assert_eq!(provisioned["items"].as_array().unwrap().len(), KEYS);
+    if let Ok(s) = std::sync::Arc::try_unwrap(s) {
+        s.shutdown().await;
+    }
+}
+both_backends!(concurrent_issuance_binds_each_key_once);

@@ -1,0 +1,571 @@
+//! `cargo run --release -p sigil-bench -- [--seconds S] [--postgres URL]`
+//!
+//! Prints a Markdown report: raw ECDSA P-256 sign/verify rates (the physical limit of issuance:
+//! one CSR verification plus one certificate signature), then certificates per second through
+//! the library, through the durable store on SQLite and PostgreSQL, and through the HTTPS API
+//! with concurrent clients, and `openssl x509 -req` issuing the same kind of certificate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::json;
+
+use sigil_ca::{
+    CaHierarchy, CaNames, IdentityScheme, IssuingCa, KeyAlgorithm, Profile, PublicUrls,
+    ValidatedCsr,
+};
+use sigil_domain::{DeviceFields, DeviceId, NewDevice, NewProduct};
+use sigil_store::{NewCertificate, Store};
+
+#[derive(Parser)]
+struct Args {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// PostgreSQL server URL (a fresh database is created next to it). Default: SIGIL_TEST_POSTGRES_URL.
+    #[arg(long, env = "SIGIL_TEST_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// Concurrent API clients.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let secs = Duration::from_secs_f64(args.seconds);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+
+    println!("## Run\n");
+    println!(
+        "- cores: {cores}, measurement: {:.1} s each, API clients: {}",
+        args.seconds, args.clients
+    );
+    println!("- CA: ECDSA P-256 issuing CA; device keys ECDSA P-256; profile `device`\n");
+
+    // 1. The physical limit.
+    let (sign, verify) = raw_ecdsa(secs)?;
+    let limit_1 = 1.0 / (1.0 / sign + 1.0 / verify);
+    println!("## Raw ECDSA P-256 (aws-lc-rs, one core)\n");
+    println!(
+        "| operation | per second (1 core) | per second ({cores} cores, ideal) |\n|---|---:|---:|"
+    );
+    println!("| sign | {sign:.0} | {:.0} |", sign * cores as f64);
+    println!("| verify | {verify:.0} | {:.0} |", verify * cores as f64);
+    println!(
+        "| sign + verify (the issuance limit) | {limit_1:.0} | {:.0} |\n",
+        limit_1 * cores as f64
+    );
+
+    // Fixtures.
+    let now = time::OffsetDateTime::now_utc();
+    let h = CaHierarchy::generate(KeyAlgorithm::EcdsaP256, &CaNames::default(), now)?;
+    let ca = Arc::new(IssuingCa::load(
+        &h.issuing_cert_pem,
+        h.issuing_key,
+        &h.root_cert_pem,
+    )?);
+    let urls = PublicUrls::new("http://127.0.0.1:8080")?;
+    let profile = Profile::by_name("device")?;
+    let csrs = Arc::new(make_csrs(4000)?);
+
+    // 2. Library path: parse + verify CSR, build + sign certificate. No storage.
+    println!("## Certificates per second\n");
+    println!(
+        "| path | backend | concurrency | certs/s | p50 ms | p99 ms | vs sign+verify limit ({cores} cores) |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    let limit = limit_1 * cores as f64;
+    let (csr_verify_us, sign_us);
+    {
+        let t = Instant::now();
+        let mut n = 0;
+        while t.elapsed() < secs {
+            ValidatedCsr::from_der(&csrs[n % csrs.len()])?;
+            n += 1;
+        }
+        csr_verify_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let parsed = ValidatedCsr::from_der(&csrs[0])?;
+        let t = Instant::now();
+        let mut m = 0;
+        while t.elapsed() < secs {
+            ca.issue_device_certificate(
+                &parsed,
+                DeviceId::generate(),
+                profile,
+                &IdentityScheme::Urn,
+                &urls,
+                now,
+            )?;
+            m += 1;
+        }
+        sign_us = t.elapsed().as_secs_f64() * 1e6 / m as f64;
+    }
+    for threads in [1, cores] {
+        let rate = library_rate(&ca, &csrs, &urls, profile, threads, secs)?;
+        println!(
+            "| library (CSR verify + sign) | - | {threads} threads | {rate:.0} | - | - | {:.2}x |",
+            limit / rate
+        );
+    }
+
+    // 3. Durable store path and 4. HTTPS API, per backend.
+    let mut backends: Vec<(&str, String)> = Vec::new();
+    let dir = tempfile::tempdir()?;
+    backends.push((
+        "sqlite",
+        format!("sqlite://{}", dir.path().join("bench.db").display()),
+    ));
+    let mut pg_db = None;
+    if let Some(base) = &args.postgres {
+        let url = rt.block_on(fresh_pg(base))?;
+        pg_db = Some(url.clone());
+        backends.push(("postgres", url));
+    } else {
+        eprintln!("no --postgres / SIGIL_TEST_POSTGRES_URL: PostgreSQL rows skipped");
+    }
+    let mut commit_ms = Vec::new();
+    for (name, url) in &backends {
+        let store = rt.block_on(Store::open(url))?;
+        // One key per device, across runs on this database.
+        let next = Arc::new(AtomicUsize::new(0));
+        for conc in [1, 16] {
+            let (rate, p50, p99) = rt.block_on(store_rate(
+                &store, &ca, &csrs, &urls, profile, conc, secs, &next,
+            ))?;
+            println!(
+                "| store (library + durable commit) | {name} | {conc} tasks | {rate:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
+                limit / rate
+            );
+            if conc == 1 {
+                commit_ms.push((name.to_string(), p50));
+            }
+        }
+        rt.block_on(store.close());
+        // HTTPS API against a server on a fresh database of the same backend.
+        for clients in [1, args.clients] {
+            let api_url = match *name {
+                "sqlite" => format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("api-{clients}.db")).display()
+                ),
+                _ => rt.block_on(fresh_pg(args.postgres.as_deref().unwrap_or_default()))?,
+            };
+            let (rate, p50, p99) =
+                rt.block_on(api_rate(&api_url, dir.path(), &csrs, clients, secs))?;
+            println!(
+                "| HTTPS API (TLS 1.3, keep-alive) | {name} | {clients} clients | {rate:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
+                limit / rate
+            );
+        }
+    }
+
+    // 5. The standard tool.
+    let openssl = openssl_rate(dir.path(), secs)?;
+    println!(
+        "| `openssl x509 -req` (one process per cert) | files | 1 | {openssl:.1} | - | - | {:.0}x |\n",
+        limit / openssl
+    );
+
+    println!("## Where the time goes (one core)\n");
+    println!("- CSR parse + proof-of-possession verify: {csr_verify_us:.1} µs");
+    println!("- certificate build + ECDSA sign: {sign_us:.1} µs");
+    for (name, p50) in commit_ms {
+        println!(
+            "- {name}: one durable issuance transaction (read device, bind key, insert, commit): {p50:.2} ms p50, sequential"
+        );
+    }
+    let _ = pg_db;
+    Ok(())
+}
+
+fn raw_ecdsa(secs: Duration) -> Result<(f64, f64)> {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
+        UnparsedPublicKey,
+    };
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+        .map_err(|_| anyhow::anyhow!("keygen"))?;
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref())
+        .map_err(|_| anyhow::anyhow!("key"))?;
+    let msg = [0x42u8; 300]; // about the size of a TBSCertificate
+    let t = Instant::now();
+    let mut n = 0u64;
+    let mut sig = Vec::new();
+    while t.elapsed() < secs {
+        sig = key
+            .sign(&rng, &msg)
+            .map_err(|_| anyhow::anyhow!("sign"))?
+            .as_ref()
+            .to_vec();
+        n += 1;
+    }
+    let sign = n as f64 / t.elapsed().as_secs_f64();
+    let public =
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key.public_key().as_ref().to_vec());
+    let t = Instant::now();
+    let mut m = 0u64;
+    while t.elapsed() < secs {
+        public
+            .verify(&msg, &sig)
+            .map_err(|_| anyhow::anyhow!("verify"))?;
+        m += 1;
+    }
+    Ok((sign, m as f64 / t.elapsed().as_secs_f64()))
+}
+
+fn make_csrs(n: usize) -> Result<Vec<Vec<u8>>> {
+    (0..n)
+        .map(|_| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            Ok(rcgen::CertificateParams::new(Vec::<String>::new())?
+                .serialize_request(&key)?
+                .der()
+                .to_vec())
+        })
+        .collect()
+}
+
+fn library_rate(
+    ca: &Arc<IssuingCa>,
+    csrs: &Arc<Vec<Vec<u8>>>,
+    urls: &PublicUrls,
+    profile: &'static Profile,
+    threads: usize,
+    secs: Duration,
+) -> Result<f64> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (ca, csrs, count, urls) = (ca.clone(), csrs.clone(), count.clone(), urls.clone());
+            s.spawn(move || {
+                let mut i = t;
+                let now = time::OffsetDateTime::now_utc();
+                while start.elapsed() < secs {
+                    let Ok(csr) = ValidatedCsr::from_der(&csrs[i % csrs.len()]) else {
+                        return;
+                    };
+                    if ca
+                        .issue_device_certificate(
+                            &csr,
+                            DeviceId::generate(),
+                            profile,
+                            &IdentityScheme::Urn,
+                            &urls,
+                            now,
+                        )
+                        .is_err()
+                    {
+                        return;
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                    i += threads;
+                }
+            });
+        }
+    });
+    Ok(count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a benchmark driver, called from one place"
+)]
+async fn store_rate(
+    store: &Store,
+    ca: &Arc<IssuingCa>,
+    csrs: &Arc<Vec<Vec<u8>>>,
+    urls: &PublicUrls,
+    profile: &'static Profile,
+    tasks: usize,
+    secs: Duration,
+    next: &Arc<AtomicUsize>,
+) -> Result<(f64, f64, f64)> {
+    let now = time::OffsetDateTime::now_utc();
+    let product = store
+        .create_product(
+            NewProduct::parse(&format!("P{}", uuid::Uuid::new_v4()), "M", "2030-01-01")?,
+            now,
+        )
+        .await?;
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (store, ca, csrs, urls, next) = (
+            store.clone(),
+            ca.clone(),
+            csrs.clone(),
+            urls.clone(),
+            next.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while start.elapsed() < secs {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let fields = DeviceFields {
+                    serial_number: &format!("S{i}-{}", uuid::Uuid::new_v4()),
+                    ..Default::default()
+                };
+                let device = store
+                    .create_device(NewDevice::parse(product.id, fields)?, now)
+                    .await?;
+                // Fresh key per issuance: reuse the CSR pool but each key may bind to one device only,
+                // so cycle through keys by generating when the pool is exhausted.
+                let der = if i < csrs.len() {
+                    csrs[i].clone()
+                } else {
+                    make_csrs(1)?.remove(0)
+                };
+                let t = Instant::now();
+                let csr = ValidatedCsr::from_der(&der)?;
+                let ca2 = ca.clone();
+                let urls2 = urls.clone();
+                store
+                    .issue_certificate(device.id, &csr.spki_fingerprint().clone(), now, move || {
+                        let c = ca2.issue_device_certificate(
+                            &csr,
+                            device.id,
+                            profile,
+                            &IdentityScheme::Urn,
+                            &urls2,
+                            now,
+                        )?;
+                        Ok::<_, sigil_ca::CaError>(NewCertificate {
+                            serial: c.serial,
+                            profile: c.profile.into(),
+                            not_before: c.not_before,
+                            not_after: c.not_after,
+                            sha256: c.fingerprint,
+                            spki_sha256: c.spki_fingerprint,
+                            der: c.der,
+                        })
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await??);
+    }
+    Ok(summarise(lat, start.elapsed()))
+}
+
+/// Throughput counts only the issuance requests; device registration happens before the clock starts.
+async fn api_rate(
+    database_url: &str,
+    work: &std::path::Path,
+    csrs: &Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    secs: Duration,
+) -> Result<(f64, f64, f64)> {
+    let data = work.join(format!("data-{}", uuid::Uuid::new_v4()));
+    let mut config = sigil_server::ServerConfig::new(&data);
+    config.database_url = Some(database_url.to_owned());
+    config.listen = "127.0.0.1:0".parse()?;
+    config.pki_listen = "127.0.0.1:0".parse()?;
+    let handle = sigil_server::start(config, sigil_server::system_clock()).await?;
+    let token = handle
+        .new_admin_token
+        .clone()
+        .context("fresh server has a token")?;
+    let root = std::fs::read(data.join("ca/root.crt"))?;
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&root)?])
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let api = format!("https://localhost:{}", handle.api_addr.port());
+    let product: serde_json::Value = http
+        .post(format!("{api}/api/v1/products"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "P", "manufacturer": "M", "support_end": "2030-01-01"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    // Pre-register enough devices; pair each with a distinct key.
+    let budget = csrs.len();
+    let mut devices = Vec::with_capacity(budget);
+    for i in 0..budget {
+        let d: serde_json::Value = http
+            .post(format!("{api}/api/v1/devices"))
+            .bearer_auth(&token)
+            .json(&json!({"product_id": product["id"], "serial_number": format!("S{i}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        devices.push(d["id"].as_str().context("device id")?.to_owned());
+    }
+    let bodies: Arc<Vec<(String, String)>> = Arc::new(
+        devices
+            .into_iter()
+            .zip(csrs.iter())
+            .map(|(d, der)| (d, pem_csr(der)))
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let (http, api, token, bodies, next) = (
+            http.clone(),
+            api.clone(),
+            token.clone(),
+            bodies.clone(),
+            next.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while start.elapsed() < secs {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((device, csr)) = bodies.get(i) else {
+                    break;
+                };
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{api}/api/v1/devices/{device}/certificates"))
+                    .bearer_auth(&token)
+                    .json(&json!({"csr": csr}))
+                    .send()
+                    .await?;
+                if r.status().as_u16() != 201 {
+                    bail!("issuance failed: {}", r.text().await?);
+                }
+                r.bytes().await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await??);
+    }
+    let elapsed = start.elapsed();
+    if next.load(Ordering::Relaxed) >= budget {
+        eprintln!("note: API run used all {budget} pre-registered devices before the time was up");
+    }
+    handle.shutdown().await;
+    Ok(summarise(lat, elapsed))
+}
+
+fn pem_csr(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n")
+}
+
+fn summarise(mut lat: Vec<Duration>, elapsed: Duration) -> (f64, f64, f64) {
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    (
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+    )
+}
+
+async fn fresh_pg(base: &str) -> Result<String> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("sigil_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(base).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .context("postgres URL has a database path")?;
+    Ok(format!("{prefix}/{name}"))
+}
+
+/// `openssl x509 -req` signing a CSR with an ECDSA P-256 CA, one process per certificate, as a
+/// script-based CA would.
+fn openssl_rate(dir: &std::path::Path, secs: Duration) -> Result<f64> {
+    use std::process::Command;
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-subj",
+        "/CN=bench CA",
+        "-out",
+        "ca.crt",
+        "-days",
+        "30",
+    ])?;
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "d.key",
+        "-subj",
+        "/CN=d",
+        "-out",
+        "d.csr",
+    ])?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nbasicConstraints=critical,CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )?;
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < secs {
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "d.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "365",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "d.crt",
+        ])?;
+        n += 1;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
