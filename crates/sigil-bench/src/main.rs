@@ -28,6 +28,9 @@ struct Args {
     /// PostgreSQL server URL (a fresh database is created next to it). Default: SIGIL_TEST_POSTGRES_URL.
     #[arg(long, env = "SIGIL_TEST_POSTGRES_URL")]
     postgres: Option<String>,
+    /// Distinct device keys to generate (each issuance needs a fresh one).
+    #[arg(long, default_value_t = 30000)]
+    keys: usize,
     /// Concurrent API clients.
     #[arg(long, default_value_t = 32)]
     clients: usize,
@@ -74,7 +77,7 @@ fn main() -> Result<()> {
     )?);
     let urls = PublicUrls::new("http://127.0.0.1:8080")?;
     let profile = Profile::by_name("device")?;
-    let csrs = Arc::new(make_csrs(4000)?);
+    let csrs = Arc::new(make_csrs(args.keys)?);
 
     // 2. Library path: parse + verify CSR, build + sign certificate. No storage.
     println!("## Certificates per second\n");
@@ -296,43 +299,55 @@ async fn store_rate(
             now,
         )
         .await?;
+    // Registration is set up outside the timed region, in bulk: one device per remaining key.
+    let first = next.load(Ordering::Relaxed);
+    let new: Vec<NewDevice> = (first..csrs.len())
+        .map(|i| {
+            NewDevice::parse(
+                product.id,
+                DeviceFields {
+                    serial_number: &format!("S{i}"),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let devices: Arc<Vec<DeviceId>> = Arc::new(
+        store
+            .create_devices(new, now)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect(),
+    );
     let start = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..tasks {
-        let (store, ca, csrs, urls, next) = (
+        let (store, ca, csrs, urls, next, devices) = (
             store.clone(),
             ca.clone(),
             csrs.clone(),
             urls.clone(),
             next.clone(),
+            devices.clone(),
         );
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while start.elapsed() < secs {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let fields = DeviceFields {
-                    serial_number: &format!("S{i}-{}", uuid::Uuid::new_v4()),
-                    ..Default::default()
-                };
-                let device = store
-                    .create_device(NewDevice::parse(product.id, fields)?, now)
-                    .await?;
-                // Fresh key per issuance: reuse the CSR pool but each key may bind to one device only,
-                // so cycle through keys by generating when the pool is exhausted.
-                let der = if i < csrs.len() {
-                    csrs[i].clone()
-                } else {
-                    make_csrs(1)?.remove(0)
+                // Each key may be bound to one device only: stop when the pool is used up.
+                let (Some(der), Some(&device_id)) = (csrs.get(i), devices.get(i - first)) else {
+                    break;
                 };
                 let t = Instant::now();
-                let csr = ValidatedCsr::from_der(&der)?;
+                let csr = ValidatedCsr::from_der(der)?;
                 let ca2 = ca.clone();
                 let urls2 = urls.clone();
                 store
-                    .issue_certificate(device.id, &csr.spki_fingerprint().clone(), now, move || {
+                    .issue_certificate(device_id, &csr.spki_fingerprint().clone(), now, move || {
                         let c = ca2.issue_device_certificate(
                             &csr,
-                            device.id,
+                            device_id,
                             profile,
                             &IdentityScheme::Urn,
                             &urls2,

@@ -2,9 +2,11 @@
 //!
 //! A durable commit costs one fsync (about a millisecond here), far more than signing a
 //! certificate (tens of microseconds). So certificates are recorded by a single writer task that
-//! takes every issuance waiting in its queue and records them in one transaction, each inside its
-//! own savepoint: an item that fails its checks is rolled back alone, the others commit together,
-//! and every caller is answered only after the commit that made its certificate durable.
+//! takes every issuance waiting in its queue and records them in one transaction. Each item's
+//! checks run before any of its writes, so an item refused by a check writes nothing and the
+//! others commit together; an unexpected database error fails the whole batch (nothing commits,
+//! every caller is told). Every caller is answered only after the commit that made its
+//! certificate durable.
 
 use std::str::FromStr;
 
@@ -44,8 +46,7 @@ pub(crate) fn spawn_writer(
                     Err(_) => break,
                 }
             }
-            let outcome = record_batch(&pool, backend, &lock, &batch).await;
-            match outcome {
+            match record_batch(&pool, backend, &lock, &batch).await {
                 Ok(results) => {
                     for (job, result) in batch.into_iter().zip(results) {
                         let _ = job.reply.send(result);
@@ -78,82 +79,96 @@ async fn record_batch(
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        sqlx::query("SAVEPOINT issue").execute(&mut *tx).await?;
         match record_one(&mut tx, backend, job).await {
-            Ok(record) => {
-                sqlx::query("RELEASE SAVEPOINT issue")
-                    .execute(&mut *tx)
-                    .await?;
-                results.push(Ok(record));
-            }
-            Err(e) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT issue")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("RELEASE SAVEPOINT issue")
-                    .execute(&mut *tx)
-                    .await?;
-                results.push(Err(e));
-            }
+            Ok(record) => results.push(Ok(record)),
+            // Refused before any write of this item: the batch goes on.
+            Err(Outcome::Refused(e)) => results.push(Err(e)),
+            // A write failed: the transaction may hold part of this item, so none of it commits.
+            Err(Outcome::Failed(e)) => return Err(e),
         }
     }
     tx.commit().await?;
     Ok(results)
 }
 
-/// The authoritative checks and writes for one issuance, inside the batch transaction.
+enum Outcome {
+    /// Refused by a check, before any write: the rest of the batch is unaffected.
+    Refused(StoreError),
+    /// A read or write failed: the batch must not commit.
+    Failed(StoreError),
+}
+
+impl From<sqlx::Error> for Outcome {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// Device state and current owner of the key in one round trip; on PostgreSQL the device row
+/// stays locked until the batch commits.
+const CHECK_SQLITE: &str = "SELECT d.state, (SELECT k.device_id FROM device_keys k WHERE k.spki_sha256 = $2) AS key_owner \
+     FROM devices d WHERE d.id = $1";
+const CHECK_POSTGRES: &str = "SELECT d.state, (SELECT k.device_id FROM device_keys k WHERE k.spki_sha256 = $2) AS key_owner \
+     FROM devices d WHERE d.id = $1 FOR UPDATE OF d";
+
+/// The authoritative checks, then the writes, for one issuance inside the batch transaction.
 async fn record_one(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     job: &RecordJob,
-) -> Result<CertificateRecord, StoreError> {
+) -> Result<CertificateRecord, Outcome> {
     let device = job.device;
-    let lock_sql = match backend {
-        Backend::Sqlite => "SELECT state FROM devices WHERE id = $1",
-        Backend::Postgres => "SELECT state FROM devices WHERE id = $1 FOR UPDATE",
-    };
-    let row = sqlx::query(lock_sql)
-        .bind(device.to_string())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "device",
-            id: device.to_string(),
-        })?;
-    let state = LifecycleState::from_str(&row.try_get::<String, _>("state")?)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let next = state.apply(LifecycleEvent::IdentityIssued)?;
-
     let spki = &job.cert.spki_sha256;
-    let bound_to = sqlx::query("SELECT device_id FROM device_keys WHERE spki_sha256 = $1")
+    let check = match backend {
+        Backend::Sqlite => CHECK_SQLITE,
+        Backend::Postgres => CHECK_POSTGRES,
+    };
+    let corrupt = |e: &dyn std::fmt::Display| Outcome::Failed(StoreError::Corrupt(e.to_string()));
+    let row = sqlx::query(check)
+        .bind(device.to_string())
         .bind(spki.as_str())
         .fetch_optional(&mut **tx)
-        .await?;
-    match bound_to {
-        Some(row) => {
-            let owner = DeviceId::from_str(&row.try_get::<String, _>("device_id")?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        .await?
+        .ok_or_else(|| {
+            Outcome::Refused(StoreError::NotFound {
+                kind: "device",
+                id: device.to_string(),
+            })
+        })?;
+    let state: String = row.try_get("state")?;
+    let state = LifecycleState::from_str(&state).map_err(|e| corrupt(&e))?;
+    let next = state
+        .apply(LifecycleEvent::IdentityIssued)
+        .map_err(|e| Outcome::Refused(e.into()))?;
+    let key_owner: Option<String> = row.try_get("key_owner")?;
+    let key_is_new = match key_owner {
+        None => true,
+        Some(owner) => {
+            let owner = DeviceId::from_str(&owner).map_err(|e| corrupt(&e))?;
             if owner != device {
-                return Err(StoreError::KeyBound(owner));
+                return Err(Outcome::Refused(StoreError::KeyBound(owner)));
             }
+            false
         }
-        None => {
-            sqlx::query(
-                "INSERT INTO device_keys (spki_sha256, device_id, bound_at) VALUES ($1, $2, $3)",
-            )
-            .bind(spki.as_str())
-            .bind(device.to_string())
-            .bind(job.now.unix_timestamp())
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| {
-                unique_to_conflict(e, || {
-                    "public key was bound to another device concurrently".into()
-                })
-            })?;
-        }
-    }
+    };
 
+    // Writes. From here on any error fails the whole batch.
+    let failed = |e: StoreError| Outcome::Failed(e);
+    if key_is_new {
+        sqlx::query(
+            "INSERT INTO device_keys (spki_sha256, device_id, bound_at) VALUES ($1, $2, $3)",
+        )
+        .bind(spki.as_str())
+        .bind(device.to_string())
+        .bind(job.now.unix_timestamp())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            failed(unique_to_conflict(e, || {
+                "public key was bound to another device concurrently".into()
+            }))
+        })?;
+    }
     let c = &job.cert;
     let record = CertificateRecord {
         serial: c.serial.clone(),
@@ -183,7 +198,7 @@ async fn record_one(
     .bind(record.issued_at.unix_timestamp())
     .execute(&mut **tx)
     .await
-    .map_err(|e| unique_to_conflict(e, || "certificate serial collision".into()))?;
+    .map_err(|e| failed(unique_to_conflict(e, || "certificate serial collision".into())))?;
 
     if next != state {
         sqlx::query("UPDATE devices SET state = $1, updated_at = $2 WHERE id = $3")

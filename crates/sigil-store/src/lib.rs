@@ -285,36 +285,53 @@ impl Store {
                 id: device.product_id.to_string(),
             });
         }
-        sqlx::query(
-            "INSERT INTO devices (id, product_id, serial_number, hardware_id, owner, site, firmware_version, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(device.id.to_string())
-        .bind(device.product_id.to_string())
-        .bind(&device.serial_number)
-        .bind(device.hardware_id.clone())
-        .bind(device.owner.clone())
-        .bind(device.site.clone())
-        .bind(device.firmware_version.clone())
-        .bind(device.state.as_str())
-        .bind(now.unix_timestamp())
-        .bind(now.unix_timestamp())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            unique_to_conflict(e, || {
-                "a device with this serial number (for this product) or hardware id already exists".to_owned()
-            })
-        })?;
-        for tag in &device.tags {
-            sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)")
-                .bind(device.id.to_string())
-                .bind(tag.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_device(&mut tx, &device).await?;
         tx.commit().await?;
         Ok(device)
+    }
+
+    /// Register many devices in one transaction (fleet import): all of them or none.
+    pub async fn create_devices(
+        &self,
+        new: Vec<NewDevice>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Device>, StoreError> {
+        let now = truncate_to_second(now);
+        let mut tx = self.begin_write().await?;
+        let mut known_products = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(new.len());
+        for n in new {
+            if known_products.insert(n.product_id) {
+                let exists = sqlx::query("SELECT 1 FROM products WHERE id = $1")
+                    .bind(n.product_id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                if !exists {
+                    return Err(StoreError::NotFound {
+                        kind: "product",
+                        id: n.product_id.to_string(),
+                    });
+                }
+            }
+            let device = Device {
+                id: DeviceId::generate(),
+                product_id: n.product_id,
+                serial_number: n.serial_number,
+                hardware_id: n.hardware_id,
+                owner: n.owner,
+                site: n.site,
+                tags: n.tags,
+                firmware_version: n.firmware_version,
+                state: LifecycleState::Registered,
+                created_at: now,
+                updated_at: now,
+            };
+            insert_device(&mut tx, &device).await?;
+            out.push(device);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn get_device(&self, id: DeviceId) -> Result<Device, StoreError> {
@@ -451,24 +468,21 @@ impl Store {
         device: DeviceId,
         spki_sha256: &Fingerprint,
     ) -> Result<(), StoreError> {
-        let row = sqlx::query("SELECT state FROM devices WHERE id = $1")
-            .bind(device.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                kind: "device",
-                id: device.to_string(),
-            })?;
+        let row = sqlx::query(
+            "SELECT d.state, (SELECT k.device_id FROM device_keys k WHERE k.spki_sha256 = $2) AS key_owner \
+             FROM devices d WHERE d.id = $1",
+        )
+        .bind(device.to_string())
+        .bind(spki_sha256.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { kind: "device", id: device.to_string() })?;
         let state = LifecycleState::from_str(&row.try_get::<String, _>("state")?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         state.apply(LifecycleEvent::IdentityIssued)?;
-        let bound = sqlx::query("SELECT device_id FROM device_keys WHERE spki_sha256 = $1")
-            .bind(spki_sha256.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(row) = bound {
-            let owner = DeviceId::from_str(&row.try_get::<String, _>("device_id")?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let Some(owner) = row.try_get::<Option<String>, _>("key_owner")? {
+            let owner =
+                DeviceId::from_str(&owner).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if owner != device {
                 return Err(StoreError::KeyBound(owner));
             }
@@ -597,6 +611,39 @@ impl Store {
             .await?;
         row.map(|r| rows::token_from_row(&r)).transpose()
     }
+}
+
+async fn insert_device(tx: &mut WriteTx, device: &Device) -> Result<(), StoreError> {
+    let now = device.created_at.unix_timestamp();
+    sqlx::query(
+        "INSERT INTO devices (id, product_id, serial_number, hardware_id, owner, site, firmware_version, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(device.id.to_string())
+    .bind(device.product_id.to_string())
+    .bind(&device.serial_number)
+    .bind(device.hardware_id.clone())
+    .bind(device.owner.clone())
+    .bind(device.site.clone())
+    .bind(device.firmware_version.clone())
+    .bind(device.state.as_str())
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        unique_to_conflict(e, || {
+            format!("a device with serial number `{}` (for this product) or this hardware id already exists", device.serial_number)
+        })
+    })?;
+    for tag in &device.tags {
+        sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)")
+            .bind(device.id.to_string())
+            .bind(tag.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(crate) fn truncate_to_second(t: OffsetDateTime) -> OffsetDateTime {
