@@ -8,6 +8,7 @@
 //! every caller is told). Every caller is answered only after the commit that made its
 //! certificate durable.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -77,136 +78,238 @@ async fn record_batch(
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => pool.begin().await?,
     };
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        match record_one(&mut tx, backend, job).await {
-            Ok(record) => results.push(Ok(record)),
-            // Refused before any write of this item: the batch goes on.
-            Err(Outcome::Refused(e)) => results.push(Err(e)),
-            // A write failed: the transaction may hold part of this item, so none of it commits.
-            Err(Outcome::Failed(e)) => return Err(e),
-        }
-    }
+    let mut view = read_view(&mut tx, backend, batch).await?;
+
+    // Decide each item in queue order, against the view as the earlier items left it: the
+    // outcome is the same as running them one after another.
+    let decisions: Vec<Result<Decision, StoreError>> =
+        batch.iter().map(|job| view.decide(job)).collect();
+
+    write_decisions(&mut tx, batch, &decisions, &view).await?;
     tx.commit().await?;
-    Ok(results)
+    Ok(decisions.into_iter().map(|d| d.map(|d| d.record)).collect())
 }
 
-enum Outcome {
-    /// Refused by a check, before any write: the rest of the batch is unaffected.
-    Refused(StoreError),
-    /// A read or write failed: the batch must not commit.
-    Failed(StoreError),
+/// What the checks need, read in two statements for the whole batch.
+struct View {
+    /// Device -> (state as stored, state after the items decided so far).
+    states: HashMap<DeviceId, (LifecycleState, LifecycleState)>,
+    /// SPKI SHA-256 -> the device the key is bound to (stored, or bound earlier in this batch).
+    owners: HashMap<String, DeviceId>,
 }
 
-impl From<sqlx::Error> for Outcome {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Failed(e.into())
-    }
+struct Decision {
+    record: CertificateRecord,
+    key_is_new: bool,
 }
 
-/// Device state and current owner of the key in one round trip; on PostgreSQL the device row
-/// stays locked until the batch commits.
-const CHECK_SQLITE: &str = "SELECT d.state, (SELECT k.device_id FROM device_keys k WHERE k.spki_sha256 = $2) AS key_owner \
-     FROM devices d WHERE d.id = $1";
-const CHECK_POSTGRES: &str = "SELECT d.state, (SELECT k.device_id FROM device_keys k WHERE k.spki_sha256 = $2) AS key_owner \
-     FROM devices d WHERE d.id = $1 FOR UPDATE OF d";
-
-/// The authoritative checks, then the writes, for one issuance inside the batch transaction.
-async fn record_one(
+async fn read_view(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    job: &RecordJob,
-) -> Result<CertificateRecord, Outcome> {
-    let device = job.device;
-    let spki = &job.cert.spki_sha256;
-    let check = match backend {
-        Backend::Sqlite => CHECK_SQLITE,
-        Backend::Postgres => CHECK_POSTGRES,
+    batch: &[RecordJob],
+) -> Result<View, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+    let device_ids = unique(batch.iter().map(|j| j.device.to_string()));
+    // On PostgreSQL the device rows stay locked until the batch commits.
+    let lock_clause = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
     };
-    let corrupt = |e: &dyn std::fmt::Display| Outcome::Failed(StoreError::Corrupt(e.to_string()));
-    let row = sqlx::query(check)
-        .bind(device.to_string())
-        .bind(spki.as_str())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| {
-            Outcome::Refused(StoreError::NotFound {
+    let sql = format!(
+        "SELECT id, state FROM devices WHERE id IN ({}){lock_clause}",
+        placeholders(device_ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in &device_ids {
+        query = query.bind(id.as_str());
+    }
+    let mut states = HashMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let id = DeviceId::from_str(&row.try_get::<String, _>("id")?).map_err(|e| corrupt(&e))?;
+        let state = LifecycleState::from_str(&row.try_get::<String, _>("state")?)
+            .map_err(|e| corrupt(&e))?;
+        states.insert(id, (state, state));
+    }
+
+    let spkis = unique(batch.iter().map(|j| j.cert.spki_sha256.to_string()));
+    let sql = format!(
+        "SELECT spki_sha256, device_id FROM device_keys WHERE spki_sha256 IN ({})",
+        placeholders(spkis.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for spki in &spkis {
+        query = query.bind(spki.as_str());
+    }
+    let mut owners = HashMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let owner =
+            DeviceId::from_str(&row.try_get::<String, _>("device_id")?).map_err(|e| corrupt(&e))?;
+        owners.insert(row.try_get::<String, _>("spki_sha256")?, owner);
+    }
+    Ok(View { states, owners })
+}
+
+impl View {
+    fn decide(&mut self, job: &RecordJob) -> Result<Decision, StoreError> {
+        let device = job.device;
+        let (_, current) = self
+            .states
+            .get_mut(&device)
+            .ok_or_else(|| StoreError::NotFound {
                 kind: "device",
                 id: device.to_string(),
-            })
-        })?;
-    let state: String = row.try_get("state")?;
-    let state = LifecycleState::from_str(&state).map_err(|e| corrupt(&e))?;
-    let next = state
-        .apply(LifecycleEvent::IdentityIssued)
-        .map_err(|e| Outcome::Refused(e.into()))?;
-    let key_owner: Option<String> = row.try_get("key_owner")?;
-    let key_is_new = match key_owner {
-        None => true,
-        Some(owner) => {
-            let owner = DeviceId::from_str(&owner).map_err(|e| corrupt(&e))?;
-            if owner != device {
-                return Err(Outcome::Refused(StoreError::KeyBound(owner)));
-            }
-            false
+            })?;
+        let next = current.apply(LifecycleEvent::IdentityIssued)?;
+        let spki = job.cert.spki_sha256.as_str();
+        let key_is_new = match self.owners.get(spki) {
+            Some(owner) if *owner != device => return Err(StoreError::KeyBound(*owner)),
+            Some(_) => false,
+            None => true,
+        };
+        *current = next;
+        if key_is_new {
+            self.owners.insert(spki.to_owned(), device);
         }
-    };
+        let c = &job.cert;
+        Ok(Decision {
+            key_is_new,
+            record: CertificateRecord {
+                serial: c.serial.clone(),
+                device_id: device,
+                profile: c.profile.clone(),
+                not_before: truncate_to_second(c.not_before),
+                not_after: truncate_to_second(c.not_after),
+                sha256: c.sha256.clone(),
+                spki_sha256: c.spki_sha256.clone(),
+                status: CertificateStatus::Active,
+                issued_at: truncate_to_second(job.now),
+                der: c.der.clone(),
+            },
+        })
+    }
+}
 
-    // Writes. From here on any error fails the whole batch.
-    let failed = |e: StoreError| Outcome::Failed(e);
-    if key_is_new {
-        sqlx::query(
-            "INSERT INTO device_keys (spki_sha256, device_id, bound_at) VALUES ($1, $2, $3)",
-        )
-        .bind(spki.as_str())
-        .bind(device.to_string())
-        .bind(job.now.unix_timestamp())
+/// Every accepted item's writes, as one multi-row statement per table.
+async fn write_decisions(
+    tx: &mut Transaction<'static, Any>,
+    batch: &[RecordJob],
+    decisions: &[Result<Decision, StoreError>],
+    view: &View,
+) -> Result<(), StoreError> {
+    let accepted: Vec<(&RecordJob, &Decision)> = batch
+        .iter()
+        .zip(decisions)
+        .filter_map(|(job, d)| d.as_ref().ok().map(|d| (job, d)))
+        .collect();
+    if accepted.is_empty() {
+        return Ok(());
+    }
+
+    let new_keys: Vec<&(&RecordJob, &Decision)> =
+        accepted.iter().filter(|(_, d)| d.key_is_new).collect();
+    if !new_keys.is_empty() {
+        let sql = format!(
+            "INSERT INTO device_keys (spki_sha256, device_id, bound_at) VALUES {}",
+            value_rows(new_keys.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (job, _) in &new_keys {
+            query = query
+                .bind(job.cert.spki_sha256.as_str())
+                .bind(job.device.to_string())
+                .bind(job.now.unix_timestamp());
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| unique_to_conflict(e, || "public key bound concurrently".into()))?;
+    }
+
+    let sql = format!(
+        "INSERT INTO certificates (serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at) VALUES {}",
+        value_rows(accepted.len(), 10)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (_, d) in &accepted {
+        let r = &d.record;
+        query = query
+            .bind(r.serial.as_str())
+            .bind(r.device_id.to_string())
+            .bind(r.profile.as_str())
+            .bind(r.not_before.unix_timestamp())
+            .bind(r.not_after.unix_timestamp())
+            .bind(r.sha256.as_str())
+            .bind(r.spki_sha256.as_str())
+            .bind(r.status.as_str())
+            .bind(r.der.as_slice())
+            .bind(r.issued_at.unix_timestamp());
+    }
+    query
         .execute(&mut **tx)
         .await
-        .map_err(|e| {
-            failed(unique_to_conflict(e, || {
-                "public key was bound to another device concurrently".into()
-            }))
-        })?;
-    }
-    let c = &job.cert;
-    let record = CertificateRecord {
-        serial: c.serial.clone(),
-        device_id: device,
-        profile: c.profile.clone(),
-        not_before: truncate_to_second(c.not_before),
-        not_after: truncate_to_second(c.not_after),
-        sha256: c.sha256.clone(),
-        spki_sha256: c.spki_sha256.clone(),
-        status: CertificateStatus::Active,
-        issued_at: truncate_to_second(job.now),
-        der: c.der.clone(),
-    };
-    sqlx::query(
-        "INSERT INTO certificates (serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(record.serial.as_str())
-    .bind(device.to_string())
-    .bind(&record.profile)
-    .bind(record.not_before.unix_timestamp())
-    .bind(record.not_after.unix_timestamp())
-    .bind(record.sha256.as_str())
-    .bind(record.spki_sha256.as_str())
-    .bind(record.status.as_str())
-    .bind(record.der.clone())
-    .bind(record.issued_at.unix_timestamp())
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| failed(unique_to_conflict(e, || "certificate serial collision".into())))?;
+        .map_err(|e| unique_to_conflict(e, || "certificate serial collision".into()))?;
 
-    if next != state {
-        sqlx::query("UPDATE devices SET state = $1, updated_at = $2 WHERE id = $3")
-            .bind(next.as_str())
-            .bind(job.now.unix_timestamp())
-            .bind(device.to_string())
-            .execute(&mut **tx)
-            .await?;
+    // Lifecycle: one UPDATE per resulting state.
+    let updated_at = accepted
+        .iter()
+        .map(|(job, _)| job.now.unix_timestamp())
+        .max()
+        .unwrap_or_default();
+    let mut by_state: HashMap<LifecycleState, Vec<String>> = HashMap::new();
+    for (id, (stored, after)) in &view.states {
+        if stored != after {
+            by_state.entry(*after).or_default().push(id.to_string());
+        }
     }
-    Ok(record)
+    for (state, ids) in by_state {
+        let sql = format!(
+            "UPDATE devices SET state = $1, updated_at = $2 WHERE id IN ({})",
+            placeholders_from(3, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state.as_str())
+            .bind(updated_at);
+        for id in &ids {
+            query = query.bind(id.as_str());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items.filter(|i| seen.insert(i.clone())).collect()
+}
+
+/// `$1, $2, ..., $n`
+fn placeholders(n: usize) -> String {
+    placeholders_from(1, n)
+}
+
+fn placeholders_from(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2, $3), ($4, $5, $6), ...` for `rows` rows of `columns` columns.
+fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders_from(r * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_lists() {
+        assert_eq!(placeholders(3), "$1, $2, $3");
+        assert_eq!(placeholders_from(3, 2), "$3, $4");
+        assert_eq!(value_rows(2, 2), "($1, $2), ($3, $4)");
+    }
 }
