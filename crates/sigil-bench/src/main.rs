@@ -31,6 +31,9 @@ struct Args {
     /// Distinct device keys to generate (each issuance needs a fresh one).
     #[arg(long, default_value_t = 30000)]
     keys: usize,
+    /// Run only the backends whose name contains this (e.g. `sqlite`), for profiling.
+    #[arg(long)]
+    only: Option<String>,
     /// Concurrent API clients.
     #[arg(long, default_value_t = 32)]
     clients: usize,
@@ -38,6 +41,10 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("SIGIL_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -134,11 +141,14 @@ fn main() -> Result<()> {
         eprintln!("no --postgres / SIGIL_TEST_POSTGRES_URL: PostgreSQL rows skipped");
     }
     let mut commit_ms = Vec::new();
+    if let Some(only) = &args.only {
+        backends.retain(|(name, _)| name.contains(only.as_str()));
+    }
     for (name, url) in &backends {
         let store = rt.block_on(Store::open(url))?;
         // One key per device, across runs on this database.
         let next = Arc::new(AtomicUsize::new(0));
-        for conc in [1, 16] {
+        for conc in [1, 16, 64] {
             let (rate, p50, p99) = rt.block_on(store_rate(
                 &store, &ca, &csrs, &urls, profile, conc, secs, &next,
             ))?;
@@ -152,7 +162,7 @@ fn main() -> Result<()> {
         }
         rt.block_on(store.close());
         // HTTPS API against a server on a fresh database of the same backend.
-        for clients in [1, args.clients] {
+        for clients in [1, args.clients, 4 * args.clients] {
             let api_url = match *name {
                 "sqlite" => format!(
                     "sqlite://{}",

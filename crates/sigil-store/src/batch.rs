@@ -47,7 +47,14 @@ pub(crate) fn spawn_writer(
                     Err(_) => break,
                 }
             }
-            match record_batch(&pool, backend, &lock, &batch).await {
+            let started = std::time::Instant::now();
+            let outcome = record_batch(&pool, backend, &lock, &batch).await;
+            tracing::debug!(
+                items = batch.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "issuance batch recorded"
+            );
+            match outcome {
                 Ok(results) => {
                     for (job, result) in batch.into_iter().zip(results) {
                         let _ = job.reply.send(result);

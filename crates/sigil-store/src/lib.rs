@@ -34,6 +34,26 @@ use rows::{CERT_COLUMNS, DEVICE_COLUMNS, certificate_from_row, device_from_row, 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool, StoreError> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL: readers never block the writer. FULL: a committed transaction survives
+                // power loss, not only a process crash.
+                sqlx::raw_sql(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                )
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}
+
 /// Which database engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -47,6 +67,7 @@ pub const MAX_PAGE: u32 = 500;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    write_pool: AnyPool,
     backend: Backend,
     lock: WriteLock,
     recorder: mpsc::Sender<batch::RecordJob>,
@@ -105,47 +126,38 @@ impl Store {
                 "database URL must start with sqlite:// or postgres://".into(),
             ));
         };
-        let pool = match backend {
+        // Reads and writes use separate pools, so a write never queues behind a crowd of reads
+        // for a connection. On SQLite there is one writer connection: SQLite has one write lock.
+        let (pool, write_pool) = match backend {
             Backend::Sqlite => {
                 let url = if url.contains('?') {
                     url.to_owned()
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            // WAL: readers never block the writer. FULL: a committed transaction
-                            // survives power loss, not only a process crash.
-                            sqlx::raw_sql(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                            )
-                            .execute(conn)
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?
+                (sqlite_pool(&url, 8).await?, sqlite_pool(&url, 1).await?)
             }
-            Backend::Postgres => {
+            Backend::Postgres => (
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .connect(url)
-                    .await?
-            }
+                    .await?,
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .connect(url)
+                    .await?,
+            ),
         };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&pool).await?;
+        migrator.run(&write_pool).await?;
         let lock = WriteLock::default();
-        let recorder = batch::spawn_writer(pool.clone(), backend, lock.clone());
+        let recorder = batch::spawn_writer(write_pool.clone(), backend, lock.clone());
         Ok(Self {
             pool,
+            write_pool,
             backend,
             lock,
             recorder,
@@ -171,6 +183,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write_pool.close().await;
     }
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`) so a
@@ -178,8 +191,8 @@ impl Store {
     async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         let guard = self.lock.acquire(self.backend).await;
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write_pool.begin().await?,
         };
         Ok(WriteTx { tx, _guard: guard })
     }
