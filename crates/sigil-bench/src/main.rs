@@ -194,7 +194,10 @@ fn main() -> Result<()> {
             "- {name}: one durable issuance transaction (read device, bind key, insert, commit): {p50:.2} ms p50, sequential"
         );
     }
-    let _ = pg_db;
+    drop(pg_db);
+    if let Some(base) = &args.postgres {
+        rt.block_on(drop_created(base))?;
+    }
     Ok(())
 }
 
@@ -506,6 +509,26 @@ fn summarise(mut lat: Vec<Duration>, elapsed: Duration) -> (f64, f64, f64) {
     )
 }
 
+/// Databases this run created, dropped at the end.
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+async fn drop_created(base: &str) -> Result<()> {
+    use sqlx::Connection;
+    let names: Vec<String> = CREATED
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    let mut conn = sqlx::AnyConnection::connect(base).await?;
+    for name in names {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(())
+}
+
 async fn fresh_pg(base: &str) -> Result<String> {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
@@ -514,6 +537,9 @@ async fn fresh_pg(base: &str) -> Result<String> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await?;
+    if let Ok(mut v) = CREATED.lock() {
+        v.push(name.clone());
+    }
     let (prefix, _) = base
         .rsplit_once('/')
         .context("postgres URL has a database path")?;
