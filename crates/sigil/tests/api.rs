@@ -938,3 +938,78 @@ async fn concurrent_issuance_binds_each_key_once(db: Db) {
     }
 }
 both_backends!(concurrent_issuance_binds_each_key_once);
+
+/// Tokens past their expiry, and tokens replaced (revoked), are refused with a reason.
+async fn expired_and_revoked_tokens_are_refused(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let call = |token: String| {
+        let (http, api) = (s.http.clone(), s.api.clone());
+        async move {
+            common::split(
+                http.get(format!("{api}/api/v1/products"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+
+    let expired = sigil_server::api::generate_token().unwrap();
+    s.store()
+        .insert_api_token(
+            "ci",
+            "admin",
+            &sigil_server::api::token_hash(&expired),
+            now - time::Duration::hours(2),
+            Some(now - time::Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let (st, e) = call(expired).await;
+    assert_eq!(
+        (st, e["detail"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("API token has expired")),
+        "{e}"
+    );
+
+    let live = sigil_server::api::generate_token().unwrap();
+    s.store()
+        .insert_api_token(
+            "ci2",
+            "admin",
+            &sigil_server::api::token_hash(&live),
+            now,
+            Some(now + time::Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let (st, _) = call(live.clone()).await;
+    assert_eq!(st, StatusCode::OK);
+
+    // Replacing the bootstrap token revokes the old one.
+    let fresh = sigil_server::api::generate_token().unwrap();
+    s.store()
+        .replace_api_token(
+            sigil_server::ADMIN_TOKEN_NAME,
+            "admin",
+            &sigil_server::api::token_hash(&fresh),
+            now,
+        )
+        .await
+        .unwrap();
+    let (st, e) = call(s.token.clone()).await;
+    assert_eq!(
+        (st, e["detail"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("API token has been revoked")),
+        "{e}"
+    );
+    let (st, _) = call(fresh).await;
+    assert_eq!(st, StatusCode::OK);
+    s.shutdown().await;
+}
+both_backends!(expired_and_revoked_tokens_are_refused);
