@@ -864,6 +864,26 @@ async fn api_speaks_tls_only_with_a_certificate_from_sigils_ca() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    // curl over HTTP/2 (negotiated by ALPN) and over HTTP/1.1, trusting only Sigil's root.
+    for (flag, expect) in [("--http2", "HTTP/2 200"), ("--http1.1", "HTTP/1.1 200")] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-i", flag, "--cacert"])
+            .arg(&root)
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", s.token),
+                &format!("https://localhost:{port}/api/v1/products"),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with(expect),
+            "{flag}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("{\"items\":[]}"), "{text}");
+    }
     // Plain HTTP to the API port is not served.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/api/v1/devices"))
@@ -1013,3 +1033,45 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
     s.shutdown().await;
 }
 both_backends!(expired_and_revoked_tokens_are_refused);
+
+/// A client that completes the TLS handshake and then sends nothing is disconnected once the
+/// header-read timeout passes, instead of holding a connection forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let port = s.handle.as_ref().unwrap().api_addr.port();
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+            "-alpn",
+            "http/1.1",
+        ])
+        .stdin(std::process::Stdio::piped()) // held open, never written
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let limit = sigil_server::tls::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let closed = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(closed, "an idle connection was still open after {limit:?}");
+    assert!(
+        started.elapsed()
+            >= sigil_server::tls::HEADER_READ_TIMEOUT - std::time::Duration::from_secs(1)
+    );
+    s.shutdown().await;
+}
