@@ -18,7 +18,7 @@ use sigil_ca::{
     ValidatedCsr,
 };
 use sigil_domain::{DeviceFields, DeviceId, NewDevice, NewProduct};
-use sigil_store::{NewCertificate, Store};
+use sigil_store::Store;
 
 #[derive(Parser)]
 struct Args {
@@ -366,15 +366,7 @@ async fn store_rate(
                             &urls2,
                             now,
                         )?;
-                        Ok::<_, sigil_ca::CaError>(NewCertificate {
-                            serial: c.serial,
-                            profile: c.profile.into(),
-                            not_before: c.not_before,
-                            not_after: c.not_after,
-                            sha256: c.fingerprint,
-                            spki_sha256: c.spki_fingerprint,
-                            der: c.der,
-                        })
+                        Ok::<_, sigil_ca::CaError>(sigil_server::api::store_record(c))
                     })
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -272,35 +272,10 @@ impl Store {
         new: NewDevice,
         now: OffsetDateTime,
     ) -> Result<Device, StoreError> {
-        let now = truncate_to_second(now);
-        let device = Device {
-            id: DeviceId::generate(),
-            product_id: new.product_id,
-            serial_number: new.serial_number,
-            hardware_id: new.hardware_id,
-            owner: new.owner,
-            site: new.site,
-            tags: new.tags,
-            firmware_version: new.firmware_version,
-            state: LifecycleState::Registered,
-            created_at: now,
-            updated_at: now,
-        };
-        let mut tx = self.begin_write().await?;
-        let product_exists = sqlx::query("SELECT 1 FROM products WHERE id = $1")
-            .bind(device.product_id.to_string())
-            .fetch_optional(&mut *tx)
+        self.create_devices(vec![new], now)
             .await?
-            .is_some();
-        if !product_exists {
-            return Err(StoreError::NotFound {
-                kind: "product",
-                id: device.product_id.to_string(),
-            });
-        }
-        insert_device(&mut tx, &device).await?;
-        tx.commit().await?;
-        Ok(device)
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("device insert returned nothing".into()))
     }
 
     /// Register many devices in one transaction (fleet import): all of them or none.

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use sigil_ca::{DEFAULT_PROFILE, PROFILES, Profile, ValidatedCsr};
+use sigil_ca::{DEFAULT_PROFILE, IssuedCertificate, PROFILES, Profile, ValidatedCsr};
 use sigil_domain::{DeviceId, Serial};
 use sigil_store::{CertificateRecord, NewCertificate};
 
@@ -71,6 +71,19 @@ impl From<CertificateRecord> for CertificateResponse {
     }
 }
 
+/// What the store records of a certificate the CA signed.
+pub fn store_record(issued: IssuedCertificate) -> NewCertificate {
+    NewCertificate {
+        serial: issued.serial,
+        profile: issued.profile.to_owned(),
+        not_before: issued.not_before,
+        not_after: issued.not_after,
+        sha256: issued.fingerprint,
+        spki_sha256: issued.spki_fingerprint,
+        der: issued.der,
+    }
+}
+
 fn pem_cert(der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -121,15 +134,7 @@ pub async fn issue(
         .store
         .issue_certificate(device, csr.spki_fingerprint(), now, || {
             let issued = ca.issue_device_certificate(&csr, device, profile, &scheme, &urls, now)?;
-            Ok(NewCertificate {
-                serial: issued.serial,
-                profile: issued.profile.to_owned(),
-                not_before: issued.not_before,
-                not_after: issued.not_after,
-                sha256: issued.fingerprint,
-                spki_sha256: issued.spki_fingerprint,
-                der: issued.der,
-            })
+            Ok(store_record(issued))
         })
         .await?;
     tracing::info!(%device, serial = %record.serial, profile = profile.name, "issued device certificate");

@@ -20,6 +20,7 @@ use sigil_ca::{IdentityScheme, IssuingCa, PublicUrls};
 use sigil_domain::Fingerprint;
 use sigil_store::Store;
 
+pub use certificates::store_record;
 pub use error::{ApiError, Problem};
 
 /// Largest request body the API reads. A CSR is a few KiB; nothing legitimate comes near this.
