@@ -225,6 +225,10 @@ mod tests {
             NewProduct::parse("T", "Acme", "2031-02-30"),
             Err(InventoryError::BadDate { .. })
         ));
+        // Storage and the API rely on Date's Display being the YYYY-MM-DD form parsed here.
+        let early = NewProduct::parse("T", "Acme", "0999-01-05").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(early.support_end.to_string(), "0999-01-05");
+        assert_eq!(p.support_end.to_string(), "2031-12-31");
         assert_eq!(
             NewProduct::parse("a\u{7}b", "Acme", "2031-12-31"),
             Err(InventoryError::ControlCharacter { field: "name" })

@@ -166,13 +166,8 @@ impl View {
                 kind: "device",
                 id: device.to_string(),
             })?;
-        let next = current.apply(LifecycleEvent::IdentityIssued)?;
         let spki = job.cert.spki_sha256.as_str();
-        let key_is_new = match self.owners.get(spki) {
-            Some(owner) if *owner != device => return Err(StoreError::KeyBound(*owner)),
-            Some(_) => false,
-            None => true,
-        };
+        let (next, key_is_new) = issuance_rule(device, *current, self.owners.get(spki).copied())?;
         *current = next;
         if key_is_new {
             self.owners.insert(spki.to_owned(), device);
@@ -193,6 +188,23 @@ impl View {
                 der: c.der.clone(),
             },
         })
+    }
+}
+
+/// The rule for issuing to `device` a certificate for a key currently bound to `key_owner` (if
+/// any): the device's state must allow a new identity, and the key must not belong to another
+/// device. Returns the device's next state and whether the key is bound for the first time.
+/// Used both by the read-only pre-check and, authoritatively, inside the batch transaction.
+pub(crate) fn issuance_rule(
+    device: DeviceId,
+    state: LifecycleState,
+    key_owner: Option<DeviceId>,
+) -> Result<(LifecycleState, bool), StoreError> {
+    let next = state.apply(LifecycleEvent::IdentityIssued)?;
+    match key_owner {
+        Some(owner) if owner != device => Err(StoreError::KeyBound(owner)),
+        Some(_) => Ok((next, false)),
+        None => Ok((next, true)),
     }
 }
 
@@ -312,6 +324,27 @@ fn value_rows(rows: usize, columns: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issuance_rule() {
+        let (a, b) = (DeviceId::generate(), DeviceId::generate());
+        use LifecycleState as S;
+        assert!(matches!(
+            super::issuance_rule(a, S::Registered, None),
+            Ok((S::Provisioned, true))
+        ));
+        assert!(matches!(
+            super::issuance_rule(a, S::Active, Some(a)),
+            Ok((S::Active, false))
+        ));
+        assert!(
+            matches!(super::issuance_rule(a, S::Active, Some(b)), Err(StoreError::KeyBound(o)) if o == b)
+        );
+        assert!(matches!(
+            super::issuance_rule(a, S::Suspended, None),
+            Err(StoreError::Lifecycle(_))
+        ));
+    }
 
     #[test]
     fn placeholder_lists() {

@@ -33,9 +33,3 @@ pub enum IssueError<E> {
     #[error("signing failed: {0}")]
     Sign(E),
 }
-
-impl<E> From<sqlx::Error> for IssueError<E> {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Store(StoreError::Database(e))
-    }
-}

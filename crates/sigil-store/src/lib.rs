@@ -233,7 +233,7 @@ impl Store {
         .bind(product.id.to_string())
         .bind(&product.name)
         .bind(&product.manufacturer)
-        .bind(rows::format_date(product.support_end))
+        .bind(product.support_end.to_string()) // YYYY-MM-DD
         .bind(product.created_at.unix_timestamp())
         .execute(&mut *tx)
         .await
@@ -465,16 +465,14 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::NotFound { kind: "device", id: device.to_string() })?;
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
         let state = LifecycleState::from_str(&row.try_get::<String, _>("state")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        state.apply(LifecycleEvent::IdentityIssued)?;
-        if let Some(owner) = row.try_get::<Option<String>, _>("key_owner")? {
-            let owner =
-                DeviceId::from_str(&owner).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if owner != device {
-                return Err(StoreError::KeyBound(owner));
-            }
-        }
+            .map_err(|e| corrupt(&e))?;
+        let key_owner = row
+            .try_get::<Option<String>, _>("key_owner")?
+            .map(|o| DeviceId::from_str(&o).map_err(|e| corrupt(&e)))
+            .transpose()?;
+        batch::issuance_rule(device, state, key_owner)?;
         Ok(())
     }
 

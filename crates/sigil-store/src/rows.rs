@@ -94,10 +94,6 @@ fn ts(secs: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(secs).map_err(corrupt)
 }
 
-pub(crate) fn format_date(d: Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
-
 fn parse_date(s: &str) -> Result<Date, StoreError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(s, &format).map_err(corrupt)

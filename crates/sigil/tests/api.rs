@@ -904,13 +904,7 @@ async fn concurrent_issuance_binds_each_key_once(db: Db) {
     const KEYS: usize = 24;
     let mut jobs = Vec::new();
     for k in 0..KEYS {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap()
-            .serialize_request(&key)
-            .unwrap()
-            .pem()
-            .unwrap();
+        let csr = common::fresh_csr_pem();
         for side in 0..2 {
             jobs.push((
                 s.create_device(&product, &format!("K{k}-{side}")).await,

@@ -70,13 +70,7 @@ async fn kill_9_during_issuance_burst(db: Db) {
         .json()
         .await
         .unwrap();
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap()
-            .serialize_request(&key)
-            .unwrap()
-            .pem()
-            .unwrap();
+        let csr = common::fresh_csr_pem();
         jobs.push((d["id"].as_str().unwrap().to_owned(), csr));
     }
 

@@ -45,12 +45,8 @@ impl From<Product> for ProductResponse {
             id: p.id.to_string(),
             name: p.name,
             manufacturer: p.manufacturer,
-            support_end: format!(
-                "{:04}-{:02}-{:02}",
-                p.support_end.year(),
-                u8::from(p.support_end.month()),
-                p.support_end.day()
-            ),
+            // `time::Date` displays as YYYY-MM-DD.
+            support_end: p.support_end.to_string(),
             created_at: rfc3339(p.created_at),
         }
     }

@@ -351,3 +351,14 @@ impl Drop for SpawnedServer {
         let _ = self.child.wait();
     }
 }
+
+/// A CSR (PEM) for a fresh P-256 key made in-process, for tests that need many distinct keys fast.
+pub fn fresh_csr_pem() -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+}
