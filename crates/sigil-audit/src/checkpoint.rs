@@ -116,9 +116,13 @@ pub struct SignedCheckpoint {
 }
 
 /// Verifies notes and checkpoints signed by one log key.
+///
+/// Holds the key as text: `signed_note`'s verifier list is neither `Send` nor `Sync`, and
+/// building one per call costs a key parse, far below a signature check.
+#[derive(Debug, Clone)]
 pub struct LogVerifier {
     name: String,
-    verifiers: VerifierList,
+    verifier_key: String,
 }
 
 impl LogVerifier {
@@ -129,7 +133,7 @@ impl LogVerifier {
         let name = signed_note::Verifier::name(&verifier).to_owned();
         Ok(Self {
             name,
-            verifiers: VerifierList::new(vec![Box::new(verifier)]),
+            verifier_key: verifier_key.trim().to_owned(),
         })
     }
 
@@ -137,12 +141,20 @@ impl LogVerifier {
         &self.name
     }
 
+    /// The verifier key text this was built from.
+    pub fn verifier_key(&self) -> &str {
+        &self.verifier_key
+    }
+
     /// The text of `note` if this key signed it. Signatures by other keys are ignored, as the
     /// signed-note specification requires; a bad signature by this key rejects the note.
     pub fn open_note(&self, note: &[u8]) -> Result<String, AuditError> {
         let parsed = Note::from_bytes(note)
             .map_err(|e| AuditError::Signature(format!("malformed signed note: {e}")))?;
-        parsed.verify(&self.verifiers).map_err(|e| {
+        let verifier = StandardVerifier::new(&self.verifier_key)
+            .map_err(|e| AuditError::Key(format!("invalid log verifier key: {e}")))?;
+        let verifiers = VerifierList::new(vec![Box::new(verifier)]);
+        parsed.verify(&verifiers).map_err(|e| {
             AuditError::Signature(format!("not signed by log key `{}`: {e}", self.name))
         })?;
         String::from_utf8(parsed.text().to_vec()).map_err(|e| AuditError::Signature(e.to_string()))

@@ -65,8 +65,12 @@ pub fn checkpoint_line(note: &str) -> Result<String, AuditError> {
 }
 
 /// `canonical_entry` is embedded verbatim, so the verifier hashes exactly the stored bytes.
-pub fn entry_line(canonical_entry: &str, stored_leaf: &Hash) -> String {
-    format!(r#"{{"entry":{canonical_entry},"leaf":"{stored_leaf}"}}"#)
+/// `stored_leaf` is `None` when the log has no leaf hash for the entry (itself a sign of damage).
+pub fn entry_line(canonical_entry: &str, stored_leaf: Option<&Hash>) -> String {
+    match stored_leaf {
+        Some(leaf) => format!(r#"{{"entry":{canonical_entry},"leaf":"{leaf}"}}"#),
+        None => format!(r#"{{"entry":{canonical_entry}}}"#),
+    }
 }
 
 /// Something the verifier found wrong. Each names the first entry (or range) concerned.
@@ -359,7 +363,10 @@ mod tests {
             }
             for (seq, e) in self.entries.iter().enumerate() {
                 out.push('\n');
-                out.push_str(&entry_line(e, &self.hashes[&tree::leaf_index(seq as u64)]));
+                out.push_str(&entry_line(
+                    e,
+                    self.hashes.get(&tree::leaf_index(seq as u64)),
+                ));
             }
             out.push('\n');
             out

@@ -13,6 +13,7 @@
 pub mod checkpoint;
 pub mod entry;
 mod error;
+pub mod evidence;
 pub mod export;
 pub mod tree;
 

@@ -308,6 +308,7 @@ async fn store_rate(
     let now = time::OffsetDateTime::now_utc();
     let product = store
         .create_product(
+            &bench_actor(),
             NewProduct::parse(&format!("P{}", uuid::Uuid::new_v4()), "M", "2030-01-01")?,
             now,
         )
@@ -327,7 +328,7 @@ async fn store_rate(
         .collect::<Result<_, _>>()?;
     let devices: Arc<Vec<DeviceId>> = Arc::new(
         store
-            .create_devices(new, now)
+            .create_devices(&bench_actor(), new, now)
             .await?
             .into_iter()
             .map(|d| d.id)
@@ -345,6 +346,7 @@ async fn store_rate(
             devices.clone(),
         );
         handles.push(tokio::spawn(async move {
+            let actor = bench_actor();
             let mut lat = Vec::new();
             while start.elapsed() < secs {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -357,17 +359,23 @@ async fn store_rate(
                 let ca2 = ca.clone();
                 let urls2 = urls.clone();
                 store
-                    .issue_certificate(device_id, &csr.spki_fingerprint().clone(), now, move || {
-                        let c = ca2.issue_device_certificate(
-                            &csr,
-                            device_id,
-                            profile,
-                            &IdentityScheme::Urn,
-                            &urls2,
-                            now,
-                        )?;
-                        Ok::<_, sigil_ca::CaError>(sigil_server::api::store_record(c))
-                    })
+                    .issue_certificate(
+                        &actor,
+                        device_id,
+                        &csr.spki_fingerprint().clone(),
+                        now,
+                        move || {
+                            let c = ca2.issue_device_certificate(
+                                &csr,
+                                device_id,
+                                profile,
+                                &IdentityScheme::Urn,
+                                &urls2,
+                                now,
+                            )?;
+                            Ok::<_, sigil_ca::CaError>(sigil_server::api::store_record(c))
+                        },
+                    )
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 lat.push(t.elapsed());
@@ -611,4 +619,9 @@ fn openssl_rate(dir: &std::path::Path, secs: Duration) -> Result<f64> {
         n += 1;
     }
     Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// The audit actor the benchmark's writes are recorded under.
+fn bench_actor() -> sigil_audit::Actor {
+    sigil_audit::Actor::system("sigil-bench")
 }

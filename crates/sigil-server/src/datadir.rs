@@ -9,6 +9,10 @@
 //!   ca-passphrase      0600, only when SIGIL_CA_PASSPHRASE was not set (development setting)
 //!   sigil.db           SQLite (when no --database-url is given)
 //!   admin.token        0600, bootstrap admin API token (only its hash is in the database)
+//!   audit/log.key      0600, the audit log's Ed25519 key, PKCS#8 encrypted under the CA passphrase
+//!   audit/log.pub      public verifier key (`<origin>+<key id>+<base64 key>`)
+//!   audit/checkpoint   the newest checkpoint the log signed; kept outside the database so that
+//!                      rewriting the database cannot make the log forget what it signed
 //! ```
 
 use std::fs;
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use time::OffsetDateTime;
 
+use sigil_audit::LogKey;
 use sigil_ca::{CaHierarchy, CaNames, IssuingCa, KeyAlgorithm, open_private_key, seal_private_key};
 
 use crate::ServerError;
@@ -155,6 +160,68 @@ impl DataDir {
             return read_passphrase_file(&path);
         }
         Err(ServerError::NoPassphrase)
+    }
+
+    pub fn log_key_path(&self) -> PathBuf {
+        self.root.join("audit/log.key")
+    }
+    pub fn log_pub_path(&self) -> PathBuf {
+        self.root.join("audit/log.pub")
+    }
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.root.join("audit/checkpoint")
+    }
+
+    /// Load the audit log key, creating it (named `origin`) on first use. Returns the key and
+    /// whether it was created now. The origin of an existing key is the one it was created with.
+    pub fn load_or_create_log_key(&self, origin: &str) -> Result<(LogKey, bool), ServerError> {
+        let passphrase = self.passphrase_for_load()?;
+        let key_path = self.log_key_path();
+        if key_path.exists() {
+            let verifier_key = read_text(&self.log_pub_path())?;
+            let name = verifier_key.trim().split('+').next().unwrap_or_default();
+            let pkcs8 = open_private_key(&read_text(&key_path)?, &passphrase)?;
+            let key = LogKey::from_pkcs8(name, pkcs8.serialized_der())
+                .map_err(|e| ServerError::Config(format!("{}: {e}", key_path.display())))?;
+            if key.verifier_key() != verifier_key.trim() {
+                return Err(ServerError::Config(format!(
+                    "{} does not match {}",
+                    self.log_pub_path().display(),
+                    key_path.display()
+                )));
+            }
+            return Ok((key, false));
+        }
+        let dir = self.root.join("audit");
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let pkcs8 = LogKey::generate_pkcs8().map_err(|e| ServerError::Config(e.to_string()))?;
+        let key = LogKey::from_pkcs8(origin, &pkcs8)
+            .map_err(|e| ServerError::Config(format!("audit log origin: {e}")))?;
+        write_file(
+            &key_path,
+            seal_private_key(&pkcs8, &passphrase)?.as_bytes(),
+            0o600,
+        )?;
+        write_file(
+            &self.log_pub_path(),
+            format!("{}\n", key.verifier_key()).as_bytes(),
+            0o644,
+        )?;
+        tracing::info!(origin, "created audit log key");
+        Ok((key, true))
+    }
+
+    /// The newest checkpoint written by [`Self::write_checkpoint`], if any.
+    pub fn read_checkpoint(&self) -> Result<Option<String>, ServerError> {
+        let path = self.checkpoint_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_text(&path)?))
+    }
+
+    pub fn write_checkpoint(&self, note: &str) -> Result<(), ServerError> {
+        write_file(&self.checkpoint_path(), note.as_bytes(), 0o644)
     }
 
     /// Write the bootstrap admin token (0600), replacing any earlier file.

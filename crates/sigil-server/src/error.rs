@@ -25,6 +25,8 @@ pub enum ServerError {
     Store(#[from] sigil_store::StoreError),
     #[error("TLS configuration: {0}")]
     Tls(String),
+    #[error("{0}")]
+    AuditIntegrity(String),
     #[error("invalid configuration: {0}")]
     Config(String),
 }

@@ -2,6 +2,7 @@
 //! bootstrap that turns an empty directory into a working CA.
 
 pub mod api;
+pub mod auditlog;
 pub mod datadir;
 mod error;
 pub mod pki;
@@ -14,8 +15,11 @@ use time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_ca::{CaNames, IdentityScheme, KeyAlgorithm, PublicUrls};
 use sigil_store::Store;
+
+use auditlog::AuditLog;
 
 pub use api::{AppState, Clock, system_clock};
 pub use datadir::{DataDir, PassphraseSource};
@@ -42,6 +46,11 @@ pub struct ServerConfig {
     pub trust_domain: Option<String>,
     /// Key algorithm for a CA created on first start.
     pub algorithm: KeyAlgorithm,
+    /// Origin (name) of the audit log, used when its key is created. Default
+    /// `sigil/<first 8 hex digits of the root certificate's SHA-256>/audit`.
+    pub log_origin: Option<String>,
+    /// How often the audit log signs a checkpoint while it grows.
+    pub checkpoint_interval: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -55,6 +64,8 @@ impl ServerConfig {
             tls_names: Vec::new(),
             trust_domain: None,
             algorithm: KeyAlgorithm::EcdsaP256,
+            log_origin: None,
+            checkpoint_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -91,7 +102,8 @@ impl ServerHandle {
 /// Initialise the data directory if needed, open the database, and start both listeners.
 pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, ServerError> {
     let dir = &config.data_dir;
-    if !dir.is_initialised() {
+    let created_ca = !dir.is_initialised();
+    if created_ca {
         let source = dir.initialise(config.algorithm, &CaNames::default(), clock())?;
         tracing::info!(
             ?source,
@@ -111,13 +123,53 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         }
     };
     let store = Store::open(&url).await?;
+    let system = Actor::system("sigil");
+
+    let root_sha256 = hex::encode(sigil_ca::sha256(ca.root_cert_der()));
+    let origin = config
+        .log_origin
+        .clone()
+        .unwrap_or_else(|| format!("sigil/{}/audit", &root_sha256[..8]));
+    let (log_key, created_log) = dir.load_or_create_log_key(&origin)?;
+    let mut startup = Vec::new();
+    if created_ca {
+        startup.push(AuditEvent::new(
+            clock(),
+            system.clone(),
+            "ca.created",
+            format!("ca:{root_sha256}"),
+            Outcome::Success,
+            serde_json::json!({
+                "algorithm": config.algorithm.to_string(),
+                "root_sha256": root_sha256,
+                "issuing_sha256": hex::encode(sigil_ca::sha256(ca.issuing_cert_der())),
+            }),
+        ));
+    }
+    if created_log {
+        startup.push(AuditEvent::new(
+            clock(),
+            system.clone(),
+            "audit_log.created",
+            format!("log:{}", log_key.origin()),
+            Outcome::Success,
+            serde_json::json!({"origin": log_key.origin(), "verifier_key": log_key.verifier_key()}),
+        ));
+    }
+    store.append_audit(startup).await?;
 
     let new_admin_token = if store.live_token_exists(ADMIN_TOKEN_NAME).await? {
         None
     } else {
         let token = api::generate_token()?;
         store
-            .replace_api_token(ADMIN_TOKEN_NAME, "admin", &api::token_hash(&token), clock())
+            .replace_api_token(
+                &system,
+                ADMIN_TOKEN_NAME,
+                "admin",
+                &api::token_hash(&token),
+                clock(),
+            )
             .await?;
         dir.write_admin_token(&token)?;
         tracing::info!(
@@ -162,7 +214,35 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     let server_cert = ca.issue_server_certificate(&names, &ips, SERVER_CERT_VALIDITY, clock())?;
     let tls_config = tls::server_config(server_cert)?;
 
+    store
+        .append_audit(vec![AuditEvent::new(
+            clock(),
+            system.clone(),
+            "server.started",
+            format!("log:{}", log_key.origin()),
+            Outcome::Success,
+            serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "api_listen": api_addr.to_string(),
+                "pki_listen": pki_addr.to_string(),
+                "database": store_kind(&store),
+                "pki_base_url": base,
+                "tls_names": names,
+                "trust_domain": config.trust_domain,
+                "checkpoint_interval_seconds": config.checkpoint_interval.as_secs(),
+            }),
+        )])
+        .await?;
+    let audit = AuditLog::open(store.clone(), log_key, dir.clone()).await?;
+    // Sign the start-up state now, so the first checkpoint does not wait for the timer; a log
+    // that fails its integrity check still serves (reads, exports) but signs nothing more.
+    if let Err(e) = audit.checkpoint(clock()).await {
+        tracing::error!(error = %e, "audit log: no checkpoint signed at start");
+    }
+    let checkpoint_task = audit.spawn_periodic(config.checkpoint_interval, clock.clone());
+
     let state = AppState {
+        audit: audit.clone(),
         store: store.clone(),
         ca: ca.clone(),
         urls,
@@ -170,7 +250,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         clock,
     };
     let api_app = api::router(state);
-    let pki_app = pki::router(&ca);
+    let pki_app = pki::router(&ca, audit);
 
     let api_task = tokio::spawn(tls::serve_tls(api_listener, tls_config, api_app));
     let pki_task = tokio::spawn(async move {
@@ -184,7 +264,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         pki_addr,
         store,
         new_admin_token,
-        tasks: vec![api_task, pki_task],
+        tasks: vec![api_task, pki_task, checkpoint_task],
     })
 }
 

@@ -2,9 +2,44 @@
 //! fetches). It serves only signed public artefacts: nothing here needs or reveals a secret.
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use std::sync::Arc;
+
+use crate::auditlog::AuditLog;
+
+/// The newest signed checkpoint (a C2SP signed note), for monitors and for users to keep.
+async fn latest_checkpoint(State(audit): State<Arc<AuditLog>>) -> Response {
+    match audit.latest().await {
+        Some(cp) => text(cp.note),
+        None => (StatusCode::NOT_FOUND, "no checkpoint signed yet\n").into_response(),
+    }
+}
+
+/// The audit log's verifier key, `<origin>+<key id>+<base64 key>`. Pin it out of band: a key
+/// fetched from the server it verifies only proves what the server says.
+async fn log_pub(State(audit): State<Arc<AuditLog>>) -> Response {
+    text(format!("{}\n", audit.key().verifier_key()))
+}
+
+/// 503 once the audit log has failed an integrity check, so monitoring notices.
+pub(crate) async fn health(State(audit): State<Arc<AuditLog>>) -> Response {
+    match audit.integrity_failure() {
+        None => "ok".into_response(),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+    }
+}
+
+fn text(body: String) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
 
 #[derive(Clone)]
 struct PkiArtefacts {
@@ -14,7 +49,7 @@ struct PkiArtefacts {
     issuing_der: Vec<u8>,
 }
 
-pub fn router(ca: &sigil_ca::IssuingCa) -> Router {
+pub fn router(ca: &sigil_ca::IssuingCa, audit: Arc<AuditLog>) -> Router {
     let a = PkiArtefacts {
         root_pem: ca.root_cert_pem().to_owned(),
         issuing_pem: ca.issuing_cert_pem().to_owned(),
@@ -37,7 +72,12 @@ pub fn router(ca: &sigil_ca::IssuingCa) -> Router {
             "/ca/issuing.der",
             get(move || async move { der(a5.issuing_der) }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/audit/checkpoint",
+            get(latest_checkpoint).with_state(audit.clone()),
+        )
+        .route("/audit/log.pub", get(log_pub).with_state(audit.clone()))
+        .route("/healthz", get(health).with_state(audit))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
 }
 

@@ -38,11 +38,13 @@ fn harness() -> Harness {
             dir.path().join("t.db").display()
         )))
         .unwrap();
+    let actor = sigil_audit::Actor::system("test");
     let token = api::generate_token().unwrap();
-    rt.block_on(store.insert_api_token("t", "admin", &api::token_hash(&token), now, None))
+    rt.block_on(store.insert_api_token(&actor, "t", "admin", &api::token_hash(&token), now, None))
         .unwrap();
     let product = rt
         .block_on(store.create_product(
+            &actor,
             sigil_domain::NewProduct::parse("P", "M", "2030-01-01").unwrap(),
             now,
         ))
@@ -53,8 +55,19 @@ fn harness() -> Harness {
     };
     let device = rt
         .block_on(store.create_device(
+            &actor,
             sigil_domain::NewDevice::parse(product.id, fields).unwrap(),
             now,
+        ))
+        .unwrap();
+    let log_key = sigil_audit::LogKey::generate_pkcs8()
+        .and_then(|der| sigil_audit::LogKey::from_pkcs8("test/audit", &der))
+        .unwrap();
+    let audit = rt
+        .block_on(sigil_server::auditlog::AuditLog::open(
+            store.clone(),
+            log_key,
+            sigil_server::DataDir::new(dir.path()),
         ))
         .unwrap();
     let state = AppState {
@@ -63,6 +76,7 @@ fn harness() -> Harness {
         urls: PublicUrls::new("http://127.0.0.1:8080").unwrap(),
         scheme: IdentityScheme::Urn,
         clock: sigil_server::system_clock(),
+        audit,
     };
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let valid_csr_der = rcgen::CertificateParams::new(Vec::<String>::new())

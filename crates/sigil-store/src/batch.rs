@@ -15,6 +15,8 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use serde_json::json;
+use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{DeviceId, LifecycleEvent, LifecycleState};
 
 use crate::{
@@ -26,6 +28,7 @@ use crate::{
 const MAX_BATCH: usize = 512;
 
 pub(crate) struct RecordJob {
+    pub actor: Actor,
     pub device: DeviceId,
     pub cert: NewCertificate,
     pub now: OffsetDateTime,
@@ -108,6 +111,8 @@ struct View {
 struct Decision {
     record: CertificateRecord,
     key_is_new: bool,
+    state_before: LifecycleState,
+    state_after: LifecycleState,
 }
 
 async fn read_view(
@@ -168,6 +173,7 @@ impl View {
             })?;
         let spki = job.cert.spki_sha256.as_str();
         let (next, key_is_new) = issuance_rule(device, *current, self.owners.get(spki).copied())?;
+        let state_before = *current;
         *current = next;
         if key_is_new {
             self.owners.insert(spki.to_owned(), device);
@@ -175,6 +181,8 @@ impl View {
         let c = &job.cert;
         Ok(Decision {
             key_is_new,
+            state_before,
+            state_after: next,
             record: CertificateRecord {
                 serial: c.serial.clone(),
                 device_id: device,
@@ -293,6 +301,32 @@ async fn write_decisions(
         }
         query.execute(&mut **tx).await?;
     }
+
+    // The log entries, in the same transaction: no certificate without its entry.
+    let events = accepted
+        .iter()
+        .map(|(job, d)| {
+            let r = &d.record;
+            AuditEvent::new(
+                job.now,
+                job.actor.clone(),
+                "certificate.issued",
+                format!("certificate:{}", r.serial),
+                Outcome::Success,
+                json!({
+                    "device": r.device_id.to_string(),
+                    "profile": r.profile,
+                    "sha256": r.sha256.as_str(),
+                    "spki_sha256": r.spki_sha256.as_str(),
+                    "key_newly_bound": d.key_is_new,
+                    "not_before": r.not_before.unix_timestamp(),
+                    "not_after": r.not_after.unix_timestamp(),
+                    "device_state": {"from": d.state_before.as_str(), "to": d.state_after.as_str()},
+                }),
+            )
+        })
+        .collect();
+    crate::audit::append(tx, events).await?;
     Ok(())
 }
 
@@ -302,7 +336,7 @@ fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// `$1, $2, ..., $n`
-fn placeholders(n: usize) -> String {
+pub(crate) fn placeholders(n: usize) -> String {
     placeholders_from(1, n)
 }
 
@@ -314,7 +348,7 @@ fn placeholders_from(first: usize, n: usize) -> String {
 }
 
 /// `($1, $2, $3), ($4, $5, $6), ...` for `rows` rows of `columns` columns.
-fn value_rows(rows: usize, columns: usize) -> String {
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|r| format!("({})", placeholders_from(r * columns + 1, columns)))
         .collect::<Vec<_>>()

@@ -7,6 +7,7 @@
 //! applies them inside the transaction that reads the current state, so a decision is never made
 //! on stale data.
 
+mod audit;
 mod batch;
 mod error;
 mod rows;
@@ -21,11 +22,14 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
+use serde_json::json;
+use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{
     Device, DeviceFilter, DeviceId, Fingerprint, LifecycleEvent, LifecycleState, NewDevice,
     NewProduct, Product, ProductId, Serial,
 };
 
+pub use audit::{AuditQuery, StoredEntry};
 pub use error::{IssueError, StoreError};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 
@@ -216,6 +220,7 @@ impl Store {
 
     pub async fn create_product(
         &self,
+        actor: &Actor,
         new: NewProduct,
         now: OffsetDateTime,
     ) -> Result<Product, StoreError> {
@@ -238,6 +243,19 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_to_conflict(e, || format!("a product named `{}` from `{}` already exists", product.name, product.manufacturer)))?;
+        let event = AuditEvent::new(
+            now,
+            actor.clone(),
+            "product.created",
+            format!("product:{}", product.id),
+            Outcome::Success,
+            json!({
+                "name": product.name,
+                "manufacturer": product.manufacturer,
+                "support_end": product.support_end.to_string(),
+            }),
+        );
+        audit::append(&mut tx, vec![event]).await?;
         tx.commit().await?;
         Ok(product)
     }
@@ -269,10 +287,11 @@ impl Store {
 
     pub async fn create_device(
         &self,
+        actor: &Actor,
         new: NewDevice,
         now: OffsetDateTime,
     ) -> Result<Device, StoreError> {
-        self.create_devices(vec![new], now)
+        self.create_devices(actor, vec![new], now)
             .await?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("device insert returned nothing".into()))
@@ -281,9 +300,11 @@ impl Store {
     /// Register many devices in one transaction (fleet import): all of them or none.
     pub async fn create_devices(
         &self,
+        actor: &Actor,
         new: Vec<NewDevice>,
         now: OffsetDateTime,
     ) -> Result<Vec<Device>, StoreError> {
+        let logged_at = now;
         let now = truncate_to_second(now);
         let mut tx = self.begin_write().await?;
         let mut known_products = std::collections::HashSet::new();
@@ -318,6 +339,29 @@ impl Store {
             insert_device(&mut tx, &device).await?;
             out.push(device);
         }
+        let events = out
+            .iter()
+            .map(|d| {
+                AuditEvent::new(
+                    logged_at,
+                    actor.clone(),
+                    "device.created",
+                    format!("device:{}", d.id),
+                    Outcome::Success,
+                    json!({
+                        "product": d.product_id.to_string(),
+                        "serial_number": d.serial_number,
+                        "hardware_id": d.hardware_id,
+                        "owner": d.owner,
+                        "site": d.site,
+                        "firmware_version": d.firmware_version,
+                        "tags": d.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+                        "state": d.state.as_str(),
+                    }),
+                )
+            })
+            .collect();
+        audit::append(&mut tx, events).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -379,6 +423,7 @@ impl Store {
     /// Apply a lifecycle event to a device, refusing it if the state machine does.
     pub async fn transition_device(
         &self,
+        actor: &Actor,
         id: DeviceId,
         event: LifecycleEvent,
         now: OffsetDateTime,
@@ -392,6 +437,15 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        let event = AuditEvent::new(
+            now,
+            actor.clone(),
+            &format!("device.{}", lifecycle_verb(event)),
+            format!("device:{id}"),
+            Outcome::Success,
+            json!({"from": current.as_str(), "to": next.as_str()}),
+        );
+        audit::append(&mut tx, vec![event]).await?;
         tx.commit().await?;
         self.get_device(id).await
     }
@@ -425,6 +479,7 @@ impl Store {
     /// transaction committed; a certificate whose recording is refused is dropped unreleased.
     pub async fn issue_certificate<E>(
         &self,
+        actor: &Actor,
         device: DeviceId,
         spki_sha256: &Fingerprint,
         now: OffsetDateTime,
@@ -441,6 +496,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.recorder
             .send(batch::RecordJob {
+                actor: actor.clone(),
                 device,
                 cert,
                 now,
@@ -518,11 +574,31 @@ impl Store {
         rows.iter().map(certificate_from_row).collect()
     }
 
+    /// Every certificate, by serial, a page at a time (for snapshots).
+    pub async fn certificates_after(
+        &self,
+        after: Option<&Serial>,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let limit = i64::from(limit.clamp(1, MAX_PAGE));
+        let sql = format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE serial > $1 ORDER BY serial LIMIT {limit}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.map(|s| s.as_str().to_owned()).unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(certificate_from_row)
+            .collect()
+    }
+
     // ---- API tokens ----------------------------------------------------------------------
 
     /// Store a token by the SHA-256 of its secret. Returns the token id.
     pub async fn insert_api_token(
         &self,
+        actor: &Actor,
         name: &str,
         role: &str,
         token_hash: &Fingerprint,
@@ -542,6 +618,12 @@ impl Store {
         .bind(expires_at.map(|t| t.unix_timestamp()))
         .execute(&mut *tx)
         .await?;
+        let expires = expires_at.map(|t| t.unix_timestamp());
+        audit::append(
+            &mut tx,
+            vec![token_created(actor, &id, name, role, now, expires, 0)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -549,6 +631,7 @@ impl Store {
     /// Revoke every live token called `name` and store a new one, atomically.
     pub async fn replace_api_token(
         &self,
+        actor: &Actor,
         name: &str,
         role: &str,
         token_hash: &Fingerprint,
@@ -556,11 +639,14 @@ impl Store {
     ) -> Result<String, StoreError> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
-            .bind(now.unix_timestamp())
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now.unix_timestamp())
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         sqlx::query(
             "INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
         )
@@ -570,6 +656,11 @@ impl Store {
         .bind(token_hash.as_str())
         .bind(now.unix_timestamp())
         .execute(&mut *tx)
+        .await?;
+        audit::append(
+            &mut tx,
+            vec![token_created(actor, &id, name, role, now, None, revoked)],
+        )
         .await?;
         tx.commit().await?;
         Ok(id)
@@ -597,6 +688,36 @@ impl Store {
             .await?;
         row.map(|r| rows::token_from_row(&r)).transpose()
     }
+}
+
+fn lifecycle_verb(event: LifecycleEvent) -> &'static str {
+    match event {
+        LifecycleEvent::IdentityIssued => "provisioned",
+        LifecycleEvent::Activate => "activated",
+        LifecycleEvent::Suspend => "suspended",
+        LifecycleEvent::Resume => "resumed",
+        LifecycleEvent::Retire => "retired",
+    }
+}
+
+/// The entry for a new API token. Never the secret, nor its hash.
+fn token_created(
+    actor: &Actor,
+    id: &str,
+    name: &str,
+    role: &str,
+    now: OffsetDateTime,
+    expires_at: Option<i64>,
+    replaced: u64,
+) -> AuditEvent {
+    AuditEvent::new(
+        now,
+        actor.clone(),
+        "token.created",
+        format!("token:{id}"),
+        Outcome::Success,
+        json!({"name": name, "role": role, "expires_at": expires_at, "revoked_tokens_of_same_name": replaced}),
+    )
 }
 
 async fn insert_device(tx: &mut WriteTx, device: &Device) -> Result<(), StoreError> {

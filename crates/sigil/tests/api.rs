@@ -809,6 +809,13 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/certificates", "get"),
         ("/api/v1/certificates/{serial}", "get"),
         ("/api/v1/profiles", "get"),
+        ("/api/v1/audit/entries", "get"),
+        ("/api/v1/audit/checkpoint", "get"),
+        ("/api/v1/audit/checkpoint", "post"),
+        ("/api/v1/audit/proof/inclusion", "get"),
+        ("/api/v1/audit/proof/consistency", "get"),
+        ("/api/v1/audit/export", "get"),
+        ("/api/v1/evidence", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -817,7 +824,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        12,
+        18,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
@@ -976,6 +983,7 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
     let expired = sigil_server::api::generate_token().unwrap();
     s.store()
         .insert_api_token(
+            &sigil_audit::Actor::system("test"),
             "ci",
             "admin",
             &sigil_server::api::token_hash(&expired),
@@ -994,6 +1002,7 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
     let live = sigil_server::api::generate_token().unwrap();
     s.store()
         .insert_api_token(
+            &sigil_audit::Actor::system("test"),
             "ci2",
             "admin",
             &sigil_server::api::token_hash(&live),
@@ -1009,6 +1018,7 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
     let fresh = sigil_server::api::generate_token().unwrap();
     s.store()
         .replace_api_token(
+            &sigil_audit::Actor::system("test"),
             sigil_server::ADMIN_TOKEN_NAME,
             "admin",
             &sigil_server::api::token_hash(&fresh),

@@ -1,9 +1,10 @@
 //! Device identity certificates.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use sigil_audit::Actor;
 use utoipa::{IntoParams, ToSchema};
 
 use sigil_ca::{DEFAULT_PROFILE, IssuedCertificate, PROFILES, Profile, ValidatedCsr};
@@ -11,7 +12,7 @@ use sigil_domain::{DeviceId, Serial};
 use sigil_store::{CertificateRecord, NewCertificate};
 
 use super::inventory::rfc3339;
-use super::{ApiError, ApiJson, ApiQuery, AppState, Problem};
+use super::{ApiError, ApiJson, ApiQuery, AppState, Caller, Problem};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -121,21 +122,15 @@ pub struct CertificateQuery {
         (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
 pub async fn issue(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<IssueRequest>,
 ) -> Result<(StatusCode, Json<IssueResponse>), ApiError> {
-    let device: DeviceId = id.parse()?;
-    let profile = Profile::by_name(req.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
-    let csr = ValidatedCsr::from_pem(&req.csr)?;
-    let now = state.now();
-    let ca = state.ca.clone();
-    let (scheme, urls) = (state.scheme.clone(), state.urls.clone());
-    let record = state
-        .store
-        .issue_certificate(device, csr.spki_fingerprint(), now, || {
-            let issued = ca.issue_device_certificate(&csr, device, profile, &scheme, &urls, now)?;
-            Ok(store_record(issued))
-        })
+    let actor = caller.actor();
+    let subject = format!("device:{id}");
+    let result = sign_and_record(&state, &actor, &id, &req).await;
+    let (device, profile, record) = state
+        .audit_refusal(&actor, "certificate.issue", subject, result)
         .await?;
     tracing::info!(%device, serial = %record.serial, profile = profile.name, "issued device certificate");
     Ok((
@@ -151,6 +146,28 @@ pub async fn issue(
             sha256: record.sha256.to_string(),
         }),
     ))
+}
+
+async fn sign_and_record(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+    req: &IssueRequest,
+) -> Result<(DeviceId, &'static Profile, CertificateRecord), ApiError> {
+    let device: DeviceId = id.parse()?;
+    let profile = Profile::by_name(req.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
+    let csr = ValidatedCsr::from_pem(&req.csr)?;
+    let now = state.now();
+    let ca = state.ca.clone();
+    let (scheme, urls) = (state.scheme.clone(), state.urls.clone());
+    let record = state
+        .store
+        .issue_certificate(actor, device, csr.spki_fingerprint(), now, || {
+            let issued = ca.issue_device_certificate(&csr, device, profile, &scheme, &urls, now)?;
+            Ok(store_record(issued))
+        })
+        .await?;
+    Ok((device, profile, record))
 }
 
 #[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", params(CertificateQuery),

@@ -71,7 +71,7 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
-    fn internal(cause: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn internal(cause: impl std::fmt::Display) -> Self {
         // The cause may hold SQL or paths: log it, tell the client only that it happened.
         tracing::error!(error = %cause, "internal error");
         Self::new(
@@ -121,6 +121,21 @@ impl From<StoreError> for ApiError {
                 "Public key already in use",
                 "this public key is already bound to another device; generate a new key on the device",
             ),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<crate::ServerError> for ApiError {
+    fn from(e: crate::ServerError) -> Self {
+        match e {
+            crate::ServerError::AuditIntegrity(reason) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit-integrity",
+                "Audit log integrity failure",
+                reason,
+            ),
+            crate::ServerError::Store(e) => e.into(),
             other => Self::internal(&other),
         }
     }

@@ -1,9 +1,10 @@
 //! Products and devices.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use sigil_audit::Actor;
 use utoipa::{IntoParams, ToSchema};
 
 use sigil_domain::{
@@ -11,7 +12,19 @@ use sigil_domain::{
     NewProduct, Product, ProductId, Tag,
 };
 
-use super::{ApiError, ApiJson, ApiQuery, AppState, Problem};
+use super::{ApiError, ApiJson, ApiQuery, AppState, Caller, Problem};
+
+/// The verb for a refused lifecycle request, e.g. `device.activate` (the store names the
+/// successful ones in the past tense: `device.activated`).
+fn event_name(event: LifecycleEvent) -> &'static str {
+    match event {
+        LifecycleEvent::IdentityIssued => "provision",
+        LifecycleEvent::Activate => "activate",
+        LifecycleEvent::Suspend => "suspend",
+        LifecycleEvent::Resume => "resume",
+        LifecycleEvent::Retire => "retire",
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -61,10 +74,19 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     responses((status = 201, body = ProductResponse), (status = 422, body = Problem), (status = 409, body = Problem)))]
 pub async fn create_product(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<ProductRequest>,
 ) -> Result<(StatusCode, Json<ProductResponse>), ApiError> {
-    let new = NewProduct::parse(&req.name, &req.manufacturer, &req.support_end)?;
-    let product = state.store.create_product(new, state.now()).await?;
+    let actor = caller.actor();
+    let result = async {
+        let new = NewProduct::parse(&req.name, &req.manufacturer, &req.support_end)?;
+        Ok(state.store.create_product(&actor, new, state.now()).await?)
+    }
+    .await;
+    let subject = format!("product:{}/{}", req.manufacturer, req.name);
+    let product = state
+        .audit_refusal(&actor, "product.create", subject, result)
+        .await?;
     Ok((StatusCode::CREATED, Json(product.into())))
 }
 
@@ -122,7 +144,7 @@ pub struct DeviceResponse {
 }
 
 impl DeviceResponse {
-    fn new(d: Device, state: &AppState) -> Self {
+    pub(crate) fn new(d: Device, state: &AppState) -> Self {
         Self {
             identity: state.scheme.uri_for(d.id),
             id: d.id.to_string(),
@@ -166,8 +188,26 @@ pub struct DeviceQuery {
     responses((status = 201, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_device(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<DeviceRequest>,
 ) -> Result<(StatusCode, Json<DeviceResponse>), ApiError> {
+    let actor = caller.actor();
+    let subject = format!("device:{}/{}", req.product_id, req.serial_number);
+    let result = register_device(&state, &actor, req).await;
+    let device = state
+        .audit_refusal(&actor, "device.create", subject, result)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DeviceResponse::new(device, &state)),
+    ))
+}
+
+async fn register_device(
+    state: &AppState,
+    actor: &Actor,
+    req: DeviceRequest,
+) -> Result<Device, ApiError> {
     let product: ProductId = req.product_id.parse()?;
     let new = NewDevice::parse(
         product,
@@ -180,11 +220,7 @@ pub async fn create_device(
             firmware_version: req.firmware_version.as_deref(),
         },
     )?;
-    let device = state.store.create_device(new, state.now()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(DeviceResponse::new(device, &state)),
-    ))
+    Ok(state.store.create_device(actor, new, state.now()).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "inventory", params(DeviceQuery),
@@ -240,14 +276,25 @@ pub async fn get_device(
 
 async fn transition(
     state: AppState,
+    caller: Caller,
     id: String,
     event: LifecycleEvent,
 ) -> Result<Json<DeviceResponse>, ApiError> {
-    let id: DeviceId = id.parse()?;
+    let actor = caller.actor();
+    let subject = format!("device:{id}");
+    let result = async {
+        let id: DeviceId = id.parse()?;
+        Ok(state
+            .store
+            .transition_device(&actor, id, event, state.now())
+            .await?)
+    }
+    .await;
+    let action = format!("device.{}", event_name(event));
     let device = state
-        .store
-        .transition_device(id, event, state.now())
+        .audit_refusal(&actor, &action, subject, result)
         .await?;
+    let id = device.id;
     tracing::info!(device = %id, ?event, state = %device.state, "device lifecycle transition");
     Ok(Json(DeviceResponse::new(device, &state)))
 }
@@ -257,27 +304,30 @@ async fn transition(
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn activate_device(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceResponse>, ApiError> {
-    transition(state, id, LifecycleEvent::Activate).await
+    transition(state, caller, id, LifecycleEvent::Activate).await
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/suspend", tag = "lifecycle", params(("id" = String, Path)),
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn suspend_device(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceResponse>, ApiError> {
-    transition(state, id, LifecycleEvent::Suspend).await
+    transition(state, caller, id, LifecycleEvent::Suspend).await
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/resume", tag = "lifecycle", params(("id" = String, Path)),
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn resume_device(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceResponse>, ApiError> {
-    transition(state, id, LifecycleEvent::Resume).await
+    transition(state, caller, id, LifecycleEvent::Resume).await
 }
 
 /// Permanently decommission a device. Terminal.
@@ -285,7 +335,8 @@ pub async fn resume_device(
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn retire_device(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceResponse>, ApiError> {
-    transition(state, id, LifecycleEvent::Retire).await
+    transition(state, caller, id, LifecycleEvent::Retire).await
 }

@@ -1,7 +1,9 @@
 //! The JSON REST API under `/api/v1`.
 
+mod audit;
 mod certificates;
 mod error;
+mod evidence;
 mod inventory;
 
 use std::sync::Arc;
@@ -16,9 +18,12 @@ use axum::{Json, Router};
 use time::OffsetDateTime;
 use utoipa::OpenApi;
 
+use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_ca::{IdentityScheme, IssuingCa, PublicUrls};
 use sigil_domain::Fingerprint;
 use sigil_store::Store;
+
+use crate::auditlog::AuditLog;
 
 pub use certificates::store_record;
 pub use error::{ApiError, Problem};
@@ -41,11 +46,43 @@ pub struct AppState {
     pub urls: PublicUrls,
     pub scheme: IdentityScheme,
     pub clock: Clock,
+    pub audit: Arc<AuditLog>,
 }
 
 impl AppState {
     fn now(&self) -> OffsetDateTime {
         (self.clock)()
+    }
+
+    /// Pass `result` through; if it is a refusal, record it in the audit log first. A refusal
+    /// changed nothing, so its entry is written in a transaction of its own. If that write
+    /// fails the refusal still stands (failing closed), and the failure is logged.
+    async fn audit_refusal<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: String,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if let Err(e) = &result {
+            let outcome = if e.status == StatusCode::CONFLICT {
+                Outcome::Denied
+            } else {
+                Outcome::Failure
+            };
+            let event = AuditEvent::new(
+                self.now(),
+                actor.clone(),
+                action,
+                subject,
+                outcome,
+                serde_json::json!({"code": e.code, "reason": e.detail}),
+            );
+            if let Err(write) = self.store.append_audit(vec![event]).await {
+                tracing::error!(error = %write, action, "could not record a refusal in the audit log");
+            }
+        }
+        result
     }
 }
 
@@ -54,6 +91,12 @@ impl AppState {
 pub struct Caller {
     pub token_id: String,
     pub role: String,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor::operator(&self.token_id)
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -91,12 +134,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/certificates", get(certificates::list))
         .route("/api/v1/certificates/{serial}", get(certificates::get))
         .route("/api/v1/profiles", get(certificates::profiles))
+        .route("/api/v1/audit/entries", get(audit::entries))
+        .route(
+            "/api/v1/audit/checkpoint",
+            get(audit::latest_checkpoint).post(audit::sign_checkpoint),
+        )
+        .route("/api/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/api/v1/audit/proof/consistency", get(audit::consistency))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/evidence", get(evidence::export))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
     Router::new()
         .merge(protected)
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -118,43 +170,76 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(e) => e.into_response(),
+        Err((token_id, e)) => {
+            let actor = Actor::operator(token_id.as_deref().unwrap_or("unknown"));
+            let subject = format!("api:{} {}", request.method(), request.uri().path());
+            let refused: Result<(), ApiError> = Err(e);
+            match state
+                .audit_refusal(&actor, "auth.failed", subject, refused)
+                .await
+            {
+                Err(e) => e.into_response(),
+                Ok(()) => StatusCode::UNAUTHORIZED.into_response(),
+            }
+        }
     }
 }
 
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn health(State(state): State<AppState>) -> Response {
+    crate::pki::health(State(state.audit.clone())).await
+}
+
+/// The caller, or why not (with the token id when the token exists but is unusable).
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Caller, (Option<String>, ApiError)> {
+    let anonymous = |e: ApiError| (None, e);
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthenticated("missing Authorization header (expected `Bearer <token>`)")
+        anonymous(ApiError::unauthenticated(
+            "missing Authorization header (expected `Bearer <token>`)",
+        ))
     })?;
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthenticated("Authorization header is not valid ASCII"))?;
+    let value = value.to_str().map_err(|_| {
+        anonymous(ApiError::unauthenticated(
+            "Authorization header is not valid ASCII",
+        ))
+    })?;
     let token = value
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::unauthenticated("Authorization header must use the Bearer scheme")
+            anonymous(ApiError::unauthenticated(
+                "Authorization header must use the Bearer scheme",
+            ))
         })?;
     let hash = token_hash(token);
     let record = state
         .store
         .find_api_token(&hash)
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("invalid API token"))?;
+        .await
+        .map_err(|e| anonymous(e.into()))?
+        .ok_or_else(|| anonymous(ApiError::unauthenticated("invalid API token")))?;
     if aws_lc_rs::constant_time::verify_slices_are_equal(
         record.token_hash.as_str().as_bytes(),
         hash.as_str().as_bytes(),
     )
     .is_err()
     {
-        return Err(ApiError::unauthenticated("invalid API token"));
+        return Err(anonymous(ApiError::unauthenticated("invalid API token")));
     }
     if record.revoked_at.is_some() {
-        return Err(ApiError::unauthenticated("API token has been revoked"));
+        return Err((
+            Some(record.id),
+            ApiError::unauthenticated("API token has been revoked"),
+        ));
     }
     if record.expires_at.is_some_and(|t| t <= state.now()) {
-        return Err(ApiError::unauthenticated("API token has expired"));
+        return Err((
+            Some(record.id),
+            ApiError::unauthenticated("API token has expired"),
+        ));
     }
     Ok(Caller {
         token_id: record.id,
@@ -219,6 +304,8 @@ where
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,
+        audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
+        audit::consistency, audit::export, evidence::export,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
