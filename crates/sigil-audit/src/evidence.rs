@@ -223,6 +223,11 @@ pub fn verify_bundle(archive: &[u8], verifier: &LogVerifier) -> Result<BundleRep
     if let Some(extra) = members.keys().find(|p| !listed.contains(p)) {
         return Err(bad(format!("{extra}: not listed in MANIFEST")));
     }
+    for required in [CHECKPOINT, ENTRIES, PROOFS] {
+        if !listed.iter().any(|p| p == required) {
+            return Err(bad(format!("{required}: missing from the bundle")));
+        }
+    }
 
     let checkpoint = verifier.open_checkpoint(
         members
@@ -279,4 +284,196 @@ pub fn verify_bundle(archive: &[u8], verifier: &LogVerifier) -> Result<BundleRep
         entries: count,
         files: listed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{self, Hashes};
+    use crate::{Actor, AuditEvent, Outcome};
+    use serde_json::json;
+    use time::{Duration, OffsetDateTime};
+
+    const ORIGIN: &str = "test.example/audit";
+
+    struct Fixture {
+        key: LogKey,
+        archive: Vec<u8>,
+    }
+
+    /// A log of 20 entries one minute apart; the bundle covers minutes 5..15.
+    fn fixture() -> Fixture {
+        let key = LogKey::from_pkcs8(ORIGIN, &LogKey::generate_pkcs8().unwrap()).unwrap();
+        let start = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let mut hashes = Hashes::new();
+        let mut texts = Vec::new();
+        for seq in 0..20u64 {
+            let text = AuditEvent::new(
+                start + Duration::minutes(seq as i64),
+                Actor::system("test"),
+                "test.event",
+                format!("thing:{seq}"),
+                Outcome::Success,
+                json!({"n": seq}),
+            )
+            .into_entry(seq)
+            .to_canonical()
+            .unwrap();
+            tree::append(seq, &[tree::leaf_hash(&text)], &mut hashes).unwrap();
+            texts.push(text);
+        }
+        let checkpoint = key
+            .sign_checkpoint(20, tree::root(20, &hashes).unwrap())
+            .unwrap();
+        let entries: Vec<_> = (5..15u64)
+            .map(|seq| {
+                let text = texts[seq as usize].clone();
+                let leaf = tree::leaf_hash(&text);
+                (seq, text, leaf, tree::inclusion_proof(seq, 20, &hashes).unwrap())
+            })
+            .collect();
+        let period = Period {
+            since: crate::entry::format_time(start + Duration::minutes(5)),
+            until: crate::entry::format_time(start + Duration::minutes(15)),
+        };
+        let mut builder = BundleBuilder::new(&checkpoint, &entries).unwrap();
+        builder.add("ca/root.crt", b"-----BEGIN CERTIFICATE-----\n".to_vec());
+        builder.add("inventory/devices.json", b"[]\n".to_vec());
+        let archive = builder.finish(&key, &period, 20, 0).unwrap();
+        Fixture { key, archive }
+    }
+
+    fn verifier(key: &LogKey) -> LogVerifier {
+        LogVerifier::new(&key.verifier_key()).unwrap()
+    }
+
+    /// Rebuild the archive with `edit` applied to its members (MANIFEST left as it was).
+    fn rewrite(archive: &[u8], edit: impl Fn(&mut BTreeMap<String, Vec<u8>>)) -> Vec<u8> {
+        let mut members = BTreeMap::new();
+        let mut order = Vec::new();
+        for m in tar::Archive::new(archive).entries().unwrap() {
+            let mut m = m.unwrap();
+            let path = m.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            m.read_to_end(&mut data).unwrap();
+            order.push(path.clone());
+            members.insert(path, data);
+        }
+        edit(&mut members);
+        let mut out = tar::Builder::new(Vec::new());
+        for path in order.iter().chain(members.keys().filter(|k| !order.contains(k))) {
+            if let Some(data) = members.get(path) {
+                let mut h = tar::Header::new_ustar();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                out.append_data(&mut h, path, data.as_slice()).unwrap();
+            }
+        }
+        out.into_inner().unwrap()
+    }
+
+    fn error_of(archive: &[u8], key: &LogKey) -> String {
+        verify_bundle(archive, &verifier(key)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_intact_bundle_verifies() {
+        let f = fixture();
+        let report = verify_bundle(&f.archive, &verifier(&f.key)).unwrap();
+        assert_eq!(report.entries, 10);
+        assert_eq!(report.checkpoint.size, 20);
+        assert_eq!(report.origin, ORIGIN);
+        assert!(report.files.contains(&"inventory/devices.json".to_owned()));
+    }
+
+    #[test]
+    fn a_changed_file_is_named() {
+        let f = fixture();
+        let bad = rewrite(&f.archive, |m| {
+            m.insert("inventory/devices.json".into(), b"[{}]\n".to_vec());
+        });
+        let e = error_of(&bad, &f.key);
+        assert!(e.contains("inventory/devices.json") && e.contains("changed"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_or_extra_file_is_named() {
+        let f = fixture();
+        let e = error_of(
+            &rewrite(&f.archive, |m| {
+                m.remove("ca/root.crt");
+            }),
+            &f.key,
+        );
+        assert!(e.contains("ca/root.crt") && e.contains("missing"), "{e}");
+        let e = error_of(
+            &rewrite(&f.archive, |m| {
+                m.insert("extra.txt".into(), b"hi".to_vec());
+            }),
+            &f.key,
+        );
+        assert!(e.contains("extra.txt") && e.contains("not listed"), "{e}");
+    }
+
+    #[test]
+    fn a_manifest_signed_by_another_key_is_refused() {
+        let f = fixture();
+        let other = LogKey::from_pkcs8(ORIGIN, &LogKey::generate_pkcs8().unwrap()).unwrap();
+        let e = error_of(&f.archive, &other);
+        assert!(e.contains("MANIFEST"), "{e}");
+    }
+
+    #[test]
+    fn a_re_signed_manifest_still_needs_the_entries_in_the_checkpoint() {
+        // Someone holding the key could re-sign a manifest over an edited entry, but the entry's
+        // inclusion proof against the (signed) checkpoint then fails and names the entry.
+        let f = fixture();
+        let edited = rewrite(&f.archive, |m| {
+            let entries = String::from_utf8(m[ENTRIES].clone()).unwrap();
+            m.insert(
+                ENTRIES.into(),
+                entries.replace("thing:7", "thing:8").into_bytes(),
+            );
+            let manifest = f.key.sign_note(&manifest_text(m)).unwrap();
+            m.insert(MANIFEST.into(), manifest.into_bytes());
+        });
+        let e = error_of(&edited, &f.key);
+        assert!(e.contains("entry 7"), "{e}");
+    }
+
+    /// The manifest text the builder would write for these members.
+    fn manifest_text(members: &BTreeMap<String, Vec<u8>>) -> String {
+        let old = String::from_utf8(members[MANIFEST].clone()).unwrap();
+        let mut text: String = old.lines().take(4).map(|l| format!("{l}\n")).collect();
+        for (path, data) in members.iter().filter(|(p, _)| p.as_str() != MANIFEST) {
+            text.push_str(&format!("{} {path}\n", sha256_hex(data)));
+        }
+        text
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let f = fixture();
+        for bad in [&b""[..], b"not a tar", &f.archive[..f.archive.len() / 2]] {
+            assert!(verify_bundle(bad, &verifier(&f.key)).is_err());
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any single flipped byte in the archive is either harmless padding or detected.
+        #[test]
+        fn flipped_bytes_never_verify_a_different_content(pos in 0usize..20_000, bit in 0u8..8) {
+            let f = fixture();
+            let mut bad = f.archive.clone();
+            let pos = pos % bad.len();
+            bad[pos] ^= 1 << bit;
+            if let Ok(report) = verify_bundle(&bad, &verifier(&f.key)) {
+                // Only tar padding or header slack may change without detection.
+                let good = verify_bundle(&f.archive, &verifier(&f.key)).unwrap();
+                proptest::prop_assert_eq!(report.entries, good.entries);
+                proptest::prop_assert_eq!(report.files, good.files);
+            }
+        }
+    }
 }

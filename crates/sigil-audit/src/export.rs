@@ -171,12 +171,23 @@ pub fn verify_export(
     verifier: &LogVerifier,
     kept: Option<&str>,
 ) -> Result<VerifyReport, AuditError> {
+    verify_export_from(export.as_bytes(), verifier, kept)
+}
+
+/// [`verify_export`] reading line by line, so an export of any size verifies in O(log n) memory.
+pub fn verify_export_from(
+    export: impl std::io::BufRead,
+    verifier: &LogVerifier,
+    kept: Option<&str>,
+) -> Result<VerifyReport, AuditError> {
     const MAX_PROBLEMS: usize = 100;
-    let mut lines = export.lines().filter(|l| !l.is_empty());
+    let mut lines = export.lines().filter(|l| l.as_ref().map_or(true, |l| !l.is_empty()));
+    let read_error = |e: std::io::Error| AuditError::Export(format!("reading the export: {e}"));
     let header: ExportHeader = serde_json::from_str(
-        lines
+        &lines
             .next()
-            .ok_or_else(|| AuditError::Export("empty export".into()))?,
+            .ok_or_else(|| AuditError::Export("empty export".into()))?
+            .map_err(read_error)?,
     )
     .map_err(|e| AuditError::Export(format!("bad header: {e}")))?;
     if header.format != EXPORT_FORMAT {
@@ -210,6 +221,8 @@ pub fn verify_export(
     let mut last_matched = 0u64;
     let mut checkpoint_index = 0usize;
     for line in lines {
+        let line = line.map_err(read_error)?;
+        let line = line.as_str();
         if report.problems.len() >= MAX_PROBLEMS {
             break;
         }

@@ -31,6 +31,12 @@ pub enum Command {
     /// Issue and inspect device certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Read, checkpoint, export and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Export and verify evidence bundles for auditors.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
 }
 
 #[derive(Debug, Args)]
@@ -224,5 +230,113 @@ pub enum CertCommand {
         pem: bool,
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+/// Filters shared by `audit tail` and `audit search`.
+#[derive(Debug, Args)]
+pub struct AuditFilter {
+    /// Entries at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Entries before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Actor id: an API token id, a device id, or a system component.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Entries about this device.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Exact action (`device.created`) or a prefix ending in `.` (`device.`).
+    #[arg(long)]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show the newest entries, oldest first; with --follow, keep printing new ones.
+    Tail {
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: u32,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Search the log, oldest first.
+    Search {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Entries after this sequence number (paging).
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the newest signed checkpoint (or sign a fresh one with --sign). Keep it: it is what
+    /// `audit verify --checkpoint` checks a later export against.
+    Checkpoint {
+        #[arg(long)]
+        sign: bool,
+        /// Write the checkpoint here instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download the whole log with its signed checkpoints, for `sigil audit verify`.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Verify an export offline: every checkpoint signature, every entry, every signed root, and
+    /// consistency with a checkpoint you kept. Exits non-zero naming the first broken entry.
+    Verify {
+        /// The export file.
+        file: PathBuf,
+        /// The log's verifier key (`<origin>+<id>+<key>`), or a file holding it. Pin it out of
+        /// band: the server's own copy is only as trustworthy as the server.
+        #[arg(long)]
+        log_key: String,
+        /// A checkpoint (signed note) you saved earlier, e.g. with `audit checkpoint --out`.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Write an evidence bundle (tar) for a period: audit entries with inclusion proofs, the
+    /// checkpoint, CA certificates and an inventory snapshot, under a signed manifest.
+    Export {
+        /// Start of the period (RFC 3339); default: the beginning of the log.
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the period (RFC 3339, exclusive); default: now.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Verify a bundle offline with the log's verifier key.
+    Verify {
+        file: PathBuf,
+        /// The log's verifier key, or a file holding it.
+        #[arg(long)]
+        log_key: String,
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -1,6 +1,8 @@
 //! A small HTTPS client for the Sigil API, trusting only Sigil's own CA.
 
 use anyhow::{Context, Result, anyhow, bail};
+use std::path::Path;
+
 use serde_json::Value;
 
 use crate::cli::ClientArgs;
@@ -58,17 +60,58 @@ impl ApiClient {
             .await
     }
 
+    /// A non-JSON answer (a signed note, say) as text.
+    pub async fn text(&self, method: reqwest::Method, path: &str) -> Result<String> {
+        let response = self
+            .checked(self.http.request(method, format!("{}{path}", self.base)))
+            .await?;
+        response.text().await.context("reading the answer")
+    }
+
+    /// Stream a (possibly large) answer into `out`: written to a temporary file next to it and
+    /// renamed into place only when complete, so a cut transfer never leaves a plausible file.
+    pub async fn download(&self, path: &str, out: &Path) -> Result<u64> {
+        use std::io::Write;
+        let mut response = self
+            .checked(self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("creating a file in {}", dir.display()))?;
+        let mut written = 0u64;
+        while let Some(chunk) = response.chunk().await.context("reading the answer")? {
+            tmp.write_all(&chunk)
+                .with_context(|| format!("writing {}", out.display()))?;
+            written += chunk.len() as u64;
+        }
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("writing {}", out.display()))?;
+        tmp.persist(out)
+            .with_context(|| format!("writing {}", out.display()))?;
+        Ok(written)
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = self.checked(request).await?;
+        Ok(response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Send with the token; a non-2xx answer becomes an error carrying the problem's detail.
+    async fn checked(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let response = request
             .bearer_auth(&self.token)
             .send()
             .await
             .with_context(|| format!("cannot reach the Sigil API at {}", self.base))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(body);
+            return Ok(response);
         }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
         match body.get("detail").and_then(Value::as_str) {
             Some(detail) => {
                 let code = body.get("code").and_then(Value::as_str).unwrap_or("error");

@@ -19,6 +19,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Product(cmd) => product(cmd).await,
         Command::Device(cmd) => device(cmd).await,
         Command::Cert(cmd) => cert(cmd).await,
+        Command::Audit(cmd) => crate::audit::audit(cmd).await,
+        Command::Evidence(cmd) => crate::audit::evidence(cmd).await,
     }
 }
 
@@ -380,7 +382,7 @@ fn cell(v: Option<&Value>) -> String {
 }
 
 /// Percent-encode a path or query component (RFC 3986 unreserved characters pass through).
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

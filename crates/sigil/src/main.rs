@@ -1,5 +1,6 @@
 //! `sigil`: the Sigil server and its operator CLI.
 
+mod audit;
 mod cli;
 mod client;
 mod commands;
