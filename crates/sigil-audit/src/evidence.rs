@@ -329,7 +329,12 @@ mod tests {
             .map(|seq| {
                 let text = texts[seq as usize].clone();
                 let leaf = tree::leaf_hash(&text);
-                (seq, text, leaf, tree::inclusion_proof(seq, 20, &hashes).unwrap())
+                (
+                    seq,
+                    text,
+                    leaf,
+                    tree::inclusion_proof(seq, 20, &hashes).unwrap(),
+                )
             })
             .collect();
         let period = Period {
@@ -361,7 +366,10 @@ mod tests {
         }
         edit(&mut members);
         let mut out = tar::Builder::new(Vec::new());
-        for path in order.iter().chain(members.keys().filter(|k| !order.contains(k))) {
+        for path in order
+            .iter()
+            .chain(members.keys().filter(|k| !order.contains(k)))
+        {
             if let Some(data) = members.get(path) {
                 let mut h = tar::Header::new_ustar();
                 h.set_size(data.len() as u64);
@@ -373,7 +381,9 @@ mod tests {
     }
 
     fn error_of(archive: &[u8], key: &LogKey) -> String {
-        verify_bundle(archive, &verifier(key)).unwrap_err().to_string()
+        verify_bundle(archive, &verifier(key))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -393,7 +403,10 @@ mod tests {
             m.insert("inventory/devices.json".into(), b"[{}]\n".to_vec());
         });
         let e = error_of(&bad, &f.key);
-        assert!(e.contains("inventory/devices.json") && e.contains("changed"), "{e}");
+        assert!(
+            e.contains("inventory/devices.json") && e.contains("changed"),
+            "{e}"
+        );
     }
 
     #[test]

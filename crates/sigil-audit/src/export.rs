@@ -181,7 +181,9 @@ pub fn verify_export_from(
     kept: Option<&str>,
 ) -> Result<VerifyReport, AuditError> {
     const MAX_PROBLEMS: usize = 100;
-    let mut lines = export.lines().filter(|l| l.as_ref().map_or(true, |l| !l.is_empty()));
+    let mut lines = export
+        .lines()
+        .filter(|l| l.as_ref().map_or(true, |l| !l.is_empty()));
     let read_error = |e: std::io::Error| AuditError::Export(format!("reading the export: {e}"));
     let header: ExportHeader = serde_json::from_str(
         &lines

@@ -154,8 +154,9 @@ fn verify(file: &Path, log_key: &str, kept: Option<&Path>, json: bool) -> Result
     let kept = kept
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
-    let reader =
-        BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
+    let reader = BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
     let report = sigil_audit::export::verify_export_from(reader, &verifier, kept.as_deref())
         .with_context(|| format!("{}: cannot verify", file.display()))?;
     let latest = report.latest_verified.as_ref().map(|c| c.size);
@@ -264,7 +265,11 @@ async fn tail(limit: u32, follow: bool, filter: &AuditFilter, client: &ClientArg
 const COLUMNS: [&str; 6] = ["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "OUTCOME"];
 
 fn row(e: &Value) -> [String; 6] {
-    let s = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    let s = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
     [
         s(&e["seq"]),
         s(&e["time"]),

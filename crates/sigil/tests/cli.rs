@@ -4,37 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use serde_json::Value;
-
-use common::{Db, TestServer, openssl, p256_csr};
-
-fn sigil(s: &TestServer, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .args(args)
-        .env("SIGIL_SERVER", &s.api)
-        .env("SIGIL_TOKEN", &s.token)
-        .env("SIGIL_CA_FILE", s.data_dir().join("ca/root.crt"))
-        .env("SIGIL_DATA_DIR", "/nonexistent")
-        .current_dir(s.dir.path())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(out: Output) -> Value {
-    serde_json::from_str(&ok(out)).unwrap()
-}
+use common::{Db, TestServer, json, ok, openssl, p256_csr, sigil};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_walkthrough_with_the_cli() {

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -361,4 +361,32 @@ pub fn fresh_csr_pem() -> String {
         .unwrap()
         .pem()
         .unwrap()
+}
+
+/// Run the real `sigil` binary against `s`, configured as an operator would through the environment.
+pub fn sigil(s: &TestServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(args)
+        .env("SIGIL_SERVER", &s.api)
+        .env("SIGIL_TOKEN", &s.token)
+        .env("SIGIL_CA_FILE", s.data_dir().join("ca/root.crt"))
+        .env("SIGIL_DATA_DIR", "/nonexistent")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap()
+}
+
+/// The command's stdout; panics with its output if it failed.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn json(out: Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
 }
