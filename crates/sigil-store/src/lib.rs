@@ -682,11 +682,47 @@ impl Store {
         &self,
         token_hash: &Fingerprint,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, role, token_hash, expires_at, revoked_at FROM api_tokens WHERE token_hash = $1")
+        let row = sqlx::query("SELECT id, name, role, token_hash, expires_at, revoked_at, last_used_at FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| rows::token_from_row(&r)).transpose()
+    }
+
+    /// Record that token `id` was used, unless its use was recorded within `interval` (another
+    /// request may have just done so: the conditional update decides, once). Returns whether an
+    /// entry was written.
+    pub async fn record_token_use(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        interval: time::Duration,
+        details: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $3)",
+        )
+        .bind(now.unix_timestamp())
+        .bind(id)
+        .bind((now - interval).unix_timestamp())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        let event = AuditEvent::new(
+            now,
+            Actor::operator(id),
+            "token.used",
+            format!("token:{id}"),
+            Outcome::Success,
+            details,
+        );
+        audit::append(&mut tx, vec![event]).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 

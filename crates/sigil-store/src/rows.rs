@@ -84,6 +84,8 @@ pub struct TokenRecord {
     pub token_hash: Fingerprint,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// When its use was last recorded in the audit log.
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -165,6 +167,10 @@ pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
             .transpose()?,
         revoked_at: row
             .try_get::<Option<i64>, _>("revoked_at")?
+            .map(ts)
+            .transpose()?,
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
             .map(ts)
             .transpose()?,
     })

@@ -83,8 +83,18 @@ async fn every_change_is_logged_and_searchable(db: Db) {
             "ca.created",
             "audit_log.created",
             "token.created",
-            "server.started"
+            "server.started",
+            "token.used"
         ]
+    );
+    // A token's use is logged on its first request, then at most hourly: not once per request.
+    assert_eq!(
+        start[4]["details"]["first_request"],
+        "GET /api/v1/audit/entries"
+    );
+    assert_eq!(
+        start[4]["subject"],
+        format!("token:{}", start[4]["actor"]["id"].as_str().unwrap())
     );
     assert_eq!(start[0]["actor"], json!({"kind": "system", "id": "sigil"}));
 
@@ -126,6 +136,7 @@ async fn every_change_is_logged_and_searchable(db: Db) {
         refused[1]
     );
 
+    assert_eq!(entries(&s, "action=token.used").await.len(), 1);
     let failed = entries(&s, "action=auth.failed").await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["outcome"], "failure");

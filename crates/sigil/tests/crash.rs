@@ -218,6 +218,36 @@ async fn kill_9_during_issuance_burst(db: Db) {
         rows.len(),
         "no key binding without its certificate"
     );
+    // The audit log survived too: one `certificate.issued` entry per certificate (no entry
+    // without its certificate, no certificate without its entry), gapless, and the stored tree
+    // reproduces the root recomputed from the entries themselves.
+    let entries = sqlx::query("SELECT seq, entry FROM audit_entries ORDER BY seq")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(entries.len() as u64, size);
+    let mut frontier = sigil_audit::tree::Frontier::default();
+    let mut logged: HashMap<String, usize> = HashMap::new();
+    for (i, row) in entries.iter().enumerate() {
+        let text: String = row.try_get("entry").unwrap();
+        let entry = sigil_audit::AuditEntry::from_canonical(&text).unwrap();
+        assert_eq!(entry.seq, i as u64);
+        if entry.action == "certificate.issued" {
+            let serial = entry
+                .subject
+                .strip_prefix("certificate:")
+                .unwrap()
+                .to_owned();
+            *logged.entry(serial).or_default() += 1;
+        }
+        frontier.push(sigil_audit::tree::leaf_hash(&text));
+    }
+    assert_eq!(logged.len(), rows.len(), "one entry per certificate");
+    assert!(logged.values().all(|n| *n == 1));
+    assert!(by_serial.keys().all(|s| logged.contains_key(s)));
+    assert_eq!(store.audit_root(size).await.unwrap(), frontier.root());
+
     store.close().await;
     if let Some(u) = pg_url {
         common::drop_postgres(&u).await;

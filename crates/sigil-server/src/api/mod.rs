@@ -165,7 +165,14 @@ pub fn router(state: AppState) -> Router {
 /// Bearer-token authentication. Tokens are random 256-bit secrets, so the database holds only
 /// their SHA-256; the lookup is by that hash and the final comparison is constant-time.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    match caller(&state, request.headers()).await {
+    match caller(
+        &state,
+        request.headers(),
+        request.method(),
+        request.uri().path(),
+    )
+    .await
+    {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -193,6 +200,8 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn caller(
     state: &AppState,
     headers: &HeaderMap,
+    method: &axum::http::Method,
+    path: &str,
 ) -> Result<Caller, (Option<String>, ApiError)> {
     let anonymous = |e: ApiError| (None, e);
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
@@ -241,11 +250,30 @@ async fn caller(
             ApiError::unauthenticated("API token has expired"),
         ));
     }
+    let now = state.now();
+    if record
+        .last_used_at
+        .is_none_or(|t| now - t >= TOKEN_USE_INTERVAL)
+    {
+        // Best effort: a failure to record use must not lock every operator out, and it is
+        // reported. The changes the caller makes are still logged under its token id.
+        let details = serde_json::json!({"first_request": format!("{} {}", method, path)});
+        if let Err(e) = state
+            .store
+            .record_token_use(&record.id, now, TOKEN_USE_INTERVAL, details)
+            .await
+        {
+            tracing::error!(error = %e, token = %record.id, "could not record token use in the audit log");
+        }
+    }
     Ok(Caller {
         token_id: record.id,
         role: record.role,
     })
 }
+
+/// How often a token's use is recorded: on first use, then at most once per interval.
+const TOKEN_USE_INTERVAL: time::Duration = time::Duration::hours(1);
 
 /// SHA-256 of a token secret, as stored.
 pub fn token_hash(token: &str) -> Fingerprint {

@@ -33,3 +33,7 @@ CREATE TABLE audit_checkpoints (
     note        TEXT NOT NULL,
     created_at  BIGINT NOT NULL
 );
+
+-- When each API token was last recorded as used: `token.used` is logged on first use and then at
+-- most once per interval, so the log shows every token in use without one entry per request.
+ALTER TABLE api_tokens ADD COLUMN last_used_at BIGINT;
