@@ -18,7 +18,7 @@ if [ -z "${SIGIL_TEST_POSTGRES_URL:-}" ]; then
   fi
 fi
 
-for tool in openssl curl; do
+for tool in openssl curl tar; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: the interop tests need '$tool' on PATH" >&2; exit 1; }
 done
 
