@@ -18,8 +18,8 @@ fn event(n: u64, device: Option<&str>) -> AuditEvent {
     }
     AuditEvent::new(
         OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(n as i64),
-        Actor::system(if n % 2 == 0 { "even" } else { "odd" }),
-        if n % 3 == 0 {
+        Actor::system(if n.is_multiple_of(2) { "even" } else { "odd" }),
+        if n.is_multiple_of(3) {
             "thing.made"
         } else {
             "other.done"
@@ -36,7 +36,7 @@ async fn check(store: &Store, batches: &[usize]) {
     let mut n = 0u64;
     for &batch in batches {
         let events = (n..n + batch as u64)
-            .map(|i| event(i, (i % 5 == 0).then_some("dev-1")))
+            .map(|i| event(i, i.is_multiple_of(5).then_some("dev-1")))
             .collect();
         let seqs = store.append_audit(events).await.unwrap();
         assert_eq!(seqs, (n..n + batch as u64).collect::<Vec<_>>());
@@ -81,7 +81,7 @@ async fn check(store: &Store, batches: &[usize]) {
         ..AuditQuery::default()
     };
     for e in store.audit_entries(&q).await.unwrap() {
-        assert_eq!(e.seq % 6, 0);
+        assert!(e.seq.is_multiple_of(6));
     }
 }
 
