@@ -7,6 +7,9 @@ use serde_json::Value;
 
 use crate::cli::ClientArgs;
 
+/// Whole-request limit for everything but streamed downloads.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
@@ -44,7 +47,10 @@ impl ApiClient {
             .with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?;
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
-            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            // Per read, not per request: an export of millions of entries streams for minutes.
+            // Ordinary requests get a whole-request limit in `checked`.
+            .read_timeout(std::time::Duration::from_secs(60))
             .build()
             .context("building the HTTPS client")?;
         Ok(Self { http, base, token })
@@ -63,7 +69,11 @@ impl ApiClient {
     /// A non-JSON answer (a signed note, say) as text.
     pub async fn text(&self, method: reqwest::Method, path: &str) -> Result<String> {
         let response = self
-            .checked(self.http.request(method, format!("{}{path}", self.base)))
+            .checked(
+                self.http
+                    .request(method, format!("{}{path}", self.base))
+                    .timeout(REQUEST_TIMEOUT),
+            )
             .await?;
         response.text().await.context("reading the answer")
     }
@@ -96,7 +106,7 @@ impl ApiClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
-        let response = self.checked(request).await?;
+        let response = self.checked(request.timeout(REQUEST_TIMEOUT)).await?;
         Ok(response.json().await.unwrap_or(Value::Null))
     }
 
