@@ -101,6 +101,9 @@ impl IdentityScheme {
     }
 }
 
+/// Path of the issuing CA's CRL under the PKI base URL.
+pub const CRL_PATH: &str = "/crl/issuing.crl";
+
 /// Where relying parties fetch revocation status and the issuer certificate: Sigil's public
 /// PKI listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +140,7 @@ impl PublicUrls {
         format!("{}/ca/issuing.der", self.base)
     }
     pub fn crl(&self) -> String {
-        format!("{}/crl/issuing.crl", self.base)
+        format!("{}{CRL_PATH}", self.base)
     }
 }
 

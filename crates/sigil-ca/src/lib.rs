@@ -6,6 +6,7 @@
 //! key can replace the software key later without touching issuance logic.
 
 mod algorithm;
+mod crl;
 mod csr;
 mod error;
 mod hierarchy;
@@ -13,11 +14,12 @@ mod issue;
 mod keystore;
 
 pub use algorithm::KeyAlgorithm;
+pub use crl::{CrlContents, RevokedEntry};
 pub use csr::{CsrKey, MAX_CSR_DER_LEN, ValidatedCsr};
 pub use error::CaError;
 pub use hierarchy::{CaHierarchy, CaNames, GeneratedHierarchy, IssuingCa};
 pub use issue::{
-    DEFAULT_PROFILE, IdentityScheme, IssuedCertificate, PROFILES, Profile, PublicUrls,
+    CRL_PATH, DEFAULT_PROFILE, IdentityScheme, IssuedCertificate, PROFILES, Profile, PublicUrls,
     ServerCertificate,
 };
 pub use keystore::{open_private_key, seal_private_key};

@@ -7,6 +7,7 @@
 pub mod ids;
 pub mod inventory;
 pub mod lifecycle;
+pub mod revocation;
 
 pub use ids::{DeviceId, Fingerprint, IdError, ProductId, Serial};
 pub use inventory::{
@@ -14,3 +15,4 @@ pub use inventory::{
     Tag,
 };
 pub use lifecycle::{LifecycleError, LifecycleEvent, LifecycleState};
+pub use revocation::{RevocationReason, UnknownReason};

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auditlog;
+pub mod crl;
 pub mod datadir;
 mod error;
 pub mod pki;
@@ -233,6 +234,9 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
             }),
         )])
         .await?;
+    // The CRL is re-signed at every start (see CrlPublisher::open), before the first checkpoint
+    // so that the checkpoint covers everything start-up logged.
+    let crl = crl::CrlPublisher::open(store.clone(), ca.clone(), urls.clone(), clock()).await?;
     let audit = AuditLog::open(store.clone(), log_key, dir.clone()).await?;
     // Sign the start-up state now, so the first checkpoint does not wait for the timer; a log
     // that fails its integrity check still serves (reads, exports) but signs nothing more.
@@ -240,9 +244,11 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         tracing::error!(error = %e, "audit log: no checkpoint signed at start");
     }
     let checkpoint_task = audit.spawn_periodic(config.checkpoint_interval, clock.clone());
+    let crl_task = crl.spawn_refresh(clock.clone());
 
     let state = AppState {
         audit: audit.clone(),
+        crl: crl.clone(),
         store: store.clone(),
         ca: ca.clone(),
         urls,
@@ -250,7 +256,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         clock,
     };
     let api_app = api::router(state);
-    let pki_app = pki::router(&ca, audit);
+    let pki_app = pki::router(&ca, audit, crl);
 
     let api_task = tokio::spawn(tls::serve_tls(api_listener, tls_config, api_app));
     let pki_task = tokio::spawn(async move {
@@ -264,7 +270,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         pki_addr,
         store,
         new_admin_token,
-        tasks: vec![api_task, pki_task, checkpoint_task],
+        tasks: vec![api_task, pki_task, checkpoint_task, crl_task],
     })
 }
 

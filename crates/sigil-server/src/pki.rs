@@ -9,6 +9,8 @@ use axum::routing::get;
 use std::sync::Arc;
 
 use crate::auditlog::AuditLog;
+use crate::crl::CrlPublisher;
+use sigil_ca::CRL_PATH;
 
 /// The newest signed checkpoint (a C2SP signed note), for monitors and for users to keep.
 async fn latest_checkpoint(State(audit): State<Arc<AuditLog>>) -> Response {
@@ -49,7 +51,30 @@ struct PkiArtefacts {
     issuing_der: Vec<u8>,
 }
 
-pub fn router(ca: &sigil_ca::IssuingCa, audit: Arc<AuditLog>) -> Router {
+/// The issuing CA's current CRL, DER (`application/pkix-crl`, RFC 2585), at the URL every
+/// device certificate names as its CRL distribution point.
+async fn crl(State(crl): State<Arc<CrlPublisher>>) -> Response {
+    match crl.current().await {
+        Some(c) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/pkix-crl"),
+                ),
+                // Relying parties may cache it, but not past a refresh.
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=60"),
+                ),
+            ],
+            c.der.clone(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no CRL signed yet\n").into_response(),
+    }
+}
+
+pub fn router(ca: &sigil_ca::IssuingCa, audit: Arc<AuditLog>, crls: Arc<CrlPublisher>) -> Router {
     let a = PkiArtefacts {
         root_pem: ca.root_cert_pem().to_owned(),
         issuing_pem: ca.issuing_cert_pem().to_owned(),
@@ -77,6 +102,7 @@ pub fn router(ca: &sigil_ca::IssuingCa, audit: Arc<AuditLog>) -> Router {
             get(latest_checkpoint).with_state(audit.clone()),
         )
         .route("/audit/log.pub", get(log_pub).with_state(audit.clone()))
+        .route(CRL_PATH, get(crl).with_state(crls))
         .route("/healthz", get(health).with_state(audit))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
 }

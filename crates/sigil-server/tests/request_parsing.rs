@@ -70,10 +70,21 @@ fn harness() -> Harness {
             sigil_server::DataDir::new(dir.path()),
         ))
         .unwrap();
+    let ca = Arc::new(ca);
+    let urls = PublicUrls::new("http://127.0.0.1:8080").unwrap();
+    let crl = rt
+        .block_on(sigil_server::crl::CrlPublisher::open(
+            store.clone(),
+            ca.clone(),
+            urls.clone(),
+            now,
+        ))
+        .unwrap();
     let state = AppState {
         store,
-        ca: Arc::new(ca),
-        urls: PublicUrls::new("http://127.0.0.1:8080").unwrap(),
+        ca,
+        urls,
+        crl,
         scheme: IdentityScheme::Urn,
         clock: sigil_server::system_clock(),
         audit,

@@ -194,6 +194,8 @@ impl View {
                 status: CertificateStatus::Active,
                 issued_at: truncate_to_second(job.now),
                 der: c.der.clone(),
+                revoked_at: None,
+                revocation_reason: None,
             },
         })
     }
@@ -340,7 +342,7 @@ pub(crate) fn placeholders(n: usize) -> String {
     placeholders_from(1, n)
 }
 
-fn placeholders_from(first: usize, n: usize) -> String {
+pub(crate) fn placeholders_from(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()

@@ -10,6 +10,7 @@
 mod audit;
 mod batch;
 mod error;
+mod revocation;
 mod rows;
 
 use std::path::Path;
@@ -26,11 +27,12 @@ use serde_json::json;
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{
     Device, DeviceFilter, DeviceId, Fingerprint, LifecycleEvent, LifecycleState, NewDevice,
-    NewProduct, Product, ProductId, Serial,
+    NewProduct, Product, ProductId, RevocationReason, Serial,
 };
 
 pub use audit::{AuditQuery, StoredEntry};
 pub use error::{IssueError, StoreError};
+pub use revocation::{RevokedCertificate, StoredCrl};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 
 use rows::{CERT_COLUMNS, DEVICE_COLUMNS, certificate_from_row, device_from_row, product_from_row};
@@ -437,13 +439,31 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        // A retired device keeps no valid identity: its certificates are revoked with it.
+        let revoked = if event == LifecycleEvent::Retire {
+            revocation::revoke_in_tx(
+                &mut tx,
+                actor,
+                id,
+                RevocationReason::CessationOfOperation,
+                now,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        let mut details = json!({"from": current.as_str(), "to": next.as_str()});
+        if !revoked.is_empty() {
+            details["revoked_certificates"] =
+                json!(revoked.iter().map(Serial::as_str).collect::<Vec<_>>());
+        }
         let event = AuditEvent::new(
             now,
             actor.clone(),
             &format!("device.{}", lifecycle_verb(event)),
             format!("device:{id}"),
             Outcome::Success,
-            json!({"from": current.as_str(), "to": next.as_str()}),
+            details,
         );
         audit::append(&mut tx, vec![event]).await?;
         tx.commit().await?;

@@ -8,7 +8,8 @@ use sqlx::any::AnyRow;
 use time::{Date, OffsetDateTime};
 
 use sigil_domain::{
-    Device, DeviceId, Fingerprint, LifecycleState, Product, ProductId, Serial, Tag,
+    Device, DeviceId, Fingerprint, LifecycleState, Product, ProductId, RevocationReason, Serial,
+    Tag,
 };
 
 use crate::StoreError;
@@ -16,7 +17,7 @@ use crate::StoreError;
 pub(crate) const DEVICE_COLUMNS: &str = "d.id, d.product_id, d.serial_number, d.hardware_id, d.owner, d.site, \
      d.firmware_version, d.state, d.created_at, d.updated_at";
 
-pub(crate) const CERT_COLUMNS: &str = "serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at";
+pub(crate) const CERT_COLUMNS: &str = "serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at, revoked_at, revocation_reason";
 
 /// A certificate as the signer produced it, before it is recorded.
 #[derive(Debug, Clone)]
@@ -74,6 +75,8 @@ pub struct CertificateRecord {
     pub status: CertificateStatus,
     pub issued_at: OffsetDateTime,
     pub der: Vec<u8>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub revocation_reason: Option<RevocationReason>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +95,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn ts(secs: i64) -> Result<OffsetDateTime, StoreError> {
+pub(crate) fn ts(secs: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(secs).map_err(corrupt)
 }
 
@@ -151,6 +154,19 @@ pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<CertificateRecord, St
         status: row.try_get::<String, _>("status")?.parse()?,
         issued_at: ts(row.try_get("issued_at")?)?,
         der: row.try_get("der")?,
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")?
+            .map(ts)
+            .transpose()?,
+        revocation_reason: row
+            .try_get::<Option<i64>, _>("revocation_reason")?
+            .map(|code| {
+                u8::try_from(code)
+                    .ok()
+                    .and_then(RevocationReason::from_code)
+                    .ok_or_else(|| corrupt(format!("revocation reason code {code}")))
+            })
+            .transpose()?,
     })
 }
 

@@ -185,9 +185,19 @@ pub enum DeviceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Retire a device (terminal).
+    /// Retire a device (terminal); its certificates are revoked (cessationOfOperation).
     Retire {
         id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke every valid certificate of a device; the CRL is re-signed at once.
+    Revoke {
+        id: String,
+        /// RFC 5280 reason: key-compromise, affiliation-changed, superseded,
+        /// cessation-of-operation, privilege-withdrawn or unspecified.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -206,6 +206,36 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
         DeviceCommand::Suspend { id, client } => transition(&id, "suspend", &client).await,
         DeviceCommand::Resume { id, client } => transition(&id, "resume", &client).await,
         DeviceCommand::Retire { id, client } => transition(&id, "retire", &client).await,
+        DeviceCommand::Revoke { id, reason, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let r = api
+                .post(
+                    &format!("/api/v1/devices/{}/revoke", urlencode(&id)),
+                    &json!({ "reason": reason }),
+                )
+                .await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let serials: Vec<&str> = r["revoked"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!(
+                    "revoked {} certificate(s) of device {id} ({}): {}",
+                    serials.len(),
+                    r["reason"].as_str().unwrap_or_default(),
+                    serials.join(", ")
+                );
+                match r["crl_number"].as_u64() {
+                    Some(n) => println!("published CRL number {n}"),
+                    None => eprintln!(
+                        "warning: the CRL could not be re-signed yet; the server retries within a minute"
+                    ),
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -84,17 +84,18 @@ async fn every_change_is_logged_and_searchable(db: Db) {
             "audit_log.created",
             "token.created",
             "server.started",
+            "crl.published",
             "token.used"
         ]
     );
     // A token's use is logged on its first request, then at most hourly: not once per request.
     assert_eq!(
-        start[4]["details"]["first_request"],
+        start[5]["details"]["first_request"],
         "GET /api/v1/audit/entries"
     );
     assert_eq!(
-        start[4]["subject"],
-        format!("token:{}", start[4]["actor"]["id"].as_str().unwrap())
+        start[5]["subject"],
+        format!("token:{}", start[5]["actor"]["id"].as_str().unwrap())
     );
     assert_eq!(start[0]["actor"], json!({"kind": "system", "id": "sigil"}));
 
@@ -220,7 +221,7 @@ async fn checkpoints_and_proofs_verify(db: Db) {
     );
     let verifier = LogVerifier::new(&vkey).unwrap();
     let first = verifier.open_checkpoint(first_note.as_bytes()).unwrap();
-    assert_eq!(first.size, 4, "the start-up entries are signed at start");
+    assert_eq!(first.size, 5, "the start-up entries are signed at start");
 
     // C2SP tlog-checkpoint in a C2SP signed-note, line by line: origin, size, base64 root, blank
     // line, then one signature line `— <key name> <base64(key id || signature)>`.
@@ -233,7 +234,7 @@ async fn checkpoints_and_proofs_verify(db: Db) {
     let origin = format!("sigil/{fp}/audit");
     let lines: Vec<&str> = first_note.split('\n').collect();
     assert_eq!(lines[0], origin);
-    assert_eq!(lines[1], "4");
+    assert_eq!(lines[1], "5");
     assert_eq!(lines[2], first.root.to_string());
     assert_eq!(lines[3], "");
     let sig = lines[4]

@@ -52,6 +52,10 @@ pub struct CertificateResponse {
     /// SHA-256 of the certified SubjectPublicKeyInfo, hex.
     pub spki_sha256: String,
     pub issued_at: String,
+    /// When it was revoked (RFC 3339), if it was.
+    pub revoked_at: Option<String>,
+    /// RFC 5280 reason name, if revoked.
+    pub revocation_reason: Option<String>,
     pub certificate: String,
 }
 
@@ -67,6 +71,8 @@ impl From<CertificateRecord> for CertificateResponse {
             sha256: c.sha256.to_string(),
             spki_sha256: c.spki_sha256.to_string(),
             issued_at: rfc3339(c.issued_at),
+            revoked_at: c.revoked_at.map(rfc3339),
+            revocation_reason: c.revocation_reason.map(|r| r.as_str().to_owned()),
             certificate: pem_cert(&c.der),
         }
     }

@@ -91,6 +91,9 @@ pub async fn export(
         "ca/issuing.crt",
         state.ca.issuing_cert_pem().as_bytes().to_vec(),
     );
+    if let Some(crl) = state.crl.current().await {
+        bundle.add("ca/issuing.crl", crl.der.clone());
+    }
 
     let products: Vec<ProductResponse> = state
         .store
@@ -134,8 +137,8 @@ pub async fn export(
             "Sigil evidence bundle for {} .. {} ({} audit entries).\n\
              Verify offline: sigil evidence verify FILE --log-key '<verifier key>'\n\
              Pin the verifier key out of band; log.pub inside this bundle is for reference only.\n\
-             Not yet included: the CRL (served once revocation exists) and compliance results\n\
-             (once the compliance engine exists).\n",
+             ca/issuing.crl is the issuing CA's current CRL (DER). Not yet included: compliance\n\
+             results (once the compliance engine exists).\n",
             period.since, period.until, count
         )
         .into_bytes(),

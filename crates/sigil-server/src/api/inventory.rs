@@ -296,6 +296,10 @@ async fn transition(
         .await?;
     let id = device.id;
     tracing::info!(device = %id, ?event, state = %device.state, "device lifecycle transition");
+    if event == LifecycleEvent::Retire {
+        // Retiring revoked the device's certificates (cessationOfOperation): publish that.
+        super::revocation::publish_crl(&state, &actor).await;
+    }
     Ok(Json(DeviceResponse::new(device, &state)))
 }
 

@@ -5,6 +5,7 @@ mod certificates;
 mod error;
 mod evidence;
 mod inventory;
+mod revocation;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ pub struct AppState {
     pub scheme: IdentityScheme,
     pub clock: Clock,
     pub audit: Arc<AuditLog>,
+    pub crl: Arc<crate::crl::CrlPublisher>,
 }
 
 impl AppState {
@@ -126,6 +128,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/devices/{id}/retire",
             post(inventory::retire_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/revoke",
+            post(revocation::revoke_device),
         )
         .route(
             "/api/v1/devices/{id}/certificates",
@@ -332,6 +338,7 @@ where
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,
+        revocation::revoke_device,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),

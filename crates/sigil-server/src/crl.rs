@@ -1,0 +1,137 @@
+//! Publishing the issuing CA's CRL: re-signed at once after every revocation, and refreshed well
+//! before its nextUpdate, so relying parties never hold an expired CRL. The newest one is kept in
+//! memory for the PKI listener and in the database (its number only grows, across restarts).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use time::{Duration, OffsetDateTime};
+use tokio::sync::{Mutex, RwLock};
+
+use sigil_audit::Actor;
+use sigil_ca::{CrlContents, IssuingCa, PublicUrls, RevokedEntry};
+use sigil_store::{Store, StoredCrl};
+
+use crate::{Clock, ServerError};
+
+/// How long a CRL is valid (nextUpdate - thisUpdate).
+pub const CRL_VALIDITY: Duration = Duration::hours(24);
+/// How old a CRL may get before it is re-signed even without a revocation.
+pub const CRL_REFRESH: Duration = Duration::hours(1);
+
+pub struct CrlPublisher {
+    store: Store,
+    ca: Arc<IssuingCa>,
+    urls: PublicUrls,
+    current: RwLock<Option<Arc<StoredCrl>>>,
+    /// Serialises signing, so numbers are assigned in order.
+    signing: Mutex<()>,
+    /// A revocation committed but its CRL failed to publish: retry at the next tick.
+    stale: AtomicBool,
+}
+
+impl CrlPublisher {
+    /// Sign a fresh CRL at start: the revocation set may have changed while the server was down,
+    /// and the distribution point URL it names may have changed with the configuration.
+    pub async fn open(
+        store: Store,
+        ca: Arc<IssuingCa>,
+        urls: PublicUrls,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Self>, ServerError> {
+        let latest = store.latest_crl().await?.map(Arc::new);
+        let publisher = Arc::new(Self {
+            store,
+            ca,
+            urls,
+            current: RwLock::new(latest),
+            signing: Mutex::new(()),
+            stale: AtomicBool::new(false),
+        });
+        publisher.publish(&Actor::system("sigil"), now).await?;
+        Ok(publisher)
+    }
+
+    /// The CRL being served.
+    pub async fn current(&self) -> Option<Arc<StoredCrl>> {
+        self.current.read().await.clone()
+    }
+
+    async fn refresh_if_due(&self, now: OffsetDateTime) -> Result<(), ServerError> {
+        let due = self.stale.load(Ordering::Acquire)
+            || match self.current().await {
+                None => true,
+                Some(crl) => now - crl.this_update >= CRL_REFRESH,
+            };
+        if due {
+            self.publish(&Actor::system("sigil"), now).await?;
+        }
+        Ok(())
+    }
+
+    /// Sign and publish a CRL of everything revoked and unexpired now.
+    pub async fn publish(
+        &self,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Arc<StoredCrl>, ServerError> {
+        let _signing = self.signing.lock().await;
+        let revoked: Vec<RevokedEntry> = self
+            .store
+            .revoked_certificates(now)
+            .await?
+            .into_iter()
+            .map(|r| RevokedEntry {
+                serial: r.serial,
+                revoked_at: r.revoked_at,
+                reason: r.reason,
+            })
+            .collect();
+        // CRL times are whole seconds in the DER; keep the stored copy identical.
+        let this_update = now.replace_nanosecond(0).unwrap_or(now);
+        let previous = self.store.latest_crl().await?.map_or(0, |c| c.number);
+        let contents = CrlContents {
+            number: previous + 1,
+            this_update,
+            next_update: this_update + CRL_VALIDITY,
+            revoked: &revoked,
+        };
+        let der = self.ca.sign_crl(&contents, &self.urls)?;
+        let crl = StoredCrl {
+            number: contents.number,
+            this_update: contents.this_update,
+            next_update: contents.next_update,
+            der,
+        };
+        self.store.insert_crl(actor, &crl, revoked.len()).await?;
+        let crl = Arc::new(crl);
+        *self.current.write().await = Some(crl.clone());
+        self.stale.store(false, Ordering::Release);
+        tracing::info!(
+            number = crl.number,
+            revoked = revoked.len(),
+            "published CRL"
+        );
+        Ok(crl)
+    }
+
+    /// Have the next tick re-sign the CRL (after a failed publication).
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+
+    /// Refresh the CRL before it goes stale (checked every minute).
+    pub fn spawn_refresh(self: &Arc<Self>, clock: Clock) -> tokio::task::JoinHandle<()> {
+        let publisher = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(60));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = publisher.refresh_if_due(clock()).await {
+                    tracing::error!(error = %e, "CRL refresh failed");
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! Revocation as independent verifiers see it: `openssl crl -verify` accepts Sigil's CRL and
+//! lists the serial with its reason, and `openssl verify -crl_check` then fails the certificate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::{Db, TestServer, ok, openssl, p256_csr, sigil};
+
+/// Issue a certificate for a new device from an `openssl req` CSR; files `<name>.crt` and
+/// `chain.pem` land in the test directory. Returns (device id, serial).
+async fn enrolled_device(s: &TestServer, product: &str, name: &str) -> (String, String) {
+    let device = s.create_device(product, name).await;
+    let csr = p256_csr(s.dir.path(), name);
+    let (st, c) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": csr}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    std::fs::write(
+        s.dir.path().join(format!("{name}.crt")),
+        c["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(s.dir.path().join("chain.pem"), c["chain"].as_str().unwrap()).unwrap();
+    (device, c["serial"].as_str().unwrap().to_owned())
+}
+
+/// Fetch the CRL from the URL the certificate names, as DER and as PEM files.
+async fn fetch_crl(s: &TestServer, cert: &str) -> String {
+    let text = openssl(
+        s.dir.path(),
+        &[
+            "x509",
+            "-in",
+            cert,
+            "-noout",
+            "-ext",
+            "crlDistributionPoints",
+        ],
+    );
+    let url = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("URI:"))
+        .expect("certificate has a CRL distribution point")
+        .to_owned();
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/pkix-crl");
+    std::fs::write(s.dir.path().join("crl.der"), r.bytes().await.unwrap()).unwrap();
+    openssl(
+        s.dir.path(),
+        &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
+    );
+    // Signature checked by openssl against the issuing CA.
+    let out = std::process::Command::new("openssl")
+        .args([
+            "crl",
+            "-in",
+            "crl.pem",
+            "-CAfile",
+            "chain.pem",
+            "-verify",
+            "-noout",
+            "-text",
+        ])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify OK"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn crl_number(text: &str) -> u64 {
+    let mut lines = text.lines();
+    lines.find(|l| l.contains("X509v3 CRL Number")).unwrap();
+    lines.next().unwrap().trim().parse().unwrap()
+}
+
+/// `openssl verify -crl_check` of `cert` against the chain and the fetched CRL.
+fn verify_with_crl(s: &TestServer, cert: &str) -> (bool, String) {
+    let root = s.data_dir().join("ca/root.crt");
+    let issuing = s.data_dir().join("ca/issuing.crt");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            "crl.pem",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            issuing.to_str().unwrap(),
+            cert,
+        ])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// openssl prints serials as upper-case hex without a leading sign byte.
+fn openssl_serial(serial: &str) -> String {
+    serial.trim_start_matches("00").to_ascii_uppercase()
+}
+
+async fn revoked_certificate_fails_openssl_verification(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let product = s.create_product("P").await;
+    let (device, serial) = enrolled_device(&s, &product, "dev1").await;
+
+    let before = fetch_crl(&s, "dev1.crt").await;
+    assert!(before.contains("No Revoked Certificates"), "{before}");
+    assert!(before.contains("Version 2"), "{before}");
+    assert!(before.contains("Issuing Distribution Point"), "{before}");
+    assert!(before.contains("Only User Certificates"), "{before}");
+    let (good, out) = verify_with_crl(&s, "dev1.crt");
+    assert!(good, "{out}");
+
+    // Bad reasons change nothing.
+    let (st, e) = s
+        .post(
+            &format!("/api/v1/devices/{device}/revoke"),
+            json!({"reason": "certificateHold"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("keyCompromise"),
+        "{e}"
+    );
+    let (_, c) = s.get(&format!("/api/v1/certificates/{serial}")).await;
+    assert_eq!(c["status"], "active");
+
+    let (st, r) = s
+        .post(
+            &format!("/api/v1/devices/{device}/revoke"),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["revoked"], json!([serial]));
+    assert_eq!(r["reason"], "keyCompromise");
+    let published = r["crl_number"].as_u64().unwrap();
+    assert!(published > crl_number(&before));
+
+    // The CRL at the distribution point lists it at once, with its reason.
+    let after = fetch_crl(&s, "dev1.crt").await;
+    assert_eq!(crl_number(&after), published);
+    assert!(
+        after.contains(&format!("Serial Number: {}", openssl_serial(&serial))),
+        "{after}"
+    );
+    assert!(after.contains("Key Compromise"), "{after}");
+    let (good, out) = verify_with_crl(&s, "dev1.crt");
+    assert!(!good, "a revoked certificate must not verify: {out}");
+    assert!(out.contains("certificate revoked"), "{out}");
+
+    let (_, c) = s.get(&format!("/api/v1/certificates/{serial}")).await;
+    assert_eq!(c["status"], "revoked");
+    assert_eq!(c["revocation_reason"], "keyCompromise");
+    assert!(c["revoked_at"].is_string());
+
+    // Nothing left to revoke: a refusal, recorded.
+    let (st, e) = s
+        .post(&format!("/api/v1/devices/{device}/revoke"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+
+    // Retiring revokes with cessationOfOperation, and the CRL follows.
+    let (other, other_serial) = enrolled_device(&s, &product, "dev2").await;
+    let (st, d) = s
+        .post(&format!("/api/v1/devices/{other}/retire"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    let crl = fetch_crl(&s, "dev2.crt").await;
+    assert!(
+        crl.contains(&format!("Serial Number: {}", openssl_serial(&other_serial))),
+        "{crl}"
+    );
+    assert!(crl.contains("Cessation Of Operation"), "{crl}");
+    assert!(
+        crl.contains(&format!("Serial Number: {}", openssl_serial(&serial))),
+        "{crl}"
+    );
+    let (good, out) = verify_with_crl(&s, "dev2.crt");
+    assert!(!good && out.contains("certificate revoked"), "{out}");
+
+    // All of it is in the audit log.
+    let (_, log) = s
+        .get("/api/v1/audit/entries?action=certificate.&limit=500")
+        .await;
+    let actions: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("certificate.issued", "success"),
+            ("certificate.revoke", "failure"),
+            ("certificate.revoked", "success"),
+            ("certificate.revoke", "denied"),
+            ("certificate.issued", "success"),
+            ("certificate.revoked", "success"),
+        ]
+    );
+    let (_, crls) = s
+        .get("/api/v1/audit/entries?action=crl.published&limit=500")
+        .await;
+    let numbers: Vec<u64> = crls["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["details"]["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 3, "at start, after revoke, after retire");
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    s.shutdown().await;
+}
+both_backends!(revoked_certificate_fails_openssl_verification);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_revokes() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let product = s.create_product("P").await;
+    let (device, serial) = enrolled_device(&s, &product, "dev1").await;
+    let out = ok(sigil(
+        &s,
+        &["device", "revoke", &device, "--reason", "key-compromise"],
+    ));
+    assert!(
+        out.contains(&serial) && out.contains("keyCompromise"),
+        "{out}"
+    );
+    assert!(out.contains("published CRL number"), "{out}");
+    let out = sigil(&s, &["device", "revoke", &device, "--reason", "hold"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown revocation reason"), "{err}");
+    let (_, c): (StatusCode, Value) = s.get(&format!("/api/v1/certificates/{serial}")).await;
+    assert_eq!(c["revocation_reason"], "keyCompromise");
+    s.shutdown().await;
+}
