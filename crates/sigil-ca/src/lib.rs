@@ -12,6 +12,7 @@ mod error;
 mod hierarchy;
 mod issue;
 mod keystore;
+pub mod ocsp;
 
 pub use algorithm::KeyAlgorithm;
 pub use crl::{CrlContents, RevokedEntry};

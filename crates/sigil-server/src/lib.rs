@@ -6,6 +6,7 @@ pub mod auditlog;
 pub mod crl;
 pub mod datadir;
 mod error;
+pub mod ocsp;
 pub mod pki;
 pub mod tls;
 
@@ -246,6 +247,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     let checkpoint_task = audit.spawn_periodic(config.checkpoint_interval, clock.clone());
     let crl_task = crl.spawn_refresh(clock.clone());
 
+    let state_clock = clock.clone();
     let state = AppState {
         audit: audit.clone(),
         crl: crl.clone(),
@@ -256,7 +258,12 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         clock,
     };
     let api_app = api::router(state);
-    let pki_app = pki::router(&ca, audit, crl);
+    let ocsp_state = ocsp::OcspState {
+        responder: Arc::new(sigil_ca::ocsp::OcspResponder::new(ca.clone())?),
+        store: store.clone(),
+        clock: state_clock,
+    };
+    let pki_app = pki::router(&ca, audit, crl, ocsp_state);
 
     let api_task = tokio::spawn(tls::serve_tls(api_listener, tls_config, api_app));
     let pki_task = tokio::spawn(async move {

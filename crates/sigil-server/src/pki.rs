@@ -74,7 +74,12 @@ async fn crl(State(crl): State<Arc<CrlPublisher>>) -> Response {
     }
 }
 
-pub fn router(ca: &sigil_ca::IssuingCa, audit: Arc<AuditLog>, crls: Arc<CrlPublisher>) -> Router {
+pub fn router(
+    ca: &sigil_ca::IssuingCa,
+    audit: Arc<AuditLog>,
+    crls: Arc<CrlPublisher>,
+    ocsp: crate::ocsp::OcspState,
+) -> Router {
     let a = PkiArtefacts {
         root_pem: ca.root_cert_pem().to_owned(),
         issuing_pem: ca.issuing_cert_pem().to_owned(),
@@ -103,6 +108,12 @@ pub fn router(ca: &sigil_ca::IssuingCa, audit: Arc<AuditLog>, crls: Arc<CrlPubli
         )
         .route("/audit/log.pub", get(log_pub).with_state(audit.clone()))
         .route(CRL_PATH, get(crl).with_state(crls))
+        .route(
+            "/ocsp",
+            axum::routing::post(crate::ocsp::post).with_state(ocsp.clone()),
+        )
+        .route("/ocsp/{*request}", get(crate::ocsp::get).with_state(ocsp))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .route("/healthz", get(health).with_state(audit))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
 }

@@ -149,6 +149,38 @@ impl Store {
             .collect()
     }
 
+    /// Revocation status of certificate `serial`: `None` if this CA never issued it, else
+    /// `Some(None)` if valid as far as revocation goes, `Some(Some(..))` if revoked. (Expiry is
+    /// the relying party's check; OCSP answers about expired certificates too.)
+    pub async fn certificate_revocation(
+        &self,
+        serial: &Serial,
+    ) -> Result<Option<Option<RevokedCertificate>>, StoreError> {
+        let row =
+            sqlx::query("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = $1")
+                .bind(serial.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (Some(at), Some(code)) = (
+            row.try_get::<Option<i64>, _>("revoked_at")?,
+            row.try_get::<Option<i64>, _>("revocation_reason")?,
+        ) else {
+            return Ok(Some(None));
+        };
+        let reason = u8::try_from(code)
+            .ok()
+            .and_then(RevocationReason::from_code)
+            .ok_or_else(|| StoreError::Corrupt(format!("revocation reason code {code}")))?;
+        Ok(Some(Some(RevokedCertificate {
+            serial: serial.clone(),
+            revoked_at: ts(at)?,
+            reason,
+        })))
+    }
+
     /// The newest CRL, if one was signed.
     pub async fn latest_crl(&self) -> Result<Option<StoredCrl>, StoreError> {
         let row = sqlx::query(

@@ -271,3 +271,161 @@ async fn cli_revokes() {
     assert_eq!(c["revocation_reason"], "keyCompromise");
     s.shutdown().await;
 }
+
+/// `openssl ocsp` against Sigil's responder for `cert`, verifying the response against the CA.
+fn openssl_ocsp(s: &TestServer, extra: &[&str]) -> String {
+    let issuing = s.data_dir().join("ca/issuing.crt");
+    let root = s.data_dir().join("ca/root.crt");
+    let url = format!("{}/ocsp", s.pki);
+    let mut args = vec![
+        "ocsp",
+        "-issuer",
+        issuing.to_str().unwrap(),
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-url",
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    let out = std::process::Command::new("openssl")
+        .args(&args)
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "openssl {args:?}: {text}");
+    text
+}
+
+async fn ocsp_with_openssl(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let product = s.create_product("P").await;
+    let (device, _) = enrolled_device(&s, &product, "dev1").await;
+    // The AIA in the certificate names the responder openssl is about to ask.
+    let aia = openssl(
+        s.dir.path(),
+        &["x509", "-in", "dev1.crt", "-noout", "-ocsp_uri"],
+    );
+    assert_eq!(aia.trim(), format!("{}/ocsp", s.pki));
+
+    let good = openssl_ocsp(&s, &["-cert", "dev1.crt", "-resp_text"]);
+    assert!(good.contains("Response verify OK"), "{good}");
+    assert!(good.contains("dev1.crt: good"), "{good}");
+    assert!(
+        good.contains("This Update:") && good.contains("Next Update:"),
+        "{good}"
+    );
+    assert!(good.contains("OCSP Nonce"), "the nonce is echoed: {good}");
+    assert!(!good.contains("WARNING"), "{good}");
+
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/devices/{device}/revoke"),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let revoked = openssl_ocsp(&s, &["-cert", "dev1.crt"]);
+    assert!(revoked.contains("Response verify OK"), "{revoked}");
+    assert!(revoked.contains("dev1.crt: revoked"), "{revoked}");
+    assert!(revoked.contains("Reason: keyCompromise"), "{revoked}");
+    assert!(revoked.contains("Revocation Time:"), "{revoked}");
+
+    // A serial this CA never issued: unknown.
+    let unknown = openssl_ocsp(&s, &["-serial", "0x1234"]);
+    assert!(unknown.contains("0x1234: unknown"), "{unknown}");
+
+    // RFC 6960 Appendix A.1 GET, without a nonce.
+    openssl(
+        s.dir.path(),
+        &[
+            "ocsp",
+            "-issuer",
+            s.data_dir().join("ca/issuing.crt").to_str().unwrap(),
+            "-cert",
+            "dev1.crt",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    let req = std::fs::read(s.dir.path().join("req.der")).unwrap();
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &req);
+    let encoded: String = b64
+        .bytes()
+        .map(|b| match b {
+            b'+' => "%2B".to_owned(),
+            b'/' => "%2F".to_owned(),
+            b'=' => "%3D".to_owned(),
+            _ => (b as char).to_string(),
+        })
+        .collect();
+    let r = reqwest::get(format!("{}/ocsp/{encoded}", s.pki))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/ocsp-response");
+    std::fs::write(s.dir.path().join("get.der"), r.bytes().await.unwrap()).unwrap();
+    let from_get = openssl(
+        s.dir.path(),
+        &[
+            "ocsp",
+            "-respin",
+            "get.der",
+            "-issuer",
+            s.data_dir().join("ca/issuing.crt").to_str().unwrap(),
+            "-CAfile",
+            s.data_dir().join("ca/root.crt").to_str().unwrap(),
+            "-cert",
+            "dev1.crt",
+        ],
+    );
+    assert!(from_get.contains("dev1.crt: revoked"), "{from_get}");
+
+    // Garbage, wrong content type, bad base64: malformedRequest, as openssl reads it.
+    let http = reqwest::Client::new();
+    for (i, response) in [
+        http.post(format!("{}/ocsp", s.pki))
+            .header("content-type", "application/ocsp-request")
+            .body(vec![0x30, 0x82, 0xff])
+            .send()
+            .await
+            .unwrap(),
+        http.post(format!("{}/ocsp", s.pki))
+            .header("content-type", "text/plain")
+            .body(req.clone())
+            .send()
+            .await
+            .unwrap(),
+        http.get(format!("{}/ocsp/not*base64", s.pki))
+            .send()
+            .await
+            .unwrap(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(response.status(), StatusCode::OK);
+        let name = format!("bad{i}.der");
+        std::fs::write(s.dir.path().join(&name), response.bytes().await.unwrap()).unwrap();
+        // openssl reports the error status and exits non-zero.
+        let out = std::process::Command::new("openssl")
+            .args(["ocsp", "-respin", &name, "-resp_text", "-noverify"])
+            .current_dir(s.dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("Responder Error: malformedrequest (1)"),
+            "{text}"
+        );
+    }
+    s.shutdown().await;
+}
+both_backends!(ocsp_with_openssl);
