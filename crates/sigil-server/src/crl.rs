@@ -12,6 +12,7 @@ use sigil_audit::Actor;
 use sigil_ca::{CrlContents, IssuingCa, PublicUrls, RevokedEntry};
 use sigil_store::{Store, StoredCrl};
 
+use crate::mtls::RevokedSerials;
 use crate::{Clock, ServerError};
 
 /// How long a CRL is valid (nextUpdate - thisUpdate).
@@ -24,6 +25,8 @@ pub struct CrlPublisher {
     ca: Arc<IssuingCa>,
     urls: PublicUrls,
     current: RwLock<Option<Arc<StoredCrl>>>,
+    /// What the TLS listener refuses; refreshed with every CRL.
+    revoked_serials: RevokedSerials,
     /// Serialises signing, so numbers are assigned in order.
     signing: Mutex<()>,
     /// A revocation committed but its CRL failed to publish: retry at the next tick.
@@ -37,6 +40,7 @@ impl CrlPublisher {
         store: Store,
         ca: Arc<IssuingCa>,
         urls: PublicUrls,
+        revoked_serials: RevokedSerials,
         now: OffsetDateTime,
     ) -> Result<Arc<Self>, ServerError> {
         let latest = store.latest_crl().await?.map(Arc::new);
@@ -45,6 +49,7 @@ impl CrlPublisher {
             ca,
             urls,
             current: RwLock::new(latest),
+            revoked_serials,
             signing: Mutex::new(()),
             stale: AtomicBool::new(false),
         });
@@ -87,6 +92,9 @@ impl CrlPublisher {
                 reason: r.reason,
             })
             .collect();
+        // The TLS listener refuses these from now on, whether or not the CRL below gets signed.
+        self.revoked_serials
+            .replace(revoked.iter().map(|r| r.serial.clone()));
         // CRL times are whole seconds in the DER; keep the stored copy identical.
         let this_update = now.replace_nanosecond(0).unwrap_or(now);
         let previous = self.store.latest_crl().await?.map_or(0, |c| c.number);

@@ -6,6 +6,7 @@ pub mod auditlog;
 pub mod crl;
 pub mod datadir;
 mod error;
+pub mod mtls;
 pub mod ocsp;
 pub mod pki;
 pub mod tls;
@@ -214,7 +215,13 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         ips.push(api_addr.ip());
     }
     let server_cert = ca.issue_server_certificate(&names, &ips, SERVER_CERT_VALIDITY, clock())?;
-    let tls_config = tls::server_config(server_cert)?;
+    let revoked = mtls::RevokedSerials::default();
+    let client_verifier = mtls::SigilClientVerifier::new(
+        &[ca.root_cert_der(), ca.issuing_cert_der()],
+        revoked.clone(),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )?;
+    let tls_config = tls::server_config(server_cert, client_verifier)?;
 
     store
         .append_audit(vec![AuditEvent::new(
@@ -237,7 +244,14 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         .await?;
     // The CRL is re-signed at every start (see CrlPublisher::open), before the first checkpoint
     // so that the checkpoint covers everything start-up logged.
-    let crl = crl::CrlPublisher::open(store.clone(), ca.clone(), urls.clone(), clock()).await?;
+    let crl = crl::CrlPublisher::open(
+        store.clone(),
+        ca.clone(),
+        urls.clone(),
+        revoked.clone(),
+        clock(),
+    )
+    .await?;
     let audit = AuditLog::open(store.clone(), log_key, dir.clone()).await?;
     // Sign the start-up state now, so the first checkpoint does not wait for the timer; a log
     // that fails its integrity check still serves (reads, exports) but signs nothing more.

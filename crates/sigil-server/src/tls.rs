@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use sigil_ca::ServerCertificate;
 
 use crate::ServerError;
+use crate::mtls::PeerCertificate;
 
 /// A client that does not finish its handshake in this time is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,7 +24,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 connections are pinged at this interval and closed if the ping is not answered.
 const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 
-pub fn server_config(cert: ServerCertificate) -> Result<Arc<ServerConfig>, ServerError> {
+/// The API listener's TLS configuration: Sigil's server certificate, optional client
+/// certificates checked by `client_verifier`.
+pub fn server_config(
+    cert: ServerCertificate,
+    client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain: Vec<CertificateDer<'static>> = cert
         .chain_der
@@ -34,7 +40,7 @@ pub fn server_config(cert: ServerCertificate) -> Result<Arc<ServerConfig>, Serve
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ServerError::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_verifier)
         .with_single_cert(chain, key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -69,6 +75,14 @@ pub async fn serve_tls(listener: TcpListener, config: Arc<ServerConfig>, app: Ro
                     return;
                 }
             };
+            // The verified client certificate, if any, for handlers (EST re-enrolment).
+            let peer_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|c| Arc::new(c.clone().into_owned()));
+            let app = app.layer(axum::Extension(PeerCertificate(peer_cert)));
             let service = TowerToHyperService::new(app);
             // The protocol was negotiated by ALPN during the handshake, so no sniffing of the
             // first bytes (which would wait without any timeout) is needed.

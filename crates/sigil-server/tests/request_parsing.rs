@@ -77,6 +77,7 @@ fn harness() -> Harness {
             store.clone(),
             ca.clone(),
             urls.clone(),
+            sigil_server::mtls::RevokedSerials::default(),
             now,
         ))
         .unwrap();

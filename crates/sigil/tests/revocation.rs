@@ -429,3 +429,112 @@ async fn ocsp_with_openssl(db: Db) {
     s.shutdown().await;
 }
 both_backends!(ocsp_with_openssl);
+
+/// `openssl s_client` to the API listener with a client certificate, sending one request.
+/// Returns everything it printed.
+fn s_client(s: &TestServer, cert: &str, key: &str) -> String {
+    use std::io::Write;
+    let port = s.handle.as_ref().unwrap().api_addr.port().to_string();
+    let root = s.data_dir().join("ca/root.crt");
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-cert",
+            cert,
+            "-key",
+            key,
+            "-ign_eof",
+            "-quiet",
+        ])
+        .current_dir(s.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn mtls_refuses_revoked_and_expired_client_certificates(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let product = s.create_product("P").await;
+    let (device, _) = enrolled_device(&s, &product, "dev1").await;
+
+    let ok_out = s_client(&s, "dev1.crt", "dev1.key");
+    assert!(ok_out.contains("HTTP/1.1 200"), "{ok_out}");
+
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/devices/{device}/revoke"),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // The very next handshake is refused: no CRL download involved.
+    let refused = s_client(&s, "dev1.crt", "dev1.key");
+    assert!(!refused.contains("HTTP/1.1 200"), "{refused}");
+    assert!(refused.contains("certificate revoked"), "{refused}");
+
+    // An expired certificate from the same CA.
+    let dir = sigil_server::DataDir::new(s.data_dir());
+    let ca = dir.load_issuing_ca().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(s.dir.path().join("old.key"), key.serialize_pem()).unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap();
+    let csr = sigil_ca::ValidatedCsr::from_der(csr.der()).unwrap();
+    let issued = ca
+        .issue_device_certificate(
+            &csr,
+            device.parse().unwrap(),
+            sigil_ca::Profile::by_name("device-ephemeral").unwrap(),
+            &sigil_ca::IdentityScheme::Urn,
+            &sigil_ca::PublicUrls::new(&s.pki).unwrap(),
+            time::OffsetDateTime::now_utc() - time::Duration::days(2),
+        )
+        .unwrap();
+    let pem = pem::encode(&pem::Pem::new("CERTIFICATE", issued.der));
+    std::fs::write(s.dir.path().join("old.crt"), pem).unwrap();
+    let expired = s_client(&s, "old.crt", "old.key");
+    assert!(!expired.contains("HTTP/1.1 200"), "{expired}");
+    assert!(expired.contains("certificate expired"), "{expired}");
+
+    // A certificate from a CA that is not Sigil's.
+    let stranger = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let self_signed = rcgen::CertificateParams::new(vec!["stranger".to_owned()])
+        .unwrap()
+        .self_signed(&stranger)
+        .unwrap();
+    std::fs::write(s.dir.path().join("stranger.key"), stranger.serialize_pem()).unwrap();
+    std::fs::write(s.dir.path().join("stranger.crt"), self_signed.pem()).unwrap();
+    let unknown = s_client(&s, "stranger.crt", "stranger.key");
+    assert!(!unknown.contains("HTTP/1.1 200"), "{unknown}");
+    assert!(unknown.contains("unknown ca"), "{unknown}");
+
+    // Operators without a client certificate are unaffected.
+    let (st, _) = s.get("/api/v1/devices").await;
+    assert_eq!(st, StatusCode::OK);
+    s.shutdown().await;
+}
+both_backends!(mtls_refuses_revoked_and_expired_client_certificates);
