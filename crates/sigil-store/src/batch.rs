@@ -254,6 +254,30 @@ async fn write_decisions(
             .map_err(|e| unique_to_conflict(e, || "public key bound concurrently".into()))?;
     }
 
+    // A device's earlier active certificates are superseded by the new one (they stay valid
+    // until they expire or are revoked; relying parties see no change).
+    let devices: Vec<String> = accepted
+        .iter()
+        .map(|(_, d)| d.record.device_id.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let sql = format!(
+        "UPDATE certificates SET status = 'superseded' WHERE status = 'active' AND device_id IN ({}) RETURNING serial, device_id",
+        placeholders(devices.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for d in &devices {
+        query = query.bind(d.as_str());
+    }
+    let mut superseded: HashMap<String, Vec<String>> = HashMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        superseded
+            .entry(row.try_get("device_id")?)
+            .or_default()
+            .push(row.try_get("serial")?);
+    }
+
     let sql = format!(
         "INSERT INTO certificates (serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at) VALUES {}",
         value_rows(accepted.len(), 10)
@@ -324,6 +348,7 @@ async fn write_decisions(
                     "not_before": r.not_before.unix_timestamp(),
                     "not_after": r.not_after.unix_timestamp(),
                     "device_state": {"from": d.state_before.as_str(), "to": d.state_after.as_str()},
+                    "supersedes": superseded.get(&r.device_id.to_string()).cloned().unwrap_or_default(),
                 }),
             )
         })

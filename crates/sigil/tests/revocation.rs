@@ -538,3 +538,45 @@ async fn mtls_refuses_revoked_and_expired_client_certificates(db: Db) {
     s.shutdown().await;
 }
 both_backends!(mtls_refuses_revoked_and_expired_client_certificates);
+
+async fn a_new_certificate_supersedes_the_old_one(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let product = s.create_product("P").await;
+    let (device, first) = enrolled_device(&s, &product, "dev1").await;
+    let csr = p256_csr(s.dir.path(), "dev1-new");
+    let (st, c) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": csr}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let second = c["serial"].as_str().unwrap().to_owned();
+    let (_, old) = s.get(&format!("/api/v1/certificates/{first}")).await;
+    let (_, new) = s.get(&format!("/api/v1/certificates/{second}")).await;
+    assert_eq!(
+        (old["status"].as_str(), new["status"].as_str()),
+        (Some("superseded"), Some("active"))
+    );
+    let (_, log) = s
+        .get(&format!(
+            "/api/v1/audit/entries?action=certificate.issued&device={device}"
+        ))
+        .await;
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items[0]["details"]["supersedes"], json!([]));
+    assert_eq!(items[1]["details"]["supersedes"], json!([first]));
+    // A superseded certificate is still valid until it expires, so revocation covers it too.
+    let (_, r) = s
+        .post(&format!("/api/v1/devices/{device}/revoke"), json!({}))
+        .await;
+    let mut revoked: Vec<String> = serde_json::from_value(r["revoked"].clone()).unwrap();
+    revoked.sort();
+    let mut both = vec![first, second];
+    both.sort();
+    assert_eq!(revoked, both);
+    s.shutdown().await;
+}
+both_backends!(a_new_certificate_supersedes_the_old_one);
