@@ -9,6 +9,7 @@ mod algorithm;
 mod crl;
 mod csr;
 mod error;
+pub mod est;
 mod hierarchy;
 mod issue;
 mod keystore;

@@ -9,6 +9,7 @@
 
 mod audit;
 mod batch;
+mod enrollment;
 mod error;
 mod revocation;
 mod rows;
@@ -31,6 +32,7 @@ use sigil_domain::{
 };
 
 pub use audit::{AuditQuery, StoredEntry};
+pub use enrollment::TokenRefusal;
 pub use error::{IssueError, StoreError};
 pub use revocation::{RevokedCertificate, StoredCrl};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};

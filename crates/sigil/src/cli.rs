@@ -191,6 +191,15 @@ pub enum DeviceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Create a one-time EST enrolment token for a device (printed once).
+    Token {
+        id: String,
+        /// Lifetime in seconds (60 to 2592000).
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Revoke every valid certificate of a device; the CRL is re-signed at once.
     Revoke {
         id: String,

@@ -206,6 +206,25 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
         DeviceCommand::Suspend { id, client } => transition(&id, "suspend", &client).await,
         DeviceCommand::Resume { id, client } => transition(&id, "resume", &client).await,
         DeviceCommand::Retire { id, client } => transition(&id, "retire", &client).await,
+        DeviceCommand::Token { id, ttl, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let t = api
+                .post(
+                    &format!("/api/v1/devices/{}/enrollment-tokens", urlencode(&id)),
+                    &json!({ "ttl_seconds": ttl }),
+                )
+                .await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!("{}", t["token"].as_str().unwrap_or_default());
+                eprintln!(
+                    "one-time EST enrolment token for device {id}, valid until {}",
+                    t["expires_at"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
         DeviceCommand::Revoke { id, reason, client } => {
             let api = ApiClient::from_args(&client)?;
             let r = api

@@ -806,6 +806,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/devices/{id}/resume", "post"),
         ("/api/v1/devices/{id}/retire", "post"),
         ("/api/v1/devices/{id}/revoke", "post"),
+        ("/api/v1/devices/{id}/enrollment-tokens", "post"),
         ("/api/v1/devices/{id}/certificates", "post"),
         ("/api/v1/certificates", "get"),
         ("/api/v1/certificates/{serial}", "get"),
@@ -825,7 +826,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        19,
+        20,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

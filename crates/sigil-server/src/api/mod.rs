@@ -3,6 +3,7 @@
 mod audit;
 mod certificates;
 mod error;
+mod est;
 mod evidence;
 mod inventory;
 mod revocation;
@@ -134,6 +135,10 @@ pub fn router(state: AppState) -> Router {
             post(revocation::revoke_device),
         )
         .route(
+            "/api/v1/devices/{id}/enrollment-tokens",
+            post(est::create_enrollment_token),
+        )
+        .route(
             "/api/v1/devices/{id}/certificates",
             post(certificates::issue),
         )
@@ -153,6 +158,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(protected)
+        .merge(est::router())
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(health))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -338,7 +344,7 @@ where
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,
-        revocation::revoke_device,
+        revocation::revoke_device, est::create_enrollment_token,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),

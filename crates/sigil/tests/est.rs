@@ -1,0 +1,431 @@
+//! EST (RFC 7030) with an independent client made of `openssl` and `curl`: enrolment with a
+//! one-time token, re-enrolment over mTLS with the current certificate, and the refusals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use common::{Db, TestServer, ok, openssl, sigil};
+
+struct Curl {
+    status: u16,
+    body: String,
+    headers: String,
+}
+
+/// `curl` to the EST endpoint `op`, with `args` (credentials, client certificate, body).
+fn curl(s: &TestServer, op: &str, args: &[&str]) -> Curl {
+    let port = s.handle.as_ref().unwrap().api_addr.port();
+    let url = format!("https://localhost:{port}/.well-known/est/{op}");
+    let root = s.data_dir().join("ca/root.crt");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            root.to_str().unwrap(),
+            "-D",
+            "headers.txt",
+            "-o",
+            "body.txt",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(args)
+        .arg(&url)
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Curl {
+        status: code.parse().unwrap_or(0),
+        body: std::fs::read_to_string(s.dir.path().join("body.txt")).unwrap_or_default(),
+        headers: std::fs::read_to_string(s.dir.path().join("headers.txt")).unwrap_or_default(),
+    }
+}
+
+/// A P-256 key and a base64 DER CSR from `openssl req` (file `<name>.b64`).
+fn csr_b64(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-subj",
+            "/CN=ignored",
+            "-outform",
+            "DER",
+            "-out",
+            &format!("{name}.der"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "base64",
+            "-in",
+            &format!("{name}.der"),
+            "-out",
+            &format!("{name}.b64"),
+        ],
+    );
+}
+
+/// Decode an EST certs-only answer with `openssl pkcs7 -print_certs` into `<name>.crt`.
+fn save_certs(dir: &Path, body: &str, name: &str) -> String {
+    std::fs::write(dir.join("answer.b64"), body).unwrap();
+    openssl(
+        dir,
+        &["base64", "-d", "-in", "answer.b64", "-out", "answer.p7"],
+    );
+    let pem = openssl(
+        dir,
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            "answer.p7",
+            "-print_certs",
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+    let _ = pem;
+    std::fs::read_to_string(dir.join(format!("{name}.crt"))).unwrap()
+}
+
+async fn token(s: &TestServer, device: &str) -> String {
+    let (st, t) = s
+        .post(
+            &format!("/api/v1/devices/{device}/enrollment-tokens"),
+            json!({"ttl_seconds": 600}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{t}");
+    t["token"].as_str().unwrap().to_owned()
+}
+
+async fn est_enrolment_with_curl_and_openssl(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let dir = s.dir.path();
+    let product = s.create_product("P").await;
+    let device = s.create_device(&product, "SN-1").await;
+    let other = s.create_device(&product, "SN-2").await;
+
+    // cacerts: the chain as certs-only PKCS#7, base64.
+    let ca = curl(&s, "cacerts", &[]);
+    assert_eq!(ca.status, 200, "{}", ca.body);
+    assert!(
+        ca.headers
+            .to_ascii_lowercase()
+            .contains("content-type: application/pkcs7-mime")
+    );
+    assert!(
+        ca.headers
+            .to_ascii_lowercase()
+            .contains("content-transfer-encoding: base64")
+    );
+    let chain = save_certs(dir, &ca.body, "cacerts");
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    assert!(
+        chain.contains(
+            std::fs::read_to_string(s.data_dir().join("ca/root.crt"))
+                .unwrap()
+                .trim()
+        )
+    );
+
+    // csrattrs: P-256 and ecdsa-with-SHA256.
+    let attrs = curl(&s, "csrattrs", &[]);
+    assert_eq!(attrs.status, 200);
+    std::fs::write(dir.join("attrs.b64"), &attrs.body).unwrap();
+    openssl(
+        dir,
+        &["base64", "-d", "-in", "attrs.b64", "-out", "attrs.der"],
+    );
+    let parsed = openssl(dir, &["asn1parse", "-inform", "DER", "-in", "attrs.der"]);
+    assert!(
+        parsed.contains("ecdsa-with-SHA256") && parsed.contains("prime256v1"),
+        "{parsed}"
+    );
+
+    // simpleenroll with the device's one-time token (HTTP Basic, RFC 7030 3.2.3).
+    let secret = token(&s, &device).await;
+    let other_secret = token(&s, &other).await;
+    csr_b64(dir, "dev");
+    let user = format!("{device}:{secret}");
+    let pkcs10 = "Content-Type: application/pkcs10";
+    let enrol = curl(
+        &s,
+        "simpleenroll",
+        &["-u", &user, "-H", pkcs10, "--data-binary", "@dev.b64"],
+    );
+    assert_eq!(enrol.status, 200, "{}", enrol.body);
+    assert!(
+        enrol.headers.contains("smime-type=certs-only"),
+        "{}",
+        enrol.headers
+    );
+    save_certs(dir, &enrol.body, "dev");
+    let subject = openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            "dev.crt",
+            "-noout",
+            "-subject",
+            "-ext",
+            "subjectAltName",
+        ],
+    );
+    assert!(subject.contains(&device), "{subject}");
+    // The key in the certificate is the one openssl generated.
+    let cert_key = openssl(dir, &["x509", "-in", "dev.crt", "-noout", "-pubkey"]);
+    let own_key = openssl(dir, &["pkey", "-in", "dev.key", "-pubout"]);
+    assert_eq!(cert_key, own_key);
+    let (_, d) = s.get(&format!("/api/v1/devices/{device}")).await;
+    assert_eq!(d["state"], "provisioned");
+
+    // Refusals, each with no new certificate.
+    let certs_before = s.count("certificates").await;
+    csr_b64(dir, "again");
+    let reused = curl(
+        &s,
+        "simpleenroll",
+        &["-u", &user, "-H", pkcs10, "--data-binary", "@again.b64"],
+    );
+    assert_eq!(reused.status, 401, "{}", reused.body);
+    assert!(reused.body.contains("already been used"), "{}", reused.body);
+    assert!(
+        reused.headers.contains("www-authenticate: Basic"),
+        "{}",
+        reused.headers
+    );
+    let foreign = format!("{device}:{other_secret}");
+    let wrong_device = curl(
+        &s,
+        "simpleenroll",
+        &["-u", &foreign, "-H", pkcs10, "--data-binary", "@again.b64"],
+    );
+    assert_eq!(wrong_device.status, 401);
+    assert!(
+        wrong_device.body.contains("another device"),
+        "{}",
+        wrong_device.body
+    );
+    let no_auth = curl(
+        &s,
+        "simpleenroll",
+        &["-H", pkcs10, "--data-binary", "@again.b64"],
+    );
+    assert_eq!(no_auth.status, 401);
+    let other_user = format!("{other}:{other_secret}");
+    let wrong_type = curl(
+        &s,
+        "simpleenroll",
+        &[
+            "-u",
+            &other_user,
+            "-H",
+            "Content-Type: text/plain",
+            "--data-binary",
+            "@again.b64",
+        ],
+    );
+    assert_eq!(wrong_type.status, 415, "{}", wrong_type.body);
+    std::fs::write(dir.join("garbage.b64"), "!!!not base64!!!").unwrap();
+    let garbage = curl(
+        &s,
+        "simpleenroll",
+        &[
+            "-u",
+            &other_user,
+            "-H",
+            pkcs10,
+            "--data-binary",
+            "@garbage.b64",
+        ],
+    );
+    assert_eq!(garbage.status, 422, "{}", garbage.body);
+    // Another device's key: refused, and the token survives for a correct attempt.
+    let stolen = curl(
+        &s,
+        "simpleenroll",
+        &["-u", &other_user, "-H", pkcs10, "--data-binary", "@dev.b64"],
+    );
+    assert_eq!(stolen.status, 409, "{}", stolen.body);
+    std::fs::write(dir.join("huge.b64"), "A".repeat(100_000)).unwrap();
+    let huge = curl(
+        &s,
+        "simpleenroll",
+        &[
+            "-u",
+            &other_user,
+            "-H",
+            pkcs10,
+            "--data-binary",
+            "@huge.b64",
+        ],
+    );
+    assert_eq!(huge.status, 413, "{}", huge.body);
+    assert_eq!(s.count("certificates").await, certs_before);
+    let fine = curl(
+        &s,
+        "simpleenroll",
+        &[
+            "-u",
+            &other_user,
+            "-H",
+            pkcs10,
+            "--data-binary",
+            "@again.b64",
+        ],
+    );
+    assert_eq!(
+        fine.status, 200,
+        "the token was not spent by the refused attempts: {}",
+        fine.body
+    );
+
+    // simplereenroll over mTLS with the current certificate, new key.
+    let (st, _) = s
+        .post(&format!("/api/v1/devices/{device}/activate"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    csr_b64(dir, "renew");
+    let renew = curl(
+        &s,
+        "simplereenroll",
+        &[
+            "--cert",
+            "dev.crt",
+            "--key",
+            "dev.key",
+            "-H",
+            pkcs10,
+            "--data-binary",
+            "@renew.b64",
+        ],
+    );
+    assert_eq!(renew.status, 200, "{}", renew.body);
+    save_certs(dir, &renew.body, "renewed");
+    let renewed_subject = openssl(dir, &["x509", "-in", "renewed.crt", "-noout", "-subject"]);
+    assert!(
+        renewed_subject.contains(&device),
+        "same identity: {renewed_subject}"
+    );
+    let (_, certs) = s
+        .get(&format!("/api/v1/certificates?device={device}"))
+        .await;
+    let mut statuses: Vec<&str> = certs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["active", "superseded"]);
+
+    // Without a client certificate, or with a revoked one, re-enrolment is refused.
+    let anonymous = curl(
+        &s,
+        "simplereenroll",
+        &["-H", pkcs10, "--data-binary", "@renew.b64"],
+    );
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/devices/{device}/revoke"),
+            json!({"reason": "superseded"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    csr_b64(dir, "late");
+    let revoked = curl(
+        &s,
+        "simplereenroll",
+        &[
+            "--cert",
+            "renewed.crt",
+            "--key",
+            "renew.key",
+            "-H",
+            pkcs10,
+            "--data-binary",
+            "@late.b64",
+        ],
+    );
+    assert_ne!(revoked.status, 200, "a revoked certificate cannot renew");
+
+    // Every step is in the audit log under the device as actor.
+    let (_, log) = s
+        .get(&format!("/api/v1/audit/entries?actor={device}&limit=500"))
+        .await;
+    let actions: Vec<String> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "enrollment_token.used:success",
+        "certificate.issued:success",
+        "est.simpleenroll:failure",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+    // The anonymous re-enrolment is logged too (the revoked one never got past the handshake).
+    let (_, log) = s
+        .get("/api/v1/audit/entries?action=est.simplereenroll&limit=500")
+        .await;
+    let refusals: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"]["id"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(refusals, [("unknown", "failure")]);
+    s.shutdown().await;
+}
+both_backends!(est_enrolment_with_curl_and_openssl);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_creates_enrolment_tokens() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let product = s.create_product("P").await;
+    let device = s.create_device(&product, "SN-1").await;
+    let out = ok(sigil(&s, &["device", "token", &device, "--ttl", "120"]));
+    assert!(out.trim().starts_with("sigil_"), "{out}");
+    let bad = sigil(&s, &["device", "token", &device, "--ttl", "5"]);
+    assert!(!bad.status.success());
+    s.shutdown().await;
+}
