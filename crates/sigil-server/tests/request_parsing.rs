@@ -15,6 +15,8 @@ use sigil_server::api::{self, AppState};
 
 struct Harness {
     rt: tokio::runtime::Runtime,
+    /// HTTP Basic credentials (device id, one-time enrolment token) for EST.
+    est_basic: String,
     app: axum::Router,
     state: AppState,
     token: String,
@@ -97,7 +99,21 @@ fn harness() -> Harness {
         .unwrap()
         .der()
         .to_vec();
+    let est_token = api::generate_token().unwrap();
+    rt.block_on(state.store.create_enrollment_token(
+        &actor,
+        device.id,
+        &api::token_hash(&est_token),
+        now,
+        now + time::Duration::days(1),
+    ))
+    .unwrap();
+    let est_basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{est_token}", device.id))
+    };
     Harness {
+        est_basic,
         app: api::router(state.clone()),
         state,
         token,
@@ -158,6 +174,35 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// POST `body` to EST simpleenroll with the device's token. Anything but a valid CSR is a
+    /// 4xx problem, writes nothing, and does not spend the token.
+    fn est_enroll(&self, body: Vec<u8>) -> StatusCode {
+        let before = self.rows();
+        let request = Request::post("/.well-known/est/simpleenroll")
+            .header("authorization", format!("Basic {}", self.est_basic))
+            .header("content-type", "application/pkcs10")
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.rt.block_on(self.app.clone().oneshot(request)).unwrap();
+        let status = response.status();
+        assert!(!status.is_server_error(), "EST: server error {status}");
+        if !status.is_success() {
+            assert_eq!(self.rows(), before, "a refused enrolment wrote a row");
+            let unused: i64 = self.rt.block_on(async {
+                sqlx::query("SELECT COUNT(*) AS n FROM enrollment_tokens WHERE used_at IS NULL")
+                    .fetch_one(self.state.store.pool())
+                    .await
+                    .unwrap()
+                    .try_get("n")
+                    .unwrap()
+            });
+            assert_eq!(unused, 1, "a refused enrolment spent the token");
+        }
+        status
+    }
+}
+
 fn pem(der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -182,6 +227,21 @@ proptest! {
             };
             h.post(&path, "application/json", body);
         });
+    }
+
+    #[test]
+    fn arbitrary_est_bodies(body in proptest::collection::vec(any::<u8>(), 0..2048), encode in any::<bool>()) {
+        H.with(|h| {
+            let body = if encode {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(&body).into_bytes()
+            } else {
+                body
+            };
+            let status = h.est_enroll(body);
+            prop_assert!(status.is_client_error(), "{status}");
+            Ok(())
+        })?;
     }
 
     #[test]
