@@ -18,7 +18,8 @@ if [ -z "${SIGIL_TEST_POSTGRES_URL:-}" ]; then
   fi
 fi
 
-for tool in openssl curl tar; do
+export PATH="$PATH:/usr/sbin"   # Debian installs the mosquitto broker there
+for tool in openssl curl tar mosquitto mosquitto_pub; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: the interop tests need '$tool' on PATH" >&2; exit 1; }
 done
 

@@ -580,3 +580,143 @@ async fn a_new_certificate_supersedes_the_old_one(db: Db) {
     s.shutdown().await;
 }
 both_backends!(a_new_certificate_supersedes_the_old_one);
+
+/// A Mosquitto broker on a free port: TLS with client certificates required, trusting Sigil's
+/// chain, checking Sigil's CRL (`crl.pem` in the test directory, read at start).
+struct Broker {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Broker {
+    fn start(s: &TestServer) -> Broker {
+        let dir = s.dir.path();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = format!(
+            "user root\nallow_anonymous true\nlistener {port} 127.0.0.1\n\
+             cafile {dir}/chain.pem\ncertfile {dir}/broker.crt\nkeyfile {dir}/broker.key\n\
+             require_certificate true\nuse_identity_as_username true\ncrlfile {dir}/crl.pem\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .args(["-c", "mosquitto.conf"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto on PATH");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Broker { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("mosquitto did not start");
+    }
+
+    /// Publish one message as the device holding `cert`/`key`; whether the broker accepted.
+    fn publish(&self, s: &TestServer, cert: &str, key: &str) -> (bool, String) {
+        let out = std::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "localhost",
+                "-p",
+                &self.port.to_string(),
+                "--cafile",
+                "chain.pem",
+                "--cert",
+                cert,
+                "--key",
+                key,
+                "-t",
+                "devices/telemetry",
+                "-m",
+                "21.5",
+                "-q",
+                "1",
+            ])
+            .current_dir(s.dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn mosquitto_refuses_a_device_after_revocation(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let dir = s.dir.path();
+    let product = s.create_product("P").await;
+    let (device, _) = enrolled_device(&s, &product, "dev1").await;
+    // chain.pem (issuing + root) is the broker's cafile.
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(s.data_dir().join("ca/issuing.crt")).unwrap(),
+        std::fs::read_to_string(s.data_dir().join("ca/root.crt")).unwrap()
+    );
+    std::fs::write(dir.join("chain.pem"), chain).unwrap();
+    // The broker's own certificate, from Sigil's CA.
+    let ca = sigil_server::DataDir::new(s.data_dir())
+        .load_issuing_ca()
+        .unwrap();
+    let server = ca
+        .issue_server_certificate(
+            &["localhost".to_owned()],
+            &[],
+            time::Duration::days(1),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let pem_chain: String = server
+        .chain_der
+        .iter()
+        .map(|d| pem::encode(&pem::Pem::new("CERTIFICATE", d.clone())))
+        .collect();
+    std::fs::write(dir.join("broker.crt"), pem_chain).unwrap();
+    std::fs::write(
+        dir.join("broker.key"),
+        pem::encode(&pem::Pem::new("PRIVATE KEY", server.key_pkcs8_der.clone())),
+    )
+    .unwrap();
+
+    fetch_crl(&s, "dev1.crt").await;
+    let broker = Broker::start(&s);
+    let (accepted, err) = broker.publish(&s, "dev1.crt", "dev1.key");
+    assert!(accepted, "an enrolled device connects: {err}");
+
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/devices/{device}/revoke"),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // CRL refresh: fetch the new CRL from the distribution point and restart the broker on it.
+    fetch_crl(&s, "dev1.crt").await;
+    drop(broker);
+    let broker = Broker::start(&s);
+    let (accepted, err) = broker.publish(&s, "dev1.crt", "dev1.key");
+    assert!(!accepted, "a revoked device is refused by the broker");
+    // Another, valid device still gets in.
+    let (_, _) = enrolled_device(&s, &product, "dev2").await;
+    let (accepted, err2) = broker.publish(&s, "dev2.crt", "dev2.key");
+    assert!(accepted, "{err2} (revoked device's error was: {err})");
+    s.shutdown().await;
+}
+both_backends!(mosquitto_refuses_a_device_after_revocation);
