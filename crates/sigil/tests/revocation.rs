@@ -610,12 +610,15 @@ impl Broker {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("mosquitto on PATH");
+        // Owned by `Broker` from here on, so it is killed and reaped on every path.
+        let broker = Broker { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Broker { child, port };
+                return broker;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        drop(broker);
         panic!("mosquitto did not start");
     }
 
