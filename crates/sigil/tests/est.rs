@@ -341,6 +341,35 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
     statuses.sort();
     assert_eq!(statuses, ["active", "superseded"]);
 
+    // A suspended device cannot renew; resumed, it can again.
+    let (st, _) = s
+        .post(&format!("/api/v1/devices/{device}/suspend"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let certs_before = s.count("certificates").await;
+    csr_b64(dir, "while-suspended");
+    let suspended = curl(
+        &s,
+        "simplereenroll",
+        &[
+            "--cert",
+            "renewed.crt",
+            "--key",
+            "renew.key",
+            "-H",
+            pkcs10,
+            "--data-binary",
+            "@while-suspended.b64",
+        ],
+    );
+    assert_eq!(suspended.status, 409, "{}", suspended.body);
+    assert!(suspended.body.contains("suspended"), "{}", suspended.body);
+    assert_eq!(s.count("certificates").await, certs_before);
+    let (st, _) = s
+        .post(&format!("/api/v1/devices/{device}/resume"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
     // Without a client certificate, or with a revoked one, re-enrolment is refused.
     let anonymous = curl(
         &s,
@@ -392,6 +421,7 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
         "enrollment_token.used:success",
         "certificate.issued:success",
         "est.simpleenroll:failure",
+        "est.simplereenroll:denied",
     ] {
         assert!(
             actions.iter().any(|a| a == expected),
@@ -413,7 +443,10 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
             )
         })
         .collect();
-    assert_eq!(refusals, [("unknown", "failure")]);
+    assert_eq!(
+        refusals,
+        [(device.as_str(), "denied"), ("unknown", "failure")]
+    );
     s.shutdown().await;
 }
 both_backends!(est_enrolment_with_curl_and_openssl);
