@@ -34,7 +34,8 @@ pub(crate) async fn health(State(audit): State<Arc<AuditLog>>) -> Response {
     }
 }
 
-fn text(body: String) -> Response {
+/// A `text/plain; charset=utf-8` answer (signed notes, verifier keys).
+pub(crate) fn text(body: String) -> Response {
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -126,8 +126,8 @@ pub(crate) async fn append(
     Ok((start..new_size).collect())
 }
 
-/// The hashes at `indexes`; every one must exist.
-async fn read_hashes(conn: &mut AnyConnection, indexes: &[u64]) -> Result<Hashes, StoreError> {
+/// The hashes at `indexes` that exist (callers decide whether a missing one is corruption).
+async fn read_some_hashes(conn: &mut AnyConnection, indexes: &[u64]) -> Result<Hashes, StoreError> {
     let mut out = Hashes::with_capacity(indexes.len());
     for chunk in indexes.chunks(ROWS_PER_INSERT) {
         let sql = format!(
@@ -148,12 +148,25 @@ async fn read_hashes(conn: &mut AnyConnection, indexes: &[u64]) -> Result<Hashes
             out.insert(idx, hash);
         }
     }
+    Ok(out)
+}
+
+/// The hashes at `indexes`; every one must exist.
+async fn read_hashes(conn: &mut AnyConnection, indexes: &[u64]) -> Result<Hashes, StoreError> {
+    let out = read_some_hashes(conn, indexes).await?;
     if let Some(missing) = indexes.iter().find(|i| !out.contains_key(i)) {
         return Err(StoreError::Corrupt(format!(
             "audit log hash {missing} is missing"
         )));
     }
     Ok(out)
+}
+
+fn entry_from_row(row: &sqlx::any::AnyRow) -> Result<StoredEntry, StoreError> {
+    Ok(StoredEntry {
+        seq: to_u64(row.try_get::<i64, _>("seq")?)?,
+        entry: row.try_get("entry")?,
+    })
 }
 
 impl Store {
@@ -262,12 +275,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| {
-                Ok(StoredEntry {
-                    seq: to_u64(row.try_get::<i64, _>("seq")?)?,
-                    entry: row.try_get("entry")?,
-                })
-            })
+            .map(entry_from_row)
             .collect()
     }
 
@@ -287,32 +295,11 @@ impl Store {
         .await?;
         let entries = rows
             .iter()
-            .map(|row| {
-                Ok(StoredEntry {
-                    seq: to_u64(row.try_get::<i64, _>("seq")?)?,
-                    entry: row.try_get("entry")?,
-                })
-            })
+            .map(entry_from_row)
             .collect::<Result<Vec<_>, StoreError>>()?;
         let indexes: Vec<u64> = entries.iter().map(|e| tree::leaf_index(e.seq)).collect();
-        let mut leaves = Hashes::new();
-        for chunk in indexes.chunks(ROWS_PER_INSERT) {
-            // Missing leaf hashes are reported by the verifier, not here.
-            let sql = format!(
-                "SELECT idx, hash FROM audit_hashes WHERE idx IN ({})",
-                crate::batch::placeholders(chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for idx in chunk {
-                query = query.bind(to_i64(*idx)?);
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                let bytes: Vec<u8> = row.try_get("hash")?;
-                if let Ok(h) = <[u8; 32]>::try_from(bytes) {
-                    leaves.insert(to_u64(row.try_get::<i64, _>("idx")?)?, Hash(h));
-                }
-            }
-        }
+        // A missing leaf hash is the verifier's to report , not an error here.
+        let leaves = read_some_hashes(&mut *self.pool.acquire().await?, &indexes).await?;
         Ok(entries
             .into_iter()
             .map(|e| {

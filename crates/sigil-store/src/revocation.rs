@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{DeviceId, RevocationReason, Serial};
 
-use crate::rows::ts;
+use crate::rows::{revocation_reason, ts};
 use crate::{Store, StoreError, WriteTx, audit, batch};
 
 /// A revoked certificate that has not expired yet: what a CRL must list.
@@ -132,11 +132,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let code: i64 = r.try_get("revocation_reason")?;
-                let reason = u8::try_from(code)
-                    .ok()
-                    .and_then(RevocationReason::from_code)
-                    .ok_or_else(|| StoreError::Corrupt(format!("revocation reason code {code}")))?;
+                let reason = revocation_reason(r.try_get("revocation_reason")?)?;
                 Ok(RevokedCertificate {
                     serial: r
                         .try_get::<String, _>("serial")?
@@ -170,10 +166,7 @@ impl Store {
         ) else {
             return Ok(Some(None));
         };
-        let reason = u8::try_from(code)
-            .ok()
-            .and_then(RevocationReason::from_code)
-            .ok_or_else(|| StoreError::Corrupt(format!("revocation reason code {code}")))?;
+        let reason = revocation_reason(code)?;
         Ok(Some(Some(RevokedCertificate {
             serial: serial.clone(),
             revoked_at: ts(at)?,

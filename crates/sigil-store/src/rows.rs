@@ -95,6 +95,14 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
+/// A stored RFC 5280 reason code.
+pub(crate) fn revocation_reason(code: i64) -> Result<RevocationReason, StoreError> {
+    u8::try_from(code)
+        .ok()
+        .and_then(RevocationReason::from_code)
+        .ok_or_else(|| corrupt(format!("revocation reason code {code}")))
+}
+
 pub(crate) fn ts(secs: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(secs).map_err(corrupt)
 }
@@ -160,12 +168,7 @@ pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<CertificateRecord, St
             .transpose()?,
         revocation_reason: row
             .try_get::<Option<i64>, _>("revocation_reason")?
-            .map(|code| {
-                u8::try_from(code)
-                    .ok()
-                    .and_then(RevocationReason::from_code)
-                    .ok_or_else(|| corrupt(format!("revocation reason code {code}")))
-            })
+            .map(revocation_reason)
             .transpose()?,
     })
 }

@@ -330,6 +330,47 @@ async fn checkpoints_and_proofs_verify(db: Db) {
 }
 both_backends!(checkpoints_and_proofs_verify);
 
+async fn checkpoints_are_signed_periodically(db: Db) {
+    let Some(s) = TestServer::start_with(db, |c| {
+        c.checkpoint_interval = std::time::Duration::from_millis(200);
+    })
+    .await
+    else {
+        return;
+    };
+    let served = || async {
+        s.http
+            .get(format!("{}/audit/checkpoint", s.pki))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let verifier =
+        LogVerifier::new(&std::fs::read_to_string(s.data_dir().join("audit/log.pub")).unwrap())
+            .unwrap();
+    let before = verifier.open_checkpoint(served().await.as_bytes()).unwrap();
+    s.create_product("P").await;
+    // No one asks for a checkpoint: the timer signs one that covers the new entries.
+    let size = log_size(&s).await;
+    let mut latest = before.clone();
+    for _ in 0..50 {
+        latest = verifier.open_checkpoint(served().await.as_bytes()).unwrap();
+        if latest.size >= size {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        latest.size >= size && latest.size > before.size,
+        "{latest:?}"
+    );
+    s.shutdown().await;
+}
+both_backends!(checkpoints_are_signed_periodically);
+
 fn hashes(v: &Value) -> Vec<Hash> {
     v.as_array()
         .unwrap()

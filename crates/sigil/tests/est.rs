@@ -48,6 +48,29 @@ fn curl(s: &TestServer, op: &str, args: &[&str]) -> Curl {
     }
 }
 
+const PKCS10: &str = "Content-Type: application/pkcs10";
+
+/// simpleenroll with HTTP Basic `user` (`device:token`), a Content-Type header, and the body
+/// in `file`.
+fn enroll(s: &TestServer, user: Option<&str>, content_type: &str, file: &str) -> Curl {
+    let body = format!("@{file}");
+    let mut args = vec!["-H", content_type, "--data-binary", &body];
+    if let Some(user) = user {
+        args.extend(["-u", user]);
+    }
+    curl(s, "simpleenroll", &args)
+}
+
+/// simplereenroll with the TLS client certificate `(cert, key)`, if any, and the CSR in `file`.
+fn reenroll(s: &TestServer, client: Option<(&str, &str)>, file: &str) -> Curl {
+    let body = format!("@{file}");
+    let mut args = vec!["-H", PKCS10, "--data-binary", &body];
+    if let Some((cert, key)) = client {
+        args.extend(["--cert", cert, "--key", key]);
+    }
+    curl(s, "simplereenroll", &args)
+}
+
 /// A P-256 key and a base64 DER CSR from `openssl req` (file `<name>.b64`).
 fn csr_b64(dir: &Path, name: &str) {
     openssl(
@@ -89,7 +112,7 @@ fn save_certs(dir: &Path, body: &str, name: &str) -> String {
         dir,
         &["base64", "-d", "-in", "answer.b64", "-out", "answer.p7"],
     );
-    let pem = openssl(
+    openssl(
         dir,
         &[
             "pkcs7",
@@ -102,7 +125,6 @@ fn save_certs(dir: &Path, body: &str, name: &str) -> String {
             &format!("{name}.crt"),
         ],
     );
-    let _ = pem;
     std::fs::read_to_string(dir.join(format!("{name}.crt"))).unwrap()
 }
 
@@ -168,12 +190,7 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
     let other_secret = token(&s, &other).await;
     csr_b64(dir, "dev");
     let user = format!("{device}:{secret}");
-    let pkcs10 = "Content-Type: application/pkcs10";
-    let enrol = curl(
-        &s,
-        "simpleenroll",
-        &["-u", &user, "-H", pkcs10, "--data-binary", "@dev.b64"],
-    );
+    let enrol = enroll(&s, Some(&user), PKCS10, "dev.b64");
     assert_eq!(enrol.status, 200, "{}", enrol.body);
     assert!(
         enrol.headers.contains("smime-type=certs-only"),
@@ -204,11 +221,7 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
     // Refusals, each with no new certificate.
     let certs_before = s.count("certificates").await;
     csr_b64(dir, "again");
-    let reused = curl(
-        &s,
-        "simpleenroll",
-        &["-u", &user, "-H", pkcs10, "--data-binary", "@again.b64"],
-    );
+    let reused = enroll(&s, Some(&user), PKCS10, "again.b64");
     assert_eq!(reused.status, 401, "{}", reused.body);
     assert!(reused.body.contains("already been used"), "{}", reused.body);
     assert!(
@@ -217,90 +230,55 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
         reused.headers
     );
     let foreign = format!("{device}:{other_secret}");
-    let wrong_device = curl(
-        &s,
-        "simpleenroll",
-        &["-u", &foreign, "-H", pkcs10, "--data-binary", "@again.b64"],
-    );
+    let wrong_device = enroll(&s, Some(&foreign), PKCS10, "again.b64");
     assert_eq!(wrong_device.status, 401);
     assert!(
         wrong_device.body.contains("another device"),
         "{}",
         wrong_device.body
     );
-    let no_auth = curl(
-        &s,
-        "simpleenroll",
-        &["-H", pkcs10, "--data-binary", "@again.b64"],
-    );
+    let no_auth = enroll(&s, None, PKCS10, "again.b64");
     assert_eq!(no_auth.status, 401);
     let other_user = format!("{other}:{other_secret}");
-    let wrong_type = curl(
+    let wrong_type = enroll(
         &s,
-        "simpleenroll",
-        &[
-            "-u",
-            &other_user,
-            "-H",
-            "Content-Type: text/plain",
-            "--data-binary",
-            "@again.b64",
-        ],
+        Some(&other_user),
+        "Content-Type: text/plain",
+        "again.b64",
     );
     assert_eq!(wrong_type.status, 415, "{}", wrong_type.body);
     std::fs::write(dir.join("garbage.b64"), "!!!not base64!!!").unwrap();
-    let garbage = curl(
-        &s,
-        "simpleenroll",
-        &[
-            "-u",
-            &other_user,
-            "-H",
-            pkcs10,
-            "--data-binary",
-            "@garbage.b64",
-        ],
-    );
+    let garbage = enroll(&s, Some(&other_user), PKCS10, "garbage.b64");
     assert_eq!(garbage.status, 422, "{}", garbage.body);
     // Another device's key: refused, and the token survives for a correct attempt.
-    let stolen = curl(
-        &s,
-        "simpleenroll",
-        &["-u", &other_user, "-H", pkcs10, "--data-binary", "@dev.b64"],
-    );
+    let stolen = enroll(&s, Some(&other_user), PKCS10, "dev.b64");
     assert_eq!(stolen.status, 409, "{}", stolen.body);
     std::fs::write(dir.join("huge.b64"), "A".repeat(100_000)).unwrap();
-    let huge = curl(
-        &s,
-        "simpleenroll",
-        &[
-            "-u",
-            &other_user,
-            "-H",
-            pkcs10,
-            "--data-binary",
-            "@huge.b64",
-        ],
-    );
+    let huge = enroll(&s, Some(&other_user), PKCS10, "huge.b64");
     assert_eq!(huge.status, 413, "{}", huge.body);
     assert_eq!(s.count("certificates").await, certs_before);
-    let fine = curl(
-        &s,
-        "simpleenroll",
-        &[
-            "-u",
-            &other_user,
-            "-H",
-            pkcs10,
-            "--data-binary",
-            "@again.b64",
-        ],
-    );
+    let fine = enroll(&s, Some(&other_user), PKCS10, "again.b64");
     assert_eq!(
         fine.status, 200,
         "the token was not spent by the refused attempts: {}",
         fine.body
     );
+
+    // An expired token (its expiry moved into the past directly in the database).
+    let third = s.create_device(&product, "SN-3").await;
+    let third_secret = token(&s, &third).await;
+    sqlx::query("UPDATE enrollment_tokens SET expires_at = 0 WHERE device_id = $1")
+        .bind(&third)
+        .execute(s.store().pool())
+        .await
+        .unwrap();
+    csr_b64(dir, "third");
+    let third_user = format!("{third}:{third_secret}");
+    let expired = enroll(&s, Some(&third_user), PKCS10, "third.b64");
+    assert_eq!(expired.status, 401, "{}", expired.body);
+    assert!(expired.body.contains("expired"), "{}", expired.body);
+    let (_, d) = s.get(&format!("/api/v1/devices/{third}")).await;
+    assert_eq!(d["state"], "registered");
 
     // simplereenroll over mTLS with the current certificate, new key.
     let (st, _) = s
@@ -308,20 +286,7 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
         .await;
     assert_eq!(st, StatusCode::OK);
     csr_b64(dir, "renew");
-    let renew = curl(
-        &s,
-        "simplereenroll",
-        &[
-            "--cert",
-            "dev.crt",
-            "--key",
-            "dev.key",
-            "-H",
-            pkcs10,
-            "--data-binary",
-            "@renew.b64",
-        ],
-    );
+    let renew = reenroll(&s, Some(("dev.crt", "dev.key")), "renew.b64");
     assert_eq!(renew.status, 200, "{}", renew.body);
     save_certs(dir, &renew.body, "renewed");
     let renewed_subject = openssl(dir, &["x509", "-in", "renewed.crt", "-noout", "-subject"]);
@@ -348,19 +313,10 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
     assert_eq!(st, StatusCode::OK);
     let certs_before = s.count("certificates").await;
     csr_b64(dir, "while-suspended");
-    let suspended = curl(
+    let suspended = reenroll(
         &s,
-        "simplereenroll",
-        &[
-            "--cert",
-            "renewed.crt",
-            "--key",
-            "renew.key",
-            "-H",
-            pkcs10,
-            "--data-binary",
-            "@while-suspended.b64",
-        ],
+        Some(("renewed.crt", "renew.key")),
+        "while-suspended.b64",
     );
     assert_eq!(suspended.status, 409, "{}", suspended.body);
     assert!(suspended.body.contains("suspended"), "{}", suspended.body);
@@ -371,11 +327,7 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
     assert_eq!(st, StatusCode::OK);
 
     // Without a client certificate, or with a revoked one, re-enrolment is refused.
-    let anonymous = curl(
-        &s,
-        "simplereenroll",
-        &["-H", pkcs10, "--data-binary", "@renew.b64"],
-    );
+    let anonymous = reenroll(&s, None, "renew.b64");
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
     let (st, _) = s
         .post(
@@ -385,20 +337,7 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
         .await;
     assert_eq!(st, StatusCode::OK);
     csr_b64(dir, "late");
-    let revoked = curl(
-        &s,
-        "simplereenroll",
-        &[
-            "--cert",
-            "renewed.crt",
-            "--key",
-            "renew.key",
-            "-H",
-            pkcs10,
-            "--data-binary",
-            "@late.b64",
-        ],
-    );
+    let revoked = reenroll(&s, Some(("renewed.crt", "renew.key")), "late.b64");
     assert_ne!(revoked.status, 200, "a revoked certificate cannot renew");
 
     // Every step is in the audit log under the device as actor.

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -108,15 +108,6 @@ pub async fn entries(
     Ok(Json(EntryList { items }))
 }
 
-fn note_response(status: StatusCode, note: String) -> Response {
-    let mut response = (status, note).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
 /// The newest signed checkpoint: a C2SP tlog-checkpoint in a C2SP signed note.
 #[utoipa::path(get, path = "/api/v1/audit/checkpoint", tag = "audit",
     responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = Problem)))]
@@ -126,7 +117,7 @@ pub async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response
         .latest()
         .await
         .ok_or_else(|| ApiError::not_found("no checkpoint signed yet"))?;
-    Ok(note_response(StatusCode::OK, cp.note))
+    Ok(crate::pki::text(cp.note))
 }
 
 /// Sign a checkpoint of the log as it is now (or return the newest, if nothing was appended).
@@ -134,7 +125,7 @@ pub async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response
     responses((status = 200, body = String, content_type = "text/plain"), (status = 503, body = Problem)))]
 pub async fn sign_checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
     let cp = state.audit.checkpoint(state.now()).await?;
-    Ok(note_response(StatusCode::OK, cp.note))
+    Ok(crate::pki::text(cp.note))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -163,17 +163,29 @@ async fn sign_and_record(
     let device: DeviceId = id.parse()?;
     let profile = Profile::by_name(req.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
     let csr = ValidatedCsr::from_pem(&req.csr)?;
+    let record = issue_to_device(state, actor, device, csr, profile).await?;
+    Ok((device, profile, record))
+}
+
+/// Sign a certificate for `device` from a validated CSR and record it durably (the one
+/// issuance path: the API and EST both come here).
+pub(crate) async fn issue_to_device(
+    state: &AppState,
+    actor: &Actor,
+    device: DeviceId,
+    csr: ValidatedCsr,
+    profile: &'static Profile,
+) -> Result<CertificateRecord, ApiError> {
     let now = state.now();
     let ca = state.ca.clone();
     let (scheme, urls) = (state.scheme.clone(), state.urls.clone());
-    let record = state
+    Ok(state
         .store
         .issue_certificate(actor, device, csr.spki_fingerprint(), now, || {
             let issued = ca.issue_device_certificate(&csr, device, profile, &scheme, &urls, now)?;
             Ok(store_record(issued))
         })
-        .await?;
-    Ok((device, profile, record))
+        .await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", params(CertificateQuery),

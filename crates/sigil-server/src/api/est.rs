@@ -18,7 +18,7 @@ use sigil_ca::{DEFAULT_PROFILE, KeyAlgorithm, Profile, ValidatedCsr, est};
 use sigil_domain::{DeviceId, Serial};
 use sigil_store::{CertificateRecord, CertificateStatus};
 
-use super::certificates::store_record;
+use super::certificates::issue_to_device;
 use super::{ApiError, AppState, token_hash};
 use crate::mtls::PeerCertificate;
 
@@ -125,28 +125,23 @@ fn basic_credentials(headers: &HeaderMap) -> Result<(DeviceId, String), ApiError
     Ok((device, password.to_owned()))
 }
 
-fn enrolled(record: &CertificateRecord) -> Result<Response, ApiError> {
-    let p7 = est::certs_only(&[&record.der])?;
-    Ok(base64_body(&p7, PKCS7_CERTS_ONLY))
-}
-
-async fn issue(
+/// The answer to an enrolment: the certificate as certs-only PKCS#7, or the refusal (recorded
+/// in the audit log first).
+async fn answer(
     state: &AppState,
     actor: &Actor,
-    device: DeviceId,
-    csr: ValidatedCsr,
-    profile: &'static Profile,
-) -> Result<CertificateRecord, ApiError> {
-    let now = state.now();
-    let ca = state.ca.clone();
-    let (scheme, urls) = (state.scheme.clone(), state.urls.clone());
-    Ok(state
-        .store
-        .issue_certificate(actor, device, csr.spki_fingerprint(), now, || {
-            let issued = ca.issue_device_certificate(&csr, device, profile, &scheme, &urls, now)?;
-            Ok(store_record(issued))
-        })
-        .await?)
+    action: &str,
+    subject: String,
+    result: Result<CertificateRecord, ApiError>,
+) -> Response {
+    let record = match state.audit_refusal(actor, action, subject, result).await {
+        Ok(record) => record,
+        Err(e) => return with_challenge(e),
+    };
+    tracing::info!(device = %record.device_id, serial = %record.serial, action, "EST enrolment");
+    est::certs_only(&[&record.der])
+        .map(|p7| base64_body(&p7, PKCS7_CERTS_ONLY))
+        .unwrap_or_else(|e| with_challenge(e.into()))
 }
 
 /// 401 answers carry the Basic challenge (RFC 7030 3.2.3, RFC 7617).
@@ -184,7 +179,7 @@ async fn simpleenroll(State(state): State<AppState>, headers: HeaderMap, body: B
             Err(refusal) => return Err(ApiError::unauthenticated(refusal.to_string())),
         };
         let profile = Profile::by_name(DEFAULT_PROFILE)?;
-        match issue(
+        match issue_to_device(
             &state,
             &Actor::device(&device.to_string()),
             device,
@@ -208,16 +203,7 @@ async fn simpleenroll(State(state): State<AppState>, headers: HeaderMap, body: B
         }
     }
     .await;
-    match state
-        .audit_refusal(&actor, "est.simpleenroll", subject, result)
-        .await
-    {
-        Ok(record) => {
-            tracing::info!(device = %record.device_id, serial = %record.serial, "EST enrolment");
-            enrolled(&record).unwrap_or_else(with_challenge)
-        }
-        Err(e) => with_challenge(e),
-    }
+    answer(&state, &actor, "est.simpleenroll", subject, result).await
 }
 
 /// The device a verified client certificate belongs to, if Sigil issued it and it is current.
@@ -273,19 +259,10 @@ async fn simplereenroll(
         let csr = read_csr(&headers, &body)?;
         // Renewal keeps the profile of the certificate it renews.
         let profile = Profile::by_name(&current.profile)?;
-        issue(&state, &actor, device, csr, profile).await
+        issue_to_device(&state, &actor, device, csr, profile).await
     }
     .await;
-    match state
-        .audit_refusal(&actor, "est.simplereenroll", subject, result)
-        .await
-    {
-        Ok(record) => {
-            tracing::info!(device = %record.device_id, serial = %record.serial, "EST re-enrolment");
-            enrolled(&record).unwrap_or_else(with_challenge)
-        }
-        Err(e) => with_challenge(e),
-    }
+    answer(&state, &actor, "est.simplereenroll", subject, result).await
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]

@@ -106,6 +106,11 @@ pub struct TestServer {
 impl TestServer {
     /// Start in-process. `None` when the backend is unavailable (skipped locally).
     pub async fn start(db: Db) -> Option<Self> {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Start in-process with `configure` applied to the configuration first.
+    pub async fn start_with(db: Db, configure: impl FnOnce(&mut ServerConfig)) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = match db {
             Db::Sqlite => format!("sqlite://{}", dir.path().join("sigil.db").display()),
@@ -115,6 +120,7 @@ impl TestServer {
         config.database_url = Some(database_url.clone());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.pki_listen = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
         let handle = sigil_server::start(config, sigil_server::system_clock())
             .await
             .expect("server starts");
