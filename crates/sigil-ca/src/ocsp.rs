@@ -1,5 +1,6 @@
-//! OCSP (RFC 6960): request parsing and signed responses, answered by the issuing CA itself
-//! (RFC 6960 section 4.2.2.2 allows the CA that issued the certificate to sign).
+//! OCSP (RFC 6960): request parsing and signed responses, signed either by a delegated responder
+//! certificate the issuing CA certifies (id-kp-OCSPSigning + ocsp-nocheck) or by the issuing CA
+//! itself; RFC 6960 section 4.2.2.2 allows both.
 //!
 //! Hand-written on `der` 0.8: the maintained `x509-ocsp` crate is built on der 0.7 /
 //! x509-cert 0.2, which would put two copies of every ASN.1 format crate in the build. These are
@@ -268,11 +269,25 @@ pub fn error_response(status: ResponseStatus) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Answers OCSP requests about the issuing CA's certificates, signing with its key.
+/// Who signs the responses.
+enum Signer {
+    /// The issuing CA's own key (RFC 6960 4.2.2.2, first case).
+    IssuingCa,
+    /// A delegated responder certificate issued by the CA, sent along in every response.
+    Delegated {
+        key: rcgen::KeyPair,
+        cert: Any,
+        not_after: OffsetDateTime,
+    },
+}
+
+/// Answers OCSP requests about the issuing CA's certificates.
 pub struct OcspResponder {
     ca: Arc<IssuingCa>,
     /// (hash algorithm, issuer name hash, issuer key hash) for every algorithm accepted.
     issuer_ids: Vec<(ObjectIdentifier, Vec<u8>, Vec<u8>)>,
+    signer: Signer,
+    /// ResponderID byKey: SHA-1 of the signing key's BIT STRING value.
     responder_key_sha1: Vec<u8>,
     signature_algorithm: AlgorithmIdentifierOwned,
 }
@@ -281,8 +296,75 @@ fn digest(alg: &'static aws_lc_rs::digest::Algorithm, data: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(alg, data).as_ref().to_vec()
 }
 
+/// The AlgorithmIdentifier of signatures made with `key`.
+fn signature_algorithm_of(key: &rcgen::KeyPair) -> Result<AlgorithmIdentifierOwned, CaError> {
+    let algorithm = key.algorithm();
+    let (oid, null_params) = if algorithm == &rcgen::PKCS_ECDSA_P256_SHA256 {
+        (ECDSA_WITH_SHA256, false)
+    } else if algorithm == &rcgen::PKCS_ECDSA_P384_SHA384 {
+        (ECDSA_WITH_SHA384, false)
+    } else if algorithm == &rcgen::PKCS_ED25519 {
+        (ED25519, false)
+    } else if algorithm == &rcgen::PKCS_RSA_SHA256 {
+        (SHA256_WITH_RSA, true)
+    } else {
+        return Err(CaError::KeyFormat(
+            "the key's signature algorithm cannot sign OCSP responses".into(),
+        ));
+    };
+    let parameters = if null_params {
+        Some(Any::encode_from(&Null).map_err(|e| CaError::Crypto(e.to_string()))?)
+    } else {
+        None
+    };
+    Ok(AlgorithmIdentifierOwned { oid, parameters })
+}
+
+/// The subject public key (the BIT STRING's value) of a DER certificate.
+fn public_key_bits(cert_der: &[u8]) -> Result<Vec<u8>, CaError> {
+    let (_, cert) =
+        X509Certificate::from_der(cert_der).map_err(|e| CaError::CaCertificate(e.to_string()))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
 impl OcspResponder {
+    /// A responder that signs with the issuing CA's key.
     pub fn new(ca: Arc<IssuingCa>) -> Result<Self, CaError> {
+        let signature_algorithm = signature_algorithm_of(ca.issuer.key())?;
+        let key = public_key_bits(ca.issuing_cert_der())?;
+        Self::build(ca, Signer::IssuingCa, &key, signature_algorithm)
+    }
+
+    /// A responder with a fresh key (the CA's algorithm) certified by the issuing CA as a
+    /// delegated OCSP signer for `validity`. The key lives only in this value.
+    pub fn delegated(
+        ca: Arc<IssuingCa>,
+        validity: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<Self, CaError> {
+        let key = ca.algorithm().generate()?;
+        let (cert_der, not_after) = ca.issue_ocsp_responder_certificate(&key, validity, now)?;
+        let signature_algorithm = signature_algorithm_of(&key)?;
+        let key_bits = public_key_bits(&cert_der)?;
+        let cert = Any::from_der(&cert_der).map_err(|e| CaError::Crypto(e.to_string()))?;
+        Self::build(
+            ca,
+            Signer::Delegated {
+                key,
+                cert,
+                not_after,
+            },
+            &key_bits,
+            signature_algorithm,
+        )
+    }
+
+    fn build(
+        ca: Arc<IssuingCa>,
+        signer: Signer,
+        signing_key_bits: &[u8],
+        signature_algorithm: AlgorithmIdentifierOwned,
+    ) -> Result<Self, CaError> {
         let (_, cert) = X509Certificate::from_der(ca.issuing_cert_der())
             .map_err(|e| CaError::CaCertificate(e.to_string()))?;
         let name = cert.tbs_certificate.subject.as_raw().to_vec();
@@ -297,31 +379,21 @@ impl OcspResponder {
         .into_iter()
         .map(|(oid, alg)| (oid, digest(alg, &name), digest(alg, &key)))
         .collect();
-        let algorithm = ca.issuer.key().algorithm();
-        let (oid, null_params) = if algorithm == &rcgen::PKCS_ECDSA_P256_SHA256 {
-            (ECDSA_WITH_SHA256, false)
-        } else if algorithm == &rcgen::PKCS_ECDSA_P384_SHA384 {
-            (ECDSA_WITH_SHA384, false)
-        } else if algorithm == &rcgen::PKCS_ED25519 {
-            (ED25519, false)
-        } else if algorithm == &rcgen::PKCS_RSA_SHA256 {
-            (SHA256_WITH_RSA, true)
-        } else {
-            return Err(CaError::KeyFormat(
-                "the issuing key's signature algorithm cannot sign OCSP responses".into(),
-            ));
-        };
-        let parameters = if null_params {
-            Some(Any::encode_from(&Null).map_err(|e| CaError::Crypto(e.to_string()))?)
-        } else {
-            None
-        };
         Ok(Self {
-            responder_key_sha1: digest(&SHA1_FOR_LEGACY_USE_ONLY, &key),
+            responder_key_sha1: digest(&SHA1_FOR_LEGACY_USE_ONLY, signing_key_bits),
             ca,
             issuer_ids,
-            signature_algorithm: AlgorithmIdentifierOwned { oid, parameters },
+            signer,
+            signature_algorithm,
         })
+    }
+
+    /// When the delegated responder certificate expires (`None` when the CA signs itself).
+    pub fn signer_not_after(&self) -> Option<OffsetDateTime> {
+        match &self.signer {
+            Signer::IssuingCa => None,
+            Signer::Delegated { not_after, .. } => Some(*not_after),
+        }
     }
 
     /// Whether `id` names this CA as the issuer (under any hash algorithm it knows).
@@ -383,12 +455,15 @@ impl OcspResponder {
             response_extensions: request.nonce.clone().map(|n| vec![n]),
         };
         let tbs_der = tbs.to_der().map_err(enc)?;
-        let signature = self.ca.issuer.key().sign(&tbs_der)?;
+        let (signature, certs) = match &self.signer {
+            Signer::IssuingCa => (self.ca.issuer.key().sign(&tbs_der)?, None),
+            Signer::Delegated { key, cert, .. } => (key.sign(&tbs_der)?, Some(vec![cert.clone()])),
+        };
         let basic = BasicOcspResponse {
             tbs_response_data: tbs,
             signature_algorithm: self.signature_algorithm.clone(),
             signature: BitString::from_bytes(&signature).map_err(enc)?,
-            certs: None,
+            certs,
         };
         OcspResponse {
             response_status: ResponseStatus::Successful,
@@ -425,6 +500,16 @@ mod tests {
         let h = CaHierarchy::generate(alg, &CaNames::default(), now).unwrap();
         let ca = IssuingCa::load(&h.issuing_cert_pem, h.issuing_key, &h.root_cert_pem).unwrap();
         OcspResponder::new(Arc::new(ca)).unwrap()
+    }
+
+    fn delegated(alg: KeyAlgorithm) -> OcspResponder {
+        let r = responder(alg);
+        OcspResponder::delegated(
+            r.ca.clone(),
+            time::Duration::hours(24),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap()
     }
 
     fn request_for(r: &OcspResponder, serial: &[u8], nonce: Option<&[u8]>) -> Vec<u8> {
@@ -469,52 +554,73 @@ mod tests {
             KeyAlgorithm::EcdsaP384,
             KeyAlgorithm::Ed25519,
         ] {
-            let r = responder(alg);
-            let req =
-                parse_request(&request_for(&r, &[0x01, 0x02], Some(b"0123456789abcdef"))).unwrap();
-            assert!(r.is_issuer_of(&req.certs[0]));
-            assert_eq!(req.certs[0].serial().unwrap().as_str(), "0102");
-            let now = OffsetDateTime::now_utc();
-            let der = r
-                .respond(
-                    &req,
-                    &[SerialStatus::Revoked {
-                        at: now,
-                        reason: RevocationReason::KeyCompromise,
-                    }],
-                    now,
-                    time::Duration::hours(1),
-                )
-                .unwrap();
-            let resp = OcspResponse::from_der(&der).unwrap();
-            assert_eq!(resp.response_status, ResponseStatus::Successful);
-            let bytes = resp.response_bytes.unwrap();
-            assert_eq!(bytes.response_type, ID_PKIX_OCSP_BASIC);
-            let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).unwrap();
-            let data = &basic.tbs_response_data;
-            assert_eq!(data.responses[0].cert_id, req.certs[0]);
-            assert!(matches!(
-                &data.responses[0].cert_status,
-                CertStatusDer::Revoked(RevokedInfo {
-                    revocation_reason: Some(CrlReason::KeyCompromise),
-                    ..
-                })
-            ));
-            assert_eq!(
-                data.response_extensions.as_ref().unwrap()[0].extn_id,
-                ID_PKIX_OCSP_NONCE
-            );
-            // The signature verifies under the issuing CA's key.
-            let (_, cert) = X509Certificate::from_der(r.ca.issuing_cert_der()).unwrap();
-            let key = cert.public_key().subject_public_key.data.to_vec();
-            let verify_alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = match alg {
-                KeyAlgorithm::EcdsaP256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                KeyAlgorithm::EcdsaP384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1,
-                _ => &aws_lc_rs::signature::ED25519,
-            };
-            aws_lc_rs::signature::UnparsedPublicKey::new(verify_alg, key)
-                .verify(&data.to_der().unwrap(), basic.signature.as_bytes().unwrap())
-                .unwrap();
+            for r in [responder(alg), delegated(alg)] {
+                let req = parse_request(&request_for(&r, &[0x01, 0x02], Some(b"0123456789abcdef")))
+                    .unwrap();
+                assert!(r.is_issuer_of(&req.certs[0]));
+                assert_eq!(req.certs[0].serial().unwrap().as_str(), "0102");
+                let now = OffsetDateTime::now_utc();
+                let der = r
+                    .respond(
+                        &req,
+                        &[SerialStatus::Revoked {
+                            at: now,
+                            reason: RevocationReason::KeyCompromise,
+                        }],
+                        now,
+                        time::Duration::hours(1),
+                    )
+                    .unwrap();
+                let resp = OcspResponse::from_der(&der).unwrap();
+                assert_eq!(resp.response_status, ResponseStatus::Successful);
+                let bytes = resp.response_bytes.unwrap();
+                assert_eq!(bytes.response_type, ID_PKIX_OCSP_BASIC);
+                let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).unwrap();
+                let data = &basic.tbs_response_data;
+                assert_eq!(data.responses[0].cert_id, req.certs[0]);
+                assert!(matches!(
+                    &data.responses[0].cert_status,
+                    CertStatusDer::Revoked(RevokedInfo {
+                        revocation_reason: Some(CrlReason::KeyCompromise),
+                        ..
+                    })
+                ));
+                assert_eq!(
+                    data.response_extensions.as_ref().unwrap()[0].extn_id,
+                    ID_PKIX_OCSP_NONCE
+                );
+                // The signature verifies under the signer's key: the delegated certificate sent
+                // along, which the issuing CA signed for OCSP signing only, or the CA's own.
+                let signer_der = match &basic.certs {
+                    Some(certs) => {
+                        assert!(r.signer_not_after().is_some());
+                        certs[0].to_der().unwrap()
+                    }
+                    None => r.ca.issuing_cert_der().to_vec(),
+                };
+                let (_, cert) = X509Certificate::from_der(&signer_der).unwrap();
+                if basic.certs.is_some() {
+                    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+                    assert!(eku.ocsp_signing && !eku.client_auth && !eku.server_auth);
+                    assert!(
+                        cert.extensions()
+                            .iter()
+                            .any(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.48.1.5")
+                    );
+                    let (_, issuer) = X509Certificate::from_der(r.ca.issuing_cert_der()).unwrap();
+                    cert.verify_signature(Some(issuer.public_key())).unwrap();
+                    assert_eq!(cert.issuer(), issuer.subject());
+                }
+                let key = cert.public_key().subject_public_key.data.to_vec();
+                let verify_alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = match alg {
+                    KeyAlgorithm::EcdsaP256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+                    KeyAlgorithm::EcdsaP384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1,
+                    _ => &aws_lc_rs::signature::ED25519,
+                };
+                aws_lc_rs::signature::UnparsedPublicKey::new(verify_alg, key)
+                    .verify(&data.to_der().unwrap(), basic.signature.as_bytes().unwrap())
+                    .unwrap();
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use sigil_ca::{CrlContents, IssuingCa, PublicUrls, RevokedEntry};
 use sigil_store::{Store, StoredCrl};
 
 use crate::mtls::RevokedSerials;
+use crate::ocsp::OcspCache;
 use crate::{Clock, ServerError};
 
 /// How long a CRL is valid (nextUpdate - thisUpdate).
@@ -27,6 +28,8 @@ pub struct CrlPublisher {
     current: RwLock<Option<Arc<StoredCrl>>>,
     /// What the TLS listener refuses; refreshed with every CRL.
     revoked_serials: RevokedSerials,
+    /// Signed OCSP answers, forgotten whenever the revocation set may have changed.
+    ocsp_cache: Arc<OcspCache>,
     /// Serialises signing, so numbers are assigned in order.
     signing: Mutex<()>,
     /// A revocation committed but its CRL failed to publish: retry at the next tick.
@@ -41,6 +44,7 @@ impl CrlPublisher {
         ca: Arc<IssuingCa>,
         urls: PublicUrls,
         revoked_serials: RevokedSerials,
+        ocsp_cache: Arc<OcspCache>,
         now: OffsetDateTime,
     ) -> Result<Arc<Self>, ServerError> {
         let latest = store.latest_crl().await?.map(Arc::new);
@@ -50,6 +54,7 @@ impl CrlPublisher {
             urls,
             current: RwLock::new(latest),
             revoked_serials,
+            ocsp_cache,
             signing: Mutex::new(()),
             stale: AtomicBool::new(false),
         });
@@ -74,12 +79,14 @@ impl CrlPublisher {
         Ok(())
     }
 
-    /// Sign and publish a CRL of everything revoked and unexpired now.
+    /// Sign and publish a CRL of everything revoked and unexpired now. Callers call this after
+    /// a revocation commits, so the OCSP cache is invalidated first, before anything can fail.
     pub async fn publish(
         &self,
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<Arc<StoredCrl>, ServerError> {
+        self.ocsp_cache.invalidate();
         let _signing = self.signing.lock().await;
         let revoked: Vec<RevokedEntry> = self
             .store
@@ -125,6 +132,7 @@ impl CrlPublisher {
 
     /// Have the next tick re-sign the CRL (after a failed publication).
     pub fn mark_stale(&self) {
+        self.ocsp_cache.invalidate();
         self.stale.store(true, Ordering::Release);
     }
 

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub log_origin: Option<String>,
     /// How often the audit log signs a checkpoint while it grows.
     pub checkpoint_interval: std::time::Duration,
+    /// Who signs OCSP responses.
+    pub ocsp_signing: ocsp::OcspSigning,
 }
 
 impl ServerConfig {
@@ -69,6 +71,7 @@ impl ServerConfig {
             algorithm: KeyAlgorithm::EcdsaP256,
             log_origin: None,
             checkpoint_interval: std::time::Duration::from_secs(60),
+            ocsp_signing: ocsp::OcspSigning::default(),
         }
     }
 }
@@ -239,19 +242,25 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
                 "tls_names": names,
                 "trust_domain": config.trust_domain,
                 "checkpoint_interval_seconds": config.checkpoint_interval.as_secs(),
+                "ocsp_signing": config.ocsp_signing.as_str(),
             }),
         )])
         .await?;
     // The CRL is re-signed at every start (see CrlPublisher::open), before the first checkpoint
     // so that the checkpoint covers everything start-up logged.
+    let ocsp_cache = Arc::new(ocsp::OcspCache::default());
     let crl = crl::CrlPublisher::open(
         store.clone(),
         ca.clone(),
         urls.clone(),
         revoked.clone(),
+        ocsp_cache.clone(),
         clock(),
     )
     .await?;
+    let ocsp_service =
+        ocsp::OcspService::new(ca.clone(), config.ocsp_signing, ocsp_cache, clock())?;
+    let ocsp_task = ocsp_service.spawn_rotation(clock.clone());
     let audit = AuditLog::open(store.clone(), log_key, dir.clone()).await?;
     // Sign the start-up state now, so the first checkpoint does not wait for the timer; a log
     // that fails its integrity check still serves (reads, exports) but signs nothing more.
@@ -273,7 +282,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     };
     let api_app = api::router(state);
     let ocsp_state = ocsp::OcspState {
-        responder: Arc::new(sigil_ca::ocsp::OcspResponder::new(ca.clone())?),
+        service: ocsp_service,
         store: store.clone(),
         clock: state_clock,
     };
@@ -291,7 +300,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         pki_addr,
         store,
         new_admin_token,
-        tasks: vec![api_task, pki_task, checkpoint_task, crl_task],
+        tasks: vec![api_task, pki_task, checkpoint_task, crl_task, ocsp_task],
     })
 }
 

@@ -2,32 +2,208 @@
 //! AIA: `POST /ocsp` with a DER body, or `GET /ocsp/<url-encoded base64 DER>` (Appendix A.1).
 //! Every answer is an `application/ocsp-response`; a request that cannot be parsed gets a
 //! `malformedRequest` response, never an HTTP error page.
+//!
+//! Statuses come from the live database. Signed answers to nonce-less single-certificate
+//! requests are cached for a few minutes; every revocation invalidates the whole cache before
+//! the CRL is re-signed, so a cached `good` never outlives a revocation.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use der::Encode;
+use time::OffsetDateTime;
 
+use sigil_ca::IssuingCa;
 use sigil_ca::ocsp::{self, OcspResponder, ParsedRequest, ResponseStatus, SerialStatus};
 use sigil_store::Store;
 
-use crate::Clock;
+use crate::{Clock, ServerError};
 
-/// nextUpdate - thisUpdate of every response. Responses are signed from the live database on
-/// each request, so a relying party that caches for this long is the only source of delay.
+/// nextUpdate - thisUpdate of every response.
 pub const OCSP_VALIDITY: time::Duration = time::Duration::minutes(15);
+/// A cached response is re-signed once it is this old, so a relying party always receives at
+/// least `OCSP_VALIDITY - OCSP_REFRESH` of validity. Revocations do not wait for this: they
+/// invalidate the cache at once.
+pub const OCSP_REFRESH: time::Duration = time::Duration::minutes(5);
+/// Life of a delegated responder certificate. ocsp-nocheck makes it unrevocable in practice, so
+/// it is short and rotated at half-life.
+pub const RESPONDER_CERT_VALIDITY: time::Duration = time::Duration::days(2);
+/// Most responses kept signed (~0.5 KiB each).
+const CACHE_CAPACITY: usize = 262_144;
+
+/// Who signs OCSP responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OcspSigning {
+    /// A delegated responder certificate (id-kp-OCSPSigning, ocsp-nocheck) with an in-memory key,
+    /// so the issuing key signs nothing but certificates and CRLs.
+    #[default]
+    Delegated,
+    IssuingCa,
+}
+
+impl OcspSigning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delegated => "delegated",
+            Self::IssuingCa => "issuing-ca",
+        }
+    }
+}
+
+impl std::str::FromStr for OcspSigning {
+    type Err = ServerError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "delegated" => Ok(Self::Delegated),
+            "issuing-ca" => Ok(Self::IssuingCa),
+            other => Err(ServerError::Config(format!(
+                "OCSP signer `{}`: expected `delegated` or `issuing-ca`",
+                other.chars().take(32).collect::<String>()
+            ))),
+        }
+    }
+}
+
+/// Signed answers for single-certificate requests without a nonce (what browsers, TLS
+/// stacks and brokers send), keyed by the request's CertID. Entries carry the revocation epoch
+/// they were read in: a revocation bumps the epoch, so no answer read before it is served after.
+#[derive(Debug)]
+pub struct OcspCache {
+    entries: quick_cache::sync::Cache<Vec<u8>, CachedResponse>,
+    epoch: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct CachedResponse {
+    der: Bytes,
+    signed_at: OffsetDateTime,
+    epoch: u64,
+}
+
+impl Default for OcspCache {
+    fn default() -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(CACHE_CAPACITY),
+            epoch: AtomicU64::new(0),
+        }
+    }
+}
+
+impl OcspCache {
+    /// A revocation committed (or may have): forget every signed answer.
+    pub fn invalidate(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn get(&self, key: &[u8], now: OffsetDateTime) -> Option<Bytes> {
+        let hit = self.entries.get(key)?;
+        let fresh =
+            hit.epoch == self.epoch() && now >= hit.signed_at && now - hit.signed_at < OCSP_REFRESH;
+        fresh.then_some(hit.der)
+    }
+
+    fn put(&self, key: Vec<u8>, der: Bytes, signed_at: OffsetDateTime, epoch: u64) {
+        self.entries.insert(
+            key,
+            CachedResponse {
+                der,
+                signed_at,
+                epoch,
+            },
+        );
+    }
+}
+
+/// The responder in service (replaced when its delegated certificate is rotated).
+pub struct OcspService {
+    ca: Arc<IssuingCa>,
+    signing: OcspSigning,
+    responder: RwLock<Arc<OcspResponder>>,
+    pub cache: Arc<OcspCache>,
+}
+
+impl OcspService {
+    pub fn new(
+        ca: Arc<IssuingCa>,
+        signing: OcspSigning,
+        cache: Arc<OcspCache>,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Self>, ServerError> {
+        let responder = Self::make_responder(&ca, signing, now)?;
+        Ok(Arc::new(Self {
+            ca,
+            signing,
+            responder: RwLock::new(Arc::new(responder)),
+            cache,
+        }))
+    }
+
+    fn make_responder(
+        ca: &Arc<IssuingCa>,
+        signing: OcspSigning,
+        now: OffsetDateTime,
+    ) -> Result<OcspResponder, ServerError> {
+        Ok(match signing {
+            OcspSigning::IssuingCa => OcspResponder::new(ca.clone())?,
+            OcspSigning::Delegated => {
+                OcspResponder::delegated(ca.clone(), RESPONDER_CERT_VALIDITY, now)?
+            }
+        })
+    }
+
+    pub fn responder(&self) -> Option<Arc<OcspResponder>> {
+        self.responder.read().ok().map(|r| r.clone())
+    }
+
+    /// Replace a delegated responder certificate past half its life (checked every ten minutes).
+    pub fn spawn_rotation(self: &Arc<Self>, clock: Clock) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(600));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = service.rotate_if_due(clock()) {
+                    tracing::error!(error = %e, "OCSP responder certificate rotation failed");
+                }
+            }
+        })
+    }
+
+    fn rotate_if_due(&self, now: OffsetDateTime) -> Result<(), ServerError> {
+        let due = self
+            .responder()
+            .and_then(|r| r.signer_not_after())
+            .is_some_and(|not_after| not_after - now < RESPONDER_CERT_VALIDITY / 2);
+        if due {
+            let fresh = Arc::new(Self::make_responder(&self.ca, self.signing, now)?);
+            if let Ok(mut current) = self.responder.write() {
+                *current = fresh;
+            }
+            tracing::info!("rotated the delegated OCSP responder certificate");
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone)]
 pub struct OcspState {
-    pub responder: Arc<OcspResponder>,
+    pub service: Arc<OcspService>,
     pub store: Store,
     pub clock: Clock,
 }
 
-fn ocsp_response(body: Vec<u8>) -> Response {
+fn ocsp_response(body: impl Into<Bytes>) -> Response {
+    let body: Bytes = body.into();
     let mut r = body.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -69,35 +245,55 @@ async fn answer(state: &OcspState, der: &[u8]) -> Response {
         Ok(r) => r,
         Err(e) => return refuse(e.status(), &e.to_string()),
     };
-    match statuses(state, &request).await {
-        Ok(statuses) => {
-            match state
-                .responder
-                .respond(&request, &statuses, (state.clock)(), OCSP_VALIDITY)
-            {
-                Ok(der) => ocsp_response(der),
-                Err(e) => {
-                    tracing::error!(error = %e, "signing an OCSP response failed");
-                    refuse(ResponseStatus::InternalError, "signing failed")
-                }
-            }
-        }
+    let Some(responder) = state.service.responder() else {
+        return refuse(ResponseStatus::InternalError, "responder lock poisoned");
+    };
+    let now = (state.clock)();
+    let cache = &state.service.cache;
+    // Only a nonce-less question about one certificate has an answer worth keeping: a nonce
+    // must be echoed under a fresh signature.
+    let cache_key = match request.certs.as_slice() {
+        [id] if !request.has_nonce() => id.to_der().ok(),
+        _ => None,
+    };
+    if let Some(der) = cache_key.as_deref().and_then(|k| cache.get(k, now)) {
+        return ocsp_response(der);
+    }
+    // Read before the status lookup: an answer read before a revocation carries the old epoch.
+    let epoch = cache.epoch();
+    let statuses = match statuses(state, &responder, &request).await {
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "OCSP status lookup failed");
             // RFC 6960: tryLater when the responder cannot answer for now.
-            refuse(ResponseStatus::TryLater, "database unavailable")
+            return refuse(ResponseStatus::TryLater, "database unavailable");
         }
+    };
+    let der = match responder.respond(&request, &statuses, now, OCSP_VALIDITY) {
+        Ok(der) => Bytes::from(der),
+        Err(e) => {
+            tracing::error!(error = %e, "signing an OCSP response failed");
+            return refuse(ResponseStatus::InternalError, "signing failed");
+        }
+    };
+    // `unknown` is not kept: the certificate may be being issued right now.
+    if let (Some(key), [SerialStatus::Good | SerialStatus::Revoked { .. }]) =
+        (cache_key, statuses.as_slice())
+    {
+        cache.put(key, der.clone(), now, epoch);
     }
+    ocsp_response(der)
 }
 
 async fn statuses(
     state: &OcspState,
+    responder: &OcspResponder,
     request: &ParsedRequest,
 ) -> Result<Vec<SerialStatus>, sigil_store::StoreError> {
     let mut out = Vec::with_capacity(request.certs.len());
     for id in &request.certs {
         let status = match id.serial() {
-            Some(serial) if state.responder.is_issuer_of(id) => {
+            Some(serial) if responder.is_issuer_of(id) => {
                 match state.store.certificate_revocation(&serial).await? {
                     None => SerialStatus::Unknown,
                     Some(None) => SerialStatus::Good,

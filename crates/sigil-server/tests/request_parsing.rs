@@ -80,6 +80,7 @@ fn harness() -> Harness {
             ca.clone(),
             urls.clone(),
             sigil_server::mtls::RevokedSerials::default(),
+            Default::default(),
             now,
         ))
         .unwrap();

@@ -58,7 +58,7 @@ pub struct ServeArgs {
     /// HTTPS API listener.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// Plain-HTTP public PKI listener (CA certificates, later CRL and OCSP).
+    /// Plain-HTTP public PKI listener (CA certificates, CRL, OCSP, audit checkpoints).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub pki_listen: SocketAddr,
     /// Database URL (`postgres://...` or `sqlite://PATH`); default: SQLite in the data directory.
@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// CA key algorithm if the CA is created on this start.
     #[arg(long, default_value = "ecdsa-p256")]
     pub algorithm: String,
+    /// Who signs OCSP responses: `delegated` (a short-lived responder certificate with
+    /// id-kp-OCSPSigning and ocsp-nocheck, key in memory only) or `issuing-ca`.
+    #[arg(long, default_value = "delegated")]
+    pub ocsp_signer: String,
 }
 
 /// How the CLI reaches a running server.

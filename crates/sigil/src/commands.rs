@@ -60,6 +60,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.tls_names = args.tls_names;
     config.trust_domain = args.trust_domain;
     config.algorithm = args.algorithm.parse()?;
+    config.ocsp_signing = args.ocsp_signer.parse()?;
     let handle = sigil_server::start(config, sigil_server::system_clock()).await?;
     if handle.new_admin_token.is_some() {
         eprintln!(

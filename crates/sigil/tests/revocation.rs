@@ -6,6 +6,7 @@ mod common;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sigil_server::ocsp::OcspSigning;
 
 use common::{Db, TestServer, ok, openssl, p256_csr, sigil};
 
@@ -302,7 +303,16 @@ fn openssl_ocsp(s: &TestServer, extra: &[&str]) -> String {
 }
 
 async fn ocsp_with_openssl(db: Db) {
-    let Some(s) = TestServer::start(db).await else {
+    ocsp_scenario(db, OcspSigning::Delegated).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocsp_signed_by_the_issuing_ca() {
+    ocsp_scenario(Db::Sqlite, OcspSigning::IssuingCa).await
+}
+
+async fn ocsp_scenario(db: Db, signing: OcspSigning) {
+    let Some(s) = TestServer::start_with(db, |c| c.ocsp_signing = signing).await else {
         return;
     };
     let product = s.create_product("P").await;
@@ -323,6 +333,29 @@ async fn ocsp_with_openssl(db: Db) {
     );
     assert!(good.contains("OCSP Nonce"), "the nonce is echoed: {good}");
     assert!(!good.contains("WARNING"), "{good}");
+    match signing {
+        // The delegated responder's certificate travels in the response, certified by the
+        // issuing CA for OCSP signing only, and exempt from status checks.
+        OcspSigning::Delegated => {
+            assert!(good.contains("Subject: CN=Sigil OCSP Responder"), "{good}");
+            assert!(good.contains("OCSP Signing"), "{good}");
+            assert!(good.contains("OCSP No Check"), "{good}");
+        }
+        OcspSigning::IssuingCa => {
+            assert!(
+                !good.contains("Certificate:"),
+                "no certificate sent: {good}"
+            );
+        }
+    }
+    // Without a nonce the signed answer is cached; asking twice gives the same bytes.
+    let no_nonce =
+        |name: &str| openssl_ocsp(&s, &["-cert", "dev1.crt", "-no_nonce", "-respout", name]);
+    let first = no_nonce("cached1.der");
+    assert!(first.contains("dev1.crt: good"), "{first}");
+    no_nonce("cached2.der");
+    let read = |name: &str| std::fs::read(s.dir.path().join(name)).unwrap();
+    assert_eq!(read("cached1.der"), read("cached2.der"));
 
     let (st, _) = s
         .post(
@@ -336,6 +369,9 @@ async fn ocsp_with_openssl(db: Db) {
     assert!(revoked.contains("dev1.crt: revoked"), "{revoked}");
     assert!(revoked.contains("Reason: keyCompromise"), "{revoked}");
     assert!(revoked.contains("Revocation Time:"), "{revoked}");
+    // The cached `good` did not survive the revocation.
+    let after = no_nonce("cached3.der");
+    assert!(after.contains("dev1.crt: revoked"), "{after}");
 
     // A serial this CA never issued: unknown.
     let unknown = openssl_ocsp(&s, &["-serial", "0x1234"]);
