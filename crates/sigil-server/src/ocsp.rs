@@ -15,11 +15,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use der::Encode;
 use time::OffsetDateTime;
 
 use sigil_ca::IssuingCa;
 use sigil_ca::ocsp::{self, OcspResponder, ParsedRequest, ResponseStatus, SerialStatus};
+use sigil_domain::Serial;
 use sigil_store::Store;
 
 use crate::{Clock, ServerError};
@@ -70,11 +70,14 @@ impl std::str::FromStr for OcspSigning {
 }
 
 /// Signed answers for single-certificate requests without a nonce (what browsers, TLS
-/// stacks and brokers send), keyed by the request's CertID. Entries carry the revocation epoch
+/// stacks and brokers send), keyed by the request's DER. Entries carry the revocation epoch
 /// they were read in: a revocation bumps the epoch, so no answer read before it is served after.
 #[derive(Debug)]
 pub struct OcspCache {
     entries: quick_cache::sync::Cache<Vec<u8>, CachedResponse>,
+    /// Statuses read from the database, for requests that must be signed afresh (with a nonce,
+    /// or several certificates): a status changes only by a revocation, which bumps the epoch.
+    statuses: quick_cache::sync::Cache<Serial, (SerialStatus, u64)>,
     epoch: AtomicU64,
 }
 
@@ -89,6 +92,7 @@ impl Default for OcspCache {
     fn default() -> Self {
         Self {
             entries: quick_cache::sync::Cache::new(CACHE_CAPACITY),
+            statuses: quick_cache::sync::Cache::new(CACHE_CAPACITY),
             epoch: AtomicU64::new(0),
         }
     }
@@ -109,6 +113,11 @@ impl OcspCache {
         let fresh =
             hit.epoch == self.epoch() && now >= hit.signed_at && now - hit.signed_at < OCSP_REFRESH;
         fresh.then_some(hit.der)
+    }
+
+    fn status(&self, serial: &Serial) -> Option<SerialStatus> {
+        let (status, epoch) = self.statuses.get(serial)?;
+        (epoch == self.epoch()).then_some(status)
     }
 
     fn put(&self, key: Vec<u8>, der: Bytes, signed_at: OffsetDateTime, epoch: u64) {
@@ -241,6 +250,13 @@ pub async fn get(State(state): State<OcspState>, Path(encoded): Path<String>) ->
 }
 
 async fn answer(state: &OcspState, der: &[u8]) -> Response {
+    let now = (state.clock)();
+    let cache = &state.service.cache;
+    // Keyed by the request's exact bytes: an answer is only stored after those same bytes
+    // parsed as a nonce-less question about one certificate, so a hit needs no parsing.
+    if let Some(answer) = cache.get(der, now) {
+        return ocsp_response(answer);
+    }
     let request = match ocsp::parse_request(der) {
         Ok(r) => r,
         Err(e) => return refuse(e.status(), &e.to_string()),
@@ -248,20 +264,9 @@ async fn answer(state: &OcspState, der: &[u8]) -> Response {
     let Some(responder) = state.service.responder() else {
         return refuse(ResponseStatus::InternalError, "responder lock poisoned");
     };
-    let now = (state.clock)();
-    let cache = &state.service.cache;
-    // Only a nonce-less question about one certificate has an answer worth keeping: a nonce
-    // must be echoed under a fresh signature.
-    let cache_key = match request.certs.as_slice() {
-        [id] if !request.has_nonce() => id.to_der().ok(),
-        _ => None,
-    };
-    if let Some(der) = cache_key.as_deref().and_then(|k| cache.get(k, now)) {
-        return ocsp_response(der);
-    }
     // Read before the status lookup: an answer read before a revocation carries the old epoch.
     let epoch = cache.epoch();
-    let statuses = match statuses(state, &responder, &request).await {
+    let statuses = match statuses(state, &responder, &request, epoch).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "OCSP status lookup failed");
@@ -269,40 +274,54 @@ async fn answer(state: &OcspState, der: &[u8]) -> Response {
             return refuse(ResponseStatus::TryLater, "database unavailable");
         }
     };
-    let der = match responder.respond(&request, &statuses, now, OCSP_VALIDITY) {
+    let answer = match responder.respond(&request, &statuses, now, OCSP_VALIDITY) {
         Ok(der) => Bytes::from(der),
         Err(e) => {
             tracing::error!(error = %e, "signing an OCSP response failed");
             return refuse(ResponseStatus::InternalError, "signing failed");
         }
     };
-    // `unknown` is not kept: the certificate may be being issued right now.
-    if let (Some(key), [SerialStatus::Good | SerialStatus::Revoked { .. }]) =
-        (cache_key, statuses.as_slice())
+    // Only a nonce-less question about one certificate has an answer worth keeping (a nonce
+    // must be echoed under a fresh signature), and not `unknown`: the certificate may be being
+    // issued right now.
+    if !request.has_nonce()
+        && matches!(
+            statuses.as_slice(),
+            [SerialStatus::Good | SerialStatus::Revoked { .. }]
+        )
     {
-        cache.put(key, der.clone(), now, epoch);
+        cache.put(der.to_vec(), answer.clone(), now, epoch);
     }
-    ocsp_response(der)
+    ocsp_response(answer)
 }
 
 async fn statuses(
     state: &OcspState,
     responder: &OcspResponder,
     request: &ParsedRequest,
+    epoch: u64,
 ) -> Result<Vec<SerialStatus>, sigil_store::StoreError> {
+    let cache = &state.service.cache;
     let mut out = Vec::with_capacity(request.certs.len());
     for id in &request.certs {
         let status = match id.serial() {
-            Some(serial) if responder.is_issuer_of(id) => {
-                match state.store.certificate_revocation(&serial).await? {
-                    None => SerialStatus::Unknown,
-                    Some(None) => SerialStatus::Good,
-                    Some(Some(r)) => SerialStatus::Revoked {
-                        at: r.revoked_at,
-                        reason: r.reason,
-                    },
+            Some(serial) if responder.is_issuer_of(id) => match cache.status(&serial) {
+                Some(known) => known,
+                None => {
+                    let status = match state.store.certificate_revocation(&serial).await? {
+                        None => SerialStatus::Unknown,
+                        Some(None) => SerialStatus::Good,
+                        Some(Some(r)) => SerialStatus::Revoked {
+                            at: r.revoked_at,
+                            reason: r.reason,
+                        },
+                    };
+                    if status != SerialStatus::Unknown {
+                        cache.statuses.insert(serial, (status, epoch));
+                    }
+                    status
                 }
-            }
+            },
             _ => SerialStatus::Unknown,
         };
         out.push(status);
