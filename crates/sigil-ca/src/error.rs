@@ -1,7 +1,7 @@
 use sigil_domain::DeviceId;
 
 /// Everything that can go wrong in CA logic. Variants that describe caller input (`Csr*`,
-/// `WeakKey`, `UnsupportedKey`) carry a message that is safe to show the caller.
+/// `WeakKey`, `UnsupportedKey`, `ManufacturerCa`) carry a message that is safe to show the caller.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaError {
@@ -35,6 +35,8 @@ pub enum CaError {
     CaCertificate(String),
     #[error("CA certificate and private key do not match")]
     KeyMismatch,
+    #[error("manufacturer CA certificate refused: {0}")]
+    ManufacturerCa(String),
     #[error("invalid name for a certificate: {0}")]
     BadName(String),
     #[error("certificate generation failed: {0}")]

@@ -6,6 +6,7 @@
 //! key can replace the software key later without touching issuance logic.
 
 mod algorithm;
+mod bootstrap;
 mod crl;
 mod csr;
 mod error;
@@ -16,6 +17,9 @@ mod keystore;
 pub mod ocsp;
 
 pub use algorithm::KeyAlgorithm;
+pub use bootstrap::{
+    BootstrapCertificate, MAX_MANUFACTURER_CA_LEN, ManufacturerCa, directly_issued_by,
+};
 pub use crl::{CrlContents, RevokedEntry};
 pub use csr::{CsrKey, MAX_CSR_DER_LEN, ValidatedCsr};
 pub use error::CaError;

@@ -219,12 +219,22 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     }
     let server_cert = ca.issue_server_certificate(&names, &ips, SERVER_CERT_VALIDITY, clock())?;
     let revoked = mtls::RevokedSerials::default();
+    let (refusals_tx, refusals_rx) = tokio::sync::mpsc::channel(1024);
     let client_verifier = mtls::SigilClientVerifier::new(
         &[ca.root_cert_der(), ca.issuing_cert_der()],
         revoked.clone(),
         Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        Some(refusals_tx),
     )?;
-    let tls_config = tls::server_config(server_cert, client_verifier)?;
+    let manufacturer_cas: Vec<Vec<u8>> = store
+        .manufacturer_cas(None)
+        .await?
+        .into_iter()
+        .map(|ca| ca.der)
+        .collect();
+    client_verifier.set_manufacturer_cas(&manufacturer_cas)?;
+    let refusals_task = spawn_refusal_recorder(store.clone(), refusals_rx, clock.clone());
+    let tls_config = tls::server_config(server_cert, client_verifier.clone())?;
 
     store
         .append_audit(vec![AuditEvent::new(
@@ -279,6 +289,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         urls,
         scheme,
         clock,
+        client_verifier,
     };
     let api_app = api::router(state);
     let ocsp_state = ocsp::OcspState {
@@ -300,7 +311,38 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         pki_addr,
         store,
         new_admin_token,
-        tasks: vec![api_task, pki_task, checkpoint_task, crl_task, ocsp_task],
+        tasks: vec![
+            api_task,
+            pki_task,
+            checkpoint_task,
+            crl_task,
+            ocsp_task,
+            refusals_task,
+        ],
+    })
+}
+
+/// Client certificates refused in TLS handshakes go to the audit log (the handshake itself
+/// cannot wait for a database write).
+fn spawn_refusal_recorder(
+    store: Store,
+    mut refusals: tokio::sync::mpsc::Receiver<mtls::RefusedClientCertificate>,
+    clock: Clock,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(r) = refusals.recv().await {
+            let event = AuditEvent::new(
+                clock(),
+                Actor::device("unknown"),
+                "tls.client_certificate",
+                format!("certificate:{}", r.serial),
+                Outcome::Denied,
+                serde_json::json!({"reason": r.reason, "subject": r.subject, "issuer": r.issuer}),
+            );
+            if let Err(e) = store.append_audit(vec![event]).await {
+                tracing::error!(error = %e, "could not record a refused client certificate");
+            }
+        }
     })
 }
 

@@ -84,6 +84,7 @@ fn harness() -> Harness {
             now,
         ))
         .unwrap();
+    let ca_for_tls = ca.clone();
     let state = AppState {
         store,
         ca,
@@ -92,6 +93,13 @@ fn harness() -> Harness {
         scheme: IdentityScheme::Urn,
         clock: sigil_server::system_clock(),
         audit,
+        client_verifier: sigil_server::mtls::SigilClientVerifier::new(
+            &[ca_for_tls.root_cert_der()],
+            Default::default(),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            None,
+        )
+        .unwrap(),
     };
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let valid_csr_der = rcgen::CertificateParams::new(Vec::<String>::new())

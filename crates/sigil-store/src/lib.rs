@@ -9,6 +9,7 @@
 
 mod audit;
 mod batch;
+mod bootstrap;
 mod enrollment;
 mod error;
 mod revocation;
@@ -32,6 +33,7 @@ use sigil_domain::{
 };
 
 pub use audit::{AuditQuery, StoredEntry};
+pub use bootstrap::ManufacturerCaRecord;
 pub use enrollment::TokenRefusal;
 pub use error::{IssueError, StoreError};
 pub use revocation::{RevokedCertificate, StoredCrl};

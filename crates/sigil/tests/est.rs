@@ -71,6 +71,25 @@ fn reenroll(s: &TestServer, client: Option<(&str, &str)>, file: &str) -> Curl {
     curl(s, "simplereenroll", &args)
 }
 
+/// EST `op` authenticated only by the TLS client certificate `(cert, key)`, CSR in `file`.
+fn reenroll_as(s: &TestServer, op: &str, (cert, key): (&str, &str), file: &str) -> Curl {
+    let body = format!("@{file}");
+    curl(
+        s,
+        op,
+        &[
+            "-H",
+            PKCS10,
+            "--data-binary",
+            &body,
+            "--cert",
+            cert,
+            "--key",
+            key,
+        ],
+    )
+}
+
 /// A P-256 key and a base64 DER CSR from `openssl req` (file `<name>.b64`).
 fn csr_b64(dir: &Path, name: &str) {
     openssl(
@@ -401,3 +420,214 @@ async fn cli_creates_enrolment_tokens() {
     assert!(!bad.status.success());
     s.shutdown().await;
 }
+
+/// A manufacturer CA made with openssl, as a device maker's factory PKI would be: `<name>.crt`,
+/// `<name>.key`.
+fn manufacturer_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/O={name}/CN={name} IDevID CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-days",
+            "3650",
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+}
+
+/// A bootstrap (IDevID-style) certificate for device serial `serial`, issued by `ca` with
+/// openssl: `<out>.crt`, `<out>.key`.
+fn bootstrap_cert(dir: &Path, ca: &str, serial: &str, out: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{out}.key"),
+            "-subj",
+            &format!("/serialNumber={serial}/CN=sensor"),
+            "-out",
+            &format!("{out}.csr"),
+        ],
+    );
+    std::fs::write(
+        dir.join("idevid.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{out}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "idevid.ext",
+            "-out",
+            &format!("{out}.crt"),
+        ],
+    );
+}
+
+/// Wait for the refused-handshake audit entry about a certificate whose subject contains
+/// `needle`; its reason.
+async fn tls_refusal(s: &TestServer, needle: &str) -> String {
+    for _ in 0..50 {
+        let (_, page) = s
+            .get("/api/v1/audit/entries?action=tls.client_certificate&limit=500")
+            .await;
+        if let Some(e) = page["items"].as_array().and_then(|items| {
+            items.iter().find(|e| {
+                e["details"]["subject"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(needle))
+            })
+        }) {
+            assert_eq!(e["outcome"], "denied");
+            return e["details"]["reason"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no audit entry for the refused certificate {needle}");
+}
+
+async fn est_enrolment_with_a_bootstrap_certificate(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let dir = s.dir.path();
+    let product = s.create_product("P").await;
+    let device = s.create_device(&product, "SN-100").await;
+    manufacturer_ca(dir, "acme");
+    manufacturer_ca(dir, "rogue");
+    bootstrap_cert(dir, "acme", "SN-100", "boot");
+    bootstrap_cert(dir, "rogue", "SN-100", "rogueboot");
+    bootstrap_cert(dir, "acme", "SN-999", "nodevice");
+    csr_b64(dir, "dev");
+    let certs_before = s.count("certificates").await;
+
+    // Before the operator trusts Acme for this product, its certificate fails the handshake,
+    // and the refusal is in the audit log.
+    let refused = reenroll_as(&s, "simpleenroll", ("boot.crt", "boot.key"), "dev.b64");
+    assert_eq!(refused.status, 0, "the TLS handshake must fail");
+    assert!(tls_refusal(&s, "SN-100").await.contains("UnknownIssuer"));
+
+    // Registering: a leaf is not a CA; Acme's CA is trusted once.
+    let pem = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let path = format!("/api/v1/products/{product}/manufacturer-cas");
+    let (st, e) = s.post(&path, json!({"certificate": pem("boot.crt")})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["code"], "manufacturer-ca-invalid");
+    assert!(e["detail"].as_str().unwrap().contains("not a CA"), "{e}");
+    let (st, ca) = s.post(&path, json!({"certificate": pem("acme.crt")})).await;
+    assert_eq!(st, StatusCode::CREATED, "{ca}");
+    assert!(ca["subject"].as_str().unwrap().contains("acme IDevID CA"));
+    let (st, _) = s.post(&path, json!({"certificate": pem("acme.crt")})).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (_, list) = s.get(&path).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Now the bootstrap certificate enrols the device whose serial number it carries.
+    let enrol = reenroll_as(&s, "simpleenroll", ("boot.crt", "boot.key"), "dev.b64");
+    assert_eq!(enrol.status, 200, "{}", enrol.body);
+    save_certs(dir, &enrol.body, "dev");
+    let subject = openssl(dir, &["x509", "-in", "dev.crt", "-noout", "-subject"]);
+    assert!(subject.contains(&device), "{subject}");
+    let (_, d) = s.get(&format!("/api/v1/devices/{device}")).await;
+    assert_eq!(d["state"], "provisioned");
+    let (_, auth) = s
+        .get("/api/v1/audit/entries?action=est.bootstrap_authenticated")
+        .await;
+    assert_eq!(
+        auth["items"][0]["details"]["bootstrap_subject"],
+        "serialNumber=SN-100, CN=sensor"
+    );
+    assert_eq!(s.count("certificates").await, certs_before + 1);
+
+    // Refusals, none of which issues anything.
+    csr_b64(dir, "other");
+    // A CA nobody registered: refused in the handshake.
+    let rogue = reenroll_as(
+        &s,
+        "simpleenroll",
+        ("rogueboot.crt", "rogueboot.key"),
+        "other.b64",
+    );
+    assert_eq!(rogue.status, 0);
+    // A registered CA, but no device of the product has that serial.
+    let unknown = reenroll_as(
+        &s,
+        "simpleenroll",
+        ("nodevice.crt", "nodevice.key"),
+        "other.b64",
+    );
+    assert_eq!(unknown.status, 403, "{}", unknown.body);
+    assert!(
+        unknown.body.contains("bootstrap-no-device"),
+        "{}",
+        unknown.body
+    );
+    assert!(unknown.body.contains("SN-999"), "{}", unknown.body);
+    // An expired bootstrap certificate from the registered CA: refused in the handshake.
+    let ca_key = rcgen::KeyPair::from_pem(&pem("acme.key")).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&pem("acme.crt"), ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(
+        rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+        "SN-100-expired",
+    );
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    std::fs::write(
+        dir.join("expired.crt"),
+        params.signed_by(&key, &issuer).unwrap().pem(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("expired.key"), key.serialize_pem()).unwrap();
+    let expired = reenroll_as(
+        &s,
+        "simpleenroll",
+        ("expired.crt", "expired.key"),
+        "other.b64",
+    );
+    assert_eq!(expired.status, 0);
+    assert!(tls_refusal(&s, "SN-100-expired").await.contains("Expired"));
+    // A Sigil device certificate is not a bootstrap certificate.
+    let own = reenroll_as(&s, "simpleenroll", ("dev.crt", "dev.key"), "other.b64");
+    assert_eq!(own.status, 403, "{}", own.body);
+    assert!(own.body.contains("simplereenroll"), "{}", own.body);
+    assert_eq!(s.count("certificates").await, certs_before + 1);
+    s.shutdown().await;
+}
+both_backends!(est_enrolment_with_a_bootstrap_certificate);

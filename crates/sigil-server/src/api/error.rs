@@ -205,6 +205,11 @@ impl From<CaError> for ApiError {
                 "unknown-profile",
                 "Unknown certificate profile",
             ),
+            CaError::ManufacturerCa(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "manufacturer-ca-invalid",
+                "Manufacturer CA refused",
+            ),
             _ => return Self::internal(&e),
         };
         Self::new(status, code, title, e.to_string())

@@ -1,5 +1,6 @@
 //! EST (RFC 7030) under `/.well-known/est/`: `cacerts`, `csrattrs`, `simpleenroll` (HTTP Basic
-//! with a one-time enrolment token: user = device id, password = token) and `simplereenroll`
+//! with a one-time enrolment token: user = device id, password = token; or a manufacturer
+//! bootstrap certificate as the TLS client certificate) and `simplereenroll`
 //! (mTLS with the device's current certificate). Bodies are base64 DER as the RFC prescribes;
 //! errors are problem+json with a status from RFC 7030 4.2.3, and every refusal is in the
 //! audit log.
@@ -14,7 +15,7 @@ use base64::Engine;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use sigil_audit::Actor;
-use sigil_ca::{DEFAULT_PROFILE, KeyAlgorithm, Profile, ValidatedCsr, est};
+use sigil_ca::{BootstrapCertificate, DEFAULT_PROFILE, KeyAlgorithm, Profile, ValidatedCsr, est};
 use sigil_domain::{DeviceId, Serial};
 use sigil_store::{CertificateRecord, CertificateStatus};
 
@@ -157,7 +158,19 @@ fn with_challenge(e: ApiError) -> Response {
     r
 }
 
-async fn simpleenroll(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// First enrolment: with a one-time token (HTTP Basic), or, without one, with a manufacturer
+/// bootstrap certificate presented as the TLS client certificate.
+async fn simpleenroll(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !headers.contains_key(header::AUTHORIZATION)
+        && let Some(Extension(PeerCertificate(Some(der)))) = &peer
+    {
+        return bootstrap_enroll(&state, der, &headers, &body).await;
+    }
     let (actor, subject) = match basic_credentials(&headers) {
         Ok((device, _)) => (
             Actor::device(&device.to_string()),
@@ -204,6 +217,112 @@ async fn simpleenroll(State(state): State<AppState>, headers: HeaderMap, body: B
     }
     .await;
     answer(&state, &actor, "est.simpleenroll", subject, result).await
+}
+
+fn forbidden(code: &'static str, detail: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, code, "Forbidden", detail)
+}
+
+/// The registered device a bootstrap certificate (already verified by the TLS layer against the
+/// registered manufacturer CAs) stands for: a device of a product whose CA directly issued it,
+/// whose serial number or hardware id is the certificate's subject serialNumber or CN.
+async fn bootstrap_device(
+    state: &AppState,
+    der: &[u8],
+) -> Result<(DeviceId, BootstrapCertificate, String), ApiError> {
+    if sigil_ca::directly_issued_by(der, state.ca.issuing_cert_der()) {
+        return Err(forbidden(
+            "not-a-bootstrap-certificate",
+            "this is a Sigil device certificate: renew it at /.well-known/est/simplereenroll"
+                .into(),
+        ));
+    }
+    let boot = BootstrapCertificate::parse(der)?;
+    let cas: Vec<_> = state
+        .store
+        .manufacturer_cas(None)
+        .await?
+        .into_iter()
+        .filter(|ca| sigil_ca::directly_issued_by(der, &ca.der))
+        .collect();
+    if cas.is_empty() {
+        return Err(forbidden(
+            "bootstrap-untrusted",
+            format!(
+                "the client certificate ({}) was not issued directly by a manufacturer CA registered for any product",
+                boot.subject
+            ),
+        ));
+    }
+    let mut devices = Vec::new();
+    for ca in &cas {
+        for device in state
+            .store
+            .devices_named(ca.product_id, &boot.device_names)
+            .await?
+        {
+            devices.push((device, ca.sha256.to_string()));
+        }
+    }
+    match devices.as_slice() {
+        [(device, ca)] => Ok((*device, boot, ca.clone())),
+        [] => Err(forbidden(
+            "bootstrap-no-device",
+            format!(
+                "no registered device of the product(s) trusting this CA has serial number or hardware id {:?}",
+                boot.device_names
+            ),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "bootstrap-ambiguous",
+            "Conflict",
+            format!(
+                "{} registered devices match the bootstrap certificate's names {:?}",
+                devices.len(),
+                boot.device_names
+            ),
+        )),
+    }
+}
+
+async fn bootstrap_enroll(
+    state: &AppState,
+    der: &[u8],
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let found = bootstrap_device(state, der).await;
+    let (actor, subject) = match &found {
+        Ok((device, _, _)) => (
+            Actor::device(&device.to_string()),
+            format!("device:{device}"),
+        ),
+        Err(_) => (Actor::device("unknown"), "est:simpleenroll".to_owned()),
+    };
+    let result = async {
+        let (device, boot, ca) = found?;
+        let csr = read_csr(headers, body)?;
+        state
+            .store
+            .append_audit(vec![sigil_audit::AuditEvent::new(
+                state.now(),
+                actor.clone(),
+                "est.bootstrap_authenticated",
+                format!("device:{device}"),
+                sigil_audit::Outcome::Success,
+                serde_json::json!({
+                    "bootstrap_serial": boot.serial,
+                    "bootstrap_subject": boot.subject,
+                    "manufacturer_ca_sha256": ca,
+                }),
+            )])
+            .await?;
+        let profile = Profile::by_name(DEFAULT_PROFILE)?;
+        issue_to_device(state, &actor, device, csr, profile).await
+    }
+    .await;
+    answer(state, &actor, "est.simpleenroll", subject, result).await
 }
 
 /// The device a verified client certificate belongs to, if Sigil issued it and it is current.

@@ -1,6 +1,7 @@
 //! The JSON REST API under `/api/v1`.
 
 mod audit;
+mod bootstrap;
 mod certificates;
 mod error;
 mod est;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub clock: Clock,
     pub audit: Arc<AuditLog>,
     pub crl: Arc<crate::crl::CrlPublisher>,
+    /// The API listener's client-certificate verifier (to update its manufacturer CAs).
+    pub client_verifier: Arc<crate::mtls::SigilClientVerifier>,
 }
 
 impl AppState {
@@ -109,6 +112,10 @@ pub fn router(state: AppState) -> Router {
             post(inventory::create_product).get(inventory::list_products),
         )
         .route("/api/v1/products/{id}", get(inventory::get_product))
+        .route(
+            "/api/v1/products/{id}/manufacturer-cas",
+            post(bootstrap::add).get(bootstrap::list),
+        )
         .route(
             "/api/v1/devices",
             post(inventory::create_device).get(inventory::list_devices),
@@ -344,7 +351,7 @@ where
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,
-        revocation::revoke_device, est::create_enrollment_token,
+        revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),
