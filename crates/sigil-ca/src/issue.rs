@@ -23,12 +23,17 @@ const OID_OCSP_NOCHECK: [u64; 10] = [1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 const ID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
 const ID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
 
-/// A named certificate profile: how long a device identity lives.
+/// A named certificate profile: how long a device identity lives, and when its holder should
+/// renew it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Profile {
     pub name: &'static str,
     #[serde(with = "duration_secs")]
     pub validity: Duration,
+    /// The renewal window: a device re-enrols once less than this remains (a third of the
+    /// validity, so a missed attempt leaves time for retries).
+    #[serde(with = "duration_secs")]
+    pub renew_before: Duration,
 }
 
 mod duration_secs {
@@ -39,24 +44,41 @@ mod duration_secs {
 
 pub const DEFAULT_PROFILE: &str = "device";
 
-/// The built-in profiles. Short-lived profiles are for fleets that rely on expiry rather than
-/// revocation checking.
+/// The built-in profiles. Short-lived profiles (hours down to minutes) are for fleets that
+/// rely on expiry rather than revocation checking ("passive revocation").
 pub const PROFILES: &[Profile] = &[
     Profile {
         name: "device",
         validity: Duration::days(365),
+        renew_before: Duration::days(30),
     },
     Profile {
         name: "device-short",
         validity: Duration::hours(24),
+        renew_before: Duration::hours(8),
     },
     Profile {
         name: "device-ephemeral",
         validity: Duration::hours(1),
+        renew_before: Duration::minutes(20),
+    },
+    Profile {
+        name: "device-minutes",
+        validity: Duration::minutes(15),
+        renew_before: Duration::minutes(5),
     },
 ];
 
 impl Profile {
+    /// When a certificate valid until `not_after` (from `not_before`) enters its renewal window.
+    pub fn renew_after(
+        &self,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> OffsetDateTime {
+        (not_after - self.renew_before).max(not_before)
+    }
+
     pub fn by_name(name: &str) -> Result<&'static Profile, CaError> {
         PROFILES
             .iter()

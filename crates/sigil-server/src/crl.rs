@@ -136,18 +136,59 @@ impl CrlPublisher {
         self.stale.store(true, Ordering::Release);
     }
 
-    /// Refresh the CRL before it goes stale (checked every minute).
-    pub fn spawn_refresh(self: &Arc<Self>, clock: Clock) -> tokio::task::JoinHandle<()> {
+    /// Refresh the CRL before it goes stale (checked every minute), and, when `overlap` is set,
+    /// revoke superseded certificates once their overlap has ended (checked at least every
+    /// half overlap), publishing a CRL at once when that revoked any.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        clock: Clock,
+        overlap: Option<Duration>,
+    ) -> tokio::task::JoinHandle<()> {
         let publisher = self.clone();
+        let minute = std::time::Duration::from_secs(60);
+        let tick = overlap
+            .and_then(|o| std::time::Duration::try_from(o / 2).ok())
+            .map_or(minute, |half| {
+                half.clamp(std::time::Duration::from_secs(1), minute)
+            });
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(60));
+            let mut ticker = tokio::time::interval(tick);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if let Err(e) = publisher.refresh_if_due(clock()).await {
+                let now = clock();
+                if let Some(overlap) = overlap
+                    && let Err(e) = publisher.end_overlaps(now - overlap, now).await
+                {
+                    tracing::error!(error = %e, "revoking superseded certificates failed");
+                }
+                if let Err(e) = publisher.refresh_if_due(now).await {
                     tracing::error!(error = %e, "CRL refresh failed");
                 }
             }
         })
+    }
+
+    async fn end_overlaps(
+        &self,
+        replaced_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), ServerError> {
+        let system = Actor::system("sigil");
+        let serials = self
+            .store
+            .revoke_superseded(&system, replaced_before, now)
+            .await?;
+        if !serials.is_empty() {
+            tracing::info!(
+                count = serials.len(),
+                "revoked superseded certificates after their overlap"
+            );
+            if let Err(e) = self.publish(&system, now).await {
+                self.mark_stale();
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub checkpoint_interval: std::time::Duration,
     /// Who signs OCSP responses.
     pub ocsp_signing: ocsp::OcspSigning,
+    /// How long a certificate replaced by re-enrolment stays valid before it is revoked
+    /// (reason superseded). `None`: it stays valid until it expires.
+    pub superseded_overlap: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -72,6 +75,7 @@ impl ServerConfig {
             log_origin: None,
             checkpoint_interval: std::time::Duration::from_secs(60),
             ocsp_signing: ocsp::OcspSigning::default(),
+            superseded_overlap: None,
         }
     }
 }
@@ -253,6 +257,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
                 "trust_domain": config.trust_domain,
                 "checkpoint_interval_seconds": config.checkpoint_interval.as_secs(),
                 "ocsp_signing": config.ocsp_signing.as_str(),
+                "superseded_overlap_seconds": config.superseded_overlap.map(|d| d.whole_seconds()),
             }),
         )])
         .await?;
@@ -278,7 +283,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         tracing::error!(error = %e, "audit log: no checkpoint signed at start");
     }
     let checkpoint_task = audit.spawn_periodic(config.checkpoint_interval, clock.clone());
-    let crl_task = crl.spawn_refresh(clock.clone());
+    let crl_task = crl.spawn_refresh(clock.clone(), config.superseded_overlap);
 
     let state_clock = clock.clone();
     let state = AppState {

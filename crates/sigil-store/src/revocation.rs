@@ -52,23 +52,36 @@ pub(crate) async fn revoke_in_tx(
                 .map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if serials.is_empty() {
-        return Ok(serials);
+    let revoked: Vec<(Serial, DeviceId)> = serials.iter().map(|s| (s.clone(), device)).collect();
+    mark_revoked(tx, actor, &revoked, reason, now).await?;
+    Ok(serials)
+}
+
+/// Record `certificates` as revoked now for `reason`, with one `certificate.revoked` entry each.
+async fn mark_revoked(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    certificates: &[(Serial, DeviceId)],
+    reason: RevocationReason,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if certificates.is_empty() {
+        return Ok(());
     }
     let sql = format!(
         "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 WHERE serial IN ({})",
-        batch::placeholders_from(3, serials.len())
+        batch::placeholders_from(3, certificates.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now.unix_timestamp())
         .bind(i64::from(reason.code()));
-    for s in &serials {
+    for (s, _) in certificates {
         query = query.bind(s.as_str().to_owned());
     }
     query.execute(&mut **tx).await?;
-    let events = serials
+    let events = certificates
         .iter()
-        .map(|s| {
+        .map(|(s, device)| {
             AuditEvent::new(
                 now,
                 actor.clone(),
@@ -80,8 +93,11 @@ pub(crate) async fn revoke_in_tx(
         })
         .collect();
     audit::append(tx, events).await?;
-    Ok(serials)
+    Ok(())
 }
+
+/// Most superseded certificates revoked in one sweep (the rest wait for the next).
+const SUPERSEDED_SWEEP_LIMIT: i64 = 500;
 
 fn hex_sha256(data: &[u8]) -> String {
     sigil_domain::Fingerprint::from_digest(&sha256(data)).to_string()
@@ -115,6 +131,54 @@ impl Store {
         }
         tx.commit().await?;
         Ok(serials)
+    }
+
+    /// Revoke (reason superseded) every unexpired certificate that a newer certificate of the
+    /// same device replaced at or before `replaced_before`: the end of the overlap a renewing
+    /// device is given to switch to its new certificate. Returns the serials revoked.
+    pub async fn revoke_superseded(
+        &self,
+        actor: &Actor,
+        replaced_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Serial>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT c.serial, c.device_id FROM certificates c \
+             WHERE c.status = 'superseded' AND c.revoked_at IS NULL AND c.not_after > $1 \
+             AND EXISTS (SELECT 1 FROM certificates n WHERE n.device_id = c.device_id \
+                 AND n.serial <> c.serial AND n.issued_at >= c.issued_at AND n.issued_at <= $2) \
+             ORDER BY c.serial LIMIT $3",
+        )
+        .bind(now.unix_timestamp())
+        .bind(replaced_before.unix_timestamp())
+        .bind(SUPERSEDED_SWEEP_LIMIT)
+        .fetch_all(&mut *tx)
+        .await?;
+        let certificates = rows
+            .iter()
+            .map(|r| {
+                let serial = r
+                    .try_get::<String, _>("serial")?
+                    .parse::<Serial>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let device = r
+                    .try_get::<String, _>("device_id")?
+                    .parse::<DeviceId>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((serial, device))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        mark_revoked(
+            &mut tx,
+            actor,
+            &certificates,
+            RevocationReason::Superseded,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(certificates.into_iter().map(|(s, _)| s).collect())
     }
 
     /// Revoked certificates that have not expired at `now` (expired ones may leave the CRL,

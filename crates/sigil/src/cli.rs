@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// id-kp-OCSPSigning and ocsp-nocheck, key in memory only) or `issuing-ca`.
     #[arg(long, default_value = "delegated")]
     pub ocsp_signer: String,
+    /// Revoke a certificate this many seconds after re-enrolment replaced it (reason
+    /// superseded). Default: it stays valid until it expires.
+    #[arg(long)]
+    pub superseded_overlap_seconds: Option<u32>,
 }
 
 /// How the CLI reaches a running server.

@@ -61,6 +61,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.trust_domain = args.trust_domain;
     config.algorithm = args.algorithm.parse()?;
     config.ocsp_signing = args.ocsp_signer.parse()?;
+    config.superseded_overlap = args
+        .superseded_overlap_seconds
+        .map(|s| time::Duration::seconds(i64::from(s)));
     let handle = sigil_server::start(config, sigil_server::system_clock()).await?;
     if handle.new_admin_token.is_some() {
         eprintln!(

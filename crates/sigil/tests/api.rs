@@ -493,6 +493,71 @@ async fn issuance_interoperates_with_openssl(db: Db) {
         time::Duration::minutes(61),
         "1 h validity plus 1 min backdating"
     );
+    // The renewal window opens 20 minutes before expiry.
+    let renew = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v["renew_after"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!(na - renew(&issued), time::Duration::minutes(20));
+    let (_, record) = s
+        .get(&format!(
+            "/api/v1/certificates/{}",
+            issued["serial"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(renew(&record), renew(&issued));
+
+    // Minutes-long identities for passive revocation, renewed 5 minutes before expiry.
+    let (_, profiles) = s.get("/api/v1/profiles").await;
+    let minutes = profiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "device-minutes")
+        .unwrap();
+    assert_eq!(minutes["validity_seconds"], 900);
+    assert_eq!(minutes["renew_before_seconds"], 300);
+    let device = s.create_device(&product, "SN-minutes").await;
+    let csr = p256_csr(work, "minutes");
+    let (st, issued) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": csr, "profile": "device-minutes"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{issued}");
+    std::fs::write(
+        work.join("minutes.crt"),
+        issued["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let dates = openssl(
+        work,
+        &[
+            "x509",
+            "-in",
+            "minutes.crt",
+            "-noout",
+            "-startdate",
+            "-enddate",
+        ],
+    );
+    assert!(dates.contains("notAfter="), "{dates}");
+    let na = time::OffsetDateTime::parse(
+        issued["not_after"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let nb = time::OffsetDateTime::parse(
+        issued["not_before"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(na - nb, time::Duration::minutes(16));
+    assert_eq!(na - renew(&issued), time::Duration::minutes(5));
     s.shutdown().await;
 }
 both_backends!(issuance_interoperates_with_openssl);
@@ -798,6 +863,8 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/products", "post"),
         ("/api/v1/products", "get"),
         ("/api/v1/products/{id}", "get"),
+        ("/api/v1/products/{id}/manufacturer-cas", "post"),
+        ("/api/v1/products/{id}/manufacturer-cas", "get"),
         ("/api/v1/devices", "post"),
         ("/api/v1/devices", "get"),
         ("/api/v1/devices/{id}", "get"),
@@ -826,7 +893,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        20,
+        21,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

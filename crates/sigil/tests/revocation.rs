@@ -617,6 +617,51 @@ async fn a_new_certificate_supersedes_the_old_one(db: Db) {
 }
 both_backends!(a_new_certificate_supersedes_the_old_one);
 
+/// With an overlap configured, a superseded certificate is revoked (reason superseded) once the
+/// overlap has passed, and the CRL lists it; the new certificate is untouched.
+async fn superseded_certificates_are_revoked_after_the_overlap(db: Db) {
+    let Some(s) = TestServer::start_with(db, |c| {
+        c.superseded_overlap = Some(time::Duration::seconds(2));
+    })
+    .await
+    else {
+        return;
+    };
+    let product = s.create_product("P").await;
+    let (device, first) = enrolled_device(&s, &product, "dev1").await;
+    let csr = p256_csr(s.dir.path(), "dev1-new");
+    let (st, c) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": csr}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let second = c["serial"].as_str().unwrap().to_owned();
+    // Within the overlap the old certificate still works.
+    let (_, old) = s.get(&format!("/api/v1/certificates/{first}")).await;
+    assert_eq!(old["status"], "superseded");
+    let mut revoked = None;
+    for _ in 0..100 {
+        let (_, old) = s.get(&format!("/api/v1/certificates/{first}")).await;
+        if old["status"] == "revoked" {
+            revoked = Some(old);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let old = revoked.expect("the superseded certificate was revoked after the overlap");
+    assert_eq!(old["revocation_reason"], "superseded");
+    let (_, new) = s.get(&format!("/api/v1/certificates/{second}")).await;
+    assert_eq!(new["status"], "active");
+    let crl = fetch_crl(&s, "dev1.crt").await;
+    assert!(crl.contains(&openssl_serial(&first)), "{crl}");
+    assert!(crl.contains("Superseded"), "{crl}");
+    assert!(!crl.contains(&openssl_serial(&second)), "{crl}");
+    s.shutdown().await;
+}
+both_backends!(superseded_certificates_are_revoked_after_the_overlap);
+
 /// A Mosquitto broker on a free port: TLS with client certificates required, trusting Sigil's
 /// chain, checking Sigil's CRL (`crl.pem` in the test directory, read at start).
 struct Broker {

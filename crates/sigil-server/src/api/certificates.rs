@@ -35,6 +35,8 @@ pub struct IssueResponse {
     pub chain: String,
     pub not_before: String,
     pub not_after: String,
+    /// When the device should re-enrol: the start of its profile's renewal window.
+    pub renew_after: String,
     /// SHA-256 of the certificate DER, hex.
     pub sha256: String,
 }
@@ -48,6 +50,8 @@ pub struct CertificateResponse {
     pub status: String,
     pub not_before: String,
     pub not_after: String,
+    /// When the device should re-enrol: the start of its profile's renewal window.
+    pub renew_after: Option<String>,
     pub sha256: String,
     /// SHA-256 of the certified SubjectPublicKeyInfo, hex.
     pub spki_sha256: String,
@@ -61,6 +65,9 @@ pub struct CertificateResponse {
 
 impl From<CertificateRecord> for CertificateResponse {
     fn from(c: CertificateRecord) -> Self {
+        let renew_after = Profile::by_name(&c.profile)
+            .ok()
+            .map(|p| rfc3339(p.renew_after(c.not_before, c.not_after)));
         Self {
             serial: c.serial.to_string(),
             device_id: c.device_id.to_string(),
@@ -68,6 +75,7 @@ impl From<CertificateRecord> for CertificateResponse {
             status: c.status.as_str().to_owned(),
             not_before: rfc3339(c.not_before),
             not_after: rfc3339(c.not_after),
+            renew_after,
             sha256: c.sha256.to_string(),
             spki_sha256: c.spki_sha256.to_string(),
             issued_at: rfc3339(c.issued_at),
@@ -149,6 +157,7 @@ pub async fn issue(
             chain: state.ca.chain_pem(),
             not_before: rfc3339(record.not_before),
             not_after: rfc3339(record.not_after),
+            renew_after: rfc3339(profile.renew_after(record.not_before, record.not_after)),
             sha256: record.sha256.to_string(),
         }),
     ))
@@ -234,6 +243,8 @@ pub async fn get(
 pub struct ProfileResponse {
     pub name: String,
     pub validity_seconds: i64,
+    /// The renewal window: re-enrol once less than this remains.
+    pub renew_before_seconds: i64,
     pub default: bool,
 }
 
@@ -245,6 +256,7 @@ pub async fn profiles() -> Json<Vec<ProfileResponse>> {
             .map(|p| ProfileResponse {
                 name: p.name.to_owned(),
                 validity_seconds: p.validity.whole_seconds(),
+                renew_before_seconds: p.renew_before.whole_seconds(),
                 default: p.name == DEFAULT_PROFILE,
             })
             .collect(),
