@@ -187,4 +187,28 @@ mod tests {
         assert!(!directly_issued_by(&der, &other_der));
         assert!(!directly_issued_by(b"junk", &ca_der));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(text in ".{0,300}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = ManufacturerCa::from_pem(&text, now());
+            let _ = BootstrapCertificate::parse(&bytes);
+            let _ = directly_issued_by(&bytes, &bytes);
+        }
+
+        #[test]
+        fn a_mutated_ca_is_refused_or_still_a_ca(pos in 0usize..2000, byte in proptest::prelude::any::<u8>()) {
+            let (_, _, pem) = manufacturer(true);
+            let der = ManufacturerCa::from_pem(&pem, now()).unwrap().der;
+            let mut bad = der.clone();
+            let i = pos % bad.len();
+            bad[i] = byte;
+            let text = pem::encode(&pem::Pem::new("CERTIFICATE", bad.clone()));
+            if let Ok(ca) = ManufacturerCa::from_pem(&text, now()) {
+                proptest::prop_assert_eq!(&ca.der, &bad);
+                let (_, cert) = X509Certificate::from_der(&ca.der).unwrap();
+                proptest::prop_assert!(cert.basic_constraints().unwrap().unwrap().value.ca);
+            }
+        }
+    }
 }
