@@ -69,6 +69,22 @@ pub fn certs_only(certs_der: &[&[u8]]) -> Result<Vec<u8>, CaError> {
     .map_err(enc)
 }
 
+/// The certificates (DER) in a certs-only SignedData, as `certs_only` makes it.
+pub fn parse_certs_only(der: &[u8]) -> Result<Vec<Vec<u8>>, CaError> {
+    let bad = |e: der::Error| CaError::Crypto(format!("not a certs-only PKCS#7: {e}"));
+    let info = ContentInfo::from_der(der).map_err(bad)?;
+    if info.content_type != ID_SIGNED_DATA {
+        return Err(CaError::Crypto(
+            "not a certs-only PKCS#7: content is not SignedData".into(),
+        ));
+    }
+    info.content
+        .certificates
+        .iter()
+        .map(|c| c.to_der().map_err(bad))
+        .collect()
+}
+
 #[derive(Sequence)]
 struct Attribute {
     attr_type: ObjectIdentifier,
@@ -126,6 +142,28 @@ mod tests {
             assert!(p7.windows(c.len()).any(|w| w == c.as_ref()));
         }
         assert!(certs_only(&[b"not der"]).is_err());
+        let mut back = parse_certs_only(&p7).unwrap();
+        back.sort();
+        let mut want = vec![c1.der().to_vec(), c2.der().to_vec()];
+        want.sort();
+        assert_eq!(back, want);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_or_mutated_pkcs7_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            pos in 0usize..400,
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let _ = parse_certs_only(&bytes);
+            let a = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let c = rcgen::CertificateParams::new(vec!["a".into()]).unwrap().self_signed(&a).unwrap();
+            let mut p7 = certs_only(&[c.der()]).unwrap();
+            let i = pos % p7.len();
+            p7[i] = byte;
+            let _ = parse_certs_only(&p7);
+        }
     }
 
     #[test]

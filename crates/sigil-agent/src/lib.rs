@@ -1,0 +1,284 @@
+//! The Sigil device agent: enrols a device over EST with a one-time token or a manufacturer
+//! bootstrap certificate, trusting the server only through a pinned root CA fingerprint; then
+//! renews the certificate over mTLS when it enters its renewal window, retrying with
+//! exponential backoff and jitter through outages, and never losing its working identity
+//! (see [`state`]).
+//!
+//! The key is generated on the device and never leaves it.
+
+mod client;
+mod error;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+pub use client::{Credential, EstClient, MAX_CLOCK_SKEW, fetch_pinned_chain};
+pub use error::AgentError;
+pub use state::{AgentConfig, Identity, StateDir};
+
+/// The agent's notion of now (injectable so tests can move it).
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+/// How the device proves it may enrol the first time.
+#[derive(Debug, Clone)]
+pub enum EnrollCredential {
+    Token(String),
+    /// A manufacturer bootstrap certificate and its key, PEM.
+    Bootstrap {
+        cert_pem: String,
+        key_pem: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EnrollOptions {
+    pub server: String,
+    /// `sha256:HEX` or `HEX`: SHA-256 of the server's root CA certificate, obtained out of band.
+    pub ca_fingerprint: String,
+    pub device_id: String,
+    pub credential: EnrollCredential,
+}
+
+/// `sha256:HEX` or `HEX` -> lowercase hex of 32 bytes.
+pub fn parse_fingerprint(text: &str) -> Result<String, AgentError> {
+    let hex_part = text
+        .strip_prefix("sha256:")
+        .unwrap_or(text)
+        .replace(':', "")
+        .to_ascii_lowercase();
+    match hex::decode(&hex_part) {
+        Ok(bytes) if bytes.len() == 32 => Ok(hex_part),
+        _ => Err(AgentError::Usage(format!(
+            "CA fingerprint `{}` is not sha256:<64 hex digits>",
+            text.chars().take(80).collect::<String>()
+        ))),
+    }
+}
+
+/// A fresh P-256 key and a CSR for it; (key PEM, CSR DER, SPKI DER).
+fn new_key_and_csr() -> Result<(String, Vec<u8>, Vec<u8>), AgentError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| AgentError::State(format!("key generation: {e}")))?;
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .map_err(|e| AgentError::State(format!("CSR: {e}")))?;
+    Ok((
+        key.serialize_pem(),
+        csr.der().to_vec(),
+        rcgen::PublicKeyData::subject_public_key_info(&key),
+    ))
+}
+
+fn pem_cert(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// The issued certificate must come from the issuing CA at the head of `chain_pem`.
+fn check_issued(cert_der: &[u8], chain_pem: &str) -> Result<(), AgentError> {
+    let issuing = pem::parse_many(chain_pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| AgentError::BadAnswer("empty CA chain".into()))?;
+    if sigil_ca::directly_issued_by(cert_der, issuing.contents()) {
+        Ok(())
+    } else {
+        Err(AgentError::BadAnswer(
+            "the issued certificate does not chain to the pinned CA".into(),
+        ))
+    }
+}
+
+/// First enrolment: fetch and pin the CA, generate the key, enrol, store the identity.
+pub async fn enroll(state: &StateDir, opts: &EnrollOptions) -> Result<Identity, AgentError> {
+    let fingerprint = parse_fingerprint(&opts.ca_fingerprint)?;
+    let server = opts.server.trim_end_matches('/').to_owned();
+    let (root_pem, chain) = fetch_pinned_chain(&server, &fingerprint).await?;
+    let credential = match &opts.credential {
+        EnrollCredential::Token(token) => Credential::Token {
+            device_id: &opts.device_id,
+            token,
+        },
+        EnrollCredential::Bootstrap { cert_pem, key_pem } => Credential::Certificate {
+            identity_pem: format!("{key_pem}\n{cert_pem}"),
+        },
+    };
+    let client = EstClient::new(&server, &root_pem, &credential)?;
+    let generation = state.current()?.map_or(1, |c| c.generation + 1);
+    let (key_pem, csr, spki) = new_key_and_csr()?;
+    state.stage_key(generation, &key_pem)?;
+    let cert = client.enroll(false, &credential, &csr, &spki).await?;
+    check_issued(&cert, &chain)?;
+    state.save_config(
+        &AgentConfig {
+            server,
+            ca_fingerprint: fingerprint,
+            device_id: opts.device_id.clone(),
+        },
+        &root_pem,
+    )?;
+    state.commit(generation, &pem_cert(&cert), &chain)?;
+    state.current()?.ok_or(AgentError::NotEnrolled)
+}
+
+/// Re-enrol over mTLS with the current identity: a new key, a new certificate, the chain
+/// refreshed (CA rollover). The old identity stays current until the new one is stored.
+pub async fn renew(state: &StateDir) -> Result<Identity, AgentError> {
+    let config = state.config()?;
+    let current = state.current()?.ok_or(AgentError::NotEnrolled)?;
+    let credential = Credential::Certificate {
+        identity_pem: format!("{}\n{}", current.key_pem, current.cert_pem),
+    };
+    let client = EstClient::new(&config.server, &state.ca_pem()?, &credential)?;
+    let chain = client.chain().await?;
+    let generation = current.generation + 1;
+    let (key_pem, csr, spki) = new_key_and_csr()?;
+    state.stage_key(generation, &key_pem)?;
+    let cert = client.enroll(true, &credential, &csr, &spki).await?;
+    check_issued(&cert, &chain)?;
+    state.commit(generation, &pem_cert(&cert), &chain)?;
+    state.current()?.ok_or(AgentError::NotEnrolled)
+}
+
+/// Validity of a certificate.
+pub fn validity(cert_der: &[u8]) -> Result<(OffsetDateTime, OffsetDateTime), AgentError> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| AgentError::State(format!("cert.pem: {e}")))?;
+    Ok((
+        cert.validity().not_before.to_datetime(),
+        cert.validity().not_after.to_datetime(),
+    ))
+}
+
+/// When to renew: at two thirds of the lifetime, minus up to a tenth of it at random
+/// (`jitter` in [0, 1)), so a fleet enrolled together does not renew together.
+pub fn renewal_due(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    jitter: f64,
+) -> OffsetDateTime {
+    let life = not_after - not_before;
+    not_before + life * 2 / 3 - life * (jitter.clamp(0.0, 1.0) / 10.0)
+}
+
+/// A uniform random number in [0, 1).
+pub fn random_fraction() -> f64 {
+    let mut b = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+}
+
+#[derive(Clone)]
+pub struct RunOptions {
+    pub clock: Clock,
+    /// First retry delay after a failed renewal; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Longest single sleep, so clock changes and shutdown are noticed.
+    pub poll: Duration,
+    /// Return after this many renewals (tests, simulation); `None`: run forever.
+    pub renewals: Option<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            clock: system_clock(),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            poll: Duration::from_secs(60),
+            renewals: None,
+        }
+    }
+}
+
+/// What `run` did, when it returns.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub renewals: u64,
+    pub failed_attempts: u64,
+}
+
+/// Keep the identity fresh: renew when due, back off (with jitter) while the server is
+/// unreachable, stop on anything that retrying cannot fix (revoked, refused, expired).
+pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, AgentError> {
+    let mut report = RunReport::default();
+    let mut backoff = opts.min_backoff;
+    let mut jitter = random_fraction();
+    loop {
+        if opts.renewals.is_some_and(|n| report.renewals >= n) {
+            return Ok(report);
+        }
+        let current = state.current()?.ok_or(AgentError::NotEnrolled)?;
+        let (not_before, not_after) = validity(&current.cert_der()?)?;
+        let now = (opts.clock)();
+        if now >= not_after {
+            return Err(AgentError::Expired(not_after));
+        }
+        let due = renewal_due(not_before, not_after, jitter);
+        if now < due {
+            let wait = Duration::try_from(due - now)
+                .unwrap_or(opts.poll)
+                .min(opts.poll);
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        match renew(state).await {
+            Ok(identity) => {
+                report.renewals += 1;
+                backoff = opts.min_backoff;
+                jitter = random_fraction();
+                tracing::info!(
+                    generation = identity.generation,
+                    "renewed the device certificate"
+                );
+            }
+            Err(e) if e.is_transient() => {
+                report.failed_attempts += 1;
+                // Full jitter: anywhere up to the current backoff.
+                let wait = backoff.mul_f64(0.5 + random_fraction() / 2.0);
+                tracing::warn!(error = %e, retry_in = ?wait, "renewal failed; retrying");
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(opts.max_backoff);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_sha256_hex() {
+        let hex64 = "ab".repeat(32);
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{hex64}")).unwrap(),
+            hex64
+        );
+        assert_eq!(parse_fingerprint(&hex64.to_uppercase()).unwrap(), hex64);
+        assert!(parse_fingerprint("sha256:abcd").is_err());
+        assert!(parse_fingerprint("not hex").is_err());
+    }
+
+    #[test]
+    fn renewal_is_due_between_three_fifths_and_two_thirds_of_the_lifetime() {
+        let nb = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let na = nb + time::Duration::minutes(300);
+        assert_eq!(renewal_due(nb, na, 0.0), nb + time::Duration::minutes(200));
+        assert_eq!(renewal_due(nb, na, 1.0), nb + time::Duration::minutes(170));
+        let r = random_fraction();
+        assert!((0.0..1.0).contains(&r));
+    }
+}

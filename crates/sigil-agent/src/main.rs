@@ -1,0 +1,148 @@
+//! `sigil-agent`: enrol this device with Sigil and keep its identity fresh.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use sigil_agent::{AgentError, EnrollCredential, EnrollOptions, RunOptions, StateDir};
+
+#[derive(Parser)]
+#[command(name = "sigil-agent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrol over EST: generate the key here, obtain the device certificate, store both.
+    Enroll {
+        /// Sigil's API base URL, e.g. https://sigil.example:8443
+        #[arg(long)]
+        server: String,
+        /// SHA-256 of Sigil's root CA certificate (`sha256:HEX`), obtained out of band.
+        #[arg(long)]
+        ca_fingerprint: String,
+        #[arg(long)]
+        device_id: String,
+        /// One-time enrolment token.
+        #[arg(long, conflicts_with_all = ["bootstrap_cert", "bootstrap_key"], env = "SIGIL_ENROLLMENT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Manufacturer bootstrap certificate (PEM).
+        #[arg(long, requires = "bootstrap_key")]
+        bootstrap_cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, requires = "bootstrap_cert")]
+        bootstrap_key: Option<PathBuf>,
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+    /// Renew the certificate in its renewal window, forever; retry through outages.
+    Run {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+    /// Renew once, now.
+    Renew {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+    /// Print the current identity.
+    Status {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+}
+
+fn read(path: &PathBuf) -> Result<String, AgentError> {
+    std::fs::read_to_string(path).map_err(|e| AgentError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn print_identity(id: &sigil_agent::Identity) -> Result<(), AgentError> {
+    let (nb, na) = sigil_agent::validity(&id.cert_der()?)?;
+    println!("generation {}: valid {nb} to {na}", id.generation);
+    Ok(())
+}
+
+async fn execute(cli: Cli) -> Result<(), AgentError> {
+    match cli.command {
+        Command::Enroll {
+            server,
+            ca_fingerprint,
+            device_id,
+            token,
+            bootstrap_cert,
+            bootstrap_key,
+            state_dir,
+        } => {
+            let credential = match (token, bootstrap_cert, bootstrap_key) {
+                (Some(t), None, None) => EnrollCredential::Token(t),
+                (None, Some(c), Some(k)) => EnrollCredential::Bootstrap {
+                    cert_pem: read(&c)?,
+                    key_pem: read(&k)?,
+                },
+                _ => {
+                    return Err(AgentError::Usage(
+                        "give --token, or --bootstrap-cert with --bootstrap-key".into(),
+                    ));
+                }
+            };
+            let state = StateDir::open(state_dir)?;
+            let id = sigil_agent::enroll(
+                &state,
+                &EnrollOptions {
+                    server,
+                    ca_fingerprint,
+                    device_id,
+                    credential,
+                },
+            )
+            .await?;
+            print_identity(&id)
+        }
+        Command::Run { state_dir } => {
+            let state = StateDir::open(state_dir)?;
+            sigil_agent::run(&state, &RunOptions::default())
+                .await
+                .map(|_| ())
+        }
+        Command::Renew { state_dir } => {
+            let id = sigil_agent::renew(&StateDir::open(state_dir)?).await?;
+            print_identity(&id)
+        }
+        Command::Status { state_dir } => {
+            let state = StateDir::open(state_dir)?;
+            let id = state.current()?.ok_or(AgentError::NotEnrolled)?;
+            print_identity(&id)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sigil-agent: cannot start: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sigil-agent: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+    }
+}
