@@ -228,4 +228,36 @@ impl EstClient {
             })?;
         Ok(cert)
     }
+
+    /// Send a posture report (mTLS with the current identity); the server's id for it.
+    pub async fn report_posture(
+        &self,
+        posture: &sigil_domain::Posture,
+    ) -> Result<String, AgentError> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/device/posture", self.server))
+            .json(posture)
+            .send()
+            .await
+            .map_err(transport)?;
+        check_clock(&r)?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.map_err(transport)?;
+        match status {
+            201 => Ok(body["id"].as_str().unwrap_or_default().to_owned()),
+            401 | 403 => {
+                let detail = body["detail"].as_str().unwrap_or_default().to_owned();
+                Err(if detail.contains("revoked") {
+                    AgentError::Revoked(detail)
+                } else {
+                    AgentError::CredentialRefused(detail)
+                })
+            }
+            _ => Err(AgentError::Server {
+                status,
+                detail: body["detail"].as_str().unwrap_or_default().to_owned(),
+            }),
+        }
+    }
 }

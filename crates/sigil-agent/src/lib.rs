@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+pub mod posture;
 pub mod state;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use client::{Credential, EstClient, MAX_CLOCK_SKEW, fetch_pinned_chain};
 pub use error::AgentError;
+pub use posture::{FileProvider, LinuxProvider, PostureProvider};
 pub use state::{AgentConfig, Identity, StateDir};
 
 /// The agent's notion of now (injectable so tests can move it).
@@ -150,6 +152,21 @@ pub async fn renew(state: &StateDir) -> Result<Identity, AgentError> {
     state.current()?.ok_or(AgentError::NotEnrolled)
 }
 
+/// Send `posture` to the server, authenticated by the current identity.
+pub async fn report_posture(
+    state: &StateDir,
+    posture: &sigil_domain::Posture,
+) -> Result<String, AgentError> {
+    let config = state.config()?;
+    let current = state.current()?.ok_or(AgentError::NotEnrolled)?;
+    let credential = Credential::Certificate {
+        identity_pem: format!("{}\n{}", current.key_pem, current.cert_pem),
+    };
+    EstClient::new(&config.server, &state.ca_pem()?, &credential)?
+        .report_posture(posture)
+        .await
+}
+
 /// Validity of a certificate.
 pub fn validity(cert_der: &[u8]) -> Result<(OffsetDateTime, OffsetDateTime), AgentError> {
     let (_, cert) = X509Certificate::from_der(cert_der)
@@ -188,6 +205,10 @@ pub struct RunOptions {
     pub poll: Duration,
     /// Return after this many renewals (tests, simulation); `None`: run forever.
     pub renewals: Option<u64>,
+    /// Where posture reports come from; `None`: none are sent.
+    pub posture: Option<Arc<dyn PostureProvider>>,
+    /// Report at least this often, and whenever the posture changes.
+    pub posture_interval: Duration,
 }
 
 impl Default for RunOptions {
@@ -198,6 +219,8 @@ impl Default for RunOptions {
             max_backoff: Duration::from_secs(300),
             poll: Duration::from_secs(60),
             renewals: None,
+            posture: None,
+            posture_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -207,6 +230,7 @@ impl Default for RunOptions {
 pub struct RunReport {
     pub renewals: u64,
     pub failed_attempts: u64,
+    pub posture_reports: u64,
 }
 
 /// Keep the identity fresh: renew when due, back off (with jitter) while the server is
@@ -215,9 +239,32 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
     let mut report = RunReport::default();
     let mut backoff = opts.min_backoff;
     let mut jitter = random_fraction();
+    let mut last_posture: Option<(std::time::Instant, sigil_domain::Posture)> = None;
     loop {
         if opts.renewals.is_some_and(|n| report.renewals >= n) {
             return Ok(report);
+        }
+        if let Some(provider) = &opts.posture {
+            match provider.collect() {
+                Ok(posture) => {
+                    let due = last_posture.as_ref().is_none_or(|(at, sent)| {
+                        at.elapsed() >= opts.posture_interval || *sent != posture
+                    });
+                    if due {
+                        match report_posture(state, &posture).await {
+                            Ok(_) => {
+                                report.posture_reports += 1;
+                                last_posture = Some((std::time::Instant::now(), posture));
+                            }
+                            Err(e) if e.is_transient() => {
+                                tracing::warn!(error = %e, "posture report failed; retrying");
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not collect the posture"),
+            }
         }
         let current = state.current()?.ok_or(AgentError::NotEnrolled)?;
         let (not_before, not_after) = validity(&current.cert_der()?)?;

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use sigil_agent::{AgentError, EnrollCredential, EnrollOptions, RunOptions, StateDir};
+use sigil_agent::{
+    AgentError, EnrollCredential, EnrollOptions, FileProvider, LinuxProvider, PostureProvider,
+    RunOptions, StateDir,
+};
 
 #[derive(Parser)]
 #[command(name = "sigil-agent", version, about)]
@@ -38,10 +41,21 @@ enum Command {
         #[arg(long)]
         state_dir: PathBuf,
     },
-    /// Renew the certificate in its renewal window, forever; retry through outages.
+    /// Renew the certificate in its renewal window, forever; retry through outages; report
+    /// posture hourly and on change.
     Run {
         #[arg(long)]
         state_dir: PathBuf,
+        /// Read posture from this JSON file instead of the running Linux system.
+        #[arg(long)]
+        posture_file: Option<PathBuf>,
+    },
+    /// Send one posture report now.
+    Report {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        posture_file: Option<PathBuf>,
     },
     /// Renew once, now.
     Renew {
@@ -53,6 +67,13 @@ enum Command {
         #[arg(long)]
         state_dir: PathBuf,
     },
+}
+
+fn provider(file: Option<PathBuf>) -> std::sync::Arc<dyn PostureProvider> {
+    match file {
+        Some(f) => std::sync::Arc::new(FileProvider(f)),
+        None => std::sync::Arc::new(LinuxProvider::default()),
+    }
 }
 
 fn read(path: &PathBuf) -> Result<String, AgentError> {
@@ -101,11 +122,26 @@ async fn execute(cli: Cli) -> Result<(), AgentError> {
             .await?;
             print_identity(&id)
         }
-        Command::Run { state_dir } => {
+        Command::Run {
+            state_dir,
+            posture_file,
+        } => {
             let state = StateDir::open(state_dir)?;
-            sigil_agent::run(&state, &RunOptions::default())
-                .await
-                .map(|_| ())
+            let options = RunOptions {
+                posture: Some(provider(posture_file)),
+                ..RunOptions::default()
+            };
+            sigil_agent::run(&state, &options).await.map(|_| ())
+        }
+        Command::Report {
+            state_dir,
+            posture_file,
+        } => {
+            let state = StateDir::open(state_dir)?;
+            let posture = provider(posture_file).collect()?;
+            let id = sigil_agent::report_posture(&state, &posture).await?;
+            println!("posture report {id} accepted");
+            Ok(())
         }
         Command::Renew { state_dir } => {
             let id = sigil_agent::renew(&StateDir::open(state_dir)?).await?;

@@ -184,6 +184,7 @@ fn fast(clock: sigil_agent::Clock) -> RunOptions {
         max_backoff: Duration::from_millis(400),
         poll: Duration::from_millis(200),
         renewals: Some(1),
+        ..RunOptions::default()
     }
 }
 
@@ -387,4 +388,120 @@ async fn enrols_with_a_manufacturer_bootstrap_certificate() {
         certs[0]["sha256"],
         hex::encode(sigil_ca::sha256(&id.cert_der().unwrap()))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_posture_on_schedule_and_on_change() {
+    let s = Server::start().await;
+    let (_, device, token) = s.device("SN-7").await;
+    let path = state_path(&s, "agent");
+    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.fingerprint());
+    assert_eq!(code, 0, "{out}");
+    let posture_file = state_path(&s, "posture.json");
+    std::fs::write(
+        &posture_file,
+        r#"{"firmware_version":"1.0.0","secure_boot":true,"default_password":true,
+            "listening_services":[{"protocol":"tcp","port":23,"process":"telnetd"}],
+            "debug_interfaces":["uart-console"],"sbom_ref":"sha256:0011"}"#,
+    )
+    .unwrap();
+    // One-shot, through the binary.
+    let (code, out) = agent(&[
+        "report",
+        "--state-dir",
+        path.to_str().unwrap(),
+        "--posture-file",
+        posture_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (_, d) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/devices/{device}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        d["firmware_version"], "1.0.0",
+        "the inventory follows the report"
+    );
+
+    // The run loop reports again when the posture changes (an update to 1.1.0).
+    std::fs::write(
+        &posture_file,
+        r#"{"firmware_version":"1.1.0","secure_boot":true,"default_password":false}"#,
+    )
+    .unwrap();
+    let state = StateDir::open(&path).unwrap();
+    let options = RunOptions {
+        posture: Some(Arc::new(sigil_agent::FileProvider(posture_file.clone()))),
+        ..fast(clock_ahead(time::Duration::days(250)))
+    };
+    let report = sigil_agent::run(&state, &options).await.unwrap();
+    assert_eq!(report.posture_reports, 1);
+    let (st, p) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/devices/{device}/posture"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(p["latest"]["posture"]["firmware_version"], "1.1.0");
+    assert_eq!(p["latest"]["posture"]["default_password"], false);
+    let history = p["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1]["posture"]["listening_services"][0]["port"], 23);
+
+    // Without a client certificate, or with a malformed report: refused, nothing stored.
+    let anonymous = s
+        .http
+        .post(format!("{}/api/v1/device/posture", s.url()))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    std::fs::write(
+        &posture_file,
+        r#"{"listening_services":[{"protocol":"icmp","port":1}]}"#,
+    )
+    .unwrap();
+    let (code, out) = agent(&[
+        "report",
+        "--state-dir",
+        path.to_str().unwrap(),
+        "--posture-file",
+        posture_file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code, 64,
+        "a bad local report is caught before sending: {out}"
+    );
+    let id = state.current().unwrap().unwrap();
+    let identity =
+        reqwest::Identity::from_pem(format!("{}\n{}", id.key_pem, id.cert_pem).as_bytes()).unwrap();
+    let root = std::fs::read(s.dir.path().join("data/ca/root.crt")).unwrap();
+    let device_http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&root).unwrap()])
+        .identity(identity)
+        .build()
+        .unwrap();
+    let bad = device_http
+        .post(format!("{}/api/v1/device/posture", s.url()))
+        .header("content-type", "application/json")
+        .body(r#"{"listening_services":[{"protocol":"icmp","port":1}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 422);
+    assert!(bad.text().await.unwrap().contains("tcp or udp"));
+    let (_, p) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/devices/{device}/posture"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(p["history"].as_array().unwrap().len(), 2);
 }

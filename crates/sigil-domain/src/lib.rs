@@ -7,6 +7,7 @@
 pub mod ids;
 pub mod inventory;
 pub mod lifecycle;
+pub mod posture;
 pub mod revocation;
 
 pub use ids::{DeviceId, Fingerprint, IdError, ProductId, Serial};
@@ -15,4 +16,5 @@ pub use inventory::{
     Tag,
 };
 pub use lifecycle::{LifecycleError, LifecycleEvent, LifecycleState};
+pub use posture::{ListeningService, Posture, PostureError};
 pub use revocation::{RevocationReason, UnknownReason};

@@ -12,6 +12,7 @@ mod batch;
 mod bootstrap;
 mod enrollment;
 mod error;
+mod posture;
 mod revocation;
 mod rows;
 
@@ -36,6 +37,7 @@ pub use audit::{AuditQuery, StoredEntry};
 pub use bootstrap::ManufacturerCaRecord;
 pub use enrollment::TokenRefusal;
 pub use error::{IssueError, StoreError};
+pub use posture::PostureRecord;
 pub use revocation::{RevokedCertificate, StoredCrl};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 

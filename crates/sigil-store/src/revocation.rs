@@ -99,7 +99,7 @@ async fn mark_revoked(
 /// Most superseded certificates revoked in one sweep (the rest wait for the next).
 const SUPERSEDED_SWEEP_LIMIT: i64 = 500;
 
-fn hex_sha256(data: &[u8]) -> String {
+pub(crate) fn hex_sha256(data: &[u8]) -> String {
     sigil_domain::Fingerprint::from_digest(&sha256(data)).to_string()
 }
 

@@ -868,6 +868,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/devices", "post"),
         ("/api/v1/devices", "get"),
         ("/api/v1/devices/{id}", "get"),
+        ("/api/v1/devices/{id}/posture", "get"),
         ("/api/v1/devices/{id}/activate", "post"),
         ("/api/v1/devices/{id}/suspend", "post"),
         ("/api/v1/devices/{id}/resume", "post"),
@@ -893,7 +894,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        21,
+        22,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -326,7 +326,7 @@ async fn bootstrap_enroll(
 }
 
 /// The device a verified client certificate belongs to, if Sigil issued it and it is current.
-async fn current_identity(
+pub(crate) async fn current_identity(
     state: &AppState,
     peer: &PeerCertificate,
 ) -> Result<(DeviceId, CertificateRecord), ApiError> {

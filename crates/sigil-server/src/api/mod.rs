@@ -7,6 +7,7 @@ mod error;
 mod est;
 mod evidence;
 mod inventory;
+mod posture;
 mod revocation;
 
 use std::sync::Arc;
@@ -121,6 +122,7 @@ pub fn router(state: AppState) -> Router {
             post(inventory::create_device).get(inventory::list_devices),
         )
         .route("/api/v1/devices/{id}", get(inventory::get_device))
+        .route("/api/v1/devices/{id}/posture", get(posture::get))
         .route(
             "/api/v1/devices/{id}/activate",
             post(inventory::activate_device),
@@ -166,6 +168,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(protected)
         .merge(est::router())
+        // Devices authenticate with their certificate (mTLS), not a bearer token.
+        .route("/api/v1/device/posture", post(posture::report))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(health))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -351,7 +355,7 @@ where
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,
-        revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list,
+        revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list, posture::get,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),
