@@ -47,6 +47,23 @@ impl AgentError {
         }
     }
 
+    /// A short name for the kind of failure (for counting them).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentError::Unreachable(_) => "unreachable",
+            AgentError::FingerprintMismatch { .. } => "fingerprint-mismatch",
+            AgentError::CredentialRefused(_) => "credential-refused",
+            AgentError::Revoked(_) => "revoked",
+            AgentError::ClockSkew { .. } => "clock-skew",
+            AgentError::Expired(_) => "expired",
+            AgentError::Server { .. } => "server-error",
+            AgentError::BadAnswer(_) => "bad-answer",
+            AgentError::State(_) => "state",
+            AgentError::NotEnrolled => "not-enrolled",
+            AgentError::Usage(_) => "usage",
+        }
+    }
+
     /// Worth retrying later: the server may come back; a refused or revoked identity will not.
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -65,15 +65,25 @@ pub fn parse_fingerprint(text: &str) -> Result<String, AgentError> {
     }
 }
 
-/// A fresh P-256 key and a CSR for it; (key PEM, CSR DER, SPKI DER).
-fn new_key_and_csr() -> Result<(String, Vec<u8>, Vec<u8>), AgentError> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| AgentError::State(format!("key generation: {e}")))?;
+/// The key for generation `generation` (the one staged by an interrupted attempt, if it is
+/// usable, else a fresh P-256 key, staged now) and a CSR for it; (CSR DER, SPKI DER).
+fn key_and_csr(state: &StateDir, generation: u64) -> Result<(Vec<u8>, Vec<u8>), AgentError> {
+    let staged = state
+        .staged_key(generation)
+        .and_then(|pem| rcgen::KeyPair::from_pem(&pem).ok());
+    let key = match staged {
+        Some(key) => key,
+        None => {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .map_err(|e| AgentError::State(format!("key generation: {e}")))?;
+            state.stage_key(generation, &key.serialize_pem())?;
+            key
+        }
+    };
     let csr = rcgen::CertificateParams::default()
         .serialize_request(&key)
         .map_err(|e| AgentError::State(format!("CSR: {e}")))?;
     Ok((
-        key.serialize_pem(),
         csr.der().to_vec(),
         rcgen::PublicKeyData::subject_public_key_info(&key),
     ))
@@ -117,8 +127,7 @@ pub async fn enroll(state: &StateDir, opts: &EnrollOptions) -> Result<Identity, 
     };
     let client = EstClient::new(&server, &root_pem, &credential)?;
     let generation = state.current()?.map_or(1, |c| c.generation + 1);
-    let (key_pem, csr, spki) = new_key_and_csr()?;
-    state.stage_key(generation, &key_pem)?;
+    let (csr, spki) = key_and_csr(state, generation)?;
     let cert = client.enroll(false, &credential, &csr, &spki).await?;
     check_issued(&cert, &chain)?;
     state.save_config(
@@ -144,8 +153,7 @@ pub async fn renew(state: &StateDir) -> Result<Identity, AgentError> {
     let client = EstClient::new(&config.server, &state.ca_pem()?, &credential)?;
     let chain = client.chain().await?;
     let generation = current.generation + 1;
-    let (key_pem, csr, spki) = new_key_and_csr()?;
-    state.stage_key(generation, &key_pem)?;
+    let (csr, spki) = key_and_csr(state, generation)?;
     let cert = client.enroll(true, &credential, &csr, &spki).await?;
     check_issued(&cert, &chain)?;
     state.commit(generation, &pem_cert(&cert), &chain)?;
@@ -177,15 +185,21 @@ pub fn validity(cert_der: &[u8]) -> Result<(OffsetDateTime, OffsetDateTime), Age
     ))
 }
 
-/// When to renew: at two thirds of the lifetime, minus up to a tenth of it at random
-/// (`jitter` in [0, 1)), so a fleet enrolled together does not renew together.
+/// Default point in a certificate's life at which to renew: two thirds.
+pub const DEFAULT_RENEW_FRACTION: f64 = 2.0 / 3.0;
+
+/// When to renew: at `fraction` of the lifetime, minus up to 15% of that at random (`jitter` in
+/// [0, 1)), so a fleet enrolled together does not renew together. With the default fraction
+/// that is between 57% and 67% of the lifetime.
 pub fn renewal_due(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
+    fraction: f64,
     jitter: f64,
 ) -> OffsetDateTime {
     let life = not_after - not_before;
-    not_before + life * 2 / 3 - life * (jitter.clamp(0.0, 1.0) / 10.0)
+    let fraction = fraction.clamp(0.0, 1.0) * (1.0 - 0.15 * jitter.clamp(0.0, 1.0));
+    not_before + life * fraction
 }
 
 /// A uniform random number in [0, 1).
@@ -193,6 +207,14 @@ pub fn random_fraction() -> f64 {
     let mut b = [0u8; 4];
     let _ = aws_lc_rs::rand::fill(&mut b);
     f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// What the run loop did, for an observer (the fleet simulator, metrics).
+#[derive(Debug, Clone)]
+pub enum AgentEvent {
+    Renewed { generation: u64, latency: Duration },
+    RenewalFailed { kind: &'static str },
+    PostureSent,
 }
 
 #[derive(Clone)]
@@ -205,10 +227,14 @@ pub struct RunOptions {
     pub poll: Duration,
     /// Return after this many renewals (tests, simulation); `None`: run forever.
     pub renewals: Option<u64>,
+    /// Renew at this fraction of the certificate's lifetime (before jitter).
+    pub renew_fraction: f64,
     /// Where posture reports come from; `None`: none are sent.
     pub posture: Option<Arc<dyn PostureProvider>>,
     /// Report at least this often, and whenever the posture changes.
     pub posture_interval: Duration,
+    /// Where to tell what happened, if anyone listens.
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<AgentEvent>>,
 }
 
 impl Default for RunOptions {
@@ -219,8 +245,10 @@ impl Default for RunOptions {
             max_backoff: Duration::from_secs(300),
             poll: Duration::from_secs(60),
             renewals: None,
+            renew_fraction: DEFAULT_RENEW_FRACTION,
             posture: None,
             posture_interval: Duration::from_secs(3600),
+            events: None,
         }
     }
 }
@@ -236,6 +264,11 @@ pub struct RunReport {
 /// Keep the identity fresh: renew when due, back off (with jitter) while the server is
 /// unreachable, stop on anything that retrying cannot fix (revoked, refused, expired).
 pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, AgentError> {
+    let emit = |event: AgentEvent| {
+        if let Some(tx) = &opts.events {
+            let _ = tx.send(event);
+        }
+    };
     let mut report = RunReport::default();
     let mut backoff = opts.min_backoff;
     let mut jitter = random_fraction();
@@ -253,6 +286,7 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
                     if due {
                         match report_posture(state, &posture).await {
                             Ok(_) => {
+                                emit(AgentEvent::PostureSent);
                                 report.posture_reports += 1;
                                 last_posture = Some((std::time::Instant::now(), posture));
                             }
@@ -272,7 +306,7 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
         if now >= not_after {
             return Err(AgentError::Expired(not_after));
         }
-        let due = renewal_due(not_before, not_after, jitter);
+        let due = renewal_due(not_before, not_after, opts.renew_fraction, jitter);
         if now < due {
             let wait = Duration::try_from(due - now)
                 .unwrap_or(opts.poll)
@@ -280,8 +314,13 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
             tokio::time::sleep(wait).await;
             continue;
         }
+        let started = std::time::Instant::now();
         match renew(state).await {
             Ok(identity) => {
+                emit(AgentEvent::Renewed {
+                    generation: identity.generation,
+                    latency: started.elapsed(),
+                });
                 report.renewals += 1;
                 backoff = opts.min_backoff;
                 jitter = random_fraction();
@@ -291,6 +330,7 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
                 );
             }
             Err(e) if e.is_transient() => {
+                emit(AgentEvent::RenewalFailed { kind: e.kind() });
                 report.failed_attempts += 1;
                 // Full jitter: anywhere up to the current backoff.
                 let wait = backoff.mul_f64(0.5 + random_fraction() / 2.0);
@@ -298,7 +338,10 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
                 tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(opts.max_backoff);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                emit(AgentEvent::RenewalFailed { kind: e.kind() });
+                return Err(e);
+            }
         }
     }
 }
@@ -320,11 +363,17 @@ mod tests {
     }
 
     #[test]
-    fn renewal_is_due_between_three_fifths_and_two_thirds_of_the_lifetime() {
+    fn renewal_is_due_between_57_and_67_percent_of_the_lifetime() {
         let nb = time::macros::datetime!(2026-01-01 0:00 UTC);
         let na = nb + time::Duration::minutes(300);
-        assert_eq!(renewal_due(nb, na, 0.0), nb + time::Duration::minutes(200));
-        assert_eq!(renewal_due(nb, na, 1.0), nb + time::Duration::minutes(170));
+        let due = |j| renewal_due(nb, na, DEFAULT_RENEW_FRACTION, j);
+        assert!(
+            (due(0.0) - (nb + time::Duration::minutes(200))).abs() < time::Duration::seconds(1)
+        );
+        assert!(
+            (due(1.0) - (nb + time::Duration::minutes(170))).abs() < time::Duration::seconds(1)
+        );
+        assert!(renewal_due(nb, na, 0.1, 0.5) > nb);
         let r = random_fraction();
         assert!((0.0..1.0).contains(&r));
     }

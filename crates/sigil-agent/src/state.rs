@@ -131,6 +131,17 @@ impl StateDir {
         }))
     }
 
+    /// The key of generation `n` if it was staged but never completed (a crash or a lost
+    /// answer): a retry reuses it, so a server that did issue can hand back the same
+    /// certificate.
+    pub fn staged_key(&self, n: u64) -> Option<String> {
+        let dir = self.generation_dir(n);
+        if dir.join("cert.pem").exists() {
+            return None;
+        }
+        std::fs::read_to_string(dir.join("key.pem")).ok()
+    }
+
     /// Start generation `n` with its private key (owner-only, fsynced), clearing any
     /// half-written generation of that number left by a crash.
     pub fn stage_key(&self, n: u64, key_pem: &str) -> Result<(), AgentError> {

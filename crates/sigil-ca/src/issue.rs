@@ -64,8 +64,8 @@ pub const PROFILES: &[Profile] = &[
     },
     Profile {
         name: "device-minutes",
-        validity: Duration::minutes(15),
-        renew_before: Duration::minutes(5),
+        validity: Duration::minutes(5),
+        renew_before: Duration::seconds(100),
     },
 ];
 

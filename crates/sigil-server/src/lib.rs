@@ -59,6 +59,8 @@ pub struct ServerConfig {
     /// How long a certificate replaced by re-enrolment stays valid before it is revoked
     /// (reason superseded). `None`: it stays valid until it expires.
     pub superseded_overlap: Option<Duration>,
+    /// Profile name for certificates issued at first EST enrolment.
+    pub enrollment_profile: String,
 }
 
 impl ServerConfig {
@@ -76,6 +78,7 @@ impl ServerConfig {
             checkpoint_interval: std::time::Duration::from_secs(60),
             ocsp_signing: ocsp::OcspSigning::default(),
             superseded_overlap: None,
+            enrollment_profile: sigil_ca::DEFAULT_PROFILE.to_owned(),
         }
     }
 }
@@ -111,6 +114,7 @@ impl ServerHandle {
 
 /// Initialise the data directory if needed, open the database, and start both listeners.
 pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, ServerError> {
+    let enrollment_profile = sigil_ca::Profile::by_name(&config.enrollment_profile)?;
     let dir = &config.data_dir;
     let created_ca = !dir.is_initialised();
     if created_ca {
@@ -258,6 +262,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
                 "checkpoint_interval_seconds": config.checkpoint_interval.as_secs(),
                 "ocsp_signing": config.ocsp_signing.as_str(),
                 "superseded_overlap_seconds": config.superseded_overlap.map(|d| d.whole_seconds()),
+                "enrollment_profile": enrollment_profile.name,
             }),
         )])
         .await?;
@@ -293,6 +298,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         ca: ca.clone(),
         urls,
         scheme,
+        enrollment_profile,
         clock,
         client_verifier,
     };

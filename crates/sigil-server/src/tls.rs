@@ -47,10 +47,14 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Serve `app` over TLS on `listener` until the task is aborted.
+/// Serve `app` over TLS on `listener` until the task is aborted. Connections are owned by this
+/// task: aborting it closes them too, so nothing keeps serving with a stopped server's state.
 pub async fn serve_tls(listener: TcpListener, config: Arc<ServerConfig>, app: Router) {
     let acceptor = TlsAcceptor::from(config);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
         let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -63,7 +67,7 @@ pub async fn serve_tls(listener: TcpListener, config: Arc<ServerConfig>, app: Ro
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

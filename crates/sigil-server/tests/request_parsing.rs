@@ -91,6 +91,7 @@ fn harness() -> Harness {
         urls,
         crl,
         scheme: IdentityScheme::Urn,
+        enrollment_profile: sigil_ca::Profile::by_name(sigil_ca::DEFAULT_PROFILE).unwrap(),
         clock: sigil_server::system_clock(),
         audit,
         client_verifier: sigil_server::mtls::SigilClientVerifier::new(

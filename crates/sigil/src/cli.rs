@@ -84,6 +84,9 @@ pub struct ServeArgs {
     /// superseded). Default: it stays valid until it expires.
     #[arg(long)]
     pub superseded_overlap_seconds: Option<u32>,
+    /// Certificate profile for first enrolments over EST (see `GET /api/v1/profiles`).
+    #[arg(long, default_value = "device")]
+    pub enrollment_profile: String,
 }
 
 /// How the CLI reaches a running server.

@@ -61,6 +61,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.trust_domain = args.trust_domain;
     config.algorithm = args.algorithm.parse()?;
     config.ocsp_signing = args.ocsp_signer.parse()?;
+    config.enrollment_profile = args.enrollment_profile;
     config.superseded_overlap = args
         .superseded_overlap_seconds
         .map(|s| time::Duration::seconds(i64::from(s)));

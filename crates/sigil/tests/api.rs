@@ -510,7 +510,7 @@ async fn issuance_interoperates_with_openssl(db: Db) {
         .await;
     assert_eq!(renew(&record), renew(&issued));
 
-    // Minutes-long identities for passive revocation, renewed 5 minutes before expiry.
+    // Minutes-long identities for passive revocation, renewed 100 s before expiry.
     let (_, profiles) = s.get("/api/v1/profiles").await;
     let minutes = profiles
         .as_array()
@@ -518,8 +518,8 @@ async fn issuance_interoperates_with_openssl(db: Db) {
         .iter()
         .find(|p| p["name"] == "device-minutes")
         .unwrap();
-    assert_eq!(minutes["validity_seconds"], 900);
-    assert_eq!(minutes["renew_before_seconds"], 300);
+    assert_eq!(minutes["validity_seconds"], 300);
+    assert_eq!(minutes["renew_before_seconds"], 100);
     let device = s.create_device(&product, "SN-minutes").await;
     let csr = p256_csr(work, "minutes");
     let (st, issued) = s
@@ -556,8 +556,8 @@ async fn issuance_interoperates_with_openssl(db: Db) {
         &time::format_description::well_known::Rfc3339,
     )
     .unwrap();
-    assert_eq!(na - nb, time::Duration::minutes(16));
-    assert_eq!(na - renew(&issued), time::Duration::minutes(5));
+    assert_eq!(na - nb, time::Duration::minutes(6));
+    assert_eq!(na - renew(&issued), time::Duration::seconds(100));
     s.shutdown().await;
 }
 both_backends!(issuance_interoperates_with_openssl);

@@ -248,6 +248,15 @@ async fn est_enrolment_with_curl_and_openssl(db: Db) {
         "{}",
         reused.headers
     );
+    // The same CSR again with the spent token (a device whose answer was lost retrying): the
+    // certificate already issued for that key, not a new one.
+    let repeated = enroll(&s, Some(&user), PKCS10, "dev.b64");
+    assert_eq!(repeated.status, 200, "{}", repeated.body);
+    assert_eq!(
+        save_certs(dir, &repeated.body, "repeated"),
+        std::fs::read_to_string(dir.join("dev.crt")).unwrap()
+    );
+    assert_eq!(s.count("certificates").await, certs_before);
     let foreign = format!("{device}:{other_secret}");
     let wrong_device = enroll(&s, Some(&foreign), PKCS10, "again.b64");
     assert_eq!(wrong_device.status, 401);

@@ -15,9 +15,9 @@ use base64::Engine;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use sigil_audit::Actor;
-use sigil_ca::{BootstrapCertificate, DEFAULT_PROFILE, KeyAlgorithm, Profile, ValidatedCsr, est};
+use sigil_ca::{BootstrapCertificate, KeyAlgorithm, Profile, ValidatedCsr, est};
 use sigil_domain::{DeviceId, Serial};
-use sigil_store::{CertificateRecord, CertificateStatus};
+use sigil_store::{CertificateRecord, CertificateStatus, TokenRefusal};
 
 use super::certificates::issue_to_device;
 use super::{ApiError, AppState, token_hash};
@@ -189,9 +189,17 @@ async fn simpleenroll(
             .await?
         {
             Ok(id) => id,
+            Err(TokenRefusal::Used) => {
+                // A retry after a lost answer: the token was spent on a certificate for this
+                // very key (the CSR proves possession of it), so hand that certificate back.
+                return match retried_enrolment(&state, device, &csr).await? {
+                    Some(record) => Ok(record),
+                    None => Err(ApiError::unauthenticated(TokenRefusal::Used.to_string())),
+                };
+            }
             Err(refusal) => return Err(ApiError::unauthenticated(refusal.to_string())),
         };
-        let profile = Profile::by_name(DEFAULT_PROFILE)?;
+        let profile = state.enrollment_profile;
         match issue_to_device(
             &state,
             &Actor::device(&device.to_string()),
@@ -217,6 +225,37 @@ async fn simpleenroll(
     }
     .await;
     answer(&state, &actor, "est.simpleenroll", subject, result).await
+}
+
+/// The unrevoked certificate of `device` for the key in `csr`, if one was issued: what a device
+/// whose enrolment answer was lost asks for again with its spent token.
+async fn retried_enrolment(
+    state: &AppState,
+    device: DeviceId,
+    csr: &ValidatedCsr,
+) -> Result<Option<CertificateRecord>, ApiError> {
+    let existing = state
+        .store
+        .list_certificates(Some(device), 1000)
+        .await?
+        .into_iter()
+        .find(|c| {
+            &c.spki_sha256 == csr.spki_fingerprint() && c.status != CertificateStatus::Revoked
+        });
+    if let Some(record) = &existing {
+        state
+            .store
+            .append_audit(vec![sigil_audit::AuditEvent::new(
+                state.now(),
+                Actor::device(&device.to_string()),
+                "est.simpleenroll_repeated",
+                format!("device:{device}"),
+                sigil_audit::Outcome::Success,
+                serde_json::json!({"serial": record.serial.to_string()}),
+            )])
+            .await?;
+    }
+    Ok(existing)
 }
 
 fn forbidden(code: &'static str, detail: String) -> ApiError {
@@ -318,7 +357,7 @@ async fn bootstrap_enroll(
                 }),
             )])
             .await?;
-        let profile = Profile::by_name(DEFAULT_PROFILE)?;
+        let profile = state.enrollment_profile;
         issue_to_device(state, &actor, device, csr, profile).await
     }
     .await;
@@ -338,14 +377,19 @@ pub(crate) async fn current_identity(
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| ApiError::unauthenticated(format!("client certificate: {e}")))?;
     let serial = Serial::from_bytes(cert.raw_serial())?;
-    let record = state.store.get_certificate(&serial).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "not-a-device-certificate",
-            "Forbidden",
-            "the client certificate is not a device certificate Sigil issued",
-        )
-    })?;
+    // Only "no such certificate" is a refusal; a database failure is a 5xx the device retries.
+    let record = match state.store.get_certificate(&serial).await {
+        Ok(record) => record,
+        Err(sigil_store::StoreError::NotFound { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not-a-device-certificate",
+                "Forbidden",
+                "the client certificate is not a device certificate Sigil issued",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if record.der.as_slice() != der.as_ref().as_ref() {
         return Err(ApiError::unauthenticated(
             "the client certificate does not match Sigil's record of that serial",

@@ -49,6 +49,8 @@ pub struct AppState {
     pub ca: Arc<IssuingCa>,
     pub urls: PublicUrls,
     pub scheme: IdentityScheme,
+    /// Profile of certificates issued by EST `simpleenroll` (renewals keep their profile).
+    pub enrollment_profile: &'static sigil_ca::Profile,
     pub clock: Clock,
     pub audit: Arc<AuditLog>,
     pub crl: Arc<crate::crl::CrlPublisher>,
