@@ -116,18 +116,24 @@ fn decode_base64(body: &[u8]) -> Result<Vec<u8>, AgentError> {
 
 /// Refuse to go on when the server's `Date` is more than [`MAX_CLOCK_SKEW`] from ours.
 fn check_clock(r: &reqwest::Response) -> Result<(), AgentError> {
-    let Some(date) = r
+    match r
         .headers()
         .get(reqwest::header::DATE)
         .and_then(|d| d.to_str().ok())
-    else {
-        return Ok(());
-    };
+    {
+        Some(date) => check_skew(date, time::OffsetDateTime::now_utc()),
+        None => Ok(()),
+    }
+}
+
+/// The clock check on an HTTP `Date` value (RFC 9110 IMF-fixdate); an unreadable date is
+/// ignored rather than trusted.
+pub(crate) fn check_skew(date: &str, now: time::OffsetDateTime) -> Result<(), AgentError> {
     let format = time::format_description::well_known::Rfc2822;
     let Ok(server) = time::OffsetDateTime::parse(&date.replace("GMT", "+0000"), &format) else {
         return Ok(());
     };
-    let skew = server - time::OffsetDateTime::now_utc();
+    let skew = server - now;
     if skew.abs() > MAX_CLOCK_SKEW {
         return Err(AgentError::ClockSkew {
             skew_seconds: skew.whole_seconds(),
@@ -259,5 +265,21 @@ impl EstClient {
                 detail: body["detail"].as_str().unwrap_or_default().to_owned(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_far_from_the_servers_is_refused() {
+        let now = time::macros::datetime!(2026-11-27 12:00 UTC);
+        assert!(check_skew("Fri, 27 Nov 2026 12:03:00 GMT", now).is_ok());
+        let e = check_skew("Fri, 27 Nov 2026 12:10:00 GMT", now).unwrap_err();
+        assert_eq!(e.exit_code(), 80);
+        assert!(e.to_string().contains("600 s"), "{e}");
+        assert!(check_skew("Sat, 01 Jan 2000 00:00:00 GMT", now).is_err());
+        assert!(check_skew("garbage", now).is_ok());
     }
 }

@@ -115,6 +115,11 @@ fn check_issued(cert_der: &[u8], chain_pem: &str) -> Result<(), AgentError> {
 pub async fn enroll(state: &StateDir, opts: &EnrollOptions) -> Result<Identity, AgentError> {
     let fingerprint = parse_fingerprint(&opts.ca_fingerprint)?;
     let server = opts.server.trim_end_matches('/').to_owned();
+    if !server.starts_with("https://") {
+        return Err(AgentError::Usage(format!(
+            "--server `{server}`: EST runs over TLS; give an https:// URL"
+        )));
+    }
     let (root_pem, chain) = fetch_pinned_chain(&server, &fingerprint).await?;
     let credential = match &opts.credential {
         EnrollCredential::Token(token) => Credential::Token {
