@@ -334,9 +334,11 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
     // Poll often enough to renew within a few percent of the due time.
     let poll = Duration::from_secs_f64((360.0 * renew_fraction / 20.0).clamp(0.2, 10.0));
     let server_url = format!("https://localhost:{}", proxy.addr.port());
+    let enrolled = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for (device, token) in registrations {
         let state_path = work.join("agents").join(&device);
+        let enrolled = enrolled.clone();
         let (sem, events_tx, server_url, fingerprint, rotations) = (
             enrolments.clone(),
             events_tx.clone(),
@@ -368,6 +370,7 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
                 match result {
                     Ok(_) => {
                         outcome.enrol_latency = Some(t.elapsed());
+                        enrolled.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
                     Err(e) => {
@@ -444,12 +447,13 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
             _ = ticker.tick() => {
                 if config.progress {
                     eprint!(
-                        "\r[{:>6.1}s] devices done {}/{}  rotations {}/{}  failed attempts {}   ",
+                        "\r[{:>6.1}s] enrolled {}/{}  rotations {}/{}  devices done {}  failed attempts {}   ",
                         started.elapsed().as_secs_f64(),
-                        outcomes.len(),
+                        enrolled.load(Ordering::Relaxed),
                         config.devices,
                         summary.rotations,
                         total_rotations,
+                        outcomes.len(),
                         summary.failures.values().sum::<u64>()
                     );
                 }
