@@ -37,6 +37,26 @@ pub enum Command {
     /// Export and verify evidence bundles for auditors.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Check access policies (Cedar) offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a Cedar policy file against Sigil's schema.
+    Validate { file: PathBuf },
+    /// Run every `*.json` test suite in DIR against a policy file (default: Sigil's defaults).
+    Test {
+        dir: PathBuf,
+        #[arg(long)]
+        policies: Option<PathBuf>,
+    },
+    /// Print Sigil's schema or default policies.
+    Show {
+        /// `schema` or `defaults`.
+        what: String,
+    },
 }
 
 #[derive(Debug, Args)]

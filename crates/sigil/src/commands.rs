@@ -21,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cert(cmd) => cert(cmd).await,
         Command::Audit(cmd) => crate::audit::audit(cmd).await,
         Command::Evidence(cmd) => crate::audit::evidence(cmd).await,
+        Command::Policy(cmd) => crate::policy::policy(cmd),
     }
 }
 

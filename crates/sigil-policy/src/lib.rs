@@ -1,0 +1,459 @@
+//! Sigil's access policy, on Cedar: the schema (`policies/sigil.cedarschema`), the default
+//! policies (`policies/default.cedar`), decisions that name the policies that made them, and
+//! policy test suites (`policies/tests/*.json`).
+//!
+//! Pure: no I/O, no clock. Callers describe a request with [`Principal`], an action name and a
+//! [`Target`]; this crate turns it into Cedar entities and asks the authorizer.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, EntityUid, PolicyId, PolicySet,
+    Request, Schema, ValidationMode, Validator,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub const SCHEMA: &str = include_str!("../policies/sigil.cedarschema");
+pub const DEFAULT_POLICIES: &str = include_str!("../policies/default.cedar");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy syntax: {0}")]
+    Parse(String),
+    #[error("policies do not validate against Sigil's schema:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("every policy needs a unique @id(\"...\") annotation: {0}")]
+    Id(String),
+    #[error("request: {0}")]
+    Request(String),
+    #[error("schema: {0}")]
+    Schema(String),
+}
+
+/// Who asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Principal {
+    Device(DeviceFacts),
+    Operator {
+        id: String,
+        roles: Vec<String>,
+    },
+    Token {
+        id: String,
+        roles: Vec<String>,
+        scopes: Vec<String>,
+    },
+}
+
+/// What Sigil knows about a device at the moment of the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFacts {
+    pub id: String,
+    #[serde(default = "unknown")]
+    pub product: String,
+    pub state: String,
+    /// valid | expired | revoked | none
+    pub certificate_status: String,
+    #[serde(default = "unknown")]
+    pub compliance: String,
+    #[serde(default)]
+    pub quarantined: bool,
+}
+
+fn unknown() -> String {
+    "unknown".into()
+}
+
+/// What is asked about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// An MQTT topic (filter, for subscribe) as the broker names it.
+    Topic(String),
+    Broker(String),
+    /// An API resource of this kind (`device`, `certificate`, `policy`, ...).
+    Kind(String),
+}
+
+/// Context of an operator or token request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorContext {
+    #[serde(default)]
+    pub mfa: bool,
+    #[serde(default)]
+    pub source_ip: String,
+}
+
+/// An answer, with the policies that determined it (the permits that allowed it, or the
+/// forbids that denied it; none when nothing permitted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reasons: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
+    EntityUid::from_str(&format!("Sigil::{kind}::{}", json!(id)))
+        .map_err(|e| PolicyError::Request(e.to_string()))
+}
+
+fn entity_ref(kind: &str, id: &str) -> Value {
+    json!({"__entity": {"type": format!("Sigil::{kind}"), "id": id}})
+}
+
+/// `devices/<id>/<kind>/...` -> (owner, telemetry | commands | other).
+pub fn parse_topic(topic: &str) -> (Option<&str>, &'static str) {
+    let mut parts = topic.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("devices"), Some(owner), Some(kind))
+            if !owner.is_empty() && owner != "+" && owner != "#" =>
+        {
+            let kind = match kind {
+                "telemetry" => "telemetry",
+                "commands" => "commands",
+                _ => "other",
+            };
+            (Some(owner), kind)
+        }
+        _ => (None, "other"),
+    }
+}
+
+/// A loaded, validated policy set.
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    authorizer: Authorizer,
+    text: String,
+}
+
+impl PolicyEngine {
+    /// Sigil's default policies.
+    pub fn with_defaults() -> Result<Self, PolicyError> {
+        Self::new(DEFAULT_POLICIES)
+    }
+
+    /// Parse `text`, name each policy by its `@id`, and validate it (strict) against the schema.
+    pub fn new(text: &str) -> Result<Self, PolicyError> {
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(SCHEMA).map_err(|e| PolicyError::Schema(e.to_string()))?;
+        let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Parse(format!("{e:?}")))?;
+        let mut policies = PolicySet::new();
+        let mut seen = HashSet::new();
+        for p in parsed.policies() {
+            let id = p
+                .annotation("id")
+                .ok_or_else(|| PolicyError::Id(format!("{} has none", p.id())))?
+                .to_owned();
+            if !seen.insert(id.clone()) {
+                return Err(PolicyError::Id(format!("`{id}` is used twice")));
+            }
+            policies
+                .add(p.new_id(PolicyId::new(id)))
+                .map_err(|e| PolicyError::Parse(e.to_string()))?;
+        }
+        let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if !result.validation_passed() {
+            return Err(PolicyError::Invalid(
+                result.validation_errors().map(|e| e.to_string()).collect(),
+            ));
+        }
+        Ok(Self {
+            schema,
+            policies,
+            authorizer: Authorizer::new(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// The policy text in force.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.policies.policies().count()
+    }
+
+    /// Decide whether `principal` may do `action` on `target`.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: &str,
+        target: &Target,
+        context: &OperatorContext,
+    ) -> Result<Decision, PolicyError> {
+        let mut entities = Vec::new();
+        let principal_uid = match principal {
+            Principal::Device(d) => {
+                entities.push(json!({
+                    "uid": {"type": "Sigil::Device", "id": d.id},
+                    "attrs": {
+                        "product": entity_ref("Product", &d.product),
+                        "state": d.state,
+                        "certificate_status": d.certificate_status,
+                        "compliance": d.compliance,
+                        "quarantined": d.quarantined,
+                    },
+                    "parents": [],
+                }));
+                entities.push(json!({"uid": {"type": "Sigil::Product", "id": d.product}, "attrs": {}, "parents": []}));
+                uid("Device", &d.id)?
+            }
+            Principal::Operator { id, roles } => {
+                entities.push(json!({
+                    "uid": {"type": "Sigil::Operator", "id": id},
+                    "attrs": {"name": id},
+                    "parents": roles.iter().map(|r| json!({"type": "Sigil::Role", "id": r})).collect::<Vec<_>>(),
+                }));
+                uid("Operator", id)?
+            }
+            Principal::Token { id, roles, scopes } => {
+                entities.push(json!({
+                    "uid": {"type": "Sigil::ApiToken", "id": id},
+                    "attrs": {"name": id, "scopes": scopes},
+                    "parents": roles.iter().map(|r| json!({"type": "Sigil::Role", "id": r})).collect::<Vec<_>>(),
+                }));
+                uid("ApiToken", id)?
+            }
+        };
+        if let Principal::Operator { roles, .. } | Principal::Token { roles, .. } = principal {
+            for r in roles {
+                entities.push(
+                    json!({"uid": {"type": "Sigil::Role", "id": r}, "attrs": {}, "parents": []}),
+                );
+            }
+        }
+        let resource_uid = match target {
+            Target::Topic(name) => {
+                let (owner, kind) = parse_topic(name);
+                let mut attrs = json!({"name": name, "kind": kind});
+                if let Some(owner) = owner {
+                    attrs["owner"] = entity_ref("Device", owner);
+                }
+                entities.push(json!({"uid": {"type": "Sigil::Topic", "id": name}, "attrs": attrs, "parents": []}));
+                uid("Topic", name)?
+            }
+            Target::Broker(name) => {
+                entities.push(json!({"uid": {"type": "Sigil::Broker", "id": name}, "attrs": {}, "parents": []}));
+                uid("Broker", name)?
+            }
+            Target::Kind(kind) => {
+                entities.push(json!({"uid": {"type": "Sigil::Resource", "id": kind}, "attrs": {"kind": kind}, "parents": []}));
+                uid("Resource", kind)?
+            }
+        };
+        let action_uid = EntityUid::from_str(&format!("Sigil::Action::{}", json!(action)))
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let context = match principal {
+            Principal::Device(_) => Context::empty(),
+            _ => Context::from_json_value(
+                json!({"mfa": context.mfa, "source_ip": context.source_ip}),
+                Some((&self.schema, &action_uid)),
+            )
+            .map_err(|e| PolicyError::Request(e.to_string()))?,
+        };
+        let request = Request::new(
+            principal_uid,
+            action_uid,
+            resource_uid,
+            context,
+            Some(&self.schema),
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        // The owner a topic names may not be the requester; it is referenced, not described.
+        let entities = Entities::from_json_value(Value::Array(entities), None)
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        reasons.sort();
+        Ok(Decision {
+            allowed: response.decision() == CedarDecision::Allow,
+            reasons,
+            errors: response
+                .diagnostics()
+                .errors()
+                .map(ToString::to_string)
+                .collect(),
+        })
+    }
+}
+
+/// One case of a policy test suite.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    pub name: String,
+    pub principal: Principal,
+    pub action: String,
+    pub resource: Target,
+    #[serde(default)]
+    pub context: OperatorContext,
+    /// `allow` or `deny`.
+    pub expect: String,
+    /// If given, the policies that must have determined the decision.
+    #[serde(default)]
+    pub reasons: Option<Vec<String>>,
+}
+
+/// Parse a suite: a JSON array of [`TestCase`]s.
+pub fn parse_suite(text: &str) -> Result<Vec<TestCase>, PolicyError> {
+    serde_json::from_str(text).map_err(|e| PolicyError::Request(format!("test suite: {e}")))
+}
+
+/// The suites for the default policies, shipped with Sigil.
+pub const DEFAULT_SUITES: &[(&str, &str)] = &[
+    (
+        "devices.json",
+        include_str!("../policies/tests/devices.json"),
+    ),
+    (
+        "operators.json",
+        include_str!("../policies/tests/operators.json"),
+    ),
+    ("tokens.json", include_str!("../policies/tests/tokens.json")),
+];
+
+/// The outcome of one case: `None` if it passed, else why not.
+pub fn run_case(engine: &PolicyEngine, case: &TestCase) -> Option<String> {
+    let want = match case.expect.as_str() {
+        "allow" => true,
+        "deny" => false,
+        other => return Some(format!("expect must be allow or deny, not `{other}`")),
+    };
+    match engine.decide(&case.principal, &case.action, &case.resource, &case.context) {
+        Err(e) => Some(e.to_string()),
+        Ok(d) if !d.errors.is_empty() => Some(format!("evaluation errors: {:?}", d.errors)),
+        Ok(d) if d.allowed != want => Some(format!(
+            "expected {}, got {} (by {:?})",
+            case.expect,
+            if d.allowed { "allow" } else { "deny" },
+            d.reasons
+        )),
+        Ok(d) => match &case.reasons {
+            Some(r) if *r != d.reasons => {
+                Some(format!("expected reasons {r:?}, got {:?}", d.reasons))
+            }
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(id: &str, state: &str) -> Principal {
+        Principal::Device(DeviceFacts {
+            id: id.into(),
+            product: "p".into(),
+            state: state.into(),
+            certificate_status: "valid".into(),
+            compliance: "compliant".into(),
+            quarantined: false,
+        })
+    }
+
+    #[test]
+    fn the_default_policies_validate_and_explain_themselves() {
+        let e = PolicyEngine::with_defaults().unwrap();
+        let d = e
+            .decide(
+                &device("d1", "active"),
+                "publish",
+                &Target::Topic("devices/d1/telemetry/t".into()),
+                &OperatorContext::default(),
+            )
+            .unwrap();
+        assert!(d.allowed, "{d:?}");
+        assert_eq!(d.reasons, ["device-publish-own-telemetry"]);
+        let d = e
+            .decide(
+                &device("d1", "suspended"),
+                "publish",
+                &Target::Topic("devices/d1/telemetry/t".into()),
+                &OperatorContext::default(),
+            )
+            .unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.reasons, ["device-untrusted-state"]);
+        let d = e
+            .decide(
+                &device("d1", "active"),
+                "publish",
+                &Target::Topic("devices/d2/telemetry/t".into()),
+                &OperatorContext::default(),
+            )
+            .unwrap();
+        assert!(!d.allowed && d.reasons.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_the_reason() {
+        let e = PolicyEngine::new("permit(principal, action, resource);")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("@id"), "{e}");
+        let e = PolicyEngine::new(r#"@id("x") permit(principal is Sigil::Device, action == Sigil::Action::"publish", resource is Sigil::Topic) when { principal.colour == "red" };"#).err().unwrap();
+        assert!(matches!(e, PolicyError::Invalid(_)), "{e}");
+        let e = PolicyEngine::new("permit(").err().unwrap();
+        assert!(matches!(e, PolicyError::Parse(_)), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_suites_pass_against_the_default_policies() {
+        let e = PolicyEngine::with_defaults().unwrap();
+        let mut n = 0;
+        for (file, text) in DEFAULT_SUITES {
+            for case in parse_suite(text).unwrap() {
+                n += 1;
+                assert_eq!(run_case(&e, &case), None, "{file}: {}", case.name);
+            }
+        }
+        assert!(n >= 50, "{n} cases");
+    }
+
+    #[test]
+    fn a_suite_catches_a_policy_that_grants_too_much() {
+        // An extra permit that lets any device publish anywhere breaks the device suite.
+        let loose = format!(
+            "{DEFAULT_POLICIES}\n@id(\"oops\") permit(principal is Sigil::Device, action == Sigil::Action::\"publish\", resource);"
+        );
+        let e = PolicyEngine::new(&loose).unwrap();
+        let failures: Vec<String> = parse_suite(DEFAULT_SUITES[0].1)
+            .unwrap()
+            .iter()
+            .filter_map(|c| run_case(&e, c).map(|why| format!("{}: {why}", c.name)))
+            .collect();
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("another device's telemetry")),
+            "{failures:?}"
+        );
+    }
+
+    #[test]
+    fn topics_name_their_owner_and_kind() {
+        assert_eq!(
+            parse_topic("devices/a/telemetry/x"),
+            (Some("a"), "telemetry")
+        );
+        assert_eq!(parse_topic("devices/a/commands/#"), (Some("a"), "commands"));
+        assert_eq!(parse_topic("devices/+/commands/#"), (None, "other"));
+        assert_eq!(parse_topic("other/a/telemetry"), (None, "other"));
+        assert_eq!(parse_topic(""), (None, "other"));
+    }
+}
