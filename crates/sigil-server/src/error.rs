@@ -29,4 +29,6 @@ pub enum ServerError {
     AuditIntegrity(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("access policy: {0}")]
+    Policy(#[from] sigil_policy::PolicyError),
 }

@@ -301,6 +301,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         enrollment_profile,
         clock,
         client_verifier,
+        policy: Arc::new(sigil_policy::PolicyEngine::with_defaults()?),
     };
     let api_app = api::router(state);
     let ocsp_state = ocsp::OcspState {

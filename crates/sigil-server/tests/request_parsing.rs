@@ -94,6 +94,7 @@ fn harness() -> Harness {
         enrollment_profile: sigil_ca::Profile::by_name(sigil_ca::DEFAULT_PROFILE).unwrap(),
         clock: sigil_server::system_clock(),
         audit,
+        policy: Arc::new(sigil_policy::PolicyEngine::with_defaults().unwrap()),
         client_verifier: sigil_server::mtls::SigilClientVerifier::new(
             &[ca_for_tls.root_cert_der()],
             Default::default(),

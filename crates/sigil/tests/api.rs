@@ -876,6 +876,8 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/devices/{id}/revoke", "post"),
         ("/api/v1/devices/{id}/enrollment-tokens", "post"),
         ("/api/v1/devices/{id}/certificates", "post"),
+        ("/api/v1/broker/emqx/authn", "post"),
+        ("/api/v1/broker/emqx/authz", "post"),
         ("/api/v1/certificates", "get"),
         ("/api/v1/certificates/{serial}", "get"),
         ("/api/v1/profiles", "get"),
@@ -894,7 +896,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        22,
+        24,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

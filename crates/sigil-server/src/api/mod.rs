@@ -2,6 +2,7 @@
 
 mod audit;
 mod bootstrap;
+mod broker;
 mod certificates;
 mod error;
 mod est;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub clock: Clock,
     pub audit: Arc<AuditLog>,
     pub crl: Arc<crate::crl::CrlPublisher>,
+    /// Access policy (Cedar).
+    pub policy: Arc<sigil_policy::PolicyEngine>,
     /// The API listener's client-certificate verifier (to update its manufacturer CAs).
     pub client_verifier: Arc<crate::mtls::SigilClientVerifier>,
 }
@@ -153,6 +156,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{id}/certificates",
             post(certificates::issue),
         )
+        .route("/api/v1/broker/emqx/authn", post(broker::authn))
+        .route("/api/v1/broker/emqx/authz", post(broker::authz))
         .route("/api/v1/certificates", get(certificates::list))
         .route("/api/v1/certificates/{serial}", get(certificates::get))
         .route("/api/v1/profiles", get(certificates::profiles))
@@ -357,7 +362,7 @@ where
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,
-        revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list, posture::get,
+        revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list, posture::get, broker::authn, broker::authz,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),

@@ -1,0 +1,190 @@
+//! Decision endpoints for message brokers, compatible with EMQX's HTTP authentication and
+//! authorisation hooks: the broker asks, Sigil decides with the Cedar policies on the device's
+//! current facts (lifecycle state, certificate status), and says which policies decided.
+//!
+//! Configure EMQX with a bearer token in the hook's headers and bodies such as
+//! `{"username": "${cert_common_name}"}` (authentication) and
+//! `{"username": "${cert_common_name}", "topic": "${topic}", "action": "${action}"}`
+//! (authorisation); a Sigil device certificate's CN is its device id.
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use sigil_audit::{AuditEvent, Outcome};
+use sigil_domain::DeviceId;
+use sigil_policy::{DeviceFacts, OperatorContext, Principal, Target};
+use sigil_store::CertificateStatus;
+
+use super::{ApiError, ApiJson, AppState, Caller, Problem};
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BrokerRequest {
+    /// The device id (the certificate's CN).
+    pub username: String,
+    #[serde(default)]
+    pub clientid: Option<String>,
+    /// For authorisation: the topic or topic filter.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// For authorisation: `publish` or `subscribe`.
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrokerDecision {
+    /// `allow` or `deny`, as EMQX expects.
+    pub result: &'static str,
+    pub is_superuser: bool,
+    /// The policies that determined the decision (Sigil's addition; EMQX ignores it).
+    pub reasons: Vec<String>,
+}
+
+/// What Sigil knows of a device now, as policy facts. An unknown device has no valid
+/// certificate.
+async fn facts(
+    state: &AppState,
+    username: &str,
+    now: OffsetDateTime,
+) -> Result<DeviceFacts, ApiError> {
+    let Ok(id) = username.parse::<DeviceId>() else {
+        return Ok(DeviceFacts {
+            id: username.chars().take(64).collect(),
+            product: "unknown".into(),
+            state: "unknown".into(),
+            certificate_status: "none".into(),
+            compliance: "unknown".into(),
+            quarantined: false,
+        });
+    };
+    let device = match state.store.get_device(id).await {
+        Ok(d) => d,
+        Err(sigil_store::StoreError::NotFound { .. }) => {
+            return Ok(DeviceFacts {
+                id: id.to_string(),
+                product: "unknown".into(),
+                state: "unknown".into(),
+                certificate_status: "none".into(),
+                compliance: "unknown".into(),
+                quarantined: false,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let certificates = state.store.list_certificates(Some(id), 1000).await?;
+    let certificate_status = if certificates
+        .iter()
+        .any(|c| c.status != CertificateStatus::Revoked && c.not_before <= now && now < c.not_after)
+    {
+        "valid"
+    } else if certificates
+        .iter()
+        .any(|c| c.status == CertificateStatus::Revoked)
+    {
+        "revoked"
+    } else if certificates.is_empty() {
+        "none"
+    } else {
+        "expired"
+    };
+    Ok(DeviceFacts {
+        id: id.to_string(),
+        product: device.product_id.to_string(),
+        state: device.state.as_str().to_owned(),
+        certificate_status: certificate_status.to_owned(),
+        // Compliance evaluation arrives with issue 7; until then it is unknown.
+        compliance: "unknown".into(),
+        quarantined: false,
+    })
+}
+
+async fn decide(
+    state: &AppState,
+    caller: &Caller,
+    req: &BrokerRequest,
+    action: &str,
+    target: Target,
+) -> Result<Json<BrokerDecision>, ApiError> {
+    let now = state.now();
+    let facts = facts(state, &req.username, now).await?;
+    let decision = state
+        .policy
+        .decide(
+            &Principal::Device(facts.clone()),
+            action,
+            &target,
+            &OperatorContext::default(),
+        )
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if !decision.allowed {
+        let event = AuditEvent::new(
+            now,
+            sigil_audit::Actor::device(&facts.id),
+            &format!("broker.{action}"),
+            format!("device:{}", facts.id),
+            Outcome::Denied,
+            serde_json::json!({
+                "target": target,
+                "reasons": decision.reasons,
+                "state": facts.state,
+                "certificate_status": facts.certificate_status,
+                "clientid": req.clientid,
+                "broker": caller.actor().id,
+            }),
+        );
+        if let Err(e) = state.store.append_audit(vec![event]).await {
+            tracing::error!(error = %e, "could not record a broker denial");
+        }
+    }
+    Ok(Json(BrokerDecision {
+        result: if decision.allowed { "allow" } else { "deny" },
+        is_superuser: false,
+        reasons: decision.reasons,
+    }))
+}
+
+/// EMQX HTTP authentication hook: may this device connect?
+#[utoipa::path(post, path = "/api/v1/broker/emqx/authn", tag = "access", request_body = BrokerRequest,
+    responses((status = 200, body = BrokerDecision), (status = 401, body = Problem)))]
+pub async fn authn(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<BrokerRequest>,
+) -> Result<Json<BrokerDecision>, ApiError> {
+    decide(
+        &state,
+        &caller,
+        &req,
+        "connect",
+        Target::Broker("emqx".into()),
+    )
+    .await
+}
+
+/// EMQX HTTP authorisation hook: may this device publish or subscribe to this topic?
+#[utoipa::path(post, path = "/api/v1/broker/emqx/authz", tag = "access", request_body = BrokerRequest,
+    responses((status = 200, body = BrokerDecision), (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn authz(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<BrokerRequest>,
+) -> Result<Json<BrokerDecision>, ApiError> {
+    let action = match req.action.as_deref() {
+        Some("publish") => "publish",
+        Some("subscribe") => "subscribe",
+        other => {
+            return Err(ApiError::invalid(format!(
+                "action must be publish or subscribe, not {other:?}"
+            )));
+        }
+    };
+    let topic = req
+        .topic
+        .clone()
+        .filter(|t| !t.is_empty() && t.len() <= 1024)
+        .ok_or_else(|| ApiError::invalid("topic: 1 to 1024 bytes"))?;
+    decide(&state, &caller, &req, action, Target::Topic(topic)).await
+}
