@@ -5,15 +5,15 @@
 //! Pure: no I/O, no clock. Callers describe a request with [`Principal`], an action name and a
 //! [`Target`]; this crate turns it into Cedar entities and asks the authorizer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, EntityUid, PolicyId, PolicySet,
-    Request, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    Validator,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 pub const SCHEMA: &str = include_str!("../policies/sigil.cedarschema");
 pub const DEFAULT_POLICIES: &str = include_str!("../policies/default.cedar");
@@ -98,15 +98,6 @@ pub struct Decision {
     pub errors: Vec<String>,
 }
 
-fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    EntityUid::from_str(&format!("Sigil::{kind}::{}", json!(id)))
-        .map_err(|e| PolicyError::Request(e.to_string()))
-}
-
-fn entity_ref(kind: &str, id: &str) -> Value {
-    json!({"__entity": {"type": format!("Sigil::{kind}"), "id": id}})
-}
-
 /// `devices/<id>/<kind>/...` -> (owner, telemetry | commands | other).
 pub fn parse_topic(topic: &str) -> (Option<&str>, &'static str) {
     let mut parts = topic.split('/');
@@ -125,8 +116,46 @@ pub fn parse_topic(topic: &str) -> (Option<&str>, &'static str) {
     }
 }
 
+/// Entity type names, parsed once.
+struct Types {
+    device: EntityTypeName,
+    product: EntityTypeName,
+    operator: EntityTypeName,
+    token: EntityTypeName,
+    role: EntityTypeName,
+    topic: EntityTypeName,
+    broker: EntityTypeName,
+    resource: EntityTypeName,
+    action: EntityTypeName,
+}
+
+impl Types {
+    fn new() -> Result<Self, PolicyError> {
+        let t = |name: &str| {
+            EntityTypeName::from_str(&format!("Sigil::{name}"))
+                .map_err(|e| PolicyError::Schema(e.to_string()))
+        };
+        Ok(Self {
+            device: t("Device")?,
+            product: t("Product")?,
+            operator: t("Operator")?,
+            token: t("ApiToken")?,
+            role: t("Role")?,
+            topic: t("Topic")?,
+            broker: t("Broker")?,
+            resource: t("Resource")?,
+            action: t("Action")?,
+        })
+    }
+
+    fn uid(&self, kind: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(kind.clone(), EntityId::new(id))
+    }
+}
+
 /// A loaded, validated policy set.
 pub struct PolicyEngine {
+    types: Types,
     schema: Schema,
     policies: PolicySet,
     authorizer: Authorizer,
@@ -165,6 +194,7 @@ impl PolicyEngine {
             ));
         }
         Ok(Self {
+            types: Types::new()?,
             schema,
             policies,
             authorizer: Authorizer::new(),
@@ -189,76 +219,101 @@ impl PolicyEngine {
         target: &Target,
         context: &OperatorContext,
     ) -> Result<Decision, PolicyError> {
-        let mut entities = Vec::new();
+        let t = &self.types;
+        let mut entities: Vec<Entity> = Vec::with_capacity(4);
+        let str_attr = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let bad = |e: &dyn std::fmt::Display| PolicyError::Request(e.to_string());
         let principal_uid = match principal {
             Principal::Device(d) => {
-                entities.push(json!({
-                    "uid": {"type": "Sigil::Device", "id": d.id},
-                    "attrs": {
-                        "product": entity_ref("Product", &d.product),
-                        "state": d.state,
-                        "certificate_status": d.certificate_status,
-                        "compliance": d.compliance,
-                        "quarantined": d.quarantined,
-                    },
-                    "parents": [],
-                }));
-                entities.push(json!({"uid": {"type": "Sigil::Product", "id": d.product}, "attrs": {}, "parents": []}));
-                uid("Device", &d.id)?
+                let uid = t.uid(&t.device, &d.id);
+                let product = t.uid(&t.product, &d.product);
+                let attrs = HashMap::from([
+                    (
+                        "product".to_owned(),
+                        RestrictedExpression::new_entity_uid(product.clone()),
+                    ),
+                    ("state".to_owned(), str_attr(&d.state)),
+                    (
+                        "certificate_status".to_owned(),
+                        str_attr(&d.certificate_status),
+                    ),
+                    ("compliance".to_owned(), str_attr(&d.compliance)),
+                    (
+                        "quarantined".to_owned(),
+                        RestrictedExpression::new_bool(d.quarantined),
+                    ),
+                ]);
+                entities
+                    .push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
+                entities.push(Entity::new_no_attrs(product, HashSet::new()));
+                uid
             }
-            Principal::Operator { id, roles } => {
-                entities.push(json!({
-                    "uid": {"type": "Sigil::Operator", "id": id},
-                    "attrs": {"name": id},
-                    "parents": roles.iter().map(|r| json!({"type": "Sigil::Role", "id": r})).collect::<Vec<_>>(),
-                }));
-                uid("Operator", id)?
-            }
-            Principal::Token { id, roles, scopes } => {
-                entities.push(json!({
-                    "uid": {"type": "Sigil::ApiToken", "id": id},
-                    "attrs": {"name": id, "scopes": scopes},
-                    "parents": roles.iter().map(|r| json!({"type": "Sigil::Role", "id": r})).collect::<Vec<_>>(),
-                }));
-                uid("ApiToken", id)?
+            Principal::Operator { id, roles } | Principal::Token { id, roles, .. } => {
+                let is_token = matches!(principal, Principal::Token { .. });
+                let uid = t.uid(if is_token { &t.token } else { &t.operator }, id);
+                let parents: HashSet<EntityUid> = roles.iter().map(|r| t.uid(&t.role, r)).collect();
+                let mut attrs = HashMap::from([("name".to_owned(), str_attr(id))]);
+                if let Principal::Token { scopes, .. } = principal {
+                    attrs.insert(
+                        "scopes".to_owned(),
+                        RestrictedExpression::new_set(scopes.iter().map(|s| str_attr(s))),
+                    );
+                }
+                entities
+                    .push(Entity::new(uid.clone(), attrs, parents.clone()).map_err(|e| bad(&e))?);
+                entities.extend(
+                    parents
+                        .into_iter()
+                        .map(|r| Entity::new_no_attrs(r, HashSet::new())),
+                );
+                uid
             }
         };
-        if let Principal::Operator { roles, .. } | Principal::Token { roles, .. } = principal {
-            for r in roles {
-                entities.push(
-                    json!({"uid": {"type": "Sigil::Role", "id": r}, "attrs": {}, "parents": []}),
-                );
-            }
-        }
         let resource_uid = match target {
             Target::Topic(name) => {
                 let (owner, kind) = parse_topic(name);
-                let mut attrs = json!({"name": name, "kind": kind});
+                let uid = t.uid(&t.topic, name);
+                let mut attrs = HashMap::from([
+                    ("name".to_owned(), str_attr(name)),
+                    ("kind".to_owned(), str_attr(kind)),
+                ]);
                 if let Some(owner) = owner {
-                    attrs["owner"] = entity_ref("Device", owner);
+                    attrs.insert(
+                        "owner".to_owned(),
+                        RestrictedExpression::new_entity_uid(t.uid(&t.device, owner)),
+                    );
                 }
-                entities.push(json!({"uid": {"type": "Sigil::Topic", "id": name}, "attrs": attrs, "parents": []}));
-                uid("Topic", name)?
+                entities
+                    .push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
+                uid
             }
             Target::Broker(name) => {
-                entities.push(json!({"uid": {"type": "Sigil::Broker", "id": name}, "attrs": {}, "parents": []}));
-                uid("Broker", name)?
+                let uid = t.uid(&t.broker, name);
+                entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
+                uid
             }
             Target::Kind(kind) => {
-                entities.push(json!({"uid": {"type": "Sigil::Resource", "id": kind}, "attrs": {"kind": kind}, "parents": []}));
-                uid("Resource", kind)?
+                let uid = t.uid(&t.resource, kind);
+                let attrs = HashMap::from([("kind".to_owned(), str_attr(kind))]);
+                entities
+                    .push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
+                uid
             }
         };
-        let action_uid = EntityUid::from_str(&format!("Sigil::Action::{}", json!(action)))
-            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let action_uid = t.uid(&t.action, action);
         let context = match principal {
             Principal::Device(_) => Context::empty(),
-            _ => Context::from_json_value(
-                json!({"mfa": context.mfa, "source_ip": context.source_ip}),
-                Some((&self.schema, &action_uid)),
-            )
-            .map_err(|e| PolicyError::Request(e.to_string()))?,
+            _ => Context::from_pairs([
+                (
+                    "mfa".to_owned(),
+                    RestrictedExpression::new_bool(context.mfa),
+                ),
+                ("source_ip".to_owned(), str_attr(&context.source_ip)),
+            ])
+            .map_err(|e| bad(&e))?,
         };
+        // Validated against the schema, so a misspelt action or a wrong principal type is an
+        // error, not a silent deny.
         let request = Request::new(
             principal_uid,
             action_uid,
@@ -266,10 +321,9 @@ impl PolicyEngine {
             context,
             Some(&self.schema),
         )
-        .map_err(|e| PolicyError::Request(e.to_string()))?;
-        // The owner a topic names may not be the requester; it is referenced, not described.
-        let entities = Entities::from_json_value(Value::Array(entities), None)
-            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        .map_err(|e| bad(&e))?;
+        // A topic's owner may be another device: referenced, not described.
+        let entities = Entities::from_entities(entities, None).map_err(|e| bad(&e))?;
         let response = self
             .authorizer
             .is_authorized(&request, &self.policies, &entities);
