@@ -878,6 +878,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/devices/{id}/certificates", "post"),
         ("/api/v1/broker/emqx/authn", "post"),
         ("/api/v1/broker/emqx/authz", "post"),
+        ("/api/v1/policy/explain", "post"),
         ("/api/v1/certificates", "get"),
         ("/api/v1/certificates/{serial}", "get"),
         ("/api/v1/profiles", "get"),
@@ -896,7 +897,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        24,
+        25,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

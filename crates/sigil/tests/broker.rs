@@ -125,3 +125,72 @@ async fn broker_hooks_follow_the_device_trust_state(db: Db) {
     s.shutdown().await;
 }
 both_backends!(broker_hooks_follow_the_device_trust_state);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_explains_what_it_would_decide() {
+    let Some(s) = TestServer::start(Db::Sqlite).await else {
+        return;
+    };
+    let ask = |principal: Value, action: &str, resource: Value, mfa: bool| {
+        json!({"principal": principal, "action": action, "resource": resource,
+               "context": {"mfa": mfa, "source_ip": "10.1.2.3"}})
+    };
+    let auditor = json!({"operator": {"id": "alice", "roles": ["auditor"]}});
+    let (st, d) = s
+        .post(
+            "/api/v1/policy/explain",
+            ask(
+                auditor.clone(),
+                "certificate.revoke",
+                json!({"kind": "certificate"}),
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(d["reasons"], json!([]));
+    let (_, d) = s
+        .post(
+            "/api/v1/policy/explain",
+            ask(
+                auditor,
+                "evidence.export",
+                json!({"kind": "evidence"}),
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(
+        (d["decision"].as_str(), d["reasons"].clone()),
+        (Some("allow"), json!(["role-auditor"]))
+    );
+    let officer = json!({"operator": {"id": "bob", "roles": ["security-officer"]}});
+    let (_, d) = s
+        .post(
+            "/api/v1/policy/explain",
+            ask(
+                officer,
+                "certificate.revoke",
+                json!({"kind": "certificate"}),
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(d["reasons"], json!(["trust-changes-need-mfa"]));
+    // A misspelt action is an error, not a silent deny.
+    let (st, e) = s
+        .post(
+            "/api/v1/policy/explain",
+            ask(
+                json!({"operator": {"id": "x", "roles": []}}),
+                "certificate.revok",
+                json!({"kind": "c"}),
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    s.shutdown().await;
+}

@@ -188,3 +188,46 @@ pub async fn authz(
         .ok_or_else(|| ApiError::invalid("topic: 1 to 1024 bytes"))?;
     decide(&state, &caller, &req, action, Target::Topic(topic)).await
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// `{"device": {...facts}}`, `{"operator": {"id", "roles"}}` or `{"token": {"id", "roles", "scopes"}}`.
+    #[schema(value_type = Object)]
+    pub principal: Principal,
+    pub action: String,
+    /// `{"topic": "..."}`, `{"broker": "..."}` or `{"kind": "..."}`.
+    #[schema(value_type = Object)]
+    pub resource: Target,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: OperatorContext,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplainResponse {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The policies that determined it: the permits that allowed it, or the forbids that denied
+    /// it (none: nothing permitted it).
+    pub reasons: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Ask the policy engine what it would decide, and why, without doing anything.
+#[utoipa::path(post, path = "/api/v1/policy/explain", tag = "access", request_body = ExplainRequest,
+    responses((status = 200, body = ExplainResponse), (status = 422, body = Problem)))]
+pub async fn explain(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ExplainRequest>,
+) -> Result<Json<ExplainResponse>, ApiError> {
+    let d = state
+        .policy
+        .decide(&req.principal, &req.action, &req.resource, &req.context)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(Json(ExplainResponse {
+        decision: if d.allowed { "allow" } else { "deny" },
+        reasons: d.reasons,
+        errors: d.errors,
+    }))
+}

@@ -158,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/broker/emqx/authn", post(broker::authn))
         .route("/api/v1/broker/emqx/authz", post(broker::authz))
+        .route("/api/v1/policy/explain", post(broker::explain))
         .route("/api/v1/certificates", get(certificates::list))
         .route("/api/v1/certificates/{serial}", get(certificates::get))
         .route("/api/v1/profiles", get(certificates::profiles))
@@ -362,7 +363,7 @@ where
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,
-        revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list, posture::get, broker::authn, broker::authz,
+        revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list, posture::get, broker::authn, broker::authz, broker::explain,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),
