@@ -26,7 +26,7 @@ fn sha256_hex(der: &[u8]) -> String {
     hex::encode(sigil_ca::sha256(der))
 }
 
-fn pem_cert(der: &[u8]) -> String {
+pub(crate) fn pem_cert(der: &[u8]) -> String {
     pem::encode_config(
         &pem::Pem::new("CERTIFICATE", der.to_vec()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),

@@ -17,6 +17,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use client::pem_cert;
 pub use client::{Credential, EstClient, MAX_CLOCK_SKEW, fetch_pinned_chain};
 pub use error::AgentError;
 pub use posture::{FileProvider, LinuxProvider, PostureProvider};
@@ -87,13 +88,6 @@ fn key_and_csr(state: &StateDir, generation: u64) -> Result<(Vec<u8>, Vec<u8>), 
         csr.der().to_vec(),
         rcgen::PublicKeyData::subject_public_key_info(&key),
     ))
-}
-
-fn pem_cert(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
 }
 
 /// The issued certificate must come from the issuing CA at the head of `chain_pem`.

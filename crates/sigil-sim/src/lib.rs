@@ -428,16 +428,8 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Some((_, AgentEvent::Renewed { latency, .. })) => {
-                    summary.rotations += 1;
-                    renew_latencies.push(latency);
-                }
-                Some((_, AgentEvent::RenewalFailed { kind })) => {
-                    *summary.failures.entry(kind.to_owned()).or_default() += 1;
-                }
-                Some((_, AgentEvent::PostureSent)) => {}
-                None => {}
+            event = events.recv() => if let Some((_, event)) = event {
+                record(&mut summary, &mut renew_latencies, event);
             },
             done = tasks.join_next() => match done {
                 Some(Ok(outcome)) => outcomes.push(outcome),
@@ -479,16 +471,7 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
     while let Ok(Some((_, event))) =
         tokio::time::timeout(Duration::from_millis(50), events.recv()).await
     {
-        match event {
-            AgentEvent::Renewed { latency, .. } => {
-                summary.rotations += 1;
-                renew_latencies.push(latency);
-            }
-            AgentEvent::RenewalFailed { kind } => {
-                *summary.failures.entry(kind.to_owned()).or_default() += 1;
-            }
-            AgentEvent::PostureSent => {}
-        }
+        record(&mut summary, &mut renew_latencies, event);
     }
     if config.progress {
         eprintln!();
@@ -522,6 +505,20 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Count one agent event into the summary.
+fn record(summary: &mut Summary, renew_latencies: &mut Vec<Duration>, event: AgentEvent) {
+    match event {
+        AgentEvent::Renewed { latency, .. } => {
+            summary.rotations += 1;
+            renew_latencies.push(latency);
+        }
+        AgentEvent::RenewalFailed { kind } => {
+            *summary.failures.entry(kind.to_owned()).or_default() += 1;
+        }
+        AgentEvent::PostureSent => {}
+    }
 }
 
 fn enrol_kind(e: &sigil_agent::AgentError) -> &'static str {

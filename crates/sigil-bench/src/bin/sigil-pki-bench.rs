@@ -128,6 +128,17 @@ struct Sigil {
 }
 
 impl Sigil {
+    /// The issuing CA's key, decrypted with the development passphrase file (benchmark only:
+    /// openssl and the library rows need it in the clear).
+    fn issuing_key(&self) -> Result<rcgen::KeyPair> {
+        let passphrase = std::fs::read_to_string(self.data.join("ca-passphrase"))?;
+        let sealed = std::fs::read_to_string(self.data.join("ca/issuing.key"))?;
+        Ok(sigil_ca::open_private_key(
+            &sealed,
+            passphrase.trim().as_bytes(),
+        )?)
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
         let r = self
             .http
@@ -559,10 +570,10 @@ async fn ocsp_bench(sigil: &Sigil, work: &Path, args: &Args, secs: Duration) -> 
     std::fs::write(dir.join("index.txt"), index)?;
     std::fs::write(dir.join("index.txt.attr"), "unique_subject = no\n")?;
     // openssl needs the issuing key in the clear: decrypt it once, for this benchmark only.
-    let passphrase = std::fs::read_to_string(sigil.data.join("ca-passphrase"))?;
-    let sealed = std::fs::read_to_string(sigil.data.join("ca/issuing.key"))?;
-    let key = sigil_ca::open_private_key(&sealed, passphrase.trim().as_bytes())?;
-    std::fs::write(dir.join("issuing.key"), key.serialize_pem())?;
+    std::fs::write(
+        dir.join("issuing.key"),
+        sigil.issuing_key()?.serialize_pem(),
+    )?;
 
     // The same requests for both servers, made by openssl: with no nonce (as browsers, TLS
     // stacks and brokers ask) and with one (a fresh signature per answer).
@@ -825,9 +836,7 @@ async fn est_load(
 /// CPU time of the issuance work itself on one core: parse and verify the CSR, build and sign
 /// the certificate.
 fn signing_us(sigil: &Sigil, csrs: &[Enrollee]) -> Result<f64> {
-    let passphrase = std::fs::read_to_string(sigil.data.join("ca-passphrase"))?;
-    let sealed = std::fs::read_to_string(sigil.data.join("ca/issuing.key"))?;
-    let key = sigil_ca::open_private_key(&sealed, passphrase.trim().as_bytes())?;
+    let key = sigil.issuing_key()?;
     let ca = sigil_ca::IssuingCa::load(
         &std::fs::read_to_string(sigil.data.join("ca/issuing.crt"))?,
         key,

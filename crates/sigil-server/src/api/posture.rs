@@ -20,7 +20,7 @@ use crate::mtls::PeerCertificate;
 /// Largest posture report accepted.
 const MAX_POSTURE_BODY: usize = 64 * 1024;
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PostureReportResponse {
     pub id: String,
     pub device_id: String,
@@ -117,12 +117,7 @@ pub async fn get(
         .collect();
     Ok(Json(PostureResponse {
         device_id: device.to_string(),
-        latest: history.first().map(|r| PostureReportResponse {
-            id: r.id.clone(),
-            device_id: r.device_id.clone(),
-            received_at: r.received_at.clone(),
-            posture: r.posture.clone(),
-        }),
+        latest: history.first().cloned(),
         history,
     }))
 }
