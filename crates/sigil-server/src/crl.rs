@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use time::{Duration, OffsetDateTime};
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::{Mutex, watch};
 
 use sigil_audit::Actor;
 use sigil_ca::{CrlContents, IssuingCa, PublicUrls, RevokedEntry};
@@ -25,7 +25,8 @@ pub struct CrlPublisher {
     store: Store,
     ca: Arc<IssuingCa>,
     urls: PublicUrls,
-    current: RwLock<Option<Arc<StoredCrl>>>,
+    /// The CRL being served; subscribers (the broker's CRL file) hear of each new one.
+    current: watch::Sender<Option<Arc<StoredCrl>>>,
     /// What the TLS listener refuses; refreshed with every CRL.
     revoked_serials: RevokedSerials,
     /// Signed OCSP answers, forgotten whenever the revocation set may have changed.
@@ -52,7 +53,7 @@ impl CrlPublisher {
             store,
             ca,
             urls,
-            current: RwLock::new(latest),
+            current: watch::Sender::new(latest),
             revoked_serials,
             ocsp_cache,
             signing: Mutex::new(()),
@@ -64,7 +65,12 @@ impl CrlPublisher {
 
     /// The CRL being served.
     pub async fn current(&self) -> Option<Arc<StoredCrl>> {
-        self.current.read().await.clone()
+        self.current.borrow().clone()
+    }
+
+    /// Follow the CRLs as they are published.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<StoredCrl>>> {
+        self.current.subscribe()
     }
 
     async fn refresh_if_due(&self, now: OffsetDateTime) -> Result<(), ServerError> {
@@ -120,7 +126,7 @@ impl CrlPublisher {
         };
         self.store.insert_crl(actor, &crl, revoked.len()).await?;
         let crl = Arc::new(crl);
-        *self.current.write().await = Some(crl.clone());
+        self.current.send_replace(Some(crl.clone()));
         self.stale.store(false, Ordering::Release);
         tracing::info!(
             number = crl.number,

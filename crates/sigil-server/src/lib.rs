@@ -1,11 +1,13 @@
 //! Sigil's network front: the HTTPS REST API, the public PKI listener, and the data directory
 //! bootstrap that turns an empty directory into a working CA.
 
+pub mod access;
 pub mod api;
 pub mod auditlog;
 pub mod crl;
 pub mod datadir;
 mod error;
+pub mod mosquitto;
 pub mod mtls;
 pub mod ocsp;
 pub mod pki;
@@ -61,6 +63,8 @@ pub struct ServerConfig {
     pub superseded_overlap: Option<Duration>,
     /// Profile name for certificates issued at first EST enrolment.
     pub enrollment_profile: String,
+    /// Keep a Mosquitto broker's dynamic security (and CRL file) in step.
+    pub mosquitto: Option<mosquitto::MosquittoSettings>,
 }
 
 impl ServerConfig {
@@ -79,6 +83,7 @@ impl ServerConfig {
             ocsp_signing: ocsp::OcspSigning::default(),
             superseded_overlap: None,
             enrollment_profile: sigil_ca::DEFAULT_PROFILE.to_owned(),
+            mosquitto: None,
         }
     }
 }
@@ -263,6 +268,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
                 "ocsp_signing": config.ocsp_signing.as_str(),
                 "superseded_overlap_seconds": config.superseded_overlap.map(|d| d.whole_seconds()),
                 "enrollment_profile": enrollment_profile.name,
+                "mosquitto": config.mosquitto.as_ref().map(|m| format!("{}:{}", m.host, m.port)),
             }),
         )])
         .await?;
@@ -290,6 +296,17 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     let checkpoint_task = audit.spawn_periodic(config.checkpoint_interval, clock.clone());
     let crl_task = crl.spawn_refresh(clock.clone(), config.superseded_overlap);
 
+    let policy = Arc::new(sigil_policy::PolicyEngine::with_defaults()?);
+    let mut tasks = Vec::new();
+    if let Some(settings) = &config.mosquitto {
+        tasks.extend(mosquitto::spawn(
+            settings,
+            store.clone(),
+            policy.clone(),
+            crl.subscribe(),
+            clock.clone(),
+        )?);
+    }
     let state_clock = clock.clone();
     let state = AppState {
         audit: audit.clone(),
@@ -301,7 +318,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         enrollment_profile,
         clock,
         client_verifier,
-        policy: Arc::new(sigil_policy::PolicyEngine::with_defaults()?),
+        policy,
     };
     let api_app = api::router(state);
     let ocsp_state = ocsp::OcspState {
@@ -323,14 +340,17 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         pki_addr,
         store,
         new_admin_token,
-        tasks: vec![
-            api_task,
-            pki_task,
-            checkpoint_task,
-            crl_task,
-            ocsp_task,
-            refusals_task,
-        ],
+        tasks: {
+            tasks.extend([
+                api_task,
+                pki_task,
+                checkpoint_task,
+                crl_task,
+                ocsp_task,
+                refusals_task,
+            ]);
+            tasks
+        },
     })
 }
 

@@ -279,6 +279,32 @@ impl Store {
             .collect()
     }
 
+    /// The devices named by the entries from position `from` on (at most `limit` entries, each
+    /// device once), and the position after the last entry read. Followers of the
+    /// log (the broker sync) use it as a change feed.
+    pub async fn devices_in_audit_since(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<(Vec<String>, u64), StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, device_id FROM audit_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(to_i64(from)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut next = from;
+        let mut devices = std::collections::BTreeSet::new();
+        for row in &rows {
+            next = to_u64(row.try_get::<i64, _>("seq")?)? + 1;
+            if let Some(d) = row.try_get::<Option<String>, _>("device_id")? {
+                devices.insert(d);
+            }
+        }
+        Ok((devices.into_iter().collect(), next))
+    }
+
     /// Entries `[from, from + limit)` (fewer at the end) with their stored leaf hashes, for
     /// exports. Positions with no row are simply absent: the verifier reports the gap.
     pub async fn audit_range(

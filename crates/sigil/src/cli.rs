@@ -107,6 +107,25 @@ pub struct ServeArgs {
     /// Certificate profile for first enrolments over EST (see `GET /api/v1/profiles`).
     #[arg(long, default_value = "device")]
     pub enrollment_profile: String,
+    /// Keep this Mosquitto broker's dynamic security in step (`HOST:PORT` of a TLS listener
+    /// where a dynamic-security admin user may log in).
+    #[arg(long)]
+    pub mosquitto: Option<String>,
+    /// CA certificate(s), PEM, that the broker's TLS certificate chains to.
+    #[arg(long, requires = "mosquitto")]
+    pub mosquitto_ca: Option<PathBuf>,
+    /// Dynamic-security user Sigil logs in as.
+    #[arg(long, default_value = "sigil", requires = "mosquitto")]
+    pub mosquitto_user: String,
+    /// File holding that user's password (read once at start; keep it 0600).
+    #[arg(long, requires = "mosquitto")]
+    pub mosquitto_password_file: Option<PathBuf>,
+    /// Write each new CRL here (PEM), for the broker's `crlfile`.
+    #[arg(long, requires = "mosquitto")]
+    pub mosquitto_crl_file: Option<PathBuf>,
+    /// The broker's `pid_file`: Sigil sends it SIGHUP after each CRL so it re-reads the file.
+    #[arg(long, requires = "mosquitto_crl_file")]
+    pub mosquitto_pid_file: Option<PathBuf>,
 }
 
 /// How the CLI reaches a running server.

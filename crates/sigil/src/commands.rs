@@ -5,6 +5,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
 use sigil_ca::{CaNames, KeyAlgorithm};
+use sigil_server::mosquitto::MosquittoSettings;
 use sigil_server::{DataDir, PassphraseSource, ServerConfig};
 
 use crate::cli::{
@@ -52,8 +53,36 @@ fn init(args: InitArgs) -> Result<()> {
     Ok(())
 }
 
+fn mosquitto_settings(target: &str, args: &ServeArgs) -> Result<MosquittoSettings> {
+    let (host, port) = target
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .filter(|(h, _)| !h.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("--mosquitto: expected HOST:PORT, got `{target}`"))?;
+    let ca = args.mosquitto_ca.clone().ok_or_else(|| {
+        anyhow::anyhow!("--mosquitto needs --mosquitto-ca (the connection is TLS only)")
+    })?;
+    let password_file = args
+        .mosquitto_password_file
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--mosquitto needs --mosquitto-password-file"))?;
+    let password = std::fs::read_to_string(password_file)
+        .with_context(|| format!("reading {}", password_file.display()))?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned();
+    let mut settings = MosquittoSettings::new(host, port, ca);
+    settings.username = args.mosquitto_user.clone();
+    settings.password = password;
+    settings.crl_file = args.mosquitto_crl_file.clone();
+    settings.pid_file = args.mosquitto_pid_file.clone();
+    Ok(settings)
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let mut config = ServerConfig::new(&args.data_dir);
+    if let Some(target) = &args.mosquitto {
+        config.mosquitto = Some(mosquitto_settings(target, &args)?);
+    }
     config.database_url = args.database_url;
     config.listen = args.listen;
     config.pki_listen = args.pki_listen;

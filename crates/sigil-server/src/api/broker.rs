@@ -10,13 +10,10 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use sigil_audit::{AuditEvent, Outcome};
-use sigil_domain::DeviceId;
-use sigil_policy::{DeviceFacts, OperatorContext, Principal, Target};
-use sigil_store::CertificateStatus;
+use sigil_policy::{OperatorContext, Principal, Target};
 
 use super::{ApiError, ApiJson, AppState, Caller, Problem};
 
@@ -43,64 +40,6 @@ pub struct BrokerDecision {
     pub reasons: Vec<String>,
 }
 
-/// What Sigil knows of a device now, as policy facts. An unknown device has no valid
-/// certificate.
-async fn facts(
-    state: &AppState,
-    username: &str,
-    now: OffsetDateTime,
-) -> Result<DeviceFacts, ApiError> {
-    let Ok(id) = username.parse::<DeviceId>() else {
-        return Ok(DeviceFacts {
-            id: username.chars().take(64).collect(),
-            product: "unknown".into(),
-            state: "unknown".into(),
-            certificate_status: "none".into(),
-            compliance: "unknown".into(),
-            quarantined: false,
-        });
-    };
-    let device = match state.store.get_device(id).await {
-        Ok(d) => d,
-        Err(sigil_store::StoreError::NotFound { .. }) => {
-            return Ok(DeviceFacts {
-                id: id.to_string(),
-                product: "unknown".into(),
-                state: "unknown".into(),
-                certificate_status: "none".into(),
-                compliance: "unknown".into(),
-                quarantined: false,
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let certificates = state.store.list_certificates(Some(id), 1000).await?;
-    let certificate_status = if certificates
-        .iter()
-        .any(|c| c.status != CertificateStatus::Revoked && c.not_before <= now && now < c.not_after)
-    {
-        "valid"
-    } else if certificates
-        .iter()
-        .any(|c| c.status == CertificateStatus::Revoked)
-    {
-        "revoked"
-    } else if certificates.is_empty() {
-        "none"
-    } else {
-        "expired"
-    };
-    Ok(DeviceFacts {
-        id: id.to_string(),
-        product: device.product_id.to_string(),
-        state: device.state.as_str().to_owned(),
-        certificate_status: certificate_status.to_owned(),
-        // Compliance evaluation arrives with issue 7; until then it is unknown.
-        compliance: "unknown".into(),
-        quarantined: false,
-    })
-}
-
 async fn decide(
     state: &AppState,
     caller: &Caller,
@@ -109,7 +48,7 @@ async fn decide(
     target: Target,
 ) -> Result<Json<BrokerDecision>, ApiError> {
     let now = state.now();
-    let facts = facts(state, &req.username, now).await?;
+    let facts = crate::access::device_facts(&state.store, &req.username, now).await?;
     let decision = state
         .policy
         .decide(
