@@ -207,6 +207,17 @@ impl PolicyEngine {
         &self.text
     }
 
+    /// The `@id` of every policy, sorted.
+    pub fn policy_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .policies
+            .policies()
+            .map(|p| p.id().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     pub fn policy_count(&self) -> usize {
         self.policies.policies().count()
     }

@@ -162,6 +162,20 @@ impl DataDir {
         Err(ServerError::NoPassphrase)
     }
 
+    /// The key that seals operator secrets (TOTP seeds) in the database, derived from the CA
+    /// passphrase (HKDF-SHA256): they are as well protected at rest as the CA keys, with no
+    /// extra file to keep.
+    pub fn operator_secrets_key(&self) -> Result<[u8; 32], ServerError> {
+        use aws_lc_rs::hkdf;
+        let passphrase = self.passphrase_for_load()?;
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"sigil data directory").extract(&passphrase);
+        let mut key = [0u8; 32];
+        prk.expand(&[b"sigil/operator-secrets/v1"], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut key))
+            .map_err(|_| ServerError::Random)?;
+        Ok(key)
+    }
+
     pub fn log_key_path(&self) -> PathBuf {
         self.root.join("audit/log.key")
     }

@@ -11,6 +11,8 @@ pub mod mosquitto;
 pub mod mtls;
 pub mod ocsp;
 pub mod pki;
+pub mod policy;
+pub mod secrets;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -296,7 +298,8 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     let checkpoint_task = audit.spawn_periodic(config.checkpoint_interval, clock.clone());
     let crl_task = crl.spawn_refresh(clock.clone(), config.superseded_overlap);
 
-    let policy = Arc::new(sigil_policy::PolicyEngine::with_defaults()?);
+    let policy = Arc::new(policy::ActivePolicy::load(&store).await?);
+    let secrets = Arc::new(secrets::SecretBox::new(&dir.operator_secrets_key()?)?);
     let mut tasks = Vec::new();
     if let Some(settings) = &config.mosquitto {
         tasks.extend(mosquitto::spawn(
@@ -319,6 +322,8 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         clock,
         client_verifier,
         policy,
+        secrets,
+        login_limiter: Arc::default(),
     };
     let api_app = api::router(state);
     let ocsp_state = ocsp::OcspState {

@@ -18,7 +18,6 @@ use tokio::time::Instant;
 use sigil_domain::DeviceFilter;
 use sigil_mosquitto::dynsec::{self, BrokerMirror};
 use sigil_mosquitto::{Command, ControlClient, ControlConfig, MosquittoError};
-use sigil_policy::PolicyEngine;
 use sigil_store::{Store, StoredCrl};
 
 use crate::{Clock, ServerError};
@@ -85,7 +84,7 @@ enum SyncError {
 pub(crate) fn spawn(
     settings: &MosquittoSettings,
     store: Store,
-    policy: Arc<PolicyEngine>,
+    policy: Arc<crate::policy::ActivePolicy>,
     crls: watch::Receiver<Option<Arc<StoredCrl>>>,
     clock: Clock,
 ) -> Result<Vec<JoinHandle<()>>, ServerError> {
@@ -145,7 +144,7 @@ fn tls_config(ca_file: &Path) -> Result<rustls::ClientConfig, ServerError> {
 struct Sync {
     control: ControlConfig,
     store: Store,
-    policy: Arc<PolicyEngine>,
+    policy: Arc<crate::policy::ActivePolicy>,
     clock: Clock,
     poll_interval: Duration,
     resync_interval: Duration,
@@ -184,7 +183,9 @@ impl Sync {
                 "mosquitto dynamic security in step"
             );
             let resync_at = Instant::now() + self.resync_interval;
-            while Instant::now() < resync_at {
+            let policy_version = self.policy.version();
+            // A new policy version may change any device's grant: start a full pass.
+            while Instant::now() < resync_at && self.policy.version() == policy_version {
                 tokio::time::sleep(self.poll_interval).await;
                 loop {
                     let (devices, next) = self.store.devices_in_audit_since(cursor, 1000).await?;
@@ -238,11 +239,12 @@ impl Sync {
         devices: &[String],
     ) -> Result<usize, SyncError> {
         let now = (self.clock)();
+        let policy = self.policy.engine();
         let mut commands: Vec<Command> = Vec::new();
         let mut decided = Vec::new();
         for device in devices {
             let facts = crate::access::device_facts(&self.store, device, now).await?;
-            let grant = crate::access::broker_grant(&self.policy, &facts);
+            let grant = crate::access::broker_grant(&policy, &facts);
             let plan = dynsec::plan(device, &mirror.get(device), grant.as_ref());
             if !plan.is_empty() {
                 tracing::info!(

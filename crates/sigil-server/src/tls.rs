@@ -86,7 +86,9 @@ pub async fn serve_tls(listener: TcpListener, config: Arc<ServerConfig>, app: Ro
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|c| Arc::new(c.clone().into_owned()));
-            let app = app.layer(axum::Extension(PeerCertificate(peer_cert)));
+            let app = app
+                .layer(axum::Extension(PeerCertificate(peer_cert)))
+                .layer(axum::Extension(crate::api::auth::PeerAddr(peer)));
             let service = TowerToHyperService::new(app);
             // The protocol was negotiated by ALPN during the handshake, so no sniffing of the
             // first bytes (which would wait without any timeout) is needed.

@@ -42,8 +42,18 @@ fn harness() -> Harness {
         .unwrap();
     let actor = sigil_audit::Actor::system("test");
     let token = api::generate_token().unwrap();
-    rt.block_on(store.insert_api_token(&actor, "t", "admin", &api::token_hash(&token), now, None))
-        .unwrap();
+    rt.block_on(store.insert_api_token(
+        &actor,
+        &sigil_store::NewApiToken {
+            name: "t",
+            role: "admin",
+            scopes: &["*".to_owned()],
+            expires_at: None,
+        },
+        &api::token_hash(&token),
+        now,
+    ))
+    .unwrap();
     let product = rt
         .block_on(store.create_product(
             &actor,
@@ -94,7 +104,12 @@ fn harness() -> Harness {
         enrollment_profile: sigil_ca::Profile::by_name(sigil_ca::DEFAULT_PROFILE).unwrap(),
         clock: sigil_server::system_clock(),
         audit,
-        policy: Arc::new(sigil_policy::PolicyEngine::with_defaults().unwrap()),
+        policy: Arc::new(sigil_server::policy::ActivePolicy::new(
+            sigil_policy::PolicyEngine::with_defaults().unwrap(),
+            0,
+        )),
+        secrets: Arc::new(sigil_server::secrets::SecretBox::new(&[1; 32]).unwrap()),
+        login_limiter: Arc::default(),
         client_verifier: sigil_server::mtls::SigilClientVerifier::new(
             &[ca_for_tls.root_cert_der()],
             Default::default(),

@@ -12,6 +12,8 @@ mod batch;
 mod bootstrap;
 mod enrollment;
 mod error;
+mod operators;
+mod policy;
 mod posture;
 mod revocation;
 mod rows;
@@ -37,6 +39,8 @@ pub use audit::{AuditQuery, StoredEntry};
 pub use bootstrap::ManufacturerCaRecord;
 pub use enrollment::TokenRefusal;
 pub use error::{IssueError, StoreError};
+pub use operators::{FailureOutcome, NewOperator, NewSession, OperatorRecord, SessionRecord};
+pub use policy::PolicyVersion;
 pub use posture::PostureRecord;
 pub use revocation::{RevokedCertificate, StoredCrl};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
@@ -625,33 +629,80 @@ impl Store {
     pub async fn insert_api_token(
         &self,
         actor: &Actor,
-        name: &str,
-        role: &str,
+        token: &NewApiToken<'_>,
         token_hash: &Fingerprint,
         now: OffsetDateTime,
-        expires_at: Option<OffsetDateTime>,
     ) -> Result<String, StoreError> {
         let id = uuid::Uuid::now_v7().to_string();
+        let scopes = token.scopes.join(",");
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            "INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at, revoked_at, scopes) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
         )
         .bind(&id)
-        .bind(name)
-        .bind(role)
+        .bind(token.name)
+        .bind(token.role)
         .bind(token_hash.as_str())
         .bind(now.unix_timestamp())
-        .bind(expires_at.map(|t| t.unix_timestamp()))
+        .bind(token.expires_at.map(|t| t.unix_timestamp()))
+        .bind(&scopes)
         .execute(&mut *tx)
         .await?;
-        let expires = expires_at.map(|t| t.unix_timestamp());
+        let expires = token.expires_at.map(|t| t.unix_timestamp());
+        let event = token_created(actor, &id, token, now, expires, 0);
+        audit::append(&mut tx, vec![event]).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Every token (secrets are not stored), newest first.
+    pub async fn list_api_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        sqlx::query("SELECT id, name, role, token_hash, expires_at, revoked_at, last_used_at, scopes FROM api_tokens ORDER BY id DESC")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(rows::token_from_row)
+            .collect()
+    }
+
+    /// Revoke token `id` and log it. `NotFound` if there is none; revoking twice is a no-op.
+    pub async fn revoke_api_token(
+        &self,
+        actor: &Actor,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT revoked_at FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "API token",
+                id: id.to_owned(),
+            })?;
+        if exists.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
+            .bind(now.unix_timestamp())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         audit::append(
             &mut tx,
-            vec![token_created(actor, &id, name, role, now, expires, 0)],
+            vec![AuditEvent::new(
+                now,
+                actor.clone(),
+                "token.revoked",
+                format!("token:{id}"),
+                Outcome::Success,
+                json!({}),
+            )],
         )
         .await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(())
     }
 
     /// Revoke every live token called `name` and store a new one, atomically.
@@ -685,7 +736,19 @@ impl Store {
         .await?;
         audit::append(
             &mut tx,
-            vec![token_created(actor, &id, name, role, now, None, revoked)],
+            vec![token_created(
+                actor,
+                &id,
+                &NewApiToken {
+                    name,
+                    role,
+                    scopes: &["*".to_owned()],
+                    expires_at: None,
+                },
+                now,
+                None,
+                revoked,
+            )],
         )
         .await?;
         tx.commit().await?;
@@ -708,7 +771,7 @@ impl Store {
         &self,
         token_hash: &Fingerprint,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, role, token_hash, expires_at, revoked_at, last_used_at FROM api_tokens WHERE token_hash = $1")
+        let row = sqlx::query("SELECT id, name, role, token_hash, expires_at, revoked_at, last_used_at, scopes FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -752,6 +815,15 @@ impl Store {
     }
 }
 
+/// A token to store.
+pub struct NewApiToken<'a> {
+    pub name: &'a str,
+    pub role: &'a str,
+    /// What it may be used for (see the `token-scope` policy); `*` for everything its role allows.
+    pub scopes: &'a [String],
+    pub expires_at: Option<OffsetDateTime>,
+}
+
 fn lifecycle_verb(event: LifecycleEvent) -> &'static str {
     match event {
         LifecycleEvent::IdentityIssued => "provisioned",
@@ -766,8 +838,7 @@ fn lifecycle_verb(event: LifecycleEvent) -> &'static str {
 fn token_created(
     actor: &Actor,
     id: &str,
-    name: &str,
-    role: &str,
+    token: &NewApiToken<'_>,
     now: OffsetDateTime,
     expires_at: Option<i64>,
     replaced: u64,
@@ -778,7 +849,7 @@ fn token_created(
         "token.created",
         format!("token:{id}"),
         Outcome::Success,
-        json!({"name": name, "role": role, "expires_at": expires_at, "revoked_tokens_of_same_name": replaced}),
+        json!({"name": token.name, "role": token.role, "scopes": token.scopes, "expires_at": expires_at, "revoked_tokens_of_same_name": replaced}),
     )
 }
 

@@ -89,6 +89,7 @@ pub struct TokenRecord {
     pub revoked_at: Option<OffsetDateTime>,
     /// When its use was last recorded in the audit log.
     pub last_used_at: Option<OffsetDateTime>,
+    pub scopes: Vec<String>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -192,5 +193,11 @@ pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(ts)
             .transpose()?,
+        scopes: row
+            .try_get::<String, _>("scopes")?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }

@@ -889,6 +889,18 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/audit/proof/consistency", "get"),
         ("/api/v1/audit/export", "get"),
         ("/api/v1/evidence", "get"),
+        ("/api/v1/policy", "get"),
+        ("/api/v1/policy", "post"),
+        ("/api/v1/policy/versions", "get"),
+        ("/api/v1/policy/rollback", "post"),
+        ("/api/v1/operators", "post"),
+        ("/api/v1/operators", "get"),
+        ("/api/v1/tokens", "post"),
+        ("/api/v1/tokens", "get"),
+        ("/api/v1/tokens/{id}/revoke", "post"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/logout", "post"),
+        ("/api/v1/auth/me", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -897,7 +909,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        25,
+        34,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
@@ -1057,11 +1069,14 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
     s.store()
         .insert_api_token(
             &sigil_audit::Actor::system("test"),
-            "ci",
-            "admin",
+            &sigil_store::NewApiToken {
+                name: "ci",
+                role: "admin",
+                scopes: &["*".to_owned()],
+                expires_at: Some(now - time::Duration::hours(1)),
+            },
             &sigil_server::api::token_hash(&expired),
             now - time::Duration::hours(2),
-            Some(now - time::Duration::hours(1)),
         )
         .await
         .unwrap();
@@ -1076,11 +1091,14 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
     s.store()
         .insert_api_token(
             &sigil_audit::Actor::system("test"),
-            "ci2",
-            "admin",
+            &sigil_store::NewApiToken {
+                name: "ci2",
+                role: "admin",
+                scopes: &["*".to_owned()],
+                expires_at: Some(now + time::Duration::hours(1)),
+            },
             &sigil_server::api::token_hash(&live),
             now,
-            Some(now + time::Duration::hours(1)),
         )
         .await
         .unwrap();

@@ -50,7 +50,7 @@ async fn decide(
     let now = state.now();
     let facts = crate::access::device_facts(&state.store, &req.username, now).await?;
     let decision = state
-        .policy
+        .policy()
         .decide(
             &Principal::Device(facts.clone()),
             action,
@@ -161,7 +161,7 @@ pub async fn explain(
     ApiJson(req): ApiJson<ExplainRequest>,
 ) -> Result<Json<ExplainResponse>, ApiError> {
     let d = state
-        .policy
+        .policy()
         .decide(&req.principal, &req.action, &req.resource, &req.context)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     Ok(Json(ExplainResponse {

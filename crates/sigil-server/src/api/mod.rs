@@ -1,6 +1,7 @@
 //! The JSON REST API under `/api/v1`.
 
 mod audit;
+pub mod auth;
 mod bootstrap;
 mod broker;
 mod certificates;
@@ -8,16 +9,18 @@ mod error;
 mod est;
 mod evidence;
 mod inventory;
+mod operators;
+mod policy;
 mod posture;
 mod revocation;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use time::OffsetDateTime;
@@ -25,11 +28,11 @@ use utoipa::OpenApi;
 
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_ca::{IdentityScheme, IssuingCa, PublicUrls};
-use sigil_domain::Fingerprint;
 use sigil_store::Store;
 
 use crate::auditlog::AuditLog;
 
+pub use auth::{Caller, generate_token, token_hash};
 pub use certificates::store_record;
 pub use error::{ApiError, Problem};
 
@@ -55,8 +58,11 @@ pub struct AppState {
     pub clock: Clock,
     pub audit: Arc<AuditLog>,
     pub crl: Arc<crate::crl::CrlPublisher>,
-    /// Access policy (Cedar).
-    pub policy: Arc<sigil_policy::PolicyEngine>,
+    /// Access policy (Cedar) in force.
+    pub policy: Arc<crate::policy::ActivePolicy>,
+    /// Seals operator TOTP seeds in the database.
+    pub secrets: Arc<crate::secrets::SecretBox>,
+    pub login_limiter: Arc<auth::LoginLimiter>,
     /// The API listener's client-certificate verifier (to update its manufacturer CAs).
     pub client_verifier: Arc<crate::mtls::SigilClientVerifier>,
 }
@@ -64,6 +70,11 @@ pub struct AppState {
 impl AppState {
     fn now(&self) -> OffsetDateTime {
         (self.clock)()
+    }
+
+    /// A snapshot of the access policy in force.
+    pub fn policy(&self) -> Arc<sigil_policy::PolicyEngine> {
+        self.policy.engine()
     }
 
     /// Pass `result` through; if it is a refusal, record it in the audit log first. A refusal
@@ -95,19 +106,6 @@ impl AppState {
             }
         }
         result
-    }
-}
-
-/// The authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub token_id: String,
-    pub role: String,
-}
-
-impl Caller {
-    pub fn actor(&self) -> Actor {
-        Actor::operator(&self.token_id)
     }
 }
 
@@ -159,6 +157,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/broker/emqx/authn", post(broker::authn))
         .route("/api/v1/broker/emqx/authz", post(broker::authz))
         .route("/api/v1/policy/explain", post(broker::explain))
+        .route("/api/v1/policy", get(policy::current).post(policy::apply))
+        .route("/api/v1/policy/versions", get(policy::versions))
+        .route("/api/v1/policy/rollback", post(policy::rollback))
+        .route(
+            "/api/v1/operators",
+            post(operators::create_operator).get(operators::list_operators),
+        )
+        .route(
+            "/api/v1/tokens",
+            post(operators::create_token).get(operators::list_tokens),
+        )
+        .route("/api/v1/tokens/{id}/revoke", post(operators::revoke_token))
+        .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/certificates", get(certificates::list))
         .route("/api/v1/certificates/{serial}", get(certificates::get))
         .route("/api/v1/profiles", get(certificates::profiles))
@@ -171,13 +183,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/proof/consistency", get(audit::consistency))
         .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/evidence", get(evidence::export))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
 
     Router::new()
         .merge(protected)
         .merge(est::router())
         // Devices authenticate with their certificate (mTLS), not a bearer token.
         .route("/api/v1/device/posture", post(posture::report))
+        // People log in with a password and TOTP code for a session cookie.
+        .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(health))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -193,133 +207,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Bearer-token authentication. Tokens are random 256-bit secrets, so the database holds only
-/// their SHA-256; the lookup is by that hash and the final comparison is constant-time.
-async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    match caller(
-        &state,
-        request.headers(),
-        request.method(),
-        request.uri().path(),
-    )
-    .await
-    {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err((token_id, e)) => {
-            let actor = Actor::operator(token_id.as_deref().unwrap_or("unknown"));
-            let subject = format!("api:{} {}", request.method(), request.uri().path());
-            let refused: Result<(), ApiError> = Err(e);
-            match state
-                .audit_refusal(&actor, "auth.failed", subject, refused)
-                .await
-            {
-                Err(e) => e.into_response(),
-                Ok(()) => StatusCode::UNAUTHORIZED.into_response(),
-            }
-        }
-    }
-}
-
 async fn health(State(state): State<AppState>) -> Response {
     crate::pki::health(State(state.audit.clone())).await
-}
-
-/// The caller, or why not (with the token id when the token exists but is unusable).
-async fn caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    method: &axum::http::Method,
-    path: &str,
-) -> Result<Caller, (Option<String>, ApiError)> {
-    let anonymous = |e: ApiError| (None, e);
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        anonymous(ApiError::unauthenticated(
-            "missing Authorization header (expected `Bearer <token>`)",
-        ))
-    })?;
-    let value = value.to_str().map_err(|_| {
-        anonymous(ApiError::unauthenticated(
-            "Authorization header is not valid ASCII",
-        ))
-    })?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            anonymous(ApiError::unauthenticated(
-                "Authorization header must use the Bearer scheme",
-            ))
-        })?;
-    let hash = token_hash(token);
-    let record = state
-        .store
-        .find_api_token(&hash)
-        .await
-        .map_err(|e| anonymous(e.into()))?
-        .ok_or_else(|| anonymous(ApiError::unauthenticated("invalid API token")))?;
-    if aws_lc_rs::constant_time::verify_slices_are_equal(
-        record.token_hash.as_str().as_bytes(),
-        hash.as_str().as_bytes(),
-    )
-    .is_err()
-    {
-        return Err(anonymous(ApiError::unauthenticated("invalid API token")));
-    }
-    if record.revoked_at.is_some() {
-        return Err((
-            Some(record.id),
-            ApiError::unauthenticated("API token has been revoked"),
-        ));
-    }
-    if record.expires_at.is_some_and(|t| t <= state.now()) {
-        return Err((
-            Some(record.id),
-            ApiError::unauthenticated("API token has expired"),
-        ));
-    }
-    let now = state.now();
-    if record
-        .last_used_at
-        .is_none_or(|t| now - t >= TOKEN_USE_INTERVAL)
-    {
-        // Best effort: a failure to record use must not lock every operator out, and it is
-        // reported. The changes the caller makes are still logged under its token id.
-        let details = serde_json::json!({"first_request": format!("{} {}", method, path)});
-        if let Err(e) = state
-            .store
-            .record_token_use(&record.id, now, TOKEN_USE_INTERVAL, details)
-            .await
-        {
-            tracing::error!(error = %e, token = %record.id, "could not record token use in the audit log");
-        }
-    }
-    Ok(Caller {
-        token_id: record.id,
-        role: record.role,
-    })
-}
-
-/// How often a token's use is recorded: on first use, then at most once per interval.
-const TOKEN_USE_INTERVAL: time::Duration = time::Duration::hours(1);
-
-/// SHA-256 of a token secret, as stored.
-pub fn token_hash(token: &str) -> Fingerprint {
-    Fingerprint::from_digest(&sigil_ca::sha256(token.as_bytes()))
-}
-
-/// A fresh API token secret: `sigil_` followed by 256 random bits, base64url.
-pub fn generate_token() -> Result<String, crate::ServerError> {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| crate::ServerError::Random)?;
-    Ok(format!(
-        "sigil_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    ))
 }
 
 /// `Json` whose rejections are problem+json.
@@ -364,6 +253,9 @@ where
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,
         revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list, posture::get, broker::authn, broker::authz, broker::explain,
+        policy::current, policy::versions, policy::apply, policy::rollback,
+        operators::create_operator, operators::list_operators, operators::create_token, operators::list_tokens, operators::revoke_token,
+        auth::login, auth::logout, auth::me,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),
