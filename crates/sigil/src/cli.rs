@@ -37,9 +37,68 @@ pub enum Command {
     /// Export and verify evidence bundles for auditors.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
-    /// Check access policies (Cedar) offline.
+    /// Check access policies (Cedar) offline; apply, list and roll back the server's.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Manage operator accounts (people).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Manage scoped, expiring API tokens (automation).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Create an account. The password is read from SIGIL_OPERATOR_PASSWORD or standard input;
+    /// the TOTP seed (always given to admin and security-officer) is printed once.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// admin, security-officer, provisioner, operator, auditor or broker.
+        #[arg(long)]
+        role: String,
+        /// Give a role that does not require it a TOTP second factor too.
+        #[arg(long)]
+        totp: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// inventory, enrollment, audit, broker, trust or * (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +115,28 @@ pub enum PolicyCommand {
     Show {
         /// `schema` or `defaults`.
         what: String,
+    },
+    /// Apply a policy file on the server as a new version (validated, audited).
+    Apply {
+        file: PathBuf,
+        /// Why (kept with the version and in the audit log).
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restore an earlier version (0: the built-in defaults), as a new version.
+    Rollback {
+        version: i64,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The server's policy versions, newest first.
+    Versions {
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 

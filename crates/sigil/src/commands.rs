@@ -9,7 +9,8 @@ use sigil_server::mosquitto::MosquittoSettings;
 use sigil_server::{DataDir, PassphraseSource, ServerConfig};
 
 use crate::cli::{
-    CertCommand, Cli, ClientArgs, Command, DeviceCommand, InitArgs, ProductCommand, ServeArgs,
+    CertCommand, Cli, ClientArgs, Command, DeviceCommand, InitArgs, OperatorCommand,
+    ProductCommand, ServeArgs, TokenCommand,
 };
 use crate::client::ApiClient;
 
@@ -22,7 +23,102 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cert(cmd) => cert(cmd).await,
         Command::Audit(cmd) => crate::audit::audit(cmd).await,
         Command::Evidence(cmd) => crate::audit::evidence(cmd).await,
-        Command::Policy(cmd) => crate::policy::policy(cmd),
+        Command::Policy(cmd) => crate::policy::policy(cmd).await,
+        Command::Operator(cmd) => operator(cmd).await,
+        Command::Token(cmd) => token(cmd).await,
+    }
+}
+
+async fn operator(cmd: OperatorCommand) -> Result<()> {
+    match cmd {
+        OperatorCommand::Create {
+            username,
+            role,
+            totp,
+            client,
+        } => {
+            // Never on the command line, where other users could read it.
+            let password = match std::env::var("SIGIL_OPERATOR_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let api = ApiClient::from_args(&client)?;
+            let created = api
+                .post(
+                    "/api/v1/operators",
+                    &json!({"username": username, "role": role, "password": password, "totp": totp}),
+                )
+                .await?;
+            print_record(&client, &created)
+        }
+        OperatorCommand::List { client } => {
+            let api = ApiClient::from_args(&client)?;
+            let list = api.get("/api/v1/operators").await?;
+            print(
+                &client,
+                &list,
+                &[
+                    ("id", "ID"),
+                    ("username", "USERNAME"),
+                    ("role", "ROLE"),
+                    ("totp", "TOTP"),
+                    ("locked_until", "LOCKED UNTIL"),
+                ],
+                true,
+            )
+        }
+    }
+}
+
+async fn token(cmd: TokenCommand) -> Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            name,
+            role,
+            scopes,
+            days,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let created = api
+                .post(
+                    "/api/v1/tokens",
+                    &json!({"name": name, "role": role, "scopes": scopes,
+                            "expires_in_seconds": days.saturating_mul(86_400)}),
+                )
+                .await?;
+            print_record(&client, &created)
+        }
+        TokenCommand::List { client } => {
+            let api = ApiClient::from_args(&client)?;
+            let list = api.get("/api/v1/tokens").await?;
+            print(
+                &client,
+                &list,
+                &[
+                    ("id", "ID"),
+                    ("name", "NAME"),
+                    ("role", "ROLE"),
+                    ("scopes", "SCOPES"),
+                    ("expires_at", "EXPIRES"),
+                    ("revoked_at", "REVOKED"),
+                ],
+                true,
+            )
+        }
+        TokenCommand::Revoke { id, client } => {
+            let api = ApiClient::from_args(&client)?;
+            api.post(&format!("/api/v1/tokens/{id}/revoke"), &json!({}))
+                .await?;
+            println!("revoked token {id}");
+            Ok(())
+        }
     }
 }
 
@@ -404,7 +500,7 @@ async fn cert(cmd: CertCommand) -> Result<()> {
 }
 
 /// Print an object or a list of objects (`{"items": [...]}`) as a table, or as JSON.
-fn print(
+pub(crate) fn print(
     client: &ClientArgs,
     value: &Value,
     columns: &[(&str, &str)],

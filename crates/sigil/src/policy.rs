@@ -6,7 +6,10 @@ use anyhow::{Context, Result, bail};
 
 use sigil_policy::{DEFAULT_POLICIES, PolicyEngine, SCHEMA, parse_suite, run_case};
 
+use serde_json::json;
+
 use crate::cli::PolicyCommand;
+use crate::client::ApiClient;
 
 fn load(file: Option<&Path>) -> Result<PolicyEngine> {
     let text = match file {
@@ -18,8 +21,63 @@ fn load(file: Option<&Path>) -> Result<PolicyEngine> {
     Ok(PolicyEngine::new(&text)?)
 }
 
-pub fn policy(cmd: PolicyCommand) -> Result<()> {
+pub async fn policy(cmd: PolicyCommand) -> Result<()> {
     match cmd {
+        PolicyCommand::Apply {
+            file,
+            comment,
+            client,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            // Validate locally first: a clear error without a round trip.
+            let engine = PolicyEngine::new(&text)?;
+            let api = ApiClient::from_args(&client)?;
+            let applied = api
+                .post("/api/v1/policy", &json!({"text": text, "comment": comment}))
+                .await?;
+            println!(
+                "applied {} as version {} ({} policies, sha256 {})",
+                file.display(),
+                applied["version"],
+                engine.policy_count(),
+                applied["sha256"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
+        PolicyCommand::Rollback {
+            version,
+            comment,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let mut body = json!({"version": version});
+            if let Some(c) = comment {
+                body["comment"] = json!(c);
+            }
+            let applied = api.post("/api/v1/policy/rollback", &body).await?;
+            println!(
+                "restored version {version} as version {}",
+                applied["version"]
+            );
+            Ok(())
+        }
+        PolicyCommand::Versions { client } => {
+            let api = ApiClient::from_args(&client)?;
+            let versions = api.get("/api/v1/policy/versions").await?;
+            crate::commands::print(
+                &client,
+                &versions,
+                &[
+                    ("version", "VERSION"),
+                    ("created_at", "APPLIED"),
+                    ("created_by", "BY"),
+                    ("comment", "COMMENT"),
+                    ("sha256", "SHA-256"),
+                ],
+                true,
+            )
+        }
         PolicyCommand::Validate { file } => {
             let engine = load(Some(&file))?;
             println!(

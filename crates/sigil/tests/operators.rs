@@ -590,3 +590,74 @@ async fn policies_are_versioned_audited_and_rolled_back(db: Db) {
     s.shutdown().await;
 }
 both_backends!(policies_are_versioned_audited_and_rolled_back);
+
+/// `sigil policy apply FILE`, `versions` and `rollback` against a running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigil_policy_apply_and_rollback_from_the_cli() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let dir = s.dir.path();
+    let stricter = format!(
+        "{}\n@id(\"no-posture-for-operators\")\nforbid (principal in Sigil::Role::\"operator\", action == Sigil::Action::\"posture.read\", resource);\n",
+        sigil_policy::DEFAULT_POLICIES
+    );
+    std::fs::write(dir.join("stricter.cedar"), &stricter).unwrap();
+    std::fs::write(
+        dir.join("broken.cedar"),
+        "permit(principal, action, resource) when { 1 };",
+    )
+    .unwrap();
+
+    let out = tokio::task::block_in_place(|| {
+        common::sigil(
+            &s,
+            &["policy", "apply", "broken.cedar", "--comment", "typo"],
+        )
+    });
+    assert!(!out.status.success());
+    let (_, current) = s.get("/api/v1/policy").await;
+    assert_eq!(current["version"], 0, "a refused policy changes nothing");
+
+    let applied = common::ok(tokio::task::block_in_place(|| {
+        common::sigil(
+            &s,
+            &[
+                "policy",
+                "apply",
+                "stricter.cedar",
+                "--comment",
+                "tighten posture",
+            ],
+        )
+    }));
+    assert!(applied.contains("as version 1"), "{applied}");
+    let (_, current) = s.get("/api/v1/policy").await;
+    assert!(
+        current["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("no-posture-for-operators"))
+    );
+
+    common::ok(tokio::task::block_in_place(|| {
+        common::sigil(&s, &["policy", "rollback", "0"])
+    }));
+    let versions = common::json(tokio::task::block_in_place(|| {
+        common::sigil(&s, &["policy", "versions", "--json"])
+    }));
+    let comments: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["comment"].as_str().unwrap())
+        .collect();
+    assert_eq!(comments, ["rollback to version 0", "tighten posture"]);
+    let (_, current) = s.get("/api/v1/policy").await;
+    assert_eq!(current["version"], 2);
+    assert!(
+        !current["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("no-posture-for-operators"))
+    );
+    s.shutdown().await;
+}
