@@ -1,0 +1,12 @@
+//! Sigil's compliance model, pure: the control catalogue and the roll-up of check results.
+//!
+//! The catalogue is data (`catalogue/checks.toml`, `catalogue/frameworks/*.toml`), reviewed like
+//! code and embedded at build time. Each framework requirement (with its official identifier)
+//! maps to Sigil checks; each check says its scope (device, product, organisation), whether it
+//! is automated or an attestation, and the AWS IoT Device Defender audit checks it covers.
+
+mod catalogue;
+mod status;
+
+pub use catalogue::{Catalogue, CatalogueError, Check, CheckKind, Framework, Requirement, Scope};
+pub use status::{Status, roll_up};
