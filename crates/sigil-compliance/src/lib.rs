@@ -6,6 +6,7 @@
 //! is automated or an attestation, and the AWS IoT Device Defender audit checks it covers.
 
 mod catalogue;
+pub mod device;
 mod status;
 
 pub use catalogue::{Catalogue, CatalogueError, Check, CheckKind, Framework, Requirement, Scope};
