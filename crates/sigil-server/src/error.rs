@@ -31,4 +31,6 @@ pub enum ServerError {
     Config(String),
     #[error("access policy: {0}")]
     Policy(#[from] sigil_policy::PolicyError),
+    #[error("compliance catalogue: {0}")]
+    Catalogue(#[from] sigil_compliance::CatalogueError),
 }

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod api;
 pub mod auditlog;
+pub mod compliance;
 pub mod crl;
 pub mod datadir;
 mod error;
@@ -324,6 +325,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         policy,
         secrets,
         login_limiter: Arc::default(),
+        catalogue: Arc::new(sigil_compliance::Catalogue::shipped()?),
     };
     let api_app = api::router(state);
     let ocsp_state = ocsp::OcspState {

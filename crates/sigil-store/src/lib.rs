@@ -10,6 +10,7 @@
 mod audit;
 mod batch;
 mod bootstrap;
+mod compliance;
 mod enrollment;
 mod error;
 mod operators;
@@ -37,6 +38,7 @@ use sigil_domain::{
 
 pub use audit::{AuditQuery, StoredEntry};
 pub use bootstrap::ManufacturerCaRecord;
+pub use compliance::DeviceSnapshot;
 pub use enrollment::TokenRefusal;
 pub use error::{IssueError, StoreError};
 pub use operators::{FailureOutcome, NewOperator, NewSession, OperatorRecord, SessionRecord};

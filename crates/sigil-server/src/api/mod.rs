@@ -5,6 +5,7 @@ pub mod auth;
 mod bootstrap;
 mod broker;
 mod certificates;
+mod compliance;
 mod error;
 mod est;
 mod evidence;
@@ -63,12 +64,14 @@ pub struct AppState {
     /// Seals operator TOTP seeds in the database.
     pub secrets: Arc<crate::secrets::SecretBox>,
     pub login_limiter: Arc<auth::LoginLimiter>,
+    /// The compliance control catalogue.
+    pub catalogue: Arc<sigil_compliance::Catalogue>,
     /// The API listener's client-certificate verifier (to update its manufacturer CAs).
     pub client_verifier: Arc<crate::mtls::SigilClientVerifier>,
 }
 
 impl AppState {
-    fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         (self.clock)()
     }
 
@@ -169,6 +172,12 @@ pub fn router(state: AppState) -> Router {
             post(operators::create_token).get(operators::list_tokens),
         )
         .route("/api/v1/tokens/{id}/revoke", post(operators::revoke_token))
+        .route("/api/v1/compliance", get(compliance::frameworks))
+        .route("/api/v1/compliance/{framework}", get(compliance::fleet))
+        .route(
+            "/api/v1/compliance/{framework}/devices/{id}",
+            get(compliance::device),
+        )
         .route("/api/v1/auth/me", get(auth::me))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/certificates", get(certificates::list))
@@ -256,6 +265,7 @@ where
         policy::current, policy::versions, policy::apply, policy::rollback,
         operators::create_operator, operators::list_operators, operators::create_token, operators::list_tokens, operators::revoke_token,
         auth::login, auth::logout, auth::me,
+        compliance::frameworks, compliance::fleet, compliance::device,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),

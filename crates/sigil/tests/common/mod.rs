@@ -111,6 +111,15 @@ impl TestServer {
 
     /// Start in-process with `configure` applied to the configuration first.
     pub async fn start_with(db: Db, configure: impl FnOnce(&mut ServerConfig)) -> Option<Self> {
+        Self::start_with_clock(db, configure, sigil_server::system_clock()).await
+    }
+
+    /// Start in-process on `clock` (for tests that move time on).
+    pub async fn start_with_clock(
+        db: Db,
+        configure: impl FnOnce(&mut ServerConfig),
+        clock: sigil_server::Clock,
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = match db {
             Db::Sqlite => format!("sqlite://{}", dir.path().join("sigil.db").display()),
@@ -121,7 +130,7 @@ impl TestServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.pki_listen = "127.0.0.1:0".parse().unwrap();
         configure(&mut config);
-        let handle = sigil_server::start(config, sigil_server::system_clock())
+        let handle = sigil_server::start(config, clock)
             .await
             .expect("server starts");
         let token = std::fs::read_to_string(dir.path().join("data/admin.token"))

@@ -1,0 +1,524 @@
+//! Evaluating the compliance catalogue against the live fleet: device and product checks from
+//! the store's snapshots (pure evaluation in `sigil-compliance`), organisation checks from the
+//! server's own state, rolled up per framework requirement.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use sigil_compliance::device::{
+    self, CertificateFacts, DeviceFacts, Evidence, FleetFacts, KeyType, Outcome, ProductFacts,
+};
+use sigil_compliance::{Catalogue, CheckKind, Framework, Scope, Status, roll_up};
+use sigil_domain::DeviceId;
+use sigil_store::{AuditQuery, DeviceSnapshot};
+
+use crate::api::ApiError;
+use crate::api::AppState;
+
+/// How many failing devices a report lists per check (the counts are always complete).
+const LISTED_FAILURES: usize = 100;
+/// Devices read per store round trip.
+const PAGE: u32 = 500;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeviceFailure {
+    pub device: String,
+    #[schema(value_type = String)]
+    pub status: Status,
+    pub reason: String,
+    #[schema(value_type = Vec<Object>)]
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Counts {
+    pub pass: u64,
+    pub fail: u64,
+    pub unknown: u64,
+    pub not_applicable: u64,
+}
+
+impl Counts {
+    fn add(&mut self, s: Status) {
+        match s {
+            Status::Pass => self.pass += 1,
+            Status::Fail => self.fail += 1,
+            Status::Unknown => self.unknown += 1,
+            Status::NotApplicable => self.not_applicable += 1,
+        }
+    }
+
+    /// The check's status over everything it was evaluated on.
+    fn status(&self) -> Status {
+        let mut v = Vec::new();
+        if self.fail > 0 {
+            v.push(Status::Fail);
+        }
+        if self.unknown > 0 {
+            v.push(Status::Unknown);
+        }
+        if self.pass > 0 {
+            v.push(Status::Pass);
+        }
+        roll_up(v)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckResult {
+    pub check: String,
+    pub title: String,
+    #[schema(value_type = String)]
+    pub scope: Scope,
+    #[schema(value_type = String)]
+    pub status: Status,
+    /// For a single evaluation (organisation, or one device): why.
+    pub reason: Option<String>,
+    pub counts: Counts,
+    /// The first failing (or unknown) devices or products, with reasons and evidence.
+    pub failures: Vec<DeviceFailure>,
+    pub aws_device_defender: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequirementResult {
+    pub id: String,
+    pub group: String,
+    pub group_title: String,
+    pub summary: String,
+    #[schema(value_type = String)]
+    pub status: Status,
+    pub checks: Vec<CheckResult>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FrameworkReport {
+    pub framework: String,
+    pub title: String,
+    pub framework_version: String,
+    pub catalogue_version: String,
+    pub evaluated_at: String,
+    /// Requirements by status.
+    pub summary: Counts,
+    /// Passing requirements as a share of those that apply and could be decided, 0..=100.
+    pub score: f64,
+    pub devices_evaluated: u64,
+    pub requirements: Vec<RequirementResult>,
+}
+
+/// One check's accumulated results.
+#[derive(Default)]
+struct Tally {
+    counts: Counts,
+    failures: Vec<DeviceFailure>,
+    reason: Option<String>,
+}
+
+impl Tally {
+    fn record(&mut self, subject: &str, o: Outcome) {
+        self.counts.add(o.status);
+        if matches!(o.status, Status::Fail | Status::Unknown)
+            && self.failures.len() < LISTED_FAILURES
+        {
+            self.failures.push(DeviceFailure {
+                device: subject.to_owned(),
+                status: o.status,
+                reason: o.reason.clone(),
+                evidence: o.evidence,
+            });
+        }
+        self.reason = Some(o.reason);
+    }
+}
+
+fn key_type(der: &[u8]) -> KeyType {
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return KeyType::Other("unparseable certificate".into());
+    };
+    let spki = cert.public_key();
+    let oid = spki.algorithm.algorithm.to_id_string();
+    match oid.as_str() {
+        "1.3.101.112" => KeyType::Ed25519,
+        "1.2.840.10045.2.1" => match spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .map(|o| o.to_id_string())
+            .as_deref()
+        {
+            Some("1.2.840.10045.3.1.7") => KeyType::EcdsaP256,
+            Some("1.3.132.0.34") => KeyType::EcdsaP384,
+            other => KeyType::Other(format!("EC curve {}", other.unwrap_or("unknown"))),
+        },
+        "1.2.840.113549.1.1.1" => match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => KeyType::Rsa {
+                bits: u32::try_from(rsa.key_size()).unwrap_or(0),
+            },
+            _ => KeyType::Other("RSA (unparseable)".into()),
+        },
+        other => KeyType::Other(format!("algorithm {other}")),
+    }
+}
+
+fn certificate_facts(s: &DeviceSnapshot) -> Vec<CertificateFacts> {
+    s.certificates
+        .iter()
+        .map(|c| {
+            let renew_after = sigil_ca::Profile::by_name(&c.profile)
+                .map(|p| p.renew_after(c.not_before, c.not_after))
+                .unwrap_or(c.not_after);
+            CertificateFacts {
+                serial: c.serial.to_string(),
+                not_before: c.not_before.unix_timestamp(),
+                not_after: c.not_after.unix_timestamp(),
+                renew_after: renew_after.unix_timestamp(),
+                revoked_at: c.revoked_at.map(OffsetDateTime::unix_timestamp),
+                key: key_type(&c.der),
+                spki_sha256: c.spki_sha256.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Audit entries showing a revoked certificate used to authenticate, by device id.
+async fn revoked_certificate_uses(state: &AppState) -> Result<HashMap<String, Vec<u64>>, ApiError> {
+    let mut uses: HashMap<String, Vec<u64>> = HashMap::new();
+    let recent = |action: &str| AuditQuery {
+        action: Some(action.to_owned()),
+        newest_first: true,
+        limit: sigil_store::MAX_PAGE,
+        ..AuditQuery::default()
+    };
+    for e in state.store.audit_entries(&recent("broker.connect")).await? {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.entry) else {
+            continue;
+        };
+        if v["details"]["certificate_status"] == "revoked"
+            && let Some(device) = v["subject"]
+                .as_str()
+                .and_then(|s| s.strip_prefix("device:"))
+        {
+            uses.entry(device.to_owned()).or_default().push(e.seq);
+        }
+    }
+    for e in state
+        .store
+        .audit_entries(&recent("tls.client_certificate"))
+        .await?
+    {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.entry) else {
+            continue;
+        };
+        let revoked = v["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Revoked"));
+        let serial = v["subject"]
+            .as_str()
+            .and_then(|s| s.strip_prefix("certificate:"));
+        if revoked
+            && let Some(serial) = serial.and_then(|s| s.parse().ok())
+            && let Ok(cert) = state.store.get_certificate(&serial).await
+        {
+            uses.entry(cert.device_id.to_string())
+                .or_default()
+                .push(e.seq);
+        }
+    }
+    Ok(uses)
+}
+
+async fn product_facts(state: &AppState) -> Result<HashMap<String, ProductFacts>, ApiError> {
+    Ok(state
+        .store
+        .list_products()
+        .await?
+        .into_iter()
+        .map(|p| {
+            let end = p
+                .support_end
+                .with_hms(23, 59, 59)
+                .map(|t| t.assume_utc().unix_timestamp())
+                .ok();
+            let facts = ProductFacts {
+                id: p.id.to_string(),
+                support_end: end,
+                // Not declared by the inventory yet: the checks that need them say unknown.
+                current_firmware: None,
+                allowed_services: None,
+                sboms: HashMap::new(),
+            };
+            (p.id.to_string(), facts)
+        })
+        .collect())
+}
+
+/// Organisation checks from the server's own state.
+fn organisation_check(
+    state: &AppState,
+    check: &str,
+    kind: CheckKind,
+    now: OffsetDateTime,
+) -> Outcome {
+    let o = |status, reason: String, evidence| Outcome {
+        status,
+        reason,
+        evidence,
+    };
+    if kind == CheckKind::Attestation {
+        return o(
+            Status::Unknown,
+            "no current attestation recorded".into(),
+            vec![],
+        );
+    }
+    match check {
+        "org.ca-certificate-validity" => {
+            let mut soonest: Option<(String, OffsetDateTime)> = None;
+            for (name, der) in [
+                ("root", state.ca.root_cert_der()),
+                ("issuing", state.ca.issuing_cert_der()),
+            ] {
+                if let Ok((_, c)) = X509Certificate::from_der(der) {
+                    let t = c.validity().not_after.to_datetime();
+                    if soonest.as_ref().is_none_or(|(_, s)| t < *s) {
+                        soonest = Some((name.to_owned(), t));
+                    }
+                }
+            }
+            match soonest {
+                None => o(Status::Unknown, "CA certificates unreadable".into(), vec![]),
+                Some((name, t)) if t - now < time::Duration::days(90) => o(
+                    Status::Fail,
+                    format!(
+                        "the {name} CA certificate expires in {} days",
+                        (t - now).whole_days()
+                    ),
+                    vec![],
+                ),
+                Some((name, t)) => o(
+                    Status::Pass,
+                    format!(
+                        "the first CA certificate to expire ({name}) has {} days left",
+                        (t - now).whole_days()
+                    ),
+                    vec![],
+                ),
+            }
+        }
+        "org.access-policy" => {
+            // The policy in force must refuse an untrusted device, and an unknown one.
+            let engine = state.policy();
+            let suspended = sigil_policy::DeviceFacts {
+                id: DeviceId::generate().to_string(),
+                product: "probe".into(),
+                state: "suspended".into(),
+                certificate_status: "valid".into(),
+                compliance: "unknown".into(),
+                quarantined: false,
+            };
+            let unknown = sigil_policy::DeviceFacts {
+                state: "unknown".into(),
+                certificate_status: "none".into(),
+                ..suspended.clone()
+            };
+            let denies = |facts: sigil_policy::DeviceFacts| {
+                engine
+                    .decide(
+                        &sigil_policy::Principal::Device(facts),
+                        "connect",
+                        &sigil_policy::Target::Broker("probe".into()),
+                        &sigil_policy::OperatorContext::default(),
+                    )
+                    .is_ok_and(|d| !d.allowed)
+            };
+            if denies(suspended) && denies(unknown) {
+                o(
+                    Status::Pass,
+                    format!(
+                        "policy version {} refuses suspended and unknown devices",
+                        state.policy.version()
+                    ),
+                    vec![],
+                )
+            } else {
+                o(
+                    Status::Fail,
+                    format!(
+                        "policy version {} lets an untrusted device connect",
+                        state.policy.version()
+                    ),
+                    vec![],
+                )
+            }
+        }
+        "org.encryption-in-transit" => o(
+            Status::Pass,
+            "the API and EST are served only over TLS 1.2+; devices authenticate with mutual TLS"
+                .into(),
+            vec![],
+        ),
+        other => o(
+            Status::Unknown,
+            format!("{other} is not evaluated by this version of Sigil yet"),
+            vec![],
+        ),
+    }
+}
+
+/// Evaluate `framework` now (all devices, products and the organisation), or only `device`.
+pub async fn evaluate(
+    state: &AppState,
+    framework: &Framework,
+    catalogue: &Catalogue,
+    only_device: Option<DeviceId>,
+) -> Result<FrameworkReport, ApiError> {
+    let now = state.now();
+    let unix = now.unix_timestamp();
+    let used: Vec<&str> = {
+        let mut v: Vec<&str> = framework
+            .requirements
+            .iter()
+            .flat_map(|r| r.checks.iter().map(String::as_str))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let products = product_facts(state).await?;
+    let uses = revoked_certificate_uses(state).await?;
+    let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
+
+    // Read the fleet once for the key index, then evaluate page by page. A single device is
+    // read on its own but still compared with the whole fleet's keys.
+    let mut fleet = FleetFacts::default();
+    let mut after = None;
+    loop {
+        let page = state.store.compliance_page(after, PAGE).await?;
+        for s in &page {
+            for c in &s.certificates {
+                fleet.add_key(&c.spki_sha256.to_string(), &s.device.id.to_string());
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => after = Some(last.device.id),
+            _ => break,
+        }
+    }
+    let mut devices_evaluated = 0;
+    let mut after = None;
+    let no_product = ProductFacts::default();
+    loop {
+        let page = state.store.compliance_page(after, PAGE).await?;
+        for s in page
+            .iter()
+            .filter(|s| only_device.is_none_or(|d| d == s.device.id))
+        {
+            devices_evaluated += 1;
+            let id = s.device.id.to_string();
+            let certs = certificate_facts(s);
+            let device_uses = uses.get(&id).map(Vec::as_slice).unwrap_or_default();
+            let facts = DeviceFacts {
+                id: &id,
+                state: s.device.state.as_str(),
+                certificates: &certs,
+                posture: s
+                    .posture
+                    .as_ref()
+                    .map(|p| (p.id.as_str(), p.received_at.unix_timestamp(), &p.posture)),
+                revoked_certificate_uses: device_uses,
+            };
+            let product = products
+                .get(&s.device.product_id.to_string())
+                .unwrap_or(&no_product);
+            for check in used.iter().filter(|c| c.starts_with("device.")) {
+                if let Some(o) = device::evaluate_device(check, &facts, product, &fleet, unix) {
+                    tallies.entry(check).or_default().record(&id, o);
+                }
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => after = Some(last.device.id),
+            _ => break,
+        }
+    }
+    for check in used.iter().filter(|c| c.starts_with("product.")) {
+        for (id, p) in &products {
+            tallies
+                .entry(check)
+                .or_default()
+                .record(id, device::evaluate_product_support(p, unix));
+        }
+    }
+    for check in &used {
+        let Some(def) = catalogue.check(check) else {
+            continue;
+        };
+        if def.scope == Scope::Organisation {
+            let o = organisation_check(state, check, def.kind, now);
+            tallies.entry(check).or_default().record("organisation", o);
+        }
+    }
+
+    let mut summary = Counts::default();
+    let requirements: Vec<RequirementResult> = framework
+        .requirements
+        .iter()
+        .map(|r| {
+            let checks: Vec<CheckResult> = r
+                .checks
+                .iter()
+                .filter_map(|c| {
+                    let def = catalogue.check(c)?;
+                    let tally = tallies.get(c.as_str());
+                    let counts = tally.map(|t| t.counts.clone()).unwrap_or_default();
+                    Some(CheckResult {
+                        check: c.clone(),
+                        title: def.title.clone(),
+                        scope: def.scope,
+                        status: counts.status(),
+                        reason: tally
+                            .filter(|_| def.scope == Scope::Organisation || only_device.is_some())
+                            .and_then(|t| t.reason.clone()),
+                        failures: tally.map(|t| t.failures.clone()).unwrap_or_default(),
+                        counts,
+                        aws_device_defender: def.aws_device_defender.clone(),
+                    })
+                })
+                .collect();
+            let status = roll_up(checks.iter().map(|c| c.status));
+            summary.add(status);
+            RequirementResult {
+                id: r.id.clone(),
+                group: r.group.clone(),
+                group_title: r.group_title.clone(),
+                summary: r.summary.clone(),
+                status,
+                checks,
+            }
+        })
+        .collect();
+    let decided = summary.pass + summary.fail + summary.unknown;
+    let score = if decided == 0 {
+        100.0
+    } else {
+        (summary.pass as f64 * 1000.0 / decided as f64).round() / 10.0
+    };
+    Ok(FrameworkReport {
+        framework: framework.info.id.clone(),
+        title: framework.info.title.clone(),
+        framework_version: framework.info.version.clone(),
+        catalogue_version: catalogue.version().to_owned(),
+        evaluated_at: now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        summary,
+        score,
+        devices_evaluated,
+        requirements,
+    })
+}

@@ -1,0 +1,179 @@
+//! Compliance posture from the live fleet: device checks roll up to framework requirements,
+//! with the failing devices, their reasons and evidence; fixing a device turns it green.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::{Db, TestServer, p256_csr};
+
+fn requirement<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no requirement {id}"))
+}
+
+fn check<'a>(requirement: &'a Value, id: &str) -> &'a Value {
+    requirement["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == id)
+        .unwrap_or_else(|| panic!("no check {id}"))
+}
+
+fn failing(check: &Value) -> Vec<(String, String)> {
+    check["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "fail")
+        .map(|f| {
+            (
+                f["device"].as_str().unwrap().to_owned(),
+                f["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn posture(s: &TestServer, device: &str, default_password: bool, now: time::OffsetDateTime) {
+    let report: sigil_domain::Posture = serde_json::from_value(json!({
+        "firmware_version": "1.0.0", "secure_boot": true, "default_password": default_password,
+        "debug_interfaces": [], "sbom_ref": "sha256:0011"
+    }))
+    .unwrap();
+    s.store()
+        .record_posture(
+            &sigil_audit::Actor::device(device),
+            device.parse().unwrap(),
+            &report,
+            now,
+        )
+        .await
+        .unwrap();
+}
+
+async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock: sigil_server::Clock = {
+        let offset = offset.clone();
+        Arc::new(move || {
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::SeqCst))
+        })
+    };
+    let Some(s) = TestServer::start_with_clock(db, |_| {}, clock.clone()).await else {
+        return;
+    };
+    let product = s.create_product("Camera").await;
+    let good = s.create_device(&product, "GOOD").await;
+    let short = s.create_device(&product, "SHORT").await;
+    let weak = s.create_device(&product, "PASSWORD").await;
+    for (device, profile) in [
+        (&good, "device"),
+        (&short, "device-short"),
+        (&weak, "device"),
+    ] {
+        let csr = p256_csr(s.dir.path(), device);
+        let (st, body) = s
+            .post(
+                &format!("/api/v1/devices/{device}/certificates"),
+                json!({"csr": csr, "profile": profile}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        let (st, _) = s
+            .post(&format!("/api/v1/devices/{device}/activate"), json!({}))
+            .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    // Two days on: the 24-hour certificate has expired.
+    offset.store(2 * 86_400, Ordering::SeqCst);
+    let now = clock();
+    posture(&s, &good, false, now).await;
+    posture(&s, &weak, true, now).await;
+
+    let (st, list) = s.get("/api/v1/compliance").await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    assert_eq!(list["frameworks"].as_array().unwrap().len(), 5);
+    let (st, report) = s.get("/api/v1/compliance/etsi-en-303-645").await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    assert_eq!(report["devices_evaluated"], 3);
+    assert!(
+        report["catalogue_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
+    // 5.1-1 (no universal default passwords): the device with a default password fails, and
+    // the one whose certificate expired fails on its identity.
+    let r511 = requirement(&report, "5.1-1");
+    assert_eq!(r511["status"], "fail");
+    let passwords = failing(check(r511, "device.no-default-password"));
+    assert_eq!(
+        passwords,
+        [(
+            weak.clone(),
+            "a default or universal password is still set".to_owned()
+        )]
+    );
+    let identity = failing(check(r511, "device.unique-identity"));
+    assert_eq!(
+        identity,
+        [(short.clone(), "no valid, unrevoked certificate".to_owned())]
+    );
+    // 5.5-8: the expired certificate, with its serial as evidence.
+    let current = check(requirement(&report, "5.5-8"), "device.certificate-current");
+    let f = &current["failures"].as_array().unwrap()[0];
+    assert_eq!(f["device"], short.as_str());
+    assert!(f["reason"].as_str().unwrap().ends_with("expired"), "{f}");
+    assert_eq!(f["evidence"][0]["type"], "certificate");
+    assert_eq!(current["counts"]["fail"], 1);
+    assert_eq!(current["counts"]["pass"], 2);
+    // Attestation-only provisions stay unknown until someone attests.
+    assert_eq!(requirement(&report, "5.2-1")["status"], "unknown");
+    // The Device Defender equivalent is reported with the check.
+    let shared = check(requirement(&report, "5.4-4"), "device.key-not-shared");
+    assert_eq!(
+        shared["aws_device_defender"],
+        json!(["DEVICE_CERTIFICATE_SHARED_CHECK"])
+    );
+    assert_eq!(shared["status"], "pass");
+
+    // One device's view.
+    let (st, mine) = s
+        .get(&format!(
+            "/api/v1/compliance/etsi-en-303-645/devices/{good}"
+        ))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{mine}");
+    assert_eq!(mine["devices_evaluated"], 1);
+    assert_eq!(requirement(&mine, "5.1-1")["status"], "pass");
+
+    // Fix the password: the device drops out of the failures.
+    posture(&s, &weak, false, clock()).await;
+    let (_, report) = s.get("/api/v1/compliance/etsi-en-303-645").await;
+    assert!(
+        failing(check(
+            requirement(&report, "5.1-1"),
+            "device.no-default-password"
+        ))
+        .is_empty()
+    );
+
+    // Unknown framework: 404 naming the ones there are; auditors may read, provisioners not.
+    let (st, e) = s.get("/api/v1/compliance/iso-27001").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(e["detail"].as_str().unwrap().contains("eu-cra"), "{e}");
+    s.shutdown().await;
+}
+both_backends!(fleet_posture_names_the_failing_devices_and_follows_fixes);
