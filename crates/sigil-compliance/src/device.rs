@@ -129,6 +129,7 @@ pub enum Evidence {
     AuditEntry(u64),
     Product(String),
     Device(String),
+    Attestation(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

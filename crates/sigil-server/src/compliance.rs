@@ -14,7 +14,7 @@ use sigil_compliance::device::{
 };
 use sigil_compliance::{Catalogue, CheckKind, Framework, Scope, Status, roll_up};
 use sigil_domain::DeviceId;
-use sigil_store::{AuditQuery, DeviceSnapshot};
+use sigil_store::{Attestation, AuditQuery, DeviceSnapshot};
 
 use crate::api::ApiError;
 use crate::api::AppState;
@@ -257,11 +257,12 @@ async fn product_facts(state: &AppState) -> Result<HashMap<String, ProductFacts>
         .collect())
 }
 
-/// Organisation checks from the server's own state.
+/// Organisation checks from the server's own state, and attestations.
 fn organisation_check(
     state: &AppState,
     check: &str,
     kind: CheckKind,
+    attestations: &HashMap<String, Attestation>,
     now: OffsetDateTime,
 ) -> Outcome {
     let o = |status, reason: String, evidence| Outcome {
@@ -270,11 +271,33 @@ fn organisation_check(
         evidence,
     };
     if kind == CheckKind::Attestation {
-        return o(
-            Status::Unknown,
-            "no current attestation recorded".into(),
-            vec![],
-        );
+        let rfc3339 = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        return match attestations.get(check) {
+            None => o(Status::Unknown, "no attestation recorded".into(), vec![]),
+            Some(a) if a.expires_at <= now => o(
+                Status::Unknown,
+                format!(
+                    "the attestation by {} expired on {}",
+                    a.attested_by,
+                    rfc3339(a.expires_at)
+                ),
+                vec![Evidence::Attestation(a.id.clone())],
+            ),
+            Some(a) => o(
+                Status::Pass,
+                format!(
+                    "attested by {} until {} (document {}, sha256 {})",
+                    a.attested_by,
+                    rfc3339(a.expires_at),
+                    a.document_name,
+                    a.document_sha256
+                ),
+                vec![Evidence::Attestation(a.id.clone())],
+            ),
+        };
     }
     match check {
         "org.ca-certificate-validity" => {
@@ -391,6 +414,13 @@ pub async fn evaluate(
     };
     let products = product_facts(state).await?;
     let uses = revoked_certificate_uses(state).await?;
+    let attestations: HashMap<String, Attestation> = state
+        .store
+        .latest_attestations()
+        .await?
+        .into_iter()
+        .map(|a| (a.check_id.clone(), a))
+        .collect();
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
 
     // Read the fleet once for the key index, then evaluate page by page. A single device is
@@ -459,7 +489,7 @@ pub async fn evaluate(
             continue;
         };
         if def.scope == Scope::Organisation {
-            let o = organisation_check(state, check, def.kind, now);
+            let o = organisation_check(state, check, def.kind, &attestations, now);
             tallies.entry(check).or_default().record("organisation", o);
         }
     }

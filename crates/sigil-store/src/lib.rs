@@ -7,6 +7,7 @@
 //! applies them inside the transaction that reads the current state, so a decision is never made
 //! on stale data.
 
+mod attestations;
 mod audit;
 mod batch;
 mod bootstrap;
@@ -36,6 +37,7 @@ use sigil_domain::{
     NewProduct, Product, ProductId, RevocationReason, Serial,
 };
 
+pub use attestations::{Attestation, NewAttestation};
 pub use audit::{AuditQuery, StoredEntry};
 pub use bootstrap::ManufacturerCaRecord;
 pub use compliance::DeviceSnapshot;

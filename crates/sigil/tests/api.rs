@@ -902,6 +902,8 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/auth/logout", "post"),
         ("/api/v1/auth/me", "get"),
         ("/api/v1/compliance", "get"),
+        ("/api/v1/compliance/attestations", "get"),
+        ("/api/v1/compliance/attestations", "post"),
         ("/api/v1/compliance/{framework}", "get"),
         ("/api/v1/compliance/{framework}/devices/{id}", "get"),
     ] {
@@ -912,7 +914,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        37,
+        38,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

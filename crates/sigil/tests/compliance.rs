@@ -170,6 +170,65 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
         .is_empty()
     );
 
+    // An attestation with its evidence document turns 5.2-1 green until it expires.
+    use base64::Engine;
+    let document = b"Our vulnerability disclosure policy: security@example.com, 90 days.";
+    let expires = (clock() + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (st, e) = s
+        .post(
+            "/api/v1/compliance/attestations",
+            json!({"check": "device.secure-boot", "attested_by": "x", "statement": "x", "document_name": "x",
+                   "document_base64": "eA==", "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "automated checks are not attested: {e}"
+    );
+    let (st, attestation) = s
+        .post(
+            "/api/v1/compliance/attestations",
+            json!({"check": "attest.vulnerability-disclosure", "attested_by": "Dana Smith, CISO",
+                   "statement": "The policy is published at https://example.com/security.",
+                   "document_name": "vdp.txt",
+                   "document_base64": base64::engine::general_purpose::STANDARD.encode(document),
+                   "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{attestation}");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, document);
+    assert_eq!(attestation["document_sha256"], hex::encode(digest.as_ref()));
+    let (_, logged) = s
+        .get("/api/v1/audit/entries?action=compliance.attested&order=desc&limit=1")
+        .await;
+    assert_eq!(
+        logged["items"][0]["details"]["document_sha256"],
+        attestation["document_sha256"]
+    );
+    let (_, report) = s.get("/api/v1/compliance/etsi-en-303-645").await;
+    let r521 = requirement(&report, "5.2-1");
+    assert_eq!(r521["status"], "pass", "{r521}");
+    let vdp = check(r521, "attest.vulnerability-disclosure");
+    assert!(
+        vdp["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("attested by Dana Smith, CISO"),
+        "{vdp}"
+    );
+    // Two days later it has expired: unknown again, saying why.
+    offset.store(4 * 86_400, Ordering::SeqCst);
+    let (_, report) = s.get("/api/v1/compliance/etsi-en-303-645").await;
+    let vdp = check(
+        requirement(&report, "5.2-1"),
+        "attest.vulnerability-disclosure",
+    );
+    assert_eq!(vdp["status"], "unknown");
+    assert!(vdp["reason"].as_str().unwrap().contains("expired"), "{vdp}");
+
     // Unknown framework: 404 naming the ones there are; auditors may read, provisioners not.
     let (st, e) = s.get("/api/v1/compliance/iso-27001").await;
     assert_eq!(st, StatusCode::NOT_FOUND);

@@ -93,3 +93,143 @@ pub async fn device(
         compliance::evaluate(&state, fw, &state.catalogue, Some(device)).await?,
     ))
 }
+
+/// Largest evidence document accepted (the request body limit leaves room for base64).
+pub const MAX_DOCUMENT_BYTES: usize = 44 * 1024;
+/// Longest an attestation may stand before it must be renewed.
+pub const MAX_ATTESTATION: time::Duration = time::Duration::days(3 * 366);
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttestRequest {
+    /// An attestation check of the catalogue (e.g. `attest.vulnerability-disclosure`).
+    pub check: String,
+    /// Who attests (name and role): the accountable person, not necessarily the caller.
+    pub attested_by: String,
+    pub statement: String,
+    pub document_name: String,
+    /// The evidence document, base64.
+    pub document_base64: String,
+    /// When the attestation stops counting (RFC 3339): the control turns unknown then.
+    pub expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttestationView {
+    pub id: String,
+    pub check: String,
+    pub attested_by: String,
+    pub recorded_by: String,
+    pub statement: String,
+    pub document_name: String,
+    pub document_sha256: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn attestation_view(a: &sigil_store::Attestation) -> AttestationView {
+    AttestationView {
+        id: a.id.clone(),
+        check: a.check_id.clone(),
+        attested_by: a.attested_by.clone(),
+        recorded_by: a.recorded_by.clone(),
+        statement: a.statement.clone(),
+        document_name: a.document_name.clone(),
+        document_sha256: a.document_sha256.clone(),
+        created_at: rfc3339(a.created_at),
+        expires_at: rfc3339(a.expires_at),
+    }
+}
+
+/// Record an attestation of an organisational control, with its evidence document (stored;
+/// its SHA-256 goes into the audit log).
+#[utoipa::path(post, path = "/api/v1/compliance/attestations", tag = "compliance", request_body = AttestRequest,
+    responses((status = 201, body = AttestationView), (status = 422, body = Problem)))]
+pub async fn attest(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<super::Caller>,
+    super::ApiJson(req): super::ApiJson<AttestRequest>,
+) -> Result<(axum::http::StatusCode, Json<AttestationView>), ApiError> {
+    use base64::Engine;
+    let check = state.catalogue.check(&req.check).ok_or_else(|| {
+        ApiError::invalid(format!("check: no check `{}` in the catalogue", req.check))
+    })?;
+    if check.kind != sigil_compliance::CheckKind::Attestation {
+        return Err(ApiError::invalid(format!(
+            "check: `{}` is evaluated automatically and cannot be attested",
+            req.check
+        )));
+    }
+    let text = |field: &str, v: &str, max: usize| {
+        if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+            Err(ApiError::invalid(format!(
+                "{field}: 1 to {max} printable characters"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    text("attested_by", &req.attested_by, 200)?;
+    text("statement", &req.statement, 4000)?;
+    text("document_name", &req.document_name, 200)?;
+    let document = base64::engine::general_purpose::STANDARD
+        .decode(req.document_base64.trim())
+        .map_err(|e| ApiError::invalid(format!("document_base64: {e}")))?;
+    if document.is_empty() || document.len() > MAX_DOCUMENT_BYTES {
+        return Err(ApiError::invalid(format!(
+            "document_base64: 1 byte to {MAX_DOCUMENT_BYTES} bytes once decoded"
+        )));
+    }
+    let expires_at = time::OffsetDateTime::parse(
+        &req.expires_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| ApiError::invalid(format!("expires_at: {e}")))?;
+    let now = state.now();
+    if expires_at <= now || expires_at - now > MAX_ATTESTATION {
+        return Err(ApiError::invalid(
+            "expires_at: in the future, at most 3 years away",
+        ));
+    }
+    let record = state
+        .store
+        .record_attestation(
+            &caller.actor(),
+            &sigil_store::NewAttestation {
+                check_id: &req.check,
+                attested_by: req.attested_by.trim(),
+                statement: req.statement.trim(),
+                document_name: req.document_name.trim(),
+                document: &document,
+                expires_at,
+            },
+            now,
+        )
+        .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(attestation_view(&record)),
+    ))
+}
+
+/// The newest attestation of each check.
+#[utoipa::path(get, path = "/api/v1/compliance/attestations", tag = "compliance",
+    responses((status = 200, body = [AttestationView])))]
+pub async fn attestations(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<AttestationView>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .latest_attestations()
+            .await?
+            .iter()
+            .map(attestation_view)
+            .collect(),
+    ))
+}

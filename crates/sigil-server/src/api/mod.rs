@@ -173,6 +173,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/tokens/{id}/revoke", post(operators::revoke_token))
         .route("/api/v1/compliance", get(compliance::frameworks))
+        .route(
+            "/api/v1/compliance/attestations",
+            post(compliance::attest).get(compliance::attestations),
+        )
         .route("/api/v1/compliance/{framework}", get(compliance::fleet))
         .route(
             "/api/v1/compliance/{framework}/devices/{id}",
@@ -265,7 +269,7 @@ where
         policy::current, policy::versions, policy::apply, policy::rollback,
         operators::create_operator, operators::list_operators, operators::create_token, operators::list_tokens, operators::revoke_token,
         auth::login, auth::logout, auth::me,
-        compliance::frameworks, compliance::fleet, compliance::device,
+        compliance::frameworks, compliance::fleet, compliance::device, compliance::attest, compliance::attestations,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),
