@@ -26,6 +26,9 @@ pub struct AuditLog {
     latest: Mutex<Option<SignedCheckpoint>>,
     /// Set when an integrity check failed: the log no longer signs.
     broken: StdMutex<Option<String>>,
+    /// When the stored log was last checked against the newest signed checkpoint and found
+    /// consistent (every checkpoint call, whether or not it signs a new one).
+    verified_at: StdMutex<Option<OffsetDateTime>>,
 }
 
 impl AuditLog {
@@ -50,6 +53,7 @@ impl AuditLog {
             dir,
             latest: Mutex::new(latest),
             broken: StdMutex::new(None),
+            verified_at: StdMutex::new(None),
         }))
     }
 
@@ -64,6 +68,17 @@ impl AuditLog {
     /// Why the log stopped signing, if it did.
     pub fn integrity_failure(&self) -> Option<String> {
         self.broken.lock().ok().and_then(|b| b.clone())
+    }
+
+    /// When the log's integrity was last verified.
+    pub fn verified_at(&self) -> Option<OffsetDateTime> {
+        self.verified_at.lock().ok().and_then(|v| *v)
+    }
+
+    fn mark_verified(&self, now: OffsetDateTime) {
+        if let Ok(mut v) = self.verified_at.lock() {
+            *v = Some(now);
+        }
     }
 
     pub async fn latest(&self) -> Option<SignedCheckpoint> {
@@ -81,6 +96,7 @@ impl AuditLog {
         if let Some(prev) = latest.as_ref() {
             let consistent = if size == prev.size {
                 if root == prev.root {
+                    self.mark_verified(now);
                     return Ok(prev.clone());
                 }
                 Err(format!(
@@ -118,6 +134,7 @@ impl AuditLog {
         self.dir.write_checkpoint(&signed.note)?;
         tracing::debug!(size, "signed audit checkpoint");
         *latest = Some(signed.clone());
+        self.mark_verified(now);
         Ok(signed)
     }
 

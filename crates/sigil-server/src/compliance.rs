@@ -257,12 +257,54 @@ async fn product_facts(state: &AppState) -> Result<HashMap<String, ProductFacts>
         .collect())
 }
 
+/// Organisation facts read from the store for the organisation checks.
+struct OrgFacts {
+    crl: Option<std::sync::Arc<sigil_store::StoredCrl>>,
+    /// Audit entries of devices seen authenticating that the inventory does not know.
+    unknown_devices: Vec<(u64, String)>,
+}
+
+async fn org_facts(state: &AppState, now: OffsetDateTime) -> Result<OrgFacts, ApiError> {
+    let since = (now - time::Duration::days(30))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let since = crate::api::entry_time(&since, "since")?;
+    let mut unknown_devices = Vec::new();
+    for action in ["broker.connect", "tls.client_certificate"] {
+        let q = AuditQuery {
+            action: Some(action.to_owned()),
+            since: Some(since.clone()),
+            newest_first: true,
+            limit: sigil_store::MAX_PAGE,
+            ..AuditQuery::default()
+        };
+        for e in state.store.audit_entries(&q).await? {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.entry) else {
+                continue;
+            };
+            let who = v["subject"].as_str().unwrap_or_default().to_owned();
+            let unknown = v["details"]["state"] == "unknown"
+                || v["details"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("UnknownIssuer"));
+            if unknown {
+                unknown_devices.push((e.seq, who));
+            }
+        }
+    }
+    Ok(OrgFacts {
+        crl: state.crl.current().await,
+        unknown_devices,
+    })
+}
+
 /// Organisation checks from the server's own state, and attestations.
 fn organisation_check(
     state: &AppState,
     check: &str,
     kind: CheckKind,
     attestations: &HashMap<String, Attestation>,
+    org: &OrgFacts,
     now: OffsetDateTime,
 ) -> Outcome {
     let o = |status, reason: String, evidence| Outcome {
@@ -379,15 +421,111 @@ fn organisation_check(
                 )
             }
         }
+        "org.audit-log-integrity" => {
+            match (state.audit.integrity_failure(), state.audit.verified_at()) {
+                (Some(reason), _) => o(Status::Fail, reason, vec![]),
+                (None, Some(t)) if now - t <= time::Duration::days(1) => o(
+                    Status::Pass,
+                    format!(
+                        "log verified against its signed checkpoint {} s ago",
+                        (now - t).whole_seconds()
+                    ),
+                    vec![],
+                ),
+                (None, Some(t)) => o(
+                    Status::Fail,
+                    format!("log last verified {} h ago", (now - t).whole_hours()),
+                    vec![],
+                ),
+                (None, None) => o(
+                    Status::Fail,
+                    "log never verified since start".into(),
+                    vec![],
+                ),
+            }
+        }
+        "org.ca-key-protection" => {
+            // The server only loads CA keys from encrypted PKCS#8 (DataDir refuses others), so
+            // what remains to check is their strength.
+            let keys = [
+                ("root", state.ca.root_cert_der()),
+                ("issuing", state.ca.issuing_cert_der()),
+            ]
+            .map(|(name, der)| (name, key_type(der)));
+            match keys.iter().find(|(_, k)| {
+                !matches!(
+                    k,
+                    KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::Ed25519
+                ) && !matches!(k, KeyType::Rsa { bits } if *bits >= 3072)
+            }) {
+                Some((name, k)) => o(
+                    Status::Fail,
+                    format!("the {name} CA key is {k:?}, below policy"),
+                    vec![],
+                ),
+                None => o(
+                    Status::Pass,
+                    format!(
+                        "CA keys encrypted at rest (PKCS#8, scrypt + AES-256) and of policy strength ({:?}, {:?})",
+                        keys[0].1, keys[1].1
+                    ),
+                    vec![],
+                ),
+            }
+        }
         "org.encryption-in-transit" => o(
             Status::Pass,
             "the API and EST are served only over TLS 1.2+; devices authenticate with mutual TLS"
                 .into(),
             vec![],
         ),
+        "org.revocation-service" => match &org.crl {
+            None => o(Status::Fail, "no CRL has been published".into(), vec![]),
+            Some(crl) if crl.next_update <= now => o(
+                Status::Fail,
+                format!("CRL {} is past its nextUpdate", crl.number),
+                vec![],
+            ),
+            Some(crl) if now - crl.this_update > crate::crl::CRL_REFRESH * 2 => o(
+                Status::Fail,
+                format!(
+                    "CRL {} was signed {} min ago; it is re-signed hourly",
+                    crl.number,
+                    (now - crl.this_update).whole_minutes()
+                ),
+                vec![],
+            ),
+            Some(crl) => o(
+                Status::Pass,
+                format!(
+                    "CRL {} current (re-signed at every revocation); OCSP answers for the issuing CA",
+                    crl.number
+                ),
+                vec![],
+            ),
+        },
+        "org.asset-visibility" => match org.unknown_devices.as_slice() {
+            [] => o(
+                Status::Pass,
+                "no device outside the inventory seen authenticating in the last 30 days".into(),
+                vec![],
+            ),
+            seen => o(
+                Status::Fail,
+                format!(
+                    "{} authentication(s) by devices not in the inventory in the last 30 days (e.g. {})",
+                    seen.len(),
+                    seen[0].1
+                ),
+                seen.iter()
+                    .take(20)
+                    .map(|(seq, _)| Evidence::AuditEntry(*seq))
+                    .collect(),
+            ),
+        },
         other => o(
             Status::Unknown,
-            format!("{other} is not evaluated by this version of Sigil yet"),
+            format!("{other} has no evaluation in this version of Sigil"),
             vec![],
         ),
     }
@@ -421,6 +559,7 @@ pub async fn evaluate(
         .into_iter()
         .map(|a| (a.check_id.clone(), a))
         .collect();
+    let org = org_facts(state, now).await?;
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
 
     // Read the fleet once for the key index, then evaluate page by page. A single device is
@@ -489,7 +628,7 @@ pub async fn evaluate(
             continue;
         };
         if def.scope == Scope::Organisation {
-            let o = organisation_check(state, check, def.kind, &attestations, now);
+            let o = organisation_check(state, check, def.kind, &attestations, &org, now);
             tallies.entry(check).or_default().record("organisation", o);
         }
     }

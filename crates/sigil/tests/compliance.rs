@@ -70,7 +70,15 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
             time::OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::SeqCst))
         })
     };
-    let Some(s) = TestServer::start_with_clock(db, |_| {}, clock.clone()).await else {
+    // Checkpoints (which verify the log) every 100 ms, so the server's moved clock sees a
+    // recent verification.
+    let Some(s) = TestServer::start_with_clock(
+        db,
+        |c| c.checkpoint_interval = std::time::Duration::from_millis(100),
+        clock.clone(),
+    )
+    .await
+    else {
         return;
     };
     let product = s.create_product("Camera").await;
@@ -169,6 +177,58 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
         ))
         .is_empty()
     );
+
+    // Organisation checks from the server's own state, here in the CRA report. The clock
+    // jumped two days and nothing was revoked since: the CRL is stale.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, cra) = s.get("/api/v1/compliance/eu-cra").await;
+    let crl = check(requirement(&cra, "I.2.k"), "org.revocation-service");
+    assert_eq!(crl["status"], "fail", "{crl}");
+    assert!(
+        crl["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("is past its nextUpdate"),
+        "{crl}"
+    );
+    // A revocation re-signs it at once.
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/devices/{weak}/revoke"),
+            json!({"reason": "cessationOfOperation"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, cra) = s.get("/api/v1/compliance/eu-cra").await;
+    for (requirement_id, check_id) in [
+        ("I.2.f", "org.audit-log-integrity"),
+        ("I.2.e", "org.ca-key-protection"),
+        ("I.2.e", "org.encryption-in-transit"),
+        ("I.2.k", "org.revocation-service"),
+        ("I.2.d", "org.ca-certificate-validity"),
+        ("I.2.d", "org.access-policy"),
+        ("I.2.d", "org.asset-visibility"),
+    ] {
+        let c = check(requirement(&cra, requirement_id), check_id);
+        assert_eq!(c["status"], "pass", "{c}");
+    }
+    // A device Sigil does not know tries to connect through the broker hook: asset
+    // visibility fails, pointing at the audit entry.
+    let (st, _) = s
+        .post(
+            "/api/v1/broker/emqx/authn",
+            json!({"username": "rogue-camera-7"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, cra) = s.get("/api/v1/compliance/eu-cra").await;
+    let c = check(requirement(&cra, "I.2.d"), "org.asset-visibility");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["reason"].as_str().unwrap().contains("rogue-camera-7"),
+        "{c}"
+    );
+    assert_eq!(c["failures"][0]["evidence"][0]["type"], "audit-entry");
 
     // An attestation with its evidence document turns 5.2-1 green until it expires.
     use base64::Engine;

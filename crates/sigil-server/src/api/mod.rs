@@ -33,6 +33,7 @@ use sigil_store::Store;
 
 use crate::auditlog::AuditLog;
 
+pub(crate) use audit::entry_time;
 pub use auth::{Caller, generate_token, token_hash};
 pub use certificates::store_record;
 pub use error::{ApiError, Problem};
