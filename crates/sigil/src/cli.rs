@@ -40,12 +40,33 @@ pub enum Command {
     /// Check access policies (Cedar) offline; apply, list and roll back the server's.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Compliance posture reports for auditors.
+    #[command(subcommand)]
+    Compliance(ComplianceCommand),
     /// Manage operator accounts (people).
     #[command(subcommand)]
     Operator(OperatorCommand),
     /// Manage scoped, expiring API tokens (automation).
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComplianceCommand {
+    /// Write the fleet's posture against a framework: `html` (self-contained, for auditors),
+    /// `json` (the API's report with the attestations) or `csv` (one row per requirement and
+    /// check).
+    Report {
+        /// etsi-en-303-645, nistir-8259, nist-sp-800-213a, eu-cra or eo-14028.
+        #[arg(long)]
+        framework: String,
+        #[arg(long, default_value = "html")]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => crate::audit::audit(cmd).await,
         Command::Evidence(cmd) => crate::audit::evidence(cmd).await,
         Command::Policy(cmd) => crate::policy::policy(cmd).await,
+        Command::Compliance(cmd) => crate::compliance::compliance(cmd).await,
         Command::Operator(cmd) => operator(cmd).await,
         Command::Token(cmd) => token(cmd).await,
     }

@@ -4,6 +4,7 @@ mod audit;
 mod cli;
 mod client;
 mod commands;
+mod compliance;
 mod policy;
 
 use std::process::ExitCode;

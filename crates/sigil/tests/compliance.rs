@@ -252,7 +252,7 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
         .post(
             "/api/v1/compliance/attestations",
             json!({"check": "attest.vulnerability-disclosure", "attested_by": "Dana Smith, CISO",
-                   "statement": "The policy is published at https://example.com/security.",
+                   "statement": "The policy is published at https://example.com/security & in <the manual>.",
                    "document_name": "vdp.txt",
                    "document_base64": base64::engine::general_purpose::STANDARD.encode(document),
                    "expires_at": expires}),
@@ -279,6 +279,64 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
             .starts_with("attested by Dana Smith, CISO"),
         "{vdp}"
     );
+    // The reports an auditor takes away.
+    let dir = s.dir.path();
+    let run = |format: &str| {
+        let out = format!("report.{format}");
+        let printed = common::ok(tokio::task::block_in_place(|| {
+            common::sigil(
+                &s,
+                &[
+                    "compliance",
+                    "report",
+                    "--framework",
+                    "etsi-en-303-645",
+                    "--format",
+                    format,
+                    "--out",
+                    &out,
+                ],
+            )
+        }));
+        assert!(printed.contains("67 requirements"), "{printed}");
+        std::fs::read_to_string(dir.join(out)).unwrap()
+    };
+    let page = run("html");
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(
+        !page.contains("<script") && !page.contains("src=\"http"),
+        "self-contained"
+    );
+    assert!(page.contains(report["catalogue_version"].as_str().unwrap()));
+    assert!(page.contains("id=\"req-5.1-1\""));
+    assert!(page.contains(&short), "the failing device is named");
+    assert!(page.contains("Dana Smith, CISO"));
+    assert!(
+        page.contains("https://example.com/security &amp; in &lt;the manual&gt;."),
+        "escaped"
+    );
+    let table = run("csv");
+    let rows: Vec<&str> = table.lines().collect();
+    let checks: usize = report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["checks"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(rows.len(), checks + 1);
+    assert!(
+        rows.iter().any(|r| r
+            .starts_with("etsi-en-303-645,5.5-8,5.5,fail,device.certificate-current,device,fail")
+            && r.contains(&short)),
+        "{table}"
+    );
+    let json_report: Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(json_report["report"]["framework"], "etsi-en-303-645");
+    assert_eq!(
+        json_report["attestations"][0]["attested_by"],
+        "Dana Smith, CISO"
+    );
+
     // Two days later it has expired: unknown again, saying why.
     offset.store(4 * 86_400, Ordering::SeqCst);
     let (_, report) = s.get("/api/v1/compliance/etsi-en-303-645").await;
