@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use sigil_audit::{Actor, AuditEvent, Outcome};
 
 use crate::revocation::hex_sha256;
+use crate::rows::ts;
 use crate::{Store, StoreError, audit};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,10 +36,6 @@ pub struct NewAttestation<'a> {
 }
 
 const COLUMNS: &str = "id, check_id, attested_by, recorded_by, statement, document_name, document_sha256, created_at, expires_at";
-
-fn ts(v: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp(v).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
 
 fn from_row(row: &AnyRow) -> Result<Attestation, StoreError> {
     Ok(Attestation {

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use sigil_audit::{Actor, AuditEvent, Outcome};
 
+use crate::rows::ts;
 use crate::{Store, StoreError, audit};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +65,6 @@ pub struct FailureOutcome {
 }
 
 const COLUMNS: &str = "id, username, role, password_hash, totp_secret, totp_last_step, failed_logins, locked_until, created_at, disabled_at";
-
-fn ts(secs: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp(secs).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
 
 fn operator_from_row(row: &AnyRow) -> Result<OperatorRecord, StoreError> {
     Ok(OperatorRecord {

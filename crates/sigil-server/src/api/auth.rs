@@ -21,6 +21,7 @@ use sigil_domain::Fingerprint;
 use sigil_policy::{OperatorContext, Principal, Target};
 use sigil_store::{NewSession, OperatorRecord, StoreError};
 
+use super::inventory::rfc3339;
 use super::{ApiError, ApiJson, AppState, Problem};
 
 /// Name of the session cookie.
@@ -540,11 +541,6 @@ pub struct SessionView {
     /// Whether this session was opened with a second factor (trust changes need it).
     pub mfa: bool,
     pub expires_at: Option<String>,
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// A hash to verify against when the username is unknown, so that the answer takes as long

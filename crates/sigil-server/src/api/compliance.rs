@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use sigil_domain::DeviceId;
 
+use super::inventory::rfc3339;
 use super::{ApiError, AppState, Problem};
 use crate::compliance::{self, FrameworkReport};
 
@@ -125,11 +126,6 @@ pub struct AttestationView {
     pub document_sha256: String,
     pub created_at: String,
     pub expires_at: String,
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn attestation_view(a: &sigil_store::Attestation) -> AttestationView {

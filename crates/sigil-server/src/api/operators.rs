@@ -5,12 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use sigil_store::{NewApiToken, NewOperator, OperatorRecord, TokenRecord};
 
 use super::auth::{self, Caller, MFA_ROLES, ROLES};
+use super::inventory::rfc3339;
 use super::{ApiError, ApiJson, AppState, Problem};
 
 /// Scopes a token may carry (see the `token-scope` policy).
@@ -49,11 +49,6 @@ pub struct CreatedOperator {
     pub totp_secret: Option<String>,
     /// `otpauth://` URI for authenticator apps, shown only now.
     pub totp_uri: Option<String>,
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn view(o: &OperatorRecord) -> OperatorView {

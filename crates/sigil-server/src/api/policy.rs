@@ -40,10 +40,7 @@ fn version_view(v: &PolicyVersion) -> VersionView {
         version: v.version,
         sha256: v.sha256.clone(),
         comment: v.comment.clone(),
-        created_at: v
-            .created_at
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        created_at: super::inventory::rfc3339(v.created_at),
         created_by: v.created_by.clone(),
     }
 }
