@@ -691,3 +691,102 @@ pub async fn evaluate(
         requirements,
     })
 }
+
+/// A requirement whose status got worse between two runs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Regression {
+    pub requirement: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// How bad a status is, for comparing runs: anything that moves up this order is a drop.
+fn severity(status: &str) -> u8 {
+    match status {
+        "fail" => 3,
+        "unknown" => 2,
+        "pass" => 1,
+        _ => 0,
+    }
+}
+
+/// Evaluate `framework`, keep the run in the history, and raise an alert (log and audit
+/// entry) for every requirement whose status got worse since the previous run.
+pub async fn record_run(
+    state: &AppState,
+    framework: &Framework,
+) -> Result<(FrameworkReport, Vec<Regression>), ApiError> {
+    let report = evaluate(state, framework, &state.catalogue, None).await?;
+    let requirements: serde_json::Map<String, serde_json::Value> = report
+        .requirements
+        .iter()
+        .map(|r| (r.id.clone(), serde_json::Value::from(r.status.as_str())))
+        .collect();
+    let run = sigil_store::ComplianceRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        framework: framework.info.id.clone(),
+        evaluated_at: state.now(),
+        catalogue_version: report.catalogue_version.clone(),
+        score: report.score,
+        summary: serde_json::to_value(&report.summary).unwrap_or_default(),
+        requirements,
+    };
+    let previous = state.store.record_compliance_run(&run).await?;
+    let regressions: Vec<Regression> = previous
+        .as_ref()
+        .map(|prev| {
+            run.requirements
+                .iter()
+                .filter_map(|(id, after)| {
+                    let after = after.as_str().unwrap_or_default();
+                    let before = prev.requirements.get(id)?.as_str().unwrap_or_default();
+                    (severity(after) > severity(before)).then(|| Regression {
+                        requirement: id.clone(),
+                        before: before.to_owned(),
+                        after: after.to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !regressions.is_empty() {
+        let score_before = previous.as_ref().map(|p| p.score);
+        tracing::warn!(
+            framework = %run.framework,
+            regressions = regressions.len(),
+            score = run.score,
+            ?score_before,
+            "compliance posture dropped"
+        );
+        let event = sigil_audit::AuditEvent::new(
+            run.evaluated_at,
+            sigil_audit::Actor::system("sigil"),
+            "compliance.degraded",
+            format!("framework:{}", run.framework),
+            sigil_audit::Outcome::Failure,
+            serde_json::json!({"run": run.id, "score_before": score_before, "score_after": run.score,
+                               "regressions": regressions}),
+        );
+        state.store.append_audit(vec![event]).await?;
+    }
+    Ok((report, regressions))
+}
+
+/// Evaluate every framework every `interval`, keeping history and alerting on drops.
+pub fn spawn_periodic(
+    state: AppState,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            for framework in state.catalogue.frameworks() {
+                if let Err(e) = record_run(&state, framework).await {
+                    tracing::error!(framework = %framework.info.id, error = %e.detail, "compliance evaluation failed");
+                }
+            }
+        }
+    })
+}

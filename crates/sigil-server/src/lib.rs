@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub enrollment_profile: String,
     /// Keep a Mosquitto broker's dynamic security (and CRL file) in step.
     pub mosquitto: Option<mosquitto::MosquittoSettings>,
+    /// Evaluate every compliance framework this often, keeping history and alerting on drops
+    /// (`None`: only on request).
+    pub compliance_interval: Option<std::time::Duration>,
 }
 
 impl ServerConfig {
@@ -87,6 +90,7 @@ impl ServerConfig {
             superseded_overlap: None,
             enrollment_profile: sigil_ca::DEFAULT_PROFILE.to_owned(),
             mosquitto: None,
+            compliance_interval: Some(std::time::Duration::from_secs(15 * 60)),
         }
     }
 }
@@ -327,6 +331,9 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         login_limiter: Arc::default(),
         catalogue: Arc::new(sigil_compliance::Catalogue::shipped()?),
     };
+    if let Some(interval) = config.compliance_interval {
+        tasks.push(compliance::spawn_periodic(state.clone(), interval));
+    }
     let api_app = api::router(state);
     let ocsp_state = ocsp::OcspState {
         service: ocsp_service,

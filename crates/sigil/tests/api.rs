@@ -904,6 +904,8 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/compliance", "get"),
         ("/api/v1/compliance/attestations", "get"),
         ("/api/v1/compliance/attestations", "post"),
+        ("/api/v1/compliance/{framework}/evaluate", "post"),
+        ("/api/v1/compliance/{framework}/history", "get"),
         ("/api/v1/compliance/{framework}", "get"),
         ("/api/v1/compliance/{framework}/devices/{id}", "get"),
     ] {
@@ -914,7 +916,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        38,
+        40,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -347,6 +347,55 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
     assert_eq!(vdp["status"], "unknown");
     assert!(vdp["reason"].as_str().unwrap().contains("expired"), "{vdp}");
 
+    // History and alerts: a run is kept per evaluation; a requirement that gets worse is an
+    // alert (an audit entry naming it).
+    let (st, _) = s
+        .post(&format!("/api/v1/devices/{short}/retire"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, first) = s
+        .post("/api/v1/compliance/eo-14028/evaluate", json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{first}");
+    assert_eq!(requirement(&first["report"], "EO-4e-vii")["status"], "pass");
+    let no_sbom: sigil_domain::Posture =
+        serde_json::from_value(json!({"firmware_version": "1.0.1"})).unwrap();
+    s.store()
+        .record_posture(
+            &sigil_audit::Actor::device(&good),
+            good.parse().unwrap(),
+            &no_sbom,
+            clock(),
+        )
+        .await
+        .unwrap();
+    let (_, second) = s
+        .post("/api/v1/compliance/eo-14028/evaluate", json!({}))
+        .await;
+    assert_eq!(
+        second["regressions"],
+        json!([{"requirement": "EO-4e-vii", "before": "pass", "after": "fail"}])
+    );
+    let alert = &s
+        .get("/api/v1/audit/entries?action=compliance.degraded&order=desc&limit=1")
+        .await
+        .1["items"][0];
+    assert_eq!(alert["subject"], "framework:eo-14028");
+    assert_eq!(
+        alert["details"]["regressions"][0]["requirement"],
+        "EO-4e-vii"
+    );
+    let (_, history) = s.get("/api/v1/compliance/eo-14028/history").await;
+    let runs = history.as_array().unwrap();
+    assert!(runs.len() >= 2, "{history}");
+    assert_eq!(runs[0]["requirements"]["EO-4e-vii"], "fail");
+    assert_eq!(runs[1]["requirements"]["EO-4e-vii"], "pass");
+    // Evaluating again without a change raises nothing.
+    let (_, third) = s
+        .post("/api/v1/compliance/eo-14028/evaluate", json!({}))
+        .await;
+    assert_eq!(third["regressions"], json!([]));
+
     // Unknown framework: 404 naming the ones there are; auditors may read, provisioners not.
     let (st, e) = s.get("/api/v1/compliance/iso-27001").await;
     assert_eq!(st, StatusCode::NOT_FOUND);

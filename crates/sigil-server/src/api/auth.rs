@@ -172,8 +172,12 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/evidence" if get => Action("evidence.export", "evidence"),
         "/api/v1/operators" | "/api/v1/tokens" if get => Action("operator.read", "operator"),
         "/api/v1/compliance/attestations" if post => Action("compliance.attest", "attestation"),
+        "/api/v1/compliance/{framework}/evaluate" if post => {
+            Action("compliance.read", "compliance")
+        }
         "/api/v1/compliance"
         | "/api/v1/compliance/attestations"
+        | "/api/v1/compliance/{framework}/history"
         | "/api/v1/compliance/{framework}"
         | "/api/v1/compliance/{framework}/devices/{id}"
             if get =>

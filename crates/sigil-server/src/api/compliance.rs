@@ -229,3 +229,64 @@ pub async fn attestations(
             .collect(),
     ))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationResult {
+    pub report: FrameworkReport,
+    /// Requirements whose status got worse since the previous run (each is also an audit entry).
+    pub regressions: Vec<crate::compliance::Regression>,
+}
+
+/// Evaluate a framework now and keep the result in its history.
+#[utoipa::path(post, path = "/api/v1/compliance/{framework}/evaluate", tag = "compliance",
+    responses((status = 200, body = EvaluationResult), (status = 404, body = Problem)))]
+pub async fn evaluate_now(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EvaluationResult>, ApiError> {
+    let fw = framework(&state, &id)?;
+    let (report, regressions) = crate::compliance::record_run(&state, fw).await?;
+    Ok(Json(EvaluationResult {
+        report,
+        regressions,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub evaluated_at: String,
+    pub catalogue_version: String,
+    pub score: f64,
+    #[schema(value_type = Object)]
+    pub summary: serde_json::Value,
+    /// Requirement id -> status.
+    #[schema(value_type = Object)]
+    pub requirements: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The framework's posture over time, newest first (at most 500 runs).
+#[utoipa::path(get, path = "/api/v1/compliance/{framework}/history", tag = "compliance",
+    responses((status = 200, body = [RunView]), (status = 404, body = Problem)))]
+pub async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<RunView>>, ApiError> {
+    let fw = framework(&state, &id)?;
+    let runs = state
+        .store
+        .compliance_history(&fw.info.id, sigil_store::MAX_PAGE)
+        .await?;
+    Ok(Json(
+        runs.into_iter()
+            .map(|r| RunView {
+                id: r.id,
+                evaluated_at: rfc3339(r.evaluated_at),
+                catalogue_version: r.catalogue_version,
+                score: r.score,
+                summary: r.summary,
+                requirements: r.requirements,
+            })
+            .collect(),
+    ))
+}

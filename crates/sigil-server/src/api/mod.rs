@@ -183,6 +183,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/compliance/{framework}/devices/{id}",
             get(compliance::device),
         )
+        .route(
+            "/api/v1/compliance/{framework}/evaluate",
+            post(compliance::evaluate_now),
+        )
+        .route(
+            "/api/v1/compliance/{framework}/history",
+            get(compliance::history),
+        )
         .route("/api/v1/auth/me", get(auth::me))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/certificates", get(certificates::list))
@@ -270,7 +278,7 @@ where
         policy::current, policy::versions, policy::apply, policy::rollback,
         operators::create_operator, operators::list_operators, operators::create_token, operators::list_tokens, operators::revoke_token,
         auth::login, auth::logout, auth::me,
-        compliance::frameworks, compliance::fleet, compliance::device, compliance::attest, compliance::attestations,
+        compliance::frameworks, compliance::fleet, compliance::device, compliance::attest, compliance::attestations, compliance::evaluate_now, compliance::history,
         audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
         audit::consistency, audit::export, evidence::export,
     ),
