@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// Evaluate every compliance framework this often, keeping history and alerting on drops
     /// (`None`: only on request).
     pub compliance_interval: Option<std::time::Duration>,
+    /// POST a JSON alert here when a compliance requirement gets worse (https, or http to a
+    /// loopback address).
+    pub compliance_webhook: Option<String>,
 }
 
 impl ServerConfig {
@@ -91,6 +94,7 @@ impl ServerConfig {
             enrollment_profile: sigil_ca::DEFAULT_PROFILE.to_owned(),
             mosquitto: None,
             compliance_interval: Some(std::time::Duration::from_secs(15 * 60)),
+            compliance_webhook: None,
         }
     }
 }
@@ -127,6 +131,12 @@ impl ServerHandle {
 /// Initialise the data directory if needed, open the database, and start both listeners.
 pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, ServerError> {
     let enrollment_profile = sigil_ca::Profile::by_name(&config.enrollment_profile)?;
+    let webhook = config
+        .compliance_webhook
+        .as_deref()
+        .map(compliance::Webhook::new)
+        .transpose()?
+        .map(Arc::new);
     let dir = &config.data_dir;
     let created_ca = !dir.is_initialised();
     if created_ca {
@@ -330,6 +340,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         secrets,
         login_limiter: Arc::default(),
         catalogue: Arc::new(sigil_compliance::Catalogue::shipped()?),
+        compliance_webhook: webhook,
     };
     if let Some(interval) = config.compliance_interval {
         tasks.push(compliance::spawn_periodic(state.clone(), interval));

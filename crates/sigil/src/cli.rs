@@ -225,6 +225,10 @@ pub struct ServeArgs {
     /// Write each new CRL here (PEM), for the broker's `crlfile`.
     #[arg(long, requires = "mosquitto")]
     pub mosquitto_crl_file: Option<PathBuf>,
+    /// POST a JSON alert here when a compliance requirement gets worse (https; http only to a
+    /// loopback address).
+    #[arg(long)]
+    pub compliance_webhook: Option<String>,
     /// The broker's `pid_file`: Sigil sends it SIGHUP after each CRL so it re-reads the file.
     #[arg(long, requires = "mosquitto_crl_file")]
     pub mosquitto_pid_file: Option<PathBuf>,

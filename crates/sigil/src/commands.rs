@@ -180,6 +180,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(target) = &args.mosquitto {
         config.mosquitto = Some(mosquitto_settings(target, &args)?);
     }
+    config.compliance_webhook = args.compliance_webhook.clone();
     config.database_url = args.database_url;
     config.listen = args.listen;
     config.pki_listen = args.pki_listen;

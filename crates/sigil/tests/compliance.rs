@@ -70,11 +70,29 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
             time::OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::SeqCst))
         })
     };
+    // A webhook receiver for compliance alerts.
+    let (alerts_tx, mut alerts) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", receiver.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let tx = alerts_tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(receiver, app).await });
     // Checkpoints (which verify the log) every 100 ms, so the server's moved clock sees a
     // recent verification.
     let Some(s) = TestServer::start_with_clock(
         db,
-        |c| c.checkpoint_interval = std::time::Duration::from_millis(100),
+        |c| {
+            c.checkpoint_interval = std::time::Duration::from_millis(100);
+            c.compliance_webhook = Some(hook);
+        },
         clock.clone(),
     )
     .await
@@ -385,6 +403,20 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
         alert["details"]["regressions"][0]["requirement"],
         "EO-4e-vii"
     );
+    // ... and the webhook hears of it. (Earlier evaluations may have alerted too: find ours.)
+    let delivered = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let body = alerts.recv().await.unwrap();
+            if body["run"] == alert["details"]["run"] {
+                return body;
+            }
+        }
+    })
+    .await
+    .expect("the webhook received the alert within 5 s");
+    assert_eq!(delivered["event"], "compliance.degraded");
+    assert_eq!(delivered["framework"], "eo-14028");
+    assert_eq!(delivered["regressions"][0]["after"], "fail");
     let (_, history) = s.get("/api/v1/compliance/eo-14028/history").await;
     let runs = history.as_array().unwrap();
     assert!(runs.len() >= 2, "{history}");

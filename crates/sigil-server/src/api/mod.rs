@@ -67,6 +67,8 @@ pub struct AppState {
     pub login_limiter: Arc<auth::LoginLimiter>,
     /// The compliance control catalogue.
     pub catalogue: Arc<sigil_compliance::Catalogue>,
+    /// Where compliance drops are announced, if anywhere.
+    pub compliance_webhook: Option<Arc<crate::compliance::Webhook>>,
     /// The API listener's client-certificate verifier (to update its manufacturer CAs).
     pub client_verifier: Arc<crate::mtls::SigilClientVerifier>,
 }
