@@ -54,17 +54,12 @@ impl Counts {
 
     /// The check's status over everything it was evaluated on.
     fn status(&self) -> Status {
-        let mut v = Vec::new();
-        if self.fail > 0 {
-            v.push(Status::Fail);
-        }
-        if self.unknown > 0 {
-            v.push(Status::Unknown);
-        }
-        if self.pass > 0 {
-            v.push(Status::Pass);
-        }
-        roll_up(v)
+        let seen = [
+            (self.fail, Status::Fail),
+            (self.unknown, Status::Unknown),
+            (self.pass, Status::Pass),
+        ];
+        roll_up(seen.into_iter().filter(|(n, _)| *n > 0).map(|(_, s)| s))
     }
 }
 
@@ -185,51 +180,65 @@ fn certificate_facts(s: &DeviceSnapshot) -> Vec<CertificateFacts> {
         .collect()
 }
 
-/// Audit entries showing a revoked certificate used to authenticate, by device id.
-async fn revoked_certificate_uses(state: &AppState) -> Result<HashMap<String, Vec<u64>>, ApiError> {
-    let mut uses: HashMap<String, Vec<u64>> = HashMap::new();
-    let recent = |action: &str| AuditQuery {
-        action: Some(action.to_owned()),
-        newest_first: true,
-        limit: sigil_store::MAX_PAGE,
-        ..AuditQuery::default()
+/// What the audit log says about authentications (broker hooks and TLS handshakes), read once:
+/// uses of revoked certificates by device, and devices outside the inventory seen in the last
+/// 30 days.
+struct Authentications {
+    revoked_uses: HashMap<String, Vec<u64>>,
+    unknown_devices: Vec<(u64, String)>,
+}
+
+async fn authentications(
+    state: &AppState,
+    now: OffsetDateTime,
+) -> Result<Authentications, ApiError> {
+    let since = crate::api::entry_time(
+        &crate::api::rfc3339(now - time::Duration::days(30)),
+        "since",
+    )?;
+    let mut seen = Authentications {
+        revoked_uses: HashMap::new(),
+        unknown_devices: Vec::new(),
     };
-    for e in state.store.audit_entries(&recent("broker.connect")).await? {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.entry) else {
-            continue;
+    for action in ["broker.connect", "tls.client_certificate"] {
+        let q = AuditQuery {
+            action: Some(action.to_owned()),
+            newest_first: true,
+            limit: sigil_store::MAX_PAGE,
+            ..AuditQuery::default()
         };
-        if v["details"]["certificate_status"] == "revoked"
-            && let Some(device) = v["subject"]
-                .as_str()
-                .and_then(|s| s.strip_prefix("device:"))
-        {
-            uses.entry(device.to_owned()).or_default().push(e.seq);
+        for e in state.store.audit_entries(&q).await? {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.entry) else {
+                continue;
+            };
+            let subject = v["subject"].as_str().unwrap_or_default();
+            let reason = v["details"]["reason"].as_str().unwrap_or_default();
+            // Entry times are fixed-width UTC: text order is time order.
+            let recent = v["time"].as_str().is_some_and(|t| t >= since.as_str());
+            if recent && (v["details"]["state"] == "unknown" || reason.contains("UnknownIssuer")) {
+                seen.unknown_devices.push((e.seq, subject.to_owned()));
+            }
+            if v["details"]["certificate_status"] == "revoked"
+                && let Some(device) = subject.strip_prefix("device:")
+            {
+                seen.revoked_uses
+                    .entry(device.to_owned())
+                    .or_default()
+                    .push(e.seq);
+            } else if reason.contains("Revoked")
+                && let Some(serial) = subject
+                    .strip_prefix("certificate:")
+                    .and_then(|s| s.parse().ok())
+                && let Ok(cert) = state.store.get_certificate(&serial).await
+            {
+                seen.revoked_uses
+                    .entry(cert.device_id.to_string())
+                    .or_default()
+                    .push(e.seq);
+            }
         }
     }
-    for e in state
-        .store
-        .audit_entries(&recent("tls.client_certificate"))
-        .await?
-    {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.entry) else {
-            continue;
-        };
-        let revoked = v["details"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("Revoked"));
-        let serial = v["subject"]
-            .as_str()
-            .and_then(|s| s.strip_prefix("certificate:"));
-        if revoked
-            && let Some(serial) = serial.and_then(|s| s.parse().ok())
-            && let Ok(cert) = state.store.get_certificate(&serial).await
-        {
-            uses.entry(cert.device_id.to_string())
-                .or_default()
-                .push(e.seq);
-        }
-    }
-    Ok(uses)
+    Ok(seen)
 }
 
 async fn product_facts(state: &AppState) -> Result<HashMap<String, ProductFacts>, ApiError> {
@@ -257,54 +266,14 @@ async fn product_facts(state: &AppState) -> Result<HashMap<String, ProductFacts>
         .collect())
 }
 
-/// Organisation facts read from the store for the organisation checks.
-struct OrgFacts {
-    crl: Option<std::sync::Arc<sigil_store::StoredCrl>>,
-    /// Audit entries of devices seen authenticating that the inventory does not know.
-    unknown_devices: Vec<(u64, String)>,
-}
-
-async fn org_facts(state: &AppState, now: OffsetDateTime) -> Result<OrgFacts, ApiError> {
-    let since = (now - time::Duration::days(30))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let since = crate::api::entry_time(&since, "since")?;
-    let mut unknown_devices = Vec::new();
-    for action in ["broker.connect", "tls.client_certificate"] {
-        let q = AuditQuery {
-            action: Some(action.to_owned()),
-            since: Some(since.clone()),
-            newest_first: true,
-            limit: sigil_store::MAX_PAGE,
-            ..AuditQuery::default()
-        };
-        for e in state.store.audit_entries(&q).await? {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.entry) else {
-                continue;
-            };
-            let who = v["subject"].as_str().unwrap_or_default().to_owned();
-            let unknown = v["details"]["state"] == "unknown"
-                || v["details"]["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.contains("UnknownIssuer"));
-            if unknown {
-                unknown_devices.push((e.seq, who));
-            }
-        }
-    }
-    Ok(OrgFacts {
-        crl: state.crl.current().await,
-        unknown_devices,
-    })
-}
-
 /// Organisation checks from the server's own state, and attestations.
 fn organisation_check(
     state: &AppState,
     check: &str,
     kind: CheckKind,
     attestations: &HashMap<String, Attestation>,
-    org: &OrgFacts,
+    crl: Option<&sigil_store::StoredCrl>,
+    unknown_devices: &[(u64, String)],
     now: OffsetDateTime,
 ) -> Outcome {
     let o = |status, reason: String, evidence| Outcome {
@@ -313,10 +282,7 @@ fn organisation_check(
         evidence,
     };
     if kind == CheckKind::Attestation {
-        let rfc3339 = |t: OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        };
+        let rfc3339 = crate::api::rfc3339;
         return match attestations.get(check) {
             None => o(Status::Unknown, "no attestation recorded".into(), vec![]),
             Some(a) if a.expires_at <= now => o(
@@ -479,7 +445,7 @@ fn organisation_check(
                 .into(),
             vec![],
         ),
-        "org.revocation-service" => match &org.crl {
+        "org.revocation-service" => match crl {
             None => o(Status::Fail, "no CRL has been published".into(), vec![]),
             Some(crl) if crl.next_update <= now => o(
                 Status::Fail,
@@ -504,7 +470,7 @@ fn organisation_check(
                 vec![],
             ),
         },
-        "org.asset-visibility" => match org.unknown_devices.as_slice() {
+        "org.asset-visibility" => match unknown_devices {
             [] => o(
                 Status::Pass,
                 "no device outside the inventory seen authenticating in the last 30 days".into(),
@@ -551,7 +517,8 @@ pub async fn evaluate(
         v
     };
     let products = product_facts(state).await?;
-    let uses = revoked_certificate_uses(state).await?;
+    let seen = authentications(state, now).await?;
+    let crl = state.crl.current().await;
     let attestations: HashMap<String, Attestation> = state
         .store
         .latest_attestations()
@@ -559,38 +526,25 @@ pub async fn evaluate(
         .into_iter()
         .map(|a| (a.check_id.clone(), a))
         .collect();
-    let org = org_facts(state, now).await?;
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
 
-    // Read the fleet once for the key index, then evaluate page by page. A single device is
-    // read on its own but still compared with the whole fleet's keys.
+    // The key index covers the whole fleet even when one device is evaluated.
     let mut fleet = FleetFacts::default();
-    let mut after = None;
-    loop {
-        let page = state.store.compliance_page(after, PAGE).await?;
-        for s in &page {
-            for c in &s.certificates {
-                fleet.add_key(&c.spki_sha256.to_string(), &s.device.id.to_string());
-            }
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE as usize => after = Some(last.device.id),
-            _ => break,
-        }
+    for (spki, device) in state.store.certificate_keys().await? {
+        fleet.add_key(&spki, &device);
     }
     let mut devices_evaluated = 0;
-    let mut after = None;
     let no_product = ProductFacts::default();
-    loop {
-        let page = state.store.compliance_page(after, PAGE).await?;
-        for s in page
-            .iter()
-            .filter(|s| only_device.is_none_or(|d| d == s.device.id))
-        {
+    let mut evaluate_page = |page: &[DeviceSnapshot]| {
+        for s in page {
             devices_evaluated += 1;
             let id = s.device.id.to_string();
             let certs = certificate_facts(s);
-            let device_uses = uses.get(&id).map(Vec::as_slice).unwrap_or_default();
+            let device_uses = seen
+                .revoked_uses
+                .get(&id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let facts = DeviceFacts {
                 id: &id,
                 state: s.device.state.as_str(),
@@ -610,9 +564,19 @@ pub async fn evaluate(
                 }
             }
         }
-        match page.last() {
-            Some(last) if page.len() == PAGE as usize => after = Some(last.device.id),
-            _ => break,
+    };
+    match only_device {
+        Some(id) => evaluate_page(&[state.store.device_snapshot(id).await?]),
+        None => {
+            let mut after = None;
+            loop {
+                let page = state.store.compliance_page(after, PAGE).await?;
+                evaluate_page(&page);
+                match page.last() {
+                    Some(last) if page.len() == PAGE as usize => after = Some(last.device.id),
+                    _ => break,
+                }
+            }
         }
     }
     for check in used.iter().filter(|c| c.starts_with("product.")) {
@@ -628,7 +592,15 @@ pub async fn evaluate(
             continue;
         };
         if def.scope == Scope::Organisation {
-            let o = organisation_check(state, check, def.kind, &attestations, &org, now);
+            let o = organisation_check(
+                state,
+                check,
+                def.kind,
+                &attestations,
+                crl.as_deref(),
+                &seen.unknown_devices,
+                now,
+            );
             tallies.entry(check).or_default().record("organisation", o);
         }
     }
@@ -682,9 +654,7 @@ pub async fn evaluate(
         title: framework.info.title.clone(),
         framework_version: framework.info.version.clone(),
         catalogue_version: catalogue.version().to_owned(),
-        evaluated_at: now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        evaluated_at: crate::api::rfc3339(now),
         summary,
         score,
         devices_evaluated,

@@ -35,6 +35,31 @@ impl Store {
                 ..DeviceFilter::default()
             })
             .await?;
+        self.snapshots(devices).await
+    }
+
+    /// One device's snapshot.
+    pub async fn device_snapshot(&self, id: DeviceId) -> Result<DeviceSnapshot, StoreError> {
+        let device = self.get_device(id).await?;
+        self.snapshots(vec![device])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("snapshot of one device is empty".into()))
+    }
+
+    /// Every certificate's public key (SHA-256 of the SPKI) and device: the fleet-wide key
+    /// index, in one light query.
+    pub async fn certificate_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query("SELECT spki_sha256, device_id FROM certificates")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("spki_sha256")?, r.try_get("device_id")?)))
+            .collect()
+    }
+
+    /// `devices` (sorted by id) with their certificates and newest posture report, by range.
+    async fn snapshots(&self, devices: Vec<Device>) -> Result<Vec<DeviceSnapshot>, StoreError> {
         let (Some(first), Some(last)) = (devices.first(), devices.last()) else {
             return Ok(Vec::new());
         };

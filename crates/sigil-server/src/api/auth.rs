@@ -227,15 +227,18 @@ async fn authorise(
     route: &str,
     subject: &str,
 ) -> Result<(), ApiError> {
-    let (action, kind) = match rule(method, route) {
+    let rule = rule(method, route);
+    let (action, kind) = match rule {
         Some(Rule::Authenticated) => return Ok(()),
         Some(Rule::Action(action, kind)) => (action, kind),
         None => ("unmapped", "unknown"),
     };
-    let decision = if action == "unmapped" {
+    // One snapshot of the policy for the decision and its explanation.
+    let engine = state.policy();
+    let decision = if rule.is_none() {
         None
     } else {
-        match state.policy().decide(
+        match engine.decide(
             &caller.principal(),
             action,
             &Target::Kind(kind.into()),
@@ -260,8 +263,7 @@ async fn authorise(
     // Say what would change the answer: a second factor only if with one it would be allowed.
     let mfa_would_allow = decision.is_some()
         && !caller.context().mfa
-        && state
-            .policy()
+        && engine
             .decide(
                 &caller.principal(),
                 action,
@@ -277,7 +279,7 @@ async fn authorise(
         .map(String::as_str)
         .filter(|r| *r != "trust-changes-need-mfa")
         .collect();
-    let detail = if action == "unmapped" {
+    let detail = if rule.is_none() {
         "this route has no access rule, so it is refused".to_owned()
     } else if mfa_would_allow {
         format!("{action} changes trust and needs a session opened with a second factor (TOTP)")

@@ -89,7 +89,6 @@ pub async fn device(
     let device: DeviceId = device
         .parse()
         .map_err(|_| ApiError::not_found(format!("no device `{device}`")))?;
-    state.store.get_device(device).await?;
     Ok(Json(
         compliance::evaluate(&state, fw, &state.catalogue, Some(device)).await?,
     ))

@@ -37,6 +37,7 @@ pub(crate) use audit::entry_time;
 pub use auth::{Caller, generate_token, token_hash};
 pub use certificates::store_record;
 pub use error::{ApiError, Problem};
+pub(crate) use inventory::rfc3339;
 
 /// Largest request body the API reads. A CSR is a few KiB; nothing legitimate comes near this.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
