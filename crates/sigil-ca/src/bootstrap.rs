@@ -90,6 +90,9 @@ pub struct BootstrapCertificate {
     /// Values that may name the device: the subject's serialNumber attributes (802.1AR puts the
     /// device serial there) and its common names.
     pub device_names: Vec<String>,
+    /// SHA-256 of its SubjectPublicKeyInfo (hex): the manufacturer key, which must be unique
+    /// to the device.
+    pub spki_sha256: String,
 }
 
 impl BootstrapCertificate {
@@ -109,6 +112,7 @@ impl BootstrapCertificate {
             serial: hex::encode(cert.raw_serial()),
             subject: subject.to_string(),
             device_names,
+            spki_sha256: hex::encode(crate::sha256(cert.public_key().raw)),
         })
     }
 }

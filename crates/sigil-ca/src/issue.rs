@@ -180,6 +180,8 @@ pub struct IssuedCertificate {
     /// SHA-256 of the certified SubjectPublicKeyInfo.
     pub spki_fingerprint: Fingerprint,
     pub profile: &'static str,
+    /// The certified key's algorithm.
+    pub key: crate::CsrKey,
 }
 
 /// A TLS server certificate for Sigil's own API listener.
@@ -255,6 +257,7 @@ impl IssuingCa {
             not_before,
             not_after,
             profile: profile.name,
+            key: csr.key(),
         })
     }
 

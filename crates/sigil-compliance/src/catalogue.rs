@@ -217,6 +217,18 @@ impl Catalogue {
         })
     }
 
+    /// The shipped catalogue's files (path under `catalogue/`, text), in the order the
+    /// version hashes them: an auditor can recompute the version from them.
+    pub fn shipped_files() -> Vec<(String, &'static str)> {
+        std::iter::once(("checks.toml".to_owned(), CHECKS))
+            .chain(
+                FRAMEWORKS
+                    .iter()
+                    .map(|(name, text)| (format!("frameworks/{name}"), *text)),
+            )
+            .collect()
+    }
+
     /// A content hash naming this catalogue (reports and evidence carry it).
     pub fn version(&self) -> &str {
         &self.version
@@ -318,6 +330,20 @@ mod tests {
         }
         assert!(c.version().starts_with("sha256:"));
         assert!(!c.requirements_of("device.key-not-shared").is_empty());
+    }
+
+    /// The files an evidence bundle carries give back the version reports name.
+    #[test]
+    fn the_shipped_files_hash_to_the_version() {
+        let files = Catalogue::shipped_files();
+        let (checks, frameworks) = files.split_first().unwrap();
+        assert_eq!(checks.0, "checks.toml");
+        let frameworks: Vec<(&str, &str)> = frameworks
+            .iter()
+            .map(|(name, text)| (name.strip_prefix("frameworks/").unwrap(), *text))
+            .collect();
+        let rebuilt = Catalogue::from_files(checks.1, &frameworks).unwrap();
+        assert_eq!(rebuilt.version(), Catalogue::shipped().unwrap().version());
     }
 
     fn fw(checks: &str) -> String {

@@ -2,11 +2,11 @@
 //! them; nothing here does I/O or reads the clock). Every result carries a reason an auditor
 //! can read and references to the evidence it rests on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use sigil_domain::Posture;
+use sigil_domain::{DeviceId, Posture};
 
 use crate::Status;
 
@@ -20,25 +20,41 @@ pub const POSTURE_MAX_AGE: Time = 24 * 3600;
 pub enum KeyType {
     EcdsaP256,
     EcdsaP384,
+    EcdsaP521,
     Ed25519,
     Rsa { bits: u32 },
     Other(String),
 }
 
 impl KeyType {
+    /// From the name the CA records at issuance (`ECDSA P-256`, `RSA-2048`, ...).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "ECDSA P-256" => Self::EcdsaP256,
+            "ECDSA P-384" => Self::EcdsaP384,
+            "ECDSA P-521" => Self::EcdsaP521,
+            "Ed25519" => Self::Ed25519,
+            other => match other.strip_prefix("RSA-").and_then(|b| b.parse().ok()) {
+                Some(bits) => Self::Rsa { bits },
+                None => Self::Other(other.to_owned()),
+            },
+        }
+    }
+
     /// The crypto policy: at least 128-bit security.
-    fn meets_policy(&self) -> bool {
+    pub fn meets_policy(&self) -> bool {
         match self {
-            Self::EcdsaP256 | Self::EcdsaP384 | Self::Ed25519 => true,
+            Self::EcdsaP256 | Self::EcdsaP384 | Self::EcdsaP521 | Self::Ed25519 => true,
             Self::Rsa { bits } => *bits >= 3072,
             Self::Other(_) => false,
         }
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Self::EcdsaP256 => "ECDSA P-256".into(),
             Self::EcdsaP384 => "ECDSA P-384".into(),
+            Self::EcdsaP521 => "ECDSA P-521".into(),
             Self::Ed25519 => "Ed25519".into(),
             Self::Rsa { bits } => format!("RSA-{bits}"),
             Self::Other(name) => name.clone(),
@@ -65,10 +81,19 @@ impl CertificateFacts {
     }
 }
 
+/// A manufacturer (IDevID) key a device authenticated with at bootstrap enrolment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManufacturerKey {
+    /// SHA-256 of the bootstrap certificate's SubjectPublicKeyInfo, hex.
+    pub spki_sha256: String,
+    /// The audit entry recording the bootstrap authentication.
+    pub audit_seq: u64,
+}
+
 /// Everything the device checks read about one device.
 #[derive(Debug, Clone)]
 pub struct DeviceFacts<'a> {
-    pub id: &'a str,
+    pub id: DeviceId,
     /// Lifecycle state: registered | provisioned | active | suspended | retired.
     pub state: &'a str,
     pub certificates: &'a [CertificateFacts],
@@ -77,6 +102,8 @@ pub struct DeviceFacts<'a> {
     /// Audit entries recording an authentication attempt with one of this device's certificates
     /// after it was revoked.
     pub revoked_certificate_uses: &'a [u64],
+    /// Manufacturer keys the device presented at bootstrap enrolment.
+    pub manufacturer_keys: &'a [ManufacturerKey],
 }
 
 /// What the product declares.
@@ -93,30 +120,87 @@ pub struct ProductFacts {
     pub sboms: HashMap<String, String>,
 }
 
-/// Fleet-wide facts some device checks need: which devices hold each public key.
+/// Where a device's key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// Certified by Sigil (the key of an issued certificate).
+    Sigil,
+    /// A manufacturer (IDevID) bootstrap certificate's key.
+    Manufacturer,
+}
+
+/// Fleet-wide facts some device checks need: which devices hold each public key, and which
+/// devices are retired (a retired clone no longer shares anything with the fleet).
+///
+/// Keys are held as 32 bytes and devices as 16, so the index of a million-device fleet stays
+/// near 100 MB.
 #[derive(Debug, Default)]
 pub struct FleetFacts {
-    key_holders: HashMap<String, Vec<String>>,
+    key_holders: HashMap<[u8; 32], Vec<(DeviceId, KeyOrigin)>>,
+    retired: HashSet<DeviceId>,
+}
+
+/// A key's index entry: its SHA-256 from hex, or (for anything that is not 64 hex digits) the
+/// SHA-256 of the text, so every distinct text stays distinct.
+fn key_bytes(spki_sha256: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if hex::decode_to_slice(spki_sha256, &mut out).is_err() {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_sha256.as_bytes());
+        out.copy_from_slice(digest.as_ref());
+    }
+    out
 }
 
 impl FleetFacts {
-    pub fn add_key(&mut self, spki_sha256: &str, device: &str) {
-        let holders = self.key_holders.entry(spki_sha256.to_owned()).or_default();
-        if !holders.iter().any(|d| d == device) {
-            holders.push(device.to_owned());
+    /// Record that `device` holds the key; true if this is news.
+    pub fn add_key(&mut self, spki_sha256: &str, device: DeviceId, origin: KeyOrigin) -> bool {
+        let holders = self.key_holders.entry(key_bytes(spki_sha256)).or_default();
+        if holders.iter().any(|(d, o)| *d == device && *o == origin) {
+            return false;
+        }
+        holders.push((device, origin));
+        true
+    }
+
+    /// Every device holding the key (retired ones included).
+    pub fn holders(&self, spki_sha256: &str) -> Vec<DeviceId> {
+        let mut out: Vec<DeviceId> = self
+            .key_holders
+            .get(&key_bytes(spki_sha256))
+            .map(|h| h.iter().map(|(d, _)| *d).collect())
+            .unwrap_or_default();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    pub fn is_retired(&self, device: DeviceId) -> bool {
+        self.retired.contains(&device)
+    }
+
+    pub fn set_retired(&mut self, device: DeviceId, retired: bool) {
+        if retired {
+            self.retired.insert(device);
+        } else {
+            self.retired.remove(&device);
         }
     }
 
-    fn other_holders(&self, spki: &str, device: &str) -> Vec<&str> {
-        self.key_holders
-            .get(spki)
+    /// Devices other than `device`, not retired, holding the key.
+    fn other_holders(&self, spki_sha256: &str, device: DeviceId) -> Vec<DeviceId> {
+        let mut out: Vec<DeviceId> = self
+            .key_holders
+            .get(&key_bytes(spki_sha256))
             .map(|h| {
                 h.iter()
-                    .map(String::as_str)
-                    .filter(|d| *d != device)
+                    .map(|(d, _)| *d)
+                    .filter(|d| *d != device && !self.retired.contains(d))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -179,7 +263,7 @@ pub fn evaluate_device(
         return Some(outcome(
             Status::NotApplicable,
             format!("device is {}", device.state),
-            vec![Evidence::Device(device.id.to_owned())],
+            vec![Evidence::Device(device.id.to_string())],
         ));
     }
     let live: Vec<&CertificateFacts> = device.certificates.iter().filter(|c| c.live(now)).collect();
@@ -199,42 +283,60 @@ pub fn evaluate_device(
             ),
         },
         "device.key-not-shared" => {
-            if device.certificates.is_empty() {
+            if device.certificates.is_empty() && device.manufacturer_keys.is_empty() {
                 return Some(outcome(
                     Status::Unknown,
                     "no certificate, so no key to compare",
                     vec![],
                 ));
             }
-            let mut shared = Vec::new();
+            let mut reasons = Vec::new();
+            let mut evidence = Vec::new();
+            let mut others = Vec::new();
             for c in device.certificates {
-                for other in fleet.other_holders(&c.spki_sha256, device.id) {
-                    shared.push((c, other));
+                let with = fleet.other_holders(&c.spki_sha256, device.id);
+                if !with.is_empty() {
+                    evidence.push(Evidence::Certificate(c.serial.clone()));
+                    others.extend(with);
                 }
             }
-            if shared.is_empty() {
+            if !others.is_empty() {
+                others.sort_unstable();
+                others.dedup();
+                reasons.push(format!(
+                    "public key shared with device(s) {}",
+                    join(&others)
+                ));
+            }
+            let mut idevid_others = Vec::new();
+            for k in device.manufacturer_keys {
+                let with = fleet.other_holders(&k.spki_sha256, device.id);
+                if !with.is_empty() {
+                    evidence.push(Evidence::AuditEntry(k.audit_seq));
+                    idevid_others.extend(with);
+                }
+            }
+            if !idevid_others.is_empty() {
+                idevid_others.sort_unstable();
+                idevid_others.dedup();
+                reasons.push(format!(
+                    "manufacturer (IDevID) key shared with device(s) {}",
+                    join(&idevid_others)
+                ));
+                others.extend(idevid_others);
+            }
+            if reasons.is_empty() {
                 outcome(
                     Status::Pass,
                     "no other device holds any of this device's public keys",
                     cert_refs(&device.certificates.iter().collect::<Vec<_>>()),
                 )
             } else {
-                let mut evidence: Vec<Evidence> = shared
-                    .iter()
-                    .map(|(c, _)| Evidence::Certificate(c.serial.clone()))
-                    .collect();
-                evidence.extend(
-                    shared
-                        .iter()
-                        .map(|(_, d)| Evidence::Device((*d).to_owned())),
-                );
+                others.sort_unstable();
+                others.dedup();
+                evidence.extend(others.iter().map(|d| Evidence::Device(d.to_string())));
                 evidence.dedup();
-                let others: Vec<&str> = shared.iter().map(|(_, d)| *d).collect();
-                outcome(
-                    Status::Fail,
-                    format!("public key shared with device(s) {}", others.join(", ")),
-                    evidence,
-                )
+                outcome(Status::Fail, reasons.join("; "), evidence)
             }
         }
         "device.certificate-current" => {
@@ -337,6 +439,44 @@ pub fn evaluate_device(
         },
         posture_check => return evaluate_posture(posture_check, device, product),
     })
+}
+
+fn join(devices: &[DeviceId]) -> String {
+    devices
+        .iter()
+        .map(DeviceId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every device check's status, in [`DEVICE_CHECKS`] order.
+pub fn device_statuses(
+    device: &DeviceFacts<'_>,
+    product: &ProductFacts,
+    fleet: &FleetFacts,
+    now: Time,
+) -> [Status; DEVICE_CHECKS.len()] {
+    DEVICE_CHECKS.map(|check| {
+        evaluate_device(check, device, product, fleet, now)
+            .map(|o| o.status)
+            .unwrap_or(Status::Unknown)
+    })
+}
+
+/// The first moment after `now` at which the passage of time alone can change one of the
+/// device's results: a certificate starting, entering its renewal window or expiring, the
+/// posture report going stale. `None`: nothing pending.
+pub fn next_change(device: &DeviceFacts<'_>, now: Time) -> Option<Time> {
+    let certificate_times = device
+        .certificates
+        .iter()
+        .filter(|c| c.revoked_at.is_none())
+        .flat_map(|c| [c.not_before, c.renew_after, c.not_after]);
+    let posture_stale = device.posture.map(|(_, at, _)| at + POSTURE_MAX_AGE + 1);
+    certificate_times
+        .chain(posture_stale)
+        .filter(|t| *t > now)
+        .min()
 }
 
 /// Checks that read the newest posture report (stale or missing reports give unknown).
@@ -475,6 +615,12 @@ mod tests {
     use sigil_domain::ListeningService;
 
     const NOW: Time = 1_800_000_000;
+
+    fn dev(n: u8) -> DeviceId {
+        format!("00000000-0000-7000-8000-0000000000{n:02x}")
+            .parse()
+            .unwrap()
+    }
     const DAY: Time = 86_400;
 
     fn cert(serial: &str, key: KeyType, spki: &str) -> CertificateFacts {
@@ -512,6 +658,7 @@ mod tests {
         certs: Vec<CertificateFacts>,
         posture: Option<(Time, Posture)>,
         uses: Vec<u64>,
+        manufacturer_keys: Vec<ManufacturerKey>,
         state: &'static str,
         product: ProductFacts,
         fleet: FleetFacts,
@@ -521,11 +668,12 @@ mod tests {
         fn good() -> Self {
             let certs = vec![cert("01", KeyType::EcdsaP256, "k1")];
             let mut fleet = FleetFacts::default();
-            fleet.add_key("k1", "d1");
+            fleet.add_key("k1", dev(1), KeyOrigin::Sigil);
             Self {
                 certs,
                 posture: Some((NOW - 3600, good_posture())),
                 uses: vec![],
+                manufacturer_keys: vec![],
                 state: "active",
                 product: product(),
                 fleet,
@@ -534,11 +682,12 @@ mod tests {
 
         fn run(&self, check: &str) -> Outcome {
             let device = DeviceFacts {
-                id: "d1",
+                id: dev(1),
                 state: self.state,
                 certificates: &self.certs,
                 posture: self.posture.as_ref().map(|(at, p)| ("r1", *at, p)),
                 revoked_certificate_uses: &self.uses,
+                manufacturer_keys: &self.manufacturer_keys,
             };
             evaluate_device(check, &device, &self.product, &self.fleet, NOW).unwrap()
         }
@@ -555,11 +704,12 @@ mod tests {
             evaluate_device(
                 "device.nope",
                 &DeviceFacts {
-                    id: "d",
+                    id: dev(9),
                     state: "active",
                     certificates: &[],
                     posture: None,
-                    revoked_certificate_uses: &[]
+                    revoked_certificate_uses: &[],
+                    manufacturer_keys: &[],
                 },
                 &product(),
                 &FleetFacts::default(),
@@ -590,8 +740,22 @@ mod tests {
         );
         fail(
             "device.key-not-shared",
-            &|c| c.fleet.add_key("k1", "d2"),
-            "shared with device(s) d2",
+            &|c| {
+                c.fleet.add_key("k1", dev(2), KeyOrigin::Sigil);
+            },
+            "public key shared with device(s) 00000000-0000-7000-8000-000000000002",
+        );
+        fail(
+            "device.key-not-shared",
+            &|c| {
+                c.manufacturer_keys.push(ManufacturerKey {
+                    spki_sha256: "idev".into(),
+                    audit_seq: 7,
+                });
+                c.fleet.add_key("idev", dev(1), KeyOrigin::Manufacturer);
+                c.fleet.add_key("idev", dev(3), KeyOrigin::Manufacturer);
+            },
+            "manufacturer (IDevID) key shared with device(s) 00000000-0000-7000-8000-000000000003",
         );
         fail(
             "device.certificate-current",
@@ -691,6 +855,66 @@ mod tests {
             .sboms
             .insert("2.1.0".into(), "https://example.com/sbom.json".into());
         assert_eq!(case.run("device.sbom-reference").status, Status::Pass);
+    }
+
+    #[test]
+    fn a_retired_clone_no_longer_shares_a_key() {
+        let mut case = Case::good();
+        case.fleet.add_key("k1", dev(2), KeyOrigin::Sigil);
+        assert_eq!(case.run("device.key-not-shared").status, Status::Fail);
+        case.fleet.set_retired(dev(2), true);
+        assert_eq!(case.run("device.key-not-shared").status, Status::Pass);
+        assert_eq!(case.fleet.holders("k1"), vec![dev(1), dev(2)]);
+    }
+
+    #[test]
+    fn keys_in_hex_and_other_text_are_told_apart() {
+        let mut fleet = FleetFacts::default();
+        let hex_key = "ab".repeat(32);
+        assert!(fleet.add_key(&hex_key, dev(1), KeyOrigin::Sigil));
+        assert!(!fleet.add_key(&hex_key, dev(1), KeyOrigin::Sigil));
+        assert!(fleet.add_key(&hex_key.to_uppercase(), dev(2), KeyOrigin::Sigil));
+        assert_eq!(fleet.holders(&hex_key), vec![dev(1), dev(2)]);
+        assert!(fleet.holders("something else").is_empty());
+    }
+
+    /// The next change is the first certificate or posture deadline after now; at that moment
+    /// a result does change.
+    #[test]
+    fn next_change_is_when_time_alone_changes_a_result() {
+        let case = Case::good();
+        let device = DeviceFacts {
+            id: dev(1),
+            state: case.state,
+            certificates: &case.certs,
+            posture: case.posture.as_ref().map(|(at, p)| ("r1", *at, p)),
+            revoked_certificate_uses: &[],
+            manufacturer_keys: &[],
+        };
+        let stale = NOW - 3600 + POSTURE_MAX_AGE + 1;
+        assert_eq!(next_change(&device, NOW), Some(stale));
+        let before = device_statuses(&device, &case.product, &case.fleet, stale - 1);
+        let after = device_statuses(&device, &case.product, &case.fleet, stale);
+        assert_ne!(before, after);
+        assert_eq!(next_change(&device, stale), Some(NOW + 200 * DAY));
+        assert_eq!(next_change(&device, NOW + 300 * DAY), None);
+    }
+
+    #[test]
+    fn key_names_recorded_by_the_ca_are_understood() {
+        for (name, key) in [
+            ("ECDSA P-256", KeyType::EcdsaP256),
+            ("ECDSA P-384", KeyType::EcdsaP384),
+            ("ECDSA P-521", KeyType::EcdsaP521),
+            ("Ed25519", KeyType::Ed25519),
+            ("RSA-2048", KeyType::Rsa { bits: 2048 }),
+        ] {
+            assert_eq!(KeyType::from_name(name), key);
+            assert_eq!(key.describe(), name);
+        }
+        assert!(!KeyType::from_name("RSA-2048").meets_policy());
+        assert!(KeyType::from_name("RSA-3072").meets_policy());
+        assert!(!KeyType::from_name("DSA").meets_policy());
     }
 
     #[test]

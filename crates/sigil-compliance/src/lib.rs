@@ -7,7 +7,9 @@
 
 mod catalogue;
 pub mod device;
+pub mod live;
 mod status;
 
 pub use catalogue::{Catalogue, CatalogueError, Check, CheckKind, Framework, Requirement, Scope};
+pub use live::{DeviceStatuses, FleetResults, StatusCounts};
 pub use status::{Status, roll_up};

@@ -33,6 +33,10 @@ macro_rules! uuid_id {
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }
+            /// The greatest id (all bits set): an upper bound for ranges.
+            pub const fn max() -> Self {
+                Self(Uuid::max())
+            }
         }
 
         impl fmt::Display for $name {

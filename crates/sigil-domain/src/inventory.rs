@@ -27,6 +27,102 @@ pub enum InventoryError {
     BadTag(String),
     #[error("too many tags ({0}, at most {MAX_TAGS})")]
     TooManyTags(usize),
+    #[error("`{field}` has too many entries ({len}, at most {max})")]
+    TooMany {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("service `{0}` is not `tcp/PORT` or `udp/PORT` with a port from 1 to 65535")]
+    BadService(String),
+    #[error("`current_firmware` must list at least one version")]
+    NoCurrentFirmware,
+}
+
+/// Most entries in each list of a product declaration.
+pub const MAX_DECLARED: usize = 256;
+
+/// What a product's maker declares for compliance: the firmware versions that are current (a
+/// device running anything else is out of date), the network services a device may expose, and
+/// the SBOM of each firmware version (CRA Annex I Part II (1), EN 303 645 5.6, 5.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductDeclaration {
+    pub current_firmware: Vec<String>,
+    /// `tcp/8883`, `udp/5683`, ...
+    pub allowed_services: Vec<String>,
+    /// SBOM reference (URI or digest) per firmware version.
+    #[serde(default)]
+    pub sboms: std::collections::BTreeMap<String, String>,
+}
+
+impl ProductDeclaration {
+    /// Checked and normalised (trimmed; services in lower case; duplicates removed).
+    pub fn parse(
+        current_firmware: &[String],
+        allowed_services: &[String],
+        sboms: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, InventoryError> {
+        let bounded = |field: &'static str, len: usize| {
+            if len > MAX_DECLARED {
+                Err(InventoryError::TooMany {
+                    field,
+                    len,
+                    max: MAX_DECLARED,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        bounded("current_firmware", current_firmware.len())?;
+        bounded("allowed_services", allowed_services.len())?;
+        bounded("sboms", sboms.len())?;
+        if current_firmware.is_empty() {
+            return Err(InventoryError::NoCurrentFirmware);
+        }
+        let mut firmware = current_firmware
+            .iter()
+            .map(|v| text("current_firmware", v, 64))
+            .collect::<Result<Vec<_>, _>>()?;
+        firmware.sort();
+        firmware.dedup();
+        let mut services = allowed_services
+            .iter()
+            .map(|s| parse_service(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        services.sort();
+        services.dedup();
+        let sboms = sboms
+            .iter()
+            .map(|(v, r)| {
+                Ok((
+                    text("sboms (version)", v, 64)?,
+                    text("sboms (reference)", r, 512)?,
+                ))
+            })
+            .collect::<Result<_, InventoryError>>()?;
+        Ok(Self {
+            current_firmware: firmware,
+            allowed_services: services,
+            sboms,
+        })
+    }
+}
+
+/// `tcp/8883` (or `UDP/5683`, with spaces around): the canonical `protocol/port` form.
+pub fn parse_service(s: &str) -> Result<String, InventoryError> {
+    let bad = || InventoryError::BadService(s.chars().take(32).collect());
+    let (protocol, port) = s.trim().split_once('/').ok_or_else(bad)?;
+    let protocol = protocol.to_ascii_lowercase();
+    if protocol != "tcp" && protocol != "udp" {
+        return Err(bad());
+    }
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(format!("{protocol}/{p}")),
+        _ => Err(bad()),
+    }
 }
 
 /// A product line: the thing a manufacturer declares a security-support period for (CRA Art. 13(8)).
@@ -274,6 +370,64 @@ mod tests {
             let _ = Tag::parse(&tag);
             let tags = vec![tag.clone()];
             let _ = NewDevice::parse(ProductId::generate(), DeviceFields { serial_number: &name, hardware_id: Some(&tag), tags: &tags, ..Default::default() });
+        }
+    }
+
+    #[test]
+    fn declarations_are_checked_and_normalised() {
+        let map = std::collections::BTreeMap::new();
+        let d = ProductDeclaration::parse(
+            &["2.1.0".into(), " 2.1.0 ".into(), "2.0.9".into()],
+            &["TCP/8883".into(), " udp/5683 ".into(), "tcp/8883".into()],
+            &map,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.current_firmware, vec!["2.0.9", "2.1.0"]);
+        assert_eq!(d.allowed_services, vec!["tcp/8883", "udp/5683"]);
+        for bad in [
+            "tcp",
+            "tcp/0",
+            "tcp/65536",
+            "sctp/1",
+            "tcp/+1",
+            "tcp/80/1",
+            "/80",
+            "tcp/",
+        ] {
+            assert!(
+                matches!(
+                    ProductDeclaration::parse(&["1".into()], &[bad.into()], &map),
+                    Err(InventoryError::BadService(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ProductDeclaration::parse(&[], &[], &map),
+            Err(InventoryError::NoCurrentFirmware)
+        );
+        let many: Vec<String> = (0..=MAX_DECLARED).map(|i| i.to_string()).collect();
+        assert!(matches!(
+            ProductDeclaration::parse(&many, &[], &map),
+            Err(InventoryError::TooMany {
+                field: "current_firmware",
+                ..
+            })
+        ));
+    }
+
+    proptest! {
+        /// Any text: a service name is refused or is exactly `tcp|udp/N` with N in 1..=65535,
+        /// and parsing the canonical form gives it back.
+        #[test]
+        fn service_names_parse_to_a_canonical_form(s in "\\PC{0,12}|(tcp|udp|TCP)/[0-9]{0,6}") {
+            if let Ok(canonical) = parse_service(&s) {
+                let (protocol, port) = canonical.split_once('/').unwrap_or_default();
+                prop_assert!(protocol == "tcp" || protocol == "udp");
+                let port: u32 = port.parse().unwrap_or(0);
+                prop_assert!((1..=65535).contains(&port));
+                prop_assert_eq!(parse_service(&canonical), Ok(canonical.clone()));
+            }
         }
     }
 }

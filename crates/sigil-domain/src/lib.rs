@@ -12,8 +12,8 @@ pub mod revocation;
 
 pub use ids::{DeviceId, Fingerprint, IdError, ProductId, Serial};
 pub use inventory::{
-    Device, DeviceFields, DeviceFilter, InventoryError, MAX_TAGS, NewDevice, NewProduct, Product,
-    Tag,
+    Device, DeviceFields, DeviceFilter, InventoryError, MAX_DECLARED, MAX_TAGS, NewDevice,
+    NewProduct, Product, ProductDeclaration, Tag, parse_service,
 };
 pub use lifecycle::{LifecycleError, LifecycleEvent, LifecycleState};
 pub use posture::{ListeningService, Posture, PostureError};

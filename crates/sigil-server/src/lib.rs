@@ -340,8 +340,10 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         secrets,
         login_limiter: Arc::default(),
         catalogue: Arc::new(sigil_compliance::Catalogue::shipped()?),
+        compliance: Arc::default(),
         compliance_webhook: webhook,
     };
+    tasks.push(compliance::live::spawn_follower(state.clone()));
     if let Some(interval) = config.compliance_interval {
         tasks.push(compliance::spawn_periodic(state.clone(), interval));
     }

@@ -111,6 +111,7 @@ fn harness() -> Harness {
         secrets: Arc::new(sigil_server::secrets::SecretBox::new(&[1; 32]).unwrap()),
         login_limiter: Arc::default(),
         catalogue: Arc::new(sigil_compliance::Catalogue::shipped().unwrap()),
+        compliance: Arc::default(),
         compliance_webhook: None,
         client_verifier: sigil_server::mtls::SigilClientVerifier::new(
             &[ca_for_tls.root_cert_der()],

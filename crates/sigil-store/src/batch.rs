@@ -20,7 +20,7 @@ use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{DeviceId, LifecycleEvent, LifecycleState};
 
 use crate::{
-    Backend, CertificateRecord, CertificateStatus, NewCertificate, StoreError, WriteLock,
+    Backend, CertificateRecord, CertificateStatus, Commits, NewCertificate, StoreError, WriteLock,
     truncate_to_second, unique_to_conflict,
 };
 
@@ -39,6 +39,7 @@ pub(crate) fn spawn_writer(
     pool: AnyPool,
     backend: Backend,
     lock: WriteLock,
+    commits: Commits,
 ) -> mpsc::Sender<RecordJob> {
     let (tx, mut rx) = mpsc::channel::<RecordJob>(4 * MAX_BATCH);
     tokio::spawn(async move {
@@ -52,6 +53,9 @@ pub(crate) fn spawn_writer(
             }
             let started = std::time::Instant::now();
             let outcome = record_batch(&pool, backend, &lock, &batch).await;
+            if outcome.is_ok() {
+                commits.bump();
+            }
             tracing::debug!(
                 items = batch.len(),
                 micros = started.elapsed().as_micros() as u64,
@@ -279,11 +283,11 @@ async fn write_decisions(
     }
 
     let sql = format!(
-        "INSERT INTO certificates (serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at) VALUES {}",
-        value_rows(accepted.len(), 10)
+        "INSERT INTO certificates (serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at, key_algorithm) VALUES {}",
+        value_rows(accepted.len(), 11)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (_, d) in &accepted {
+    for (job, d) in &accepted {
         let r = &d.record;
         query = query
             .bind(r.serial.as_str())
@@ -295,7 +299,8 @@ async fn write_decisions(
             .bind(r.spki_sha256.as_str())
             .bind(r.status.as_str())
             .bind(r.der.as_slice())
-            .bind(r.issued_at.unix_timestamp());
+            .bind(r.issued_at.unix_timestamp())
+            .bind(job.cert.key_algorithm.as_str());
     }
     query
         .execute(&mut **tx)

@@ -41,7 +41,7 @@ use sigil_domain::{
 pub use attestations::{Attestation, NewAttestation};
 pub use audit::{AuditQuery, StoredEntry};
 pub use bootstrap::ManufacturerCaRecord;
-pub use compliance::DeviceSnapshot;
+pub use compliance::{AuditChange, ComplianceCertificate, ComplianceDevice, DeviceSnapshot};
 pub use compliance_runs::ComplianceRun;
 pub use enrollment::TokenRefusal;
 pub use error::{IssueError, StoreError};
@@ -93,6 +93,22 @@ pub struct Store {
     backend: Backend,
     lock: WriteLock,
     recorder: mpsc::Sender<batch::RecordJob>,
+    commits: Commits,
+}
+
+/// Counts committed write transactions, so followers of the database (the compliance engine,
+/// the broker sync) wake at once on a change made by this process instead of polling.
+#[derive(Clone)]
+pub(crate) struct Commits(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Commits {
+    fn new() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+
+    pub(crate) fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// Serialises writers in-process on SQLite, which has one write lock per database file: waiting
@@ -113,11 +129,14 @@ impl WriteLock {
 struct WriteTx {
     tx: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
+    commits: Commits,
 }
 
 impl WriteTx {
     async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        self.commits.bump();
+        Ok(())
     }
 }
 
@@ -176,13 +195,16 @@ impl Store {
         };
         migrator.run(&write_pool).await?;
         let lock = WriteLock::default();
-        let recorder = batch::spawn_writer(write_pool.clone(), backend, lock.clone());
+        let commits = Commits::new();
+        let recorder =
+            batch::spawn_writer(write_pool.clone(), backend, lock.clone(), commits.clone());
         Ok(Self {
             pool,
             write_pool,
             backend,
             lock,
             recorder,
+            commits,
         })
     }
 
@@ -192,6 +214,12 @@ impl Store {
             .to_str()
             .ok_or_else(|| StoreError::Config("database path is not UTF-8".into()))?;
         Self::open(&format!("sqlite://{path}")).await
+    }
+
+    /// Changes with every write this process commits (its value means nothing else). Changes
+    /// made by another process sharing the database are not signalled: poll as well.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.0.subscribe()
     }
 
     pub fn backend(&self) -> Backend {
@@ -216,7 +244,11 @@ impl Store {
             Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write_pool.begin().await?,
         };
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            commits: self.commits.clone(),
+        })
     }
 
     /// `FOR UPDATE` where the engine has row locks; SQLite's write lock already serialises.

@@ -29,6 +29,8 @@ pub struct NewCertificate {
     pub sha256: Fingerprint,
     pub spki_sha256: Fingerprint,
     pub der: Vec<u8>,
+    /// The certified key's algorithm as the CA names it (`ECDSA P-256`, `RSA-3072`, ...).
+    pub key_algorithm: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -54,8 +54,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ComplianceCommand {
     /// Write the fleet's posture against a framework: `html` (self-contained, for auditors),
-    /// `json` (the API's report with the attestations) or `csv` (one row per requirement and
-    /// check).
+    /// `json` (the API's report with the attestations), `csv` (one row per requirement and
+    /// check) or `oscal` (NIST OSCAL assessment-results, plus the catalogue as a
+    /// component-definition written beside it as `<out stem>.component-definition.json`).
     Report {
         /// etsi-en-303-645, nistir-8259, nist-sp-800-213a, eu-cra or eo-14028.
         #[arg(long)]

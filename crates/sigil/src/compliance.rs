@@ -17,8 +17,8 @@ pub async fn compliance(cmd: ComplianceCommand) -> Result<()> {
             out,
             client,
         } => {
-            if !["html", "json", "csv"].contains(&format.as_str()) {
-                bail!("--format must be html, json or csv, not `{format}`");
+            if !["html", "json", "csv", "oscal"].contains(&format.as_str()) {
+                bail!("--format must be html, json, csv or oscal, not `{format}`");
             }
             let api = ApiClient::from_args(&client)?;
             let report = api.get(&format!("/api/v1/compliance/{framework}")).await?;
@@ -28,6 +28,26 @@ pub async fn compliance(cmd: ComplianceCommand) -> Result<()> {
                     &json!({"report": report, "attestations": attestations}),
                 )?,
                 "csv" => csv(&report),
+                "oscal" => {
+                    // The catalogue goes beside the results, which link to it by file name.
+                    let catalogue = sigil_compliance::Catalogue::shipped()?;
+                    let definition = component_definition_path(&out);
+                    let href = definition
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("component-definition.json")
+                        .to_owned();
+                    let results = crate::oscal::assessment_results(&report, &catalogue, &href)?;
+                    let now = text_of(&report["evaluated_at"]);
+                    let doc = crate::oscal::component_definition(&catalogue, &now);
+                    std::fs::write(&definition, serde_json::to_string_pretty(&doc)?)
+                        .with_context(|| format!("writing {}", definition.display()))?;
+                    println!(
+                        "OSCAL component-definition written to {}",
+                        definition.display()
+                    );
+                    serde_json::to_string_pretty(&results)?
+                }
                 _ => html(&report, &attestations),
             };
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
@@ -45,6 +65,19 @@ pub async fn compliance(cmd: ComplianceCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `report.json` -> `report.component-definition.json`, in the same folder.
+pub fn component_definition_path(out: &std::path::Path) -> std::path::PathBuf {
+    let stem = out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("sigil-assessment");
+    out.with_file_name(format!("{stem}.component-definition.json"))
+}
+
+fn text_of(v: &Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_default()
 }
 
 fn str_of(v: &Value) -> String {

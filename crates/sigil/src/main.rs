@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod compliance;
+mod oscal;
 mod policy;
 
 use std::process::ExitCode;

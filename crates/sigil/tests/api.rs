@@ -908,6 +908,8 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/compliance/{framework}/history", "get"),
         ("/api/v1/compliance/{framework}", "get"),
         ("/api/v1/compliance/{framework}/devices/{id}", "get"),
+        ("/api/v1/products/{id}/declaration", "put"),
+        ("/api/v1/products/{id}/declaration", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -916,7 +918,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        40,
+        41,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -967,6 +967,12 @@ async fn evidence_bundle(db: Db) {
         "inventory/devices.json",
         "inventory/certificates.json",
         "log.pub",
+        "compliance/catalogue/VERSION",
+        "compliance/catalogue/checks.toml",
+        "compliance/catalogue/frameworks/eu-cra.toml",
+        "compliance/eu-cra/posture.json",
+        "compliance/eu-cra/history.json",
+        "compliance/etsi-en-303-645/posture.json",
     ] {
         assert!(files.contains(&f), "{f} missing from {files:?}");
     }
@@ -983,6 +989,15 @@ async fn evidence_bundle(db: Db) {
     assert!(lines.contains(&devices[0]));
     let manifest = std::fs::read_to_string(unpacked.join("MANIFEST")).unwrap();
     assert!(manifest.starts_with("sigil-evidence/1\n"), "{manifest}");
+    // The compliance results carry the catalogue version the bundle's catalogue files hash to.
+    let version = std::fs::read_to_string(unpacked.join("compliance/catalogue/VERSION")).unwrap();
+    let posture: Value = serde_json::from_str(
+        &std::fs::read_to_string(unpacked.join("compliance/eu-cra/posture.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(posture["catalogue_version"], version.trim());
+    assert_eq!(posture["devices_evaluated"], 2 + 3);
+    assert!(manifest.contains("compliance/eu-cra/posture.json"));
     // The CA certificate in the bundle is the one the data directory holds.
     assert_eq!(
         std::fs::read(unpacked.join("ca/root.crt")).unwrap(),

@@ -45,6 +45,20 @@ fn failing(check: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Validate `doc` against one of NIST's OSCAL JSON schemas vendored in `tests/data/oscal`;
+/// the errors, if any.
+fn oscal_errors(schema: &str, doc: &Value) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/oscal")
+        .join(schema);
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::draft7::new(&schema).unwrap();
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
 async fn posture(s: &TestServer, device: &str, default_password: bool, now: time::OffsetDateTime) {
     let report: sigil_domain::Posture = serde_json::from_value(json!({
         "firmware_version": "1.0.0", "secure_boot": true, "default_password": default_password,
@@ -353,6 +367,61 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
     assert_eq!(
         json_report["attestations"][0]["attested_by"],
         "Dana Smith, CISO"
+    );
+    // OSCAL: assessment-results, and the catalogue as a component-definition beside it, both
+    // valid against NIST's schemas.
+    let results: Value = serde_json::from_str(&run("oscal")).unwrap();
+    let definition: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("report.component-definition.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        oscal_errors("oscal_assessment-results_schema.json", &results),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        oscal_errors("oscal_component_schema.json", &definition),
+        Vec::<String>::new()
+    );
+    let ar = &results["assessment-results"];
+    assert_eq!(ar["metadata"]["oscal-version"], "1.1.3");
+    assert_eq!(ar["metadata"]["version"], report["catalogue_version"]);
+    assert_eq!(
+        ar["back-matter"]["resources"][0]["rlinks"][0]["href"],
+        "report.component-definition.json"
+    );
+    let findings = ar["results"][0]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 67);
+    let f558 = findings
+        .iter()
+        .find(|f| f["target"]["target-id"] == "etsi-en-303-645_5.5-8")
+        .unwrap();
+    assert_eq!(f558["target"]["status"]["state"], "not-satisfied");
+    let observations = ar["results"][0]["observations"].as_array().unwrap();
+    let named = observations.iter().any(|o| {
+        o["relevant-evidence"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| e["description"].as_str().unwrap().starts_with(&short))
+        })
+    });
+    assert!(named, "the failing device is in the evidence");
+    let implementations =
+        definition["component-definition"]["components"][0]["control-implementations"]
+            .as_array()
+            .unwrap();
+    assert_eq!(implementations.len(), 5);
+    // The validation is real: a control id that is not an OSCAL token, or a missing uuid,
+    // is refused.
+    let mut broken = results.clone();
+    broken["assessment-results"]["results"][0]["findings"][0]["target"]["target-id"] =
+        json!("5.1-1");
+    broken["assessment-results"]["results"][0]["observations"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("uuid");
+    assert_eq!(
+        oscal_errors("oscal_assessment-results_schema.json", &broken).len(),
+        2
     );
 
     // Two days later it has expired: unknown again, saying why.

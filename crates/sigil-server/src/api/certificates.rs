@@ -96,6 +96,7 @@ pub fn store_record(issued: IssuedCertificate) -> NewCertificate {
         sha256: issued.fingerprint,
         spki_sha256: issued.spki_fingerprint,
         der: issued.der,
+        key_algorithm: issued.key.to_string(),
     }
 }
 

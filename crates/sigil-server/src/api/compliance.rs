@@ -264,6 +264,19 @@ pub struct RunView {
     pub requirements: serde_json::Map<String, serde_json::Value>,
 }
 
+impl From<sigil_store::ComplianceRun> for RunView {
+    fn from(r: sigil_store::ComplianceRun) -> Self {
+        Self {
+            id: r.id,
+            evaluated_at: rfc3339(r.evaluated_at),
+            catalogue_version: r.catalogue_version,
+            score: r.score,
+            summary: r.summary,
+            requirements: r.requirements,
+        }
+    }
+}
+
 /// The framework's posture over time, newest first (at most 500 runs).
 #[utoipa::path(get, path = "/api/v1/compliance/{framework}/history", tag = "compliance",
     responses((status = 200, body = [RunView]), (status = 404, body = Problem)))]
@@ -276,16 +289,5 @@ pub async fn history(
         .store
         .compliance_history(&fw.info.id, sigil_store::MAX_PAGE)
         .await?;
-    Ok(Json(
-        runs.into_iter()
-            .map(|r| RunView {
-                id: r.id,
-                evaluated_at: rfc3339(r.evaluated_at),
-                catalogue_version: r.catalogue_version,
-                score: r.score,
-                summary: r.summary,
-                requirements: r.requirements,
-            })
-            .collect(),
-    ))
+    Ok(Json(runs.into_iter().map(RunView::from).collect()))
 }

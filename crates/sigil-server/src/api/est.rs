@@ -353,6 +353,7 @@ async fn bootstrap_enroll(
                 serde_json::json!({
                     "bootstrap_serial": boot.serial,
                     "bootstrap_subject": boot.subject,
+                    "bootstrap_spki_sha256": boot.spki_sha256,
                     "manufacturer_ca_sha256": ca,
                 }),
             )])

@@ -12,6 +12,7 @@ use sigil_store::AuditQuery;
 
 use super::audit::entry_time;
 use super::certificates::CertificateResponse;
+use super::compliance::RunView;
 use super::inventory::{DeviceResponse, ProductResponse};
 use super::{ApiError, ApiQuery, AppState, Problem};
 
@@ -131,15 +132,53 @@ pub async fn export(
         after = Some(last);
     }
     bundle.add("inventory/certificates.json", json_file(&certificates)?);
+
+    // Compliance: the catalogue's files (their content hash is the catalogue version), each
+    // framework's posture now, and the evaluation runs recorded in the period.
+    for (name, text) in sigil_compliance::Catalogue::shipped_files() {
+        bundle.add(
+            &format!("compliance/catalogue/{name}"),
+            text.as_bytes().to_vec(),
+        );
+    }
+    bundle.add(
+        "compliance/catalogue/VERSION",
+        format!("{}\n", state.catalogue.version()).into_bytes(),
+    );
+    for framework in state.catalogue.frameworks() {
+        let id = &framework.info.id;
+        let report = crate::compliance::evaluate(&state, framework, &state.catalogue, None).await?;
+        bundle.add(
+            &format!("compliance/{id}/posture.json"),
+            json_file(&report)?,
+        );
+        let runs: Vec<RunView> = state
+            .store
+            .compliance_history(id, sigil_store::MAX_PAGE)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                let t = sigil_audit::entry::format_time(r.evaluated_at);
+                period.since <= t && t < period.until
+            })
+            .map(RunView::from)
+            .collect();
+        bundle.add(&format!("compliance/{id}/history.json"), json_file(&runs)?);
+    }
     bundle.add(
         "README",
         format!(
             "Sigil evidence bundle for {} .. {} ({} audit entries).\n\
              Verify offline: sigil evidence verify FILE --log-key '<verifier key>'\n\
              Pin the verifier key out of band; log.pub inside this bundle is for reference only.\n\
-             ca/issuing.crl is the issuing CA's current CRL (DER). Not yet included: compliance\n\
-             results (once the compliance engine exists).\n",
-            period.since, period.until, count
+             ca/issuing.crl is the issuing CA's current CRL (DER).\n\
+             compliance/catalogue/ holds the control catalogue (version {} in VERSION);\n\
+             compliance/<framework>/posture.json is each framework's posture when the bundle\n\
+             was made, history.json the evaluation runs recorded in the period (newest first).\n",
+            period.since,
+            period.until,
+            count,
+            state.catalogue.version()
         )
         .into_bytes(),
     );

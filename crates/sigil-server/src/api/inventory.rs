@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use sigil_domain::{
     Device, DeviceFields, DeviceFilter, DeviceId, LifecycleEvent, LifecycleState, NewDevice,
-    NewProduct, Product, ProductId, Tag,
+    NewProduct, Product, ProductDeclaration, ProductId, Tag,
 };
 
 use super::{ApiError, ApiJson, ApiQuery, AppState, Caller, Problem};
@@ -110,6 +110,74 @@ pub async fn get_product(
 ) -> Result<Json<ProductResponse>, ApiError> {
     let id: ProductId = id.parse()?;
     Ok(Json(state.store.get_product(id).await?.into()))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclarationRequest {
+    /// Firmware versions that are current; a device running any other is out of date.
+    pub current_firmware: Vec<String>,
+    /// Services a device may expose, as `tcp/PORT` or `udp/PORT`.
+    #[serde(default)]
+    pub allowed_services: Vec<String>,
+    /// SBOM reference (URI or digest) per firmware version.
+    #[serde(default)]
+    pub sboms: std::collections::BTreeMap<String, String>,
+}
+
+/// Declare what the product's maker commits to for compliance: current firmware, expected
+/// services, SBOMs. Replaces the previous declaration; every version is in the audit log.
+#[utoipa::path(put, path = "/api/v1/products/{id}/declaration", tag = "inventory", params(("id" = String, Path)),
+    request_body = DeclarationRequest,
+    responses((status = 200, body = DeclarationRequest), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn declare_product(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<DeclarationRequest>,
+) -> Result<Json<DeclarationRequest>, ApiError> {
+    let actor = caller.actor();
+    let id: ProductId = id.parse()?;
+    let result = async {
+        let d =
+            ProductDeclaration::parse(&req.current_firmware, &req.allowed_services, &req.sboms)?;
+        state
+            .store
+            .declare_product(&actor, id, &d, state.now())
+            .await?;
+        Ok(d)
+    }
+    .await;
+    let d = state
+        .audit_refusal(&actor, "product.declare", format!("product:{id}"), result)
+        .await?;
+    Ok(Json(DeclarationRequest {
+        current_firmware: d.current_firmware,
+        allowed_services: d.allowed_services,
+        sboms: d.sboms,
+    }))
+}
+
+/// The product's declaration (404 if none was made).
+#[utoipa::path(get, path = "/api/v1/products/{id}/declaration", tag = "inventory", params(("id" = String, Path)),
+    responses((status = 200, body = DeclarationRequest), (status = 404, body = Problem)))]
+pub async fn get_declaration(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeclarationRequest>, ApiError> {
+    let id: ProductId = id.parse()?;
+    state.store.get_product(id).await?;
+    let d = state
+        .store
+        .product_declarations()
+        .await?
+        .remove(&id)
+        .ok_or_else(|| ApiError::not_found(format!("product {id} has declared nothing yet")))?;
+    Ok(Json(DeclarationRequest {
+        current_firmware: d.current_firmware,
+        allowed_services: d.allowed_services,
+        sboms: d.sboms,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

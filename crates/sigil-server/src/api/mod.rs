@@ -33,7 +33,6 @@ use sigil_store::Store;
 
 use crate::auditlog::AuditLog;
 
-pub(crate) use audit::entry_time;
 pub use auth::{Caller, generate_token, token_hash};
 pub use certificates::store_record;
 pub use error::{ApiError, Problem};
@@ -68,6 +67,8 @@ pub struct AppState {
     pub login_limiter: Arc<auth::LoginLimiter>,
     /// The compliance control catalogue.
     pub catalogue: Arc<sigil_compliance::Catalogue>,
+    /// The continuous compliance engine's results.
+    pub compliance: Arc<crate::compliance::live::LiveCompliance>,
     /// Where compliance drops are announced, if anywhere.
     pub compliance_webhook: Option<Arc<crate::compliance::Webhook>>,
     /// The API listener's client-certificate verifier (to update its manufacturer CAs).
@@ -123,6 +124,10 @@ pub fn router(state: AppState) -> Router {
             post(inventory::create_product).get(inventory::list_products),
         )
         .route("/api/v1/products/{id}", get(inventory::get_product))
+        .route(
+            "/api/v1/products/{id}/declaration",
+            axum::routing::put(inventory::declare_product).get(inventory::get_declaration),
+        )
         .route(
             "/api/v1/products/{id}/manufacturer-cas",
             post(bootstrap::add).get(bootstrap::list),
@@ -274,6 +279,7 @@ where
     info(title = "Sigil API", description = "IoT device identity and compliance platform"),
     paths(
         inventory::create_product, inventory::list_products, inventory::get_product,
+        inventory::declare_product, inventory::get_declaration,
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
         certificates::issue, certificates::list, certificates::get, certificates::profiles,

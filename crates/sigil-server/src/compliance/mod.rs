@@ -2,27 +2,25 @@
 //! the store's snapshots (pure evaluation in `sigil-compliance`), organisation checks from the
 //! server's own state, rolled up per framework requirement.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod live;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use sigil_compliance::device::{
-    self, CertificateFacts, DeviceFacts, Evidence, FleetFacts, KeyType, Outcome, ProductFacts,
-};
+use sigil_compliance::device::{self, Evidence, KeyType, Outcome};
 use sigil_compliance::{Catalogue, CheckKind, Framework, Scope, Status, roll_up};
 use sigil_domain::DeviceId;
-use sigil_store::{Attestation, AuditQuery, DeviceSnapshot};
+use sigil_store::Attestation;
 
 use crate::api::ApiError;
 use crate::api::AppState;
 
 /// How many failing devices a report lists per check (the counts are always complete).
 const LISTED_FAILURES: usize = 100;
-/// Devices read per store round trip.
-const PAGE: u32 = 500;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeviceFailure {
@@ -40,6 +38,17 @@ pub struct Counts {
     pub fail: u64,
     pub unknown: u64,
     pub not_applicable: u64,
+}
+
+impl From<sigil_compliance::StatusCounts> for Counts {
+    fn from(c: sigil_compliance::StatusCounts) -> Self {
+        Self {
+            pass: c.pass,
+            fail: c.fail,
+            unknown: c.unknown,
+            not_applicable: c.not_applicable,
+        }
+    }
 }
 
 impl Counts {
@@ -128,142 +137,6 @@ impl Tally {
         }
         self.reason = Some(o.reason);
     }
-}
-
-fn key_type(der: &[u8]) -> KeyType {
-    let Ok((_, cert)) = X509Certificate::from_der(der) else {
-        return KeyType::Other("unparseable certificate".into());
-    };
-    let spki = cert.public_key();
-    let oid = spki.algorithm.algorithm.to_id_string();
-    match oid.as_str() {
-        "1.3.101.112" => KeyType::Ed25519,
-        "1.2.840.10045.2.1" => match spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .map(|o| o.to_id_string())
-            .as_deref()
-        {
-            Some("1.2.840.10045.3.1.7") => KeyType::EcdsaP256,
-            Some("1.3.132.0.34") => KeyType::EcdsaP384,
-            other => KeyType::Other(format!("EC curve {}", other.unwrap_or("unknown"))),
-        },
-        "1.2.840.113549.1.1.1" => match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => KeyType::Rsa {
-                bits: u32::try_from(rsa.key_size()).unwrap_or(0),
-            },
-            _ => KeyType::Other("RSA (unparseable)".into()),
-        },
-        other => KeyType::Other(format!("algorithm {other}")),
-    }
-}
-
-fn certificate_facts(s: &DeviceSnapshot) -> Vec<CertificateFacts> {
-    s.certificates
-        .iter()
-        .map(|c| {
-            let renew_after = sigil_ca::Profile::by_name(&c.profile)
-                .map(|p| p.renew_after(c.not_before, c.not_after))
-                .unwrap_or(c.not_after);
-            CertificateFacts {
-                serial: c.serial.to_string(),
-                not_before: c.not_before.unix_timestamp(),
-                not_after: c.not_after.unix_timestamp(),
-                renew_after: renew_after.unix_timestamp(),
-                revoked_at: c.revoked_at.map(OffsetDateTime::unix_timestamp),
-                key: key_type(&c.der),
-                spki_sha256: c.spki_sha256.to_string(),
-            }
-        })
-        .collect()
-}
-
-/// What the audit log says about authentications (broker hooks and TLS handshakes), read once:
-/// uses of revoked certificates by device, and devices outside the inventory seen in the last
-/// 30 days.
-struct Authentications {
-    revoked_uses: HashMap<String, Vec<u64>>,
-    unknown_devices: Vec<(u64, String)>,
-}
-
-async fn authentications(
-    state: &AppState,
-    now: OffsetDateTime,
-) -> Result<Authentications, ApiError> {
-    let since = crate::api::entry_time(
-        &crate::api::rfc3339(now - time::Duration::days(30)),
-        "since",
-    )?;
-    let mut seen = Authentications {
-        revoked_uses: HashMap::new(),
-        unknown_devices: Vec::new(),
-    };
-    for action in ["broker.connect", "tls.client_certificate"] {
-        let q = AuditQuery {
-            action: Some(action.to_owned()),
-            newest_first: true,
-            limit: sigil_store::MAX_PAGE,
-            ..AuditQuery::default()
-        };
-        for e in state.store.audit_entries(&q).await? {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.entry) else {
-                continue;
-            };
-            let subject = v["subject"].as_str().unwrap_or_default();
-            let reason = v["details"]["reason"].as_str().unwrap_or_default();
-            // Entry times are fixed-width UTC: text order is time order.
-            let recent = v["time"].as_str().is_some_and(|t| t >= since.as_str());
-            if recent && (v["details"]["state"] == "unknown" || reason.contains("UnknownIssuer")) {
-                seen.unknown_devices.push((e.seq, subject.to_owned()));
-            }
-            if v["details"]["certificate_status"] == "revoked"
-                && let Some(device) = subject.strip_prefix("device:")
-            {
-                seen.revoked_uses
-                    .entry(device.to_owned())
-                    .or_default()
-                    .push(e.seq);
-            } else if reason.contains("Revoked")
-                && let Some(serial) = subject
-                    .strip_prefix("certificate:")
-                    .and_then(|s| s.parse().ok())
-                && let Ok(cert) = state.store.get_certificate(&serial).await
-            {
-                seen.revoked_uses
-                    .entry(cert.device_id.to_string())
-                    .or_default()
-                    .push(e.seq);
-            }
-        }
-    }
-    Ok(seen)
-}
-
-async fn product_facts(state: &AppState) -> Result<HashMap<String, ProductFacts>, ApiError> {
-    Ok(state
-        .store
-        .list_products()
-        .await?
-        .into_iter()
-        .map(|p| {
-            let end = p
-                .support_end
-                .with_hms(23, 59, 59)
-                .map(|t| t.assume_utc().unix_timestamp())
-                .ok();
-            let facts = ProductFacts {
-                id: p.id.to_string(),
-                support_end: end,
-                // Not declared by the inventory yet: the checks that need them say unknown.
-                current_firmware: None,
-                allowed_services: None,
-                sboms: HashMap::new(),
-            };
-            (p.id.to_string(), facts)
-        })
-        .collect())
 }
 
 /// Organisation checks from the server's own state, and attestations.
@@ -417,7 +290,7 @@ fn organisation_check(
                 ("root", state.ca.root_cert_der()),
                 ("issuing", state.ca.issuing_cert_der()),
             ]
-            .map(|(name, der)| (name, key_type(der)));
+            .map(|(name, der)| (name, live::key_type(None, Some(der))));
             match keys.iter().find(|(_, k)| {
                 !matches!(
                     k,
@@ -498,6 +371,8 @@ fn organisation_check(
 }
 
 /// Evaluate `framework` now (all devices, products and the organisation), or only `device`.
+/// Device results come from the continuous engine, brought up to date first; the listed
+/// failures are evaluated again for their reasons and evidence.
 pub async fn evaluate(
     state: &AppState,
     framework: &Framework,
@@ -516,8 +391,11 @@ pub async fn evaluate(
         v.dedup();
         v
     };
-    let products = product_facts(state).await?;
-    let seen = authentications(state, now).await?;
+    let device_checks: Vec<&str> = used
+        .iter()
+        .copied()
+        .filter(|c| c.starts_with("device."))
+        .collect();
     let crl = state.crl.current().await;
     let attestations: HashMap<String, Attestation> = state
         .store
@@ -526,67 +404,61 @@ pub async fn evaluate(
         .into_iter()
         .map(|a| (a.check_id.clone(), a))
         .collect();
+    let live = state.compliance.fresh(state).await?;
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
-
-    // The key index covers the whole fleet even when one device is evaluated.
-    let mut fleet = FleetFacts::default();
-    for (spki, device) in state.store.certificate_keys().await? {
-        fleet.add_key(&spki, &device);
-    }
-    let mut devices_evaluated = 0;
-    let no_product = ProductFacts::default();
-    let mut evaluate_page = |page: &[DeviceSnapshot]| {
-        for s in page {
-            devices_evaluated += 1;
-            let id = s.device.id.to_string();
-            let certs = certificate_facts(s);
-            let device_uses = seen
-                .revoked_uses
-                .get(&id)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let facts = DeviceFacts {
-                id: &id,
-                state: s.device.state.as_str(),
-                certificates: &certs,
-                posture: s
-                    .posture
-                    .as_ref()
-                    .map(|p| (p.id.as_str(), p.received_at.unix_timestamp(), &p.posture)),
-                revoked_certificate_uses: device_uses,
-            };
-            let product = products
-                .get(&s.device.product_id.to_string())
-                .unwrap_or(&no_product);
-            for check in used.iter().filter(|c| c.starts_with("device.")) {
-                if let Some(o) = device::evaluate_device(check, &facts, product, &fleet, unix) {
-                    tallies.entry(check).or_default().record(&id, o);
+    let devices_evaluated = match only_device {
+        Some(id) => {
+            let snapshot = state.store.device_snapshot(id).await?;
+            for (check, o) in live.outcomes(&snapshot, unix) {
+                if device_checks.contains(&check) {
+                    tallies.entry(check).or_default().record(&id.to_string(), o);
                 }
             }
+            1
+        }
+        None => {
+            let listed: Vec<(&str, Vec<DeviceId>)> = device_checks
+                .iter()
+                .map(|c| (*c, live.failing(c, LISTED_FAILURES)))
+                .collect();
+            let ids: BTreeSet<DeviceId> = listed.iter().flat_map(|(_, d)| d.clone()).collect();
+            let ids: Vec<DeviceId> = ids.into_iter().collect();
+            let mut outcomes: HashMap<DeviceId, Vec<(&str, Outcome)>> = HashMap::new();
+            for s in state.store.device_snapshots(&ids).await? {
+                outcomes.insert(s.device.id, live.outcomes(&s, unix));
+            }
+            for (check, devices) in listed {
+                let tally = tallies.entry(check).or_default();
+                tally.counts = live.counts(check).map(Counts::from).unwrap_or_default();
+                for d in devices {
+                    let found = outcomes
+                        .get(&d)
+                        .and_then(|o| o.iter().find(|(c, _)| *c == check));
+                    if let Some((_, o)) = found
+                        && matches!(o.status, Status::Fail | Status::Unknown)
+                    {
+                        tally.failures.push(DeviceFailure {
+                            device: d.to_string(),
+                            status: o.status,
+                            reason: o.reason.clone(),
+                            evidence: o.evidence.clone(),
+                        });
+                    }
+                }
+            }
+            live.results.len() as u64
         }
     };
-    match only_device {
-        Some(id) => evaluate_page(&[state.store.device_snapshot(id).await?]),
-        None => {
-            let mut after = None;
-            loop {
-                let page = state.store.compliance_page(after, PAGE).await?;
-                evaluate_page(&page);
-                match page.last() {
-                    Some(last) if page.len() == PAGE as usize => after = Some(last.device.id),
-                    _ => break,
-                }
-            }
-        }
-    }
     for check in used.iter().filter(|c| c.starts_with("product.")) {
-        for (id, p) in &products {
+        for p in live.products() {
             tallies
                 .entry(check)
                 .or_default()
-                .record(id, device::evaluate_product_support(p, unix));
+                .record(&p.id, device::evaluate_product_support(p, unix));
         }
     }
+    let unknown_devices = live.unknown_devices(unix);
+    drop(live);
     for check in &used {
         let Some(def) = catalogue.check(check) else {
             continue;
@@ -598,7 +470,7 @@ pub async fn evaluate(
                 def.kind,
                 &attestations,
                 crl.as_deref(),
-                &seen.unknown_devices,
+                &unknown_devices,
                 now,
             );
             tallies.entry(check).or_default().record("organisation", o);
@@ -766,6 +638,19 @@ pub fn spawn_periodic(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            // The full run: everything evaluated again from the database, whatever the
+            // follower has applied.
+            match state.compliance.rebuild(&state).await {
+                Ok(stats) => tracing::info!(
+                    devices = stats.devices,
+                    millis = stats.elapsed.as_millis() as u64,
+                    "compliance full evaluation"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e.detail, "compliance full evaluation failed");
+                    continue;
+                }
+            }
             for framework in state.catalogue.frameworks() {
                 if let Err(e) = record_run(&state, framework).await {
                     tracing::error!(framework = %framework.info.id, error = %e.detail, "compliance evaluation failed");
