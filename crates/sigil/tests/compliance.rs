@@ -504,3 +504,357 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
     s.shutdown().await;
 }
 both_backends!(fleet_posture_names_the_failing_devices_and_follows_fixes);
+
+/// A device's posture report, healthy unless `default_password`.
+fn healthy_posture(default_password: bool) -> sigil_domain::Posture {
+    serde_json::from_value(json!({
+        "firmware_version": "2.0.0", "secure_boot": true, "default_password": default_password,
+        "listening_services": [{"protocol": "tcp", "port": 8883}], "debug_interfaces": [],
+        "sbom_ref": "sha256:00112233"
+    }))
+    .unwrap()
+}
+
+/// Every requirement's status in a report.
+fn statuses(report: &Value) -> std::collections::BTreeMap<String, String> {
+    report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// What each requirement of `framework` must be when exactly `failing` checks fail and
+/// `unknown` checks are undecided, the rest passing.
+fn expected(
+    catalogue: &sigil_compliance::Catalogue,
+    framework: &str,
+    failing: &[&str],
+    unknown: &[&str],
+) -> std::collections::BTreeMap<String, String> {
+    catalogue
+        .framework(framework)
+        .unwrap()
+        .requirements
+        .iter()
+        .map(|r| {
+            let has = |set: &[&str]| r.checks.iter().any(|c| set.contains(&c.as_str()));
+            let status = if has(failing) {
+                "fail"
+            } else if has(unknown) {
+                "unknown"
+            } else {
+                "pass"
+            };
+            (r.id.clone(), status.to_owned())
+        })
+        .collect()
+}
+
+/// A manufacturer CA (rcgen) and IDevID certificates from it.
+struct Manufacturer {
+    ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Manufacturer {
+    fn new() -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Acme IDevID CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca_pem = params.self_signed(&key).unwrap().pem();
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, key).unwrap();
+        Self { ca_pem, issuer }
+    }
+
+    /// An IDevID certificate for device serial `serial` on `key` (PEM).
+    fn idevid(&self, serial: &str, key: &rcgen::KeyPair) -> String {
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), serial);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.signed_by(key, &self.issuer).unwrap().pem()
+    }
+}
+
+/// EST simpleenroll authenticated by an IDevID client certificate, as a device would.
+async fn bootstrap_enrol(s: &TestServer, idevid_pem: &str, idevid_key: &rcgen::KeyPair) {
+    use base64::Engine;
+    let root = std::fs::read(s.data_dir().join("ca/root.crt")).unwrap();
+    let identity = reqwest::Identity::from_pem(
+        format!("{idevid_pem}{}", idevid_key.serialize_pem()).as_bytes(),
+    )
+    .unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&root).unwrap()])
+        .identity(identity)
+        .build()
+        .unwrap();
+    let device_key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&device_key)
+        .unwrap();
+    let port = s.handle.as_ref().unwrap().api_addr.port();
+    let r = client
+        .post(format!(
+            "https://localhost:{port}/.well-known/est/simpleenroll"
+        ))
+        .header("content-type", "application/pkcs10")
+        .body(base64::engine::general_purpose::STANDARD.encode(csr.der()))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_eq!(status, StatusCode::OK, "{}", r.text().await.unwrap());
+}
+
+/// The scenario: a fleet with a shared (manufacturer) key, an expired certificate, a default
+/// password and an overdue attestation fails exactly the requirements those checks map to in
+/// every framework; fixing each turns everything green; the history shows both.
+async fn scenario_failures_per_framework_and_fixes(db: Db) {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock: sigil_server::Clock = {
+        let offset = offset.clone();
+        Arc::new(move || {
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::SeqCst))
+        })
+    };
+    let Some(s) = TestServer::start_with_clock(
+        db,
+        |c| c.checkpoint_interval = std::time::Duration::from_millis(100),
+        clock.clone(),
+    )
+    .await
+    else {
+        return;
+    };
+    let catalogue = sigil_compliance::Catalogue::shipped().unwrap();
+    let product = s.create_product("Gateway").await;
+
+    // The maker declares current firmware and the services a gateway exposes; bad
+    // declarations are refused and change nothing.
+    let path = format!("/api/v1/products/{product}/declaration");
+    let put = |body: Value| {
+        let url = format!("{}{path}", s.api);
+        let request = s
+            .http
+            .put(url)
+            .bearer_auth(&s.token)
+            .header("x-sigil-csrf", "1")
+            .json(&body);
+        async move { common::split(request.send().await.unwrap()).await }
+    };
+    let (st, e) =
+        put(json!({"current_firmware": ["2.0.0"], "allowed_services": ["tcp/99999"]})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("tcp/99999"), "{e}");
+    let (st, _) = s.get(&path).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, d) =
+        put(json!({"current_firmware": ["2.0.0"], "allowed_services": ["TCP/8883"]})).await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(
+        s.get(&path).await.1["allowed_services"],
+        json!(["tcp/8883"])
+    );
+
+    // Five devices. B and C are enrolled by their IDevID certificates, which the maker issued
+    // on one key (a cloned key).
+    let healthy = s.create_device(&product, "SN-A").await;
+    let b = s.create_device(&product, "SN-B").await;
+    let c = s.create_device(&product, "SN-C").await;
+    let expiring = s.create_device(&product, "SN-D").await;
+    let password = s.create_device(&product, "SN-E").await;
+    let maker = Manufacturer::new();
+    let (st, e) = s
+        .post(
+            &format!("/api/v1/products/{product}/manufacturer-cas"),
+            json!({"certificate": maker.ca_pem}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{e}");
+    let cloned = rcgen::KeyPair::generate().unwrap();
+    bootstrap_enrol(&s, &maker.idevid("SN-B", &cloned), &cloned).await;
+    bootstrap_enrol(&s, &maker.idevid("SN-C", &cloned), &cloned).await;
+    for (device, profile) in [
+        (&healthy, "device"),
+        (&expiring, "device-minutes"),
+        (&password, "device"),
+    ] {
+        let (st, body) = s
+            .post(
+                &format!("/api/v1/devices/{device}/certificates"),
+                json!({"csr": common::fresh_csr_pem(), "profile": profile}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+    }
+    for device in [&healthy, &b, &c, &expiring, &password] {
+        let (st, body) = s
+            .post(&format!("/api/v1/devices/{device}/activate"), json!({}))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+    // Every organisational control is attested; one attestation runs out in 5 minutes.
+    let attest = |check: String, minutes: i64| {
+        let expires = (clock() + time::Duration::minutes(minutes))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let s = &s;
+        async move {
+            let (st, e) = s
+                .post(
+                    "/api/v1/compliance/attestations",
+                    json!({"check": check, "attested_by": "Dana Smith, CISO", "statement": "In place.",
+                           "document_name": "evidence.pdf", "document_base64": "JVBERi0=",
+                           "expires_at": expires}),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{e}");
+        }
+    };
+    let overdue = "attest.incident-response";
+    let attestation_checks: Vec<String> = catalogue
+        .checks()
+        .filter(|c| c.kind == sigil_compliance::CheckKind::Attestation)
+        .map(|c| c.id.clone())
+        .collect();
+    assert!(attestation_checks.iter().any(|c| c == overdue));
+    for check in &attestation_checks {
+        attest(check.clone(), if check == overdue { 5 } else { 24 * 60 }).await;
+    }
+    // Ten minutes on: D's 5-minute certificate has expired, the attestation is overdue.
+    offset.store(600, Ordering::SeqCst);
+    for device in [&healthy, &b, &c, &expiring] {
+        s.store()
+            .record_posture(
+                &sigil_audit::Actor::device(device),
+                device.parse().unwrap(),
+                &healthy_posture(false),
+                clock(),
+            )
+            .await
+            .unwrap();
+    }
+    s.store()
+        .record_posture(
+            &sigil_audit::Actor::device(&password),
+            password.parse().unwrap(),
+            &healthy_posture(true),
+            clock(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let failing_checks = [
+        "device.key-not-shared",
+        "device.unique-identity",
+        "device.certificate-current",
+        "device.no-default-password",
+    ];
+    // D has no valid certificate left to inspect; the overdue attestation no longer counts.
+    let unknown = ["device.key-strength", overdue];
+    for framework in catalogue.frameworks() {
+        let id = &framework.info.id;
+        let (st, run) = s
+            .post(&format!("/api/v1/compliance/{id}/evaluate"), json!({}))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{run}");
+        assert_eq!(
+            statuses(&run["report"]),
+            expected(&catalogue, id, &failing_checks, &unknown),
+            "{id}"
+        );
+    }
+    // The reasons name the devices.
+    let (_, etsi) = s.get("/api/v1/compliance/etsi-en-303-645").await;
+    let shared = check(requirement(&etsi, "5.4-4"), "device.key-not-shared");
+    let shared_failures = failing(shared);
+    assert_eq!(shared_failures.len(), 2, "{shared}");
+    for (device, reason) in &shared_failures {
+        let other = if device == &b { &c } else { &b };
+        assert_eq!(
+            reason,
+            &format!("manufacturer (IDevID) key shared with device(s) {other}")
+        );
+    }
+    assert_eq!(shared["failures"][0]["evidence"][0]["type"], "audit-entry");
+    let (_, eo) = s.get("/api/v1/compliance/eo-14028").await;
+    let overdue_result = check(requirement(&eo, "EO-6-ir"), overdue);
+    assert!(
+        overdue_result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{overdue_result}"
+    );
+
+    // Fix each: retire the clone, renew D, clear the password, renew the attestation.
+    let (st, _) = s
+        .post(&format!("/api/v1/devices/{c}/retire"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = s
+        .post(
+            &format!("/api/v1/devices/{expiring}/certificates"),
+            json!({"csr": common::fresh_csr_pem(), "profile": "device"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    s.store()
+        .record_posture(
+            &sigil_audit::Actor::device(&password),
+            password.parse().unwrap(),
+            &healthy_posture(false),
+            clock(),
+        )
+        .await
+        .unwrap();
+    attest(overdue.to_owned(), 24 * 60).await;
+    for framework in catalogue.frameworks() {
+        let id = &framework.info.id;
+        let (_, run) = s
+            .post(&format!("/api/v1/compliance/{id}/evaluate"), json!({}))
+            .await;
+        assert_eq!(
+            statuses(&run["report"]),
+            expected(&catalogue, id, &[], &[]),
+            "{id}"
+        );
+        assert_eq!(run["report"]["score"], 100.0, "{id}");
+        // The history: this run all green, the one before with the failures (and, before
+        // them, the periodic run at start-up).
+        let (_, history) = s.get(&format!("/api/v1/compliance/{id}/history")).await;
+        let runs = history.as_array().unwrap();
+        assert_eq!(runs.len(), 3, "{id}");
+        let after: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(runs[0]["requirements"].clone()).unwrap();
+        assert_eq!(after, expected(&catalogue, id, &[], &[]), "{id}");
+        let before: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(runs[1]["requirements"].clone()).unwrap();
+        assert_eq!(
+            before,
+            expected(&catalogue, id, &failing_checks, &unknown),
+            "{id}"
+        );
+        assert!(runs[0]["score"].as_f64().unwrap() > runs[1]["score"].as_f64().unwrap());
+    }
+    s.shutdown().await;
+}
+both_backends!(scenario_failures_per_framework_and_fixes);
