@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// POST a JSON alert here when a compliance requirement gets worse (https, or http to a
     /// loopback address).
     pub compliance_webhook: Option<String>,
+    /// Keep compliance results current by following the database (off only to benchmark a
+    /// refresh on its own; reads still apply every change first).
+    pub follow_compliance: bool,
 }
 
 impl ServerConfig {
@@ -95,6 +98,7 @@ impl ServerConfig {
             mosquitto: None,
             compliance_interval: Some(std::time::Duration::from_secs(15 * 60)),
             compliance_webhook: None,
+            follow_compliance: true,
         }
     }
 }
@@ -106,10 +110,38 @@ pub struct ServerHandle {
     pub store: Store,
     /// Set when this start created the bootstrap admin token.
     pub new_admin_token: Option<String>,
+    state: AppState,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
+    /// Evaluate the whole fleet's compliance again from the database (what the periodic run
+    /// does), for benchmarks and tooling.
+    pub async fn compliance_rebuild(&self) -> Result<compliance::live::RefreshStats, String> {
+        self.state
+            .compliance
+            .rebuild(&self.state)
+            .await
+            .map_err(|e| e.detail)
+    }
+
+    /// Apply what changed since the last compliance refresh.
+    pub async fn compliance_refresh(&self) -> Result<compliance::live::RefreshStats, String> {
+        self.state
+            .compliance
+            .refresh(&self.state)
+            .await
+            .map_err(|e| e.detail)
+    }
+
+    /// One device's current device-check results as the engine holds them (no refresh).
+    pub async fn compliance_statuses(
+        &self,
+        device: sigil_domain::DeviceId,
+    ) -> Option<sigil_compliance::DeviceStatuses> {
+        self.state.compliance.statuses(device).await
+    }
+
     pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
@@ -343,10 +375,13 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         compliance: Arc::default(),
         compliance_webhook: webhook,
     };
-    tasks.push(compliance::live::spawn_follower(state.clone()));
+    if config.follow_compliance {
+        tasks.push(compliance::live::spawn_follower(state.clone()));
+    }
     if let Some(interval) = config.compliance_interval {
         tasks.push(compliance::spawn_periodic(state.clone(), interval));
     }
+    let compliance_state = state.clone();
     let api_app = api::router(state);
     let ocsp_state = ocsp::OcspState {
         service: ocsp_service,
@@ -367,6 +402,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         pki_addr,
         store,
         new_admin_token,
+        state: compliance_state,
         tasks: {
             tasks.extend([
                 api_task,

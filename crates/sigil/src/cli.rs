@@ -230,6 +230,10 @@ pub struct ServeArgs {
     /// loopback address).
     #[arg(long)]
     pub compliance_webhook: Option<String>,
+    /// Minutes between full compliance evaluations, each kept in the history (1 to 1440;
+    /// results are updated on every event in between).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub compliance_interval: u64,
     /// The broker's `pid_file`: Sigil sends it SIGHUP after each CRL so it re-reads the file.
     #[arg(long, requires = "mosquitto_crl_file")]
     pub mosquitto_pid_file: Option<PathBuf>,

@@ -181,6 +181,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         config.mosquitto = Some(mosquitto_settings(target, &args)?);
     }
     config.compliance_webhook = args.compliance_webhook.clone();
+    config.compliance_interval = Some(std::time::Duration::from_secs(
+        args.compliance_interval * 60,
+    ));
     config.database_url = args.database_url;
     config.listen = args.listen;
     config.pki_listen = args.pki_listen;

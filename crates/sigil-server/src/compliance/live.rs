@@ -87,6 +87,11 @@ impl LiveCompliance {
         })
     }
 
+    /// One device's results as held now.
+    pub async fn statuses(&self, device: DeviceId) -> Option<sigil_compliance::DeviceStatuses> {
+        self.inner.lock().await.results.statuses(device)
+    }
+
     async fn next_due(&self) -> Option<Time> {
         self.inner.lock().await.results.next_due()
     }
