@@ -80,23 +80,54 @@ impl Store {
         after: Option<DeviceId>,
         limit: u32,
     ) -> Result<Vec<DeviceSnapshot>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, product_id, state FROM devices WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after.map(|a| a.to_string()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let devices = rows
-            .iter()
-            .map(device_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (Some(first), Some(last)) = (devices.first(), devices.last()) else {
-            return Ok(Vec::new());
-        };
-        let range = "device_id >= $1 AND device_id <= $2";
-        let binds = [first.id.to_string(), last.id.to_string()];
-        self.snapshots(devices, range, &binds).await
+        self.compliance_range(after, None, limit).await
+    }
+
+    /// Like [`Store::compliance_page`], stopping at `until` (inclusive): readers of disjoint
+    /// ranges can run side by side.
+    pub async fn compliance_range(
+        &self,
+        after: Option<DeviceId>,
+        until: Option<DeviceId>,
+        limit: u32,
+    ) -> Result<Vec<DeviceSnapshot>, StoreError> {
+        let sql = format!(
+            "SELECT {} AS facts FROM devices d WHERE d.id > $1 AND d.id <= $2 ORDER BY d.id LIMIT $3",
+            self.packed_facts()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.map(|a| a.to_string()).unwrap_or_default())
+            .bind(until.unwrap_or(DeviceId::max()).to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(unpack).collect()
+    }
+
+    /// Device ids splitting the inventory into `parts` ranges of about equal size (fewer when
+    /// there are fewer devices): the last id of each range but the last.
+    pub async fn device_splits(&self, parts: u32) -> Result<Vec<DeviceId>, StoreError> {
+        let count: i64 = sqlx::query("SELECT count(*) AS n FROM devices")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let mut out = Vec::new();
+        for k in 1..i64::from(parts) {
+            let offset = count * k / i64::from(parts);
+            if offset == 0 {
+                continue;
+            }
+            let row = sqlx::query("SELECT id FROM devices ORDER BY id LIMIT 1 OFFSET $1")
+                .bind(offset - 1)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = row {
+                let id: String = row.try_get("id")?;
+                out.push(id.parse().map_err(|e| corrupt("device id", e))?);
+            }
+        }
+        out.dedup();
+        Ok(out)
     }
 
     /// The snapshots of `ids` that are in the inventory (unknown ids are left out), by id.
@@ -106,25 +137,52 @@ impl Store {
     ) -> Result<Vec<DeviceSnapshot>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(crate::MAX_PAGE as usize) {
-            let binds: Vec<String> = chunk.iter().map(DeviceId::to_string).collect();
-            let list = placeholders(1, binds.len());
             let sql = format!(
-                "SELECT id, product_id, state FROM devices WHERE id IN ({list}) ORDER BY id"
+                "SELECT {} AS facts FROM devices d WHERE d.id IN ({}) ORDER BY d.id",
+                self.packed_facts(),
+                placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for b in &binds {
-                q = q.bind(b.as_str());
+            for id in chunk {
+                q = q.bind(id.to_string());
             }
-            let devices = q
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(device_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            let clause = format!("device_id IN ({list})");
-            out.extend(self.snapshots(devices, &clause, &binds).await?);
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(unpack(&row)?);
+            }
         }
         Ok(out)
+    }
+
+    /// One JSON value per device (`d`) holding everything the checks read:
+    /// `[[id, product, state], [report id, received at] | null, report | null, [certificate...]]`.
+    /// The database assembles it because the driver's cost is per value decoded, and it is
+    /// assembled by concatenation because the stored report is JSON already (validated when
+    /// received): re-encoding it with the database's JSON functions costs more than everything
+    /// else (measured with sigil-compliance-bench). Certificate DER is included (hex) only where
+    /// the key algorithm was not recorded.
+    fn packed_facts(&self) -> &'static str {
+        match self.backend {
+            crate::Backend::Sqlite => {
+                "'[' || json_array(d.id, d.product_id, d.state) || ',' || \
+                 ifnull((SELECT json_array(p.id, p.received_at) || ',' || p.report \
+                     FROM posture_reports p WHERE p.device_id = d.id ORDER BY p.id DESC LIMIT 1), \
+                     'null,null') || ',' || \
+                 (SELECT json_group_array(json_array(c.serial, c.profile, c.not_before, \
+                     c.not_after, c.revoked_at, c.spki_sha256, c.key_algorithm, \
+                     CASE WHEN c.key_algorithm IS NULL THEN hex(c.der) END)) \
+                     FROM certificates c WHERE c.device_id = d.id) || ']'"
+            }
+            crate::Backend::Postgres => {
+                "'[' || json_build_array(d.id, d.product_id, d.state)::text || ',' || \
+                 COALESCE((SELECT json_build_array(p.id, p.received_at)::text || ',' || p.report \
+                     FROM posture_reports p WHERE p.device_id = d.id ORDER BY p.id DESC LIMIT 1), \
+                     'null,null') || ',' || \
+                 COALESCE((SELECT json_agg(json_build_array(c.serial, c.profile, c.not_before, \
+                     c.not_after, c.revoked_at, c.spki_sha256, c.key_algorithm, \
+                     CASE WHEN c.key_algorithm IS NULL THEN encode(c.der, 'hex') END))::text \
+                     FROM certificates c WHERE c.device_id = d.id), '[]') || ']'"
+            }
+        }
     }
 
     /// One device's snapshot.
@@ -169,87 +227,6 @@ impl Store {
                     .map_err(|e| corrupt("device id", e))
             })
             .collect()
-    }
-
-    /// `devices` with their certificates and newest posture report; `clause` (over
-    /// `device_id`, with `binds`) selects the same devices' rows.
-    async fn snapshots(
-        &self,
-        devices: Vec<ComplianceDevice>,
-        clause: &str,
-        binds: &[String],
-    ) -> Result<Vec<DeviceSnapshot>, StoreError> {
-        if devices.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT device_id, serial, profile, not_before, not_after, revoked_at, spki_sha256, \
-             key_algorithm, CASE WHEN key_algorithm IS NULL THEN der END AS der \
-             FROM certificates WHERE {clause}"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            q = q.bind(b.as_str());
-        }
-        let mut certs: HashMap<String, Vec<ComplianceCertificate>> = HashMap::new();
-        for row in q.fetch_all(&self.pool).await? {
-            let cert = ComplianceCertificate {
-                serial: row.try_get("serial")?,
-                profile: row.try_get("profile")?,
-                not_before: time(row.try_get("not_before")?)?,
-                not_after: time(row.try_get("not_after")?)?,
-                revoked_at: row
-                    .try_get::<Option<i64>, _>("revoked_at")?
-                    .map(time)
-                    .transpose()?,
-                spki_sha256: row.try_get("spki_sha256")?,
-                key_algorithm: row.try_get("key_algorithm")?,
-                der: row.try_get("der")?,
-            };
-            certs
-                .entry(row.try_get("device_id")?)
-                .or_default()
-                .push(cert);
-        }
-        let p_clause = clause.replace("device_id", "p.device_id");
-        let sql = format!(
-            "SELECT p.id, p.device_id, p.received_at, p.report FROM posture_reports p \
-             WHERE {p_clause} \
-             AND p.id = (SELECT MAX(q.id) FROM posture_reports q WHERE q.device_id = p.device_id)"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            q = q.bind(b.as_str());
-        }
-        let mut postures: HashMap<String, PostureRecord> = HashMap::new();
-        for row in q.fetch_all(&self.pool).await? {
-            let device: String = row.try_get("device_id")?;
-            let report: String = row.try_get("report")?;
-            let device_id = device
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("posture for bad device id {device}")))?;
-            postures.insert(
-                device,
-                PostureRecord {
-                    id: row.try_get("id")?,
-                    device_id,
-                    received_at: time(row.try_get("received_at")?)?,
-                    posture: serde_json::from_str(&report)
-                        .map_err(|e| corrupt("posture report", e))?,
-                },
-            );
-        }
-        Ok(devices
-            .into_iter()
-            .map(|device| {
-                let id = device.id.to_string();
-                DeviceSnapshot {
-                    certificates: certs.remove(&id).unwrap_or_default(),
-                    posture: postures.remove(&id),
-                    device,
-                }
-            })
-            .collect())
     }
 
     /// Record what `product`'s maker declares (replacing the previous declaration), audited as
@@ -366,17 +343,69 @@ impl Store {
     }
 }
 
-fn device_from_row(row: &sqlx::any::AnyRow) -> Result<ComplianceDevice, StoreError> {
-    Ok(ComplianceDevice {
-        id: row
-            .try_get::<String, _>("id")?
-            .parse()
-            .map_err(|e| corrupt("device id", e))?,
-        product_id: row
-            .try_get::<String, _>("product_id")?
-            .parse()
-            .map_err(|e| corrupt("device product", e))?,
-        state: row.try_get("state")?,
+/// A certificate as packed by [`Store::packed_facts`]: serial, profile, not before, not after,
+/// revoked at, SPKI SHA-256, key algorithm, DER (hex) when the algorithm is not recorded.
+type PackedCertificate = (
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// [`Store::packed_facts`]: (id, product, state), (report id, received at), report,
+/// certificates.
+type Packed = (
+    (String, String, String),
+    Option<(String, i64)>,
+    Option<sigil_domain::Posture>,
+    Vec<PackedCertificate>,
+);
+
+fn unpack(row: &sqlx::any::AnyRow) -> Result<DeviceSnapshot, StoreError> {
+    let text: String = row.try_get("facts")?;
+    let ((device, product, state), report, posture, certs): Packed =
+        serde_json::from_str(&text).map_err(|e| corrupt("compliance facts", e))?;
+    let id: DeviceId = device.parse().map_err(|e| corrupt("device id", e))?;
+    let certificates = certs
+        .into_iter()
+        .map(
+            |(serial, profile, not_before, not_after, revoked_at, spki, algorithm, der)| {
+                Ok(ComplianceCertificate {
+                    serial,
+                    profile,
+                    not_before: time(not_before)?,
+                    not_after: time(not_after)?,
+                    revoked_at: revoked_at.map(time).transpose()?,
+                    spki_sha256: spki,
+                    key_algorithm: algorithm,
+                    der: der
+                        .map(|h| hex::decode(h).map_err(|e| corrupt("certificate DER", e)))
+                        .transpose()?,
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let posture = match (report, posture) {
+        (Some((report_id, received_at)), Some(posture)) => Some(PostureRecord {
+            id: report_id,
+            device_id: id,
+            received_at: time(received_at)?,
+            posture,
+        }),
+        _ => None,
+    };
+    Ok(DeviceSnapshot {
+        device: ComplianceDevice {
+            id,
+            product_id: product.parse().map_err(|e| corrupt("device product", e))?,
+            state,
+        },
+        certificates,
+        posture,
     })
 }
 

@@ -198,6 +198,26 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
     assert_eq!(st, StatusCode::OK, "{mine}");
     assert_eq!(mine["devices_evaluated"], 1);
     assert_eq!(requirement(&mine, "5.1-1")["status"], "pass");
+    // Certificates recorded before the key algorithm was (migration 0010) are classified from
+    // their DER.
+    let strength = |report: &Value| {
+        check(requirement(report, "5.1-3"), "device.key-strength")["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let recorded = strength(&mine);
+    assert_eq!(recorded, "keys meet the crypto policy (ECDSA P-256)");
+    sqlx::query("UPDATE certificates SET key_algorithm = NULL")
+        .execute(s.store().pool())
+        .await
+        .unwrap();
+    let (_, mine) = s
+        .get(&format!(
+            "/api/v1/compliance/etsi-en-303-645/devices/{good}"
+        ))
+        .await;
+    assert_eq!(strength(&mine), recorded);
 
     // Fix the password: the device drops out of the failures.
     posture(&s, &weak, false, clock()).await;

@@ -40,7 +40,9 @@ const READ_ACTIONS: [&str; 3] = [
     "est.bootstrap_authenticated",
 ];
 /// Devices read per store round trip in a full evaluation.
-const PAGE: u32 = 500;
+const PAGE: u32 = 1000;
+/// Readers of the inventory side by side in a full evaluation.
+const READERS: u32 = 4;
 /// Audit entries read per round trip when catching up.
 const CHANGES_PER_READ: u32 = 2000;
 /// How often the follower looks for changes another process made.
@@ -569,15 +571,39 @@ impl Live {
                 }
             }
         }
+        // Disjoint ranges of the inventory are read side by side (the database and the
+        // driver do most of the work) while this task evaluates the pages as they arrive.
+        let splits = state.store.device_splits(READERS).await?;
+        let mut bounds: Vec<(Option<DeviceId>, Option<DeviceId>)> = Vec::new();
         let mut after = None;
-        loop {
-            let page = state.store.compliance_page(after, PAGE).await?;
-            for s in &page {
+        for split in splits {
+            bounds.push((after, Some(split)));
+            after = Some(split);
+        }
+        bounds.push((after, None));
+        let (pages, mut arriving) = tokio::sync::mpsc::channel(2 * bounds.len());
+        for (mut after, until) in bounds {
+            let store = state.store.clone();
+            let pages = pages.clone();
+            tokio::spawn(async move {
+                loop {
+                    let page = store.compliance_range(after, until, PAGE).await;
+                    let next = match &page {
+                        Ok(p) if p.len() == PAGE as usize => p.last().map(|s| s.device.id),
+                        _ => None,
+                    };
+                    // A closed channel means the evaluation gave up: stop reading.
+                    if pages.send(page).await.is_err() || next.is_none() {
+                        return;
+                    }
+                    after = next;
+                }
+            });
+        }
+        drop(pages);
+        while let Some(page) = arriving.recv().await {
+            for s in &page? {
                 self.evaluate(s, now);
-            }
-            match page.last() {
-                Some(last) if page.len() == PAGE as usize => after = Some(last.device.id),
-                _ => break,
             }
         }
         self.built = true;
