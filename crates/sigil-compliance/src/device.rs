@@ -134,7 +134,7 @@ pub enum KeyOrigin {
 ///
 /// Keys are held as 32 bytes and devices as 16, so the index of a million-device fleet stays
 /// near 100 MB.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct FleetFacts {
     key_holders: HashMap<[u8; 32], Vec<(DeviceId, KeyOrigin)>>,
     retired: HashSet<DeviceId>,
@@ -171,6 +171,17 @@ impl FleetFacts {
             .unwrap_or_default();
         out.sort_unstable();
         out.dedup();
+        out
+    }
+
+    /// Every device holding a key some other device holds too.
+    pub fn sharing_devices(&self) -> std::collections::BTreeSet<DeviceId> {
+        let mut out = std::collections::BTreeSet::new();
+        for holders in self.key_holders.values() {
+            if holders.iter().any(|(d, _)| *d != holders[0].0) {
+                out.extend(holders.iter().map(|(d, _)| *d));
+            }
+        }
         out
     }
 
@@ -865,6 +876,10 @@ mod tests {
         case.fleet.set_retired(dev(2), true);
         assert_eq!(case.run("device.key-not-shared").status, Status::Pass);
         assert_eq!(case.fleet.holders("k1"), vec![dev(1), dev(2)]);
+        assert_eq!(
+            case.fleet.sharing_devices().into_iter().collect::<Vec<_>>(),
+            vec![dev(1), dev(2)]
+        );
     }
 
     #[test]

@@ -91,17 +91,36 @@ impl Store {
         until: Option<DeviceId>,
         limit: u32,
     ) -> Result<Vec<DeviceSnapshot>, StoreError> {
+        // The whole page is one value: the driver's cost per row (a thread hand-off and
+        // allocator traffic under SQLite's mutex) would otherwise dominate a fleet scan.
+        let aggregate = match self.backend {
+            crate::Backend::Sqlite => "group_concat(facts, ',')",
+            crate::Backend::Postgres => "string_agg(facts, ',')",
+        };
         let sql = format!(
-            "SELECT {} AS facts FROM devices d WHERE d.id > $1 AND d.id <= $2 ORDER BY d.id LIMIT $3",
+            "SELECT '[' || {aggregate} || ']' AS page FROM (SELECT {} AS facts FROM devices d \
+             WHERE d.id > $1 AND d.id <= $2 ORDER BY d.id LIMIT $3) t",
             self.packed_facts()
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let page: Option<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.map(|a| a.to_string()).unwrap_or_default())
             .bind(until.unwrap_or(DeviceId::max()).to_string())
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(unpack).collect()
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("page")?;
+        let Some(page) = page else {
+            return Ok(Vec::new());
+        };
+        let packed: Vec<Packed> =
+            serde_json::from_str(&page).map_err(|e| corrupt("compliance facts", e))?;
+        let mut out = packed
+            .into_iter()
+            .map(from_packed)
+            .collect::<Result<Vec<_>, _>>()?;
+        // The aggregate does not promise the subquery's order.
+        out.sort_unstable_by_key(|s| s.device.id);
+        Ok(out)
     }
 
     /// Device ids splitting the inventory into `parts` ranges of about equal size (fewer when
@@ -194,25 +213,6 @@ impl Store {
                 kind: "device",
                 id: id.to_string(),
             })
-    }
-
-    /// Every certificate's public key (SHA-256 of the SPKI) and device: the fleet-wide key
-    /// index, in one light query.
-    pub async fn certificate_keys(&self) -> Result<Vec<(String, DeviceId)>, StoreError> {
-        sqlx::query("SELECT spki_sha256, device_id FROM certificates")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let device: String = r.try_get("device_id")?;
-                Ok((
-                    r.try_get("spki_sha256")?,
-                    device
-                        .parse()
-                        .map_err(|e| corrupt("certificate device", e))?,
-                ))
-            })
-            .collect()
     }
 
     /// The retired devices (their keys no longer count as shared with the fleet).
@@ -367,8 +367,12 @@ type Packed = (
 
 fn unpack(row: &sqlx::any::AnyRow) -> Result<DeviceSnapshot, StoreError> {
     let text: String = row.try_get("facts")?;
-    let ((device, product, state), report, posture, certs): Packed =
-        serde_json::from_str(&text).map_err(|e| corrupt("compliance facts", e))?;
+    from_packed(serde_json::from_str(&text).map_err(|e| corrupt("compliance facts", e))?)
+}
+
+fn from_packed(
+    ((device, product, state), report, posture, certs): Packed,
+) -> Result<DeviceSnapshot, StoreError> {
     let id: DeviceId = device.parse().map_err(|e| corrupt("device id", e))?;
     let certificates = certs
         .into_iter()

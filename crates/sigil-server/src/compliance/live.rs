@@ -13,6 +13,7 @@
 //! second for changes made by another Sigil instance on the same database.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -42,7 +43,7 @@ const READ_ACTIONS: [&str; 3] = [
 /// Devices read per store round trip in a full evaluation.
 const PAGE: u32 = 1000;
 /// Readers of the inventory side by side in a full evaluation.
-const READERS: u32 = 4;
+const READERS: u32 = 2;
 /// Audit entries read per round trip when catching up.
 const CHANGES_PER_READ: u32 = 2000;
 /// How often the follower looks for changes another process made.
@@ -138,38 +139,43 @@ pub struct Live {
     /// The audit position applied up to (exclusive).
     cursor: u64,
     pub(crate) results: FleetResults,
+    /// Authentications by devices outside the inventory: (audit entry, time, subject).
+    unknown_devices: VecDeque<(u64, Time, String)>,
+    /// Shared with the readers of a full evaluation, which evaluate on it side by side;
+    /// changed through `Arc::make_mut`.
+    ctx: Arc<Context>,
+}
+
+/// What evaluating a device reads besides the device itself.
+#[derive(Clone, Default)]
+struct Context {
     fleet: FleetFacts,
     products: HashMap<ProductId, ProductFacts>,
     /// Authentications with a revoked certificate: (audit entry, time) per device.
     revoked_uses: HashMap<DeviceId, Vec<(u64, Time)>>,
-    /// Authentications by devices outside the inventory: (audit entry, time, subject).
-    unknown_devices: VecDeque<(u64, Time, String)>,
     manufacturer_keys: HashMap<DeviceId, Vec<ManufacturerKey>>,
 }
 
 /// One device's facts, owned, for the pure checks.
-pub(crate) struct OwnedFacts {
+pub(crate) struct OwnedFacts<'a> {
     id: DeviceId,
     state: String,
     product: ProductId,
     certificates: Vec<CertificateFacts>,
-    posture: Option<(String, Time, Posture)>,
+    posture: Option<(&'a str, Time, &'a Posture)>,
     revoked_uses: Vec<u64>,
     /// When the oldest revoked use leaves the window.
     uses_expire: Option<Time>,
     manufacturer_keys: Vec<ManufacturerKey>,
 }
 
-impl OwnedFacts {
+impl OwnedFacts<'_> {
     pub(crate) fn facts(&self) -> DeviceFacts<'_> {
         DeviceFacts {
             id: self.id,
             state: &self.state,
             certificates: &self.certificates,
-            posture: self
-                .posture
-                .as_ref()
-                .map(|(id, at, p)| (id.as_str(), *at, p)),
+            posture: self.posture,
             revoked_certificate_uses: &self.revoked_uses,
             manufacturer_keys: &self.manufacturer_keys,
         }
@@ -217,119 +223,9 @@ fn entry_time(v: &serde_json::Value) -> Option<Time> {
         .map(OffsetDateTime::unix_timestamp)
 }
 
-impl Live {
-    /// The newest products and their declarations.
-    async fn load_products(&mut self, state: &AppState) -> Result<(), ApiError> {
-        let declarations = state.store.product_declarations().await?;
-        self.products = state
-            .store
-            .list_products()
-            .await?
-            .into_iter()
-            .map(|p| {
-                let end = p
-                    .support_end
-                    .with_hms(23, 59, 59)
-                    .map(|t| t.assume_utc().unix_timestamp())
-                    .ok();
-                let declared = declarations.get(&p.id);
-                let facts = ProductFacts {
-                    id: p.id.to_string(),
-                    support_end: end,
-                    current_firmware: declared.map(|d| d.current_firmware.clone()),
-                    allowed_services: declared.map(|d| d.allowed_services.clone()),
-                    sboms: declared
-                        .map(|d| d.sboms.clone().into_iter().collect())
-                        .unwrap_or_default(),
-                };
-                (p.id, facts)
-            })
-            .collect();
-        Ok(())
-    }
-
-    pub(crate) fn products(&self) -> impl Iterator<Item = &ProductFacts> {
-        self.products.values()
-    }
-
-    pub(crate) fn product(&self, id: ProductId) -> ProductFacts {
-        self.products.get(&id).cloned().unwrap_or_default()
-    }
-
-    /// Authentications by devices outside the inventory within the window before `now`.
-    pub(crate) fn unknown_devices(&self, now: Time) -> Vec<(u64, String)> {
-        self.unknown_devices
-            .iter()
-            .filter(|(_, t, _)| *t > now - AUTHENTICATION_WINDOW)
-            .map(|(seq, _, s)| (*seq, s.clone()))
-            .collect()
-    }
-
-    /// Learn from one audit entry of a [`READ_ACTIONS`] action; returns devices whose results
-    /// it may change.
-    async fn read_entry(
-        &mut self,
-        state: &AppState,
-        seq: u64,
-        text: &str,
-    ) -> Result<Vec<DeviceId>, ApiError> {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
-            return Ok(Vec::new());
-        };
-        let action = v["action"].as_str().unwrap_or_default();
-        let subject = v["subject"].as_str().unwrap_or_default();
-        let device: Option<DeviceId> = subject.strip_prefix("device:").and_then(|d| d.parse().ok());
-        let at = entry_time(&v).unwrap_or_default();
-        if action == "est.bootstrap_authenticated" {
-            let (Some(device), Some(spki)) =
-                (device, v["details"]["bootstrap_spki_sha256"].as_str())
-            else {
-                return Ok(Vec::new());
-            };
-            let keys = self.manufacturer_keys.entry(device).or_default();
-            if !keys.iter().any(|k| k.spki_sha256 == spki) {
-                keys.push(ManufacturerKey {
-                    spki_sha256: spki.to_owned(),
-                    audit_seq: seq,
-                });
-            }
-            self.fleet.add_key(spki, device, KeyOrigin::Manufacturer);
-            return Ok(self.fleet.holders(spki));
-        }
-        let reason = v["details"]["reason"].as_str().unwrap_or_default();
-        if v["details"]["state"] == "unknown" || reason.contains("UnknownIssuer") {
-            self.unknown_devices
-                .push_back((seq, at, subject.to_owned()));
-        }
-        let revoked_user = if v["details"]["certificate_status"] == "revoked" {
-            device
-        } else if reason.contains("Revoked")
-            && let Some(serial) = subject
-                .strip_prefix("certificate:")
-                .and_then(|s| s.parse().ok())
-        {
-            match state.store.get_certificate(&serial).await {
-                Ok(cert) => Some(cert.device_id),
-                Err(sigil_store::StoreError::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            None
-        };
-        Ok(match revoked_user {
-            Some(d) => {
-                let uses = self.revoked_uses.entry(d).or_default();
-                if !uses.iter().any(|(s, _)| *s == seq) {
-                    uses.push((seq, at));
-                }
-                vec![d]
-            }
-            None => Vec::new(),
-        })
-    }
-
+impl Context {
     /// The facts the checks read about a device.
-    pub(crate) fn owned_facts(&self, s: &DeviceSnapshot, now: Time) -> OwnedFacts {
+    pub(crate) fn owned_facts<'a>(&self, s: &'a DeviceSnapshot, now: Time) -> OwnedFacts<'a> {
         let id = s.device.id;
         let certificates = s
             .certificates
@@ -364,13 +260,10 @@ impl Live {
             state: s.device.state.clone(),
             product: s.device.product_id,
             certificates,
-            posture: s.posture.as_ref().map(|p| {
-                (
-                    p.id.clone(),
-                    p.received_at.unix_timestamp(),
-                    p.posture.clone(),
-                )
-            }),
+            posture: s
+                .posture
+                .as_ref()
+                .map(|p| (p.id.as_str(), p.received_at.unix_timestamp(), &p.posture)),
             uses_expire: recent
                 .iter()
                 .map(|(_, t)| t + AUTHENTICATION_WINDOW + 1)
@@ -384,7 +277,11 @@ impl Live {
     pub(crate) fn outcomes(&self, s: &DeviceSnapshot, now: Time) -> Vec<(&'static str, Outcome)> {
         let owned = self.owned_facts(s, now);
         let facts = owned.facts();
-        let product = self.product(owned.product);
+        let product = self
+            .products
+            .get(&owned.product)
+            .cloned()
+            .unwrap_or_default();
         device::DEVICE_CHECKS
             .iter()
             .filter_map(|c| {
@@ -393,8 +290,12 @@ impl Live {
             .collect()
     }
 
-    /// Evaluate one device and record its results.
-    fn evaluate(&mut self, s: &DeviceSnapshot, now: Time) {
+    /// One device's results and when time alone next changes them.
+    fn judge(
+        &self,
+        s: &DeviceSnapshot,
+        now: Time,
+    ) -> (sigil_compliance::DeviceStatuses, Option<Time>) {
         let owned = self.owned_facts(s, now);
         let facts = owned.facts();
         let statuses = match self.products.get(&owned.product) {
@@ -406,7 +307,130 @@ impl Live {
             .flatten()
             .filter(|t| *t > now)
             .min();
-        self.results.set(owned.id, statuses, due);
+        (statuses, due)
+    }
+}
+
+impl Live {
+    /// The newest products and their declarations.
+    async fn load_products(&mut self, state: &AppState) -> Result<(), ApiError> {
+        let declarations = state.store.product_declarations().await?;
+        Arc::make_mut(&mut self.ctx).products = state
+            .store
+            .list_products()
+            .await?
+            .into_iter()
+            .map(|p| {
+                let end = p
+                    .support_end
+                    .with_hms(23, 59, 59)
+                    .map(|t| t.assume_utc().unix_timestamp())
+                    .ok();
+                let declared = declarations.get(&p.id);
+                let facts = ProductFacts {
+                    id: p.id.to_string(),
+                    support_end: end,
+                    current_firmware: declared.map(|d| d.current_firmware.clone()),
+                    allowed_services: declared.map(|d| d.allowed_services.clone()),
+                    sboms: declared
+                        .map(|d| d.sboms.clone().into_iter().collect())
+                        .unwrap_or_default(),
+                };
+                (p.id, facts)
+            })
+            .collect();
+        Ok(())
+    }
+
+    pub(crate) fn products(&self) -> impl Iterator<Item = &ProductFacts> {
+        self.ctx.products.values()
+    }
+
+    /// Authentications by devices outside the inventory within the window before `now`.
+    pub(crate) fn unknown_devices(&self, now: Time) -> Vec<(u64, String)> {
+        self.unknown_devices
+            .iter()
+            .filter(|(_, t, _)| *t > now - AUTHENTICATION_WINDOW)
+            .map(|(seq, _, s)| (*seq, s.clone()))
+            .collect()
+    }
+
+    /// Learn from one audit entry of a [`READ_ACTIONS`] action; returns devices whose results
+    /// it may change.
+    async fn read_entry(
+        &mut self,
+        state: &AppState,
+        seq: u64,
+        text: &str,
+    ) -> Result<Vec<DeviceId>, ApiError> {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+            return Ok(Vec::new());
+        };
+        let action = v["action"].as_str().unwrap_or_default();
+        let subject = v["subject"].as_str().unwrap_or_default();
+        let device: Option<DeviceId> = subject.strip_prefix("device:").and_then(|d| d.parse().ok());
+        let at = entry_time(&v).unwrap_or_default();
+        if action == "est.bootstrap_authenticated" {
+            let (Some(device), Some(spki)) =
+                (device, v["details"]["bootstrap_spki_sha256"].as_str())
+            else {
+                return Ok(Vec::new());
+            };
+            let ctx = Arc::make_mut(&mut self.ctx);
+            let keys = ctx.manufacturer_keys.entry(device).or_default();
+            if !keys.iter().any(|k| k.spki_sha256 == spki) {
+                keys.push(ManufacturerKey {
+                    spki_sha256: spki.to_owned(),
+                    audit_seq: seq,
+                });
+            }
+            ctx.fleet.add_key(spki, device, KeyOrigin::Manufacturer);
+            return Ok(ctx.fleet.holders(spki));
+        }
+        let reason = v["details"]["reason"].as_str().unwrap_or_default();
+        if v["details"]["state"] == "unknown" || reason.contains("UnknownIssuer") {
+            self.unknown_devices
+                .push_back((seq, at, subject.to_owned()));
+        }
+        let revoked_user = if v["details"]["certificate_status"] == "revoked" {
+            device
+        } else if reason.contains("Revoked")
+            && let Some(serial) = subject
+                .strip_prefix("certificate:")
+                .and_then(|s| s.parse().ok())
+        {
+            match state.store.get_certificate(&serial).await {
+                Ok(cert) => Some(cert.device_id),
+                Err(sigil_store::StoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        Ok(match revoked_user {
+            Some(d) => {
+                let uses = Arc::make_mut(&mut self.ctx)
+                    .revoked_uses
+                    .entry(d)
+                    .or_default();
+                if !uses.iter().any(|(s, _)| *s == seq) {
+                    uses.push((seq, at));
+                }
+                vec![d]
+            }
+            None => Vec::new(),
+        })
+    }
+
+    /// Evaluate one device and record its results.
+    fn evaluate(&mut self, s: &DeviceSnapshot, now: Time) {
+        let (statuses, due) = self.ctx.judge(s, now);
+        self.results.set(s.device.id, statuses, due);
+    }
+
+    /// Every device check's outcome for one device, with reasons and evidence.
+    pub(crate) fn outcomes(&self, s: &DeviceSnapshot, now: Time) -> Vec<(&'static str, Outcome)> {
+        self.ctx.outcomes(s, now)
     }
 
     /// Read `ids` again and re-evaluate them, and any device that now shares (or no longer
@@ -427,23 +451,24 @@ impl Live {
             self.results.remove(*gone);
         }
         let mut co_holders = BTreeSet::new();
+        let ctx = Arc::make_mut(&mut self.ctx);
         for s in &snapshots {
             let id = s.device.id;
             let retired = s.device.state == "retired";
-            let mut changed = self.fleet.is_retired(id) != retired;
-            self.fleet.set_retired(id, retired);
+            let mut changed = ctx.fleet.is_retired(id) != retired;
+            ctx.fleet.set_retired(id, retired);
             for c in &s.certificates {
-                changed |= self.fleet.add_key(&c.spki_sha256, id, KeyOrigin::Sigil);
+                changed |= ctx.fleet.add_key(&c.spki_sha256, id, KeyOrigin::Sigil);
             }
             if changed {
-                let manufacturer = self.manufacturer_keys.get(&id).into_iter().flatten();
+                let manufacturer = ctx.manufacturer_keys.get(&id).into_iter().flatten();
                 let keys = s
                     .certificates
                     .iter()
                     .map(|c| c.spki_sha256.as_str())
                     .chain(manufacturer.map(|k| k.spki_sha256.as_str()));
                 for key in keys {
-                    co_holders.extend(self.fleet.holders(key));
+                    co_holders.extend(ctx.fleet.holders(key));
                 }
             }
         }
@@ -538,10 +563,7 @@ impl Live {
         };
         self.load_products(state).await?;
         for id in state.store.retired_devices().await? {
-            self.fleet.set_retired(id, true);
-        }
-        for (spki, device) in state.store.certificate_keys().await? {
-            self.fleet.add_key(&spki, device, KeyOrigin::Sigil);
+            Arc::make_mut(&mut self.ctx).fleet.set_retired(id, true);
         }
         let window_start = sigil_audit::entry::format_time(
             state.now() - time::Duration::seconds(AUTHENTICATION_WINDOW),
@@ -585,6 +607,7 @@ impl Live {
         for (mut after, until) in bounds {
             let store = state.store.clone();
             let pages = pages.clone();
+            let ctx = self.ctx.clone();
             tokio::spawn(async move {
                 loop {
                     let page = store.compliance_range(after, until, PAGE).await;
@@ -592,8 +615,23 @@ impl Live {
                         Ok(p) if p.len() == PAGE as usize => p.last().map(|s| s.device.id),
                         _ => None,
                     };
+                    // The reader evaluates what it read (on the context as it was before the
+                    // scan: manufacturer keys, products, authentications).
+                    let judged = page.map(|page| {
+                        page.iter()
+                            .map(|s| {
+                                let (statuses, due) = ctx.judge(s, now);
+                                let keys: Vec<String> = s
+                                    .certificates
+                                    .iter()
+                                    .map(|c| c.spki_sha256.clone())
+                                    .collect();
+                                (s.device.id, statuses, due, keys)
+                            })
+                            .collect::<Vec<_>>()
+                    });
                     // A closed channel means the evaluation gave up: stop reading.
-                    if pages.send(page).await.is_err() || next.is_none() {
+                    if pages.send(judged).await.is_err() || next.is_none() {
                         return;
                     }
                     after = next;
@@ -601,10 +639,21 @@ impl Live {
             });
         }
         drop(pages);
+        // Sigil keys are indexed as the results arrive: a device whose key another device
+        // also holds was judged without knowing it, so those few are evaluated again at the
+        // end, on the complete index.
         while let Some(page) = arriving.recv().await {
-            for s in &page? {
-                self.evaluate(s, now);
+            let ctx = Arc::make_mut(&mut self.ctx);
+            for (id, statuses, due, keys) in page? {
+                for key in &keys {
+                    ctx.fleet.add_key(key, id, KeyOrigin::Sigil);
+                }
+                self.results.set(id, statuses, due);
             }
+        }
+        let sharing: Vec<DeviceId> = self.ctx.fleet.sharing_devices().into_iter().collect();
+        for s in state.store.device_snapshots(&sharing).await? {
+            self.evaluate(&s, now);
         }
         self.built = true;
         Ok(())
