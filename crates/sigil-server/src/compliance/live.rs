@@ -77,11 +77,15 @@ impl LiveCompliance {
         self.inner.lock().await.refresh(state).await
     }
 
-    /// Evaluate the whole fleet again from the database.
+    /// Evaluate the whole fleet again from the database. The new results are built aside
+    /// while the current ones keep answering, then swapped in and brought up to date.
     pub async fn rebuild(&self, state: &AppState) -> Result<RefreshStats, ApiError> {
         let started = Instant::now();
+        let mut fresh = Live::default();
+        fresh.rebuild(state).await?;
         let mut live = self.inner.lock().await;
-        live.rebuild(state).await?;
+        *live = fresh;
+        live.refresh(state).await?;
         Ok(RefreshStats {
             devices: live.results.len(),
             rebuilt: true,
