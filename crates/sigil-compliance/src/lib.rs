@@ -8,6 +8,7 @@
 mod catalogue;
 pub mod device;
 pub mod live;
+pub mod organisation;
 mod status;
 
 pub use catalogue::{Catalogue, CatalogueError, Check, CheckKind, Framework, Requirement, Scope};

@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use sigil_compliance::device::{self, Evidence, KeyType, Outcome};
+use sigil_compliance::device::{self, Evidence, Outcome};
+use sigil_compliance::organisation;
 use sigil_compliance::{Catalogue, CheckKind, Framework, Scope, Status, roll_up};
 use sigil_domain::DeviceId;
 use sigil_store::Attestation;
@@ -139,234 +140,71 @@ impl Tally {
     }
 }
 
-/// Organisation checks from the server's own state, and attestations.
-fn organisation_check(
+/// What the organisation checks read, from the server's own state.
+fn organisation_facts(
     state: &AppState,
-    check: &str,
-    kind: CheckKind,
-    attestations: &HashMap<String, Attestation>,
     crl: Option<&sigil_store::StoredCrl>,
-    unknown_devices: &[(u64, String)],
-    now: OffsetDateTime,
-) -> Outcome {
-    let o = |status, reason: String, evidence| Outcome {
-        status,
-        reason,
-        evidence,
+    unknown_devices: Vec<(u64, String)>,
+) -> organisation::OrganisationFacts {
+    // The policy in force must refuse an untrusted device, and an unknown one.
+    let engine = state.policy();
+    let suspended = sigil_policy::DeviceFacts {
+        id: DeviceId::generate().to_string(),
+        product: "probe".into(),
+        state: "suspended".into(),
+        certificate_status: "valid".into(),
+        compliance: "unknown".into(),
+        quarantined: false,
     };
-    if kind == CheckKind::Attestation {
-        let rfc3339 = crate::api::rfc3339;
-        return match attestations.get(check) {
-            None => o(Status::Unknown, "no attestation recorded".into(), vec![]),
-            Some(a) if a.expires_at <= now => o(
-                Status::Unknown,
-                format!(
-                    "the attestation by {} expired on {}",
-                    a.attested_by,
-                    rfc3339(a.expires_at)
-                ),
-                vec![Evidence::Attestation(a.id.clone())],
-            ),
-            Some(a) => o(
-                Status::Pass,
-                format!(
-                    "attested by {} until {} (document {}, sha256 {})",
-                    a.attested_by,
-                    rfc3339(a.expires_at),
-                    a.document_name,
-                    a.document_sha256
-                ),
-                vec![Evidence::Attestation(a.id.clone())],
-            ),
-        };
-    }
-    match check {
-        "org.ca-certificate-validity" => {
-            let mut soonest: Option<(String, OffsetDateTime)> = None;
-            for (name, der) in [
-                ("root", state.ca.root_cert_der()),
-                ("issuing", state.ca.issuing_cert_der()),
-            ] {
-                if let Ok((_, c)) = X509Certificate::from_der(der) {
-                    let t = c.validity().not_after.to_datetime();
-                    if soonest.as_ref().is_none_or(|(_, s)| t < *s) {
-                        soonest = Some((name.to_owned(), t));
-                    }
-                }
-            }
-            match soonest {
-                None => o(Status::Unknown, "CA certificates unreadable".into(), vec![]),
-                Some((name, t)) if t - now < time::Duration::days(90) => o(
-                    Status::Fail,
-                    format!(
-                        "the {name} CA certificate expires in {} days",
-                        (t - now).whole_days()
-                    ),
-                    vec![],
-                ),
-                Some((name, t)) => o(
-                    Status::Pass,
-                    format!(
-                        "the first CA certificate to expire ({name}) has {} days left",
-                        (t - now).whole_days()
-                    ),
-                    vec![],
-                ),
-            }
-        }
-        "org.access-policy" => {
-            // The policy in force must refuse an untrusted device, and an unknown one.
-            let engine = state.policy();
-            let suspended = sigil_policy::DeviceFacts {
-                id: DeviceId::generate().to_string(),
-                product: "probe".into(),
-                state: "suspended".into(),
-                certificate_status: "valid".into(),
-                compliance: "unknown".into(),
-                quarantined: false,
-            };
-            let unknown = sigil_policy::DeviceFacts {
-                state: "unknown".into(),
-                certificate_status: "none".into(),
-                ..suspended.clone()
-            };
-            let denies = |facts: sigil_policy::DeviceFacts| {
-                engine
-                    .decide(
-                        &sigil_policy::Principal::Device(facts),
-                        "connect",
-                        &sigil_policy::Target::Broker("probe".into()),
-                        &sigil_policy::OperatorContext::default(),
-                    )
-                    .is_ok_and(|d| !d.allowed)
-            };
-            if denies(suspended) && denies(unknown) {
-                o(
-                    Status::Pass,
-                    format!(
-                        "policy version {} refuses suspended and unknown devices",
-                        state.policy.version()
-                    ),
-                    vec![],
-                )
-            } else {
-                o(
-                    Status::Fail,
-                    format!(
-                        "policy version {} lets an untrusted device connect",
-                        state.policy.version()
-                    ),
-                    vec![],
-                )
-            }
-        }
-        "org.audit-log-integrity" => {
-            match (state.audit.integrity_failure(), state.audit.verified_at()) {
-                (Some(reason), _) => o(Status::Fail, reason, vec![]),
-                (None, Some(t)) if now - t <= time::Duration::days(1) => o(
-                    Status::Pass,
-                    format!(
-                        "log verified against its signed checkpoint {} s ago",
-                        (now - t).whole_seconds()
-                    ),
-                    vec![],
-                ),
-                (None, Some(t)) => o(
-                    Status::Fail,
-                    format!("log last verified {} h ago", (now - t).whole_hours()),
-                    vec![],
-                ),
-                (None, None) => o(
-                    Status::Fail,
-                    "log never verified since start".into(),
-                    vec![],
-                ),
-            }
-        }
-        "org.ca-key-protection" => {
-            // The server only loads CA keys from encrypted PKCS#8 (DataDir refuses others), so
-            // what remains to check is their strength.
-            let keys = [
-                ("root", state.ca.root_cert_der()),
-                ("issuing", state.ca.issuing_cert_der()),
-            ]
-            .map(|(name, der)| (name, live::key_type(None, Some(der))));
-            match keys.iter().find(|(_, k)| {
-                !matches!(
-                    k,
-                    KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::Ed25519
-                ) && !matches!(k, KeyType::Rsa { bits } if *bits >= 3072)
-            }) {
-                Some((name, k)) => o(
-                    Status::Fail,
-                    format!("the {name} CA key is {k:?}, below policy"),
-                    vec![],
-                ),
-                None => o(
-                    Status::Pass,
-                    format!(
-                        "CA keys encrypted at rest (PKCS#8, scrypt + AES-256) and of policy strength ({:?}, {:?})",
-                        keys[0].1, keys[1].1
-                    ),
-                    vec![],
-                ),
-            }
-        }
-        "org.encryption-in-transit" => o(
-            Status::Pass,
-            "the API and EST are served only over TLS 1.2+; devices authenticate with mutual TLS"
-                .into(),
-            vec![],
-        ),
-        "org.revocation-service" => match crl {
-            None => o(Status::Fail, "no CRL has been published".into(), vec![]),
-            Some(crl) if crl.next_update <= now => o(
-                Status::Fail,
-                format!("CRL {} is past its nextUpdate", crl.number),
-                vec![],
-            ),
-            Some(crl) if now - crl.this_update > crate::crl::CRL_REFRESH * 2 => o(
-                Status::Fail,
-                format!(
-                    "CRL {} was signed {} min ago; it is re-signed hourly",
-                    crl.number,
-                    (now - crl.this_update).whole_minutes()
-                ),
-                vec![],
-            ),
-            Some(crl) => o(
-                Status::Pass,
-                format!(
-                    "CRL {} current (re-signed at every revocation); OCSP answers for the issuing CA",
-                    crl.number
-                ),
-                vec![],
-            ),
-        },
-        "org.asset-visibility" => match unknown_devices {
-            [] => o(
-                Status::Pass,
-                "no device outside the inventory seen authenticating in the last 30 days".into(),
-                vec![],
-            ),
-            seen => o(
-                Status::Fail,
-                format!(
-                    "{} authentication(s) by devices not in the inventory in the last 30 days (e.g. {})",
-                    seen.len(),
-                    seen[0].1
-                ),
-                seen.iter()
-                    .take(20)
-                    .map(|(seq, _)| Evidence::AuditEntry(*seq))
-                    .collect(),
-            ),
-        },
-        other => o(
-            Status::Unknown,
-            format!("{other} has no evaluation in this version of Sigil"),
-            vec![],
-        ),
+    let unknown = sigil_policy::DeviceFacts {
+        state: "unknown".into(),
+        certificate_status: "none".into(),
+        ..suspended.clone()
+    };
+    let denies = |facts: sigil_policy::DeviceFacts| {
+        engine
+            .decide(
+                &sigil_policy::Principal::Device(facts),
+                "connect",
+                &sigil_policy::Target::Broker("probe".into()),
+                &sigil_policy::OperatorContext::default(),
+            )
+            .is_ok_and(|d| !d.allowed)
+    };
+    let cas = [
+        ("root", state.ca.root_cert_der()),
+        ("issuing", state.ca.issuing_cert_der()),
+    ]
+    .map(|(name, der)| organisation::CaFacts {
+        name: name.to_owned(),
+        not_after: X509Certificate::from_der(der)
+            .ok()
+            .map(|(_, c)| c.validity().not_after.timestamp()),
+        key: live::key_type(None, Some(der)),
+        // DataDir loads CA keys only from encrypted PKCS#8 (scrypt + AES-256) and refuses
+        // anything else.
+        key_protected: true,
+    })
+    .to_vec();
+    organisation::OrganisationFacts {
+        cas,
+        crl: crl.map(|c| organisation::CrlFacts {
+            number: c.number,
+            this_update: c.this_update.unix_timestamp(),
+            next_update: c.next_update.unix_timestamp(),
+        }),
+        crl_refresh: crate::crl::CRL_REFRESH.whole_seconds(),
+        policy_version: state.policy.version(),
+        policy_refuses_untrusted: denies(suspended) && denies(unknown),
+        audit_failure: state.audit.integrity_failure(),
+        audit_verified_at: state
+            .audit
+            .verified_at()
+            .map(OffsetDateTime::unix_timestamp),
+        // The API and EST listener is rustls only (TLS 1.2+), devices present certificates;
+        // the PKI listener serves only signed objects (CRL, OCSP, CA certificates).
+        tls_only: true,
+        unknown_devices,
     }
 }
 
@@ -457,24 +295,38 @@ pub async fn evaluate(
                 .record(&p.id, device::evaluate_product_support(p, unix));
         }
     }
-    let unknown_devices = live.unknown_devices(unix);
+    let org = organisation_facts(state, crl.as_deref(), live.unknown_devices(unix));
     drop(live);
     for check in &used {
         let Some(def) = catalogue.check(check) else {
             continue;
         };
-        if def.scope == Scope::Organisation {
-            let o = organisation_check(
-                state,
-                check,
-                def.kind,
-                &attestations,
-                crl.as_deref(),
-                &unknown_devices,
-                now,
-            );
-            tallies.entry(check).or_default().record("organisation", o);
+        if def.scope != Scope::Organisation {
+            continue;
         }
+        let o = if def.kind == CheckKind::Attestation {
+            let latest = attestations
+                .get(*check)
+                .map(|a| organisation::AttestationFacts {
+                    id: a.id.clone(),
+                    attested_by: a.attested_by.clone(),
+                    expires_at: a.expires_at.unix_timestamp(),
+                    document_name: a.document_name.clone(),
+                    document_sha256: a.document_sha256.clone(),
+                });
+            organisation::evaluate_attestation(latest.as_ref(), unix, |t| {
+                OffsetDateTime::from_unix_timestamp(t)
+                    .map(crate::api::rfc3339)
+                    .unwrap_or_else(|_| t.to_string())
+            })
+        } else {
+            organisation::evaluate_organisation(check, &org, unix).unwrap_or_else(|| Outcome {
+                status: Status::Unknown,
+                reason: format!("{check} has no evaluation in this version of Sigil"),
+                evidence: vec![],
+            })
+        };
+        tallies.entry(check).or_default().record("organisation", o);
     }
 
     let mut summary = Counts::default();
