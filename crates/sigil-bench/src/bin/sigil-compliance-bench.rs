@@ -40,6 +40,9 @@ struct Args {
     keep: Option<std::path::PathBuf>,
     #[arg(long)]
     experiment: Option<std::path::PathBuf>,
+    /// Only time full evaluations of the fleet kept in this directory (for profiling).
+    #[arg(long)]
+    full_only: Option<std::path::PathBuf>,
 }
 
 const DAY: i64 = 86_400;
@@ -294,6 +297,16 @@ async fn experiment(url: &str) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.full_only {
+        let url = format!("sqlite://{}", dir.join("sigil.db").display());
+        let handle = server(dir, &url, false).await?;
+        for _ in 0..3 {
+            let stats = handle.compliance_rebuild().await.map_err(anyhow::Error::msg)?;
+            println!("full: {} devices in {:.2} s", stats.devices, stats.elapsed.as_secs_f64());
+        }
+        handle.shutdown().await;
+        return Ok(());
+    }
     if let Some(dir) = &args.experiment {
         return experiment(&format!("sqlite://{}", dir.join("sigil.db").display())).await;
     }
