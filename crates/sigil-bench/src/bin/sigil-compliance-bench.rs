@@ -301,8 +301,15 @@ async fn main() -> Result<()> {
         let url = format!("sqlite://{}", dir.join("sigil.db").display());
         let handle = server(dir, &url, false).await?;
         for _ in 0..3 {
-            let stats = handle.compliance_rebuild().await.map_err(anyhow::Error::msg)?;
-            println!("full: {} devices in {:.2} s", stats.devices, stats.elapsed.as_secs_f64());
+            let stats = handle
+                .compliance_rebuild()
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "full: {} devices in {:.2} s",
+                stats.devices,
+                stats.elapsed.as_secs_f64()
+            );
         }
         handle.shutdown().await;
         return Ok(());

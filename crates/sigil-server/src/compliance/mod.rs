@@ -488,11 +488,17 @@ pub fn spawn_periodic(
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
         loop {
             ticker.tick().await;
             // The full run: everything evaluated again from the database, whatever the
-            // follower has applied.
-            match state.compliance.rebuild(&state).await {
+            // follower has applied. At start the engine's own first evaluation is that run.
+            let rebuilt = if std::mem::take(&mut first) {
+                state.compliance.refresh(&state).await
+            } else {
+                state.compliance.rebuild(&state).await
+            };
+            match rebuilt {
                 Ok(stats) => tracing::info!(
                     devices = stats.devices,
                     millis = stats.elapsed.as_millis() as u64,
