@@ -878,3 +878,72 @@ async fn scenario_failures_per_framework_and_fixes(db: Db) {
     s.shutdown().await;
 }
 both_backends!(scenario_failures_per_framework_and_fixes);
+
+/// The engine follows events by itself: after an enrolment, a posture report and a revocation,
+/// the device's results change without any read asking for them.
+async fn results_follow_events_without_a_read(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let product = s.create_product("Meter").await;
+    let device = s.create_device(&product, "M-1").await;
+    let id: sigil_domain::DeviceId = device.parse().unwrap();
+    let handle = s.handle.as_ref().unwrap();
+    let index = |check: &str| {
+        sigil_compliance::device::DEVICE_CHECKS
+            .iter()
+            .position(|c| *c == check)
+            .unwrap()
+    };
+    // Wait (at most 5 s) until the engine holds `status` for `check` on the device.
+    let until = |check: &'static str, status: sigil_compliance::Status| async move {
+        let started = std::time::Instant::now();
+        loop {
+            if handle
+                .compliance_statuses(id)
+                .await
+                .map(|s| s[index(check)])
+                == Some(status)
+            {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{check} never became {status:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    use sigil_compliance::Status;
+    // Registered: outside the fleet's posture.
+    until("device.unique-identity", Status::NotApplicable).await;
+    let (st, body) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": common::fresh_csr_pem()}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    until("device.unique-identity", Status::Pass).await;
+    until("device.no-default-password", Status::Unknown).await;
+    s.store()
+        .record_posture(
+            &sigil_audit::Actor::device(&device),
+            id,
+            &healthy_posture(true),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    until("device.no-default-password", Status::Fail).await;
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/devices/{device}/revoke"),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    until("device.unique-identity", Status::Fail).await;
+    s.shutdown().await;
+}
+both_backends!(results_follow_events_without_a_read);
