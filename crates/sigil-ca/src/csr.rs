@@ -88,7 +88,7 @@ impl ValidatedCsr {
         }
         let info = &csr.certification_request_info;
         let spki = &info.subject_pki;
-        let key = classify_key(spki)?;
+        let key = within_policy(identify_key(spki)?)?;
         let sig_oid = csr.signature_algorithm.algorithm.to_id_string();
         let algorithm = verification_algorithm(&sig_oid, key)?;
         if csr.signature_value.unused_bits != 0 {
@@ -120,7 +120,31 @@ impl ValidatedCsr {
     }
 }
 
-fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<CsrKey, CaError> {
+/// The key type of a certificate (DER), whatever its strength: for reporting on keys already
+/// certified, where [`ValidatedCsr`] refuses weak ones before issuance.
+pub fn certificate_key(der: &[u8]) -> Result<CsrKey, CaError> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|e| CaError::UnsupportedKey(format!("unparseable certificate: {e}")))?;
+    identify_key(cert.public_key())
+}
+
+/// The key policy: RSA between the minimum and maximum size (the other identified keys are all
+/// approved).
+fn within_policy(key: CsrKey) -> Result<CsrKey, CaError> {
+    match key {
+        CsrKey::Rsa { bits } if bits < MIN_RSA_BITS => Err(CaError::WeakKey(format!(
+            "RSA-{bits} is below the minimum of {MIN_RSA_BITS} bits"
+        ))),
+        CsrKey::Rsa { bits } if bits > MAX_RSA_BITS => Err(CaError::UnsupportedKey(format!(
+            "RSA-{bits} exceeds the maximum of {MAX_RSA_BITS} bits"
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Which approved algorithm (and curve or size) a key is; other algorithms and curves are
+/// refused.
+fn identify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<CsrKey, CaError> {
     let alg = spki.algorithm.algorithm.to_id_string();
     match alg.as_str() {
         OID_EC_PUBLIC_KEY => {
@@ -141,20 +165,9 @@ fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<CsrKey, CaError> {
             }
         }
         OID_ED25519 => Ok(CsrKey::Ed25519),
-        OID_RSA_ENCRYPTION => {
-            let bits = rsa_modulus_bits(spki)?;
-            if bits < MIN_RSA_BITS {
-                Err(CaError::WeakKey(format!(
-                    "RSA-{bits} is below the minimum of {MIN_RSA_BITS} bits"
-                )))
-            } else if bits > MAX_RSA_BITS {
-                Err(CaError::UnsupportedKey(format!(
-                    "RSA-{bits} exceeds the maximum of {MAX_RSA_BITS} bits"
-                )))
-            } else {
-                Ok(CsrKey::Rsa { bits })
-            }
-        }
+        OID_RSA_ENCRYPTION => Ok(CsrKey::Rsa {
+            bits: rsa_modulus_bits(spki)?,
+        }),
         other => Err(CaError::UnsupportedKey(format!(
             "public key algorithm {other}"
         ))),

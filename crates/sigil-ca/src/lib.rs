@@ -21,7 +21,7 @@ pub use bootstrap::{
     BootstrapCertificate, MAX_MANUFACTURER_CA_LEN, ManufacturerCa, directly_issued_by,
 };
 pub use crl::{CrlContents, RevokedEntry};
-pub use csr::{CsrKey, MAX_CSR_DER_LEN, ValidatedCsr};
+pub use csr::{CsrKey, MAX_CSR_DER_LEN, ValidatedCsr, certificate_key};
 pub use error::CaError;
 pub use hierarchy::{CaHierarchy, CaNames, GeneratedHierarchy, IssuingCa};
 pub use issue::{

@@ -713,15 +713,11 @@ pub fn evaluate_product_support(product: &ProductFacts, now: Time) -> Outcome {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::test_support::dev;
     use sigil_domain::ListeningService;
 
     const NOW: Time = 1_800_000_000;
 
-    fn dev(n: u8) -> DeviceId {
-        format!("00000000-0000-7000-8000-0000000000{n:02x}")
-            .parse()
-            .unwrap()
-    }
     const DAY: Time = 86_400;
 
     fn cert(serial: &str, key: KeyType, spki: &str) -> CertificateFacts {

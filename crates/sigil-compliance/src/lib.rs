@@ -14,3 +14,29 @@ mod status;
 pub use catalogue::{Catalogue, CatalogueError, Check, CheckKind, Framework, Requirement, Scope};
 pub use live::{DeviceStatuses, FleetResults, StatusCounts};
 pub use status::{Status, roll_up};
+
+/// Helpers the tests of several modules share.
+#[cfg(test)]
+mod test_support {
+    #![allow(clippy::unwrap_used)]
+    use proptest::prelude::*;
+    use sigil_domain::DeviceId;
+
+    use crate::Status;
+
+    pub(crate) fn any_status() -> impl Strategy<Value = Status> {
+        prop_oneof![
+            Just(Status::Pass),
+            Just(Status::NotApplicable),
+            Just(Status::Unknown),
+            Just(Status::Fail)
+        ]
+    }
+
+    /// A fixed device id numbered `n`.
+    pub(crate) fn dev(n: u8) -> DeviceId {
+        format!("00000000-0000-7000-8000-0000000000{n:02x}")
+            .parse()
+            .unwrap()
+    }
+}

@@ -148,22 +148,8 @@ impl FleetResults {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::test_support::{any_status as status, dev};
     use proptest::prelude::*;
-
-    fn status() -> impl Strategy<Value = Status> {
-        prop_oneof![
-            Just(Status::Pass),
-            Just(Status::NotApplicable),
-            Just(Status::Unknown),
-            Just(Status::Fail)
-        ]
-    }
-
-    fn dev(n: u8) -> DeviceId {
-        format!("00000000-0000-7000-8000-0000000000{n:02x}")
-            .parse()
-            .unwrap()
-    }
 
     proptest! {
         /// Whatever sequence of updates and removals, the counts and the due queue are what a

@@ -141,10 +141,6 @@ pub fn evaluate_organisation(check: &str, f: &OrganisationFacts, now: Time) -> O
             }
         }
         "org.ca-key-protection" => {
-            let strong = |k: &KeyType| match k {
-                KeyType::Rsa { bits } => *bits >= 3072,
-                other => other.meets_policy(),
-            };
             if f.cas.is_empty() {
                 outcome(Status::Unknown, "no CA certificate", vec![])
             } else if let Some(ca) = f.cas.iter().find(|c| !c.key_protected) {
@@ -153,7 +149,7 @@ pub fn evaluate_organisation(check: &str, f: &OrganisationFacts, now: Time) -> O
                     format!("the {} CA key is stored unencrypted", ca.name),
                     vec![],
                 )
-            } else if let Some(ca) = f.cas.iter().find(|c| !strong(&c.key)) {
+            } else if let Some(ca) = f.cas.iter().find(|c| !c.key.meets_policy()) {
                 outcome(
                     Status::Fail,
                     format!(

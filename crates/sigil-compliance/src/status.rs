@@ -52,16 +52,8 @@ pub fn roll_up(statuses: impl IntoIterator<Item = Status>) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::any_status as status;
     use proptest::prelude::*;
-
-    fn status() -> impl Strategy<Value = Status> {
-        prop_oneof![
-            Just(Status::Pass),
-            Just(Status::NotApplicable),
-            Just(Status::Unknown),
-            Just(Status::Fail)
-        ]
-    }
 
     proptest! {
         /// The roll-up is the worst status by the order pass < not-applicable < unknown < fail,

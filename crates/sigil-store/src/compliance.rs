@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{DeviceId, ProductDeclaration, ProductId};
 
+use crate::rows::ts;
 use crate::{PostureRecord, Store, StoreError, audit};
 
 /// The inventory facts the checks read about a device.
@@ -59,17 +60,6 @@ pub struct AuditChange {
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn time(v: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp(v).map_err(|e| corrupt("timestamp", e))
-}
-
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Store {
@@ -159,7 +149,7 @@ impl Store {
             let sql = format!(
                 "SELECT {} AS facts FROM devices d WHERE d.id IN ({}) ORDER BY d.id",
                 self.packed_facts(),
-                placeholders(1, chunk.len())
+                crate::batch::placeholders(chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -310,7 +300,7 @@ impl Store {
         limit: u32,
         wanted: &[&str],
     ) -> Result<(Vec<AuditChange>, u64), StoreError> {
-        let list = placeholders(3, wanted.len());
+        let list = crate::batch::placeholders_from(3, wanted.len());
         let entry = if wanted.is_empty() {
             "NULL".to_owned()
         } else {
@@ -381,9 +371,9 @@ fn from_packed(
                 Ok(ComplianceCertificate {
                     serial,
                     profile,
-                    not_before: time(not_before)?,
-                    not_after: time(not_after)?,
-                    revoked_at: revoked_at.map(time).transpose()?,
+                    not_before: ts(not_before)?,
+                    not_after: ts(not_after)?,
+                    revoked_at: revoked_at.map(ts).transpose()?,
                     spki_sha256: spki,
                     key_algorithm: algorithm,
                     der: der
@@ -397,7 +387,7 @@ fn from_packed(
         (Some((report_id, received_at)), Some(posture)) => Some(PostureRecord {
             id: report_id,
             device_id: id,
-            received_at: time(received_at)?,
+            received_at: ts(received_at)?,
             posture,
         }),
         _ => None,

@@ -38,8 +38,6 @@ struct Args {
     /// Build the fleet in this (empty or absent) directory and keep it, instead of a temporary one.
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
-    #[arg(long)]
-    experiment: Option<std::path::PathBuf>,
     /// Only time full evaluations of the fleet kept in this directory (for profiling).
     #[arg(long)]
     full_only: Option<std::path::PathBuf>,
@@ -223,77 +221,6 @@ async fn flip(handle: &sigil_server::ServerHandle, i: u64, round: usize) -> Resu
     Ok((id, expected as u8))
 }
 
-async fn experiment(url: &str) -> Result<()> {
-    use sqlx::Row;
-    let store = sigil_store::Store::open(url).await?;
-    let pool = store.pool();
-    for (name, sql) in [
-        (
-            "devices 3 cols",
-            "SELECT id, product_id, state FROM devices",
-        ),
-        ("devices id only", "SELECT id FROM devices"),
-        (
-            "certs 8 cols",
-            "SELECT device_id, serial, profile, not_before, not_after, revoked_at, spki_sha256, key_algorithm FROM certificates",
-        ),
-        (
-            "certs 3 ints",
-            "SELECT not_before, not_after, revoked_at FROM certificates",
-        ),
-        (
-            "posture latest",
-            "SELECT p.id, p.device_id, p.received_at, p.report FROM posture_reports p WHERE p.id = (SELECT MAX(q.id) FROM posture_reports q WHERE q.device_id = p.device_id)",
-        ),
-        ("posture report only", "SELECT report FROM posture_reports"),
-    ] {
-        let started = Instant::now();
-        let rows = sqlx::query(sql).fetch_all(pool).await?;
-        let fetched = started.elapsed();
-        let mut bytes = 0usize;
-        for r in &rows {
-            for i in 0..r.len() {
-                if let Ok(s) = r.try_get::<String, _>(i) {
-                    bytes += s.len();
-                }
-            }
-        }
-        println!(
-            "{name}: {} rows, fetch {:.2} s, decode {:.2} s ({bytes} bytes)",
-            rows.len(),
-            fetched.as_secs_f64(),
-            (started.elapsed() - fetched).as_secs_f64()
-        );
-        let started = Instant::now();
-        let mut n = 0;
-        let mut stream = sqlx::query(sql).fetch(pool);
-        use futures_util::TryStreamExt;
-        while let Some(_r) = stream.try_next().await? {
-            n += 1;
-        }
-        println!(
-            "   streamed {n} rows in {:.2} s",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    let started = Instant::now();
-    let mut after = None;
-    let mut pages = 0;
-    loop {
-        let page = store.compliance_page(after, 2000).await?;
-        pages += 1;
-        match page.last() {
-            Some(last) if page.len() == 2000 => after = Some(last.device.id),
-            _ => break,
-        }
-    }
-    println!(
-        "compliance_page x2000: {pages} pages in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -313,9 +240,6 @@ async fn main() -> Result<()> {
         }
         handle.shutdown().await;
         return Ok(());
-    }
-    if let Some(dir) = &args.experiment {
-        return experiment(&format!("sqlite://{}", dir.join("sigil.db").display())).await;
     }
     let n = args.devices;
     if n == 0 {

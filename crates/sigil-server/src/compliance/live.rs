@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use sigil_compliance::device::{
     self, CertificateFacts, DeviceFacts, FleetFacts, KeyOrigin, KeyType, ManufacturerKey, Outcome,
@@ -191,32 +190,10 @@ pub(crate) fn key_type(recorded: Option<&str>, der: Option<&[u8]>) -> KeyType {
     if let Some(name) = recorded {
         return KeyType::from_name(name);
     }
-    let Some(Ok((_, cert))) = der.map(X509Certificate::from_der) else {
-        return KeyType::Other("unparseable certificate".into());
-    };
-    let spki = cert.public_key();
-    match spki.algorithm.algorithm.to_id_string().as_str() {
-        "1.3.101.112" => KeyType::Ed25519,
-        "1.2.840.10045.2.1" => match spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .map(|o| o.to_id_string())
-            .as_deref()
-        {
-            Some("1.2.840.10045.3.1.7") => KeyType::EcdsaP256,
-            Some("1.3.132.0.34") => KeyType::EcdsaP384,
-            Some("1.3.132.0.35") => KeyType::EcdsaP521,
-            other => KeyType::Other(format!("EC curve {}", other.unwrap_or("unknown"))),
-        },
-        "1.2.840.113549.1.1.1" => match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => KeyType::Rsa {
-                bits: u32::try_from(rsa.key_size()).unwrap_or(0),
-            },
-            _ => KeyType::Other("RSA (unparseable)".into()),
-        },
-        other => KeyType::Other(format!("algorithm {other}")),
+    match der.map(sigil_ca::certificate_key) {
+        Some(Ok(key)) => KeyType::from_name(&key.to_string()),
+        Some(Err(e)) => KeyType::Other(e.to_string()),
+        None => KeyType::Other("no certificate".into()),
     }
 }
 

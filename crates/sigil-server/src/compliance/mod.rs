@@ -13,7 +13,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use sigil_compliance::device::{self, Evidence, Outcome};
 use sigil_compliance::organisation;
-use sigil_compliance::{Catalogue, CheckKind, Framework, Scope, Status, roll_up};
+use sigil_compliance::{Catalogue, CheckKind, Framework, Scope, Status, StatusCounts, roll_up};
 use sigil_domain::DeviceId;
 use sigil_store::Attestation;
 
@@ -49,27 +49,6 @@ impl From<sigil_compliance::StatusCounts> for Counts {
             unknown: c.unknown,
             not_applicable: c.not_applicable,
         }
-    }
-}
-
-impl Counts {
-    fn add(&mut self, s: Status) {
-        match s {
-            Status::Pass => self.pass += 1,
-            Status::Fail => self.fail += 1,
-            Status::Unknown => self.unknown += 1,
-            Status::NotApplicable => self.not_applicable += 1,
-        }
-    }
-
-    /// The check's status over everything it was evaluated on.
-    fn status(&self) -> Status {
-        let seen = [
-            (self.fail, Status::Fail),
-            (self.unknown, Status::Unknown),
-            (self.pass, Status::Pass),
-        ];
-        roll_up(seen.into_iter().filter(|(n, _)| *n > 0).map(|(_, s)| s))
     }
 }
 
@@ -118,7 +97,7 @@ pub struct FrameworkReport {
 /// One check's accumulated results.
 #[derive(Default)]
 struct Tally {
-    counts: Counts,
+    counts: StatusCounts,
     failures: Vec<DeviceFailure>,
     reason: Option<String>,
 }
@@ -126,6 +105,12 @@ struct Tally {
 impl Tally {
     fn record(&mut self, subject: &str, o: Outcome) {
         self.counts.add(o.status);
+        self.list(subject, &o);
+        self.reason = Some(o.reason);
+    }
+
+    /// Keep `o` among the listed failures if it is one and the list has room.
+    fn list(&mut self, subject: &str, o: &Outcome) {
         if matches!(o.status, Status::Fail | Status::Unknown)
             && self.failures.len() < LISTED_FAILURES
         {
@@ -133,10 +118,9 @@ impl Tally {
                 device: subject.to_owned(),
                 status: o.status,
                 reason: o.reason.clone(),
-                evidence: o.evidence,
+                evidence: o.evidence.clone(),
             });
         }
-        self.reason = Some(o.reason);
     }
 }
 
@@ -267,20 +251,13 @@ pub async fn evaluate(
             }
             for (check, devices) in listed {
                 let tally = tallies.entry(check).or_default();
-                tally.counts = live.counts(check).map(Counts::from).unwrap_or_default();
+                tally.counts = live.counts(check).unwrap_or_default();
                 for d in devices {
                     let found = outcomes
                         .get(&d)
                         .and_then(|o| o.iter().find(|(c, _)| *c == check));
-                    if let Some((_, o)) = found
-                        && matches!(o.status, Status::Fail | Status::Unknown)
-                    {
-                        tally.failures.push(DeviceFailure {
-                            device: d.to_string(),
-                            status: o.status,
-                            reason: o.reason.clone(),
-                            evidence: o.evidence.clone(),
-                        });
+                    if let Some((_, o)) = found {
+                        tally.list(&d.to_string(), o);
                     }
                 }
             }
@@ -329,7 +306,7 @@ pub async fn evaluate(
         tallies.entry(check).or_default().record("organisation", o);
     }
 
-    let mut summary = Counts::default();
+    let mut summary = StatusCounts::default();
     let requirements: Vec<RequirementResult> = framework
         .requirements
         .iter()
@@ -340,7 +317,7 @@ pub async fn evaluate(
                 .filter_map(|c| {
                     let def = catalogue.check(c)?;
                     let tally = tallies.get(c.as_str());
-                    let counts = tally.map(|t| t.counts.clone()).unwrap_or_default();
+                    let counts = tally.map(|t| t.counts).unwrap_or_default();
                     Some(CheckResult {
                         check: c.clone(),
                         title: def.title.clone(),
@@ -350,7 +327,7 @@ pub async fn evaluate(
                             .filter(|_| def.scope == Scope::Organisation || only_device.is_some())
                             .and_then(|t| t.reason.clone()),
                         failures: tally.map(|t| t.failures.clone()).unwrap_or_default(),
-                        counts,
+                        counts: counts.into(),
                         aws_device_defender: def.aws_device_defender.clone(),
                     })
                 })
@@ -379,7 +356,7 @@ pub async fn evaluate(
         framework_version: framework.info.version.clone(),
         catalogue_version: catalogue.version().to_owned(),
         evaluated_at: crate::api::rfc3339(now),
-        summary,
+        summary: summary.into(),
         score,
         devices_evaluated,
         requirements,
