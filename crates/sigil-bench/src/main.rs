@@ -362,6 +362,7 @@ async fn store_rate(
                     .issue_certificate(
                         &actor,
                         device_id,
+                        sigil_store::IssuanceBasis::Authorised,
                         &csr.spki_fingerprint().clone(),
                         now,
                         move || {

@@ -202,6 +202,45 @@ impl PolicyEngine {
         })
     }
 
+    /// The API actions of the schema: those an operator can be granted (what the device
+    /// actions `connect`, `publish`, `subscribe` are not).
+    pub fn operator_actions(&self) -> Vec<String> {
+        let operator = &self.types.operator;
+        let resource = &self.types.resource;
+        let mut actions: Vec<String> = self
+            .schema
+            .actions_for_principal_and_resource(operator, resource)
+            .map(|a| a.id().unescaped().to_owned())
+            .collect();
+        actions.sort();
+        actions.dedup();
+        actions
+    }
+
+    /// Every (action, resource kind) pair this policy allows `principal` in `context`, over the
+    /// API actions and the resource `kinds` given. A policy error counts as not allowed, so the
+    /// set never claims more than the engine would grant.
+    pub fn rights(
+        &self,
+        principal: &Principal,
+        context: &OperatorContext,
+        kinds: &[&str],
+    ) -> std::collections::BTreeSet<(String, String)> {
+        let mut rights = std::collections::BTreeSet::new();
+        for action in self.operator_actions() {
+            for kind in kinds {
+                let target = Target::Kind((*kind).to_owned());
+                if self
+                    .decide(principal, &action, &target, context)
+                    .is_ok_and(|d| d.allowed)
+                {
+                    rights.insert((action.clone(), (*kind).to_owned()));
+                }
+            }
+        }
+        rights
+    }
+
     /// The policy text in force.
     pub fn text(&self) -> &str {
         &self.text
@@ -413,6 +452,43 @@ pub fn run_case(engine: &PolicyEngine, case: &TestCase) -> Option<String> {
             }
             _ => None,
         },
+    }
+}
+
+#[cfg(test)]
+mod rights_tests {
+    use super::*;
+
+    fn operator(role: &str) -> Principal {
+        Principal::Operator {
+            id: "o".into(),
+            roles: vec![role.into()],
+        }
+    }
+
+    #[test]
+    fn rights_follow_the_roles() {
+        let engine = PolicyEngine::with_defaults().expect("defaults");
+        assert!(
+            engine
+                .operator_actions()
+                .contains(&"operator.manage".to_owned())
+        );
+        assert!(!engine.operator_actions().contains(&"publish".to_owned()));
+        let mfa = OperatorContext {
+            mfa: true,
+            source_ip: String::new(),
+        };
+        let kinds = ["device", "policy", "operator"];
+        let admin = engine.rights(&operator("admin"), &mfa, &kinds);
+        let officer = engine.rights(&operator("security-officer"), &mfa, &kinds);
+        let auditor = engine.rights(&operator("auditor"), &mfa, &kinds);
+        assert!(officer.is_subset(&admin) && auditor.is_subset(&officer));
+        assert!(!officer.contains(&("operator.manage".into(), "operator".into())));
+        // Without the second factor, trust changes are gone.
+        let no_mfa = engine.rights(&operator("admin"), &OperatorContext::default(), &kinds);
+        assert!(!no_mfa.contains(&("policy.apply".into(), "policy".into())));
+        assert!(no_mfa.is_subset(&admin));
     }
 }
 

@@ -272,7 +272,7 @@ fn read_text(path: &Path) -> Result<String, ServerError> {
     fs::read_to_string(path).map_err(|e| io_err(path, e))
 }
 
-fn create_private_dir(path: &Path) -> Result<(), ServerError> {
+pub(crate) fn create_private_dir(path: &Path) -> Result<(), ServerError> {
     if !path.exists() {
         fs::create_dir_all(path).map_err(|e| io_err(path, e))?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o700))

@@ -4,15 +4,19 @@
 pub mod access;
 pub mod api;
 pub mod auditlog;
+pub mod body;
 pub mod compliance;
 pub mod crl;
 pub mod datadir;
 mod error;
+pub mod exclusive;
+pub mod failures;
 pub mod mosquitto;
 pub mod mtls;
 pub mod ocsp;
 pub mod pki;
 pub mod policy;
+pub mod recovery;
 pub mod secrets;
 pub mod tls;
 
@@ -77,6 +81,10 @@ pub struct ServerConfig {
     /// Keep compliance results current by following the database (off only to benchmark a
     /// refresh on its own; reads still apply every change first).
     pub follow_compliance: bool,
+    /// Failed authentications recorded one by one per source address and window; past that
+    /// they are answered with 429 and summarised in one audit entry per address and window.
+    pub failures_per_window: u64,
+    pub failure_window: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -99,6 +107,8 @@ impl ServerConfig {
             compliance_interval: Some(std::time::Duration::from_secs(15 * 60)),
             compliance_webhook: None,
             follow_compliance: true,
+            failures_per_window: 10,
+            failure_window: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -111,6 +121,8 @@ pub struct ServerHandle {
     /// Set when this start created the bootstrap admin token.
     pub new_admin_token: Option<String>,
     state: AppState,
+    /// Released after the tasks have stopped.
+    _lock: exclusive::ProcessLock,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -170,6 +182,14 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         .transpose()?
         .map(Arc::new);
     let dir = &config.data_dir;
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => dir.default_database_url(),
+    };
+    raise_descriptor_limit();
+    // Before anything else touches the directory or the database: one process serves them.
+    datadir::create_private_dir(dir.root())?;
+    let process_lock = exclusive::lock(dir, &url).await?;
     let created_ca = !dir.is_initialised();
     if created_ca {
         let source = dir.initialise(config.algorithm, &CaNames::default(), clock())?;
@@ -181,15 +201,11 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     }
     let ca = Arc::new(dir.load_issuing_ca()?);
 
-    let url = match &config.database_url {
-        Some(url) => url.clone(),
-        None => {
-            // The database holds token hashes and inventory: create it owner-only (SQLite gives
-            // its -wal and -shm files the same mode).
-            datadir::create_private_file(&dir.sqlite_path())?;
-            dir.default_database_url()
-        }
-    };
+    if config.database_url.is_none() {
+        // The database holds token hashes and inventory: create it owner-only (SQLite gives
+        // its -wal and -shm files the same mode).
+        datadir::create_private_file(&dir.sqlite_path())?;
+    }
     let store = Store::open(&url).await?;
     let system = Actor::system("sigil");
 
@@ -226,7 +242,10 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     }
     store.append_audit(startup).await?;
 
-    let new_admin_token = if store.live_token_exists(ADMIN_TOKEN_NAME).await? {
+    // The bootstrap token is minted once, on the first start. Revoked, it stays revoked: a
+    // restart (or a backup of the directory) must not hand out admin again. A lost admin is
+    // recovered on purpose, with `sigil admin recover` (audited).
+    let new_admin_token = if store.token_name_used(ADMIN_TOKEN_NAME).await? {
         None
     } else {
         let token = api::generate_token()?;
@@ -357,6 +376,16 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
             clock.clone(),
         )?);
     }
+    let failures = Arc::new(failures::FailureLedger::new(
+        Duration::try_from(config.failure_window)
+            .map_err(|e| ServerError::Config(format!("failure window: {e}")))?,
+        config.failures_per_window,
+    ));
+    tasks.push(spawn_failure_summaries(
+        store.clone(),
+        failures.clone(),
+        clock.clone(),
+    ));
     let state_clock = clock.clone();
     let state = AppState {
         audit: audit.clone(),
@@ -371,6 +400,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         policy,
         secrets,
         login_limiter: Arc::default(),
+        failures,
         catalogue: Arc::new(sigil_compliance::Catalogue::shipped()?),
         compliance: Arc::default(),
         compliance_webhook: webhook,
@@ -391,11 +421,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     let pki_app = pki::router(&ca, audit, crl, ocsp_state);
 
     let api_task = tokio::spawn(tls::serve_tls(api_listener, tls_config, api_app));
-    let pki_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(pki_listener, pki_app).await {
-            tracing::error!(error = %e, "PKI listener stopped");
-        }
-    });
+    let pki_task = tokio::spawn(tls::serve_plain(pki_listener, pki_app));
     tracing::info!(%api_addr, %pki_addr, database = store_kind(&store), "sigil is serving");
     Ok(ServerHandle {
         api_addr,
@@ -403,6 +429,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         store,
         new_admin_token,
         state: compliance_state,
+        _lock: process_lock,
         tasks: {
             tasks.extend([
                 api_task,
@@ -436,6 +463,70 @@ fn spawn_refusal_recorder(
             );
             if let Err(e) = store.append_audit(vec![event]).await {
                 tracing::error!(error = %e, "could not record a refused client certificate");
+            }
+        }
+    })
+}
+
+/// Raise the soft open-file limit to the hard one: the usual soft 1,024 is less than the
+/// listeners' connection bounds (tls::MAX_CONNECTIONS each). Failing to is logged, not fatal.
+pub fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit")
+            }
+            Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    if now.is_some_and(|n| n < 2 * tls::MAX_CONNECTIONS as u64 + 1024) {
+        tracing::warn!(limit = ?now, "the open-file limit is below what both listeners may hold; raise it (LimitNOFILE)");
+    }
+}
+
+/// Every second, one `auth.failures_summarised` entry per address whose window ended with
+/// failures past the limit: how many, when, on which channels.
+fn spawn_failure_summaries(
+    store: Store,
+    ledger: Arc<failures::FailureLedger>,
+    clock: Clock,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let events: Vec<AuditEvent> = ledger
+                .drain_ended(clock())
+                .into_iter()
+                .map(|s| {
+                    AuditEvent::new(
+                        clock(),
+                        Actor::system("sigil"),
+                        "auth.failures_summarised",
+                        format!("address:{}", s.address),
+                        Outcome::Denied,
+                        serde_json::json!({
+                            "source_ip": s.address,
+                            "window_start": s.window_start.unix_timestamp(),
+                            "window_end": s.window_end.unix_timestamp(),
+                            "recorded": s.recorded,
+                            "suppressed": s.suppressed,
+                            "channels": s.channels,
+                        }),
+                    )
+                })
+                .collect();
+            if !events.is_empty()
+                && let Err(e) = store.append_audit(events).await
+            {
+                tracing::error!(error = %e, "could not record failed-authentication summaries");
             }
         }
     })

@@ -117,6 +117,7 @@ pub fn router(
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .route("/healthz", get(health).with_state(audit))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::from_fn(crate::body::deliver_refusals))
 }
 
 fn pem(body: String) -> Response {

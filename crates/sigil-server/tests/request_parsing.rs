@@ -110,6 +110,10 @@ fn harness() -> Harness {
         )),
         secrets: Arc::new(sigil_server::secrets::SecretBox::new(&[1; 32]).unwrap()),
         login_limiter: Arc::default(),
+        failures: Arc::new(sigil_server::failures::FailureLedger::new(
+            time::Duration::minutes(1),
+            10,
+        )),
         catalogue: Arc::new(sigil_compliance::Catalogue::shipped().unwrap()),
         compliance: Arc::default(),
         compliance_webhook: None,

@@ -257,12 +257,17 @@ impl Store {
             Some(exact) => push(" AND action = ?", exact.to_owned(), &mut sql),
             None => {}
         }
-        // Sequence bounds are numbers we format ourselves, not user text.
+        // Sequence bounds are numbers we format ourselves, not user text. They come from the
+        // caller: a bound past every possible sequence number (they are i64 in the database)
+        // is a question with a plain answer, not a sign of corruption.
         if let Some(after) = q.after {
-            sql.push_str(&format!(" AND seq > {}", to_i64(after)?));
+            match i64::try_from(after) {
+                Ok(after) => sql.push_str(&format!(" AND seq > {after}")),
+                Err(_) => return Ok(Vec::new()),
+            }
         }
-        if let Some(before) = q.before {
-            sql.push_str(&format!(" AND seq < {}", to_i64(before)?));
+        if let Some(before) = q.before.and_then(|b| i64::try_from(b).ok()) {
+            sql.push_str(&format!(" AND seq < {before}"));
         }
         let order = if q.newest_first { "DESC" } else { "ASC" };
         let limit = q.limit.clamp(1, crate::MAX_PAGE);

@@ -20,8 +20,8 @@ use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{DeviceId, LifecycleEvent, LifecycleState};
 
 use crate::{
-    Backend, CertificateRecord, CertificateStatus, Commits, NewCertificate, StoreError, WriteLock,
-    truncate_to_second, unique_to_conflict,
+    Backend, CertificateRecord, CertificateStatus, Commits, IssuanceBasis, NewCertificate,
+    StoreError, WriteLock, truncate_to_second, unique_to_conflict,
 };
 
 /// Most issuances recorded in one transaction.
@@ -30,6 +30,7 @@ const MAX_BATCH: usize = 512;
 pub(crate) struct RecordJob {
     pub actor: Actor,
     pub device: DeviceId,
+    pub basis: IssuanceBasis,
     pub cert: NewCertificate,
     pub now: OffsetDateTime,
     pub reply: oneshot::Sender<Result<CertificateRecord, StoreError>>,
@@ -110,6 +111,17 @@ struct View {
     states: HashMap<DeviceId, (LifecycleState, LifecycleState)>,
     /// SPKI SHA-256 -> the device the key is bound to (stored, or bound earlier in this batch).
     owners: HashMap<String, DeviceId>,
+    /// Device -> its credentials as stored, then as the items decided so far left them.
+    credentials: HashMap<DeviceId, Credentials>,
+}
+
+/// What a device holds that matters to who may obtain its next certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    /// Serials of its active (not superseded, not revoked) certificates.
+    pub active: Vec<String>,
+    /// Whether it holds any certificate that is not revoked (active or superseded).
+    pub any_unrevoked: bool,
 }
 
 struct Decision {
@@ -162,7 +174,42 @@ async fn read_view(
             DeviceId::from_str(&row.try_get::<String, _>("device_id")?).map_err(|e| corrupt(&e))?;
         owners.insert(row.try_get::<String, _>("spki_sha256")?, owner);
     }
-    Ok(View { states, owners })
+    let credentials = read_credentials(&mut **tx, &device_ids).await?;
+    Ok(View {
+        states,
+        owners,
+        credentials,
+    })
+}
+
+/// The unrevoked certificates of `devices`, as [`Credentials`].
+pub(crate) async fn read_credentials<'e, E>(
+    executor: E,
+    devices: &[String],
+) -> Result<HashMap<DeviceId, Credentials>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+    let sql = format!(
+        "SELECT device_id, serial, status FROM certificates WHERE status <> 'revoked' AND device_id IN ({})",
+        placeholders(devices.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in devices {
+        query = query.bind(id.as_str());
+    }
+    let mut credentials: HashMap<DeviceId, Credentials> = HashMap::new();
+    for row in query.fetch_all(executor).await? {
+        let id =
+            DeviceId::from_str(&row.try_get::<String, _>("device_id")?).map_err(|e| corrupt(&e))?;
+        let entry = credentials.entry(id).or_default();
+        entry.any_unrevoked = true;
+        if row.try_get::<String, _>("status")? == CertificateStatus::Active.as_str() {
+            entry.active.push(row.try_get("serial")?);
+        }
+    }
+    Ok(credentials)
 }
 
 impl View {
@@ -176,6 +223,8 @@ impl View {
                 id: device.to_string(),
             })?;
         let spki = job.cert.spki_sha256.as_str();
+        let credentials = self.credentials.entry(device).or_default();
+        entitlement_rule(&job.basis, credentials)?;
         let (next, key_is_new) = issuance_rule(device, *current, self.owners.get(spki).copied())?;
         let state_before = *current;
         *current = next;
@@ -183,6 +232,12 @@ impl View {
             self.owners.insert(spki.to_owned(), device);
         }
         let c = &job.cert;
+        // The new certificate supersedes every active one: a later item of this batch that
+        // renews with one of those is refused, as it would be after this commit.
+        *credentials = Credentials {
+            active: vec![c.serial.to_string()],
+            any_unrevoked: true,
+        };
         Ok(Decision {
             key_is_new,
             state_before,
@@ -219,6 +274,30 @@ pub(crate) fn issuance_rule(
         Some(owner) if owner != device => Err(StoreError::KeyBound(owner)),
         Some(_) => Ok((next, false)),
         None => Ok((next, true)),
+    }
+}
+
+/// Whether `basis` entitles its holder to a new certificate for a device holding `credentials`.
+/// Only the device's current certificate renews it (a superseded one, from a backup or a
+/// previous owner, must not take the identity back), and a manufacturer certificate enrols only
+/// a device with no unrevoked certificate: re-bootstrapping an enrolled device needs an
+/// operator to revoke its identity first.
+pub(crate) fn entitlement_rule(
+    basis: &IssuanceBasis,
+    credentials: &Credentials,
+) -> Result<(), StoreError> {
+    match basis {
+        IssuanceBasis::Authorised => Ok(()),
+        IssuanceBasis::Renewal(serial) if credentials.active.iter().any(|s| s == serial.as_str()) => {
+            Ok(())
+        }
+        IssuanceBasis::Renewal(serial) => Err(StoreError::NotEntitled(format!(
+            "certificate {serial} is not the device's current certificate (it was superseded or revoked); only the current certificate renews an identity"
+        ))),
+        IssuanceBasis::Bootstrap if !credentials.any_unrevoked => Ok(()),
+        IssuanceBasis::Bootstrap => Err(StoreError::NotEntitled(
+            "the device is already enrolled: a manufacturer certificate enrols a device only once; to re-bootstrap it (after a factory reset), an operator first revokes its certificates".into(),
+        )),
     }
 }
 
@@ -410,6 +489,33 @@ mod tests {
             super::issuance_rule(a, S::Suspended, None),
             Err(StoreError::Lifecycle(_))
         ));
+    }
+
+    #[test]
+    fn entitlement_rule() {
+        let current = Credentials {
+            active: vec!["02".into()],
+            any_unrevoked: true,
+        };
+        let renew = |s: &str| IssuanceBasis::Renewal(s.parse().expect("serial"));
+        assert!(super::entitlement_rule(&renew("02"), &current).is_ok());
+        assert!(matches!(
+            super::entitlement_rule(&renew("01"), &current),
+            Err(StoreError::NotEntitled(_))
+        ));
+        assert!(super::entitlement_rule(&IssuanceBasis::Authorised, &current).is_ok());
+        assert!(matches!(
+            super::entitlement_rule(&IssuanceBasis::Bootstrap, &current),
+            Err(StoreError::NotEntitled(_))
+        ));
+        let superseded_only = Credentials {
+            active: vec![],
+            any_unrevoked: true,
+        };
+        assert!(super::entitlement_rule(&IssuanceBasis::Bootstrap, &superseded_only).is_err());
+        assert!(super::entitlement_rule(&renew("02"), &superseded_only).is_err());
+        let none = Credentials::default();
+        assert!(super::entitlement_rule(&IssuanceBasis::Bootstrap, &none).is_ok());
     }
 
     #[test]

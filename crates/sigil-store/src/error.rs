@@ -11,6 +11,10 @@ pub enum StoreError {
     Lifecycle(#[from] LifecycleError),
     #[error("this public key is already bound to another device ({0})")]
     KeyBound(DeviceId),
+    /// The credential a request was authenticated with does not entitle it to a new identity
+    /// (a superseded certificate, or a bootstrap certificate of a device already enrolled).
+    #[error("{0}")]
+    NotEntitled(String),
     #[error("invalid database configuration: {0}")]
     Config(String),
     #[error("stored data is inconsistent: {0}")]

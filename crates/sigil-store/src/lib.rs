@@ -15,6 +15,7 @@ mod compliance;
 mod compliance_runs;
 mod enrollment;
 mod error;
+pub mod exclusive;
 mod operators;
 mod policy;
 mod posture;
@@ -50,6 +51,20 @@ pub use policy::PolicyVersion;
 pub use posture::PostureRecord;
 pub use revocation::{RevokedCertificate, StoredCrl};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
+
+/// What entitles a caller to a new certificate for a device. Checked before signing and again,
+/// authoritatively, inside the transaction that records the certificate, so two requests
+/// racing on one credential cannot both win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuanceBasis {
+    /// An operator's request or a one-time enrolment token: the lifecycle alone decides.
+    Authorised,
+    /// Renewal authenticated by the certificate with this serial, which must still be the
+    /// device's active certificate.
+    Renewal(Serial),
+    /// A manufacturer (IDevID) certificate: only for a device holding no unrevoked certificate.
+    Bootstrap,
+}
 
 use rows::{CERT_COLUMNS, DEVICE_COLUMNS, certificate_from_row, device_from_row, product_from_row};
 
@@ -545,15 +560,17 @@ impl Store {
     /// repeats the checks authoritatively inside the transaction that records the certificate,
     /// binds the key and advances the lifecycle. The caller gets the record only after that
     /// transaction committed; a certificate whose recording is refused is dropped unreleased.
+    #[allow(clippy::too_many_arguments)]
     pub async fn issue_certificate<E>(
         &self,
         actor: &Actor,
         device: DeviceId,
+        basis: IssuanceBasis,
         spki_sha256: &Fingerprint,
         now: OffsetDateTime,
         sign: impl FnOnce() -> Result<NewCertificate, E>,
     ) -> Result<CertificateRecord, IssueError<E>> {
-        self.precheck_issuance(device, spki_sha256).await?;
+        self.precheck_issuance(device, &basis, spki_sha256).await?;
         let cert = sign().map_err(IssueError::Sign)?;
         if cert.spki_sha256 != *spki_sha256 {
             return Err(StoreError::Corrupt(
@@ -566,6 +583,7 @@ impl Store {
             .send(batch::RecordJob {
                 actor: actor.clone(),
                 device,
+                basis,
                 cert,
                 now,
                 reply,
@@ -578,6 +596,7 @@ impl Store {
     async fn precheck_issuance(
         &self,
         device: DeviceId,
+        basis: &IssuanceBasis,
         spki_sha256: &Fingerprint,
     ) -> Result<(), StoreError> {
         let row = sqlx::query(
@@ -597,6 +616,13 @@ impl Store {
             .map(|o| DeviceId::from_str(&o).map_err(|e| corrupt(&e)))
             .transpose()?;
         batch::issuance_rule(device, state, key_owner)?;
+        if *basis != IssuanceBasis::Authorised {
+            let credentials = batch::read_credentials(&self.pool, &[device.to_string()]).await?;
+            batch::entitlement_rule(
+                basis,
+                &credentials.get(&device).cloned().unwrap_or_default(),
+            )?;
+        }
         Ok(())
     }
 
@@ -793,14 +819,13 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn live_token_exists(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("SELECT 1 FROM api_tokens WHERE name = $1 AND revoked_at IS NULL")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
-                .is_some(),
-        )
+    /// Whether a token of this name was ever created, revoked or not.
+    pub async fn token_name_used(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM api_tokens WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// The token whose secret hashes to `token_hash`, if any (revoked or expired ones included:

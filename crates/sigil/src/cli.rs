@@ -49,6 +49,26 @@ pub enum Command {
     /// Manage scoped, expiring API tokens (automation).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Host administration, run on the server's machine with the server stopped.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Recover a lost administrator: revoke any live bootstrap token and write a new one to
+    /// DATA_DIR/admin.token (mode 0600), recorded in the audit log as `admin.recovered`. The
+    /// server must be stopped (this takes the same lock). Revoke the token again once an
+    /// administrator account exists.
+    Recover {
+        #[arg(long, default_value = "./sigil-data", env = "SIGIL_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "SIGIL_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

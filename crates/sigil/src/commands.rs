@@ -9,7 +9,7 @@ use sigil_server::mosquitto::MosquittoSettings;
 use sigil_server::{DataDir, PassphraseSource, ServerConfig};
 
 use crate::cli::{
-    CertCommand, Cli, ClientArgs, Command, DeviceCommand, InitArgs, OperatorCommand,
+    AdminCommand, CertCommand, Cli, ClientArgs, Command, DeviceCommand, InitArgs, OperatorCommand,
     ProductCommand, ServeArgs, TokenCommand,
 };
 use crate::client::ApiClient;
@@ -27,6 +27,25 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Compliance(cmd) => crate::compliance::compliance(cmd).await,
         Command::Operator(cmd) => operator(cmd).await,
         Command::Token(cmd) => token(cmd).await,
+        Command::Admin(AdminCommand::Recover {
+            data_dir,
+            database_url,
+            reason,
+        }) => {
+            let dir = DataDir::new(&data_dir);
+            sigil_server::recovery::recover_admin_token(
+                &dir,
+                database_url.as_deref(),
+                &reason,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await?;
+            println!(
+                "Wrote a new admin API token to {} (mode 0600); the recovery is in the audit log. Revoke it once an administrator account exists.",
+                dir.admin_token_path().display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -104,10 +104,11 @@ impl Caller {
 pub struct PeerAddr(pub SocketAddr);
 
 fn source_ip(request: &Request) -> String {
-    request
-        .extensions()
-        .get::<PeerAddr>()
-        .map_or_else(|| "unknown".to_owned(), |p| p.0.ip().to_string())
+    peer_ip(request).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+pub(crate) fn peer_ip<B>(request: &axum::http::Request<B>) -> Option<IpAddr> {
+    request.extensions().get::<PeerAddr>().map(|p| p.0.ip())
 }
 
 /// What a route needs: any authenticated caller, or the policy's permission for an action on
@@ -180,7 +181,7 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/operators" | "/api/v1/tokens" if get => Action("operator.read", "operator"),
         "/api/v1/compliance/attestations" if post => Action("compliance.attest", "attestation"),
         "/api/v1/compliance/{framework}/evaluate" if post => {
-            Action("compliance.read", "compliance")
+            Action("compliance.evaluate", "compliance")
         }
         "/api/v1/compliance"
         | "/api/v1/compliance/attestations"
@@ -211,13 +212,22 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         Ok(caller) => caller,
         Err((id, e)) => {
             let actor = Actor::operator(id.as_deref().unwrap_or("unknown"));
-            return match state
-                .audit_refusal(&actor, "auth.failed", subject, Err::<(), _>(e))
+            // A CSRF refusal is of an authenticated caller: an access decision, not a failed
+            // authentication.
+            if e.code == "csrf" {
+                return state
+                    .audit_refusal(&actor, "access.denied", subject, Err::<(), _>(e))
+                    .await
+                    .err()
+                    .map_or_else(
+                        || StatusCode::FORBIDDEN.into_response(),
+                        |e| e.into_response(),
+                    );
+            }
+            return state
+                .authentication_failed(peer_ip(&request), "api", &actor, "auth.failed", subject, e)
                 .await
-            {
-                Err(e) => e.into_response(),
-                Ok(()) => StatusCode::UNAUTHORIZED.into_response(),
-            };
+                .into_response();
         }
     };
     if let Err(e) = authorise(&state, &caller, &method, &route, &subject).await {
@@ -914,6 +924,27 @@ mod tests {
             assert!(item.delete.is_none() && item.patch.is_none(), "{path}");
         }
         assert!(checked >= 40, "only {checked} routes checked");
+    }
+
+    #[test]
+    fn every_rule_names_a_known_resource_kind() {
+        let doc = super::super::ApiDoc::openapi();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+            ] {
+                if op.is_some()
+                    && let Some(Rule::Action(_, kind)) = rule(&method, path)
+                {
+                    assert!(
+                        super::super::grants::RESOURCE_KINDS.contains(&kind),
+                        "{method} {path}: kind {kind} missing from RESOURCE_KINDS"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

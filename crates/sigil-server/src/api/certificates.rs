@@ -173,7 +173,15 @@ async fn sign_and_record(
     let device: DeviceId = id.parse()?;
     let profile = Profile::by_name(req.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
     let csr = ValidatedCsr::from_pem(&req.csr)?;
-    let record = issue_to_device(state, actor, device, csr, profile).await?;
+    let record = issue_to_device(
+        state,
+        actor,
+        device,
+        sigil_store::IssuanceBasis::Authorised,
+        csr,
+        profile,
+    )
+    .await?;
     Ok((device, profile, record))
 }
 
@@ -183,6 +191,7 @@ pub(crate) async fn issue_to_device(
     state: &AppState,
     actor: &Actor,
     device: DeviceId,
+    basis: sigil_store::IssuanceBasis,
     csr: ValidatedCsr,
     profile: &'static Profile,
 ) -> Result<CertificateRecord, ApiError> {
@@ -191,7 +200,7 @@ pub(crate) async fn issue_to_device(
     let (scheme, urls) = (state.scheme.clone(), state.urls.clone());
     Ok(state
         .store
-        .issue_certificate(actor, device, csr.spki_fingerprint(), now, || {
+        .issue_certificate(actor, device, basis, csr.spki_fingerprint(), now, || {
             let issued = ca.issue_device_certificate(&csr, device, profile, &scheme, &urls, now)?;
             Ok(store_record(issued))
         })

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub title: &'static str,
     pub detail: String,
+    /// Seconds, sent as `Retry-After` (with 429).
+    pub retry_after: Option<u64>,
 }
 
 /// RFC 9457 problem details.
@@ -46,6 +48,19 @@ impl ApiError {
             code,
             title,
             detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                detail,
+            )
         }
     }
 
@@ -97,6 +112,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -120,6 +140,12 @@ impl From<StoreError> for ApiError {
                 "key-already-bound",
                 "Public key already in use",
                 "this public key is already bound to another device; generate a new key on the device",
+            ),
+            StoreError::NotEntitled(detail) => Self::new(
+                StatusCode::FORBIDDEN,
+                "credential-not-current",
+                "Forbidden",
+                detail,
             ),
             other => Self::internal(&other),
         }

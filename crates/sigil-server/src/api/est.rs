@@ -17,8 +17,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use sigil_audit::Actor;
 use sigil_ca::{BootstrapCertificate, KeyAlgorithm, Profile, ValidatedCsr, est};
 use sigil_domain::{DeviceId, Serial};
-use sigil_store::{CertificateRecord, CertificateStatus, TokenRefusal};
+use sigil_store::{CertificateRecord, CertificateStatus, IssuanceBasis, TokenRefusal};
 
+use super::auth::PeerAddr;
 use super::certificates::issue_to_device;
 use super::{ApiError, AppState, token_hash};
 use crate::mtls::PeerCertificate;
@@ -130,14 +131,25 @@ fn basic_credentials(headers: &HeaderMap) -> Result<(DeviceId, String), ApiError
 /// in the audit log first).
 async fn answer(
     state: &AppState,
+    peer: Option<PeerAddr>,
     actor: &Actor,
     action: &str,
     subject: String,
     result: Result<CertificateRecord, ApiError>,
 ) -> Response {
-    let record = match state.audit_refusal(actor, action, subject, result).await {
+    let record = match result {
         Ok(record) => record,
-        Err(e) => return with_challenge(e),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            let ip = peer.map(|p| p.0.ip());
+            let e = state
+                .authentication_failed(ip, "est", actor, action, subject, e)
+                .await;
+            return with_challenge(e);
+        }
+        Err(e) => {
+            let refused = state.audit_refusal(actor, action, subject, Err(e)).await;
+            return refused.map_or_else(with_challenge, |()| StatusCode::FORBIDDEN.into_response());
+        }
     };
     tracing::info!(device = %record.device_id, serial = %record.serial, action, "EST enrolment");
     est::certs_only(&[&record.der])
@@ -162,6 +174,7 @@ fn with_challenge(e: ApiError) -> Response {
 /// bootstrap certificate presented as the TLS client certificate.
 async fn simpleenroll(
     State(state): State<AppState>,
+    addr: Option<Extension<PeerAddr>>,
     peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     body: Bytes,
@@ -169,7 +182,7 @@ async fn simpleenroll(
     if !headers.contains_key(header::AUTHORIZATION)
         && let Some(Extension(PeerCertificate(Some(der)))) = &peer
     {
-        return bootstrap_enroll(&state, der, &headers, &body).await;
+        return bootstrap_enroll(&state, addr.map(|a| a.0), der, &headers, &body).await;
     }
     let (actor, subject) = match basic_credentials(&headers) {
         Ok((device, _)) => (
@@ -204,6 +217,7 @@ async fn simpleenroll(
             &state,
             &Actor::device(&device.to_string()),
             device,
+            IssuanceBasis::Authorised,
             csr,
             profile,
         )
@@ -224,7 +238,15 @@ async fn simpleenroll(
         }
     }
     .await;
-    answer(&state, &actor, "est.simpleenroll", subject, result).await
+    answer(
+        &state,
+        addr.map(|a| a.0),
+        &actor,
+        "est.simpleenroll",
+        subject,
+        result,
+    )
+    .await
 }
 
 /// The unrevoked certificate of `device` for the key in `csr`, if one was issued: what a device
@@ -239,9 +261,11 @@ async fn retried_enrolment(
         .list_certificates(Some(device), 1000)
         .await?
         .into_iter()
-        .find(|c| {
+        .filter(|c| {
             &c.spki_sha256 == csr.spki_fingerprint() && c.status != CertificateStatus::Revoked
-        });
+        })
+        // A renewal may keep its key: then the active certificate is the one to hand back.
+        .max_by_key(|c| c.status == CertificateStatus::Active);
     if let Some(record) = &existing {
         state
             .store
@@ -327,6 +351,7 @@ async fn bootstrap_device(
 
 async fn bootstrap_enroll(
     state: &AppState,
+    addr: Option<PeerAddr>,
     der: &[u8],
     headers: &HeaderMap,
     body: &Bytes,
@@ -359,20 +384,29 @@ async fn bootstrap_enroll(
             )])
             .await?;
         let profile = state.enrollment_profile;
-        issue_to_device(state, &actor, device, csr, profile).await
+        issue_to_device(
+            state,
+            &actor,
+            device,
+            IssuanceBasis::Bootstrap,
+            csr,
+            profile,
+        )
+        .await
     }
     .await;
-    answer(state, &actor, "est.simpleenroll", subject, result).await
+    answer(state, addr, &actor, "est.simpleenroll", subject, result).await
 }
 
-/// The device a verified client certificate belongs to, if Sigil issued it and it is current.
-pub(crate) async fn current_identity(
+/// Sigil's record of a verified client certificate, if Sigil issued it and has not revoked it.
+/// It may be superseded: [`current_identity`] is what authenticates a device.
+async fn issued_certificate(
     state: &AppState,
     peer: &PeerCertificate,
-) -> Result<(DeviceId, CertificateRecord), ApiError> {
+) -> Result<CertificateRecord, ApiError> {
     let der = peer.0.as_ref().ok_or_else(|| {
         ApiError::unauthenticated(
-            "re-enrolment needs the device's current certificate as the TLS client certificate",
+            "this request needs the device's current certificate as the TLS client certificate",
         )
     })?;
     let (_, cert) = X509Certificate::from_der(der)
@@ -382,11 +416,9 @@ pub(crate) async fn current_identity(
     let record = match state.store.get_certificate(&serial).await {
         Ok(record) => record,
         Err(sigil_store::StoreError::NotFound { .. }) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
+            return Err(forbidden(
                 "not-a-device-certificate",
-                "Forbidden",
-                "the client certificate is not a device certificate Sigil issued",
+                "the client certificate is not a device certificate Sigil issued".into(),
             ));
         }
         Err(e) => return Err(e.into()),
@@ -401,32 +433,76 @@ pub(crate) async fn current_identity(
             "the client certificate is revoked",
         ));
     }
+    Ok(record)
+}
+
+fn not_current(record: &CertificateRecord) -> ApiError {
+    forbidden(
+        "certificate-not-current",
+        format!(
+            "certificate {} was superseded by a newer certificate of device {}: only a device's current certificate authenticates it",
+            record.serial, record.device_id
+        ),
+    )
+}
+
+/// The device a verified client certificate belongs to, if Sigil issued it and it is the
+/// device's current (active) certificate. A superseded certificate stays valid for relying
+/// parties during its overlap, but never authenticates the device to Sigil: whoever holds an
+/// old key (a backup, a previous owner) must not act as the device.
+pub(crate) async fn current_identity(
+    state: &AppState,
+    peer: &PeerCertificate,
+) -> Result<(DeviceId, CertificateRecord), ApiError> {
+    let record = issued_certificate(state, peer).await?;
+    if record.status != CertificateStatus::Active {
+        return Err(not_current(&record));
+    }
     Ok((record.device_id, record))
 }
 
 async fn simplereenroll(
     State(state): State<AppState>,
+    addr: Option<Extension<PeerAddr>>,
     Extension(peer): Extension<PeerCertificate>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let identity = current_identity(&state, &peer).await;
+    let identity = issued_certificate(&state, &peer).await;
     let (actor, subject) = match &identity {
-        Ok((device, _)) => (
-            Actor::device(&device.to_string()),
-            format!("device:{device}"),
+        Ok(record) => (
+            Actor::device(&record.device_id.to_string()),
+            format!("device:{}", record.device_id),
         ),
         Err(_) => (Actor::device("unknown"), "est:simplereenroll".to_owned()),
     };
     let result = async {
-        let (device, current) = identity?;
+        let presented = identity?;
+        let device = presented.device_id;
         let csr = read_csr(&headers, &body)?;
+        if presented.status != CertificateStatus::Active {
+            // A retry after a lost answer: the renewal went through, and the CSR proves
+            // possession of the key its certificate certifies, so hand that certificate back.
+            return match retried_enrolment(&state, device, &csr).await? {
+                Some(record) if record.status == CertificateStatus::Active => Ok(record),
+                _ => Err(not_current(&presented)),
+            };
+        }
         // Renewal keeps the profile of the certificate it renews.
-        let profile = Profile::by_name(&current.profile)?;
-        issue_to_device(&state, &actor, device, csr, profile).await
+        let profile = Profile::by_name(&presented.profile)?;
+        let basis = IssuanceBasis::Renewal(presented.serial.clone());
+        issue_to_device(&state, &actor, device, basis, csr, profile).await
     }
     .await;
-    answer(&state, &actor, "est.simplereenroll", subject, result).await
+    answer(
+        &state,
+        addr.map(|a| a.0),
+        &actor,
+        "est.simplereenroll",
+        subject,
+        result,
+    )
+    .await
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]

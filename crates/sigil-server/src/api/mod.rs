@@ -9,6 +9,7 @@ mod compliance;
 mod error;
 mod est;
 mod evidence;
+mod grants;
 mod inventory;
 mod operators;
 mod policy;
@@ -65,6 +66,8 @@ pub struct AppState {
     /// Seals operator TOTP seeds in the database.
     pub secrets: Arc<crate::secrets::SecretBox>,
     pub login_limiter: Arc<auth::LoginLimiter>,
+    /// Failed authentications per source address: recorded, or past the limit summarised.
+    pub failures: Arc<crate::failures::FailureLedger>,
     /// The compliance control catalogue.
     pub catalogue: Arc<sigil_compliance::Catalogue>,
     /// The continuous compliance engine's results.
@@ -85,6 +88,39 @@ impl AppState {
         self.policy.engine()
     }
 
+    /// A failed authentication from `ip`: recorded in the audit log with the address (action
+    /// `action`, details of `error`), or, past the address's limit, only counted for the
+    /// window's summary and answered with 429. Returns the error to answer with.
+    pub(crate) async fn authentication_failed(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        channel: &str,
+        actor: &Actor,
+        action: &str,
+        subject: String,
+        error: ApiError,
+    ) -> ApiError {
+        let address = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        if let Some(ip) = ip
+            && let crate::failures::Verdict::Limited { retry_after } =
+                self.failures.note(ip, channel, self.now())
+        {
+            return too_many_failures(&address, retry_after);
+        }
+        let event = AuditEvent::new(
+            self.now(),
+            actor.clone(),
+            action,
+            subject,
+            Outcome::Failure,
+            serde_json::json!({"code": error.code, "reason": error.detail, "source_ip": address}),
+        );
+        if let Err(write) = self.store.append_audit(vec![event]).await {
+            tracing::error!(error = %write, action, "could not record a failed authentication");
+        }
+        error
+    }
+
     /// Pass `result` through; if it is a refusal, record it in the audit log first. A refusal
     /// changed nothing, so its entry is written in a transaction of its own. If that write
     /// fails the refusal still stands (failing closed), and the failure is logged.
@@ -96,7 +132,7 @@ impl AppState {
         result: Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         if let Err(e) = &result {
-            let outcome = if e.status == StatusCode::CONFLICT {
+            let outcome = if matches!(e.status, StatusCode::CONFLICT | StatusCode::FORBIDDEN) {
                 Outcome::Denied
             } else {
                 Outcome::Failure
@@ -115,6 +151,15 @@ impl AppState {
         }
         result
     }
+}
+
+fn too_many_failures(address: &str, retry_after: u64) -> ApiError {
+    ApiError::rate_limited(
+        format!(
+            "too many failed authentications from {address}; retry in {retry_after} s (they are counted in the audit log)"
+        ),
+        retry_after,
+    )
 }
 
 pub fn router(state: AppState) -> Router {
@@ -234,6 +279,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(crate::body::deliver_refusals))
         .with_state(state)
 }
 

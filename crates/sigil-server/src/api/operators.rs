@@ -93,6 +93,15 @@ pub async fn create_operator(
         ));
     }
     known_role(&req.role)?;
+    let grant = super::grants::check_grant(&state.policy(), &caller, &req.role, None);
+    state
+        .audit_refusal(
+            &caller.actor(),
+            "access.denied",
+            format!("operator:{username}"),
+            grant,
+        )
+        .await?;
     if req.password.chars().count() < MIN_PASSWORD || req.password.len() > 1024 {
         return Err(ApiError::invalid(format!(
             "password: at least {MIN_PASSWORD} characters (at most 1024 bytes)"
@@ -220,18 +229,6 @@ pub async fn create_token(
         return Err(ApiError::invalid("name: 1 to 128 printable characters"));
     }
     known_role(&req.role)?;
-    // Nobody hands out more than they hold: only administrators mint tokens of other roles.
-    if caller.role != "admin" && req.role != caller.role {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
-            format!(
-                "role `{}` may only create tokens of its own role",
-                caller.role
-            ),
-        ));
-    }
     if req.scopes.is_empty() {
         return Err(ApiError::invalid("scopes: at least one"));
     }
@@ -241,6 +238,15 @@ pub async fn create_token(
             SCOPES.join(", ")
         )));
     }
+    let grant = super::grants::check_grant(&state.policy(), &caller, &req.role, Some(&req.scopes));
+    state
+        .audit_refusal(
+            &caller.actor(),
+            "access.denied",
+            format!("token:{name}"),
+            grant,
+        )
+        .await?;
     let lifetime = time::Duration::seconds(req.expires_in_seconds);
     if lifetime < time::Duration::minutes(1) || lifetime > MAX_TOKEN_LIFETIME {
         return Err(ApiError::invalid(

@@ -132,6 +132,15 @@ async fn install(
         ));
     }
     let previous = state.policy();
+    let widening = super::grants::check_no_self_widening(&previous, &engine, caller);
+    state
+        .audit_refusal(
+            &caller.actor(),
+            "access.denied",
+            "policy:apply".into(),
+            widening,
+        )
+        .await?;
     let mut details = origin;
     if let Some(o) = details.as_object_mut() {
         o.insert("previous_version".into(), state.policy.version().into());

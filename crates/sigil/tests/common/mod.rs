@@ -14,6 +14,9 @@ use tempfile::TempDir;
 
 use sigil_server::{ServerConfig, ServerHandle};
 
+pub mod est;
+pub mod operators;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
     Sqlite,

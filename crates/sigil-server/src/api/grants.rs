@@ -1,0 +1,111 @@
+//! Nobody grants more than they hold. A new account, a new token and a new policy are each
+//! compared, right by right, with what the caller may do under the policy in force: an account
+//! or token whose role would allow anything its creator may not do is refused, and a policy that
+//! would widen its applier's own rights must be applied by another administrator.
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+use sigil_policy::{OperatorContext, PolicyEngine, Principal};
+
+use super::ApiError;
+use super::auth::Caller;
+
+/// Every resource kind an API route names (`auth::rule`); a unit test keeps them in step.
+pub const RESOURCE_KINDS: &[&str] = &[
+    "attestation",
+    "audit",
+    "certificate",
+    "compliance",
+    "device",
+    "enrollment_token",
+    "evidence",
+    "manufacturer_ca",
+    "operator",
+    "policy",
+    "posture",
+    "product",
+];
+
+type Rights = BTreeSet<(String, String)>;
+
+fn caller_rights(engine: &PolicyEngine, caller: &Caller) -> Rights {
+    engine.rights(&caller.principal(), &caller.context(), RESOURCE_KINDS)
+}
+
+fn listed(rights: &Rights) -> String {
+    rights
+        .iter()
+        .map(|(action, kind)| format!("{action} on {kind}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Refuse to create a principal (an operator of `role`, or a token of `role` with `scopes`)
+/// that could do something `caller` cannot. An operator is judged at its strongest, with a
+/// second factor.
+pub fn check_grant(
+    engine: &PolicyEngine,
+    caller: &Caller,
+    role: &str,
+    scopes: Option<&[String]>,
+) -> Result<(), ApiError> {
+    let granted = match scopes {
+        Some(scopes) => Principal::Token {
+            id: "new".into(),
+            roles: vec![role.to_owned()],
+            scopes: scopes.to_vec(),
+        },
+        None => Principal::Operator {
+            id: "new".into(),
+            roles: vec![role.to_owned()],
+        },
+    };
+    let strongest = OperatorContext {
+        mfa: true,
+        source_ip: caller.source_ip.clone(),
+    };
+    let excess: Rights = engine
+        .rights(&granted, &strongest, RESOURCE_KINDS)
+        .difference(&caller_rights(engine, caller))
+        .cloned()
+        .collect();
+    if excess.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "grant-exceeds-own-rights",
+        "Forbidden",
+        format!(
+            "nobody grants more than they hold: role `{role}` would allow what you may not do ({})",
+            listed(&excess)
+        ),
+    ))
+}
+
+/// Refuse a policy under which `caller` could do something it cannot do under `current`. The
+/// widening itself may be right, but it needs a second administrator: one to whom it gives
+/// nothing new applies it.
+pub fn check_no_self_widening(
+    current: &PolicyEngine,
+    proposed: &PolicyEngine,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let gained: Rights = caller_rights(proposed, caller)
+        .difference(&caller_rights(current, caller))
+        .cloned()
+        .collect();
+    if gained.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "policy-widens-own-rights",
+        "Forbidden",
+        format!(
+            "this policy would give you rights you do not hold now ({}); another administrator, whom it does not widen, must apply it",
+            listed(&gained)
+        ),
+    ))
+}
