@@ -23,4 +23,6 @@ for tool in openssl curl tar mosquitto mosquitto_pub; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: the interop tests need '$tool' on PATH" >&2; exit 1; }
 done
 
+python3 -c 'import paho.mqtt' 2>/dev/null || { echo "error: the Mosquitto deployment test needs paho-mqtt (python3 -m pip install paho-mqtt==2.1.0)" >&2; exit 1; }
+
 cargo test --workspace --locked

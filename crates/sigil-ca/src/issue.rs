@@ -278,16 +278,7 @@ impl IssuingCa {
             dns_names.first().cloned().unwrap_or_else(|| "sigil".into()),
         );
         params.distinguished_name = dn;
-        let mut sans = Vec::new();
-        for name in dns_names {
-            sans.push(SanType::DnsName(
-                name.clone()
-                    .try_into()
-                    .map_err(|_| CaError::BadName(name.clone()))?,
-            ));
-        }
-        sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-        params.subject_alt_names = sans;
+        params.subject_alt_names = server_names(dns_names, ips)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -304,7 +295,88 @@ impl IssuingCa {
     }
 }
 
+/// Subject alternative names of a TLS server.
+fn server_names(dns_names: &[String], ips: &[IpAddr]) -> Result<Vec<SanType>, CaError> {
+    let mut sans = Vec::new();
+    for name in dns_names {
+        sans.push(SanType::DnsName(
+            name.clone()
+                .try_into()
+                .map_err(|_| CaError::BadName(name.clone()))?,
+        ));
+    }
+    sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    Ok(sans)
+}
+
+/// Longest validity of a service (TLS server) certificate.
+pub const SERVICE_MAX_VALIDITY: Duration = Duration::days(398);
+
 impl IssuingCa {
+    /// A TLS server certificate for a service of the deployment (an MQTT broker, say) for the
+    /// key in `csr`, so that devices trust it through Sigil's own root and a deployment needs
+    /// no second CA: serverAuth only, the names given (at least one), and the same CRL and
+    /// OCSP pointers as device certificates.
+    pub fn issue_service_certificate(
+        &self,
+        csr: &ValidatedCsr,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        validity: Duration,
+        urls: &PublicUrls,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate, CaError> {
+        if dns_names.is_empty() && ips.is_empty() {
+            return Err(CaError::BadName(
+                "a service certificate needs at least one DNS name or IP address".into(),
+            ));
+        }
+        if validity <= Duration::ZERO || validity > SERVICE_MAX_VALIDITY {
+            return Err(CaError::BadName(format!(
+                "validity must be between 1 s and {} days",
+                SERVICE_MAX_VALIDITY.whole_days()
+            )));
+        }
+        let not_before = now - BACKDATE;
+        let not_after = (now + validity).min(self.not_after);
+        let serial = random_serial()?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        let common_name = dns_names
+            .first()
+            .cloned()
+            .or_else(|| ips.first().map(ToString::to_string))
+            .unwrap_or_default();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.subject_alt_names = server_names(dns_names, ips)?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![urls.crl()],
+        }];
+        params.custom_extensions = vec![aia_extension(urls)?];
+        params.serial_number = Some(serial.clone());
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())?;
+        let der = params.signed_by(&public_key, &self.issuer)?.der().to_vec();
+        Ok(IssuedCertificate {
+            serial: Serial::from_bytes(&serial.to_bytes())
+                .map_err(|e| CaError::Crypto(e.to_string()))?,
+            fingerprint: Fingerprint::from_digest(&sha256(&der)),
+            spki_fingerprint: csr.spki_fingerprint().clone(),
+            pem: pem_of(&der),
+            der,
+            not_before,
+            not_after,
+            profile: "service",
+            key: csr.key(),
+        })
+    }
+
     /// A delegated OCSP responder certificate (RFC 6960 4.2.2.2) for `key`: extendedKeyUsage
     /// id-kp-OCSPSigning, and id-pkix-ocsp-nocheck (4.2.2.2.1) so relying parties do not ask
     /// about the responder itself. nocheck means it cannot be revoked in practice, so keep
@@ -497,6 +569,46 @@ mod tests {
                 .iter()
                 .all(|s| s.len() == 20 && s[0] != 0 && s[0] < 0x80)
         );
+    }
+
+    #[test]
+    fn service_certificates_serve_tls_only_for_their_names() {
+        let ca = ca(KeyAlgorithm::EcdsaP256);
+        let (_, csr) = csr();
+        let urls = PublicUrls::new("http://127.0.0.1:8080").unwrap_or_else(|e| panic!("{e}"));
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let names = ["mqtt.example.com".to_owned()];
+        let issued = ca
+            .issue_service_certificate(&csr, &names, &[ip], Duration::days(90), &urls, now())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, cert) = X509Certificate::from_der(&issued.der).unwrap_or_else(|e| panic!("{e}"));
+        let eku = cert
+            .extended_key_usage()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no EKU"))
+            .value;
+        assert!(eku.server_auth && !eku.client_auth);
+        let sans = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no SAN"))
+            .value
+            .general_names
+            .len();
+        assert_eq!(sans, 2);
+        assert!(issued.not_after <= now() + Duration::days(90));
+        for (names, ips, validity) in [
+            (&[][..], &[][..], Duration::days(1)),
+            (&names[..], &[][..], Duration::days(400)),
+            (&names[..], &[][..], Duration::ZERO),
+        ] {
+            assert!(
+                ca.issue_service_certificate(&csr, names, ips, validity, &urls, now())
+                    .is_err()
+            );
+        }
     }
 
     #[test]

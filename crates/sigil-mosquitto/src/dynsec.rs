@@ -167,8 +167,9 @@ impl Command {
     }
 }
 
-/// Deny by default: a device publishes and subscribes only where its role allows. Receiving
-/// stays allowed, because a subscription is itself checked.
+/// Deny by default: a device publishes, subscribes and receives only where its role allows.
+/// Receiving is checked too, not only subscribing: a subscription that reached a client some
+/// other way (a persistent session another client left behind) must not deliver anything.
 pub fn default_access() -> Command {
     Command::SetDefaultAclAccess {
         acls: vec![
@@ -178,7 +179,7 @@ pub fn default_access() -> Command {
             },
             DefaultAccess {
                 acltype: "publishClientReceive",
-                allow: true,
+                allow: false,
             },
             DefaultAccess {
                 acltype: "subscribe",

@@ -99,6 +99,9 @@ pub fn broker_grant(policy: &PolicyEngine, facts: &DeviceFacts) -> Option<Device
     }
     let commands = commands_filter(&facts.id);
     if allowed("subscribe", Target::Topic(commands.clone())) {
+        // Subscribing and receiving are checked apart: grant both for the device's own
+        // commands, and nothing else is delivered to it.
+        acls.insert(Acl::new(AclType::PublishClientReceive, commands.clone()));
         acls.insert(Acl::new(AclType::SubscribePattern, commands));
     }
     Some(DeviceGrant { acls })

@@ -16,7 +16,9 @@ use crate::mtls::RevokedSerials;
 use crate::ocsp::OcspCache;
 use crate::{Clock, ServerError};
 
-/// How long a CRL is valid (nextUpdate - thisUpdate).
+/// How long a CRL is valid (nextUpdate - thisUpdate) unless configured otherwise. Relying
+/// parties that check CRLs (a broker's `crlfile`) refuse every certificate once it has passed,
+/// so this is also how long Sigil may be down before they fail closed.
 pub const CRL_VALIDITY: Duration = Duration::hours(24);
 /// How old a CRL may get before it is re-signed even without a revocation.
 pub const CRL_REFRESH: Duration = Duration::hours(1);
@@ -35,6 +37,8 @@ pub struct CrlPublisher {
     signing: Mutex<()>,
     /// A revocation committed but its CRL failed to publish: retry at the next tick.
     stale: AtomicBool,
+    /// nextUpdate - thisUpdate of every CRL signed.
+    validity: Duration,
 }
 
 impl CrlPublisher {
@@ -46,8 +50,15 @@ impl CrlPublisher {
         urls: PublicUrls,
         revoked_serials: RevokedSerials,
         ocsp_cache: Arc<OcspCache>,
+        validity: Duration,
         now: OffsetDateTime,
     ) -> Result<Arc<Self>, ServerError> {
+        if validity <= CRL_REFRESH {
+            return Err(ServerError::Config(format!(
+                "the CRL validity must be longer than its refresh interval ({} h)",
+                CRL_REFRESH.whole_hours()
+            )));
+        }
         let latest = store.latest_crl().await?.map(Arc::new);
         let publisher = Arc::new(Self {
             store,
@@ -58,6 +69,7 @@ impl CrlPublisher {
             ocsp_cache,
             signing: Mutex::new(()),
             stale: AtomicBool::new(false),
+            validity,
         });
         publisher.publish(&Actor::system("sigil"), now).await?;
         Ok(publisher)
@@ -114,7 +126,7 @@ impl CrlPublisher {
         let contents = CrlContents {
             number: previous + 1,
             this_update,
-            next_update: this_update + CRL_VALIDITY,
+            next_update: this_update + self.validity,
             revoked: &revoked,
         };
         let der = self.ca.sign_crl(&contents, &self.urls)?;

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     /// they are answered with 429 and summarised in one audit entry per address and window.
     pub failures_per_window: u64,
     pub failure_window: std::time::Duration,
+    /// nextUpdate - thisUpdate of the CRLs: how long relying parties that check the CRL (the
+    /// broker) keep working while Sigil is down.
+    pub crl_validity: Duration,
 }
 
 impl ServerConfig {
@@ -109,6 +112,7 @@ impl ServerConfig {
             follow_compliance: true,
             failures_per_window: 10,
             failure_window: std::time::Duration::from_secs(60),
+            crl_validity: crl::CRL_VALIDITY,
         }
     }
 }
@@ -337,6 +341,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
                 "superseded_overlap_seconds": config.superseded_overlap.map(|d| d.whole_seconds()),
                 "enrollment_profile": enrollment_profile.name,
                 "mosquitto": config.mosquitto.as_ref().map(|m| format!("{}:{}", m.host, m.port)),
+                "crl_validity_hours": config.crl_validity.whole_hours(),
             }),
         )])
         .await?;
@@ -349,6 +354,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         urls.clone(),
         revoked.clone(),
         ocsp_cache.clone(),
+        config.crl_validity,
         clock(),
     )
     .await?;

@@ -91,6 +91,7 @@ fn harness() -> Harness {
             urls.clone(),
             sigil_server::mtls::RevokedSerials::default(),
             Default::default(),
+            sigil_server::crl::CRL_VALIDITY,
             now,
         ))
         .unwrap();

@@ -257,6 +257,11 @@ pub struct ServeArgs {
     /// The broker's `pid_file`: Sigil sends it SIGHUP after each CRL so it re-reads the file.
     #[arg(long, requires = "mosquitto_crl_file")]
     pub mosquitto_pid_file: Option<PathBuf>,
+    /// Hours each CRL is valid (nextUpdate; 2 to 2160). A broker checking the CRL refuses every
+    /// device once it has passed, so this is how long Sigil may be down before devices are cut
+    /// off; a revocation still reaches the broker at once while Sigil runs.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(2..=2160))]
+    pub crl_validity_hours: u32,
 }
 
 /// How the CLI reaches a running server.
@@ -405,6 +410,28 @@ pub enum CertCommand {
         #[arg(long)]
         profile: Option<String>,
         /// Write the certificate here (PEM) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the CA chain here (PEM).
+        #[arg(long)]
+        chain_out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Issue a TLS server certificate (serverAuth) for one of the deployment's services, such
+    /// as the MQTT broker devices connect to, from a PEM CSR made where its key lives.
+    IssueService {
+        /// DNS name (repeatable; the first is the subject CN).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// IP address (repeatable).
+        #[arg(long)]
+        ip: Vec<String>,
+        #[arg(long)]
+        csr: PathBuf,
+        /// Validity in days (1 to 398).
+        #[arg(long, default_value_t = 90)]
+        days: u32,
         #[arg(long)]
         out: Option<PathBuf>,
         /// Write the CA chain here (PEM).

@@ -212,6 +212,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.algorithm = args.algorithm.parse()?;
     config.ocsp_signing = args.ocsp_signer.parse()?;
     config.enrollment_profile = args.enrollment_profile;
+    config.crl_validity = time::Duration::hours(i64::from(args.crl_validity_hours));
     config.superseded_overlap = args
         .superseded_overlap_seconds
         .map(|s| time::Duration::seconds(i64::from(s)));
@@ -432,6 +433,38 @@ const CERT_COLUMNS: &[(&str, &str)] = &[
     ("not_after", "NOT AFTER"),
 ];
 
+/// Write an issued certificate (and its chain) where asked, or print it.
+fn write_issued(
+    issued: &Value,
+    out: Option<&std::path::Path>,
+    chain_out: Option<&std::path::Path>,
+    json: bool,
+) -> Result<()> {
+    let field = |name: &str| issued.get(name).and_then(Value::as_str).unwrap_or_default();
+    if let Some(path) = chain_out {
+        std::fs::write(path, field("chain"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    match out {
+        Some(path) => {
+            std::fs::write(path, field("certificate"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(issued)?);
+            } else {
+                println!(
+                    "issued certificate {} -> {}",
+                    field("serial"),
+                    path.display()
+                );
+            }
+        }
+        None if json => println!("{}", serde_json::to_string_pretty(issued)?),
+        None => print!("{}", field("certificate")),
+    }
+    Ok(())
+}
+
 async fn cert(cmd: CertCommand) -> Result<()> {
     match cmd {
         CertCommand::Issue {
@@ -455,36 +488,23 @@ async fn cert(cmd: CertCommand) -> Result<()> {
                     &body,
                 )
                 .await?;
-            let cert = issued
-                .get("certificate")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let chain = issued
-                .get("chain")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if let Some(path) = &chain_out {
-                std::fs::write(path, chain)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            match &out {
-                Some(path) => {
-                    std::fs::write(path, cert)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    if client.json {
-                        println!("{}", serde_json::to_string_pretty(&issued)?);
-                    } else {
-                        let serial = issued
-                            .get("serial")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        println!("issued certificate {serial} -> {}", path.display());
-                    }
-                }
-                None if client.json => println!("{}", serde_json::to_string_pretty(&issued)?),
-                None => print!("{cert}"),
-            }
-            Ok(())
+            write_issued(&issued, out.as_deref(), chain_out.as_deref(), client.json)
+        }
+        CertCommand::IssueService {
+            dns,
+            ip,
+            csr,
+            days,
+            out,
+            chain_out,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let csr_pem = std::fs::read_to_string(&csr)
+                .with_context(|| format!("reading CSR {}", csr.display()))?;
+            let body = json!({"csr": csr_pem, "dns_names": dns, "ip_addresses": ip, "validity_days": days});
+            let issued = api.post("/api/v1/services/certificates", &body).await?;
+            write_issued(&issued, out.as_deref(), chain_out.as_deref(), client.json)
         }
         CertCommand::List {
             device,

@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use sigil_compliance::{Catalogue, CheckKind};
 
-/// The OSCAL version the documents declare.
-pub const OSCAL_VERSION: &str = "1.1.3";
+/// The OSCAL version the documents declare: that of the vendored schemas they are validated
+/// against, which current compliance-trestle also validates.
+pub const OSCAL_VERSION: &str = "1.2.3";
 /// Namespace of Sigil's own properties (OSCAL requires one for names it does not define).
 pub const SIGIL_NS: &str = "https://github.com/sigil-iot/sigil/ns/oscal";
 /// Media type of the component-definition, for links to it.

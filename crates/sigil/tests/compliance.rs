@@ -404,7 +404,7 @@ async fn fleet_posture_names_the_failing_devices_and_follows_fixes(db: Db) {
         Vec::<String>::new()
     );
     let ar = &results["assessment-results"];
-    assert_eq!(ar["metadata"]["oscal-version"], "1.1.3");
+    assert_eq!(ar["metadata"]["oscal-version"], "1.2.3");
     assert_eq!(ar["metadata"]["version"], report["catalogue_version"]);
     assert_eq!(
         ar["back-matter"]["resources"][0]["rlinks"][0]["href"],

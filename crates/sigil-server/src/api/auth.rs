@@ -177,6 +177,7 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
             Action("audit.read", "audit")
         }
         "/api/v1/audit/checkpoint" if post => Action("audit.checkpoint", "audit"),
+        "/api/v1/services/certificates" if post => Action("ca.manage", "service"),
         "/api/v1/evidence" if get => Action("evidence.export", "evidence"),
         "/api/v1/operators" | "/api/v1/tokens" if get => Action("operator.read", "operator"),
         "/api/v1/compliance/attestations" if post => Action("compliance.attest", "attestation"),

@@ -25,6 +25,7 @@ pub const RESOURCE_KINDS: &[&str] = &[
     "policy",
     "posture",
     "product",
+    "service",
 ];
 
 type Rights = BTreeSet<(String, String)>;

@@ -15,6 +15,7 @@ mod operators;
 mod policy;
 mod posture;
 mod revocation;
+mod services;
 
 use std::sync::Arc;
 
@@ -258,6 +259,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/proof/consistency", get(audit::consistency))
         .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/evidence", get(evidence::export))
+        .route("/api/v1/services/certificates", post(services::issue))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
 
     Router::new()
@@ -328,7 +330,7 @@ where
         inventory::declare_product, inventory::get_declaration,
         inventory::create_device, inventory::list_devices, inventory::get_device,
         inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
-        certificates::issue, certificates::list, certificates::get, certificates::profiles,
+        certificates::issue, certificates::list, certificates::get, certificates::profiles, services::issue,
         revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list, posture::get, broker::authn, broker::authz, broker::explain,
         policy::current, policy::versions, policy::apply, policy::rollback,
         operators::create_operator, operators::list_operators, operators::create_token, operators::list_tokens, operators::revoke_token,

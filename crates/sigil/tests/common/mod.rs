@@ -304,6 +304,16 @@ impl SpawnedServer {
         database_url: Option<&str>,
         envs: &[(&str, &str)],
     ) -> Result<Self, String> {
+        Self::spawn_with(data_dir, database_url, envs, &[])
+    }
+
+    /// `sigil serve` with `args` added to the listener and data-directory flags.
+    pub fn spawn_with(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        envs: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
         cmd.args([
             "serve",
@@ -314,6 +324,7 @@ impl SpawnedServer {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(args)
         .env_remove("SIGIL_CA_PASSPHRASE")
         .env("SIGIL_LOG", "warn")
         .stdout(Stdio::null())
