@@ -25,4 +25,6 @@ done
 
 python3 -c 'import paho.mqtt' 2>/dev/null || { echo "error: the Mosquitto deployment test needs paho-mqtt (python3 -m pip install paho-mqtt==2.1.0)" >&2; exit 1; }
 
+command -v st >/dev/null 2>&1 || { echo "error: the API conformance test needs Schemathesis (python3 -m pip install schemathesis==4.32.5)" >&2; exit 1; }
+
 cargo test --workspace --locked

@@ -262,6 +262,10 @@ pub struct ServeArgs {
     /// off; a revocation still reaches the broker at once while Sigil runs.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(2..=2160))]
     pub crl_validity_hours: u32,
+    /// Failed authentications from one address recorded one by one per minute; past that they
+    /// are answered 429 and summarised in one audit entry per address and minute.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub failed_auth_limit: u64,
 }
 
 /// How the CLI reaches a running server.

@@ -213,6 +213,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.ocsp_signing = args.ocsp_signer.parse()?;
     config.enrollment_profile = args.enrollment_profile;
     config.crl_validity = time::Duration::hours(i64::from(args.crl_validity_hours));
+    config.failures_per_window = args.failed_auth_limit;
     config.superseded_overlap = args
         .superseded_overlap_seconds
         .map(|s| time::Duration::seconds(i64::from(s)));

@@ -19,6 +19,7 @@ use super::{ApiError, ApiQuery, AppState, Problem};
 const EXPORT_PAGE: u64 = 2000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EntryQuery {
     /// Entries at or after this time (RFC 3339).
@@ -32,12 +33,15 @@ pub struct EntryQuery {
     /// Exact action (`device.created`) or a prefix ending in `.` (`device.`).
     pub action: Option<String>,
     /// Entries with a higher sequence number (paging forward).
+    #[param(maximum = 9_223_372_036_854_775_807_i64)]
     pub after: Option<u64>,
     /// Entries with a lower sequence number (paging backward).
+    #[param(maximum = 9_223_372_036_854_775_807_i64)]
     pub before: Option<u64>,
     /// `asc` (default) or `desc` (newest first).
     pub order: Option<String>,
     /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -78,6 +82,15 @@ pub async fn entries(
             )));
         }
     };
+    // Sequence numbers are i64 in the database: a bound beyond is refused, not a false alarm.
+    for (name, bound) in [("after", q.after), ("before", q.before)] {
+        if bound.is_some_and(|b| i64::try_from(b).is_err()) {
+            return Err(ApiError::invalid(format!(
+                "{name}: at most {} (a sequence number)",
+                i64::MAX
+            )));
+        }
+    }
     let query = AuditQuery {
         since: q
             .since
@@ -129,6 +142,7 @@ pub async fn sign_checkpoint(State(state): State<AppState>) -> Result<Response, 
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InclusionQuery {
     pub seq: u64,
@@ -198,8 +212,10 @@ pub async fn inclusion(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyQuery {
+    #[param(minimum = 1)]
     pub from: u64,
     /// Default: the newest checkpoint's size.
     pub to: Option<u64>,
@@ -222,6 +238,10 @@ pub async fn consistency(
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     let (to, checkpoint) = proof_size(&state, q.to).await?;
+    if q.from == 0 {
+        // RFC 6962 2.1.2: a consistency proof starts from a non-empty tree.
+        return Err(ApiError::invalid("from must be at least 1"));
+    }
     if q.from > to {
         return Err(ApiError::invalid(format!(
             "from ({}) must not exceed to ({to})",

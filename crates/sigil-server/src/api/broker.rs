@@ -123,8 +123,8 @@ pub async fn authz(
     let topic = req
         .topic
         .clone()
-        .filter(|t| !t.is_empty() && t.len() <= 1024)
-        .ok_or_else(|| ApiError::invalid("topic: 1 to 1024 bytes"))?;
+        .filter(|t| !t.is_empty() && t.chars().count() <= 1024)
+        .ok_or_else(|| ApiError::invalid("topic: 1 to 1024 characters"))?;
     decide(&state, &caller, &req, action, Target::Topic(topic)).await
 }
 

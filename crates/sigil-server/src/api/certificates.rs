@@ -118,11 +118,13 @@ pub struct CertificateList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateQuery {
     /// Only certificates of this device.
     pub device: Option<String>,
     /// At most this many, newest first (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -208,7 +210,7 @@ pub(crate) async fn issue_to_device(
 }
 
 #[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", params(CertificateQuery),
-    responses((status = 200, body = CertificateList), (status = 400, body = Problem)))]
+    responses((status = 200, body = CertificateList), (status = 400, body = Problem), (status = 404, body = Problem, description = "No such device")))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<CertificateQuery>,

@@ -17,6 +17,7 @@ use super::inventory::{DeviceResponse, ProductResponse};
 use super::{ApiError, ApiQuery, AppState, Problem};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceQuery {
     /// Start of the period (RFC 3339, inclusive). Default: the beginning of the log.

@@ -238,6 +238,7 @@ pub struct DeviceList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
     /// Only devices in this lifecycle state.
@@ -247,6 +248,7 @@ pub struct DeviceQuery {
     /// Only devices with this tag.
     pub tag: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Cursor: the `next_cursor` of the previous page.
     pub after: Option<String>,

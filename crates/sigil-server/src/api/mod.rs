@@ -11,6 +11,7 @@ mod est;
 mod evidence;
 mod grants;
 mod inventory;
+mod openapi;
 mod operators;
 mod policy;
 mod posture;
@@ -27,7 +28,6 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use time::OffsetDateTime;
-use utoipa::OpenApi;
 
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_ca::{IdentityScheme, IssuingCa, PublicUrls};
@@ -39,6 +39,7 @@ pub use auth::{Caller, generate_token, token_hash};
 pub use certificates::store_record;
 pub use error::{ApiError, Problem};
 pub(crate) use inventory::rfc3339;
+pub use openapi::ApiDoc;
 
 /// Largest request body the API reads. A CSR is a few KiB; nothing legitimate comes near this.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -294,12 +295,42 @@ pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
-    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(Json::<T>::from_request(req, state).await?.0))
+        let Json(mut value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        integral_numbers(&mut value);
+        serde_json::from_value(value).map(Self).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                "Request body does not match the schema",
+                format!("the JSON body does not match the request's schema: {e}"),
+            )
+        })
+    }
+}
+
+/// JSON does not tell `60` from `60.0`: both are the number sixty, and JSON Schema's `integer`
+/// accepts both. serde does, so turn integral floats into integers before it sees them.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                // Exact: |f| < 2^53.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *value = serde_json::Value::from(i);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
     }
 }
 
@@ -322,42 +353,6 @@ where
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Sigil API", description = "IoT device identity and compliance platform"),
-    paths(
-        inventory::create_product, inventory::list_products, inventory::get_product,
-        inventory::declare_product, inventory::get_declaration,
-        inventory::create_device, inventory::list_devices, inventory::get_device,
-        inventory::activate_device, inventory::suspend_device, inventory::resume_device, inventory::retire_device,
-        certificates::issue, certificates::list, certificates::get, certificates::profiles, services::issue,
-        revocation::revoke_device, est::create_enrollment_token, bootstrap::add, bootstrap::list, posture::get, broker::authn, broker::authz, broker::explain,
-        policy::current, policy::versions, policy::apply, policy::rollback,
-        operators::create_operator, operators::list_operators, operators::create_token, operators::list_tokens, operators::revoke_token,
-        auth::login, auth::logout, auth::me,
-        compliance::frameworks, compliance::fleet, compliance::device, compliance::attest, compliance::attestations, compliance::evaluate_now, compliance::history,
-        audit::entries, audit::latest_checkpoint, audit::sign_checkpoint, audit::inclusion,
-        audit::consistency, audit::export, evidence::export,
-    ),
-    components(schemas(Problem)),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi::document())
 }

@@ -102,9 +102,9 @@ pub async fn create_operator(
             grant,
         )
         .await?;
-    if req.password.chars().count() < MIN_PASSWORD || req.password.len() > 1024 {
+    if req.password.chars().count() < MIN_PASSWORD || req.password.chars().count() > 1024 {
         return Err(ApiError::invalid(format!(
-            "password: at least {MIN_PASSWORD} characters (at most 1024 bytes)"
+            "password: {MIN_PASSWORD} to 1024 characters"
         )));
     }
     let password = req.password;
@@ -225,7 +225,7 @@ pub async fn create_token(
     ApiJson(req): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let name = req.name.trim();
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(ApiError::invalid("name: 1 to 128 printable characters"));
     }
     known_role(&req.role)?;

@@ -108,8 +108,10 @@ async fn install(
             "text: at most {MAX_POLICY_BYTES} bytes"
         )));
     }
-    if comment.trim().is_empty() || comment.len() > 1024 {
-        return Err(ApiError::invalid("comment: 1 to 1024 bytes, saying why"));
+    if comment.trim().is_empty() || comment.chars().count() > 1024 {
+        return Err(ApiError::invalid(
+            "comment: 1 to 1024 characters, saying why",
+        ));
     }
     let engine = PolicyEngine::new(text).map_err(|e| ApiError::invalid(format!("policy: {e}")))?;
     // Whoever applies a policy must still be able to apply the next one: otherwise a mistake

@@ -2,7 +2,7 @@
 //! the certificate is the identity); operators read the latest and the history.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
@@ -81,8 +81,10 @@ pub async fn report(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PostureQuery {
     /// Most history entries returned (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -100,7 +102,7 @@ pub struct PostureResponse {
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<PostureQuery>,
+    super::ApiQuery(q): super::ApiQuery<PostureQuery>,
 ) -> Result<Json<PostureResponse>, ApiError> {
     let device: DeviceId = id.parse()?;
     state.store.get_device(device).await?;
