@@ -331,6 +331,13 @@ impl IssuingCa {
                 "a service certificate needs at least one DNS name or IP address".into(),
             ));
         }
+        if let Some(wild) = dns_names.iter().find(|n| n.contains('*')) {
+            // One service, one name: a wildcard would let the holder stand for any host,
+            // Sigil's own API included.
+            return Err(CaError::BadName(format!(
+                "{wild}: a service certificate names its hosts, without wildcards"
+            )));
+        }
         if validity <= Duration::ZERO || validity > SERVICE_MAX_VALIDITY {
             return Err(CaError::BadName(format!(
                 "validity must be between 1 s and {} days",
@@ -603,6 +610,11 @@ mod tests {
             (&[][..], &[][..], Duration::days(1)),
             (&names[..], &[][..], Duration::days(400)),
             (&names[..], &[][..], Duration::ZERO),
+            (
+                &["*.example.com".to_owned()][..],
+                &[][..],
+                Duration::days(1),
+            ),
         ] {
             assert!(
                 ca.issue_service_certificate(&csr, names, ips, validity, &urls, now())

@@ -16,8 +16,13 @@ use std::sync::Mutex;
 
 use time::{Duration, OffsetDateTime};
 
-/// Addresses tracked in one window before the rest share one bucket.
-pub const MAX_ADDRESSES: usize = 65_536;
+/// Addresses tracked in one window before the rest share one bucket: this also bounds the
+/// summary entries a window can produce.
+pub const MAX_ADDRESSES: usize = 1024;
+/// Failures recorded one by one per window across all addresses: past it, every address's
+/// failures are only counted, so a flood from many addresses grows the log by at most this
+/// many entries plus [`MAX_ADDRESSES`] summaries a window.
+pub const MAX_RECORDED_PER_WINDOW: u64 = 2000;
 
 /// The key failures are counted under.
 pub fn address_key(ip: IpAddr) -> String {
@@ -68,7 +73,15 @@ struct Window {
 pub struct FailureLedger {
     window: Duration,
     per_window: u64,
-    windows: Mutex<HashMap<String, Window>>,
+    windows: Mutex<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    by_address: HashMap<String, Window>,
+    /// Failures recorded one by one across all addresses, and since when.
+    recorded: u64,
+    since: Option<OffsetDateTime>,
 }
 
 const OVERFLOW: &str = "(other addresses)";
@@ -78,7 +91,7 @@ impl FailureLedger {
         Self {
             window,
             per_window,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(Windows::default()),
         }
     }
 
@@ -93,7 +106,14 @@ impl FailureLedger {
 
     /// Count one failure from `ip` on `channel`.
     pub fn note(&self, ip: IpAddr, channel: &str, now: OffsetDateTime) -> Verdict {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let all = &mut *guard;
+        if all.since.is_none_or(|since| now >= since + self.window) {
+            all.since = Some(now);
+            all.recorded = 0;
+        }
+        let global_room = all.recorded < MAX_RECORDED_PER_WINDOW;
+        let windows = &mut all.by_address;
         let mut key = address_key(ip);
         if !windows.contains_key(&key) && windows.len() >= MAX_ADDRESSES {
             key = OVERFLOW.to_owned();
@@ -113,8 +133,9 @@ impl FailureLedger {
                 channels: BTreeMap::new(),
             };
         }
-        if w.recorded < self.per_window && w.suppressed == 0 {
+        if w.recorded < self.per_window && w.suppressed == 0 && global_room {
             w.recorded += 1;
+            all.recorded += 1;
             return Verdict::Record;
         }
         w.suppressed += 1;
@@ -126,7 +147,8 @@ impl FailureLedger {
 
     /// Remove the windows that have ended: a summary for each that suppressed failures.
     pub fn drain_ended(&self, now: OffsetDateTime) -> Vec<Summary> {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let windows = &mut guard.by_address;
         let ended: Vec<String> = windows
             .iter()
             .filter(|(_, w)| now >= w.start + self.window)

@@ -1,7 +1,7 @@
 //! The accept loop both listeners share: HTTPS for the API (rustls, aws-lc-rs provider, the
 //! verified client certificate handed to handlers for EST and devices) and plain HTTP/1.1 for
 //! the public PKI listener. Every connection is bounded: a handshake and a request head must
-//! arrive in time, a request must be answered in time, and each listener holds at most
+//! arrive in time, a request body must be complete in time (body.rs), and each listener holds at most
 //! [`MAX_CONNECTIONS`] connections, [`MAX_CONNECTIONS_PER_ADDRESS`] of them from one address,
 //! so that one client (or a slowloris crowd) cannot exhaust descriptors or starve the other
 //! listener.
@@ -115,24 +115,25 @@ pub async fn serve_plain(listener: TcpListener, app: Router) {
     .await;
 }
 
-/// Connections held per address, with the permit that counts them against the listener.
+/// Connections held per address (an IPv4 address or an IPv6 /64, as failures are counted),
+/// with the permit that counts them against the listener.
 #[derive(Default)]
-struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+struct PerAddress(Mutex<HashMap<String, usize>>);
 
 /// Releases an address's slot when the connection ends.
 struct Slot {
     addresses: Arc<PerAddress>,
-    ip: IpAddr,
+    key: String,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut held = self.addresses.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = held.get_mut(&self.ip) {
+        if let Some(n) = held.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                held.remove(&self.ip);
+                held.remove(&self.key);
             }
         }
     }
@@ -140,15 +141,16 @@ impl Drop for Slot {
 
 impl PerAddress {
     fn take(self: &Arc<Self>, ip: IpAddr, permit: OwnedSemaphorePermit) -> Option<Slot> {
+        let key = crate::failures::address_key(ip);
         let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = held.entry(ip).or_default();
+        let n = held.entry(key.clone()).or_default();
         if *n >= MAX_CONNECTIONS_PER_ADDRESS {
             return None;
         }
         *n += 1;
         Some(Slot {
             addresses: self.clone(),
-            ip,
+            key,
             _permit: permit,
         })
     }

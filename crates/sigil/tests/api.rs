@@ -910,6 +910,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/compliance/{framework}/devices/{id}", "get"),
         ("/api/v1/products/{id}/declaration", "put"),
         ("/api/v1/products/{id}/declaration", "get"),
+        ("/api/v1/services/certificates", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -918,11 +919,15 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        41,
+        42,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["session"]["in"],
+        "cookie"
+    );
     // Unknown routes and methods are problem+json too.
     let (st, e) = s.get("/api/v1/nope").await;
     assert_eq!(

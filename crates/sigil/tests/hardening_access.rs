@@ -110,6 +110,25 @@ async fn security_officer_cannot_make_itself_admin(db: Db) {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{e}");
 
+    // Nor may it widen others it controls: its own tokens become admins under this policy.
+    let tokens_everything = format!(
+        "{}\n@id(\"tokens-everything\")\npermit (principal is Sigil::ApiToken, action, resource);\n",
+        current["text"].as_str().unwrap()
+    );
+    let (st, e) = olga
+        .call(
+            &s,
+            "POST",
+            "/api/v1/policy",
+            Some(json!({"text": tokens_everything, "comment": "tokens"})),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("grant-exceeds-own-rights")),
+        "{e}"
+    );
+
     // Both refusals are access decisions in the audit log, under the officer.
     let denied = audit(&s, "access.denied").await;
     let olga_id = olga.body["operator"]["id"].as_str().map(str::to_owned);

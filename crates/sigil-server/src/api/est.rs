@@ -139,16 +139,14 @@ async fn answer(
 ) -> Response {
     let record = match result {
         Ok(record) => record,
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+        // Every refusal: EST callers are not authenticated until issuance succeeds (a token
+        // is checked after the CSR is parsed), so each refusal counts against the address.
+        Err(e) => {
             let ip = peer.map(|p| p.0.ip());
             let e = state
                 .authentication_failed(ip, "est", actor, action, subject, e)
                 .await;
             return with_challenge(e);
-        }
-        Err(e) => {
-            let refused = state.audit_refusal(actor, action, subject, Err(e)).await;
-            return refused.map_or_else(with_challenge, |()| StatusCode::FORBIDDEN.into_response());
         }
     };
     tracing::info!(device = %record.device_id, serial = %record.serial, action, "EST enrolment");

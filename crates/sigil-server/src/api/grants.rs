@@ -85,28 +85,82 @@ pub fn check_grant(
     ))
 }
 
-/// Refuse a policy under which `caller` could do something it cannot do under `current`. The
-/// widening itself may be right, but it needs a second administrator: one to whom it gives
-/// nothing new applies it.
+/// Every principal a policy could widen that Sigil can name: each role as a person (with a
+/// second factor) and as a token of every scope, and each existing account and token by id.
+fn principals(existing: &[Principal]) -> Vec<(Principal, OperatorContext)> {
+    let mfa = OperatorContext {
+        mfa: true,
+        source_ip: String::new(),
+    };
+    let mut out: Vec<(Principal, OperatorContext)> = Vec::new();
+    for role in super::auth::ROLES {
+        out.push((
+            Principal::Operator {
+                id: "any".into(),
+                roles: vec![role.to_owned()],
+            },
+            mfa.clone(),
+        ));
+        out.push((
+            Principal::Token {
+                id: "any".into(),
+                roles: vec![role.to_owned()],
+                scopes: vec!["*".into()],
+            },
+            mfa.clone(),
+        ));
+    }
+    out.extend(existing.iter().map(|p| (p.clone(), mfa.clone())));
+    out
+}
+
+/// Refuse a policy that gives anyone rights its applier does not hold (nobody grants more than
+/// they hold), and one under which the applier itself could do something it cannot do now:
+/// that widening may be right, but it needs a second administrator, one to whom it gives
+/// nothing new. `existing` are the accounts and tokens there are, by id, so that a policy
+/// naming one of them is judged too.
 pub fn check_no_self_widening(
     current: &PolicyEngine,
     proposed: &PolicyEngine,
     caller: &Caller,
+    existing: &[Principal],
 ) -> Result<(), ApiError> {
+    let held = caller_rights(current, caller);
     let gained: Rights = caller_rights(proposed, caller)
-        .difference(&caller_rights(current, caller))
+        .difference(&held)
         .cloned()
         .collect();
-    if gained.is_empty() {
+    if !gained.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "policy-widens-own-rights",
+            "Forbidden",
+            format!(
+                "this policy would give you rights you do not hold now ({}); another administrator, whom it does not widen, must apply it",
+                listed(&gained)
+            ),
+        ));
+    }
+    let mut handed_out = Rights::new();
+    for (principal, context) in principals(existing) {
+        let before = current.rights(&principal, &context, RESOURCE_KINDS);
+        handed_out.extend(
+            proposed
+                .rights(&principal, &context, RESOURCE_KINDS)
+                .into_iter()
+                .filter(|r| !before.contains(r) && !held.contains(r)),
+        );
+    }
+    if handed_out.is_empty() {
         return Ok(());
     }
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
-        "policy-widens-own-rights",
+        "grant-exceeds-own-rights",
         "Forbidden",
         format!(
-            "this policy would give you rights you do not hold now ({}); another administrator, whom it does not widen, must apply it",
-            listed(&gained)
+            "nobody grants more than they hold: this policy would give others rights you do not hold ({})",
+            listed(&handed_out)
         ),
     ))
 }

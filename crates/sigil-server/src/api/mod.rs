@@ -109,13 +109,20 @@ impl AppState {
         {
             return too_many_failures(&address, retry_after);
         }
+        let outcome = if matches!(error.status, StatusCode::CONFLICT | StatusCode::FORBIDDEN) {
+            Outcome::Denied
+        } else {
+            Outcome::Failure
+        };
+        // The reason may echo what the caller sent: keep entries small.
+        let reason: String = error.detail.chars().take(512).collect();
         let event = AuditEvent::new(
             self.now(),
             actor.clone(),
             action,
             subject,
-            Outcome::Failure,
-            serde_json::json!({"code": error.code, "reason": error.detail, "source_ip": address}),
+            outcome,
+            serde_json::json!({"code": error.code, "reason": reason, "source_ip": address}),
         );
         if let Err(write) = self.store.append_audit(vec![event]).await {
             tracing::error!(error = %write, action, "could not record a failed authentication");

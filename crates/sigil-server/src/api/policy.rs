@@ -134,7 +134,26 @@ async fn install(
         ));
     }
     let previous = state.policy();
-    let widening = super::grants::check_no_self_widening(&previous, &engine, caller);
+    let now = state.now();
+    let mut existing: Vec<sigil_policy::Principal> = state
+        .store
+        .list_api_tokens()
+        .await?
+        .into_iter()
+        .filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now))
+        .map(|t| sigil_policy::Principal::Token {
+            id: t.id,
+            roles: vec![t.role],
+            scopes: t.scopes,
+        })
+        .collect();
+    existing.extend(state.store.list_operators().await?.into_iter().map(|o| {
+        sigil_policy::Principal::Operator {
+            id: o.id,
+            roles: vec![o.role],
+        }
+    }));
+    let widening = super::grants::check_no_self_widening(&previous, &engine, caller, &existing);
     state
         .audit_refusal(
             &caller.actor(),

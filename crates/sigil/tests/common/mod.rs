@@ -132,6 +132,9 @@ impl TestServer {
         config.database_url = Some(database_url.clone());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.pki_listen = "127.0.0.1:0".parse().unwrap();
+        // Tests send many bad requests from one address on purpose; the limit of failed
+        // authentications has a test of its own (hardening_access.rs), which lowers this.
+        config.failures_per_window = 100_000;
         configure(&mut config);
         let handle = sigil_server::start(config, clock)
             .await
