@@ -36,8 +36,11 @@ struct Run<'a> {
 }
 
 fn schemathesis(server: &SpawnedServer, root_ca: &str, run: &Run) {
+    // Schemathesis keeps a cache where it runs: not in the source tree.
+    let scratch = tempfile::tempdir().unwrap();
     let mut command = Command::new("st");
     command
+        .current_dir(scratch.path())
         .args(["--config-file", run.config, "run"])
         .arg(format!("{}/api/v1/openapi.json", server.api()))
         .args(["--tls-verify", root_ca])
