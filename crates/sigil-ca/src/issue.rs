@@ -222,31 +222,47 @@ impl IssuingCa {
         if not_after <= now {
             return Err(CaError::IssuerExpired(device));
         }
-        let serial = random_serial()?;
+        let uri = scheme.uri_for(device);
+        let end_entity = EndEntity {
+            common_name: device.to_string(),
+            names: vec![SanType::URI(
+                uri.clone().try_into().map_err(|_| CaError::BadName(uri))?,
+            )],
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
+            profile: profile.name,
+            not_before,
+            not_after,
+        };
+        self.sign_end_entity(csr, end_entity, urls)
+    }
 
+    /// Sign a certificate for the verified key of `csr`: the CA decides every field, and every
+    /// end-entity certificate points relying parties at the CRL and OCSP.
+    fn sign_end_entity(
+        &self,
+        csr: &ValidatedCsr,
+        e: EndEntity,
+        urls: &PublicUrls,
+    ) -> Result<IssuedCertificate, CaError> {
+        let serial = random_serial()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, device.to_string());
+        dn.push(DnType::CommonName, e.common_name);
         params.distinguished_name = dn;
-        let uri = scheme.uri_for(device);
-        params.subject_alt_names = vec![SanType::URI(
-            uri.clone().try_into().map_err(|_| CaError::BadName(uri))?,
-        )];
+        params.subject_alt_names = e.names;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![e.usage];
         params.use_authority_key_identifier_extension = true;
         params.crl_distribution_points = vec![CrlDistributionPoint {
             uris: vec![urls.crl()],
         }];
         params.custom_extensions = vec![aia_extension(urls)?];
         params.serial_number = Some(serial.clone());
-        params.not_before = not_before;
-        params.not_after = not_after;
-
+        params.not_before = e.not_before;
+        params.not_after = e.not_after;
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())?;
-        let cert = params.signed_by(&public_key, &self.issuer)?;
-        let der = cert.der().to_vec();
+        let der = params.signed_by(&public_key, &self.issuer)?.der().to_vec();
         Ok(IssuedCertificate {
             serial: Serial::from_bytes(&serial.to_bytes())
                 .map_err(|e| CaError::Crypto(e.to_string()))?,
@@ -254,9 +270,9 @@ impl IssuingCa {
             spki_fingerprint: csr.spki_fingerprint().clone(),
             pem: pem_of(&der),
             der,
-            not_before,
-            not_after,
-            profile: profile.name,
+            not_before: e.not_before,
+            not_after: e.not_after,
+            profile: e.profile,
             key: csr.key(),
         })
     }
@@ -293,6 +309,16 @@ impl IssuingCa {
             not_after: params.not_after,
         })
     }
+}
+
+/// What differs between the end-entity certificates Sigil signs.
+struct EndEntity {
+    common_name: String,
+    names: Vec<SanType>,
+    usage: ExtendedKeyUsagePurpose,
+    profile: &'static str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
 }
 
 /// Subject alternative names of a TLS server.
@@ -346,42 +372,20 @@ impl IssuingCa {
         }
         let not_before = now - BACKDATE;
         let not_after = (now + validity).min(self.not_after);
-        let serial = random_serial()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
         let common_name = dns_names
             .first()
             .cloned()
             .or_else(|| ips.first().map(ToString::to_string))
             .unwrap_or_default();
-        dn.push(DnType::CommonName, common_name);
-        params.distinguished_name = dn;
-        params.subject_alt_names = server_names(dns_names, ips)?;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![urls.crl()],
-        }];
-        params.custom_extensions = vec![aia_extension(urls)?];
-        params.serial_number = Some(serial.clone());
-        params.not_before = not_before;
-        params.not_after = not_after;
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())?;
-        let der = params.signed_by(&public_key, &self.issuer)?.der().to_vec();
-        Ok(IssuedCertificate {
-            serial: Serial::from_bytes(&serial.to_bytes())
-                .map_err(|e| CaError::Crypto(e.to_string()))?,
-            fingerprint: Fingerprint::from_digest(&sha256(&der)),
-            spki_fingerprint: csr.spki_fingerprint().clone(),
-            pem: pem_of(&der),
-            der,
+        let end_entity = EndEntity {
+            common_name,
+            names: server_names(dns_names, ips)?,
+            usage: ExtendedKeyUsagePurpose::ServerAuth,
+            profile: "service",
             not_before,
             not_after,
-            profile: "service",
-            key: csr.key(),
-        })
+        };
+        self.sign_end_entity(csr, end_entity, urls)
     }
 
     /// A delegated OCSP responder certificate (RFC 6960 4.2.2.2) for `key`: extendedKeyUsage
