@@ -328,3 +328,58 @@ print(data.split(b"\r\n", 1)[0].decode())
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     s.shutdown().await;
 }
+
+/// The CRL's nextUpdate is how long a broker checking it keeps admitting devices while Sigil is
+/// down; `sigil serve --crl-validity-hours` sets it (the README's Mosquitto section).
+#[test]
+fn crl_validity_follows_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server =
+        common::SpawnedServer::spawn_with(&data, None, &[], &["--crl-validity-hours", "48"])
+            .unwrap();
+    let crl = tmp.path().join("issuing.crl");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o"])
+        .arg(&crl)
+        .arg(format!("http://{}/crl/issuing.crl", server.pki_addr))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dates = common::openssl(
+        tmp.path(),
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "issuing.crl",
+            "-noout",
+            "-lastupdate",
+            "-nextupdate",
+        ],
+    );
+    let field = |name: &str| {
+        let text = dates
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let format = time::macros::format_description!(
+            "[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT"
+        );
+        time::PrimitiveDateTime::parse(&text, &format).unwrap()
+    };
+    let validity = field("nextUpdate=") - field("lastUpdate=");
+    assert_eq!(validity, time::Duration::hours(48), "{dates}");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(["serve", "--crl-validity-hours", "1", "--data-dir"])
+        .arg(tmp.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a validity below the refresh interval is refused"
+    );
+}
