@@ -13,6 +13,30 @@ use serde_json::{Value, json};
 use common::operators::*;
 use common::{Db, TestServer};
 
+/// `defaults` with one more policy, `@id(id)`.
+fn with_policy(defaults: &Value, id: &str, policy: &str) -> String {
+    format!(
+        "{}\n@id(\"{id}\")\n{policy}\n",
+        defaults["text"].as_str().unwrap()
+    )
+}
+
+/// Apply `text` as `who`: the answer.
+async fn apply_policy(
+    s: &TestServer,
+    who: &Session,
+    text: &str,
+    comment: &str,
+) -> (StatusCode, Value) {
+    who.call(
+        s,
+        "POST",
+        "/api/v1/policy",
+        Some(json!({"text": text, "comment": comment})),
+    )
+    .await
+}
+
 fn officer_login_body(officer: &Value, username: &str) -> Value {
     json!({"username": username, "password": password(username),
            "totp": totp_code(officer["totp_secret"].as_str().unwrap(), 0)})
@@ -30,18 +54,12 @@ async fn security_officer_cannot_make_itself_admin(db: Db) {
         .await
         .unwrap();
     let (_, current) = s.get("/api/v1/policy").await;
-    let widened = format!(
-        "{}\n@id(\"officer-everything\")\npermit (principal in Sigil::Role::\"security-officer\", action, resource);\n",
-        current["text"].as_str().unwrap()
+    let widened = with_policy(
+        &current,
+        "officer-everything",
+        "permit (principal in Sigil::Role::\"security-officer\", action, resource);",
     );
-    let (st, e) = olga
-        .call(
-            &s,
-            "POST",
-            "/api/v1/policy",
-            Some(json!({"text": widened, "comment": "me"})),
-        )
-        .await;
+    let (st, e) = apply_policy(&s, &olga, &widened, "me").await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
     assert_eq!(e["code"], "policy-widens-own-rights");
     assert!(
@@ -54,9 +72,10 @@ async fn security_officer_cannot_make_itself_admin(db: Db) {
 
     // An administrator lets officers manage accounts. They still may not create an account,
     // or a token, of a role stronger than their own.
-    let accounts = format!(
-        "{}\n@id(\"officers-manage-accounts\")\npermit (principal in Sigil::Role::\"security-officer\", action == Sigil::Action::\"operator.manage\", resource);\n",
-        current["text"].as_str().unwrap()
+    let accounts = with_policy(
+        &current,
+        "officers-manage-accounts",
+        "permit (principal in Sigil::Role::\"security-officer\", action == Sigil::Action::\"operator.manage\", resource);",
     );
     let (st, v) = s
         .post(
@@ -111,18 +130,12 @@ async fn security_officer_cannot_make_itself_admin(db: Db) {
     assert_eq!(st, StatusCode::CREATED, "{e}");
 
     // Nor may it widen others it controls: its own tokens become admins under this policy.
-    let tokens_everything = format!(
-        "{}\n@id(\"tokens-everything\")\npermit (principal is Sigil::ApiToken, action, resource);\n",
-        current["text"].as_str().unwrap()
+    let tokens_everything = with_policy(
+        &current,
+        "tokens-everything",
+        "permit (principal is Sigil::ApiToken, action, resource);",
     );
-    let (st, e) = olga
-        .call(
-            &s,
-            "POST",
-            "/api/v1/policy",
-            Some(json!({"text": tokens_everything, "comment": "tokens"})),
-        )
-        .await;
+    let (st, e) = apply_policy(&s, &olga, &tokens_everything, "tokens").await;
     assert_eq!(
         (st, e["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("grant-exceeds-own-rights")),
