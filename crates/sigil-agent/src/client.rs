@@ -26,12 +26,7 @@ fn sha256_hex(der: &[u8]) -> String {
     hex::encode(sigil_ca::sha256(der))
 }
 
-pub(crate) fn pem_cert(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
-}
+pub(crate) use sigil_ca::certificate_pem as pem_cert;
 
 fn transport(e: reqwest::Error) -> AgentError {
     // A handshake the server aborted because our certificate is revoked is not an outage.

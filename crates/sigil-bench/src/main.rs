@@ -374,7 +374,7 @@ async fn store_rate(
                                 &urls2,
                                 now,
                             )?;
-                            Ok::<_, sigil_ca::CaError>(sigil_server::api::store_record(c))
+                            Ok::<_, sigil_ca::CaError>(sigil_authority::enrolment::store_record(c))
                         },
                     )
                     .await

@@ -153,8 +153,8 @@ impl IssuingCa {
             issuer,
             algorithm,
             not_after,
-            issuing_pem: pem_of(&issuing_der),
-            root_pem: pem_of(&root_der),
+            issuing_pem: certificate_pem(&issuing_der),
+            root_pem: certificate_pem(&root_der),
             issuing_der,
             root_der,
         })
@@ -195,7 +195,8 @@ fn cert_der(text: &str) -> Result<Vec<u8>, CaError> {
     Ok(block.into_contents())
 }
 
-pub(crate) fn pem_of(der: &[u8]) -> String {
+/// A certificate as PEM (64-column base64, LF line ends): the one PEM encoder of Sigil.
+pub fn certificate_pem(der: &[u8]) -> String {
     pem::encode_config(
         &pem::Pem::new("CERTIFICATE", der.to_vec()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),

@@ -15,7 +15,7 @@ use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
 
 use sigil_domain::{DeviceId, Fingerprint, Serial};
 
-use crate::hierarchy::{BACKDATE, IssuingCa, pem_of};
+use crate::hierarchy::{BACKDATE, IssuingCa, certificate_pem};
 use crate::{CaError, KeyAlgorithm, ValidatedCsr, sha256};
 
 const OID_AIA: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 1, 1];
@@ -268,7 +268,7 @@ impl IssuingCa {
                 .map_err(|e| CaError::Crypto(e.to_string()))?,
             fingerprint: Fingerprint::from_digest(&sha256(&der)),
             spki_fingerprint: csr.spki_fingerprint().clone(),
-            pem: pem_of(&der),
+            pem: certificate_pem(&der),
             der,
             not_before: e.not_before,
             not_after: e.not_after,

@@ -23,7 +23,7 @@ pub use bootstrap::{
 pub use crl::{CrlContents, RevokedEntry};
 pub use csr::{CsrKey, MAX_CSR_DER_LEN, ValidatedCsr, certificate_key};
 pub use error::CaError;
-pub use hierarchy::{CaHierarchy, CaNames, GeneratedHierarchy, IssuingCa};
+pub use hierarchy::{CaHierarchy, CaNames, GeneratedHierarchy, IssuingCa, certificate_pem};
 pub use issue::{
     CRL_PATH, DEFAULT_PROFILE, IdentityScheme, IssuedCertificate, PROFILES, Profile, PublicUrls,
     ServerCertificate,

@@ -1,24 +1,13 @@
-//! Sigil's network front: the HTTPS REST API, the public PKI listener, and the data directory
-//! bootstrap that turns an empty directory into a working CA.
+//! The server: Sigil's configuration, listeners, TLS, start and stop. It assembles the
+//! authority (`sigil-authority`) and mounts the protocol front-ends on two listeners: the API
+//! listener (HTTPS, optional client certificates) carries the REST API (`sigil-api`) and EST
+//! (`sigil-est`); the PKI listener (plain HTTP) carries CA files, CRL, OCSP and checkpoints
+//! (`sigil-pki`). The broker integrations (`sigil-broker`) run beside them.
 
-pub mod access;
-pub mod api;
-pub mod auditlog;
-pub mod body;
-pub mod compliance;
-pub mod crl;
-pub mod datadir;
 mod error;
-pub mod exclusive;
-pub mod failures;
-pub mod mosquitto;
 pub mod mtls;
-pub mod ocsp;
-pub mod pki;
-pub mod policy;
-pub mod recovery;
-pub mod secrets;
 pub mod tls;
+mod webhook;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -28,20 +17,24 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use sigil_audit::{Actor, AuditEvent, Outcome};
-use sigil_ca::{CaNames, IdentityScheme, KeyAlgorithm, PublicUrls};
+use sigil_authority::failures::FailureLedger;
+use sigil_authority::{
+    AlertSink, Authority, Background, RevokedSerials, Services, StoreConfig,
+};
+use sigil_ca::{IdentityScheme, IssuingCa, KeyAlgorithm, PublicUrls};
+use sigil_authority::compliance::ComplianceError;
+use sigil_authority::compliance::live::RefreshStats;
 use sigil_store::Store;
 
-use auditlog::AuditLog;
-
-pub use api::{AppState, Clock, system_clock};
-pub use datadir::{DataDir, PassphraseSource};
 pub use error::ServerError;
+pub use sigil_authority::{
+    ADMIN_TOKEN_NAME, Clock, DataDir, OcspSigning, PassphraseSource, recovery, system_clock,
+};
+pub use sigil_broker::MosquittoSettings;
+pub use webhook::Webhook;
 
 /// Validity of the API listener's certificate. It is re-issued (with a fresh key) at each start.
 const SERVER_CERT_VALIDITY: Duration = Duration::days(90);
-
-/// Name of the bootstrap token written to `DIR/admin.token`.
-pub const ADMIN_TOKEN_NAME: &str = "bootstrap-admin";
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -64,14 +57,14 @@ pub struct ServerConfig {
     /// How often the audit log signs a checkpoint while it grows.
     pub checkpoint_interval: std::time::Duration,
     /// Who signs OCSP responses.
-    pub ocsp_signing: ocsp::OcspSigning,
+    pub ocsp_signing: OcspSigning,
     /// How long a certificate replaced by re-enrolment stays valid before it is revoked
     /// (reason superseded). `None`: it stays valid until it expires.
     pub superseded_overlap: Option<Duration>,
     /// Profile name for certificates issued at first EST enrolment.
     pub enrollment_profile: String,
     /// Keep a Mosquitto broker's dynamic security (and CRL file) in step.
-    pub mosquitto: Option<mosquitto::MosquittoSettings>,
+    pub mosquitto: Option<MosquittoSettings>,
     /// Evaluate every compliance framework this often, keeping history and alerting on drops
     /// (`None`: only on request).
     pub compliance_interval: Option<std::time::Duration>,
@@ -103,7 +96,7 @@ impl ServerConfig {
             algorithm: KeyAlgorithm::EcdsaP256,
             log_origin: None,
             checkpoint_interval: std::time::Duration::from_secs(60),
-            ocsp_signing: ocsp::OcspSigning::default(),
+            ocsp_signing: OcspSigning::default(),
             superseded_overlap: None,
             enrollment_profile: sigil_ca::DEFAULT_PROFILE.to_owned(),
             mosquitto: None,
@@ -112,7 +105,7 @@ impl ServerConfig {
             follow_compliance: true,
             failures_per_window: 10,
             failure_window: std::time::Duration::from_secs(60),
-            crl_validity: crl::CRL_VALIDITY,
+            crl_validity: sigil_authority::crl::CRL_VALIDITY,
         }
     }
 }
@@ -124,30 +117,33 @@ pub struct ServerHandle {
     pub store: Store,
     /// Set when this start created the bootstrap admin token.
     pub new_admin_token: Option<String>,
-    state: AppState,
+    authority: Arc<Authority>,
     /// Released after the tasks have stopped.
-    _lock: exclusive::ProcessLock,
+    _lock: sigil_authority::exclusive::ProcessLock,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
+    /// The services behind the listeners (for tests, benchmarks and tooling in-process).
+    pub fn authority(&self) -> &Arc<Authority> {
+        &self.authority
+    }
+
     /// Evaluate the whole fleet's compliance again from the database (what the periodic run
     /// does), for benchmarks and tooling.
-    pub async fn compliance_rebuild(&self) -> Result<compliance::live::RefreshStats, String> {
-        self.state
-            .compliance
-            .rebuild(&self.state)
+    pub async fn compliance_rebuild(&self) -> Result<RefreshStats, ComplianceError> {
+        self.authority
+            .compliance()
+            .rebuild(&self.authority)
             .await
-            .map_err(|e| e.detail)
     }
 
     /// Apply what changed since the last compliance refresh.
-    pub async fn compliance_refresh(&self) -> Result<compliance::live::RefreshStats, String> {
-        self.state
-            .compliance
-            .refresh(&self.state)
+    pub async fn compliance_refresh(&self) -> Result<RefreshStats, ComplianceError> {
+        self.authority
+            .compliance()
+            .refresh(&self.authority)
             .await
-            .map_err(|e| e.detail)
     }
 
     /// One device's current device-check results as the engine holds them (no refresh).
@@ -155,7 +151,7 @@ impl ServerHandle {
         &self,
         device: sigil_domain::DeviceId,
     ) -> Option<sigil_compliance::DeviceStatuses> {
-        self.state.compliance.statuses(device).await
+        self.authority.compliance().statuses(device).await
     }
 
     pub async fn shutdown(self) {
@@ -176,125 +172,52 @@ impl ServerHandle {
     }
 }
 
-/// Initialise the data directory if needed, open the database, and start both listeners.
-pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, ServerError> {
-    let enrollment_profile = sigil_ca::Profile::by_name(&config.enrollment_profile)?;
-    let webhook = config
-        .compliance_webhook
-        .as_deref()
-        .map(compliance::Webhook::new)
-        .transpose()?
-        .map(Arc::new);
-    let dir = &config.data_dir;
-    let url = match &config.database_url {
-        Some(url) => url.clone(),
-        None => dir.default_database_url(),
+/// Both listeners, bound (their addresses name the URLs written into certificates).
+struct Listeners {
+    api: TcpListener,
+    pki: TcpListener,
+    api_addr: SocketAddr,
+    pki_addr: SocketAddr,
+}
+
+async fn bind(config: &ServerConfig) -> Result<Listeners, ServerError> {
+    let listen = |addr: SocketAddr| async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServerError::Config(format!("cannot listen on {addr}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        Ok::<_, ServerError>((listener, bound))
     };
-    raise_descriptor_limit();
-    // Before anything else touches the directory or the database: one process serves them.
-    datadir::create_private_dir(dir.root())?;
-    let process_lock = exclusive::lock(dir, &url).await?;
-    let created_ca = !dir.is_initialised();
-    if created_ca {
-        let source = dir.initialise(config.algorithm, &CaNames::default(), clock())?;
-        tracing::info!(
-            ?source,
-            "initialised data directory {}",
-            dir.root().display()
-        );
-    }
-    let ca = Arc::new(dir.load_issuing_ca()?);
+    let (api, api_addr) = listen(config.listen).await?;
+    let (pki, pki_addr) = listen(config.pki_listen).await?;
+    Ok(Listeners {
+        api,
+        pki,
+        api_addr,
+        pki_addr,
+    })
+}
 
-    if config.database_url.is_none() {
-        // The database holds token hashes and inventory: create it owner-only (SQLite gives
-        // its -wal and -shm files the same mode).
-        datadir::create_private_file(&dir.sqlite_path())?;
-    }
-    let store = Store::open(&url).await?;
-    let system = Actor::system("sigil");
+/// The API listener's TLS: a certificate from Sigil's CA (fresh key, never on disk) and the
+/// client-certificate verifier (Sigil's chain minus the revoked set, or a registered
+/// manufacturer CA; refusals reported on the returned channel).
+struct ApiTls {
+    config: Arc<rustls::ServerConfig>,
+    verifier: Arc<mtls::SigilClientVerifier>,
+    revoked: RevokedSerials,
+    refusals: tokio::sync::mpsc::Receiver<mtls::RefusedClientCertificate>,
+}
 
-    let root_sha256 = hex::encode(sigil_ca::sha256(ca.root_cert_der()));
-    let origin = config
-        .log_origin
-        .clone()
-        .unwrap_or_else(|| format!("sigil/{}/audit", &root_sha256[..8]));
-    let (log_key, created_log) = dir.load_or_create_log_key(&origin)?;
-    let mut startup = Vec::new();
-    if created_ca {
-        startup.push(AuditEvent::new(
-            clock(),
-            system.clone(),
-            "ca.created",
-            format!("ca:{root_sha256}"),
-            Outcome::Success,
-            serde_json::json!({
-                "algorithm": config.algorithm.to_string(),
-                "root_sha256": root_sha256,
-                "issuing_sha256": hex::encode(sigil_ca::sha256(ca.issuing_cert_der())),
-            }),
-        ));
-    }
-    if created_log {
-        startup.push(AuditEvent::new(
-            clock(),
-            system.clone(),
-            "audit_log.created",
-            format!("log:{}", log_key.origin()),
-            Outcome::Success,
-            serde_json::json!({"origin": log_key.origin(), "verifier_key": log_key.verifier_key()}),
-        ));
-    }
-    store.append_audit(startup).await?;
-
-    // The bootstrap token is minted once, on the first start. Revoked, it stays revoked: a
-    // restart (or a backup of the directory) must not hand out admin again. A lost admin is
-    // recovered on purpose, with `sigil admin recover` (audited).
-    let new_admin_token = if store.token_name_used(ADMIN_TOKEN_NAME).await? {
-        None
-    } else {
-        let token = api::generate_token()?;
-        store
-            .replace_api_token(
-                &system,
-                ADMIN_TOKEN_NAME,
-                "admin",
-                &api::token_hash(&token),
-                clock(),
-            )
-            .await?;
-        dir.write_admin_token(&token)?;
-        tracing::info!(
-            "wrote bootstrap admin API token to {}",
-            dir.admin_token_path().display()
-        );
-        Some(token)
-    };
-
-    let api_listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
-    let pki_listener = TcpListener::bind(config.pki_listen)
-        .await
-        .map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", config.pki_listen)))?;
-    let api_addr = api_listener
-        .local_addr()
-        .map_err(|e| ServerError::Config(e.to_string()))?;
-    let pki_addr = pki_listener
-        .local_addr()
-        .map_err(|e| ServerError::Config(e.to_string()))?;
-
-    let base = config
-        .pki_base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{pki_addr}"));
-    let urls = PublicUrls::new(&base)?;
-    let scheme = match &config.trust_domain {
-        Some(td) => IdentityScheme::spiffe(td)?,
-        None => IdentityScheme::Urn,
-    };
-
-    let mut names = vec!["localhost".to_owned()];
-    names.extend(config.tls_names.iter().cloned());
+async fn api_tls(
+    config: &ServerConfig,
+    ca: &IssuingCa,
+    store: &Store,
+    api_addr: SocketAddr,
+    now: time::OffsetDateTime,
+) -> Result<ApiTls, ServerError> {
+    let names = tls_names(config);
     let mut ips: Vec<IpAddr> = vec![
         IpAddr::from([127, 0, 0, 1]),
         IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
@@ -302,10 +225,10 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     if !api_addr.ip().is_unspecified() && !ips.contains(&api_addr.ip()) {
         ips.push(api_addr.ip());
     }
-    let server_cert = ca.issue_server_certificate(&names, &ips, SERVER_CERT_VALIDITY, clock())?;
-    let revoked = mtls::RevokedSerials::default();
-    let (refusals_tx, refusals_rx) = tokio::sync::mpsc::channel(1024);
-    let client_verifier = mtls::SigilClientVerifier::new(
+    let server_cert = ca.issue_server_certificate(&names, &ips, SERVER_CERT_VALIDITY, now)?;
+    let revoked = RevokedSerials::default();
+    let (refusals_tx, refusals) = tokio::sync::mpsc::channel(1024);
+    let verifier = mtls::SigilClientVerifier::new(
         &[ca.root_cert_der(), ca.issuing_cert_der()],
         revoked.clone(),
         Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
@@ -317,159 +240,210 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         .into_iter()
         .map(|ca| ca.der)
         .collect();
-    client_verifier.set_manufacturer_cas(&manufacturer_cas)?;
-    let refusals_task = spawn_refusal_recorder(store.clone(), refusals_rx, clock.clone());
-    let tls_config = tls::server_config(server_cert, client_verifier.clone())?;
+    verifier.set_manufacturer_cas(&manufacturer_cas)?;
+    Ok(ApiTls {
+        config: tls::server_config(server_cert, verifier.clone())?,
+        verifier,
+        revoked,
+        refusals,
+    })
+}
 
-    store
-        .append_audit(vec![AuditEvent::new(
-            clock(),
-            system.clone(),
-            "server.started",
-            format!("log:{}", log_key.origin()),
-            Outcome::Success,
-            serde_json::json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "api_listen": api_addr.to_string(),
-                "pki_listen": pki_addr.to_string(),
-                "database": store_kind(&store),
-                "pki_base_url": base,
-                "tls_names": names,
-                "trust_domain": config.trust_domain,
-                "checkpoint_interval_seconds": config.checkpoint_interval.as_secs(),
-                "ocsp_signing": config.ocsp_signing.as_str(),
-                "superseded_overlap_seconds": config.superseded_overlap.map(|d| d.whole_seconds()),
-                "enrollment_profile": enrollment_profile.name,
-                "mosquitto": config.mosquitto.as_ref().map(|m| format!("{}:{}", m.host, m.port)),
-                "crl_validity_hours": config.crl_validity.whole_hours(),
-            }),
-        )])
-        .await?;
-    // The CRL is re-signed at every start (see CrlPublisher::open), before the first checkpoint
-    // so that the checkpoint covers everything start-up logged.
-    let ocsp_cache = Arc::new(ocsp::OcspCache::default());
-    let crl = crl::CrlPublisher::open(
-        store.clone(),
-        ca.clone(),
-        urls.clone(),
-        revoked.clone(),
-        ocsp_cache.clone(),
-        config.crl_validity,
-        clock(),
-    )
-    .await?;
-    let ocsp_service =
-        ocsp::OcspService::new(ca.clone(), config.ocsp_signing, ocsp_cache, clock())?;
-    let ocsp_task = ocsp_service.spawn_rotation(clock.clone());
-    let audit = AuditLog::open(store.clone(), log_key, dir.clone()).await?;
-    // Sign the start-up state now, so the first checkpoint does not wait for the timer; a log
-    // that fails its integrity check still serves (reads, exports) but signs nothing more.
-    if let Err(e) = audit.checkpoint(clock()).await {
-        tracing::error!(error = %e, "audit log: no checkpoint signed at start");
-    }
-    let checkpoint_task = audit.spawn_periodic(config.checkpoint_interval, clock.clone());
-    let crl_task = crl.spawn_refresh(clock.clone(), config.superseded_overlap);
+/// DNS names of the API listener's certificate: `localhost` and the configured ones.
+fn tls_names(config: &ServerConfig) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned()];
+    names.extend(config.tls_names.iter().cloned());
+    names
+}
 
-    let policy = Arc::new(policy::ActivePolicy::load(&store).await?);
-    let secrets = Arc::new(secrets::SecretBox::new(&dir.operator_secrets_key()?)?);
-    let mut tasks = Vec::new();
-    if let Some(settings) = &config.mosquitto {
-        tasks.extend(mosquitto::spawn(
-            settings,
-            store.clone(),
-            policy.clone(),
-            crl.subscribe(),
-            clock.clone(),
-        )?);
-    }
-    let failures = Arc::new(failures::FailureLedger::new(
+/// The authority on a prepared foundation, with the API listener's TLS (at `api_addr`) and
+/// the PKI URLs under `pki_base_url`.
+async fn open_services(
+    config: &ServerConfig,
+    foundation: sigil_authority::Foundation,
+    pki_base_url: &str,
+    api_addr: SocketAddr,
+    clock: Clock,
+) -> Result<(Arc<Authority>, ApiTls), ServerError> {
+    let enrollment_profile = sigil_ca::Profile::by_name(&config.enrollment_profile)?;
+    let alerts = match config.compliance_webhook.as_deref() {
+        Some(url) => Some(Arc::new(Webhook::new(url)?) as Arc<dyn AlertSink>),
+        None => None,
+    };
+    let failures = FailureLedger::new(
         Duration::try_from(config.failure_window)
             .map_err(|e| ServerError::Config(format!("failure window: {e}")))?,
         config.failures_per_window,
-    ));
-    tasks.push(spawn_failure_summaries(
-        store.clone(),
-        failures.clone(),
-        clock.clone(),
-    ));
-    let state_clock = clock.clone();
-    let state = AppState {
-        audit: audit.clone(),
-        crl: crl.clone(),
-        store: store.clone(),
-        ca: ca.clone(),
-        urls,
-        scheme,
-        enrollment_profile,
+    );
+    let urls = PublicUrls::new(pki_base_url)?;
+    let scheme = match &config.trust_domain {
+        Some(td) => IdentityScheme::spiffe(td)?,
+        None => IdentityScheme::Urn,
+    };
+    let tls = api_tls(config, &foundation.ca, &foundation.store, api_addr, clock()).await?;
+    let authority = Authority::open(
+        foundation,
+        Services {
+            urls,
+            scheme,
+            enrollment_profile,
+            ocsp_signing: config.ocsp_signing,
+            crl_validity: config.crl_validity,
+            revoked: tls.revoked.clone(),
+            failures,
+            alerts,
+            trust: tls.verifier.clone(),
+        },
         clock,
-        client_verifier,
-        policy,
-        secrets,
-        login_limiter: Arc::default(),
-        failures,
-        catalogue: Arc::new(sigil_compliance::Catalogue::shipped()?),
-        compliance: Arc::default(),
-        compliance_webhook: webhook,
-    };
-    if config.follow_compliance {
-        tasks.push(compliance::live::spawn_follower(state.clone()));
-    }
-    if let Some(interval) = config.compliance_interval {
-        tasks.push(compliance::spawn_periodic(state.clone(), interval));
-    }
-    let compliance_state = state.clone();
-    let api_app = api::router(state);
-    let ocsp_state = ocsp::OcspState {
-        service: ocsp_service,
-        store: store.clone(),
-        clock: state_clock,
-    };
-    let pki_app = pki::router(&ca, audit, crl, ocsp_state);
+    )
+    .await?;
+    Ok((authority, tls))
+}
 
-    let api_task = tokio::spawn(tls::serve_tls(api_listener, tls_config, api_app));
-    let pki_task = tokio::spawn(tls::serve_plain(pki_listener, pki_app));
+/// What the API listener serves: the REST API with EST beside it.
+pub fn api_app(authority: &Arc<Authority>) -> axum::Router {
+    let est = sigil_est::router::<Authority>().with_state(authority.clone());
+    sigil_api::router(sigil_api::AppState::new(authority.clone()), est)
+}
+
+/// A server's authority and API application without listeners, for in-process tests and
+/// tools: the same data directory, database and services as [`start`] (no background tasks).
+pub struct InProcess {
+    pub authority: Arc<Authority>,
+    /// The API listener's application (REST API and EST).
+    pub app: axum::Router,
+    /// Set when this opening created the bootstrap admin token.
+    pub new_admin_token: Option<String>,
+    _lock: sigil_authority::exclusive::ProcessLock,
+}
+
+pub async fn open_in_process(config: &ServerConfig, clock: Clock) -> Result<InProcess, ServerError> {
+    let prepared = Authority::prepare(&store_config(config), &clock).await?;
+    let base = config
+        .pki_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.pki_listen));
+    let (authority, _) =
+        open_services(config, prepared.foundation, &base, config.listen, clock).await?;
+    Ok(InProcess {
+        app: api_app(&authority),
+        authority,
+        new_admin_token: prepared.new_admin_token,
+        _lock: prepared.lock,
+    })
+}
+
+fn store_config(config: &ServerConfig) -> StoreConfig {
+    StoreConfig {
+        data_dir: config.data_dir.clone(),
+        database_url: config.database_url.clone(),
+        algorithm: config.algorithm,
+        log_origin: config.log_origin.clone(),
+    }
+}
+
+/// Initialise the data directory if needed, open the database, and start both listeners.
+pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, ServerError> {
+    // Settings that cannot work are refused before anything is touched.
+    sigil_ca::Profile::by_name(&config.enrollment_profile)?;
+    if let Some(url) = config.compliance_webhook.as_deref() {
+        Webhook::new(url)?;
+    }
+    raise_descriptor_limit();
+    let prepared = Authority::prepare(&store_config(&config), &clock).await?;
+    let store = prepared.foundation.store.clone();
+    let listeners = bind(&config).await?;
+    let base = config
+        .pki_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", listeners.pki_addr));
+    record_start(&store, &config, &listeners, &base, &prepared, clock()).await?;
+    let (authority, tls) = open_services(
+        &config,
+        prepared.foundation,
+        &base,
+        listeners.api_addr,
+        clock,
+    )
+    .await?;
+    let mut tasks = authority.spawn_background(&Background {
+        checkpoint_interval: config.checkpoint_interval,
+        superseded_overlap: config.superseded_overlap,
+        compliance_interval: config.compliance_interval,
+        follow_compliance: config.follow_compliance,
+    });
+    tasks.push(spawn_refusal_recorder(authority.clone(), tls.refusals));
+    if let Some(settings) = &config.mosquitto {
+        tasks.extend(sigil_broker::spawn(settings, authority.clone())?);
+    }
+    let pki_app = sigil_pki::router(authority.clone());
+    tasks.push(tokio::spawn(tls::serve_tls(
+        listeners.api,
+        tls.config,
+        api_app(&authority),
+    )));
+    tasks.push(tokio::spawn(tls::serve_plain(listeners.pki, pki_app)));
+    let (api_addr, pki_addr) = (listeners.api_addr, listeners.pki_addr);
     tracing::info!(%api_addr, %pki_addr, database = store_kind(&store), "sigil is serving");
     Ok(ServerHandle {
         api_addr,
         pki_addr,
         store,
-        new_admin_token,
-        state: compliance_state,
-        _lock: process_lock,
-        tasks: {
-            tasks.extend([
-                api_task,
-                pki_task,
-                checkpoint_task,
-                crl_task,
-                ocsp_task,
-                refusals_task,
-            ]);
-            tasks
-        },
+        new_admin_token: prepared.new_admin_token,
+        authority,
+        _lock: prepared.lock,
+        tasks,
     })
+}
+
+/// `server.started`: the configuration this process serves with.
+async fn record_start(
+    store: &Store,
+    config: &ServerConfig,
+    listeners: &Listeners,
+    pki_base_url: &str,
+    prepared: &sigil_authority::Prepared,
+    now: time::OffsetDateTime,
+) -> Result<(), ServerError> {
+    let origin = prepared.foundation.log_key.origin();
+    store
+        .append_audit(vec![AuditEvent::new(
+            now,
+            Actor::system("sigil"),
+            "server.started",
+            format!("log:{origin}"),
+            Outcome::Success,
+            serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "api_listen": listeners.api_addr.to_string(),
+                "pki_listen": listeners.pki_addr.to_string(),
+                "database": store_kind(store),
+                "pki_base_url": pki_base_url,
+                "tls_names": tls_names(config),
+                "trust_domain": config.trust_domain,
+                "checkpoint_interval_seconds": config.checkpoint_interval.as_secs(),
+                "ocsp_signing": config.ocsp_signing.as_str(),
+                "superseded_overlap_seconds": config.superseded_overlap.map(|d| d.whole_seconds()),
+                "enrollment_profile": config.enrollment_profile,
+                "mosquitto": config.mosquitto.as_ref().map(|m| format!("{}:{}", m.host, m.port)),
+                "crl_validity_hours": config.crl_validity.whole_hours(),
+            }),
+        )])
+        .await?;
+    Ok(())
 }
 
 /// Client certificates refused in TLS handshakes go to the audit log (the handshake itself
 /// cannot wait for a database write).
 fn spawn_refusal_recorder(
-    store: Store,
+    authority: Arc<Authority>,
     mut refusals: tokio::sync::mpsc::Receiver<mtls::RefusedClientCertificate>,
-    clock: Clock,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(r) = refusals.recv().await {
-            let event = AuditEvent::new(
-                clock(),
-                Actor::device("unknown"),
-                "tls.client_certificate",
-                format!("certificate:{}", r.serial),
-                Outcome::Denied,
-                serde_json::json!({"reason": r.reason, "subject": r.subject, "issuer": r.issuer}),
-            );
-            if let Err(e) = store.append_audit(vec![event]).await {
-                tracing::error!(error = %e, "could not record a refused client certificate");
-            }
+            authority
+                .record_refused_client_certificate(&r.serial, &r.subject, &r.issuer, &r.reason)
+                .await;
         }
     })
 }
@@ -495,47 +469,6 @@ pub fn raise_descriptor_limit() {
     if now.is_some_and(|n| n < 2 * tls::MAX_CONNECTIONS as u64 + 1024) {
         tracing::warn!(limit = ?now, "the open-file limit is below what both listeners may hold; raise it (LimitNOFILE)");
     }
-}
-
-/// Every second, one `auth.failures_summarised` entry per address whose window ended with
-/// failures past the limit: how many, when, on which channels.
-fn spawn_failure_summaries(
-    store: Store,
-    ledger: Arc<failures::FailureLedger>,
-    clock: Clock,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            let events: Vec<AuditEvent> = ledger
-                .drain_ended(clock())
-                .into_iter()
-                .map(|s| {
-                    AuditEvent::new(
-                        clock(),
-                        Actor::system("sigil"),
-                        "auth.failures_summarised",
-                        format!("address:{}", s.address),
-                        Outcome::Denied,
-                        serde_json::json!({
-                            "source_ip": s.address,
-                            "window_start": s.window_start.unix_timestamp(),
-                            "window_end": s.window_end.unix_timestamp(),
-                            "recorded": s.recorded,
-                            "suppressed": s.suppressed,
-                            "channels": s.channels,
-                        }),
-                    )
-                })
-                .collect();
-            if !events.is_empty()
-                && let Err(e) = store.append_audit(events).await
-            {
-                tracing::error!(error = %e, "could not record failed-authentication summaries");
-            }
-        }
-    })
 }
 
 fn store_kind(store: &Store) -> &'static str {

@@ -6,7 +6,6 @@
 //! certificate, good only for first enrolment. Every refused certificate is reported for the
 //! audit log.
 
-use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -21,29 +20,10 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use sigil_domain::Serial;
 
+use sigil_authority::{AuthorityError, ClientTrust, RevokedSerials};
+pub use sigil_http::PeerCertificate;
+
 use crate::ServerError;
-
-/// Serials of revoked, unexpired certificates, shared by the CRL publisher (writer) and the
-/// TLS verifier (reader).
-#[derive(Debug, Clone, Default)]
-pub struct RevokedSerials(Arc<RwLock<HashSet<Serial>>>);
-
-impl RevokedSerials {
-    pub fn replace(&self, serials: impl IntoIterator<Item = Serial>) {
-        if let Ok(mut set) = self.0.write() {
-            *set = serials.into_iter().collect();
-        }
-    }
-
-    /// Fails closed: a poisoned lock counts as revoked.
-    pub fn contains(&self, serial: &Serial) -> bool {
-        self.0.read().map_or(true, |set| set.contains(serial))
-    }
-}
-
-/// The end-entity certificate a client presented in the TLS handshake (already verified).
-#[derive(Debug, Clone)]
-pub struct PeerCertificate(pub Option<Arc<CertificateDer<'static>>>);
 
 /// A client certificate refused during a TLS handshake, for the audit log.
 #[derive(Debug, Clone)]
@@ -220,5 +200,12 @@ impl ClientCertVerifier for SigilClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+impl ClientTrust for SigilClientVerifier {
+    fn set_manufacturer_cas(&self, ders: &[Vec<u8>]) -> Result<(), AuthorityError> {
+        SigilClientVerifier::set_manufacturer_cas(self, ders)
+            .map_err(|e| AuthorityError::Tls(e.to_string()))
     }
 }

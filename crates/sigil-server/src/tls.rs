@@ -141,7 +141,7 @@ impl Drop for Slot {
 
 impl PerAddress {
     fn take(self: &Arc<Self>, ip: IpAddr, permit: OwnedSemaphorePermit) -> Option<Slot> {
-        let key = crate::failures::address_key(ip);
+        let key = sigil_authority::failures::address_key(ip);
         let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = held.entry(key.clone()).or_default();
         if *n >= MAX_CONNECTIONS_PER_ADDRESS {
@@ -187,7 +187,7 @@ where
         let _ = tcp.set_nodelay(true);
         let app = app
             .clone()
-            .layer(axum::Extension(crate::api::auth::PeerAddr(peer)));
+            .layer(axum::Extension(sigil_http::PeerAddr(peer)));
         let connection = handle(tcp, peer, app);
         connections.spawn(async move {
             let _slot = slot;

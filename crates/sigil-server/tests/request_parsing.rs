@@ -2,7 +2,6 @@
 //! 4xx problem+json (never a 5xx, never a panic) and writes nothing unless it answers 201.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -10,15 +9,14 @@ use proptest::prelude::*;
 use sqlx::Row;
 use tower::ServiceExt;
 
-use sigil_ca::{CaHierarchy, CaNames, IdentityScheme, IssuingCa, KeyAlgorithm, PublicUrls};
-use sigil_server::api::{self, AppState};
+use sigil_authority::{generate_token, token_hash};
 
 struct Harness {
     rt: tokio::runtime::Runtime,
     /// HTTP Basic credentials (device id, one-time enrolment token) for EST.
     est_basic: String,
     app: axum::Router,
-    state: AppState,
+    server: sigil_server::InProcess,
     token: String,
     device: String,
     valid_csr_der: Vec<u8>,
@@ -32,28 +30,15 @@ fn harness() -> Harness {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let h = CaHierarchy::generate(KeyAlgorithm::EcdsaP256, &CaNames::default(), now).unwrap();
-    let ca = IssuingCa::load(&h.issuing_cert_pem, h.issuing_key, &h.root_cert_pem).unwrap();
-    let store = rt
-        .block_on(sigil_store::Store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("t.db").display()
-        )))
+    let server = rt
+        .block_on(sigil_server::open_in_process(
+            &sigil_server::ServerConfig::new(dir.path()),
+            sigil_server::system_clock(),
+        ))
         .unwrap();
+    let token = server.new_admin_token.clone().unwrap();
+    let store = server.authority.store().clone();
     let actor = sigil_audit::Actor::system("test");
-    let token = api::generate_token().unwrap();
-    rt.block_on(store.insert_api_token(
-        &actor,
-        &sigil_store::NewApiToken {
-            name: "t",
-            role: "admin",
-            scopes: &["*".to_owned()],
-            expires_at: None,
-        },
-        &api::token_hash(&token),
-        now,
-    ))
-    .unwrap();
     let product = rt
         .block_on(store.create_product(
             &actor,
@@ -72,60 +57,6 @@ fn harness() -> Harness {
             now,
         ))
         .unwrap();
-    let log_key = sigil_audit::LogKey::generate_pkcs8()
-        .and_then(|der| sigil_audit::LogKey::from_pkcs8("test/audit", &der))
-        .unwrap();
-    let audit = rt
-        .block_on(sigil_server::auditlog::AuditLog::open(
-            store.clone(),
-            log_key,
-            sigil_server::DataDir::new(dir.path()),
-        ))
-        .unwrap();
-    let ca = Arc::new(ca);
-    let urls = PublicUrls::new("http://127.0.0.1:8080").unwrap();
-    let crl = rt
-        .block_on(sigil_server::crl::CrlPublisher::open(
-            store.clone(),
-            ca.clone(),
-            urls.clone(),
-            sigil_server::mtls::RevokedSerials::default(),
-            Default::default(),
-            sigil_server::crl::CRL_VALIDITY,
-            now,
-        ))
-        .unwrap();
-    let ca_for_tls = ca.clone();
-    let state = AppState {
-        store,
-        ca,
-        urls,
-        crl,
-        scheme: IdentityScheme::Urn,
-        enrollment_profile: sigil_ca::Profile::by_name(sigil_ca::DEFAULT_PROFILE).unwrap(),
-        clock: sigil_server::system_clock(),
-        audit,
-        policy: Arc::new(sigil_server::policy::ActivePolicy::new(
-            sigil_policy::PolicyEngine::with_defaults().unwrap(),
-            0,
-        )),
-        secrets: Arc::new(sigil_server::secrets::SecretBox::new(&[1; 32]).unwrap()),
-        login_limiter: Arc::default(),
-        failures: Arc::new(sigil_server::failures::FailureLedger::new(
-            time::Duration::minutes(1),
-            10,
-        )),
-        catalogue: Arc::new(sigil_compliance::Catalogue::shipped().unwrap()),
-        compliance: Arc::default(),
-        compliance_webhook: None,
-        client_verifier: sigil_server::mtls::SigilClientVerifier::new(
-            &[ca_for_tls.root_cert_der()],
-            Default::default(),
-            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-            None,
-        )
-        .unwrap(),
-    };
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let valid_csr_der = rcgen::CertificateParams::new(Vec::<String>::new())
         .unwrap()
@@ -133,11 +64,11 @@ fn harness() -> Harness {
         .unwrap()
         .der()
         .to_vec();
-    let est_token = api::generate_token().unwrap();
-    rt.block_on(state.store.create_enrollment_token(
+    let est_token = generate_token().unwrap();
+    rt.block_on(store.create_enrollment_token(
         &actor,
         device.id,
-        &api::token_hash(&est_token),
+        &token_hash(&est_token),
         now,
         now + time::Duration::days(1),
     ))
@@ -148,8 +79,8 @@ fn harness() -> Harness {
     };
     Harness {
         est_basic,
-        app: api::router(state.clone()),
-        state,
+        app: server.app.clone(),
+        server,
         token,
         device: device.id.to_string(),
         valid_csr_der,
@@ -161,7 +92,7 @@ fn harness() -> Harness {
 impl Harness {
     fn rows(&self) -> (i64, i64, i64) {
         self.rt.block_on(async {
-            let pool = self.state.store.pool();
+            let pool = self.server.authority.store().pool();
             let mut out = [0i64; 3];
             for (i, t) in ["certificates", "devices", "products"].iter().enumerate() {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -225,7 +156,7 @@ impl Harness {
             assert_eq!(self.rows(), before, "a refused enrolment wrote a row");
             let unused: i64 = self.rt.block_on(async {
                 sqlx::query("SELECT COUNT(*) AS n FROM enrollment_tokens WHERE used_at IS NULL")
-                    .fetch_one(self.state.store.pool())
+                    .fetch_one(self.server.authority.store().pool())
                     .await
                     .unwrap()
                     .try_get("n")

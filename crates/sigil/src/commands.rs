@@ -5,7 +5,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
 use sigil_ca::{CaNames, KeyAlgorithm};
-use sigil_server::mosquitto::MosquittoSettings;
+use sigil_server::MosquittoSettings;
 use sigil_server::{DataDir, PassphraseSource, ServerConfig};
 
 use crate::cli::{

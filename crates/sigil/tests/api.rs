@@ -1079,7 +1079,7 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
         }
     };
 
-    let expired = sigil_server::api::generate_token().unwrap();
+    let expired = sigil_authority::generate_token().unwrap();
     s.store()
         .insert_api_token(
             &sigil_audit::Actor::system("test"),
@@ -1089,7 +1089,7 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
                 scopes: &["*".to_owned()],
                 expires_at: Some(now - time::Duration::hours(1)),
             },
-            &sigil_server::api::token_hash(&expired),
+            &sigil_authority::token_hash(&expired),
             now - time::Duration::hours(2),
         )
         .await
@@ -1101,7 +1101,7 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
         "{e}"
     );
 
-    let live = sigil_server::api::generate_token().unwrap();
+    let live = sigil_authority::generate_token().unwrap();
     s.store()
         .insert_api_token(
             &sigil_audit::Actor::system("test"),
@@ -1111,7 +1111,7 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
                 scopes: &["*".to_owned()],
                 expires_at: Some(now + time::Duration::hours(1)),
             },
-            &sigil_server::api::token_hash(&live),
+            &sigil_authority::token_hash(&live),
             now,
         )
         .await
@@ -1120,13 +1120,13 @@ async fn expired_and_revoked_tokens_are_refused(db: Db) {
     assert_eq!(st, StatusCode::OK);
 
     // Replacing the bootstrap token revokes the old one.
-    let fresh = sigil_server::api::generate_token().unwrap();
+    let fresh = sigil_authority::generate_token().unwrap();
     s.store()
         .replace_api_token(
             &sigil_audit::Actor::system("test"),
             sigil_server::ADMIN_TOKEN_NAME,
             "admin",
-            &sigil_server::api::token_hash(&fresh),
+            &sigil_authority::token_hash(&fresh),
             now,
         )
         .await

@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use common::{Db, TestServer, p256_csr};
-use sigil_server::mosquitto::MosquittoSettings;
+use sigil_server::MosquittoSettings;
 
 /// Enforcement must follow a change within this long (the bound).
 const WITHIN: Duration = Duration::from_secs(5);

@@ -304,7 +304,7 @@ async fn operators_are_authenticated_and_authorised(db: Db) {
     assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
     // An expired token is refused and the refusal audited.
     let now = time::OffsetDateTime::now_utc();
-    let expired = sigil_server::api::generate_token().unwrap();
+    let expired = sigil_authority::generate_token().unwrap();
     let expired_id = s
         .store()
         .insert_api_token(
@@ -315,7 +315,7 @@ async fn operators_are_authenticated_and_authorised(db: Db) {
                 scopes: &["*".to_owned()],
                 expires_at: Some(now - time::Duration::minutes(1)),
             },
-            &sigil_server::api::token_hash(&expired),
+            &sigil_authority::token_hash(&expired),
             now - time::Duration::hours(1),
         )
         .await

@@ -6,7 +6,7 @@ mod common;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sigil_server::ocsp::OcspSigning;
+use sigil_server::OcspSigning;
 
 use common::{Db, TestServer, ok, openssl, p256_csr, sigil};
 

@@ -1,0 +1,940 @@
+//! Who is calling, and may they: authentication (API bearer tokens for automation, session
+//! cookies for people) and authorisation of every route by the Cedar policies, with every
+//! refusal in the audit log.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use sigil_audit::{Actor, AuditEvent, Outcome};
+use sigil_policy::{OperatorContext, Principal, Target};
+use sigil_store::{NewSession, OperatorRecord, StoreError};
+
+use sigil_authority::{generate_secret, rfc3339, token_hash};
+use sigil_http::{PeerAddr, peer_ip};
+
+use super::{ApiError, ApiJson, AppState, Problem};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "sigil_session";
+/// Header a browser session must send with every request that changes something: a cross-site
+/// form cannot set it (defence in depth beside `SameSite=Strict`).
+pub const CSRF_HEADER: &str = "x-sigil-csrf";
+/// How long a session lasts (absolute; people log in again after a working day).
+pub const SESSION_LIFETIME: time::Duration = time::Duration::hours(8);
+/// Consecutive failed logins that lock an account, and for how long.
+pub const LOCK_AFTER: i64 = 5;
+pub const LOCK_FOR: time::Duration = time::Duration::minutes(15);
+/// Login attempts per source address per minute, whatever the account.
+pub const LOGINS_PER_MINUTE: u32 = 20;
+/// Roles that can change trust: their accounts always have a second factor.
+pub const MFA_ROLES: [&str; 2] = ["admin", "security-officer"];
+/// The built-in roles (the default policies give each its rights).
+pub const ROLES: [&str; 6] = [
+    "admin",
+    "security-officer",
+    "provisioner",
+    "operator",
+    "auditor",
+    "broker",
+];
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An API token, with its scopes.
+    Token { scopes: Vec<String> },
+    /// A person's session cookie (its hash identifies the session), and whether the login
+    /// used a second factor.
+    Session {
+        username: String,
+        mfa: bool,
+        session_hash: String,
+    },
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Token id or operator id.
+    pub id: String,
+    pub role: String,
+    pub credential: Credential,
+    pub source_ip: String,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor::operator(&self.id)
+    }
+
+    pub(crate) fn principal(&self) -> Principal {
+        match &self.credential {
+            Credential::Token { scopes } => Principal::Token {
+                id: self.id.clone(),
+                roles: vec![self.role.clone()],
+                scopes: scopes.clone(),
+            },
+            Credential::Session { .. } => Principal::Operator {
+                id: self.id.clone(),
+                roles: vec![self.role.clone()],
+            },
+        }
+    }
+
+    pub(crate) fn context(&self) -> OperatorContext {
+        OperatorContext {
+            mfa: matches!(self.credential, Credential::Session { mfa: true, .. }),
+            source_ip: self.source_ip.clone(),
+        }
+    }
+}
+
+fn source_ip(request: &Request) -> String {
+    peer_ip(request).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// What a route needs: any authenticated caller, or the policy's permission for an action on
+/// a kind of resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Authenticated,
+    Action(&'static str, &'static str),
+}
+
+/// The access rule of every protected route, in one table to review. A route missing here is
+/// refused (fail closed); a test checks every route has one.
+pub fn rule(method: &Method, route: &str) -> Option<Rule> {
+    use Rule::{Action, Authenticated};
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    Some(match route {
+        "/api/v1/auth/me" | "/api/v1/auth/logout" => Authenticated,
+        "/api/v1/products" if post => Action("inventory.write", "product"),
+        "/api/v1/products" | "/api/v1/products/{id}" | "/api/v1/products/{id}/declaration"
+            if get =>
+        {
+            Action("inventory.read", "product")
+        }
+        "/api/v1/products/{id}/declaration" if method == Method::PUT => {
+            Action("inventory.write", "product")
+        }
+        "/api/v1/products/{id}/manufacturer-cas" if post => {
+            Action("manufacturer_ca.manage", "manufacturer_ca")
+        }
+        "/api/v1/products/{id}/manufacturer-cas" if get => {
+            Action("inventory.read", "manufacturer_ca")
+        }
+        "/api/v1/devices" if post => Action("device.create", "device"),
+        "/api/v1/devices" | "/api/v1/devices/{id}" if get => Action("inventory.read", "device"),
+        "/api/v1/devices/{id}/posture" if get => Action("posture.read", "posture"),
+        "/api/v1/devices/{id}/activate"
+        | "/api/v1/devices/{id}/suspend"
+        | "/api/v1/devices/{id}/resume"
+        | "/api/v1/devices/{id}/retire"
+            if post =>
+        {
+            Action("device.lifecycle", "device")
+        }
+        "/api/v1/devices/{id}/revoke" if post => Action("certificate.revoke", "certificate"),
+        "/api/v1/devices/{id}/enrollment-tokens" if post => {
+            Action("enrollment_token.create", "enrollment_token")
+        }
+        "/api/v1/devices/{id}/certificates" if post => Action("certificate.issue", "certificate"),
+        "/api/v1/broker/emqx/authn" | "/api/v1/broker/emqx/authz" if post => {
+            Action("broker.decide", "device")
+        }
+        "/api/v1/policy/explain" if post => Action("policy.read", "policy"),
+        "/api/v1/policy" | "/api/v1/policy/versions" if get => Action("policy.read", "policy"),
+        "/api/v1/policy" | "/api/v1/policy/rollback" if post => Action("policy.apply", "policy"),
+        "/api/v1/certificates" | "/api/v1/certificates/{serial}" | "/api/v1/profiles" if get => {
+            Action("certificate.read", "certificate")
+        }
+        "/api/v1/audit/entries"
+        | "/api/v1/audit/checkpoint"
+        | "/api/v1/audit/proof/inclusion"
+        | "/api/v1/audit/proof/consistency"
+        | "/api/v1/audit/export"
+            if get =>
+        {
+            Action("audit.read", "audit")
+        }
+        "/api/v1/audit/checkpoint" if post => Action("audit.checkpoint", "audit"),
+        "/api/v1/services/certificates" if post => Action("ca.manage", "service"),
+        "/api/v1/evidence" if get => Action("evidence.export", "evidence"),
+        "/api/v1/operators" | "/api/v1/tokens" if get => Action("operator.read", "operator"),
+        "/api/v1/compliance/attestations" if post => Action("compliance.attest", "attestation"),
+        "/api/v1/compliance/{framework}/evaluate" if post => {
+            Action("compliance.evaluate", "compliance")
+        }
+        "/api/v1/compliance"
+        | "/api/v1/compliance/attestations"
+        | "/api/v1/compliance/{framework}/history"
+        | "/api/v1/compliance/{framework}"
+        | "/api/v1/compliance/{framework}/devices/{id}"
+            if get =>
+        {
+            Action("compliance.read", "compliance")
+        }
+        "/api/v1/operators" | "/api/v1/tokens" | "/api/v1/tokens/{id}/revoke" if post => {
+            Action("operator.manage", "operator")
+        }
+        _ => return None,
+    })
+}
+
+/// Authenticate, then authorise by the route's rule. Refusals of either kind are audited.
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |m| m.as_str().to_owned(),
+    );
+    let method = request.method().clone();
+    let subject = format!("api:{method} {route}");
+    let ip = source_ip(&request);
+    let caller = match authenticate(&state, request.headers(), &method, &route, ip).await {
+        Ok(caller) => caller,
+        Err((id, e)) => {
+            let actor = Actor::operator(id.as_deref().unwrap_or("unknown"));
+            // A CSRF refusal is of an authenticated caller: an access decision, not a failed
+            // authentication.
+            if e.code == "csrf" {
+                return state
+                    .audit_refusal(&actor, "access.denied", subject, Err::<(), _>(e))
+                    .await
+                    .err()
+                    .map_or_else(
+                        || StatusCode::FORBIDDEN.into_response(),
+                        |e| e.into_response(),
+                    );
+            }
+            return state
+                .authentication_failed(peer_ip(&request), &actor, "auth.failed", subject, e)
+                .await
+                .into_response();
+        }
+    };
+    if let Err(e) = authorise(&state, &caller, &method, &route, &subject).await {
+        return e.into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+async fn authorise(
+    state: &AppState,
+    caller: &Caller,
+    method: &Method,
+    route: &str,
+    subject: &str,
+) -> Result<(), ApiError> {
+    let rule = rule(method, route);
+    let (action, kind) = match rule {
+        Some(Rule::Authenticated) => return Ok(()),
+        Some(Rule::Action(action, kind)) => (action, kind),
+        None => ("unmapped", "unknown"),
+    };
+    // One snapshot of the policy for the decision and its explanation.
+    let engine = state.policy();
+    let decision = if rule.is_none() {
+        None
+    } else {
+        match engine.decide(
+            &caller.principal(),
+            action,
+            &Target::Kind(kind.into()),
+            &caller.context(),
+        ) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(error = %e, action, "policy error: refusing");
+                None
+            }
+        }
+    };
+    if let Some(d) = &decision
+        && d.allowed
+    {
+        return Ok(());
+    }
+    let reasons = decision
+        .as_ref()
+        .map(|d| d.reasons.clone())
+        .unwrap_or_default();
+    // Say what would change the answer: a second factor only if with one it would be allowed.
+    let mfa_would_allow = decision.is_some()
+        && !caller.context().mfa
+        && engine
+            .decide(
+                &caller.principal(),
+                action,
+                &Target::Kind(kind.into()),
+                &OperatorContext {
+                    mfa: true,
+                    ..caller.context()
+                },
+            )
+            .is_ok_and(|d| d.allowed);
+    let other_forbids: Vec<&str> = reasons
+        .iter()
+        .map(String::as_str)
+        .filter(|r| *r != "trust-changes-need-mfa")
+        .collect();
+    let detail = if rule.is_none() {
+        "this route has no access rule, so it is refused".to_owned()
+    } else if mfa_would_allow {
+        format!("{action} changes trust and needs a session opened with a second factor (TOTP)")
+    } else if reasons.iter().any(|r| r == "token-scope") {
+        format!("this token's scopes do not cover {action}")
+    } else if other_forbids.is_empty() {
+        format!(
+            "role `{}` may not {action}: no policy permits it",
+            caller.role
+        )
+    } else {
+        format!(
+            "{action} is forbidden by policy {}",
+            other_forbids.join(", ")
+        )
+    };
+    let event = AuditEvent::new(
+        state.now(),
+        caller.actor(),
+        "access.denied",
+        subject.to_owned(),
+        Outcome::Denied,
+        serde_json::json!({"action": action, "resource": kind, "role": caller.role,
+                           "reasons": reasons, "mfa": caller.context().mfa, "source_ip": caller.source_ip}),
+    );
+    if let Err(e) = state.store().append_audit(vec![event]).await {
+        tracing::error!(error = %e, "could not record an access denial");
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "Forbidden",
+        detail,
+    ))
+}
+
+/// The caller, or why not (with the token or operator id when known).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    route: &str,
+    source_ip: String,
+) -> Result<Caller, (Option<String>, ApiError)> {
+    let anonymous = |e: ApiError| (None, e);
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return bearer(state, value, method, route, source_ip).await;
+    }
+    let Some(secret) = session_cookie(headers) else {
+        return Err(anonymous(ApiError::unauthenticated(
+            "missing credentials: send `Authorization: Bearer <token>` or log in for a session",
+        )));
+    };
+    let hash = token_hash(&secret);
+    let session = state
+        .store()
+        .find_session(hash.as_str())
+        .await
+        .map_err(|e| anonymous(e.into()))?
+        .ok_or_else(|| anonymous(ApiError::unauthenticated("unknown session; log in again")))?;
+    let known = Some(session.operator_id.clone());
+    if session.revoked_at.is_some() {
+        return Err((
+            known,
+            ApiError::unauthenticated("session has ended; log in again"),
+        ));
+    }
+    if session.expires_at <= state.now() {
+        return Err((
+            known,
+            ApiError::unauthenticated("session has expired; log in again"),
+        ));
+    }
+    if session.operator_disabled {
+        return Err((
+            known,
+            ApiError::unauthenticated("operator account is disabled"),
+        ));
+    }
+    if *method != Method::GET && !headers.contains_key(CSRF_HEADER) {
+        return Err((
+            known,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "Missing CSRF header",
+                format!("requests that change something must send the `{CSRF_HEADER}` header"),
+            ),
+        ));
+    }
+    Ok(Caller {
+        id: session.operator_id,
+        role: session.role,
+        credential: Credential::Session {
+            username: session.username,
+            mfa: session.mfa,
+            session_hash: hash.as_str().to_owned(),
+        },
+        source_ip,
+    })
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// Bearer tokens are random 256-bit secrets, so the database holds only their SHA-256; the
+/// lookup is by that hash and the final comparison is constant-time.
+async fn bearer(
+    state: &AppState,
+    value: &HeaderValue,
+    method: &Method,
+    route: &str,
+    source_ip: String,
+) -> Result<Caller, (Option<String>, ApiError)> {
+    let anonymous = |e: ApiError| (None, e);
+    let value = value.to_str().map_err(|_| {
+        anonymous(ApiError::unauthenticated(
+            "Authorization header is not valid ASCII",
+        ))
+    })?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            anonymous(ApiError::unauthenticated(
+                "Authorization header must use the Bearer scheme",
+            ))
+        })?;
+    let hash = token_hash(token);
+    let record = state
+        .store()
+        .find_api_token(&hash)
+        .await
+        .map_err(|e| anonymous(e.into()))?
+        .ok_or_else(|| anonymous(ApiError::unauthenticated("invalid API token")))?;
+    if aws_lc_rs::constant_time::verify_slices_are_equal(
+        record.token_hash.as_str().as_bytes(),
+        hash.as_str().as_bytes(),
+    )
+    .is_err()
+    {
+        return Err(anonymous(ApiError::unauthenticated("invalid API token")));
+    }
+    if record.revoked_at.is_some() {
+        return Err((
+            Some(record.id),
+            ApiError::unauthenticated("API token has been revoked"),
+        ));
+    }
+    let now = state.now();
+    if record.expires_at.is_some_and(|t| t <= now) {
+        return Err((
+            Some(record.id),
+            ApiError::unauthenticated("API token has expired"),
+        ));
+    }
+    if record
+        .last_used_at
+        .is_none_or(|t| now - t >= TOKEN_USE_INTERVAL)
+    {
+        // Best effort: a failure to record use must not lock every operator out, and it is
+        // reported. The changes the caller makes are still logged under its token id.
+        let details = serde_json::json!({"first_request": format!("{method} {route}")});
+        if let Err(e) = state
+            .store()
+            .record_token_use(&record.id, now, TOKEN_USE_INTERVAL, details)
+            .await
+        {
+            tracing::error!(error = %e, token = %record.id, "could not record token use in the audit log");
+        }
+    }
+    Ok(Caller {
+        id: record.id,
+        role: record.role,
+        credential: Credential::Token {
+            scopes: record.scopes,
+        },
+        source_ip,
+    })
+}
+
+/// How often a token's use is recorded: on first use, then at most once per interval.
+const TOKEN_USE_INTERVAL: time::Duration = time::Duration::hours(1);
+
+// ---- login ------------------------------------------------------------------------------
+
+/// Login attempts per source address in the current minute: a password-guessing client is
+/// slowed whatever accounts it tries (the per-account lockout covers a distributed one).
+#[derive(Default)]
+pub struct LoginLimiter {
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl LoginLimiter {
+    /// `Ok` to go on, or the seconds to wait.
+    fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() > 100_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start).as_secs() < 60);
+        }
+        let entry = windows.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0).as_secs() >= 60 {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > LOGINS_PER_MINUTE {
+            Err(60u64
+                .saturating_sub(now.duration_since(entry.0).as_secs())
+                .max(1))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// The current 6-digit TOTP code (required for accounts with a second factor).
+    #[serde(default)]
+    pub totp: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    pub operator_id: String,
+    pub username: String,
+    pub role: String,
+    /// Whether this session was opened with a second factor (trust changes need it).
+    pub mfa: bool,
+    pub expires_at: Option<String>,
+}
+
+/// A hash to verify against when the username is unknown, so that the answer takes as long
+/// as for a wrong password and does not reveal which usernames exist.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("sigil-dummy-password").unwrap_or_default())
+}
+
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
+}
+
+/// Argon2 takes tens of milliseconds of CPU: off the async workers.
+async fn verify_password_blocking(password: String, phc: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+        .await
+        .unwrap_or(false)
+}
+
+/// The TOTP for a seed (RFC 6238: HMAC-SHA1, 6 digits, 30 s steps, one step of skew).
+pub fn totp(seed: Vec<u8>, username: &str) -> Result<totp_rs::Totp, ApiError> {
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(30)
+        .with_secret(seed)
+        .with_issuer(Some("Sigil"))
+        .with_account_name(username)
+        .build()
+        .map_err(|e| ApiError::internal(format!("TOTP: {e}")))
+}
+
+/// Log in with a password (and TOTP code) and receive a session cookie.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = SessionView), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 429, body = Problem)))]
+pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let ip = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let ip_text = ip.map_or_else(|| "unknown".to_owned(), |i| i.to_string());
+    if let Some(ip) = ip
+        && let Err(wait) = state.login_limiter.check(ip)
+    {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many login attempts",
+            format!("too many login attempts from {ip}; retry in {wait} s"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return Ok(response);
+    }
+    let ApiJson(req) = ApiJson::<LoginRequest>::from_request(request, &state).await?;
+    if req.username.is_empty()
+        || req.username.chars().count() > 128
+        || req.password.chars().count() > 1024
+    {
+        return Err(ApiError::invalid(
+            "username: 1 to 128 characters; password: at most 1024 characters",
+        ));
+    }
+    let now = state.now();
+    let invalid = || ApiError::unauthenticated("invalid username or password");
+    let Some(operator) = state.store().find_operator(&req.username).await? else {
+        verify_password_blocking(req.password, dummy_hash().to_owned()).await;
+        let actor = Actor::operator("unknown");
+        let subject = format!(
+            "operator:{}",
+            req.username.chars().take(64).collect::<String>()
+        );
+        let refusal = Err::<(), _>(ApiError::unauthenticated("invalid username or password"));
+        state
+            .audit_refusal(&actor, "auth.login", subject, refusal)
+            .await?;
+        return Err(invalid());
+    };
+    if operator.disabled_at.is_some() {
+        return Err(refuse(
+            &state,
+            &operator,
+            &ip_text,
+            now,
+            "account disabled",
+            invalid(),
+        )
+        .await);
+    }
+    if let Some(until) = operator.locked_until.filter(|t| *t > now) {
+        return Err(refuse(
+            &state,
+            &operator,
+            &ip_text,
+            now,
+            "account locked",
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "account-locked",
+                "Account locked",
+                format!(
+                    "the account is locked after repeated failed logins until {}",
+                    rfc3339(until)
+                ),
+            ),
+        )
+        .await);
+    }
+    if !verify_password_blocking(req.password, operator.password_hash.clone()).await {
+        return Err(failure(
+            &state,
+            &operator,
+            "wrong password",
+            &ip_text,
+            invalid(),
+            now,
+        )
+        .await);
+    }
+    let step = match (&operator.totp_secret, req.totp.as_deref()) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(refuse(
+                &state,
+                &operator,
+                &ip_text,
+                now,
+                "TOTP code missing",
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "totp-required",
+                    "Second factor required",
+                    "this account needs a TOTP code: send `totp` with the password",
+                ),
+            )
+            .await);
+        }
+        (Some(sealed), Some(code)) => {
+            let seed = state
+                .secrets()
+                .open(sealed, &operator.username)
+                .ok_or_else(|| ApiError::internal("this account's TOTP seed does not open"))?;
+            let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+            match totp(seed, &operator.username)?.check(code.trim(), unix) {
+                Some(step) => Some(i64::try_from(step).unwrap_or(i64::MAX)),
+                None => {
+                    let e = ApiError::unauthenticated("invalid TOTP code");
+                    return Err(
+                        failure(&state, &operator, "wrong TOTP code", &ip_text, e, now).await,
+                    );
+                }
+            }
+        }
+    };
+    if operator.totp_secret.is_none() && MFA_ROLES.contains(&operator.role.as_str()) {
+        // Accounts of these roles are created with a second factor; one without is refused
+        // rather than let in with less.
+        return Err(refuse(
+            &state,
+            &operator,
+            &ip_text,
+            now,
+            "role requires a second factor",
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "mfa-required",
+                "Second factor required",
+                format!(
+                    "role `{}` requires a TOTP second factor, and this account has none",
+                    operator.role
+                ),
+            ),
+        )
+        .await);
+    }
+    let secret = generate_secret("sigil_s_")?;
+    let expires_at = now + SESSION_LIFETIME;
+    let session_hash = token_hash(&secret);
+    let session = NewSession {
+        id_hash: session_hash.as_str(),
+        mfa: step.is_some(),
+        source_ip: &ip_text,
+        expires_at,
+    };
+    match state
+        .store()
+        .login_succeeded(&operator, step, &session, now)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            let e = ApiError::unauthenticated(
+                "this TOTP code has already been used; wait for the next one",
+            );
+            return Err(failure(&state, &operator, "replayed TOTP code", &ip_text, e, now).await);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_LIFETIME.whole_seconds()
+    );
+    let mut response = Json(SessionView {
+        operator_id: operator.id.clone(),
+        username: operator.username.clone(),
+        role: operator.role.clone(),
+        mfa: step.is_some(),
+        expires_at: Some(rfc3339(expires_at)),
+    })
+    .into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal(e.to_string()))?,
+    );
+    Ok(response)
+}
+
+/// Record a refused login that does not count towards the lockout, and return the refusal.
+async fn refuse(
+    state: &AppState,
+    operator: &OperatorRecord,
+    ip: &str,
+    now: OffsetDateTime,
+    reason: &str,
+    refusal: ApiError,
+) -> ApiError {
+    let event = AuditEvent::new(
+        now,
+        Actor::operator(&operator.id),
+        "auth.login",
+        format!("operator:{}", operator.id),
+        Outcome::Denied,
+        serde_json::json!({"username": operator.username, "reason": reason, "source_ip": ip}),
+    );
+    if let Err(e) = state.store().append_audit(vec![event]).await {
+        tracing::error!(error = %e, "could not record a refused login");
+    }
+    refusal
+}
+
+/// Count a failure (which may lock the account) and return the refusal to send.
+async fn failure(
+    state: &AppState,
+    operator: &OperatorRecord,
+    reason: &str,
+    ip: &str,
+    refusal: ApiError,
+    now: OffsetDateTime,
+) -> ApiError {
+    match state
+        .store()
+        .record_login_failure(operator, reason, ip, LOCK_AFTER, LOCK_FOR, now)
+        .await
+    {
+        Ok(outcome) => match outcome.locked_until {
+            Some(until) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "account-locked",
+                "Account locked",
+                format!(
+                    "{}; after {LOCK_AFTER} failed logins the account is locked until {}",
+                    refusal.detail,
+                    rfc3339(until)
+                ),
+            ),
+            None => refusal,
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// End this session.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204), (status = 401, body = Problem),
+        (status = 422, body = Problem, description = "An API token is revoked, not logged out")))]
+pub async fn logout(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let Credential::Session { session_hash, .. } = &caller.credential else {
+        return Err(ApiError::invalid(
+            "logout ends a session; API tokens are revoked instead",
+        ));
+    };
+    state
+        .store()
+        .revoke_session(session_hash, &caller.id, state.now())
+        .await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "sigil_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    Ok(response)
+}
+
+/// Who the caller is, as Sigil sees it.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, body = SessionView), (status = 401, body = Problem)))]
+pub async fn me(axum::Extension(caller): axum::Extension<Caller>) -> Json<SessionView> {
+    let (username, mfa) = match &caller.credential {
+        Credential::Session { username, mfa, .. } => (username.clone(), *mfa),
+        Credential::Token { .. } => (format!("token:{}", caller.id), false),
+    };
+    Json(SessionView {
+        operator_id: caller.id,
+        username,
+        role: caller.role,
+        mfa,
+        expires_at: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::OpenApi;
+
+    use super::super::openapi::OPEN;
+
+    #[test]
+    fn every_documented_route_has_an_access_rule() {
+        let doc = super::super::ApiDoc::openapi();
+        let mut checked = 0;
+        for (path, item) in &doc.paths.paths {
+            if OPEN.contains(&path.as_str()) || path.starts_with("/.well-known/") {
+                continue;
+            }
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+            ] {
+                if op.is_some() {
+                    assert!(
+                        rule(&method, path).is_some(),
+                        "{method} {path} has no access rule"
+                    );
+                    checked += 1;
+                }
+            }
+            assert!(item.delete.is_none() && item.patch.is_none(), "{path}");
+        }
+        assert!(checked >= 40, "only {checked} routes checked");
+    }
+
+    #[test]
+    fn every_rule_names_a_known_resource_kind() {
+        let doc = super::super::ApiDoc::openapi();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+            ] {
+                if op.is_some()
+                    && let Some(Rule::Action(_, kind)) = rule(&method, path)
+                {
+                    assert!(
+                        super::super::grants::RESOURCE_KINDS.contains(&kind),
+                        "{method} {path}: kind {kind} missing from RESOURCE_KINDS"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_routes_and_methods_have_no_rule() {
+        assert_eq!(rule(&Method::DELETE, "/api/v1/devices/{id}"), None);
+        assert_eq!(rule(&Method::GET, "/api/v1/devices/{id}/revoke"), None);
+        assert_eq!(rule(&Method::GET, "/api/v1/nothing"), None);
+    }
+
+    #[test]
+    fn the_login_limiter_counts_per_address() {
+        let limiter = LoginLimiter::default();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        for _ in 0..LOGINS_PER_MINUTE {
+            assert!(limiter.check(a).is_ok());
+        }
+        assert!(limiter.check(a).is_err());
+        assert!(limiter.check(b).is_ok());
+    }
+}

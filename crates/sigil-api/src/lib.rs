@@ -1,0 +1,233 @@
+//! The JSON REST API under `/api/v1`: the operators' front-end (inventory, certificates,
+//! revocation, access policy, operators and tokens, compliance, the audit log and evidence),
+//! the EMQX decision hooks and the devices' posture reports. It sees the authority through
+//! [`AppState`]: the authority's services by method, never its fields.
+
+mod audit;
+pub mod auth;
+mod bootstrap;
+mod broker;
+mod certificates;
+mod compliance;
+mod enrollment;
+mod evidence;
+mod grants;
+mod inventory;
+mod openapi;
+mod operators;
+mod policy;
+mod posture;
+mod revocation;
+mod services;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use sigil_audit::Actor;
+use sigil_authority::Authority;
+
+pub use auth::Caller;
+pub use openapi::ApiDoc;
+pub use sigil_http::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
+
+/// Largest request body the API reads. A CSR is a few KiB; nothing legitimate comes near this.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What a request handler has: the authority's services, and the API's own login limiter.
+#[derive(Clone)]
+pub struct AppState {
+    authority: Arc<Authority>,
+    login_limiter: Arc<auth::LoginLimiter>,
+}
+
+impl Deref for AppState {
+    type Target = Authority;
+    fn deref(&self) -> &Authority {
+        &self.authority
+    }
+}
+
+impl AppState {
+    pub fn new(authority: Arc<Authority>) -> Self {
+        Self {
+            authority,
+            login_limiter: Arc::default(),
+        }
+    }
+
+    /// A failed authentication from `ip` on the API: recorded in the audit log with the address
+    /// (action `action`, details of `error`), or, past the address's limit, only counted for the
+    /// window's summary and answered with 429. Returns the error to answer with.
+    pub(crate) async fn authentication_failed(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        actor: &Actor,
+        action: &str,
+        subject: String,
+        error: ApiError,
+    ) -> ApiError {
+        match self
+            .authority
+            .authentication_failed(ip, "api", actor, action, subject, error.record())
+            .await
+        {
+            Some(retry_after) => ApiError::too_many_failures(ip, retry_after),
+            None => error,
+        }
+    }
+
+    /// Pass `result` through; if it is a refusal, record it in the audit log first.
+    async fn audit_refusal<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: String,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if let Err(e) = &result {
+            self.authority
+                .record_refusal(actor, action, subject, e.record())
+                .await;
+        }
+        result
+    }
+}
+
+/// The API's routes, with `others` (the routes of front-ends sharing its listener, such as
+/// EST) mounted beside them under the same body limits and refusal delivery.
+pub fn router(state: AppState, others: Router<AppState>) -> Router {
+    let protected = Router::new()
+        .route(
+            "/api/v1/products",
+            post(inventory::create_product).get(inventory::list_products),
+        )
+        .route("/api/v1/products/{id}", get(inventory::get_product))
+        .route(
+            "/api/v1/products/{id}/declaration",
+            axum::routing::put(inventory::declare_product).get(inventory::get_declaration),
+        )
+        .route(
+            "/api/v1/products/{id}/manufacturer-cas",
+            post(bootstrap::add).get(bootstrap::list),
+        )
+        .route(
+            "/api/v1/devices",
+            post(inventory::create_device).get(inventory::list_devices),
+        )
+        .route("/api/v1/devices/{id}", get(inventory::get_device))
+        .route("/api/v1/devices/{id}/posture", get(posture::get))
+        .route(
+            "/api/v1/devices/{id}/activate",
+            post(inventory::activate_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/suspend",
+            post(inventory::suspend_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/resume",
+            post(inventory::resume_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/retire",
+            post(inventory::retire_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/revoke",
+            post(revocation::revoke_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/enrollment-tokens",
+            post(enrollment::create_enrollment_token),
+        )
+        .route(
+            "/api/v1/devices/{id}/certificates",
+            post(certificates::issue),
+        )
+        .route("/api/v1/broker/emqx/authn", post(broker::authn))
+        .route("/api/v1/broker/emqx/authz", post(broker::authz))
+        .route("/api/v1/policy/explain", post(broker::explain))
+        .route("/api/v1/policy", get(policy::current).post(policy::apply))
+        .route("/api/v1/policy/versions", get(policy::versions))
+        .route("/api/v1/policy/rollback", post(policy::rollback))
+        .route(
+            "/api/v1/operators",
+            post(operators::create_operator).get(operators::list_operators),
+        )
+        .route(
+            "/api/v1/tokens",
+            post(operators::create_token).get(operators::list_tokens),
+        )
+        .route("/api/v1/tokens/{id}/revoke", post(operators::revoke_token))
+        .route("/api/v1/compliance", get(compliance::frameworks))
+        .route(
+            "/api/v1/compliance/attestations",
+            post(compliance::attest).get(compliance::attestations),
+        )
+        .route("/api/v1/compliance/{framework}", get(compliance::fleet))
+        .route(
+            "/api/v1/compliance/{framework}/devices/{id}",
+            get(compliance::device),
+        )
+        .route(
+            "/api/v1/compliance/{framework}/evaluate",
+            post(compliance::evaluate_now),
+        )
+        .route(
+            "/api/v1/compliance/{framework}/history",
+            get(compliance::history),
+        )
+        .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/certificates", get(certificates::list))
+        .route("/api/v1/certificates/{serial}", get(certificates::get))
+        .route("/api/v1/profiles", get(certificates::profiles))
+        .route("/api/v1/audit/entries", get(audit::entries))
+        .route(
+            "/api/v1/audit/checkpoint",
+            get(audit::latest_checkpoint).post(audit::sign_checkpoint),
+        )
+        .route("/api/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/api/v1/audit/proof/consistency", get(audit::consistency))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/evidence", get(evidence::export))
+        .route("/api/v1/services/certificates", post(services::issue))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+
+    Router::new()
+        .merge(protected)
+        .merge(others)
+        // Devices authenticate with their certificate (mTLS), not a bearer token.
+        .route("/api/v1/device/posture", post(posture::report))
+        // People log in with a password and TOTP code for a session cookie.
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/healthz", get(health))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this endpoint does not support that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(sigil_http::body::deliver_refusals))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    sigil_http::health(state.audit().integrity_failure())
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi::document())
+}

@@ -1,0 +1,410 @@
+//! The OpenAPI document, generated from the handlers' annotations and then made to match what
+//! the server really sends, in one place rather than in fifty annotations: every error is
+//! `application/problem+json`; every guarded route documents 401, 403 and 429; every request
+//! body 400, 413, 415 and 422; every path parameter is declared; routes that authenticate
+//! otherwise (login, device mTLS) need no bearer token. Schemathesis checks the result against
+//! the live server in the test suite.
+
+use axum::http::Method;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+
+use super::Problem;
+#[cfg(test)]
+use super::auth::Rule;
+use super::auth::rule;
+
+/// Routes that take no bearer token (they authenticate otherwise, or not at all).
+pub const OPEN: [&str; 3] = [
+    "/api/v1/auth/login",
+    "/api/v1/device/posture",
+    "/api/v1/openapi.json",
+];
+
+const PROBLEM: &str = "application/problem+json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sigil API", description = "IoT device identity and compliance platform"),
+    paths(
+        super::inventory::create_product, super::inventory::list_products, super::inventory::get_product,
+        super::inventory::declare_product, super::inventory::get_declaration,
+        super::inventory::create_device, super::inventory::list_devices, super::inventory::get_device,
+        super::inventory::activate_device, super::inventory::suspend_device, super::inventory::resume_device, super::inventory::retire_device,
+        super::certificates::issue, super::certificates::list, super::certificates::get, super::certificates::profiles, super::services::issue,
+        super::revocation::revoke_device, super::enrollment::create_enrollment_token, super::bootstrap::add, super::bootstrap::list, super::posture::get, super::broker::authn, super::broker::authz, super::broker::explain,
+        super::policy::current, super::policy::versions, super::policy::apply, super::policy::rollback,
+        super::operators::create_operator, super::operators::list_operators, super::operators::create_token, super::operators::list_tokens, super::operators::revoke_token,
+        super::auth::login, super::auth::logout, super::auth::me,
+        super::compliance::frameworks, super::compliance::fleet, super::compliance::device, super::compliance::attest, super::compliance::attestations, super::compliance::evaluate_now, super::compliance::history,
+        super::audit::entries, super::audit::latest_checkpoint, super::audit::sign_checkpoint, super::audit::inclusion,
+        super::audit::consistency, super::audit::export, super::evidence::export,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth, &Conformance),
+    security(("bearer" = []), ("session" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // People: the session cookie from POST /api/v1/auth/login (changes also need the
+        // X-Sigil-CSRF header).
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                super::auth::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+/// The document as served: [`ApiDoc`] with the constraints the handlers enforce that the
+/// derives cannot state (lengths, patterns, enumerations from the catalogue and the profiles),
+/// so that a request the document calls valid is one the server accepts.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    refine(&mut doc);
+    doc
+}
+
+/// Some character that is not a space, and no control characters (the text fields' rule).
+const TEXT: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+fn refine(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let catalogue = sigil_compliance::Catalogue::shipped().ok();
+    let frameworks: Vec<String> = catalogue
+        .as_ref()
+        .map(|c| c.frameworks().iter().map(|f| f.info.id.clone()).collect())
+        .unwrap_or_default();
+    let attestations: Vec<String> = catalogue
+        .as_ref()
+        .map(|c| {
+            c.checks()
+                .filter(|k| k.kind == sigil_compliance::CheckKind::Attestation)
+                .map(|k| k.id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let profiles: Vec<&str> = sigil_ca::PROFILES.iter().map(|p| p.name).collect();
+    let text = |max: usize| json!({"pattern": TEXT, "maxLength": max});
+    let properties: Vec<(&str, &str, serde_json::Value)> = vec![
+        ("ProductRequest", "name", text(200)),
+        ("ProductRequest", "manufacturer", text(200)),
+        ("ProductRequest", "support_end", json!({"format": "date"})),
+        ("DeviceRequest", "product_id", json!({"format": "uuid"})),
+        ("DeviceRequest", "serial_number", text(128)),
+        ("DeviceRequest", "hardware_id", text(256)),
+        ("DeviceRequest", "owner", text(200)),
+        ("DeviceRequest", "site", text(200)),
+        ("DeviceRequest", "firmware_version", text(64)),
+        (
+            "DeviceRequest",
+            "tags",
+            json!({"maxItems": sigil_domain::MAX_TAGS,
+            "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/=-]{1,64}$"}}),
+        ),
+        ("IssueRequest", "profile", json!({"enum": profiles})),
+        (
+            "EnrollmentTokenRequest",
+            "ttl_seconds",
+            json!({"minimum": 60, "maximum": 2_592_000}),
+        ),
+        (
+            "CreateOperator",
+            "username",
+            json!({"pattern": "^[A-Za-z0-9._@-]{1,128}$"}),
+        ),
+        (
+            "CreateOperator",
+            "password",
+            json!({"minLength": 12, "maxLength": 1024}),
+        ),
+        (
+            "CreateOperator",
+            "role",
+            json!({"enum": super::auth::ROLES}),
+        ),
+        (
+            "LoginRequest",
+            "username",
+            json!({"minLength": 1, "maxLength": 128}),
+        ),
+        ("LoginRequest", "password", json!({"maxLength": 1024})),
+        ("CreateToken", "name", text(128)),
+        ("CreateToken", "role", json!({"enum": super::auth::ROLES})),
+        (
+            "CreateToken",
+            "scopes",
+            json!({"minItems": 1, "items": {"type": "string", "enum": super::operators::SCOPES}}),
+        ),
+        (
+            "CreateToken",
+            "expires_in_seconds",
+            json!({"minimum": 60, "maximum": 366 * 86_400}),
+        ),
+        (
+            "ApplyRequest",
+            "comment",
+            json!({"pattern": r"\S", "maxLength": 1024}),
+        ),
+        ("RollbackRequest", "version", json!({"minimum": 0})),
+        (
+            "RollbackRequest",
+            "comment",
+            json!({"pattern": r"\S", "maxLength": 1024}),
+        ),
+        ("AttestRequest", "check", json!({"enum": attestations})),
+        ("AttestRequest", "attested_by", text(200)),
+        ("AttestRequest", "statement", text(4000)),
+        ("AttestRequest", "document_name", text(200)),
+        (
+            "AttestRequest",
+            "expires_at",
+            json!({"format": "date-time"}),
+        ),
+        (
+            "RevokeRequest",
+            "reason",
+            json!({"enum": ["keyCompromise", "affiliationChanged", "superseded",
+            "cessationOfOperation", "privilegeWithdrawn", "unspecified", null]}),
+        ),
+        (
+            "ServiceCertificateRequest",
+            "validity_days",
+            json!({"minimum": 1, "maximum": 398}),
+        ),
+    ];
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, property, constraint) in properties {
+        if let (Some(target), Some(extra)) = (
+            schemas[schema]["properties"][property].as_object_mut(),
+            constraint.as_object(),
+        ) {
+            target.extend(extra.clone());
+        }
+    }
+    // Authorisation asks about an action on a topic; authentication needs neither.
+    doc["paths"]["/api/v1/broker/emqx/authz"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"] = json!({"allOf": [
+        {"$ref": "#/components/schemas/BrokerRequest"},
+        {"type": "object", "required": ["action", "topic"],
+         "properties": {"action": {"enum": ["publish", "subscribe"]},
+                        "topic": {"type": "string", "minLength": 1, "maxLength": 1024}}},
+    ]});
+    // Path parameters: what each identifier looks like.
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let Some(params) = op["parameters"].as_array_mut() else {
+                continue;
+            };
+            for param in params.iter_mut().filter(|p| p["in"] == "query") {
+                let uuid = path == "/api/v1/certificates" || path == "/api/v1/devices";
+                let constraint = match param["name"].as_str() {
+                    Some("device" | "product" | "after") if uuid => {
+                        json!({"type": "string", "format": "uuid"})
+                    }
+                    Some("tag") if uuid => {
+                        json!({"type": "string", "pattern": "^[A-Za-z0-9._:/=-]{1,64}$"})
+                    }
+                    Some("order") => json!({"type": "string", "enum": ["asc", "desc"]}),
+                    Some("state") => json!({"type": "string", "enum":
+                        ["registered", "provisioned", "active", "suspended", "retired"]}),
+                    Some("since" | "until") => json!({"type": "string", "format": "date-time"}),
+                    _ => continue,
+                };
+                param["schema"] = constraint;
+            }
+            for param in params.iter_mut().filter(|p| p["in"] == "path") {
+                let constraint = match param["name"].as_str() {
+                    Some("id") if path.starts_with("/api/v1/operators") => continue,
+                    Some("id") => json!({"type": "string", "format": "uuid"}),
+                    Some("serial") => {
+                        json!({"type": "string", "pattern": "^([0-9a-fA-F]{2}){1,20}$"})
+                    }
+                    Some("framework") => json!({"type": "string", "enum": frameworks}),
+                    _ => continue,
+                };
+                param["schema"] = constraint;
+            }
+        }
+    }
+}
+
+struct Conformance;
+
+fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                PROBLEM,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn conform(path: &str, method: &Method, op: &mut Operation) {
+    let responses = &mut op.responses.responses;
+    for (code, response) in responses.iter_mut() {
+        if (code.starts_with('4') || code.starts_with('5'))
+            && let RefOr::T(r) = response
+            && let Some(content) = r.content.shift_remove("application/json")
+        {
+            r.content.insert(PROBLEM.to_owned(), content);
+        }
+    }
+    let mut add = |code: &str, description: &str| {
+        responses
+            .entry(code.to_owned())
+            .or_insert_with(|| problem(description));
+    };
+    if OPEN.contains(&path) {
+        op.security = Some(Vec::new());
+    } else if rule(method, path).is_some() {
+        add("401", "No valid credentials");
+        add(
+            "403",
+            "The policy refuses this caller, or a CSRF header is missing",
+        );
+        add("429", "Too many failed authentications from this address");
+    }
+    if op.request_body.is_some() {
+        add("400", "The body is not valid JSON");
+        add("413", "The body is too large");
+        add("415", "The body is not `application/json`");
+        add("422", "A field is invalid");
+    }
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    if params.iter().any(|p| p.parameter_in == ParameterIn::Query) {
+        add("400", "The query string is invalid");
+        add("422", "A query parameter is out of range");
+    }
+    // Every `{name}` of the path is a parameter, declared or not by the handler.
+    for name in path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+    {
+        if !params
+            .iter()
+            .any(|p| p.name == name && p.parameter_in == ParameterIn::Path)
+        {
+            params.push(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(
+                        utoipa::openapi::ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::schema::Type::String),
+                    ))
+                    .build(),
+            );
+        }
+    }
+    if path.contains('{') {
+        add("400", "A path parameter is not a valid identifier");
+        add("404", "No such resource");
+    }
+}
+
+impl utoipa::Modify for Conformance {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, op) in [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PUT, &mut item.put),
+            ] {
+                if let Some(op) = op {
+                    conform(path, &method, op);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guarded(method: &Method, path: &str) -> bool {
+        !OPEN.contains(&path)
+            && matches!(
+                rule(method, path),
+                Some(Rule::Action(..) | Rule::Authenticated)
+            )
+    }
+
+    #[test]
+    fn the_document_matches_what_the_server_sends() {
+        let doc = ApiDoc::openapi();
+        let mut operations = 0;
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+            ] {
+                let Some(op) = op else { continue };
+                operations += 1;
+                let params = op.parameters.as_deref().unwrap_or_default();
+                for name in path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                {
+                    assert!(
+                        params.iter().any(|p| p.name == name),
+                        "{method} {path}: {name} undeclared"
+                    );
+                }
+                for (code, response) in &op.responses.responses {
+                    if let RefOr::T(r) = response
+                        && (code.starts_with('4') || code.starts_with('5'))
+                    {
+                        assert!(
+                            !r.content.contains_key("application/json"),
+                            "{method} {path} {code}: errors are problem+json"
+                        );
+                    }
+                }
+                if guarded(&method, path) {
+                    for code in ["401", "403"] {
+                        assert!(
+                            op.responses.responses.contains_key(code),
+                            "{method} {path} lacks {code}"
+                        );
+                    }
+                }
+                if op.request_body.is_some() {
+                    assert!(
+                        op.responses.responses.contains_key("415"),
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+        assert!(operations >= 50, "{operations}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Posture reports. Devices send them over mTLS with their current Sigil certificate (no token:
+//! the certificate is the identity); operators read the latest and the history.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use sigil_audit::Actor;
+use sigil_domain::{DeviceId, Posture};
+use sigil_store::PostureRecord;
+
+use sigil_authority::rfc3339;
+use super::{ApiError, AppState, Problem};
+use sigil_http::PeerCertificate;
+
+/// Largest posture report accepted.
+const MAX_POSTURE_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PostureReportResponse {
+    pub id: String,
+    pub device_id: String,
+    pub received_at: String,
+    /// The report as stored (the agent's JSON, validated).
+    #[schema(value_type = Object)]
+    pub posture: Posture,
+}
+
+impl From<PostureRecord> for PostureReportResponse {
+    fn from(r: PostureRecord) -> Self {
+        Self {
+            id: r.id,
+            device_id: r.device_id.to_string(),
+            received_at: rfc3339(r.received_at),
+            posture: r.posture,
+        }
+    }
+}
+
+/// A device reports its posture (`POST /api/v1/device/posture`, mTLS with its Sigil
+/// certificate).
+pub async fn report(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<PostureReportResponse>), ApiError> {
+    let peer = peer.map(|Extension(p)| p).unwrap_or(PeerCertificate(None));
+    let identity = state.current_identity(peer.der()).await;
+    let (actor, subject) = match &identity {
+        Ok((device, _)) => (
+            Actor::device(&device.to_string()),
+            format!("device:{device}"),
+        ),
+        Err(_) => (Actor::device("unknown"), "posture".to_owned()),
+    };
+    let result = async {
+        let (device, _) = identity.map_err(ApiError::from)?;
+        if body.len() > MAX_POSTURE_BODY {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Body too large",
+                format!("{} bytes; at most {MAX_POSTURE_BODY}", body.len()),
+            ));
+        }
+        let posture = Posture::parse(&body).map_err(|e| ApiError::invalid(e.to_string()))?;
+        Ok(state
+            .store()
+            .record_posture(&actor, device, &posture, state.now())
+            .await?)
+    }
+    .await;
+    let record = state
+        .audit_refusal(&actor, "posture.report", subject, result)
+        .await?;
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PostureQuery {
+    /// Most history entries returned (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PostureResponse {
+    pub device_id: String,
+    pub latest: Option<PostureReportResponse>,
+    /// Newest first, `latest` included.
+    pub history: Vec<PostureReportResponse>,
+}
+
+/// A device's latest posture and its history.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/posture", tag = "inventory", params(("id" = String, Path), PostureQuery),
+    responses((status = 200, body = PostureResponse), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    super::ApiQuery(q): super::ApiQuery<PostureQuery>,
+) -> Result<Json<PostureResponse>, ApiError> {
+    let device: DeviceId = id.parse()?;
+    state.store().get_device(device).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit: 1 to 500"));
+    }
+    let history: Vec<PostureReportResponse> = state
+        .store()
+        .posture_history(device, limit)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(PostureResponse {
+        device_id: device.to_string(),
+        latest: history.first().cloned(),
+        history,
+    }))
+}

@@ -1,0 +1,111 @@
+//! The authority's errors. Two kinds: what stops a service (configuration, files, keys, storage:
+//! [`AuthorityError`]), and why a request was refused ([`Refusal`]), which a front-end renders in
+//! its own protocol (problem+json for the REST API and EST). Neither knows HTTP.
+
+use std::path::PathBuf;
+
+/// Errors starting or running the authority's services.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorityError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} already holds a Sigil CA; refusing to overwrite it")]
+    AlreadyInitialised(PathBuf),
+    #[error("the CA keys are encrypted and no passphrase is available: set SIGIL_CA_PASSPHRASE")]
+    NoPassphrase,
+    #[error("SIGIL_CA_PASSPHRASE is too short (at least {0} characters)")]
+    WeakPassphrase(usize),
+    #[error("{0} is readable by group or others; refusing to use it (chmod 600)")]
+    InsecurePermissions(PathBuf),
+    #[error("the system random number generator failed")]
+    Random,
+    #[error("CA: {0}")]
+    Ca(#[from] sigil_ca::CaError),
+    #[error("storage: {0}")]
+    Store(#[from] sigil_store::StoreError),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    AuditIntegrity(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("access policy: {0}")]
+    Policy(#[from] sigil_policy::PolicyError),
+    #[error("compliance catalogue: {0}")]
+    Catalogue(#[from] sigil_compliance::CatalogueError),
+}
+
+/// What kind of refusal: front-ends map it to their protocol's status (401, 403, 409, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// No acceptable credential was presented.
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    Forbidden,
+    /// The request conflicts with the state (an ambiguous match, a key bound elsewhere).
+    Conflict,
+    /// A field or document is not acceptable.
+    Invalid,
+}
+
+/// A request refused by the authority, with a stable code and a detail safe to show the caller.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    /// Stable, machine-readable (`bootstrap-untrusted`, `certificate-not-current`, ...).
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(RefusalKind::Unauthenticated, "unauthenticated", detail)
+    }
+
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(RefusalKind::Forbidden, code, detail)
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(RefusalKind::Invalid, "invalid-field", detail)
+    }
+}
+
+/// Why a request the authority served failed: refused, or a domain error the front-end maps
+/// (bad identifier, CSR, storage conflict), or an internal failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Id(#[from] sigil_domain::IdError),
+    #[error(transparent)]
+    Ca(#[from] sigil_ca::CaError),
+    #[error(transparent)]
+    Store(#[from] sigil_store::StoreError),
+    #[error(transparent)]
+    Issue(#[from] sigil_store::IssueError<sigil_ca::CaError>),
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
+}
+
+impl RequestError {
+    /// The reason as the caller is told it (for audit entries and token releases).
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+}
