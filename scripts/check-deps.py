@@ -4,16 +4,20 @@
 Every workspace member declares its layer in its manifest:
 
     [package.metadata.sigil]
-    layer = "pure"   # or authority, http, front-end, glue, tool
+    layer = "pure"   # or adapter, authority, http, front-end, glue, tool
 
 and the check enforces, on NORMAL dependencies only (dev- and build-dependencies do not count),
 followed transitively and on every target platform:
 
   pure       no tokio, axum, hyper, sqlx, sqlx-*, rumqttc, reqwest; no non-pure workspace crate
+  adapter    (I/O the authority uses: storage, the broker's client) as authority, and no
+             authority crate either
   authority  no axum, hyper, reqwest, tower, tower-http; no front-end, http or glue crate
   http       no front-end or glue crate
   front-end  no other front-end crate, no glue crate
-  glue, tool no rules
+  glue       no tool crate (and neither may any layer above: tools such as the test kit are
+             dev-dependencies of the product, never normal ones)
+  tool       no rules
 
 A member without a layer, or with an unknown one, is an error: every new crate has to say where
 it sits.
@@ -42,7 +46,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
-LAYERS = ("pure", "authority", "http", "front-end", "glue", "tool")
+LAYERS = ("pure", "adapter", "authority", "http", "front-end", "glue", "tool")
 
 # Crates that bring I/O, a runtime or HTTP: a pure crate may reach none of them.
 PURE_FORBIDDEN = {"tokio", "axum", "hyper", "sqlx", "rumqttc", "reqwest"}
@@ -54,9 +58,12 @@ AUTHORITY_FORBIDDEN = {"axum", "hyper", "reqwest", "tower", "tower-http"}
 # For pure, "every layer but pure" also covers members with no or an unknown layer (fail closed).
 RULES = {
     "pure": (PURE_FORBIDDEN, PURE_FORBIDDEN_PREFIXES, None),
-    "authority": (AUTHORITY_FORBIDDEN, (), {"front-end", "http", "glue"}),
-    "http": (set(), (), {"front-end", "glue"}),
-    "front-end": (set(), (), {"front-end", "glue"}),
+    "adapter": (AUTHORITY_FORBIDDEN, (), {"authority", "front-end", "http", "glue", "tool"}),
+    "authority": (AUTHORITY_FORBIDDEN, (), {"front-end", "http", "glue", "tool"}),
+    "http": (set(), (), {"front-end", "glue", "tool"}),
+    "front-end": (set(), (), {"front-end", "glue", "tool"}),
+    # The product never links a tool (the test kit is a dev-dependency of the product's tests).
+    "glue": (set(), (), {"tool"}),
 }
 
 # How cargo is allowed to get the dependency graph, tried in order. `--target all` counts

@@ -131,5 +131,18 @@ crate "$ws" core pure '[dependencies]' "$(dep lib)"
 crate "$ws" glue glue '[dependencies]' 'lib = { path = "../lib", features = ["tokio"] }'
 expect "another crate's features do not count" "$ws" 0 "all clean"
 
+# 10. The product linking a tool (the test kit must stay a dev-dependency), and an adapter
+# (storage) reaching up into the authority.
+ws="$(workspace product-tool)"
+crate "$ws" kit tool
+crate "$ws" authority authority
+crate "$ws" store adapter '[dependencies]' "$(dep authority)"
+crate "$ws" glue glue '[dependencies]' "$(dep kit)" '[dev-dependencies]' "$(dep kit)"
+crate "$ws" fe front-end '[dev-dependencies]' "$(dep kit)"
+expect "product -> tool and adapter -> authority are refused" "$ws" 1 \
+  "glue (glue) must not depend on kit (tool): glue -> kit" \
+  "store (adapter) must not depend on authority (authority): store -> authority" \
+  "dependency rules: 2 violation(s)"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

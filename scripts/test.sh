@@ -27,4 +27,7 @@ python3 -c 'import paho.mqtt' 2>/dev/null || { echo "error: the Mosquitto deploy
 
 command -v st >/dev/null 2>&1 || { echo "error: the API conformance test needs Schemathesis (python3 -m pip install schemathesis==4.32.5)" >&2; exit 1; }
 
+# The dependency-direction check (.ci/run) on workspaces made wrong on purpose.
+bash scripts/test-check-deps.sh
+
 cargo test --workspace --locked

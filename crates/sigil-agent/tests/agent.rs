@@ -2,7 +2,6 @@
 //! and with a bootstrap certificate, renewal, an outage, a wrong CA, revocation, a crash.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,127 +11,33 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use sigil_agent::{EnrollCredential, EnrollOptions, RunOptions, StateDir};
+use sigil_testkit::{Db, TestServer};
 
-struct Server {
-    dir: tempfile::TempDir,
-    handle: Option<sigil_server::ServerHandle>,
-    api_addr: SocketAddr,
-    token: String,
-    http: reqwest::Client,
+/// The agent's view of a test server: where it is, what to pin, and a device to enrol.
+async fn start_server() -> TestServer {
+    TestServer::start(Db::Sqlite).await.unwrap()
 }
 
-impl Server {
-    fn config(dir: &Path, listen: SocketAddr) -> sigil_server::ServerConfig {
-        let mut config = sigil_server::ServerConfig::new(dir.join("data"));
-        config.database_url = Some(format!("sqlite://{}", dir.join("sigil.db").display()));
-        config.listen = listen;
-        config.pki_listen = "127.0.0.1:0".parse().unwrap();
-        config
-    }
+fn url(s: &TestServer) -> String {
+    s.api.clone()
+}
 
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let handle = sigil_server::start(
-            Self::config(dir.path(), "127.0.0.1:0".parse().unwrap()),
-            sigil_server::system_clock(),
-        )
+/// A product, a device with `serial`, and a one-time token for it.
+async fn new_device(s: &TestServer, serial: &str) -> (String, String, String) {
+    let admin = s.admin();
+    let product = admin.create_product(&format!("P-{serial}")).await.unwrap();
+    let device = admin.create_device(&product, serial).await.unwrap();
+    let token = admin.enrollment_token(&device).await.unwrap();
+    (product, device, token)
+}
+
+async fn certificates(s: &TestServer, device: &str) -> Vec<Value> {
+    let v = s
+        .admin()
+        .try_get(&format!("/api/v1/certificates?device={device}"))
         .await
         .unwrap();
-        let root = std::fs::read(dir.path().join("data/ca/root.crt")).unwrap();
-        Self {
-            api_addr: handle.api_addr,
-            token: handle.new_admin_token.clone().unwrap(),
-            handle: Some(handle),
-            http: reqwest::Client::builder()
-                .tls_certs_only([reqwest::Certificate::from_pem(&root).unwrap()])
-                .build()
-                .unwrap(),
-            dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://localhost:{}", self.api_addr.port())
-    }
-
-    fn fingerprint(&self) -> String {
-        let pem = std::fs::read_to_string(self.dir.path().join("data/ca/root.crt")).unwrap();
-        let der = pem::parse(pem).unwrap().into_contents();
-        format!("sha256:{}", hex::encode(sigil_ca::sha256(&der)))
-    }
-
-    async fn stop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await;
-        }
-    }
-
-    /// Start again on the same data, database and API port.
-    async fn restart(&mut self) {
-        self.stop().await;
-        let handle = sigil_server::start(
-            Self::config(self.dir.path(), self.api_addr),
-            sigil_server::system_clock(),
-        )
-        .await
-        .unwrap();
-        self.handle = Some(handle);
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.url()))
-            .bearer_auth(&self.token);
-        if !body.is_null() {
-            r = r.json(&body);
-        }
-        let r = r.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, v) = self.call(reqwest::Method::POST, path, body).await;
-        assert!((200..300).contains(&status), "{path}: {status} {v}");
-        v
-    }
-
-    /// A product, a device with `serial`, and a one-time token for it.
-    async fn device(&self, serial: &str) -> (String, String, String) {
-        let product = self
-            .post(
-                "/api/v1/products",
-                json!({"name": format!("P-{serial}"), "manufacturer": "M", "support_end": "2035-01-01"}),
-            )
-            .await;
-        let product = product["id"].as_str().unwrap().to_owned();
-        let d = self
-            .post(
-                "/api/v1/devices",
-                json!({"product_id": product, "serial_number": serial}),
-            )
-            .await;
-        let device = d["id"].as_str().unwrap().to_owned();
-        let t = self
-            .post(
-                &format!("/api/v1/devices/{device}/enrollment-tokens"),
-                json!({}),
-            )
-            .await;
-        (product, device, t["token"].as_str().unwrap().to_owned())
-    }
-
-    async fn certificates(&self, device: &str) -> Vec<Value> {
-        let (_, v) = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/v1/certificates?device={device}"),
-                Value::Null,
-            )
-            .await;
-        v["items"].as_array().cloned().unwrap_or_default()
-    }
+    v["items"].as_array().cloned().unwrap_or_default()
 }
 
 fn agent(args: &[&str]) -> (i32, String) {
@@ -151,7 +56,7 @@ fn agent(args: &[&str]) -> (i32, String) {
 }
 
 fn enroll_with_binary(
-    s: &Server,
+    s: &TestServer,
     state: &Path,
     device: &str,
     token: &str,
@@ -160,7 +65,7 @@ fn enroll_with_binary(
     agent(&[
         "enroll",
         "--server",
-        &s.url(),
+        &url(&s),
         "--ca-fingerprint",
         fingerprint,
         "--device-id",
@@ -188,16 +93,16 @@ fn fast(clock: sigil_agent::Clock) -> RunOptions {
     }
 }
 
-fn state_path(s: &Server, name: &str) -> PathBuf {
+fn state_path(s: &TestServer, name: &str) -> PathBuf {
     s.dir.path().join(name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrols_with_a_token_and_renews_before_expiry() {
-    let s = Server::start().await;
-    let (_, device, token) = s.device("SN-1").await;
+    let s = start_server().await;
+    let (_, device, token) = new_device(&s, "SN-1").await;
     let path = state_path(&s, "agent");
-    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.fingerprint());
+    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.root_fingerprint());
     assert_eq!(code, 0, "{out}");
     let state = StateDir::open(&path).unwrap();
     let first = state.current().unwrap().unwrap();
@@ -206,7 +111,7 @@ async fn enrols_with_a_token_and_renews_before_expiry() {
         .permissions()
         .mode();
     assert_eq!(key_mode & 0o777, 0o600, "the private key is owner-only");
-    assert_eq!(s.certificates(&device).await.len(), 1);
+    assert_eq!(certificates(&s, &device).await.len(), 1);
 
     // Not due yet: run with the real clock would just wait. With the clock 250 days on (past two
     // thirds of a 365-day certificate), it renews over mTLS with a new key.
@@ -217,7 +122,7 @@ async fn enrols_with_a_token_and_renews_before_expiry() {
     let second = state.current().unwrap().unwrap();
     assert_eq!(second.generation, 2);
     assert_ne!(second.key_pem, first.key_pem, "a renewal uses a new key");
-    let certs = s.certificates(&device).await;
+    let certs = certificates(&s, &device).await;
     let statuses: Vec<&str> = certs
         .iter()
         .map(|c| c["status"].as_str().unwrap())
@@ -237,7 +142,7 @@ async fn enrols_with_a_token_and_renews_before_expiry() {
         &state_path(&s, "again"),
         &device,
         &token,
-        &s.fingerprint(),
+        &s.root_fingerprint(),
     );
     assert_eq!(code, 77, "{out}");
     assert!(out.contains("already been used"), "{out}");
@@ -245,8 +150,8 @@ async fn enrols_with_a_token_and_renews_before_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_a_server_whose_ca_is_not_the_pinned_one() {
-    let s = Server::start().await;
-    let (_, device, token) = s.device("SN-2").await;
+    let s = start_server().await;
+    let (_, device, token) = new_device(&s, "SN-2").await;
     let path = state_path(&s, "agent");
     let wrong = format!("sha256:{}", "0".repeat(64));
     let (code, out) = enroll_with_binary(&s, &path, &device, &token, &wrong);
@@ -256,9 +161,9 @@ async fn refuses_a_server_whose_ca_is_not_the_pinned_one() {
         "{out}"
     );
     assert!(StateDir::open(&path).unwrap().current().unwrap().is_none());
-    assert!(s.certificates(&device).await.is_empty());
+    assert!(certificates(&s, &device).await.is_empty());
     // The token was not spent: the right fingerprint still enrols.
-    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.fingerprint());
+    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.root_fingerprint());
     assert_eq!(code, 0, "{out}");
     // A malformed fingerprint is a usage error.
     let (code, _) = enroll_with_binary(&s, &state_path(&s, "x"), &device, &token, "sha256:xyz");
@@ -267,10 +172,10 @@ async fn refuses_a_server_whose_ca_is_not_the_pinned_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeps_its_identity_through_a_server_outage_and_resumes() {
-    let mut s = Server::start().await;
-    let (_, device, token) = s.device("SN-3").await;
+    let mut s = start_server().await;
+    let (_, device, token) = new_device(&s, "SN-3").await;
     let path = state_path(&s, "agent");
-    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.fingerprint());
+    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.root_fingerprint());
     assert_eq!(code, 0, "{out}");
     s.stop().await;
     let state = StateDir::open(&path).unwrap();
@@ -297,16 +202,18 @@ async fn keeps_its_identity_through_a_server_outage_and_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_and_says_so_when_its_certificate_is_revoked() {
-    let s = Server::start().await;
-    let (_, device, token) = s.device("SN-4").await;
+    let s = start_server().await;
+    let (_, device, token) = new_device(&s, "SN-4").await;
     let path = state_path(&s, "agent");
-    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.fingerprint());
+    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.root_fingerprint());
     assert_eq!(code, 0, "{out}");
-    s.post(
-        &format!("/api/v1/devices/{device}/revoke"),
-        json!({"reason": "keyCompromise"}),
-    )
-    .await;
+    s.admin()
+        .try_post(
+            &format!("/api/v1/devices/{device}/revoke"),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await
+        .unwrap();
     let (code, out) = agent(&["renew", "--state-dir", path.to_str().unwrap()]);
     assert_eq!(code, 78, "{out}");
     assert!(out.contains("revoked"), "{out}");
@@ -320,10 +227,10 @@ async fn stops_and_says_so_when_its_certificate_is_revoked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_the_new_key_and_the_new_certificate_leaves_a_usable_identity() {
-    let s = Server::start().await;
-    let (_, device, token) = s.device("SN-5").await;
+    let s = start_server().await;
+    let (_, device, token) = new_device(&s, "SN-5").await;
     let path = state_path(&s, "agent");
-    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.fingerprint());
+    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.root_fingerprint());
     assert_eq!(code, 0, "{out}");
     // The process died right after writing generation 2's key.
     let state = StateDir::open(&path).unwrap();
@@ -343,8 +250,8 @@ async fn a_crash_between_the_new_key_and_the_new_certificate_leaves_a_usable_ide
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrols_with_a_manufacturer_bootstrap_certificate() {
-    let s = Server::start().await;
-    let (product, device, _) = s.device("SN-6").await;
+    let s = start_server().await;
+    let (product, device, _) = new_device(&s, "SN-6").await;
     // The maker's CA and the certificate it put on the device at the factory.
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::default();
@@ -360,18 +267,20 @@ async fn enrols_with_a_manufacturer_bootstrap_certificate() {
         .push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "SN-6");
     boot.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let boot_cert = boot.signed_by(&boot_key, &issuer).unwrap();
-    s.post(
-        &format!("/api/v1/products/{product}/manufacturer-cas"),
-        json!({"certificate": ca_cert.pem()}),
-    )
-    .await;
+    s.admin()
+        .try_post(
+            &format!("/api/v1/products/{product}/manufacturer-cas"),
+            json!({"certificate": ca_cert.pem()}),
+        )
+        .await
+        .unwrap();
 
     let state = StateDir::open(state_path(&s, "agent")).unwrap();
     let id = sigil_agent::enroll(
         &state,
         &EnrollOptions {
-            server: s.url(),
-            ca_fingerprint: s.fingerprint(),
+            server: url(&s),
+            ca_fingerprint: s.root_fingerprint(),
             device_id: device.clone(),
             credential: EnrollCredential::Bootstrap {
                 cert_pem: boot_cert.pem(),
@@ -382,7 +291,7 @@ async fn enrols_with_a_manufacturer_bootstrap_certificate() {
     .await
     .unwrap();
     assert_eq!(id.generation, 1);
-    let certs = s.certificates(&device).await;
+    let certs = certificates(&s, &device).await;
     assert_eq!(certs.len(), 1);
     assert_eq!(
         certs[0]["sha256"],
@@ -392,10 +301,10 @@ async fn enrols_with_a_manufacturer_bootstrap_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_posture_on_schedule_and_on_change() {
-    let s = Server::start().await;
-    let (_, device, token) = s.device("SN-7").await;
+    let s = start_server().await;
+    let (_, device, token) = new_device(&s, "SN-7").await;
     let path = state_path(&s, "agent");
-    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.fingerprint());
+    let (code, out) = enroll_with_binary(&s, &path, &device, &token, &s.root_fingerprint());
     assert_eq!(code, 0, "{out}");
     let posture_file = state_path(&s, "posture.json");
     std::fs::write(
@@ -414,13 +323,7 @@ async fn reports_posture_on_schedule_and_on_change() {
         posture_file.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}");
-    let (_, d) = s
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/devices/{device}"),
-            Value::Null,
-        )
-        .await;
+    let (_, d) = s.get(&format!("/api/v1/devices/{device}")).await;
     assert_eq!(
         d["firmware_version"], "1.0.0",
         "the inventory follows the report"
@@ -439,14 +342,8 @@ async fn reports_posture_on_schedule_and_on_change() {
     };
     let report = sigil_agent::run(&state, &options).await.unwrap();
     assert_eq!(report.posture_reports, 1);
-    let (st, p) = s
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/devices/{device}/posture"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(st, 200, "{p}");
+    let (st, p) = s.get(&format!("/api/v1/devices/{device}/posture")).await;
+    assert_eq!(st.as_u16(), 200, "{p}");
     assert_eq!(p["latest"]["posture"]["firmware_version"], "1.1.0");
     assert_eq!(p["latest"]["posture"]["default_password"], false);
     let history = p["history"].as_array().unwrap();
@@ -456,7 +353,7 @@ async fn reports_posture_on_schedule_and_on_change() {
     // Without a client certificate, or with a malformed report: refused, nothing stored.
     let anonymous = s
         .http
-        .post(format!("{}/api/v1/device/posture", s.url()))
+        .post(format!("{}/api/v1/device/posture", url(&s)))
         .json(&json!({}))
         .send()
         .await
@@ -488,7 +385,7 @@ async fn reports_posture_on_schedule_and_on_change() {
         .build()
         .unwrap();
     let bad = device_http
-        .post(format!("{}/api/v1/device/posture", s.url()))
+        .post(format!("{}/api/v1/device/posture", url(&s)))
         .header("content-type", "application/json")
         .body(r#"{"listening_services":[{"protocol":"icmp","port":1}]}"#)
         .send()
@@ -496,12 +393,6 @@ async fn reports_posture_on_schedule_and_on_change() {
         .unwrap();
     assert_eq!(bad.status().as_u16(), 422);
     assert!(bad.text().await.unwrap().contains("tcp or udp"));
-    let (_, p) = s
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/devices/{device}/posture"),
-            Value::Null,
-        )
-        .await;
+    let (_, p) = s.get(&format!("/api/v1/devices/{device}/posture")).await;
     assert_eq!(p["history"].as_array().unwrap().len(), 2);
 }

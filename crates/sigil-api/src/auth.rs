@@ -2,28 +2,18 @@
 //! cookies for people) and authorisation of every route by the Cedar policies, with every
 //! refusal in the audit log.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::Instant;
-
 use axum::Json;
-use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use sigil_audit::{Actor, AuditEvent, Outcome};
+use sigil_authority::token_hash;
+use sigil_http::peer_ip;
 use sigil_policy::{OperatorContext, Principal, Target};
-use sigil_store::{NewSession, OperatorRecord, StoreError};
 
-use sigil_authority::{generate_secret, rfc3339, token_hash};
-use sigil_http::{PeerAddr, peer_ip};
-
-use super::{ApiError, ApiJson, AppState, Problem};
+use super::{ApiError, AppState, Problem};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "sigil_session";
@@ -484,343 +474,6 @@ async fn bearer(
 /// How often a token's use is recorded: on first use, then at most once per interval.
 const TOKEN_USE_INTERVAL: time::Duration = time::Duration::hours(1);
 
-// ---- login ------------------------------------------------------------------------------
-
-/// Login attempts per source address in the current minute: a password-guessing client is
-/// slowed whatever accounts it tries (the per-account lockout covers a distributed one).
-#[derive(Default)]
-pub struct LoginLimiter {
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl LoginLimiter {
-    /// `Ok` to go on, or the seconds to wait.
-    fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if windows.len() > 100_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start).as_secs() < 60);
-        }
-        let entry = windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0).as_secs() >= 60 {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        if entry.1 > LOGINS_PER_MINUTE {
-            Err(60u64
-                .saturating_sub(now.duration_since(entry.0).as_secs())
-                .max(1))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-    /// The current 6-digit TOTP code (required for accounts with a second factor).
-    #[serde(default)]
-    pub totp: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SessionView {
-    pub operator_id: String,
-    pub username: String,
-    pub role: String,
-    /// Whether this session was opened with a second factor (trust changes need it).
-    pub mfa: bool,
-    pub expires_at: Option<String>,
-}
-
-/// A hash to verify against when the username is unknown, so that the answer takes as long
-/// as for a wrong password and does not reveal which usernames exist.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| hash_password("sigil-dummy-password").unwrap_or_default())
-}
-
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    use argon2::password_hash::PasswordHasher;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))
-}
-
-fn verify_password(password: &str, phc: &str) -> bool {
-    use argon2::password_hash::PasswordVerifier;
-    argon2::Argon2::default()
-        .verify_password(password.as_bytes(), phc)
-        .is_ok()
-}
-
-/// Argon2 takes tens of milliseconds of CPU: off the async workers.
-async fn verify_password_blocking(password: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-        .await
-        .unwrap_or(false)
-}
-
-/// The TOTP for a seed (RFC 6238: HMAC-SHA1, 6 digits, 30 s steps, one step of skew).
-pub fn totp(seed: Vec<u8>, username: &str) -> Result<totp_rs::Totp, ApiError> {
-    totp_rs::Builder::new()
-        .with_algorithm(totp_rs::Algorithm::SHA1)
-        .with_digits(6)
-        .with_skew(1)
-        .with_step_duration(30)
-        .with_secret(seed)
-        .with_issuer(Some("Sigil"))
-        .with_account_name(username)
-        .build()
-        .map_err(|e| ApiError::internal(format!("TOTP: {e}")))
-}
-
-/// Log in with a password (and TOTP code) and receive a session cookie.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = SessionView), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 429, body = Problem)))]
-pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let ip = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-    let ip_text = ip.map_or_else(|| "unknown".to_owned(), |i| i.to_string());
-    if let Some(ip) = ip
-        && let Err(wait) = state.login_limiter.check(ip)
-    {
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many login attempts",
-            format!("too many login attempts from {ip}; retry in {wait} s"),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return Ok(response);
-    }
-    let ApiJson(req) = ApiJson::<LoginRequest>::from_request(request, &state).await?;
-    if req.username.is_empty()
-        || req.username.chars().count() > 128
-        || req.password.chars().count() > 1024
-    {
-        return Err(ApiError::invalid(
-            "username: 1 to 128 characters; password: at most 1024 characters",
-        ));
-    }
-    let now = state.now();
-    let invalid = || ApiError::unauthenticated("invalid username or password");
-    let Some(operator) = state.store().find_operator(&req.username).await? else {
-        verify_password_blocking(req.password, dummy_hash().to_owned()).await;
-        let actor = Actor::operator("unknown");
-        let subject = format!(
-            "operator:{}",
-            req.username.chars().take(64).collect::<String>()
-        );
-        let refusal = Err::<(), _>(ApiError::unauthenticated("invalid username or password"));
-        state
-            .audit_refusal(&actor, "auth.login", subject, refusal)
-            .await?;
-        return Err(invalid());
-    };
-    if operator.disabled_at.is_some() {
-        return Err(refuse(
-            &state,
-            &operator,
-            &ip_text,
-            now,
-            "account disabled",
-            invalid(),
-        )
-        .await);
-    }
-    if let Some(until) = operator.locked_until.filter(|t| *t > now) {
-        return Err(refuse(
-            &state,
-            &operator,
-            &ip_text,
-            now,
-            "account locked",
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "account-locked",
-                "Account locked",
-                format!(
-                    "the account is locked after repeated failed logins until {}",
-                    rfc3339(until)
-                ),
-            ),
-        )
-        .await);
-    }
-    if !verify_password_blocking(req.password, operator.password_hash.clone()).await {
-        return Err(failure(
-            &state,
-            &operator,
-            "wrong password",
-            &ip_text,
-            invalid(),
-            now,
-        )
-        .await);
-    }
-    let step = match (&operator.totp_secret, req.totp.as_deref()) {
-        (None, _) => None,
-        (Some(_), None) => {
-            return Err(refuse(
-                &state,
-                &operator,
-                &ip_text,
-                now,
-                "TOTP code missing",
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "totp-required",
-                    "Second factor required",
-                    "this account needs a TOTP code: send `totp` with the password",
-                ),
-            )
-            .await);
-        }
-        (Some(sealed), Some(code)) => {
-            let seed = state
-                .secrets()
-                .open(sealed, &operator.username)
-                .ok_or_else(|| ApiError::internal("this account's TOTP seed does not open"))?;
-            let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-            match totp(seed, &operator.username)?.check(code.trim(), unix) {
-                Some(step) => Some(i64::try_from(step).unwrap_or(i64::MAX)),
-                None => {
-                    let e = ApiError::unauthenticated("invalid TOTP code");
-                    return Err(
-                        failure(&state, &operator, "wrong TOTP code", &ip_text, e, now).await,
-                    );
-                }
-            }
-        }
-    };
-    if operator.totp_secret.is_none() && MFA_ROLES.contains(&operator.role.as_str()) {
-        // Accounts of these roles are created with a second factor; one without is refused
-        // rather than let in with less.
-        return Err(refuse(
-            &state,
-            &operator,
-            &ip_text,
-            now,
-            "role requires a second factor",
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "mfa-required",
-                "Second factor required",
-                format!(
-                    "role `{}` requires a TOTP second factor, and this account has none",
-                    operator.role
-                ),
-            ),
-        )
-        .await);
-    }
-    let secret = generate_secret("sigil_s_")?;
-    let expires_at = now + SESSION_LIFETIME;
-    let session_hash = token_hash(&secret);
-    let session = NewSession {
-        id_hash: session_hash.as_str(),
-        mfa: step.is_some(),
-        source_ip: &ip_text,
-        expires_at,
-    };
-    match state
-        .store()
-        .login_succeeded(&operator, step, &session, now)
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            let e = ApiError::unauthenticated(
-                "this TOTP code has already been used; wait for the next one",
-            );
-            return Err(failure(&state, &operator, "replayed TOTP code", &ip_text, e, now).await);
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let cookie = format!(
-        "{SESSION_COOKIE}={secret}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_LIFETIME.whole_seconds()
-    );
-    let mut response = Json(SessionView {
-        operator_id: operator.id.clone(),
-        username: operator.username.clone(),
-        role: operator.role.clone(),
-        mfa: step.is_some(),
-        expires_at: Some(rfc3339(expires_at)),
-    })
-    .into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal(e.to_string()))?,
-    );
-    Ok(response)
-}
-
-/// Record a refused login that does not count towards the lockout, and return the refusal.
-async fn refuse(
-    state: &AppState,
-    operator: &OperatorRecord,
-    ip: &str,
-    now: OffsetDateTime,
-    reason: &str,
-    refusal: ApiError,
-) -> ApiError {
-    let event = AuditEvent::new(
-        now,
-        Actor::operator(&operator.id),
-        "auth.login",
-        format!("operator:{}", operator.id),
-        Outcome::Denied,
-        serde_json::json!({"username": operator.username, "reason": reason, "source_ip": ip}),
-    );
-    if let Err(e) = state.store().append_audit(vec![event]).await {
-        tracing::error!(error = %e, "could not record a refused login");
-    }
-    refusal
-}
-
-/// Count a failure (which may lock the account) and return the refusal to send.
-async fn failure(
-    state: &AppState,
-    operator: &OperatorRecord,
-    reason: &str,
-    ip: &str,
-    refusal: ApiError,
-    now: OffsetDateTime,
-) -> ApiError {
-    match state
-        .store()
-        .record_login_failure(operator, reason, ip, LOCK_AFTER, LOCK_FOR, now)
-        .await
-    {
-        Ok(outcome) => match outcome.locked_until {
-            Some(until) => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "account-locked",
-                "Account locked",
-                format!(
-                    "{}; after {LOCK_AFTER} failed logins the account is locked until {}",
-                    refusal.detail,
-                    rfc3339(until)
-                ),
-            ),
-            None => refusal,
-        },
-        Err(e) => e.into(),
-    }
-}
-
 /// End this session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = Problem),
@@ -850,13 +503,15 @@ pub async fn logout(
 
 /// Who the caller is, as Sigil sees it.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
-    responses((status = 200, body = SessionView), (status = 401, body = Problem)))]
-pub async fn me(axum::Extension(caller): axum::Extension<Caller>) -> Json<SessionView> {
+    responses((status = 200, body = super::login::SessionView), (status = 401, body = Problem)))]
+pub async fn me(
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Json<super::login::SessionView> {
     let (username, mfa) = match &caller.credential {
         Credential::Session { username, mfa, .. } => (username.clone(), *mfa),
         Credential::Token { .. } => (format!("token:{}", caller.id), false),
     };
-    Json(SessionView {
+    Json(super::login::SessionView {
         operator_id: caller.id,
         username,
         role: caller.role,
@@ -924,17 +579,5 @@ mod tests {
         assert_eq!(rule(&Method::DELETE, "/api/v1/devices/{id}"), None);
         assert_eq!(rule(&Method::GET, "/api/v1/devices/{id}/revoke"), None);
         assert_eq!(rule(&Method::GET, "/api/v1/nothing"), None);
-    }
-
-    #[test]
-    fn the_login_limiter_counts_per_address() {
-        let limiter = LoginLimiter::default();
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        for _ in 0..LOGINS_PER_MINUTE {
-            assert!(limiter.check(a).is_ok());
-        }
-        assert!(limiter.check(a).is_err());
-        assert!(limiter.check(b).is_ok());
     }
 }

@@ -11,8 +11,8 @@ use sigil_ca::ManufacturerCa;
 use sigil_domain::ProductId;
 use sigil_store::ManufacturerCaRecord;
 
+use super::{ApiError, ApiJson, ApiPath, AppState, Caller, Problem};
 use sigil_authority::rfc3339;
-use super::{ApiError, ApiJson, AppState, Caller, Problem};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,9 +75,8 @@ pub async fn add(
     responses((status = 200, body = [ManufacturerCaResponse]), (status = 404, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(product): ApiPath<ProductId>,
 ) -> Result<Json<Vec<ManufacturerCaResponse>>, ApiError> {
-    let product: ProductId = id.parse()?;
     state.store().get_product(product).await?;
     let cas = state.store().manufacturer_cas(Some(product)).await?;
     Ok(Json(cas.into_iter().map(Into::into).collect()))

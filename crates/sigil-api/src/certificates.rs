@@ -11,8 +11,8 @@ use sigil_ca::{DEFAULT_PROFILE, PROFILES, Profile, ValidatedCsr, certificate_pem
 use sigil_domain::{DeviceId, Serial};
 use sigil_store::CertificateRecord;
 
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, Problem};
 use sigil_authority::rfc3339;
-use super::{ApiError, ApiJson, ApiQuery, AppState, Caller, Problem};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -150,7 +150,13 @@ async fn sign_and_record(
     let profile = Profile::by_name(req.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
     let csr = ValidatedCsr::from_pem(&req.csr)?;
     let record = state
-        .issue(actor, device, sigil_store::IssuanceBasis::Authorised, csr, profile)
+        .issue(
+            actor,
+            device,
+            sigil_store::IssuanceBasis::Authorised,
+            csr,
+            profile,
+        )
         .await?;
     Ok((device, profile, record))
 }
@@ -191,9 +197,8 @@ pub async fn list(
     responses((status = 200, body = CertificateResponse), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<Serial>,
 ) -> Result<Json<CertificateResponse>, ApiError> {
-    let serial: Serial = serial.parse()?;
     Ok(Json(state.store().get_certificate(&serial).await?.into()))
 }
 

@@ -7,9 +7,9 @@ use utoipa::ToSchema;
 
 use sigil_domain::DeviceId;
 
-use sigil_authority::rfc3339;
 use super::{ApiError, AppState, Problem};
 use sigil_authority::compliance::{self, FrameworkReport};
+use sigil_authority::rfc3339;
 
 #[derive(Serialize, ToSchema)]
 pub struct FrameworkSummary {

@@ -88,7 +88,10 @@ pub async fn export(
         "log.pub",
         format!("{}\n", state.audit().key().verifier_key()).into_bytes(),
     );
-    bundle.add("ca/root.crt", state.ca().root_cert_pem().as_bytes().to_vec());
+    bundle.add(
+        "ca/root.crt",
+        state.ca().root_cert_pem().as_bytes().to_vec(),
+    );
     bundle.add(
         "ca/issuing.crt",
         state.ca().issuing_cert_pem().as_bytes().to_vec(),
@@ -148,7 +151,9 @@ pub async fn export(
     );
     for framework in state.catalogue().frameworks() {
         let id = &framework.info.id;
-        let report = sigil_authority::compliance::evaluate(&state, framework, &state.catalogue(), None).await?;
+        let report =
+            sigil_authority::compliance::evaluate(&state, framework, &state.catalogue(), None)
+                .await?;
         bundle.add(
             &format!("compliance/{id}/posture.json"),
             json_file(&report)?,

@@ -1,11 +1,11 @@
 //! Products and devices.
 
-use sigil_authority::rfc3339;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use sigil_audit::Actor;
+use sigil_authority::rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
 use sigil_domain::{
@@ -13,7 +13,7 @@ use sigil_domain::{
     NewProduct, Product, ProductDeclaration, ProductId, Tag,
 };
 
-use super::{ApiError, ApiJson, ApiQuery, AppState, Caller, Problem};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, Problem};
 
 /// The verb for a refused lifecycle request, e.g. `device.activate` (the store names the
 /// successful ones in the past tense: `device.activated`).
@@ -76,7 +76,10 @@ pub async fn create_product(
     let actor = caller.actor();
     let result = async {
         let new = NewProduct::parse(&req.name, &req.manufacturer, &req.support_end)?;
-        Ok(state.store().create_product(&actor, new, state.now()).await?)
+        Ok(state
+            .store()
+            .create_product(&actor, new, state.now())
+            .await?)
     }
     .await;
     let subject = format!("product:{}/{}", req.manufacturer, req.name);
@@ -102,9 +105,8 @@ pub async fn list_products(State(state): State<AppState>) -> Result<Json<Product
     responses((status = 200, body = ProductResponse), (status = 404, body = Problem)))]
 pub async fn get_product(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ProductId>,
 ) -> Result<Json<ProductResponse>, ApiError> {
-    let id: ProductId = id.parse()?;
     Ok(Json(state.store().get_product(id).await?.into()))
 }
 
@@ -159,9 +161,8 @@ pub async fn declare_product(
     responses((status = 200, body = DeclarationRequest), (status = 404, body = Problem)))]
 pub async fn get_declaration(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ProductId>,
 ) -> Result<Json<DeclarationRequest>, ApiError> {
-    let id: ProductId = id.parse()?;
     state.store().get_product(id).await?;
     let d = state
         .store()
@@ -333,9 +334,8 @@ pub async fn list_devices(
     responses((status = 200, body = DeviceResponse), (status = 404, body = Problem)))]
 pub async fn get_device(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<DeviceId>,
 ) -> Result<Json<DeviceResponse>, ApiError> {
-    let id: DeviceId = id.parse()?;
     let device = state.store().get_device(id).await?;
     Ok(Json(DeviceResponse::new(device, &state)))
 }

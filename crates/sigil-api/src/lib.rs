@@ -13,6 +13,7 @@ mod enrollment;
 mod evidence;
 mod grants;
 mod inventory;
+mod login;
 mod openapi;
 mod operators;
 mod policy;
@@ -44,7 +45,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     authority: Arc<Authority>,
-    login_limiter: Arc<auth::LoginLimiter>,
+    login_limiter: Arc<login::LoginLimiter>,
 }
 
 impl Deref for AppState {
@@ -207,7 +208,7 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
         // Devices authenticate with their certificate (mTLS), not a bearer token.
         .route("/api/v1/device/posture", post(posture::report))
         // People log in with a password and TOTP code for a session cookie.
-        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/login", post(login::login))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(health))
         .fallback(|| async { ApiError::not_found("no such endpoint") })

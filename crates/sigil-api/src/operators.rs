@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 
 use sigil_store::{NewApiToken, NewOperator, OperatorRecord, TokenRecord};
 
-use super::auth::{self, Caller, MFA_ROLES, ROLES};
-use sigil_authority::rfc3339;
+use super::auth::{Caller, MFA_ROLES, ROLES};
 use super::{ApiError, ApiJson, AppState, Problem};
+use sigil_authority::rfc3339;
 
 /// Scopes a token may carry (see the `token-scope` policy).
 pub const SCOPES: [&str; 6] = ["*", "inventory", "enrollment", "audit", "broker", "trust"];
@@ -108,7 +108,7 @@ pub async fn create_operator(
         )));
     }
     let password = req.password;
-    let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+    let password_hash = tokio::task::spawn_blocking(move || super::login::hash_password(&password))
         .await
         .map_err(ApiError::internal)??;
     let with_totp = req.totp || MFA_ROLES.contains(&req.role.as_str());
@@ -138,7 +138,7 @@ pub async fn create_operator(
         .await?;
     let (totp_secret, totp_uri) = match seed {
         Some(seed) => {
-            let totp = auth::totp(seed, username)?;
+            let totp = super::login::totp(seed, username)?;
             (
                 Some(totp.secret().to_base32()),
                 Some(totp.to_url().map_err(ApiError::internal)?),

@@ -164,7 +164,10 @@ async fn install(
         .await?;
     let mut details = origin;
     if let Some(o) = details.as_object_mut() {
-        o.insert("previous_version".into(), state.active_policy().version().into());
+        o.insert(
+            "previous_version".into(),
+            state.active_policy().version().into(),
+        );
         o.insert(
             "previous_sha256".into(),
             hex::encode(sigil_ca::sha256(previous.text().as_bytes())).into(),

@@ -2,7 +2,7 @@
 //! the certificate is the identity); operators read the latest and the history.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
@@ -12,8 +12,8 @@ use sigil_audit::Actor;
 use sigil_domain::{DeviceId, Posture};
 use sigil_store::PostureRecord;
 
-use sigil_authority::rfc3339;
 use super::{ApiError, AppState, Problem};
+use sigil_authority::rfc3339;
 use sigil_http::PeerCertificate;
 
 /// Largest posture report accepted.
@@ -100,10 +100,9 @@ pub struct PostureResponse {
     responses((status = 200, body = PostureResponse), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::ApiPath(device): super::ApiPath<DeviceId>,
     super::ApiQuery(q): super::ApiQuery<PostureQuery>,
 ) -> Result<Json<PostureResponse>, ApiError> {
-    let device: DeviceId = id.parse()?;
     state.store().get_device(device).await?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {

@@ -6,7 +6,6 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-
 use sigil_domain::{DeviceId, RevocationReason};
 
 use super::{ApiError, ApiJson, AppState, Caller, Problem};

@@ -15,8 +15,8 @@ use sigil_audit::{AuditEvent, Outcome};
 use sigil_ca::ValidatedCsr;
 
 use super::auth::Caller;
-use sigil_authority::rfc3339;
 use super::{ApiError, ApiJson, AppState};
+use sigil_authority::rfc3339;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use sigil_audit::{LogKey, LogVerifier, SignedCheckpoint, tree};
 use sigil_store::Store;
 
-use crate::{DataDir, AuthorityError};
+use crate::{AuthorityError, DataDir};
 
 pub struct AuditLog {
     store: Store,
@@ -33,7 +33,11 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Pick up the newest checkpoint from the data directory and the database.
-    pub async fn open(store: Store, key: LogKey, dir: DataDir) -> Result<Arc<Self>, AuthorityError> {
+    pub async fn open(
+        store: Store,
+        key: LogKey,
+        dir: DataDir,
+    ) -> Result<Arc<Self>, AuthorityError> {
         let verifier = LogVerifier::new(&key.verifier_key())
             .map_err(|e| AuthorityError::Config(e.to_string()))?;
         let mut latest: Option<SignedCheckpoint> = None;
@@ -86,7 +90,10 @@ impl AuditLog {
     }
 
     /// Sign a checkpoint of the current tree, unless the newest one already covers it.
-    pub async fn checkpoint(&self, now: OffsetDateTime) -> Result<SignedCheckpoint, AuthorityError> {
+    pub async fn checkpoint(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<SignedCheckpoint, AuthorityError> {
         if let Some(reason) = self.integrity_failure() {
             return Err(AuthorityError::AuditIntegrity(reason));
         }

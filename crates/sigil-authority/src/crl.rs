@@ -3,8 +3,8 @@
 //! memory for the PKI listener and in the database (its number only grows, across restarts).
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use time::{Duration, OffsetDateTime};
 use tokio::sync::{Mutex, watch};
@@ -15,7 +15,7 @@ use sigil_domain::Serial;
 use sigil_store::{Store, StoredCrl};
 
 use crate::ocsp::OcspCache;
-use crate::{Clock, AuthorityError};
+use crate::{AuthorityError, Clock};
 
 /// How long a CRL is valid (nextUpdate - thisUpdate) unless configured otherwise. Relying
 /// parties that check CRLs (a broker's `crlfile`) refuse every certificate once it has passed,

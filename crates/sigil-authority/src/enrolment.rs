@@ -5,7 +5,9 @@
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_ca::{BootstrapCertificate, IssuedCertificate, Profile, ValidatedCsr};
 use sigil_domain::{DeviceId, Serial};
-use sigil_store::{CertificateRecord, CertificateStatus, IssuanceBasis, NewCertificate, TokenRefusal};
+use sigil_store::{
+    CertificateRecord, CertificateStatus, IssuanceBasis, NewCertificate, TokenRefusal,
+};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::{Refusal, RefusalKind, RequestError};

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod auditlog;
+mod clock;
 pub mod compliance;
 pub mod crl;
 pub mod datadir;
@@ -21,7 +22,6 @@ pub mod policy;
 pub mod recovery;
 pub mod refusals;
 pub mod secrets;
-mod clock;
 mod startup;
 mod tokens;
 

@@ -211,81 +211,81 @@ impl OcspService {
     /// The DER OCSP response to the DER request `der`: signed statuses, or an error response
     /// (malformedRequest, tryLater, internalError) saying why not.
     pub async fn answer(&self, der: &[u8], now: OffsetDateTime) -> Bytes {
-    let cache = &self.cache;
-    // Keyed by the request's exact bytes: an answer is only stored after those same bytes
-    // parsed as a nonce-less question about one certificate, so a hit needs no parsing.
-    if let Some(answer) = cache.get(der, now) {
-        return answer;
-    }
-    let request = match ocsp::parse_request(der) {
-        Ok(r) => r,
-        Err(e) => return refuse(e.status(), &e.to_string()),
-    };
-    let Some(responder) = self.responder() else {
-        return refuse(ResponseStatus::InternalError, "responder lock poisoned");
-    };
-    // Read before the status lookup: an answer read before a revocation carries the old epoch.
-    let epoch = cache.epoch();
-    let statuses = match self.statuses(&responder, &request, epoch).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "OCSP status lookup failed");
-            // RFC 6960: tryLater when the responder cannot answer for now.
-            return refuse(ResponseStatus::TryLater, "database unavailable");
+        let cache = &self.cache;
+        // Keyed by the request's exact bytes: an answer is only stored after those same bytes
+        // parsed as a nonce-less question about one certificate, so a hit needs no parsing.
+        if let Some(answer) = cache.get(der, now) {
+            return answer;
         }
-    };
-    let answer = match responder.respond(&request, &statuses, now, OCSP_VALIDITY) {
-        Ok(der) => Bytes::from(der),
-        Err(e) => {
-            tracing::error!(error = %e, "signing an OCSP response failed");
-            return refuse(ResponseStatus::InternalError, "signing failed");
-        }
-    };
-    // Only a nonce-less question about one certificate has an answer worth keeping (a nonce
-    // must be echoed under a fresh signature), and not `unknown`: the certificate may be being
-    // issued right now.
-    if !request.has_nonce()
-        && matches!(
-            statuses.as_slice(),
-            [SerialStatus::Good | SerialStatus::Revoked { .. }]
-        )
-    {
-        cache.put(der.to_vec(), answer.clone(), now, epoch);
-    }
-    answer
-}
-
-async fn statuses(
-    &self,
-    responder: &OcspResponder,
-    request: &ParsedRequest,
-    epoch: u64,
-) -> Result<Vec<SerialStatus>, sigil_store::StoreError> {
-    let cache = &self.cache;
-    let mut out = Vec::with_capacity(request.certs.len());
-    for id in &request.certs {
-        let status = match id.serial() {
-            Some(serial) if responder.is_issuer_of(id) => match cache.status(&serial) {
-                Some(known) => known,
-                None => {
-                    let status = match self.store.certificate_revocation(&serial).await? {
-                        None => SerialStatus::Unknown,
-                        Some(None) => SerialStatus::Good,
-                        Some(Some(r)) => SerialStatus::Revoked {
-                            at: r.revoked_at,
-                            reason: r.reason,
-                        },
-                    };
-                    if status != SerialStatus::Unknown {
-                        cache.statuses.insert(serial, (status, epoch));
-                    }
-                    status
-                }
-            },
-            _ => SerialStatus::Unknown,
+        let request = match ocsp::parse_request(der) {
+            Ok(r) => r,
+            Err(e) => return refuse(e.status(), &e.to_string()),
         };
-        out.push(status);
+        let Some(responder) = self.responder() else {
+            return refuse(ResponseStatus::InternalError, "responder lock poisoned");
+        };
+        // Read before the status lookup: an answer read before a revocation carries the old epoch.
+        let epoch = cache.epoch();
+        let statuses = match self.statuses(&responder, &request, epoch).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP status lookup failed");
+                // RFC 6960: tryLater when the responder cannot answer for now.
+                return refuse(ResponseStatus::TryLater, "database unavailable");
+            }
+        };
+        let answer = match responder.respond(&request, &statuses, now, OCSP_VALIDITY) {
+            Ok(der) => Bytes::from(der),
+            Err(e) => {
+                tracing::error!(error = %e, "signing an OCSP response failed");
+                return refuse(ResponseStatus::InternalError, "signing failed");
+            }
+        };
+        // Only a nonce-less question about one certificate has an answer worth keeping (a nonce
+        // must be echoed under a fresh signature), and not `unknown`: the certificate may be being
+        // issued right now.
+        if !request.has_nonce()
+            && matches!(
+                statuses.as_slice(),
+                [SerialStatus::Good | SerialStatus::Revoked { .. }]
+            )
+        {
+            cache.put(der.to_vec(), answer.clone(), now, epoch);
+        }
+        answer
     }
-    Ok(out)
-}
+
+    async fn statuses(
+        &self,
+        responder: &OcspResponder,
+        request: &ParsedRequest,
+        epoch: u64,
+    ) -> Result<Vec<SerialStatus>, sigil_store::StoreError> {
+        let cache = &self.cache;
+        let mut out = Vec::with_capacity(request.certs.len());
+        for id in &request.certs {
+            let status = match id.serial() {
+                Some(serial) if responder.is_issuer_of(id) => match cache.status(&serial) {
+                    Some(known) => known,
+                    None => {
+                        let status = match self.store.certificate_revocation(&serial).await? {
+                            None => SerialStatus::Unknown,
+                            Some(None) => SerialStatus::Good,
+                            Some(Some(r)) => SerialStatus::Revoked {
+                                at: r.revoked_at,
+                                reason: r.reason,
+                            },
+                        };
+                        if status != SerialStatus::Unknown {
+                            cache.statuses.insert(serial, (status, epoch));
+                        }
+                        status
+                    }
+                },
+                _ => SerialStatus::Unknown,
+            };
+            out.push(status);
+        }
+        Ok(out)
+    }
 }

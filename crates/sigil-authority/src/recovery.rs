@@ -35,13 +35,7 @@ pub async fn recover_admin_token(
     let actor = Actor::system("sigil-admin-recover");
     let token = generate_token()?;
     let id = store
-        .replace_api_token(
-            &actor,
-            ADMIN_TOKEN_NAME,
-            "admin",
-            &token_hash(&token),
-            now,
-        )
+        .replace_api_token(&actor, ADMIN_TOKEN_NAME, "admin", &token_hash(&token), now)
         .await?;
     store
         .append_audit(vec![AuditEvent::new(

@@ -23,8 +23,8 @@ use crate::failures::FailureLedger;
 use crate::ocsp::{OcspCache, OcspService, OcspSigning};
 use crate::{
     ADMIN_TOKEN_NAME, AlertSink, AuditLog, Authority, AuthorityError, ClientTrust, Clock,
-    CrlPublisher, DataDir, RevokedSerials, compliance, datadir, exclusive, generate_token,
-    policy, secrets, token_hash,
+    CrlPublisher, DataDir, RevokedSerials, compliance, datadir, exclusive, generate_token, policy,
+    secrets, token_hash,
 };
 
 /// Where the authority keeps its state.

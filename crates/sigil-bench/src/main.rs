@@ -441,7 +441,7 @@ async fn api_rate(
         devices
             .into_iter()
             .zip(csrs.iter())
-            .map(|(d, der)| (d, pem_csr(der)))
+            .map(|(d, der)| (d, sigil_testkit::csr::csr_pem(der)))
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
@@ -490,12 +490,6 @@ async fn api_rate(
     Ok(summarise(lat, elapsed))
 }
 
-fn pem_csr(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    format!("-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n")
-}
-
 fn summarise(mut lat: Vec<Duration>, elapsed: Duration) -> (f64, f64, f64) {
     lat.sort();
     let pct = |p: f64| {
@@ -514,37 +508,22 @@ fn summarise(mut lat: Vec<Duration>, elapsed: Duration) -> (f64, f64, f64) {
 static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 async fn drop_created(base: &str) -> Result<()> {
-    use sqlx::Connection;
-    let names: Vec<String> = CREATED
+    let urls: Vec<String> = CREATED
         .lock()
         .map(|mut v| std::mem::take(&mut *v))
         .unwrap_or_default();
-    let mut conn = sqlx::AnyConnection::connect(base).await?;
-    for name in names {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await?;
+    for url in urls {
+        sigil_testkit::postgres::drop_database(base, &url).await;
     }
     Ok(())
 }
 
 async fn fresh_pg(base: &str) -> Result<String> {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let name = format!("sigil_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::AnyConnection::connect(base).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
+    let url = sigil_testkit::postgres::create_database(base).await?;
     if let Ok(mut v) = CREATED.lock() {
-        v.push(name.clone());
+        v.push(url.clone());
     }
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .context("postgres URL has a database path")?;
-    Ok(format!("{prefix}/{name}"))
+    Ok(url)
 }
 
 /// `openssl x509 -req` signing a CSR with an ECDSA P-256 CA, one process per certificate, as a

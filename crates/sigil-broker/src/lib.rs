@@ -48,7 +48,10 @@ pub trait BrokerAuthority: Send + std::marker::Sync + 'static {
         filter: &DeviceFilter,
     ) -> impl Future<Output = Result<Vec<sigil_domain::DeviceId>, StoreError>> + Send;
     /// What the policy is told about a device now.
-    fn device_facts(&self, device: &str) -> impl Future<Output = Result<DeviceFacts, StoreError>> + Send;
+    fn device_facts(
+        &self,
+        device: &str,
+    ) -> impl Future<Output = Result<DeviceFacts, StoreError>> + Send;
     /// Each CRL as it is published.
     fn crls(&self) -> watch::Receiver<Option<Arc<StoredCrl>>>;
 }
@@ -75,7 +78,10 @@ impl BrokerAuthority for Authority {
         self.store().devices_in_audit_since(cursor, limit).await
     }
 
-    async fn device_ids(&self, filter: &DeviceFilter) -> Result<Vec<sigil_domain::DeviceId>, StoreError> {
+    async fn device_ids(
+        &self,
+        filter: &DeviceFilter,
+    ) -> Result<Vec<sigil_domain::DeviceId>, StoreError> {
         Ok(self
             .store()
             .list_devices(filter)
@@ -265,7 +271,8 @@ impl<A: BrokerAuthority> Sync<A> {
             while Instant::now() < resync_at && self.authority.policy_version() == policy_version {
                 tokio::time::sleep(self.poll_interval).await;
                 loop {
-                    let (devices, next) = self.authority.devices_changed_since(cursor, 1000).await?;
+                    let (devices, next) =
+                        self.authority.devices_changed_since(cursor, 1000).await?;
                     if next == cursor {
                         break;
                     }

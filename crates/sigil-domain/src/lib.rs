@@ -15,6 +15,8 @@ pub use inventory::{
     Device, DeviceFields, DeviceFilter, InventoryError, MAX_DECLARED, MAX_TAGS, NewDevice,
     NewProduct, Product, ProductDeclaration, Tag, parse_service,
 };
-pub use lifecycle::{LifecycleError, LifecycleEvent, LifecycleState};
+pub use lifecycle::{
+    Issuance, IssuanceRefusal, LifecycleError, LifecycleEvent, LifecycleState, issuance_rule,
+};
 pub use posture::{ListeningService, Posture, PostureError};
 pub use revocation::{RevocationReason, UnknownReason};

@@ -108,6 +108,48 @@ impl LifecycleState {
     ];
 }
 
+/// Why a device may not receive a certificate for a key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IssuanceRefusal {
+    /// Its lifecycle state does not allow a new identity (suspended, retired).
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The key is bound to another device: a public key belongs to at most one device, ever.
+    #[error("the key is bound to device {0}")]
+    KeyBound(crate::DeviceId),
+}
+
+/// What issuing a certificate does to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Issuance {
+    pub next: LifecycleState,
+    /// The key is bound to the device for the first time (not a renewal that keeps its key).
+    pub key_is_new: bool,
+}
+
+/// The issuance rule, for a certificate for `device` (now in `state`) over a key currently
+/// bound to `key_owner`, if any: the state must allow a new identity and the key must not
+/// belong to another device. The store applies it in a read-only pre-check and, authoritatively,
+/// inside the transaction that records the certificate.
+pub fn issuance_rule(
+    device: crate::DeviceId,
+    state: LifecycleState,
+    key_owner: Option<crate::DeviceId>,
+) -> Result<Issuance, IssuanceRefusal> {
+    let next = state.apply(LifecycleEvent::IdentityIssued)?;
+    match key_owner {
+        Some(owner) if owner != device => Err(IssuanceRefusal::KeyBound(owner)),
+        Some(_) => Ok(Issuance {
+            next,
+            key_is_new: false,
+        }),
+        None => Ok(Issuance {
+            next,
+            key_is_new: true,
+        }),
+    }
+}
+
 impl LifecycleEvent {
     pub const ALL: [LifecycleEvent; 5] = [
         Self::IdentityIssued,
@@ -148,6 +190,36 @@ impl FromStr for LifecycleState {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn issuance_needs_a_state_that_allows_it_and_a_key_of_no_other_device() {
+        use LifecycleState as S;
+        let (a, b) = (crate::DeviceId::generate(), crate::DeviceId::generate());
+        assert_eq!(
+            issuance_rule(a, S::Registered, None),
+            Ok(Issuance {
+                next: S::Provisioned,
+                key_is_new: true
+            })
+        );
+        assert_eq!(
+            issuance_rule(a, S::Active, Some(a)),
+            Ok(Issuance {
+                next: S::Active,
+                key_is_new: false
+            })
+        );
+        assert_eq!(
+            issuance_rule(a, S::Active, Some(b)),
+            Err(IssuanceRefusal::KeyBound(b))
+        );
+        for state in [S::Suspended, S::Retired] {
+            assert!(matches!(
+                issuance_rule(a, state, None),
+                Err(IssuanceRefusal::Lifecycle(_))
+            ));
+        }
+    }
+
     use super::*;
     use LifecycleEvent as E;
     use LifecycleState as S;

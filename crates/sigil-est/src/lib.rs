@@ -312,7 +312,15 @@ async fn simpleenroll<A: EstAuthority>(
         Ok(authority.enrol_with_token(device, &token, csr).await?)
     }
     .await;
-    answer(&*authority, addr, &actor, "est.simpleenroll", subject, result).await
+    answer(
+        &*authority,
+        addr,
+        &actor,
+        "est.simpleenroll",
+        subject,
+        result,
+    )
+    .await
 }
 
 async fn bootstrap_enroll<A: EstAuthority>(

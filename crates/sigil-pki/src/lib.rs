@@ -148,7 +148,9 @@ pub fn router<A: PkiAuthority>(authority: Arc<A>) -> Router {
         .route("/healthz", get(health::<A>))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(authority)
-        .layer(axum::middleware::from_fn(sigil_http::body::deliver_refusals))
+        .layer(axum::middleware::from_fn(
+            sigil_http::body::deliver_refusals,
+        ))
 }
 
 fn pem(body: String) -> Response {

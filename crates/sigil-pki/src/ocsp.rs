@@ -57,4 +57,3 @@ pub async fn get<A: PkiAuthority>(
         Err(_) => refuse(ResponseStatus::MalformedRequest, "GET path is not base64"),
     }
 }
-

@@ -17,13 +17,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use sigil_audit::{Actor, AuditEvent, Outcome};
-use sigil_authority::failures::FailureLedger;
-use sigil_authority::{
-    AlertSink, Authority, Background, RevokedSerials, Services, StoreConfig,
-};
-use sigil_ca::{IdentityScheme, IssuingCa, KeyAlgorithm, PublicUrls};
 use sigil_authority::compliance::ComplianceError;
 use sigil_authority::compliance::live::RefreshStats;
+use sigil_authority::failures::FailureLedger;
+use sigil_authority::{AlertSink, Authority, Background, RevokedSerials, Services, StoreConfig};
+use sigil_ca::{IdentityScheme, IssuingCa, KeyAlgorithm, PublicUrls};
 use sigil_store::Store;
 
 pub use error::ServerError;
@@ -132,18 +130,12 @@ impl ServerHandle {
     /// Evaluate the whole fleet's compliance again from the database (what the periodic run
     /// does), for benchmarks and tooling.
     pub async fn compliance_rebuild(&self) -> Result<RefreshStats, ComplianceError> {
-        self.authority
-            .compliance()
-            .rebuild(&self.authority)
-            .await
+        self.authority.compliance().rebuild(&self.authority).await
     }
 
     /// Apply what changed since the last compliance refresh.
     pub async fn compliance_refresh(&self) -> Result<RefreshStats, ComplianceError> {
-        self.authority
-            .compliance()
-            .refresh(&self.authority)
-            .await
+        self.authority.compliance().refresh(&self.authority).await
     }
 
     /// One device's current device-check results as the engine holds them (no refresh).
@@ -317,7 +309,10 @@ pub struct InProcess {
     _lock: sigil_authority::exclusive::ProcessLock,
 }
 
-pub async fn open_in_process(config: &ServerConfig, clock: Clock) -> Result<InProcess, ServerError> {
+pub async fn open_in_process(
+    config: &ServerConfig,
+    clock: Clock,
+) -> Result<InProcess, ServerError> {
     let prepared = Authority::prepare(&store_config(config), &clock).await?;
     let base = config
         .pki_base_url

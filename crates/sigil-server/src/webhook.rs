@@ -13,8 +13,7 @@ pub struct Webhook {
 impl Webhook {
     /// Refuse anything but https, or http to a loopback address (a local relay).
     pub fn new(url: &str) -> Result<Self, ServerError> {
-        let bad =
-            |why: &str| ServerError::Config(format!("compliance webhook `{url}`: {why}"));
+        let bad = |why: &str| ServerError::Config(format!("compliance webhook `{url}`: {why}"));
         let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
         let loopback = parsed.host_str().is_some_and(|h| {
             h == "localhost"

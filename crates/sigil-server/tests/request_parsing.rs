@@ -2,7 +2,6 @@
 //! 4xx problem+json (never a 5xx, never a panic) and writes nothing unless it answers 201.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use proptest::prelude::*;
@@ -10,6 +9,7 @@ use sqlx::Row;
 use tower::ServiceExt;
 
 use sigil_authority::{generate_token, token_hash};
+use sigil_testkit::csr::{csr_pem, fresh_csr_der};
 
 struct Harness {
     rt: tokio::runtime::Runtime,
@@ -57,13 +57,7 @@ fn harness() -> Harness {
             now,
         ))
         .unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let valid_csr_der = rcgen::CertificateParams::new(Vec::<String>::new())
-        .unwrap()
-        .serialize_request(&key)
-        .unwrap()
-        .der()
-        .to_vec();
+    let valid_csr_der = fresh_csr_der();
     let est_token = generate_token().unwrap();
     rt.block_on(store.create_enrollment_token(
         &actor,
@@ -168,12 +162,6 @@ impl Harness {
     }
 }
 
-fn pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    format!("-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n")
-}
-
 thread_local! {
     static H: Harness = harness();
 }
@@ -229,7 +217,7 @@ proptest! {
             let mut der = h.valid_csr_der.clone();
             let i = index.index(der.len());
             der[i] = byte;
-            let body = serde_json::to_vec(&serde_json::json!({"csr": pem(&der)})).unwrap();
+            let body = serde_json::to_vec(&serde_json::json!({"csr": csr_pem(&der)})).unwrap();
             h.post(&format!("/api/v1/devices/{}/certificates", h.device), "application/json", body);
         });
     }

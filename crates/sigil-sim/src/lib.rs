@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use sigil_agent::{AgentEvent, EnrollCredential, EnrollOptions, RunOptions, StateDir};
+use sigil_testkit::AdminClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -207,42 +208,6 @@ fn server_config(
     config
 }
 
-struct Admin {
-    http: reqwest::Client,
-    api: String,
-    token: String,
-}
-
-impl Admin {
-    async fn post(&self, path: &str, body: Value) -> Result<Value, SimError> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.api))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| SimError::Api(e.to_string()))?;
-        let status = r.status();
-        let v: Value = r.json().await.map_err(|e| SimError::Api(e.to_string()))?;
-        if !status.is_success() {
-            return Err(SimError::Api(format!("{path}: {status} {v}")));
-        }
-        Ok(v)
-    }
-
-    async fn get(&self, path: &str) -> Result<Value, SimError> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.api))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| SimError::Api(e.to_string()))?;
-        r.json().await.map_err(|e| SimError::Api(e.to_string()))
-    }
-}
-
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let at = |p: f64| {
@@ -281,25 +246,21 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
         .map_err(|e| SimError::Api(e.to_string()))?
         .into_contents();
     let fingerprint = hex::encode(sigil_ca::sha256(&root_der));
-    let admin = Arc::new(Admin {
-        http: reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&root_pem)
-                .map_err(|e| SimError::Api(e.to_string()))?])
-            .build()
-            .map_err(|e| SimError::Api(e.to_string()))?,
-        api: format!("https://localhost:{}", api_addr.port()),
-        token: handle.new_admin_token.clone().unwrap_or_default(),
-    });
+    let token = handle.new_admin_token.clone().unwrap_or_default();
+    let admin = Arc::new(
+        AdminClient::new(&work.join("data"), api_addr.port(), &token).map_err(SimError::Api)?,
+    );
     let mut handle = Some(handle);
     let proxy = Proxy::start(api_addr, config).await?;
 
     // Register every device and a one-time token for it, through the API.
     let product = admin
-        .post(
+        .try_post(
             "/api/v1/products",
             json!({"name": "simulated sensor", "manufacturer": "Sigil Sim", "support_end": "2035-01-01"}),
         )
-        .await?;
+        .await
+        .map_err(SimError::Api)?;
     let product_id = product["id"].as_str().unwrap_or_default().to_owned();
     let registrations: Vec<Result<(String, String), SimError>> =
         futures_util::stream::iter(0..config.devices)
@@ -307,18 +268,20 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
                 let (admin, product_id) = (admin.clone(), product_id.clone());
                 async move {
                     let d = admin
-                .post(
+                .try_post(
                     "/api/v1/devices",
                     json!({"product_id": product_id, "serial_number": format!("SIM-{i:06}")}),
                 )
-                .await?;
+                .await
+                .map_err(SimError::Api)?;
                     let id = d["id"].as_str().unwrap_or_default().to_owned();
                     let t = admin
-                        .post(
+                        .try_post(
                             &format!("/api/v1/devices/{id}/enrollment-tokens"),
                             json!({}),
                         )
-                        .await?;
+                        .await
+                        .map_err(SimError::Api)?;
                     Ok((id, t["token"].as_str().unwrap_or_default().to_owned()))
                 }
             })
@@ -530,7 +493,7 @@ fn enrol_kind(e: &sigil_agent::AgentError) -> &'static str {
     }
 }
 
-async fn check_device(admin: &Admin, o: &DeviceOutcome) -> Result<(), String> {
+async fn check_device(admin: &AdminClient, o: &DeviceOutcome) -> Result<(), String> {
     let device = &o.device;
     let state = StateDir::open(&o.state).map_err(|e| format!("lost: {device}: {e}"))?;
     let current = state
@@ -544,7 +507,7 @@ async fn check_device(admin: &Admin, o: &DeviceOutcome) -> Result<(), String> {
     }
     let serial = hex::encode(cert.raw_serial());
     let record = admin
-        .get(&format!("/api/v1/certificates/{serial}"))
+        .try_get(&format!("/api/v1/certificates/{serial}"))
         .await
         .map_err(|e| format!("{device}: {e}"))?;
     if record["device_id"] != device.as_str() {

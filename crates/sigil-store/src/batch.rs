@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use serde_json::json;
 use sigil_audit::{Actor, AuditEvent, Outcome};
-use sigil_domain::{DeviceId, LifecycleEvent, LifecycleState};
+use sigil_domain::{DeviceId, Issuance, LifecycleState, issuance_rule};
 
 use crate::{
     Backend, CertificateRecord, CertificateStatus, Commits, IssuanceBasis, NewCertificate,
@@ -225,7 +225,8 @@ impl View {
         let spki = job.cert.spki_sha256.as_str();
         let credentials = self.credentials.entry(device).or_default();
         entitlement_rule(&job.basis, credentials)?;
-        let (next, key_is_new) = issuance_rule(device, *current, self.owners.get(spki).copied())?;
+        let Issuance { next, key_is_new } =
+            issuance_rule(device, *current, self.owners.get(spki).copied())?;
         let state_before = *current;
         *current = next;
         if key_is_new {
@@ -257,23 +258,6 @@ impl View {
                 revocation_reason: None,
             },
         })
-    }
-}
-
-/// The rule for issuing to `device` a certificate for a key currently bound to `key_owner` (if
-/// any): the device's state must allow a new identity, and the key must not belong to another
-/// device. Returns the device's next state and whether the key is bound for the first time.
-/// Used both by the read-only pre-check and, authoritatively, inside the batch transaction.
-pub(crate) fn issuance_rule(
-    device: DeviceId,
-    state: LifecycleState,
-    key_owner: Option<DeviceId>,
-) -> Result<(LifecycleState, bool), StoreError> {
-    let next = state.apply(LifecycleEvent::IdentityIssued)?;
-    match key_owner {
-        Some(owner) if owner != device => Err(StoreError::KeyBound(owner)),
-        Some(_) => Ok((next, false)),
-        None => Ok((next, true)),
     }
 }
 
@@ -471,23 +455,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issuance_rule() {
+    fn issuance_refusals_keep_their_meaning() {
         let (a, b) = (DeviceId::generate(), DeviceId::generate());
-        use LifecycleState as S;
-        assert!(matches!(
-            super::issuance_rule(a, S::Registered, None),
-            Ok((S::Provisioned, true))
-        ));
-        assert!(matches!(
-            super::issuance_rule(a, S::Active, Some(a)),
-            Ok((S::Active, false))
-        ));
+        let refused = |state, owner| StoreError::from(issuance_rule(a, state, owner).unwrap_err());
         assert!(
-            matches!(super::issuance_rule(a, S::Active, Some(b)), Err(StoreError::KeyBound(o)) if o == b)
+            matches!(refused(LifecycleState::Active, Some(b)), StoreError::KeyBound(o) if o == b)
         );
         assert!(matches!(
-            super::issuance_rule(a, S::Suspended, None),
-            Err(StoreError::Lifecycle(_))
+            refused(LifecycleState::Suspended, None),
+            StoreError::Lifecycle(_)
         ));
     }
 

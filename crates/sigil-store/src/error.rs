@@ -1,4 +1,4 @@
-use sigil_domain::{DeviceId, LifecycleError};
+use sigil_domain::{DeviceId, IssuanceRefusal, LifecycleError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -27,6 +27,15 @@ pub enum StoreError {
     Batch(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<IssuanceRefusal> for StoreError {
+    fn from(e: IssuanceRefusal) -> Self {
+        match e {
+            IssuanceRefusal::Lifecycle(l) => Self::Lifecycle(l),
+            IssuanceRefusal::KeyBound(owner) => Self::KeyBound(owner),
+        }
+    }
 }
 
 /// Failure of [`crate::Store::issue_certificate`]: either the store refused, or the signer did.

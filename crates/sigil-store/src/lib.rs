@@ -615,7 +615,7 @@ impl Store {
             .try_get::<Option<String>, _>("key_owner")?
             .map(|o| DeviceId::from_str(&o).map_err(|e| corrupt(&e)))
             .transpose()?;
-        batch::issuance_rule(device, state, key_owner)?;
+        sigil_domain::issuance_rule(device, state, key_owner)?;
         if *basis != IssuanceBasis::Authorised {
             let credentials = batch::read_credentials(&self.pool, &[device.to_string()]).await?;
             batch::entitlement_rule(

@@ -117,14 +117,39 @@ fn schemathesis_finds_the_api_as_documented() {
             .json()
             .await
             .unwrap();
-        let totp = common::operators::totp_code(created["totp_secret"].as_str().unwrap(), 0);
-        let login = http
-            .post(format!("{}/api/v1/auth/login", server.api()))
-            .json(&json!({"username": "st", "password": password, "totp": totp}))
-            .send()
-            .await
-            .unwrap();
-        let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let seed = created["totp_secret"].as_str().unwrap();
+        // Schemathesis has just sent logins of its own: past the per-address limit the server
+        // answers 429 with Retry-After, and a client waits as it is told.
+        let mut attempts = 0;
+        let login = loop {
+            let totp = common::operators::totp_code(seed, 0);
+            let login = http
+                .post(format!("{}/api/v1/auth/login", server.api()))
+                .json(&json!({"username": "st", "password": password, "totp": totp}))
+                .send()
+                .await
+                .unwrap();
+            let wait = login
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            match wait {
+                Some(seconds) if login.status() == 429 && attempts < 3 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(seconds + 1)).await;
+                }
+                _ => break login,
+            }
+        };
+        let status = login.status();
+        let Some(set_cookie) = login.headers().get("set-cookie") else {
+            panic!(
+                "login refused: {status} {}",
+                login.text().await.unwrap_or_default()
+            );
+        };
+        let set_cookie = set_cookie.to_str().unwrap().to_owned();
         set_cookie.split(';').next().unwrap().to_owned()
     });
     let mut args = Vec::new();

@@ -507,4 +507,3 @@ pub fn spawn_periodic(
         }
     })
 }
-

@@ -331,34 +331,9 @@ async fn bytes_used(store: &Store, url: &str) -> Result<u64> {
 }
 
 async fn fresh_pg(base: &str) -> Result<String> {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let name = format!("sigil_audit_bench_{}", std::process::id());
-    let mut conn = sqlx::AnyConnection::connect(base).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name}"
-    )))
-    .execute(&mut conn)
-    .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .context("PostgreSQL URL has no database path")?;
-    Ok(format!("{prefix}/{name}"))
+    Ok(sigil_testkit::postgres::create_database(base).await?)
 }
 
 async fn drop_pg(base: &str, url: &str) {
-    use sqlx::Connection;
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return;
-    };
-    if let Ok(mut conn) = sqlx::AnyConnection::connect(base).await {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
-    }
+    sigil_testkit::postgres::drop_database(base, url).await;
 }

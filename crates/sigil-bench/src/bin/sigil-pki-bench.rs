@@ -27,6 +27,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use sigil_testkit::AdminClient;
+
 #[derive(Parser)]
 struct Args {
     /// Seconds per measurement.
@@ -78,20 +80,16 @@ fn main() -> Result<()> {
     config.listen = "127.0.0.1:0".parse()?;
     config.pki_listen = "127.0.0.1:0".parse()?;
     let server = server_rt.block_on(sigil_server::start(config, sigil_server::system_clock()))?;
+    let token = server
+        .new_admin_token
+        .clone()
+        .context("a fresh server writes an admin token")?;
     let sigil = Sigil {
-        api: format!("https://localhost:{}", server.api_addr.port()),
+        admin: AdminClient::new(&data, server.api_addr.port(), &token)
+            .map_err(anyhow::Error::msg)?,
         api_addr: server.api_addr,
         pki_addr: server.pki_addr,
-        token: server
-            .new_admin_token
-            .clone()
-            .context("a fresh server writes an admin token")?,
         data: data.clone(),
-        http: reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(
-                data.join("ca/root.crt"),
-            )?)?])
-            .build()?,
     };
     let secs = Duration::from_secs_f64(args.seconds);
     println!("## Run\n");
@@ -119,12 +117,10 @@ fn main() -> Result<()> {
 }
 
 struct Sigil {
-    api: String,
+    admin: AdminClient,
     api_addr: std::net::SocketAddr,
     pki_addr: std::net::SocketAddr,
-    token: String,
     data: PathBuf,
-    http: reqwest::Client,
 }
 
 impl Sigil {
@@ -139,22 +135,15 @@ impl Sigil {
         )?)
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.api))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await?;
-        let status = r.status();
-        let value: Value = r.json().await?;
-        ensure!(status.is_success(), "{path}: {status} {value}");
-        Ok(value)
+    async fn get(&self, path: &str) -> Result<Value> {
+        self.admin.try_get(path).await.map_err(anyhow::Error::msg)
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        self.call(reqwest::Method::POST, path, body).await
+        self.admin
+            .try_post(path, body)
+            .await
+            .map_err(anyhow::Error::msg)
     }
 
     /// Register `n` devices of a new product; their ids.
@@ -181,9 +170,7 @@ impl Sigil {
 
 /// A fresh P-256 key's CSR, DER.
 fn csr_der() -> Result<Vec<u8>> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    Ok(params.serialize_request(&key)?.der().to_vec())
+    Ok(sigil_testkit::csr::fresh_csr_der())
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<String> {
@@ -522,10 +509,7 @@ async fn ocsp_bench(sigil: &Sigil, work: &Path, args: &Args, secs: Duration) -> 
     let mut index = String::new();
     let mut serials = Vec::with_capacity(n);
     for (i, device) in devices.iter().enumerate() {
-        let csr = base64::engine::general_purpose::STANDARD.encode(csr_der()?);
-        let pem = format!(
-            "-----BEGIN CERTIFICATE REQUEST-----\n{csr}\n-----END CERTIFICATE REQUEST-----\n"
-        );
+        let pem = sigil_testkit::csr::fresh_csr_pem();
         let cert = sigil
             .post(
                 &format!("/api/v1/devices/{device}/certificates"),
@@ -547,11 +531,7 @@ async fn ocsp_bench(sigil: &Sigil, work: &Path, args: &Args, secs: Duration) -> 
                 )
                 .await?;
             let at = sigil
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/certificates/{}", serial.to_lowercase()),
-                    Value::Null,
-                )
+                .get(&format!("/api/v1/certificates/{}", serial.to_lowercase()))
                 .await?;
             ensure!(r["revoked"].as_array().is_some_and(|a| !a.is_empty()));
             let revoked_at = time::OffsetDateTime::parse(
