@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use sigil_audit::Hash;
 use sigil_audit::evidence::{BundleBuilder, Period};
 use sigil_domain::DeviceFilter;
 use sigil_store::AuditQuery;
@@ -60,28 +61,7 @@ pub async fn export(
     // integrity check cannot sign one, and then there is no bundle (503).
     let checkpoint = state.audit().checkpoint(now).await?;
 
-    let mut entries = Vec::new();
-    let mut query = AuditQuery {
-        since: Some(period.since.clone()),
-        until: Some(period.until.clone()),
-        before: Some(checkpoint.size),
-        limit: sigil_store::MAX_PAGE,
-        ..AuditQuery::default()
-    };
-    loop {
-        let page = state.store().audit_entries(&query).await?;
-        let Some(last) = page.last().map(|e| e.seq) else {
-            break;
-        };
-        for e in page {
-            let (leaf, proof) = state
-                .store()
-                .audit_inclusion_proof(e.seq, checkpoint.size)
-                .await?;
-            entries.push((e.seq, e.entry, leaf, proof));
-        }
-        query.after = Some(last);
-    }
+    let entries = proven_entries(&state, &period, checkpoint.size).await?;
     let count = entries.len();
     let mut bundle = BundleBuilder::new(&checkpoint, &entries).map_err(ApiError::internal)?;
     bundle.add(
@@ -100,77 +80,9 @@ pub async fn export(
         bundle.add("ca/issuing.crl", crl.der.clone());
     }
 
-    let products: Vec<ProductResponse> = state
-        .store()
-        .list_products()
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    bundle.add("inventory/products.json", json_file(&products)?);
-    let mut devices = Vec::new();
-    let mut filter = DeviceFilter {
-        limit: sigil_store::MAX_PAGE,
-        ..DeviceFilter::default()
-    };
-    loop {
-        let page = state.store().list_devices(&filter).await?;
-        let Some(last) = page.last().map(|d| d.id) else {
-            break;
-        };
-        devices.extend(page.into_iter().map(|d| DeviceResponse::new(d, &state)));
-        filter.after = Some(last);
-    }
-    bundle.add("inventory/devices.json", json_file(&devices)?);
-    let mut certificates: Vec<CertificateResponse> = Vec::new();
-    let mut after = None;
-    loop {
-        let page = state
-            .store()
-            .certificates_after(after.as_ref(), sigil_store::MAX_PAGE)
-            .await?;
-        let Some(last) = page.last().map(|c| c.serial.clone()) else {
-            break;
-        };
-        certificates.extend(page.into_iter().map(Into::into));
-        after = Some(last);
-    }
-    bundle.add("inventory/certificates.json", json_file(&certificates)?);
+    add_inventory(&state, &mut bundle).await?;
 
-    // Compliance: the catalogue's files (their content hash is the catalogue version), each
-    // framework's posture now, and the evaluation runs recorded in the period.
-    for (name, text) in sigil_compliance::Catalogue::shipped_files() {
-        bundle.add(
-            &format!("compliance/catalogue/{name}"),
-            text.as_bytes().to_vec(),
-        );
-    }
-    bundle.add(
-        "compliance/catalogue/VERSION",
-        format!("{}\n", state.catalogue().version()).into_bytes(),
-    );
-    for framework in state.catalogue().frameworks() {
-        let id = &framework.info.id;
-        let report =
-            sigil_authority::compliance::evaluate(&state, framework, &state.catalogue(), None)
-                .await?;
-        bundle.add(
-            &format!("compliance/{id}/posture.json"),
-            json_file(&report)?,
-        );
-        let runs: Vec<RunView> = state
-            .store()
-            .compliance_history(id, sigil_store::MAX_PAGE)
-            .await?
-            .into_iter()
-            .filter(|r| {
-                let t = sigil_audit::entry::format_time(r.evaluated_at);
-                period.since <= t && t < period.until
-            })
-            .map(RunView::from)
-            .collect();
-        bundle.add(&format!("compliance/{id}/history.json"), json_file(&runs)?);
-    }
+    add_compliance(&state, &mut bundle, &period).await?;
     bundle.add(
         "README",
         format!(
@@ -202,4 +114,119 @@ pub async fn export(
         HeaderValue::from_static("application/x-tar"),
     );
     Ok(response)
+}
+
+/// Every entry of the period logged before the checkpoint, with its inclusion proof.
+async fn proven_entries(
+    state: &AppState,
+    period: &Period,
+    checkpoint_size: u64,
+) -> Result<Vec<(u64, String, Hash, Vec<Hash>)>, ApiError> {
+    let mut entries = Vec::new();
+    let mut query = AuditQuery {
+        since: Some(period.since.clone()),
+        until: Some(period.until.clone()),
+        before: Some(checkpoint_size),
+        limit: sigil_store::MAX_PAGE,
+        ..AuditQuery::default()
+    };
+    loop {
+        let page = state.store().audit_entries(&query).await?;
+        let Some(last) = page.last().map(|e| e.seq) else {
+            break;
+        };
+        for e in page {
+            let (leaf, proof) = state
+                .store()
+                .audit_inclusion_proof(e.seq, checkpoint_size)
+                .await?;
+            entries.push((e.seq, e.entry, leaf, proof));
+        }
+        query.after = Some(last);
+    }
+    Ok(entries)
+}
+
+/// The inventory as the API shows it: products, devices, certificates.
+async fn add_inventory(state: &AppState, bundle: &mut BundleBuilder) -> Result<(), ApiError> {
+    let products: Vec<ProductResponse> = state
+        .store()
+        .list_products()
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    bundle.add("inventory/products.json", json_file(&products)?);
+    let mut devices = Vec::new();
+    let mut filter = DeviceFilter {
+        limit: sigil_store::MAX_PAGE,
+        ..DeviceFilter::default()
+    };
+    loop {
+        let page = state.store().list_devices(&filter).await?;
+        let Some(last) = page.last().map(|d| d.id) else {
+            break;
+        };
+        devices.extend(page.into_iter().map(|d| DeviceResponse::new(d, state)));
+        filter.after = Some(last);
+    }
+    bundle.add("inventory/devices.json", json_file(&devices)?);
+    let mut certificates: Vec<CertificateResponse> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state
+            .store()
+            .certificates_after(after.as_ref(), sigil_store::MAX_PAGE)
+            .await?;
+        let Some(last) = page.last().map(|c| c.serial.clone()) else {
+            break;
+        };
+        certificates.extend(page.into_iter().map(Into::into));
+        after = Some(last);
+    }
+    bundle.add("inventory/certificates.json", json_file(&certificates)?);
+
+    Ok(())
+}
+
+/// Compliance: the catalogue's files (their content hash is the catalogue version), each
+/// framework's posture now, and the evaluation runs recorded in the period.
+async fn add_compliance(
+    state: &AppState,
+    bundle: &mut BundleBuilder,
+    period: &Period,
+) -> Result<(), ApiError> {
+    for (name, text) in sigil_compliance::Catalogue::shipped_files() {
+        bundle.add(
+            &format!("compliance/catalogue/{name}"),
+            text.as_bytes().to_vec(),
+        );
+    }
+    bundle.add(
+        "compliance/catalogue/VERSION",
+        format!("{}\n", state.catalogue().version()).into_bytes(),
+    );
+    for framework in state.catalogue().frameworks() {
+        let id = &framework.info.id;
+        let report =
+            sigil_authority::compliance::evaluate(state, framework, state.catalogue(), None)
+                .await?;
+        bundle.add(
+            &format!("compliance/{id}/posture.json"),
+            json_file(&report)?,
+        );
+        let runs: Vec<RunView> = state
+            .store()
+            .compliance_history(id, sigil_store::MAX_PAGE)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                let t = sigil_audit::entry::format_time(r.evaluated_at);
+                period.since <= t && t < period.until
+            })
+            .map(RunView::from)
+            .collect();
+        bundle.add(&format!("compliance/{id}/history.json"), json_file(&runs)?);
+    }
+    Ok(())
 }

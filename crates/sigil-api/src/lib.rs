@@ -104,7 +104,92 @@ impl AppState {
 /// The API's routes, with `others` (the routes of front-ends sharing its listener, such as
 /// EST) mounted beside them under the same body limits and refusal delivery.
 pub fn router(state: AppState, others: Router<AppState>) -> Router {
-    let protected = Router::new()
+    // Every route behind the guard: a bearer token or a session, and `auth::rule` decides.
+    let protected = inventory_routes()
+        .merge(access_routes())
+        .merge(evidence_routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+
+    Router::new()
+        .merge(protected)
+        .merge(others)
+        // Devices authenticate with their certificate (mTLS), not a bearer token.
+        .route("/api/v1/device/posture", post(posture::report))
+        // People log in with a password and TOTP code for a session cookie.
+        .route("/api/v1/auth/login", post(login::login))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/healthz", get(health))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this endpoint does not support that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(sigil_http::body::deliver_refusals))
+        .with_state(state)
+}
+
+/// Access: broker decisions, the policy, operators, tokens, sessions.
+fn access_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/broker/emqx/authn", post(broker::authn))
+        .route("/api/v1/broker/emqx/authz", post(broker::authz))
+        .route("/api/v1/policy/explain", post(broker::explain))
+        .route("/api/v1/policy", get(policy::current).post(policy::apply))
+        .route("/api/v1/policy/versions", get(policy::versions))
+        .route("/api/v1/policy/rollback", post(policy::rollback))
+        .route(
+            "/api/v1/operators",
+            post(operators::create_operator).get(operators::list_operators),
+        )
+        .route(
+            "/api/v1/tokens",
+            post(operators::create_token).get(operators::list_tokens),
+        )
+        .route("/api/v1/tokens/{id}/revoke", post(operators::revoke_token))
+        .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/logout", post(auth::logout))
+}
+
+/// Evidence: compliance, the audit log, evidence bundles.
+fn evidence_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/compliance", get(compliance::frameworks))
+        .route(
+            "/api/v1/compliance/attestations",
+            post(compliance::attest).get(compliance::attestations),
+        )
+        .route("/api/v1/compliance/{framework}", get(compliance::fleet))
+        .route(
+            "/api/v1/compliance/{framework}/devices/{id}",
+            get(compliance::device),
+        )
+        .route(
+            "/api/v1/compliance/{framework}/evaluate",
+            post(compliance::evaluate_now),
+        )
+        .route(
+            "/api/v1/compliance/{framework}/history",
+            get(compliance::history),
+        )
+        .route("/api/v1/audit/entries", get(audit::entries))
+        .route(
+            "/api/v1/audit/checkpoint",
+            get(audit::latest_checkpoint).post(audit::sign_checkpoint),
+        )
+        .route("/api/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/api/v1/audit/proof/consistency", get(audit::consistency))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/evidence", get(evidence::export))
+}
+
+/// Inventory and identity: products, devices and their lifecycle, certificates.
+fn inventory_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/api/v1/products",
             post(inventory::create_product).get(inventory::list_products),
@@ -152,77 +237,10 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
             "/api/v1/devices/{id}/certificates",
             post(certificates::issue),
         )
-        .route("/api/v1/broker/emqx/authn", post(broker::authn))
-        .route("/api/v1/broker/emqx/authz", post(broker::authz))
-        .route("/api/v1/policy/explain", post(broker::explain))
-        .route("/api/v1/policy", get(policy::current).post(policy::apply))
-        .route("/api/v1/policy/versions", get(policy::versions))
-        .route("/api/v1/policy/rollback", post(policy::rollback))
-        .route(
-            "/api/v1/operators",
-            post(operators::create_operator).get(operators::list_operators),
-        )
-        .route(
-            "/api/v1/tokens",
-            post(operators::create_token).get(operators::list_tokens),
-        )
-        .route("/api/v1/tokens/{id}/revoke", post(operators::revoke_token))
-        .route("/api/v1/compliance", get(compliance::frameworks))
-        .route(
-            "/api/v1/compliance/attestations",
-            post(compliance::attest).get(compliance::attestations),
-        )
-        .route("/api/v1/compliance/{framework}", get(compliance::fleet))
-        .route(
-            "/api/v1/compliance/{framework}/devices/{id}",
-            get(compliance::device),
-        )
-        .route(
-            "/api/v1/compliance/{framework}/evaluate",
-            post(compliance::evaluate_now),
-        )
-        .route(
-            "/api/v1/compliance/{framework}/history",
-            get(compliance::history),
-        )
-        .route("/api/v1/auth/me", get(auth::me))
-        .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/certificates", get(certificates::list))
         .route("/api/v1/certificates/{serial}", get(certificates::get))
         .route("/api/v1/profiles", get(certificates::profiles))
-        .route("/api/v1/audit/entries", get(audit::entries))
-        .route(
-            "/api/v1/audit/checkpoint",
-            get(audit::latest_checkpoint).post(audit::sign_checkpoint),
-        )
-        .route("/api/v1/audit/proof/inclusion", get(audit::inclusion))
-        .route("/api/v1/audit/proof/consistency", get(audit::consistency))
-        .route("/api/v1/audit/export", get(audit::export))
-        .route("/api/v1/evidence", get(evidence::export))
         .route("/api/v1/services/certificates", post(services::issue))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
-
-    Router::new()
-        .merge(protected)
-        .merge(others)
-        // Devices authenticate with their certificate (mTLS), not a bearer token.
-        .route("/api/v1/device/posture", post(posture::report))
-        // People log in with a password and TOTP code for a session cookie.
-        .route("/api/v1/auth/login", post(login::login))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/healthz", get(health))
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-                "this endpoint does not support that method",
-            )
-        })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(sigil_http::body::deliver_refusals))
-        .with_state(state)
 }
 
 async fn health(State(state): State<AppState>) -> Response {

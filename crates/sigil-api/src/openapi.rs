@@ -6,6 +6,7 @@
 //! the live server in the test suite.
 
 use axum::http::Method;
+use serde_json::json;
 use utoipa::OpenApi;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
@@ -83,14 +84,36 @@ pub fn document() -> serde_json::Value {
 const TEXT: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 
 fn refine(doc: &mut serde_json::Value) {
-    use serde_json::json;
     let catalogue = sigil_compliance::Catalogue::shipped().ok();
     let frameworks: Vec<String> = catalogue
         .as_ref()
         .map(|c| c.frameworks().iter().map(|f| f.info.id.clone()).collect())
         .unwrap_or_default();
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, property, constraint) in field_constraints(catalogue.as_ref()) {
+        if let (Some(target), Some(extra)) = (
+            schemas[schema]["properties"][property].as_object_mut(),
+            constraint.as_object(),
+        ) {
+            target.extend(extra.clone());
+        }
+    }
+    // Authorisation asks about an action on a topic; authentication needs neither.
+    doc["paths"]["/api/v1/broker/emqx/authz"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"] = json!({"allOf": [
+        {"$ref": "#/components/schemas/BrokerRequest"},
+        {"type": "object", "required": ["action", "topic"],
+         "properties": {"action": {"enum": ["publish", "subscribe"]},
+                        "topic": {"type": "string", "minLength": 1, "maxLength": 1024}}},
+    ]});
+    constrain_parameters(doc, &frameworks);
+}
+
+/// (schema, property, constraints) for the request fields whose rules the derives cannot state.
+fn field_constraints(
+    catalogue: Option<&sigil_compliance::Catalogue>,
+) -> Vec<(&'static str, &'static str, serde_json::Value)> {
     let attestations: Vec<String> = catalogue
-        .as_ref()
         .map(|c| {
             c.checks()
                 .filter(|k| k.kind == sigil_compliance::CheckKind::Attestation)
@@ -100,7 +123,7 @@ fn refine(doc: &mut serde_json::Value) {
         .unwrap_or_default();
     let profiles: Vec<&str> = sigil_ca::PROFILES.iter().map(|p| p.name).collect();
     let text = |max: usize| json!({"pattern": TEXT, "maxLength": max});
-    let properties: Vec<(&str, &str, serde_json::Value)> = vec![
+    vec![
         ("ProductRequest", "name", text(200)),
         ("ProductRequest", "manufacturer", text(200)),
         ("ProductRequest", "support_end", json!({"format": "date"})),
@@ -186,25 +209,11 @@ fn refine(doc: &mut serde_json::Value) {
             "validity_days",
             json!({"minimum": 1, "maximum": 398}),
         ),
-    ];
-    let schemas = &mut doc["components"]["schemas"];
-    for (schema, property, constraint) in properties {
-        if let (Some(target), Some(extra)) = (
-            schemas[schema]["properties"][property].as_object_mut(),
-            constraint.as_object(),
-        ) {
-            target.extend(extra.clone());
-        }
-    }
-    // Authorisation asks about an action on a topic; authentication needs neither.
-    doc["paths"]["/api/v1/broker/emqx/authz"]["post"]["requestBody"]["content"]["application/json"]
-        ["schema"] = json!({"allOf": [
-        {"$ref": "#/components/schemas/BrokerRequest"},
-        {"type": "object", "required": ["action", "topic"],
-         "properties": {"action": {"enum": ["publish", "subscribe"]},
-                        "topic": {"type": "string", "minLength": 1, "maxLength": 1024}}},
-    ]});
-    // Path parameters: what each identifier looks like.
+    ]
+}
+
+/// Query and path parameters: what each one looks like.
+fn constrain_parameters(doc: &mut serde_json::Value, frameworks: &[String]) {
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
     };
@@ -217,36 +226,51 @@ fn refine(doc: &mut serde_json::Value) {
                 continue;
             };
             for param in params.iter_mut().filter(|p| p["in"] == "query") {
-                let uuid = path == "/api/v1/certificates" || path == "/api/v1/devices";
-                let constraint = match param["name"].as_str() {
-                    Some("device" | "product" | "after") if uuid => {
-                        json!({"type": "string", "format": "uuid"})
-                    }
-                    Some("tag") if uuid => {
-                        json!({"type": "string", "pattern": "^[A-Za-z0-9._:/=-]{1,64}$"})
-                    }
-                    Some("order") => json!({"type": "string", "enum": ["asc", "desc"]}),
-                    Some("state") => json!({"type": "string", "enum":
-                        ["registered", "provisioned", "active", "suspended", "retired"]}),
-                    Some("since" | "until") => json!({"type": "string", "format": "date-time"}),
-                    _ => continue,
-                };
-                param["schema"] = constraint;
+                if let Some(constraint) = query_constraint(path, param["name"].as_str()) {
+                    param["schema"] = constraint;
+                }
             }
             for param in params.iter_mut().filter(|p| p["in"] == "path") {
-                let constraint = match param["name"].as_str() {
-                    Some("id") if path.starts_with("/api/v1/operators") => continue,
-                    Some("id") => json!({"type": "string", "format": "uuid"}),
-                    Some("serial") => {
-                        json!({"type": "string", "pattern": "^([0-9a-fA-F]{2}){1,20}$"})
-                    }
-                    Some("framework") => json!({"type": "string", "enum": frameworks}),
-                    _ => continue,
-                };
-                param["schema"] = constraint;
+                if let Some(constraint) = path_constraint(path, param["name"].as_str(), frameworks)
+                {
+                    param["schema"] = constraint;
+                }
             }
         }
     }
+}
+
+fn query_constraint(path: &str, name: Option<&str>) -> Option<serde_json::Value> {
+    let uuid = path == "/api/v1/certificates" || path == "/api/v1/devices";
+    Some(match name {
+        Some("device" | "product" | "after") if uuid => {
+            json!({"type": "string", "format": "uuid"})
+        }
+        Some("tag") if uuid => {
+            json!({"type": "string", "pattern": "^[A-Za-z0-9._:/=-]{1,64}$"})
+        }
+        Some("order") => json!({"type": "string", "enum": ["asc", "desc"]}),
+        Some("state") => json!({"type": "string", "enum":
+                        ["registered", "provisioned", "active", "suspended", "retired"]}),
+        Some("since" | "until") => json!({"type": "string", "format": "date-time"}),
+        _ => return None,
+    })
+}
+
+fn path_constraint(
+    path: &str,
+    name: Option<&str>,
+    frameworks: &[String],
+) -> Option<serde_json::Value> {
+    Some(match name {
+        Some("id") if path.starts_with("/api/v1/operators") => return None,
+        Some("id") => json!({"type": "string", "format": "uuid"}),
+        Some("serial") => {
+            json!({"type": "string", "pattern": "^([0-9a-fA-F]{2}){1,20}$"})
+        }
+        Some("framework") => json!({"type": "string", "enum": frameworks}),
+        _ => return None,
+    })
 }
 
 struct Conformance;
@@ -266,6 +290,7 @@ fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
 }
 
 fn conform(path: &str, method: &Method, op: &mut Operation) {
+    declare_path_parameters(path, op);
     let responses = &mut op.responses.responses;
     for (code, response) in responses.iter_mut() {
         if (code.starts_with('4') || code.starts_with('5'))
@@ -296,12 +321,24 @@ fn conform(path: &str, method: &Method, op: &mut Operation) {
         add("415", "The body is not `application/json`");
         add("422", "A field is invalid");
     }
-    let params = op.parameters.get_or_insert_with(Vec::new);
-    if params.iter().any(|p| p.parameter_in == ParameterIn::Query) {
+    if op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.parameter_in == ParameterIn::Query)
+    {
         add("400", "The query string is invalid");
         add("422", "A query parameter is out of range");
     }
-    // Every `{name}` of the path is a parameter, declared or not by the handler.
+    if path.contains('{') {
+        add("400", "A path parameter is not a valid identifier");
+        add("404", "No such resource");
+    }
+}
+
+/// Every `{name}` of the path is a parameter, declared or not by the handler.
+fn declare_path_parameters(path: &str, op: &mut Operation) {
+    let params = op.parameters.get_or_insert_with(Vec::new);
     for name in path
         .split('/')
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
@@ -322,10 +359,6 @@ fn conform(path: &str, method: &Method, op: &mut Operation) {
                     .build(),
             );
         }
-    }
-    if path.contains('{') {
-        add("400", "A path parameter is not a valid identifier");
-        add("404", "No such resource");
     }
 }
 

@@ -300,29 +300,54 @@ async fn write_decisions(
     if accepted.is_empty() {
         return Ok(());
     }
+    bind_new_keys(tx, &accepted).await?;
+    let superseded = supersede_active(tx, &accepted).await?;
+    insert_certificates(tx, &accepted).await?;
+    advance_states(tx, &accepted, view).await?;
+    // The log entries, in the same transaction: no certificate without its entry.
+    let events = accepted
+        .iter()
+        .map(|(job, d)| issued_event(job, d, &superseded))
+        .collect();
+    crate::audit::append(tx, events).await?;
+    Ok(())
+}
 
+/// Keys certified for the first time are bound to their device, for good.
+async fn bind_new_keys(
+    tx: &mut Transaction<'static, Any>,
+    accepted: &[(&RecordJob, &Decision)],
+) -> Result<(), StoreError> {
     let new_keys: Vec<&(&RecordJob, &Decision)> =
         accepted.iter().filter(|(_, d)| d.key_is_new).collect();
-    if !new_keys.is_empty() {
-        let sql = format!(
-            "INSERT INTO device_keys (spki_sha256, device_id, bound_at) VALUES {}",
-            value_rows(new_keys.len(), 3)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (job, _) in &new_keys {
-            query = query
-                .bind(job.cert.spki_sha256.as_str())
-                .bind(job.device.to_string())
-                .bind(job.now.unix_timestamp());
-        }
-        query
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| unique_to_conflict(e, || "public key bound concurrently".into()))?;
+    if new_keys.is_empty() {
+        return Ok(());
     }
+    let sql = format!(
+        "INSERT INTO device_keys (spki_sha256, device_id, bound_at) VALUES {}",
+        value_rows(new_keys.len(), 3)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (job, _) in &new_keys {
+        query = query
+            .bind(job.cert.spki_sha256.as_str())
+            .bind(job.device.to_string())
+            .bind(job.now.unix_timestamp());
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| unique_to_conflict(e, || "public key bound concurrently".into()))?;
+    Ok(())
+}
 
-    // A device's earlier active certificates are superseded by the new one (they stay valid
-    // until they expire or are revoked; relying parties see no change).
+/// A device's earlier active certificates are superseded by the new one (they stay valid
+/// until they expire or are revoked; relying parties see no change). Returns the superseded
+/// serials by device.
+async fn supersede_active(
+    tx: &mut Transaction<'static, Any>,
+    accepted: &[(&RecordJob, &Decision)],
+) -> Result<HashMap<String, Vec<String>>, StoreError> {
     let devices: Vec<String> = accepted
         .iter()
         .map(|(_, d)| d.record.device_id.to_string())
@@ -344,13 +369,19 @@ async fn write_decisions(
             .or_default()
             .push(row.try_get("serial")?);
     }
+    Ok(superseded)
+}
 
+async fn insert_certificates(
+    tx: &mut Transaction<'static, Any>,
+    accepted: &[(&RecordJob, &Decision)],
+) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO certificates (serial, device_id, profile, not_before, not_after, sha256, spki_sha256, status, der, issued_at, key_algorithm) VALUES {}",
         value_rows(accepted.len(), 11)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (job, d) in &accepted {
+    for (job, d) in accepted {
         let r = &d.record;
         query = query
             .bind(r.serial.as_str())
@@ -369,8 +400,15 @@ async fn write_decisions(
         .execute(&mut **tx)
         .await
         .map_err(|e| unique_to_conflict(e, || "certificate serial collision".into()))?;
+    Ok(())
+}
 
-    // Lifecycle: one UPDATE per resulting state.
+/// Lifecycle: one UPDATE per resulting state.
+async fn advance_states(
+    tx: &mut Transaction<'static, Any>,
+    accepted: &[(&RecordJob, &Decision)],
+    view: &View,
+) -> Result<(), StoreError> {
     let updated_at = accepted
         .iter()
         .map(|(job, _)| job.now.unix_timestamp())
@@ -395,34 +433,34 @@ async fn write_decisions(
         }
         query.execute(&mut **tx).await?;
     }
-
-    // The log entries, in the same transaction: no certificate without its entry.
-    let events = accepted
-        .iter()
-        .map(|(job, d)| {
-            let r = &d.record;
-            AuditEvent::new(
-                job.now,
-                job.actor.clone(),
-                "certificate.issued",
-                format!("certificate:{}", r.serial),
-                Outcome::Success,
-                json!({
-                    "device": r.device_id.to_string(),
-                    "profile": r.profile,
-                    "sha256": r.sha256.as_str(),
-                    "spki_sha256": r.spki_sha256.as_str(),
-                    "key_newly_bound": d.key_is_new,
-                    "not_before": r.not_before.unix_timestamp(),
-                    "not_after": r.not_after.unix_timestamp(),
-                    "device_state": {"from": d.state_before.as_str(), "to": d.state_after.as_str()},
-                    "supersedes": superseded.get(&r.device_id.to_string()).cloned().unwrap_or_default(),
-                }),
-            )
-        })
-        .collect();
-    crate::audit::append(tx, events).await?;
     Ok(())
+}
+
+/// `certificate.issued`, with what it did to the device and its key.
+fn issued_event(
+    job: &RecordJob,
+    d: &Decision,
+    superseded: &HashMap<String, Vec<String>>,
+) -> AuditEvent {
+    let r = &d.record;
+    AuditEvent::new(
+        job.now,
+        job.actor.clone(),
+        "certificate.issued",
+        format!("certificate:{}", r.serial),
+        Outcome::Success,
+        json!({
+            "device": r.device_id.to_string(),
+            "profile": r.profile,
+            "sha256": r.sha256.as_str(),
+            "spki_sha256": r.spki_sha256.as_str(),
+            "key_newly_bound": d.key_is_new,
+            "not_before": r.not_before.unix_timestamp(),
+            "not_after": r.not_after.unix_timestamp(),
+            "device_state": {"from": d.state_before.as_str(), "to": d.state_after.as_str()},
+            "supersedes": superseded.get(&r.device_id.to_string()).cloned().unwrap_or_default(),
+        }),
+    )
 }
 
 fn unique(items: impl Iterator<Item = String>) -> Vec<String> {

@@ -161,6 +161,63 @@ fn array(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
+/// One check's result as an OSCAL observation: its counts and reason, and the failing
+/// subjects with their evidence.
+fn check_observation(c: &Value, catalogue: &Catalogue, evaluated_at: &str) -> Value {
+    let check = text(&c["check"]);
+    let attestation = catalogue
+        .check(&check)
+        .is_some_and(|d| d.kind == CheckKind::Attestation);
+    let counts = &c["counts"];
+    let mut description = format!(
+        "{} ({check}): {}. Evaluated: {} pass, {} fail, {} unknown, {} not applicable.",
+        text(&c["title"]),
+        text(&c["status"]),
+        counts["pass"],
+        counts["fail"],
+        counts["unknown"],
+        counts["not_applicable"],
+    );
+    if let Some(reason) = c["reason"].as_str() {
+        description.push_str(&format!(" {reason}."));
+    }
+    let evidence: Vec<Value> = array(&c["failures"])
+        .iter()
+        .map(|f| {
+            let refs: Vec<String> = array(&f["evidence"])
+                .iter()
+                .map(|e| format!("{} {}", text(&e["type"]), text(&e["ref"])))
+                .collect();
+            let mut props = vec![
+                prop("subject", text(&f["device"])),
+                prop("sigil-status", text(&f["status"])),
+            ];
+            props.extend(refs.iter().map(|r| prop("evidence", r)));
+            json!({
+                "description": line(&format!("{}: {}", text(&f["device"]), text(&f["reason"]))),
+                "props": props,
+            })
+        })
+        .collect();
+    let mut observation = json!({
+        "uuid": fresh_uuid(),
+        "title": line(&text(&c["title"])),
+        "description": line(&description),
+        "props": [
+            prop("sigil-check", &check),
+            prop("sigil-status", text(&c["status"])),
+            prop("scope", text(&c["scope"])),
+        ],
+        "methods": [if attestation { "EXAMINE" } else { "TEST" }],
+        "types": [if text(&c["status"]) == "fail" { "finding" } else { "control-objective" }],
+        "collected": evaluated_at,
+    });
+    if !evidence.is_empty() {
+        observation["relevant-evidence"] = Value::Array(evidence);
+    }
+    observation
+}
+
 /// A posture report (`GET /api/v1/compliance/{framework}`) as OSCAL assessment-results: one
 /// result with an observation per check evaluated for each requirement (its counts, reason and
 /// the failing subjects' evidence) and a finding per requirement. The assessment plan it
@@ -192,60 +249,9 @@ pub fn assessment_results(
         controls.push(json!({"control-id": control}));
         let mut related = Vec::new();
         for c in array(&r["checks"]) {
-            let check = text(&c["check"]);
-            let attestation = catalogue
-                .check(&check)
-                .is_some_and(|d| d.kind == CheckKind::Attestation);
-            let counts = &c["counts"];
-            let mut description = format!(
-                "{} ({check}): {}. Evaluated: {} pass, {} fail, {} unknown, {} not applicable.",
-                text(&c["title"]),
-                text(&c["status"]),
-                counts["pass"],
-                counts["fail"],
-                counts["unknown"],
-                counts["not_applicable"],
-            );
-            if let Some(reason) = c["reason"].as_str() {
-                description.push_str(&format!(" {reason}."));
-            }
-            let evidence: Vec<Value> = array(&c["failures"])
-                .iter()
-                .map(|f| {
-                    let refs: Vec<String> = array(&f["evidence"])
-                        .iter()
-                        .map(|e| format!("{} {}", text(&e["type"]), text(&e["ref"])))
-                        .collect();
-                    let mut props = vec![
-                        prop("subject", text(&f["device"])),
-                        prop("sigil-status", text(&f["status"])),
-                    ];
-                    props.extend(refs.iter().map(|r| prop("evidence", r)));
-                    json!({
-                        "description": line(&format!("{}: {}", text(&f["device"]), text(&f["reason"]))),
-                        "props": props,
-                    })
-                })
-                .collect();
-            let uuid = fresh_uuid();
-            let mut observation = json!({
-                "uuid": uuid,
-                "title": line(&text(&c["title"])),
-                "description": line(&description),
-                "props": [
-                    prop("sigil-check", &check),
-                    prop("sigil-status", text(&c["status"])),
-                    prop("scope", text(&c["scope"])),
-                ],
-                "methods": [if attestation { "EXAMINE" } else { "TEST" }],
-                "types": [if text(&c["status"]) == "fail" { "finding" } else { "control-objective" }],
-                "collected": evaluated_at,
-            });
-            if !evidence.is_empty() {
-                observation["relevant-evidence"] = Value::Array(evidence);
-            }
+            let observation = check_observation(c, catalogue, &evaluated_at);
+            related.push(json!({"observation-uuid": observation["uuid"]}));
             observations.push(observation);
-            related.push(json!({"observation-uuid": uuid}));
         }
         let status = text(&r["status"]);
         let mut finding = json!({

@@ -243,7 +243,62 @@ pub async fn evaluate(
         .collect();
     let live = state.compliance.fresh(state).await?;
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
-    let devices_evaluated = match only_device {
+    let devices_evaluated = tally_devices(
+        state,
+        &live,
+        &device_checks,
+        only_device,
+        unix,
+        &mut tallies,
+    )
+    .await?;
+    for check in used.iter().filter(|c| c.starts_with("product.")) {
+        for p in live.products() {
+            tallies
+                .entry(check)
+                .or_default()
+                .record(&p.id, device::evaluate_product_support(p, unix));
+        }
+    }
+    let org = organisation_facts(state, crl.as_deref(), live.unknown_devices(unix));
+    drop(live);
+    for check in &used {
+        if let Some(o) = organisation_outcome(catalogue, check, &attestations, &org, unix) {
+            tallies.entry(check).or_default().record("organisation", o);
+        }
+    }
+
+    let (requirements, summary) = requirement_results(framework, catalogue, &tallies, only_device);
+    let decided = summary.pass + summary.fail + summary.unknown;
+    let score = if decided == 0 {
+        100.0
+    } else {
+        (summary.pass as f64 * 1000.0 / decided as f64).round() / 10.0
+    };
+    Ok(FrameworkReport {
+        framework: framework.info.id.clone(),
+        title: framework.info.title.clone(),
+        framework_version: framework.info.version.clone(),
+        catalogue_version: catalogue.version().to_owned(),
+        evaluated_at: crate::rfc3339(now),
+        summary: summary.into(),
+        score,
+        devices_evaluated,
+        requirements,
+    })
+}
+
+/// The device checks' tallies: one device's outcomes, or the fleet's counts with the listed
+/// failures evaluated again for their reasons and evidence. Returns how many devices count.
+async fn tally_devices<'c>(
+    state: &Authority,
+    live: &live::Live,
+    device_checks: &[&'c str],
+    only_device: Option<DeviceId>,
+    unix: i64,
+    tallies: &mut BTreeMap<&'c str, Tally>,
+) -> Result<u64, ComplianceError> {
+    Ok(match only_device {
         Some(id) => {
             let snapshot = state.store.device_snapshot(id).await?;
             for (check, o) in live.outcomes(&snapshot, unix) {
@@ -278,51 +333,55 @@ pub async fn evaluate(
             }
             live.results.len() as u64
         }
-    };
-    for check in used.iter().filter(|c| c.starts_with("product.")) {
-        for p in live.products() {
-            tallies
-                .entry(check)
-                .or_default()
-                .record(&p.id, device::evaluate_product_support(p, unix));
-        }
-    }
-    let org = organisation_facts(state, crl.as_deref(), live.unknown_devices(unix));
-    drop(live);
-    for check in &used {
-        let Some(def) = catalogue.check(check) else {
-            continue;
-        };
-        if def.scope != Scope::Organisation {
-            continue;
-        }
-        let o = if def.kind == CheckKind::Attestation {
-            let latest = attestations
-                .get(*check)
-                .map(|a| organisation::AttestationFacts {
-                    id: a.id.clone(),
-                    attested_by: a.attested_by.clone(),
-                    expires_at: a.expires_at.unix_timestamp(),
-                    document_name: a.document_name.clone(),
-                    document_sha256: a.document_sha256.clone(),
-                });
-            organisation::evaluate_attestation(latest.as_ref(), unix, |t| {
-                OffsetDateTime::from_unix_timestamp(t)
-                    .map(crate::rfc3339)
-                    .unwrap_or_else(|_| t.to_string())
-            })
-        } else {
-            organisation::evaluate_organisation(check, &org, unix).unwrap_or_else(|| Outcome {
-                status: Status::Unknown,
-                reason: format!("{check} has no evaluation in this version of Sigil"),
-                evidence: vec![],
-            })
-        };
-        tallies.entry(check).or_default().record("organisation", o);
-    }
+    })
+}
 
+/// An organisation check's outcome (an attestation, or a fact of Sigil's own state); `None` for
+/// checks of another scope.
+fn organisation_outcome(
+    catalogue: &Catalogue,
+    check: &str,
+    attestations: &HashMap<String, Attestation>,
+    org: &organisation::OrganisationFacts,
+    unix: i64,
+) -> Option<Outcome> {
+    let def = catalogue.check(check)?;
+    if def.scope != Scope::Organisation {
+        return None;
+    }
+    Some(if def.kind == CheckKind::Attestation {
+        let latest = attestations
+            .get(check)
+            .map(|a| organisation::AttestationFacts {
+                id: a.id.clone(),
+                attested_by: a.attested_by.clone(),
+                expires_at: a.expires_at.unix_timestamp(),
+                document_name: a.document_name.clone(),
+                document_sha256: a.document_sha256.clone(),
+            });
+        organisation::evaluate_attestation(latest.as_ref(), unix, |t| {
+            OffsetDateTime::from_unix_timestamp(t)
+                .map(crate::rfc3339)
+                .unwrap_or_else(|_| t.to_string())
+        })
+    } else {
+        organisation::evaluate_organisation(check, org, unix).unwrap_or_else(|| Outcome {
+            status: Status::Unknown,
+            reason: format!("{check} has no evaluation in this version of Sigil"),
+            evidence: vec![],
+        })
+    })
+}
+
+/// Each requirement's checks and rolled-up status, and the requirements counted by status.
+fn requirement_results(
+    framework: &Framework,
+    catalogue: &Catalogue,
+    tallies: &BTreeMap<&str, Tally>,
+    only_device: Option<DeviceId>,
+) -> (Vec<RequirementResult>, StatusCounts) {
     let mut summary = StatusCounts::default();
-    let requirements: Vec<RequirementResult> = framework
+    let requirements = framework
         .requirements
         .iter()
         .map(|r| {
@@ -359,23 +418,7 @@ pub async fn evaluate(
             }
         })
         .collect();
-    let decided = summary.pass + summary.fail + summary.unknown;
-    let score = if decided == 0 {
-        100.0
-    } else {
-        (summary.pass as f64 * 1000.0 / decided as f64).round() / 10.0
-    };
-    Ok(FrameworkReport {
-        framework: framework.info.id.clone(),
-        title: framework.info.title.clone(),
-        framework_version: framework.info.version.clone(),
-        catalogue_version: catalogue.version().to_owned(),
-        evaluated_at: crate::rfc3339(now),
-        summary: summary.into(),
-        score,
-        devices_evaluated,
-        requirements,
-    })
+    (requirements, summary)
 }
 
 /// A requirement whose status got worse between two runs.
