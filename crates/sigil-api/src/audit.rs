@@ -59,6 +59,59 @@ pub(crate) fn entry_time(value: &str, field: &str) -> Result<String, ApiError> {
     Ok(sigil_audit::entry::format_time(t))
 }
 
+/// The store's query from the API's: the same filters, validated (times normalised to the
+/// entries' form, bounds within the database's range, the page size and order checked).
+impl TryFrom<EntryQuery> for AuditQuery {
+    type Error = ApiError;
+
+    fn try_from(q: EntryQuery) -> Result<Self, ApiError> {
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=sigil_store::MAX_PAGE).contains(&limit) {
+            return Err(ApiError::invalid(format!(
+                "limit must be between 1 and {}",
+                sigil_store::MAX_PAGE
+            )));
+        }
+        let newest_first = match q.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "order must be `asc` or `desc`, not `{other}`"
+                )));
+            }
+        };
+        // Sequence numbers are i64 in the database: a bound beyond is refused, not a false alarm.
+        for (name, bound) in [("after", q.after), ("before", q.before)] {
+            if bound.is_some_and(|b| i64::try_from(b).is_err()) {
+                return Err(ApiError::invalid(format!(
+                    "{name}: at most {} (a sequence number)",
+                    i64::MAX
+                )));
+            }
+        }
+        Ok(AuditQuery {
+            since: q
+                .since
+                .as_deref()
+                .map(|t| entry_time(t, "since"))
+                .transpose()?,
+            until: q
+                .until
+                .as_deref()
+                .map(|t| entry_time(t, "until"))
+                .transpose()?,
+            actor: q.actor,
+            device: q.device,
+            action: q.action,
+            after: q.after,
+            before: q.before,
+            newest_first,
+            limit,
+        })
+    }
+}
+
 /// Search the audit log.
 #[utoipa::path(get, path = "/api/v1/audit/entries", tag = "audit", params(EntryQuery),
     responses((status = 200, body = EntryList), (status = 400, body = Problem)))]
@@ -66,50 +119,7 @@ pub async fn entries(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EntryQuery>,
 ) -> Result<Json<EntryList>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=sigil_store::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {}",
-            sigil_store::MAX_PAGE
-        )));
-    }
-    let newest_first = match q.order.as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "order must be `asc` or `desc`, not `{other}`"
-            )));
-        }
-    };
-    // Sequence numbers are i64 in the database: a bound beyond is refused, not a false alarm.
-    for (name, bound) in [("after", q.after), ("before", q.before)] {
-        if bound.is_some_and(|b| i64::try_from(b).is_err()) {
-            return Err(ApiError::invalid(format!(
-                "{name}: at most {} (a sequence number)",
-                i64::MAX
-            )));
-        }
-    }
-    let query = AuditQuery {
-        since: q
-            .since
-            .as_deref()
-            .map(|t| entry_time(t, "since"))
-            .transpose()?,
-        until: q
-            .until
-            .as_deref()
-            .map(|t| entry_time(t, "until"))
-            .transpose()?,
-        actor: q.actor,
-        device: q.device,
-        action: q.action,
-        after: q.after,
-        before: q.before,
-        newest_first,
-        limit,
-    };
+    let query = AuditQuery::try_from(q)?;
     let items = state
         .store()
         .audit_entries(&query)
@@ -307,4 +317,76 @@ pub async fn export(State(state): State<AppState>) -> Result<Response, ApiError>
         HeaderValue::from_static("application/jsonl"),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn query() -> EntryQuery {
+        EntryQuery {
+            since: Some("2026-01-02T03:04:05+01:00".into()),
+            until: None,
+            actor: Some("a".into()),
+            device: Some("d".into()),
+            action: Some("device.".into()),
+            after: Some(7),
+            before: None,
+            order: Some("desc".into()),
+            limit: Some(20),
+        }
+    }
+
+    #[test]
+    fn the_api_query_becomes_the_stores_with_every_filter() {
+        let q = AuditQuery::try_from(query()).unwrap();
+        assert_eq!(q.since.as_deref(), Some("2026-01-02T02:04:05.000000Z"));
+        assert_eq!(
+            (q.actor.as_deref(), q.device.as_deref()),
+            (Some("a"), Some("d"))
+        );
+        assert_eq!(q.action.as_deref(), Some("device."));
+        assert_eq!((q.after, q.before), (Some(7), None));
+        assert!(q.newest_first);
+        assert_eq!(q.limit, 20);
+        assert_eq!(
+            AuditQuery::try_from(EntryQuery {
+                order: None,
+                limit: None,
+                ..query()
+            })
+            .unwrap()
+            .limit,
+            100
+        );
+    }
+
+    #[test]
+    fn out_of_range_queries_are_refused() {
+        for bad in [
+            EntryQuery {
+                limit: Some(0),
+                ..query()
+            },
+            EntryQuery {
+                limit: Some(501),
+                ..query()
+            },
+            EntryQuery {
+                order: Some("up".into()),
+                ..query()
+            },
+            EntryQuery {
+                after: Some(u64::MAX),
+                ..query()
+            },
+            EntryQuery {
+                since: Some("yesterday".into()),
+                ..query()
+            },
+        ] {
+            assert_eq!(AuditQuery::try_from(bad).unwrap_err().status, 422);
+        }
+    }
 }

@@ -141,7 +141,44 @@ pub struct BundleReport {
 /// (no file missing, none extra), the checkpoint's signature, and every entry's inclusion in it.
 /// The first failure is the error, naming the file or entry.
 pub fn verify_bundle(archive: &[u8], verifier: &LogVerifier) -> Result<BundleReport, AuditError> {
-    let bad = |m: String| AuditError::Export(m);
+    let mut members = read_members(archive)?;
+    let manifest = members
+        .remove(MANIFEST)
+        .ok_or_else(|| bad("no MANIFEST".into()))?;
+    let text = verifier
+        .open_note(&manifest)
+        .map_err(|e| AuditError::Signature(format!("MANIFEST: {e}")))?;
+    let mut lines = text.lines();
+    let header = ManifestHeader::parse(&mut lines)?;
+    let listed = check_listed_files(lines, &members)?;
+    let checkpoint = verifier.open_checkpoint(
+        members
+            .get(CHECKPOINT)
+            .ok_or_else(|| bad("no checkpoint".into()))?,
+    )?;
+    if checkpoint.size.to_string() != header.checkpoint_size || checkpoint.origin != header.origin {
+        return Err(bad(
+            "MANIFEST does not describe the bundled checkpoint".into()
+        ));
+    }
+    let entries = verify_entries(&members, &header.period, &checkpoint)?;
+    Ok(BundleReport {
+        origin: header.origin,
+        period: header.period,
+        checkpoint,
+        entries,
+        files: listed,
+    })
+}
+
+/// A malformed bundle.
+fn bad(m: String) -> AuditError {
+    AuditError::Export(m)
+}
+
+/// The archive's members by path: regular files only, each at most [`MAX_MEMBER_BYTES`], no
+/// path twice.
+fn read_members(archive: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, AuditError> {
     let mut members: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut tar = tar::Archive::new(archive);
     for member in tar
@@ -172,39 +209,60 @@ pub fn verify_bundle(archive: &[u8], verifier: &LogVerifier) -> Result<BundleRep
             return Err(bad(format!("{path}: appears twice")));
         }
     }
+    Ok(members)
+}
 
-    let manifest = members
-        .remove(MANIFEST)
-        .ok_or_else(|| bad("no MANIFEST".into()))?;
-    let text = verifier
-        .open_note(&manifest)
-        .map_err(|e| AuditError::Signature(format!("MANIFEST: {e}")))?;
-    let mut lines = text.lines();
-    let mut field = |name: &str| -> Result<String, AuditError> {
-        let line = lines.next().unwrap_or_default();
-        if name.is_empty() {
-            return if line == BUNDLE_FORMAT {
-                Ok(String::new())
-            } else {
-                Err(bad(format!("MANIFEST: unsupported format `{line}`")))
-            };
-        }
-        line.strip_prefix(name)
-            .and_then(|v| v.strip_prefix(' '))
-            .map(str::to_owned)
-            .ok_or_else(|| bad(format!("MANIFEST: expected `{name}` line")))
-    };
-    field("")?;
-    let origin = field("origin")?;
-    let period_text = field("period")?;
-    let size_text = field("checkpoint")?;
-    let (since, until) = period_text
-        .split_once(' ')
-        .ok_or_else(|| bad("MANIFEST: bad period".into()))?;
-    let period = Period {
-        since: since.to_owned(),
-        until: until.to_owned(),
-    };
+/// The header lines of a (signature-checked) MANIFEST.
+struct ManifestHeader {
+    origin: String,
+    period: Period,
+    /// The checkpoint size, as written.
+    checkpoint_size: String,
+}
+
+impl ManifestHeader {
+    /// Read the header from the first lines of `lines`, leaving the file lines.
+    fn parse(lines: &mut std::str::Lines<'_>) -> Result<Self, AuditError> {
+        let mut field = |name: &str| -> Result<String, AuditError> {
+            let line = lines.next().unwrap_or_default();
+            if name.is_empty() {
+                return if line == BUNDLE_FORMAT {
+                    Ok(String::new())
+                } else {
+                    Err(bad(format!("MANIFEST: unsupported format `{line}`")))
+                };
+            }
+            line.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .map(str::to_owned)
+                .ok_or_else(|| bad(format!("MANIFEST: expected `{name}` line")))
+        };
+        field("")?;
+        let origin = field("origin")?;
+        let period_text = field("period")?;
+        let checkpoint_size = field("checkpoint")?;
+        let (since, until) = period_text
+            .split_once(' ')
+            .ok_or_else(|| bad("MANIFEST: bad period".into()))?;
+        let period = Period {
+            since: since.to_owned(),
+            until: until.to_owned(),
+        };
+        Ok(Self {
+            origin,
+            period,
+            checkpoint_size,
+        })
+    }
+}
+
+/// Check the MANIFEST's file lines (`<sha256 hex> <path>`) against `members`: every listed file
+/// present with that digest, none unlisted, the required ones there. The listed paths, in
+/// MANIFEST order.
+fn check_listed_files(
+    lines: std::str::Lines<'_>,
+    members: &BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<String>, AuditError> {
     let mut listed = Vec::new();
     for line in lines {
         let (digest, path) = line
@@ -228,18 +286,16 @@ pub fn verify_bundle(archive: &[u8], verifier: &LogVerifier) -> Result<BundleRep
             return Err(bad(format!("{required}: missing from the bundle")));
         }
     }
+    Ok(listed)
+}
 
-    let checkpoint = verifier.open_checkpoint(
-        members
-            .get(CHECKPOINT)
-            .ok_or_else(|| bad("no checkpoint".into()))?,
-    )?;
-    if checkpoint.size.to_string() != size_text || checkpoint.origin != origin {
-        return Err(bad(
-            "MANIFEST does not describe the bundled checkpoint".into()
-        ));
-    }
-
+/// Check every bundled entry against its proof line: in ascending order, inside `period`, and
+/// included in `checkpoint`; no proof left over. The number of entries.
+fn verify_entries(
+    members: &BTreeMap<String, Vec<u8>>,
+    period: &Period,
+    checkpoint: &SignedCheckpoint,
+) -> Result<u64, AuditError> {
     let entries = std::str::from_utf8(members.get(ENTRIES).map(Vec::as_slice).unwrap_or_default())
         .map_err(|e| bad(format!("{ENTRIES}: {e}")))?;
     let proofs = std::str::from_utf8(members.get(PROOFS).map(Vec::as_slice).unwrap_or_default())
@@ -262,28 +318,32 @@ pub fn verify_bundle(archive: &[u8], verifier: &LogVerifier) -> Result<BundleRep
         if entry.time < period.since || entry.time >= period.until {
             return Err(bad(format!("entry {seq}: outside the bundle's period")));
         }
-        let leaf = leaf_hash(text);
-        let hashes = proof
-            .proof
-            .iter()
-            .map(|h| Hash::parse_hash(h))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("entry {seq}: bad proof hash: {e}")))?;
-        verify_inclusion(&hashes, checkpoint.size, checkpoint.root, seq, leaf)
-            .map_err(|e| AuditError::Proof(format!("entry {seq}: {e}")))?;
+        verify_entry_inclusion(text, seq, &proof, checkpoint)?;
         previous = Some(seq);
         count += 1;
     }
     if proof_lines.next().is_some() {
         return Err(bad(format!("{PROOFS} has more proofs than entries")));
     }
-    Ok(BundleReport {
-        origin,
-        period,
-        checkpoint,
-        entries: count,
-        files: listed,
-    })
+    Ok(count)
+}
+
+/// Check that entry `seq` (canonical `text`) is in `checkpoint`'s tree, by its proof.
+fn verify_entry_inclusion(
+    text: &str,
+    seq: u64,
+    proof: &ProofLine,
+    checkpoint: &SignedCheckpoint,
+) -> Result<(), AuditError> {
+    let leaf = leaf_hash(text);
+    let hashes = proof
+        .proof
+        .iter()
+        .map(|h| Hash::parse_hash(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("entry {seq}: bad proof hash: {e}")))?;
+    verify_inclusion(&hashes, checkpoint.size, checkpoint.root, seq, leaf)
+        .map_err(|e| AuditError::Proof(format!("entry {seq}: {e}")))
 }
 
 #[cfg(test)]

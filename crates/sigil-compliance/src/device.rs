@@ -263,6 +263,10 @@ fn outcome(status: Status, reason: impl Into<String>, evidence: Vec<Evidence>) -
     }
 }
 
+// Declared after the `outcome!` macro, which the posture checks use too: a `macro_rules!`
+// macro is in scope only in the modules declared after it.
+mod posture;
+
 /// The device-scope checks this module evaluates, in catalogue order.
 pub const DEVICE_CHECKS: [&str; 12] = [
     "device.unique-identity",
@@ -311,168 +315,229 @@ fn judge(
             vec![Evidence::Device(device.id.to_string())],
         ));
     }
-    let live: Vec<&CertificateFacts> = device.certificates.iter().filter(|c| c.live(now)).collect();
-    let cert_refs = |certs: &[&CertificateFacts]| {
-        certs
-            .iter()
-            .map(|c| Evidence::Certificate(c.serial.clone()))
-            .collect::<Vec<_>>()
+    let judge = Judge {
+        device,
+        fleet,
+        now,
+        explain,
     };
     Some(match check {
-        "device.unique-identity" => match live.as_slice() {
+        "device.unique-identity" => judge.unique_identity(),
+        "device.key-not-shared" => judge.key_not_shared(),
+        "device.certificate-current" => judge.certificate_current(),
+        "device.key-strength" => judge.key_strength(),
+        "device.revoked-certificate-unused" => judge.revoked_certificate_unused(),
+        "device.posture-fresh" => posture::posture_fresh(device, now, explain),
+        posture_check => return posture::evaluate_posture(posture_check, device, product, explain),
+    })
+}
+
+/// What the certificate and key checks of one deployed device read.
+struct Judge<'f, 'a> {
+    device: &'f DeviceFacts<'a>,
+    fleet: &'f FleetFacts,
+    now: Time,
+    explain: bool,
+}
+
+impl<'a> Judge<'_, 'a> {
+    /// The device's certificates valid now and not revoked.
+    fn live_certificates(&self) -> Vec<&'a CertificateFacts> {
+        self.device
+            .certificates
+            .iter()
+            .filter(|c| c.live(self.now))
+            .collect()
+    }
+
+    /// `device.unique-identity`.
+    fn unique_identity(&self) -> Outcome {
+        match self.live_certificates().as_slice() {
             [] => outcome!(
-                explain,
+                self.explain,
                 Status::Fail,
                 "no valid, unrevoked certificate",
                 vec![]
             ),
             certs => outcome!(
-                explain,
+                self.explain,
                 Status::Pass,
                 format!("{} valid certificate(s) issued to this device", certs.len()),
                 cert_refs(certs),
             ),
-        },
-        "device.key-not-shared" => {
-            if device.certificates.is_empty() && device.manufacturer_keys.is_empty() {
-                return Some(outcome!(
-                    explain,
-                    Status::Unknown,
-                    "no certificate, so no key to compare",
-                    vec![],
-                ));
-            }
-            let mut reasons = Vec::new();
-            let mut evidence = Vec::new();
-            let mut others = Vec::new();
-            for c in device.certificates {
-                let with = fleet.other_holders(&c.spki_sha256, device.id);
-                if !with.is_empty() {
-                    evidence.push(Evidence::Certificate(c.serial.clone()));
-                    others.extend(with);
-                }
-            }
-            if !others.is_empty() {
-                others.sort_unstable();
-                others.dedup();
-                reasons.push(format!(
-                    "public key shared with device(s) {}",
-                    join(&others)
-                ));
-            }
-            let mut idevid_others = Vec::new();
-            for k in device.manufacturer_keys {
-                let with = fleet.other_holders(&k.spki_sha256, device.id);
-                if !with.is_empty() {
-                    evidence.push(Evidence::AuditEntry(k.audit_seq));
-                    idevid_others.extend(with);
-                }
-            }
-            if !idevid_others.is_empty() {
-                idevid_others.sort_unstable();
-                idevid_others.dedup();
-                reasons.push(format!(
-                    "manufacturer (IDevID) key shared with device(s) {}",
-                    join(&idevid_others)
-                ));
-                others.extend(idevid_others);
-            }
-            if reasons.is_empty() {
-                outcome!(
-                    explain,
-                    Status::Pass,
-                    "no other device holds any of this device's public keys",
-                    cert_refs(&device.certificates.iter().collect::<Vec<_>>()),
-                )
-            } else {
-                others.sort_unstable();
-                others.dedup();
-                evidence.extend(others.iter().map(|d| Evidence::Device(d.to_string())));
-                evidence.dedup();
-                outcome!(explain, Status::Fail, reasons.join("; "), evidence)
+        }
+    }
+
+    /// `device.key-not-shared`: no other device (retired ones aside) holds one of this device's
+    /// certified keys or the manufacturer keys it bootstrapped with.
+    fn key_not_shared(&self) -> Outcome {
+        let device = self.device;
+        if device.certificates.is_empty() && device.manufacturer_keys.is_empty() {
+            return outcome!(
+                self.explain,
+                Status::Unknown,
+                "no certificate, so no key to compare",
+                vec![],
+            );
+        }
+        let mut reasons = Vec::new();
+        let mut evidence = Vec::new();
+        let mut others = self.devices_sharing(
+            device.certificates.iter().map(|c| {
+                (c.spki_sha256.as_str(), move || {
+                    Evidence::Certificate(c.serial.clone())
+                })
+            }),
+            &mut evidence,
+        );
+        if !others.is_empty() {
+            reasons.push(format!(
+                "public key shared with device(s) {}",
+                join(&others)
+            ));
+        }
+        let idevid_others = self.devices_sharing(
+            device.manufacturer_keys.iter().map(|k| {
+                (k.spki_sha256.as_str(), move || {
+                    Evidence::AuditEntry(k.audit_seq)
+                })
+            }),
+            &mut evidence,
+        );
+        if !idevid_others.is_empty() {
+            reasons.push(format!(
+                "manufacturer (IDevID) key shared with device(s) {}",
+                join(&idevid_others)
+            ));
+            others.extend(idevid_others);
+        }
+        if reasons.is_empty() {
+            outcome!(
+                self.explain,
+                Status::Pass,
+                "no other device holds any of this device's public keys",
+                cert_refs(&device.certificates.iter().collect::<Vec<_>>()),
+            )
+        } else {
+            others.sort_unstable();
+            others.dedup();
+            evidence.extend(others.iter().map(|d| Evidence::Device(d.to_string())));
+            evidence.dedup();
+            outcome!(self.explain, Status::Fail, reasons.join("; "), evidence)
+        }
+    }
+
+    /// The other devices (not retired) holding any of `keys`, sorted and deduplicated. `keys`
+    /// are `(spki_sha256, evidence)`; the evidence of every key some other device holds is
+    /// appended to `evidence` (built only then: most keys are not shared).
+    fn devices_sharing<'k, E: FnOnce() -> Evidence>(
+        &self,
+        keys: impl Iterator<Item = (&'k str, E)>,
+        evidence: &mut Vec<Evidence>,
+    ) -> Vec<DeviceId> {
+        let mut others = Vec::new();
+        for (spki_sha256, key_evidence) in keys {
+            let with = self.fleet.other_holders(spki_sha256, self.device.id);
+            if !with.is_empty() {
+                evidence.push(key_evidence());
+                others.extend(with);
             }
         }
-        "device.certificate-current" => {
-            let newest = device
-                .certificates
-                .iter()
-                .filter(|c| c.revoked_at.is_none())
-                .max_by_key(|c| c.not_after);
-            match newest {
-                None => outcome!(explain, Status::Fail, "no unrevoked certificate", vec![]),
-                Some(c) if c.not_after <= now => outcome!(
-                    explain,
-                    Status::Fail,
-                    format!("certificate {} expired", c.serial),
-                    vec![Evidence::Certificate(c.serial.clone())],
-                ),
-                Some(c) if c.renew_after <= now => outcome!(
-                    explain,
-                    Status::Fail,
-                    format!(
-                        "certificate {} is inside its renewal window ({} s left) and has not been renewed",
-                        c.serial,
-                        c.not_after - now
-                    ),
-                    vec![Evidence::Certificate(c.serial.clone())],
-                ),
-                Some(c) => outcome!(
-                    explain,
-                    Status::Pass,
-                    format!(
-                        "certificate {} valid, renewal due in {} s",
-                        c.serial,
-                        c.renew_after - now
-                    ),
-                    vec![Evidence::Certificate(c.serial.clone())],
-                ),
-            }
-        }
-        "device.key-strength" => {
-            if live.is_empty() {
-                return Some(outcome!(
-                    explain,
-                    Status::Unknown,
-                    "no valid certificate to inspect",
-                    vec![],
-                ));
-            }
-            let weak: Vec<&&CertificateFacts> =
-                live.iter().filter(|c| !c.key.meets_policy()).collect();
-            match weak.first() {
-                Some(c) => outcome!(
-                    explain,
-                    Status::Fail,
-                    format!(
-                        "certificate {} has a {} key, below the crypto policy",
-                        c.serial,
-                        c.key.describe()
-                    ),
-                    vec![Evidence::Certificate(c.serial.clone())],
-                ),
-                None => outcome!(
-                    explain,
-                    Status::Pass,
-                    format!(
-                        "keys meet the crypto policy ({})",
-                        live.iter()
-                            .map(|c| c.key.describe())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    cert_refs(&live),
-                ),
-            }
-        }
-        "device.revoked-certificate-unused" => match device.revoked_certificate_uses {
-            [] => outcome!(
+        others.sort_unstable();
+        others.dedup();
+        others
+    }
+
+    /// `device.certificate-current`: the newest unrevoked certificate has not expired and is
+    /// not inside its renewal window.
+    fn certificate_current(&self) -> Outcome {
+        let (explain, now) = (self.explain, self.now);
+        let newest = self
+            .device
+            .certificates
+            .iter()
+            .filter(|c| c.revoked_at.is_none())
+            .max_by_key(|c| c.not_after);
+        match newest {
+            None => outcome!(explain, Status::Fail, "no unrevoked certificate", vec![]),
+            Some(c) if c.not_after <= now => outcome!(
                 explain,
+                Status::Fail,
+                format!("certificate {} expired", c.serial),
+                vec![Evidence::Certificate(c.serial.clone())],
+            ),
+            Some(c) if c.renew_after <= now => outcome!(
+                explain,
+                Status::Fail,
+                format!(
+                    "certificate {} is inside its renewal window ({} s left) and has not been renewed",
+                    c.serial,
+                    c.not_after - now
+                ),
+                vec![Evidence::Certificate(c.serial.clone())],
+            ),
+            Some(c) => outcome!(
+                explain,
+                Status::Pass,
+                format!(
+                    "certificate {} valid, renewal due in {} s",
+                    c.serial,
+                    c.renew_after - now
+                ),
+                vec![Evidence::Certificate(c.serial.clone())],
+            ),
+        }
+    }
+
+    /// `device.key-strength`: every live certificate's key meets the crypto policy.
+    fn key_strength(&self) -> Outcome {
+        let explain = self.explain;
+        let live = self.live_certificates();
+        if live.is_empty() {
+            return outcome!(
+                explain,
+                Status::Unknown,
+                "no valid certificate to inspect",
+                vec![],
+            );
+        }
+        match live.iter().find(|c| !c.key.meets_policy()) {
+            Some(c) => outcome!(
+                explain,
+                Status::Fail,
+                format!(
+                    "certificate {} has a {} key, below the crypto policy",
+                    c.serial,
+                    c.key.describe()
+                ),
+                vec![Evidence::Certificate(c.serial.clone())],
+            ),
+            None => outcome!(
+                explain,
+                Status::Pass,
+                format!(
+                    "keys meet the crypto policy ({})",
+                    live.iter()
+                        .map(|c| c.key.describe())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                cert_refs(&live),
+            ),
+        }
+    }
+
+    /// `device.revoked-certificate-unused`.
+    fn revoked_certificate_unused(&self) -> Outcome {
+        match self.device.revoked_certificate_uses {
+            [] => outcome!(
+                self.explain,
                 Status::Pass,
                 "no use of a revoked certificate recorded",
                 vec![],
             ),
             uses => outcome!(
-                explain,
+                self.explain,
                 Status::Fail,
                 format!(
                     "{} authentication attempt(s) with a revoked certificate",
@@ -480,29 +545,16 @@ fn judge(
                 ),
                 uses.iter().map(|s| Evidence::AuditEntry(*s)).collect(),
             ),
-        },
-        "device.posture-fresh" => match device.posture {
-            None => outcome!(
-                explain,
-                Status::Fail,
-                "the device has never reported its posture",
-                vec![],
-            ),
-            Some((id, at, _)) if now - at > POSTURE_MAX_AGE => outcome!(
-                explain,
-                Status::Fail,
-                format!("last posture report is {} h old", (now - at) / 3600),
-                vec![Evidence::Posture(id.to_owned())],
-            ),
-            Some((id, _, _)) => outcome!(
-                explain,
-                Status::Pass,
-                "posture reported within the last day",
-                vec![Evidence::Posture(id.to_owned())],
-            ),
-        },
-        posture_check => return evaluate_posture(posture_check, device, product, explain),
-    })
+        }
+    }
+}
+
+/// References to `certs`, as evidence.
+fn cert_refs(certs: &[&CertificateFacts]) -> Vec<Evidence> {
+    certs
+        .iter()
+        .map(|c| Evidence::Certificate(c.serial.clone()))
+        .collect()
 }
 
 fn join(devices: &[DeviceId]) -> String {
@@ -542,153 +594,6 @@ pub fn next_change(device: &DeviceFacts<'_>, now: Time) -> Option<Time> {
         .chain(posture_stale)
         .filter(|t| *t > now)
         .min()
-}
-
-/// Checks that read the newest posture report (stale or missing reports give unknown).
-fn evaluate_posture(
-    check: &str,
-    device: &DeviceFacts<'_>,
-    product: &ProductFacts,
-    explain: bool,
-) -> Option<Outcome> {
-    let Some((report_id, _, posture)) = device.posture else {
-        return Some(outcome!(
-            explain,
-            Status::Unknown,
-            "no posture report",
-            vec![]
-        ));
-    };
-    let evidence = if explain {
-        vec![Evidence::Posture(report_id.to_owned())]
-    } else {
-        Vec::new()
-    };
-    let flag = |value: Option<bool>, good: bool, yes: &str, no: &str, missing: &str| match value {
-        None => outcome!(explain, Status::Unknown, missing, evidence.clone()),
-        Some(v) if v == good => outcome!(explain, Status::Pass, yes, evidence.clone()),
-        Some(_) => outcome!(explain, Status::Fail, no, evidence.clone()),
-    };
-    Some(match check {
-        "device.no-default-password" => flag(
-            posture.default_password,
-            false,
-            "no default or universal password set",
-            "a default or universal password is still set",
-            "the agent does not know whether a default password is set",
-        ),
-        "device.secure-boot" => flag(
-            posture.secure_boot,
-            true,
-            "secure boot enforced",
-            "secure boot is not enabled",
-            "the agent could not read the secure boot state",
-        ),
-        "device.debug-disabled" => {
-            if posture.debug_interfaces.is_empty() {
-                outcome!(
-                    explain,
-                    Status::Pass,
-                    "no debug interface enabled",
-                    evidence
-                )
-            } else {
-                outcome!(
-                    explain,
-                    Status::Fail,
-                    format!(
-                        "debug interfaces enabled: {}",
-                        posture.debug_interfaces.join(", ")
-                    ),
-                    evidence,
-                )
-            }
-        }
-        "device.expected-services" => {
-            let Some(allowed) = &product.allowed_services else {
-                return Some(outcome!(
-                    explain,
-                    Status::Unknown,
-                    "the product declares no expected services",
-                    vec![Evidence::Product(product.id.clone())],
-                ));
-            };
-            let unexpected: Vec<String> = posture
-                .listening_services
-                .iter()
-                .map(|s| format!("{}/{}", s.protocol, s.port))
-                .filter(|s| !allowed.contains(s))
-                .collect();
-            if unexpected.is_empty() {
-                outcome!(
-                    explain,
-                    Status::Pass,
-                    "only expected services listening",
-                    evidence
-                )
-            } else {
-                outcome!(
-                    explain,
-                    Status::Fail,
-                    format!("unexpected services listening: {}", unexpected.join(", ")),
-                    evidence,
-                )
-            }
-        }
-        "device.firmware-current" => {
-            let Some(current) = &product.current_firmware else {
-                return Some(outcome!(
-                    explain,
-                    Status::Unknown,
-                    "the product declares no current firmware",
-                    vec![Evidence::Product(product.id.clone())],
-                ));
-            };
-            match &posture.firmware_version {
-                None => outcome!(
-                    explain,
-                    Status::Unknown,
-                    "the agent did not report a firmware version",
-                    evidence,
-                ),
-                Some(v) if current.contains(v) => {
-                    outcome!(
-                        explain,
-                        Status::Pass,
-                        format!("firmware {v} is current"),
-                        evidence
-                    )
-                }
-                Some(v) => outcome!(
-                    explain,
-                    Status::Fail,
-                    format!(
-                        "firmware {v} is not a current release ({})",
-                        current.join(", ")
-                    ),
-                    evidence,
-                ),
-            }
-        }
-        "device.sbom-reference" => {
-            let registered = posture
-                .firmware_version
-                .as_ref()
-                .and_then(|v| product.sboms.get(v));
-            match (&posture.sbom_ref, registered) {
-                (Some(r), _) | (None, Some(r)) => {
-                    outcome!(explain, Status::Pass, format!("SBOM {r}"), evidence)
-                }
-                (None, None) => outcome!(
-                    explain,
-                    Status::Fail,
-                    "no SBOM for the running firmware",
-                    evidence
-                ),
-            }
-        }
-        _ => return None,
-    })
 }
 
 /// `product.support-period`.

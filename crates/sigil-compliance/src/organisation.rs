@@ -105,176 +105,206 @@ pub fn evaluate_attestation(
 /// Evaluate automated organisation check `check`; `None` for an id this module does not know.
 pub fn evaluate_organisation(check: &str, f: &OrganisationFacts, now: Time) -> Option<Outcome> {
     Some(match check {
-        "org.ca-certificate-validity" => {
-            if let Some(ca) = f.cas.iter().find(|c| c.not_after.is_none()) {
-                return Some(outcome(
-                    Status::Unknown,
-                    format!("the {} CA certificate is unreadable", ca.name),
-                    vec![],
-                ));
-            }
-            match f
-                .cas
-                .iter()
-                .filter_map(|c| c.not_after.map(|t| (c, t)))
-                .min_by_key(|(_, t)| *t)
-            {
-                None => outcome(Status::Unknown, "no CA certificate", vec![]),
-                Some((ca, t)) if t - now < CA_MIN_REMAINING => outcome(
-                    Status::Fail,
-                    format!(
-                        "the {} CA certificate expires in {} days",
-                        ca.name,
-                        (t - now) / 86_400
-                    ),
-                    vec![],
-                ),
-                Some((ca, t)) => outcome(
-                    Status::Pass,
-                    format!(
-                        "the first CA certificate to expire ({}) has {} days left",
-                        ca.name,
-                        (t - now) / 86_400
-                    ),
-                    vec![],
-                ),
-            }
-        }
-        "org.ca-key-protection" => {
-            if f.cas.is_empty() {
-                outcome(Status::Unknown, "no CA certificate", vec![])
-            } else if let Some(ca) = f.cas.iter().find(|c| !c.key_protected) {
-                outcome(
-                    Status::Fail,
-                    format!("the {} CA key is stored unencrypted", ca.name),
-                    vec![],
-                )
-            } else if let Some(ca) = f.cas.iter().find(|c| !c.key.meets_policy()) {
-                outcome(
-                    Status::Fail,
-                    format!(
-                        "the {} CA key is {}, below policy",
-                        ca.name,
-                        ca.key.describe()
-                    ),
-                    vec![],
-                )
-            } else {
-                let keys: Vec<String> = f
-                    .cas
-                    .iter()
-                    .map(|c| format!("{} {}", c.name, c.key.describe()))
-                    .collect();
-                outcome(
-                    Status::Pass,
-                    format!(
-                        "CA keys encrypted at rest and of policy strength ({})",
-                        keys.join(", ")
-                    ),
-                    vec![],
-                )
-            }
-        }
-        "org.access-policy" => {
-            if f.policy_refuses_untrusted {
-                outcome(
-                    Status::Pass,
-                    format!(
-                        "policy version {} refuses suspended and unknown devices",
-                        f.policy_version
-                    ),
-                    vec![],
-                )
-            } else {
-                outcome(
-                    Status::Fail,
-                    format!(
-                        "policy version {} lets an untrusted device connect",
-                        f.policy_version
-                    ),
-                    vec![],
-                )
-            }
-        }
-        "org.audit-log-integrity" => match (&f.audit_failure, f.audit_verified_at) {
-            (Some(reason), _) => outcome(Status::Fail, reason.clone(), vec![]),
-            (None, Some(t)) if now - t <= AUDIT_MAX_AGE => outcome(
-                Status::Pass,
-                format!(
-                    "log verified against its signed checkpoint {} s ago",
-                    now - t
-                ),
-                vec![],
-            ),
-            (None, Some(t)) => outcome(
-                Status::Fail,
-                format!("log last verified {} h ago", (now - t) / 3600),
-                vec![],
-            ),
-            (None, None) => outcome(Status::Fail, "log never verified since start", vec![]),
-        },
-        "org.encryption-in-transit" => {
-            if f.tls_only {
-                outcome(
-                    Status::Pass,
-                    "the API and EST are served only over TLS 1.2+; devices authenticate with mutual TLS",
-                    vec![],
-                )
-            } else {
-                outcome(
-                    Status::Fail,
-                    "a listener carrying credentials or device traffic accepts plaintext",
-                    vec![],
-                )
-            }
-        }
-        "org.revocation-service" => match &f.crl {
-            None => outcome(Status::Fail, "no CRL has been published", vec![]),
-            Some(crl) if crl.next_update <= now => outcome(
-                Status::Fail,
-                format!("CRL {} is past its nextUpdate", crl.number),
-                vec![],
-            ),
-            Some(crl) if now - crl.this_update > 2 * f.crl_refresh => outcome(
-                Status::Fail,
-                format!(
-                    "CRL {} was signed {} min ago; it is re-signed every {} min",
-                    crl.number,
-                    (now - crl.this_update) / 60,
-                    f.crl_refresh / 60
-                ),
-                vec![],
-            ),
-            Some(crl) => outcome(
-                Status::Pass,
-                format!(
-                    "CRL {} current (re-signed at every revocation); OCSP answers for the issuing CA",
-                    crl.number
-                ),
-                vec![],
-            ),
-        },
-        "org.asset-visibility" => match f.unknown_devices.as_slice() {
-            [] => outcome(
-                Status::Pass,
-                "no device outside the inventory seen authenticating in the last 30 days",
-                vec![],
-            ),
-            seen => outcome(
-                Status::Fail,
-                format!(
-                    "{} authentication(s) by devices not in the inventory in the last 30 days (e.g. {})",
-                    seen.len(),
-                    seen[0].1
-                ),
-                seen.iter()
-                    .take(20)
-                    .map(|(seq, _)| Evidence::AuditEntry(*seq))
-                    .collect(),
-            ),
-        },
+        "org.ca-certificate-validity" => ca_certificate_validity(f, now),
+        "org.ca-key-protection" => ca_key_protection(f),
+        "org.access-policy" => access_policy(f),
+        "org.audit-log-integrity" => audit_log_integrity(f, now),
+        "org.encryption-in-transit" => encryption_in_transit(f),
+        "org.revocation-service" => revocation_service(f, now),
+        "org.asset-visibility" => asset_visibility(f),
         _ => return None,
     })
+}
+
+/// `org.ca-certificate-validity`: the first CA certificate to expire has at least
+/// [`CA_MIN_REMAINING`] left.
+fn ca_certificate_validity(f: &OrganisationFacts, now: Time) -> Outcome {
+    if let Some(ca) = f.cas.iter().find(|c| c.not_after.is_none()) {
+        return outcome(
+            Status::Unknown,
+            format!("the {} CA certificate is unreadable", ca.name),
+            vec![],
+        );
+    }
+    match f
+        .cas
+        .iter()
+        .filter_map(|c| c.not_after.map(|t| (c, t)))
+        .min_by_key(|(_, t)| *t)
+    {
+        None => outcome(Status::Unknown, "no CA certificate", vec![]),
+        Some((ca, t)) if t - now < CA_MIN_REMAINING => outcome(
+            Status::Fail,
+            format!(
+                "the {} CA certificate expires in {} days",
+                ca.name,
+                (t - now) / 86_400
+            ),
+            vec![],
+        ),
+        Some((ca, t)) => outcome(
+            Status::Pass,
+            format!(
+                "the first CA certificate to expire ({}) has {} days left",
+                ca.name,
+                (t - now) / 86_400
+            ),
+            vec![],
+        ),
+    }
+}
+
+/// `org.ca-key-protection`: every CA key is stored encrypted and meets the crypto policy.
+fn ca_key_protection(f: &OrganisationFacts) -> Outcome {
+    if f.cas.is_empty() {
+        outcome(Status::Unknown, "no CA certificate", vec![])
+    } else if let Some(ca) = f.cas.iter().find(|c| !c.key_protected) {
+        outcome(
+            Status::Fail,
+            format!("the {} CA key is stored unencrypted", ca.name),
+            vec![],
+        )
+    } else if let Some(ca) = f.cas.iter().find(|c| !c.key.meets_policy()) {
+        outcome(
+            Status::Fail,
+            format!(
+                "the {} CA key is {}, below policy",
+                ca.name,
+                ca.key.describe()
+            ),
+            vec![],
+        )
+    } else {
+        let keys: Vec<String> = f
+            .cas
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.key.describe()))
+            .collect();
+        outcome(
+            Status::Pass,
+            format!(
+                "CA keys encrypted at rest and of policy strength ({})",
+                keys.join(", ")
+            ),
+            vec![],
+        )
+    }
+}
+
+/// `org.access-policy`: the policy in force refuses suspended and unknown devices.
+fn access_policy(f: &OrganisationFacts) -> Outcome {
+    if f.policy_refuses_untrusted {
+        outcome(
+            Status::Pass,
+            format!(
+                "policy version {} refuses suspended and unknown devices",
+                f.policy_version
+            ),
+            vec![],
+        )
+    } else {
+        outcome(
+            Status::Fail,
+            format!(
+                "policy version {} lets an untrusted device connect",
+                f.policy_version
+            ),
+            vec![],
+        )
+    }
+}
+
+/// `org.audit-log-integrity`: the log verified against its signed checkpoint within
+/// [`AUDIT_MAX_AGE`].
+fn audit_log_integrity(f: &OrganisationFacts, now: Time) -> Outcome {
+    match (&f.audit_failure, f.audit_verified_at) {
+        (Some(reason), _) => outcome(Status::Fail, reason.clone(), vec![]),
+        (None, Some(t)) if now - t <= AUDIT_MAX_AGE => outcome(
+            Status::Pass,
+            format!(
+                "log verified against its signed checkpoint {} s ago",
+                now - t
+            ),
+            vec![],
+        ),
+        (None, Some(t)) => outcome(
+            Status::Fail,
+            format!("log last verified {} h ago", (now - t) / 3600),
+            vec![],
+        ),
+        (None, None) => outcome(Status::Fail, "log never verified since start", vec![]),
+    }
+}
+
+/// `org.encryption-in-transit`.
+fn encryption_in_transit(f: &OrganisationFacts) -> Outcome {
+    if f.tls_only {
+        outcome(
+            Status::Pass,
+            "the API and EST are served only over TLS 1.2+; devices authenticate with mutual TLS",
+            vec![],
+        )
+    } else {
+        outcome(
+            Status::Fail,
+            "a listener carrying credentials or device traffic accepts plaintext",
+            vec![],
+        )
+    }
+}
+
+/// `org.revocation-service`: a CRL is published, before its nextUpdate, and re-signed on
+/// schedule.
+fn revocation_service(f: &OrganisationFacts, now: Time) -> Outcome {
+    match &f.crl {
+        None => outcome(Status::Fail, "no CRL has been published", vec![]),
+        Some(crl) if crl.next_update <= now => outcome(
+            Status::Fail,
+            format!("CRL {} is past its nextUpdate", crl.number),
+            vec![],
+        ),
+        Some(crl) if now - crl.this_update > 2 * f.crl_refresh => outcome(
+            Status::Fail,
+            format!(
+                "CRL {} was signed {} min ago; it is re-signed every {} min",
+                crl.number,
+                (now - crl.this_update) / 60,
+                f.crl_refresh / 60
+            ),
+            vec![],
+        ),
+        Some(crl) => outcome(
+            Status::Pass,
+            format!(
+                "CRL {} current (re-signed at every revocation); OCSP answers for the issuing CA",
+                crl.number
+            ),
+            vec![],
+        ),
+    }
+}
+
+/// `org.asset-visibility`: no device outside the inventory authenticated in the window.
+fn asset_visibility(f: &OrganisationFacts) -> Outcome {
+    match f.unknown_devices.as_slice() {
+        [] => outcome(
+            Status::Pass,
+            "no device outside the inventory seen authenticating in the last 30 days",
+            vec![],
+        ),
+        seen => outcome(
+            Status::Fail,
+            format!(
+                "{} authentication(s) by devices not in the inventory in the last 30 days (e.g. {})",
+                seen.len(),
+                seen[0].1
+            ),
+            seen.iter()
+                .take(20)
+                .map(|(seq, _)| Evidence::AuditEntry(*seq))
+                .collect(),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
-    Validator,
+    EntityUid, PolicyId, PolicySet, Request, Response, RestrictedExpression, Schema,
+    ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
 
@@ -271,97 +271,10 @@ impl PolicyEngine {
     ) -> Result<Decision, PolicyError> {
         let t = &self.types;
         let mut entities: Vec<Entity> = Vec::with_capacity(4);
-        let str_attr = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let bad = |e: &dyn std::fmt::Display| PolicyError::Request(e.to_string());
-        let principal_uid = match principal {
-            Principal::Device(d) => {
-                let uid = t.uid(&t.device, &d.id);
-                let product = t.uid(&t.product, &d.product);
-                let attrs = HashMap::from([
-                    (
-                        "product".to_owned(),
-                        RestrictedExpression::new_entity_uid(product.clone()),
-                    ),
-                    ("state".to_owned(), str_attr(&d.state)),
-                    (
-                        "certificate_status".to_owned(),
-                        str_attr(&d.certificate_status),
-                    ),
-                    ("compliance".to_owned(), str_attr(&d.compliance)),
-                    (
-                        "quarantined".to_owned(),
-                        RestrictedExpression::new_bool(d.quarantined),
-                    ),
-                ]);
-                entities
-                    .push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
-                entities.push(Entity::new_no_attrs(product, HashSet::new()));
-                uid
-            }
-            Principal::Operator { id, roles } | Principal::Token { id, roles, .. } => {
-                let is_token = matches!(principal, Principal::Token { .. });
-                let uid = t.uid(if is_token { &t.token } else { &t.operator }, id);
-                let parents: HashSet<EntityUid> = roles.iter().map(|r| t.uid(&t.role, r)).collect();
-                let mut attrs = HashMap::from([("name".to_owned(), str_attr(id))]);
-                if let Principal::Token { scopes, .. } = principal {
-                    attrs.insert(
-                        "scopes".to_owned(),
-                        RestrictedExpression::new_set(scopes.iter().map(|s| str_attr(s))),
-                    );
-                }
-                entities
-                    .push(Entity::new(uid.clone(), attrs, parents.clone()).map_err(|e| bad(&e))?);
-                entities.extend(
-                    parents
-                        .into_iter()
-                        .map(|r| Entity::new_no_attrs(r, HashSet::new())),
-                );
-                uid
-            }
-        };
-        let resource_uid = match target {
-            Target::Topic(name) => {
-                let (owner, kind) = parse_topic(name);
-                let uid = t.uid(&t.topic, name);
-                let mut attrs = HashMap::from([
-                    ("name".to_owned(), str_attr(name)),
-                    ("kind".to_owned(), str_attr(kind)),
-                ]);
-                if let Some(owner) = owner {
-                    attrs.insert(
-                        "owner".to_owned(),
-                        RestrictedExpression::new_entity_uid(t.uid(&t.device, owner)),
-                    );
-                }
-                entities
-                    .push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
-                uid
-            }
-            Target::Broker(name) => {
-                let uid = t.uid(&t.broker, name);
-                entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
-                uid
-            }
-            Target::Kind(kind) => {
-                let uid = t.uid(&t.resource, kind);
-                let attrs = HashMap::from([("kind".to_owned(), str_attr(kind))]);
-                entities
-                    .push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
-                uid
-            }
-        };
+        let principal_uid = t.principal(principal, &mut entities)?;
+        let resource_uid = t.resource(target, &mut entities)?;
         let action_uid = t.uid(&t.action, action);
-        let context = match principal {
-            Principal::Device(_) => Context::empty(),
-            _ => Context::from_pairs([
-                (
-                    "mfa".to_owned(),
-                    RestrictedExpression::new_bool(context.mfa),
-                ),
-                ("source_ip".to_owned(), str_attr(&context.source_ip)),
-            ])
-            .map_err(|e| bad(&e))?,
-        };
+        let context = request_context(principal, context)?;
         // Validated against the schema, so a misspelt action or a wrong principal type is an
         // error, not a silent deny.
         let request = Request::new(
@@ -377,21 +290,167 @@ impl PolicyEngine {
         let response = self
             .authorizer
             .is_authorized(&request, &self.policies, &entities);
-        let mut reasons: Vec<String> = response
+        Ok(decision(&response))
+    }
+}
+
+/// A request that Cedar refuses to build.
+fn bad(e: &dyn std::fmt::Display) -> PolicyError {
+    PolicyError::Request(e.to_string())
+}
+
+fn str_attr(v: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(v.to_owned())
+}
+
+/// The request's parties as Cedar entities: each method appends the entities it describes to
+/// `entities` and returns the uid of the one asked for.
+impl Types {
+    fn principal(
+        &self,
+        principal: &Principal,
+        entities: &mut Vec<Entity>,
+    ) -> Result<EntityUid, PolicyError> {
+        match principal {
+            Principal::Device(d) => self.device_entity(d, entities),
+            Principal::Operator { id, roles } => {
+                self.role_holder(&self.operator, id, roles, None, entities)
+            }
+            Principal::Token { id, roles, scopes } => {
+                self.role_holder(&self.token, id, roles, Some(scopes), entities)
+            }
+        }
+    }
+
+    /// A device, with its product.
+    fn device_entity(
+        &self,
+        d: &DeviceFacts,
+        entities: &mut Vec<Entity>,
+    ) -> Result<EntityUid, PolicyError> {
+        let uid = self.uid(&self.device, &d.id);
+        let product = self.uid(&self.product, &d.product);
+        let attrs = HashMap::from([
+            (
+                "product".to_owned(),
+                RestrictedExpression::new_entity_uid(product.clone()),
+            ),
+            ("state".to_owned(), str_attr(&d.state)),
+            (
+                "certificate_status".to_owned(),
+                str_attr(&d.certificate_status),
+            ),
+            ("compliance".to_owned(), str_attr(&d.compliance)),
+            (
+                "quarantined".to_owned(),
+                RestrictedExpression::new_bool(d.quarantined),
+            ),
+        ]);
+        entities.push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
+        entities.push(Entity::new_no_attrs(product, HashSet::new()));
+        Ok(uid)
+    }
+
+    /// An operator or an API token (of type `kind`; a token has `scopes`), with its roles.
+    fn role_holder(
+        &self,
+        kind: &EntityTypeName,
+        id: &str,
+        roles: &[String],
+        scopes: Option<&[String]>,
+        entities: &mut Vec<Entity>,
+    ) -> Result<EntityUid, PolicyError> {
+        let uid = self.uid(kind, id);
+        let parents: HashSet<EntityUid> = roles.iter().map(|r| self.uid(&self.role, r)).collect();
+        let mut attrs = HashMap::from([("name".to_owned(), str_attr(id))]);
+        if let Some(scopes) = scopes {
+            attrs.insert(
+                "scopes".to_owned(),
+                RestrictedExpression::new_set(scopes.iter().map(|s| str_attr(s))),
+            );
+        }
+        entities.push(Entity::new(uid.clone(), attrs, parents.clone()).map_err(|e| bad(&e))?);
+        entities.extend(
+            parents
+                .into_iter()
+                .map(|r| Entity::new_no_attrs(r, HashSet::new())),
+        );
+        Ok(uid)
+    }
+
+    fn resource(
+        &self,
+        target: &Target,
+        entities: &mut Vec<Entity>,
+    ) -> Result<EntityUid, PolicyError> {
+        match target {
+            Target::Topic(name) => {
+                let (owner, kind) = parse_topic(name);
+                let uid = self.uid(&self.topic, name);
+                let mut attrs = HashMap::from([
+                    ("name".to_owned(), str_attr(name)),
+                    ("kind".to_owned(), str_attr(kind)),
+                ]);
+                if let Some(owner) = owner {
+                    attrs.insert(
+                        "owner".to_owned(),
+                        RestrictedExpression::new_entity_uid(self.uid(&self.device, owner)),
+                    );
+                }
+                entities
+                    .push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
+                Ok(uid)
+            }
+            Target::Broker(name) => {
+                let uid = self.uid(&self.broker, name);
+                entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
+                Ok(uid)
+            }
+            Target::Kind(kind) => {
+                let uid = self.uid(&self.resource, kind);
+                let attrs = HashMap::from([("kind".to_owned(), str_attr(kind))]);
+                entities
+                    .push(Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| bad(&e))?);
+                Ok(uid)
+            }
+        }
+    }
+}
+
+/// The request context: empty for a device; an operator's or token's second factor and address.
+fn request_context(
+    principal: &Principal,
+    context: &OperatorContext,
+) -> Result<Context, PolicyError> {
+    match principal {
+        Principal::Device(_) => Ok(Context::empty()),
+        _ => Context::from_pairs([
+            (
+                "mfa".to_owned(),
+                RestrictedExpression::new_bool(context.mfa),
+            ),
+            ("source_ip".to_owned(), str_attr(&context.source_ip)),
+        ])
+        .map_err(|e| bad(&e)),
+    }
+}
+
+/// Cedar's answer as a [`Decision`], its reasons (policy ids) sorted.
+fn decision(response: &Response) -> Decision {
+    let mut reasons: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    reasons.sort();
+    Decision {
+        allowed: response.decision() == CedarDecision::Allow,
+        reasons,
+        errors: response
             .diagnostics()
-            .reason()
+            .errors()
             .map(ToString::to_string)
-            .collect();
-        reasons.sort();
-        Ok(Decision {
-            allowed: response.decision() == CedarDecision::Allow,
-            reasons,
-            errors: response
-                .diagnostics()
-                .errors()
-                .map(ToString::to_string)
-                .collect(),
-        })
+            .collect(),
     }
 }
 
