@@ -65,7 +65,7 @@ fn enroll_with_binary(
     agent(&[
         "enroll",
         "--server",
-        &url(&s),
+        &url(s),
         "--ca-fingerprint",
         fingerprint,
         "--device-id",

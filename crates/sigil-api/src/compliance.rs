@@ -73,7 +73,7 @@ pub async fn fleet(
 ) -> Result<Json<FrameworkReport>, ApiError> {
     let fw = framework(&state, &id)?;
     Ok(Json(
-        compliance::evaluate(&state, fw, &state.catalogue(), None).await?,
+        compliance::evaluate(&state, fw, state.catalogue(), None).await?,
     ))
 }
 
@@ -90,7 +90,7 @@ pub async fn device(
         .parse()
         .map_err(|_| ApiError::not_found(format!("no device `{device}`")))?;
     Ok(Json(
-        compliance::evaluate(&state, fw, &state.catalogue(), Some(device)).await?,
+        compliance::evaluate(&state, fw, state.catalogue(), Some(device)).await?,
     ))
 }
 

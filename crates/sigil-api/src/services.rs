@@ -74,7 +74,7 @@ pub async fn issue(
             &req.dns_names,
             &ips,
             time::Duration::days(i64::from(days)),
-            &state.urls(),
+            state.urls(),
             now,
         )
         .map_err(|e| ApiError::invalid(e.to_string()))?;

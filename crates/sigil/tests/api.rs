@@ -589,11 +589,11 @@ async fn bad_input_changes_nothing(db: Db) {
 
     let good = p256_csr(work, "good");
     let broken_sig = {
-        let block = pem_decode(&good);
+        let block = pem::parse(&good).unwrap().into_contents();
         let mut der = block.clone();
         let last = der.len() - 2;
         der[last] ^= 0xff;
-        pem_encode("CERTIFICATE REQUEST", &der)
+        sigil_testkit::csr::csr_pem(&der)
     };
     let rsa1024 = openssl_csr(work, "rsa1024", &["-newkey", "rsa:1024"]);
     let k1 = openssl_csr(
@@ -624,7 +624,7 @@ async fn bad_input_changes_nothing(db: Db) {
         (
             "truncated DER",
             device.clone(),
-            json!({"csr": pem_encode("CERTIFICATE REQUEST", &pem_decode(&good)[..40])}),
+            json!({"csr": sigil_testkit::csr::csr_pem(&pem::parse(&good).unwrap().into_contents()[..40])}),
             StatusCode::BAD_REQUEST,
             "csr-malformed",
         ),
@@ -821,28 +821,6 @@ async fn counts(s: &TestServer) -> (i64, i64, i64) {
         s.count("certificates").await,
         s.count("device_keys").await,
         s.count("devices").await,
-    )
-}
-
-fn pem_decode(text: &str) -> Vec<u8> {
-    use base64::Engine;
-    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap()
-}
-
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let body: Vec<String> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        body.join("\n")
     )
 }
 
