@@ -8,14 +8,13 @@ use time::OffsetDateTime;
 
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{
-    Device, DeviceFilter, DeviceId, LifecycleEvent, LifecycleState, NewDevice, NewProduct,
-    Product, ProductId, RevocationReason, Serial,
+    Device, DeviceFilter, DeviceId, LifecycleEvent, LifecycleState, NewDevice, NewProduct, Product,
+    ProductId, RevocationReason, Serial,
 };
 
 use crate::rows::{DEVICE_COLUMNS, device_from_row, product_from_row};
 use crate::{
-    MAX_PAGE, Store, StoreError, WriteTx, audit, revocation, truncate_to_second,
-    unique_to_conflict,
+    MAX_PAGE, Store, StoreError, WriteTx, audit, revocation, truncate_to_second, unique_to_conflict,
 };
 
 impl Store {
