@@ -20,6 +20,10 @@ use sigil_ca::{
 use sigil_domain::{DeviceFields, DeviceId, NewDevice, NewProduct};
 use sigil_store::Store;
 
+mod openssl;
+
+use openssl::openssl_rate;
+
 #[derive(Parser)]
 struct Args {
     /// Seconds per measurement.
@@ -52,39 +56,18 @@ fn main() -> Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-
-    println!("## Run\n");
-    println!(
-        "- cores: {cores}, measurement: {:.1} s each, API clients: {}",
-        args.seconds, args.clients
-    );
-    println!("- CA: ECDSA P-256 issuing CA; device keys ECDSA P-256; profile `device`\n");
+    let bench = Bench {
+        args,
+        rt,
+        secs,
+        cores,
+    };
+    bench.print_run();
 
     // 1. The physical limit.
-    let (sign, verify) = raw_ecdsa(secs)?;
-    let limit_1 = 1.0 / (1.0 / sign + 1.0 / verify);
-    println!("## Raw ECDSA P-256 (aws-lc-rs, one core)\n");
-    println!(
-        "| operation | per second (1 core) | per second ({cores} cores, ideal) |\n|---|---:|---:|"
-    );
-    println!("| sign | {sign:.0} | {:.0} |", sign * cores as f64);
-    println!("| verify | {verify:.0} | {:.0} |", verify * cores as f64);
-    println!(
-        "| sign + verify (the issuance limit) | {limit_1:.0} | {:.0} |\n",
-        limit_1 * cores as f64
-    );
+    let limit_1 = bench.raw_ecdsa_table()?;
 
-    // Fixtures.
-    let now = time::OffsetDateTime::now_utc();
-    let h = CaHierarchy::generate(KeyAlgorithm::EcdsaP256, &CaNames::default(), now)?;
-    let ca = Arc::new(IssuingCa::load(
-        &h.issuing_cert_pem,
-        h.issuing_key,
-        &h.root_cert_pem,
-    )?);
-    let urls = PublicUrls::new("http://127.0.0.1:8080")?;
-    let profile = Profile::by_name("device")?;
-    let csrs = Arc::new(make_csrs(args.keys)?);
+    let fixtures = Fixtures::generate(bench.args.keys)?;
 
     // 2. Library path: parse + verify CSR, build + sign certificate. No storage.
     println!("## Certificates per second\n");
@@ -92,33 +75,9 @@ fn main() -> Result<()> {
         "| path | backend | concurrency | certs/s | p50 ms | p99 ms | vs sign+verify limit ({cores} cores) |\n|---|---|---:|---:|---:|---:|---:|"
     );
     let limit = limit_1 * cores as f64;
-    let (csr_verify_us, sign_us);
-    {
-        let t = Instant::now();
-        let mut n = 0;
-        while t.elapsed() < secs {
-            ValidatedCsr::from_der(&csrs[n % csrs.len()])?;
-            n += 1;
-        }
-        csr_verify_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-        let parsed = ValidatedCsr::from_der(&csrs[0])?;
-        let t = Instant::now();
-        let mut m = 0;
-        while t.elapsed() < secs {
-            ca.issue_device_certificate(
-                &parsed,
-                DeviceId::generate(),
-                profile,
-                &IdentityScheme::Urn,
-                &urls,
-                now,
-            )?;
-            m += 1;
-        }
-        sign_us = t.elapsed().as_secs_f64() * 1e6 / m as f64;
-    }
+    let (csr_verify_us, sign_us) = bench.one_core_costs(&fixtures)?;
     for threads in [1, cores] {
-        let rate = library_rate(&ca, &csrs, &urls, profile, threads, secs)?;
+        let rate = library_rate(&fixtures, threads, secs)?;
         println!(
             "| library (CSR verify + sign) | - | {threads} threads | {rate:.0} | - | - | {:.2}x |",
             limit / rate
@@ -126,57 +85,11 @@ fn main() -> Result<()> {
     }
 
     // 3. Durable store path and 4. HTTPS API, per backend.
-    let mut backends: Vec<(&str, String)> = Vec::new();
     let dir = tempfile::tempdir()?;
-    backends.push((
-        "sqlite",
-        format!("sqlite://{}", dir.path().join("bench.db").display()),
-    ));
-    let mut pg_db = None;
-    if let Some(base) = &args.postgres {
-        let url = rt.block_on(fresh_pg(base))?;
-        pg_db = Some(url.clone());
-        backends.push(("postgres", url));
-    } else {
-        eprintln!("no --postgres / SIGIL_TEST_POSTGRES_URL: PostgreSQL rows skipped");
-    }
     let mut commit_ms = Vec::new();
-    if let Some(only) = &args.only {
-        backends.retain(|(name, _)| name.contains(only.as_str()));
-    }
-    for (name, url) in &backends {
-        let store = rt.block_on(Store::open(url))?;
-        // One key per device, across runs on this database.
-        let next = Arc::new(AtomicUsize::new(0));
-        for conc in [1, 16, 64] {
-            let (rate, p50, p99) = rt.block_on(store_rate(
-                &store, &ca, &csrs, &urls, profile, conc, secs, &next,
-            ))?;
-            println!(
-                "| store (library + durable commit) | {name} | {conc} tasks | {rate:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
-                limit / rate
-            );
-            if conc == 1 {
-                commit_ms.push((name.to_string(), p50));
-            }
-        }
-        rt.block_on(store.close());
-        // HTTPS API against a server on a fresh database of the same backend.
-        for clients in [1, args.clients, 4 * args.clients] {
-            let api_url = match *name {
-                "sqlite" => format!(
-                    "sqlite://{}",
-                    dir.path().join(format!("api-{clients}.db")).display()
-                ),
-                _ => rt.block_on(fresh_pg(args.postgres.as_deref().unwrap_or_default()))?,
-            };
-            let (rate, p50, p99) =
-                rt.block_on(api_rate(&api_url, dir.path(), &csrs, clients, secs))?;
-            println!(
-                "| HTTPS API (TLS 1.3, keep-alive) | {name} | {clients} clients | {rate:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
-                limit / rate
-            );
-        }
+    for (name, url) in &bench.backends(dir.path())? {
+        commit_ms.extend(bench.store_rows(&fixtures, name, url, limit)?);
+        bench.api_rows(&fixtures, name, dir.path(), limit)?;
     }
 
     // 5. The standard tool.
@@ -194,11 +107,180 @@ fn main() -> Result<()> {
             "- {name}: one durable issuance transaction (read device, bind key, insert, commit): {p50:.2} ms p50, sequential"
         );
     }
-    drop(pg_db);
-    if let Some(base) = &args.postgres {
-        rt.block_on(drop_created(base))?;
+    if let Some(base) = &bench.args.postgres {
+        bench.rt.block_on(drop_created(base))?;
     }
     Ok(())
+}
+
+/// What every measurement shares.
+struct Bench {
+    args: Args,
+    rt: tokio::runtime::Runtime,
+    /// Time per measurement.
+    secs: Duration,
+    cores: usize,
+}
+
+/// The issuing CA and the device CSRs (one fresh key each) that every issuance path uses.
+struct Fixtures {
+    now: time::OffsetDateTime,
+    ca: Arc<IssuingCa>,
+    urls: PublicUrls,
+    profile: &'static Profile,
+    csrs: Arc<Vec<Vec<u8>>>,
+}
+
+impl Fixtures {
+    fn generate(keys: usize) -> Result<Self> {
+        let now = time::OffsetDateTime::now_utc();
+        let h = CaHierarchy::generate(KeyAlgorithm::EcdsaP256, &CaNames::default(), now)?;
+        let ca = Arc::new(IssuingCa::load(
+            &h.issuing_cert_pem,
+            h.issuing_key,
+            &h.root_cert_pem,
+        )?);
+        let urls = PublicUrls::new("http://127.0.0.1:8080")?;
+        let profile = Profile::by_name("device")?;
+        let csrs = Arc::new(make_csrs(keys)?);
+        Ok(Self {
+            now,
+            ca,
+            urls,
+            profile,
+            csrs,
+        })
+    }
+}
+
+impl Bench {
+    fn print_run(&self) {
+        let cores = self.cores;
+        println!("## Run\n");
+        println!(
+            "- cores: {cores}, measurement: {:.1} s each, API clients: {}",
+            self.args.seconds, self.args.clients
+        );
+        println!("- CA: ECDSA P-256 issuing CA; device keys ECDSA P-256; profile `device`\n");
+    }
+
+    /// Print the raw ECDSA table; sign + verify per second on one core (the issuance limit).
+    fn raw_ecdsa_table(&self) -> Result<f64> {
+        let cores = self.cores;
+        let (sign, verify) = raw_ecdsa(self.secs)?;
+        let limit_1 = 1.0 / (1.0 / sign + 1.0 / verify);
+        println!("## Raw ECDSA P-256 (aws-lc-rs, one core)\n");
+        println!(
+            "| operation | per second (1 core) | per second ({cores} cores, ideal) |\n|---|---:|---:|"
+        );
+        println!("| sign | {sign:.0} | {:.0} |", sign * cores as f64);
+        println!("| verify | {verify:.0} | {:.0} |", verify * cores as f64);
+        println!(
+            "| sign + verify (the issuance limit) | {limit_1:.0} | {:.0} |\n",
+            limit_1 * cores as f64
+        );
+        Ok(limit_1)
+    }
+
+    /// Microseconds on one core for a CSR parse + verify, and for a certificate build + sign.
+    fn one_core_costs(&self, fx: &Fixtures) -> Result<(f64, f64)> {
+        let (secs, csrs) = (self.secs, &fx.csrs);
+        let t = Instant::now();
+        let mut n = 0;
+        while t.elapsed() < secs {
+            ValidatedCsr::from_der(&csrs[n % csrs.len()])?;
+            n += 1;
+        }
+        let csr_verify_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let parsed = ValidatedCsr::from_der(&csrs[0])?;
+        let t = Instant::now();
+        let mut m = 0;
+        while t.elapsed() < secs {
+            fx.ca.issue_device_certificate(
+                &parsed,
+                DeviceId::generate(),
+                fx.profile,
+                &IdentityScheme::Urn,
+                &fx.urls,
+                fx.now,
+            )?;
+            m += 1;
+        }
+        let sign_us = t.elapsed().as_secs_f64() * 1e6 / m as f64;
+        Ok((csr_verify_us, sign_us))
+    }
+
+    /// The storage backends to measure: SQLite in `dir`, and PostgreSQL when given (a fresh
+    /// database), less those `--only` leaves out.
+    fn backends(&self, dir: &std::path::Path) -> Result<Vec<(&'static str, String)>> {
+        let mut backends: Vec<(&'static str, String)> = Vec::new();
+        backends.push((
+            "sqlite",
+            format!("sqlite://{}", dir.join("bench.db").display()),
+        ));
+        if let Some(base) = &self.args.postgres {
+            let url = self.rt.block_on(fresh_pg(base))?;
+            backends.push(("postgres", url));
+        } else {
+            eprintln!("no --postgres / SIGIL_TEST_POSTGRES_URL: PostgreSQL rows skipped");
+        }
+        if let Some(only) = &self.args.only {
+            backends.retain(|(name, _)| name.contains(only.as_str()));
+        }
+        Ok(backends)
+    }
+
+    /// The durable store rows of one backend; its sequential (one task) p50 commit time.
+    fn store_rows(
+        &self,
+        fx: &Fixtures,
+        name: &str,
+        url: &str,
+        limit: f64,
+    ) -> Result<Option<(String, f64)>> {
+        let store = self.rt.block_on(Store::open(url))?;
+        let mut commit_ms = None;
+        // One key per device, across runs on this database.
+        let next = Arc::new(AtomicUsize::new(0));
+        for conc in [1, 16, 64] {
+            let (rate, p50, p99) = self
+                .rt
+                .block_on(store_rate(&store, fx, conc, self.secs, &next))?;
+            println!(
+                "| store (library + durable commit) | {name} | {conc} tasks | {rate:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
+                limit / rate
+            );
+            if conc == 1 {
+                commit_ms = Some((name.to_string(), p50));
+            }
+        }
+        self.rt.block_on(store.close());
+        Ok(commit_ms)
+    }
+
+    /// HTTPS API rows against a server on a fresh database of the same backend.
+    fn api_rows(&self, fx: &Fixtures, name: &str, dir: &std::path::Path, limit: f64) -> Result<()> {
+        let args = &self.args;
+        for clients in [1, args.clients, 4 * args.clients] {
+            let api_url = match name {
+                "sqlite" => format!(
+                    "sqlite://{}",
+                    dir.join(format!("api-{clients}.db")).display()
+                ),
+                _ => self
+                    .rt
+                    .block_on(fresh_pg(args.postgres.as_deref().unwrap_or_default()))?,
+            };
+            let (rate, p50, p99) = self
+                .rt
+                .block_on(api_rate(&api_url, dir, &fx.csrs, clients, self.secs))?;
+            println!(
+                "| HTTPS API (TLS 1.3, keep-alive) | {name} | {clients} clients | {rate:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
+                limit / rate
+            );
+        }
+        Ok(())
+    }
 }
 
 fn raw_ecdsa(secs: Duration) -> Result<(f64, f64)> {
@@ -249,14 +331,8 @@ fn make_csrs(n: usize) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-fn library_rate(
-    ca: &Arc<IssuingCa>,
-    csrs: &Arc<Vec<Vec<u8>>>,
-    urls: &PublicUrls,
-    profile: &'static Profile,
-    threads: usize,
-    secs: Duration,
-) -> Result<f64> {
+fn library_rate(fx: &Fixtures, threads: usize, secs: Duration) -> Result<f64> {
+    let (ca, csrs, urls, profile) = (&fx.ca, &fx.csrs, &fx.urls, fx.profile);
     let count = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -291,20 +367,14 @@ fn library_rate(
     Ok(count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "a benchmark driver, called from one place"
-)]
 async fn store_rate(
     store: &Store,
-    ca: &Arc<IssuingCa>,
-    csrs: &Arc<Vec<Vec<u8>>>,
-    urls: &PublicUrls,
-    profile: &'static Profile,
+    fx: &Fixtures,
     tasks: usize,
     secs: Duration,
     next: &Arc<AtomicUsize>,
 ) -> Result<(f64, f64, f64)> {
+    let (ca, csrs, urls, profile) = (&fx.ca, &fx.csrs, &fx.urls, fx.profile);
     let now = time::OffsetDateTime::now_utc();
     let product = store
         .create_product(
@@ -524,81 +594,6 @@ async fn fresh_pg(base: &str) -> Result<String> {
         v.push(url.clone());
     }
     Ok(url)
-}
-
-/// `openssl x509 -req` signing a CSR with an ECDSA P-256 CA, one process per certificate, as a
-/// script-based CA would.
-fn openssl_rate(dir: &std::path::Path, secs: Duration) -> Result<f64> {
-    use std::process::Command;
-    let run = |args: &[&str]| -> Result<()> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()?;
-        if !out.status.success() {
-            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-subj",
-        "/CN=bench CA",
-        "-out",
-        "ca.crt",
-        "-days",
-        "30",
-    ])?;
-    run(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "d.key",
-        "-subj",
-        "/CN=d",
-        "-out",
-        "d.csr",
-    ])?;
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nbasicConstraints=critical,CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-    )?;
-    let t = Instant::now();
-    let mut n = 0;
-    while t.elapsed() < secs {
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "d.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "365",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "d.crt",
-        ])?;
-        n += 1;
-    }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
 /// The audit actor the benchmark's writes are recorded under.

@@ -224,36 +224,106 @@ struct DeviceOutcome {
     enrol_latency: Option<Duration>,
 }
 
+/// The server under test. A restart starts it again on the same API address and database.
+struct SimServer {
+    handle: Option<sigil_server::ServerHandle>,
+    api_addr: SocketAddr,
+    database_url: String,
+    /// The API as the administrator, for registration and the final checks.
+    admin: Arc<AdminClient>,
+    /// SHA-256 of the root certificate, hex: what agents pin when they enrol.
+    fingerprint: String,
+}
+
+impl SimServer {
+    async fn start(config: &SimConfig, work: &Path) -> Result<Self, SimError> {
+        let database_url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", work.join("sigil.db").display()));
+        let handle = sigil_server::start(
+            server_config(
+                work,
+                "127.0.0.1:0".parse().unwrap_or(([127, 0, 0, 1], 0).into()),
+                &database_url,
+            ),
+            sigil_server::system_clock(),
+        )
+        .await?;
+        let api_addr = handle.api_addr;
+        let root_pem = std::fs::read(work.join("data/ca/root.crt"))?;
+        let root_der = pem::parse(&root_pem)
+            .map_err(|e| SimError::Api(e.to_string()))?
+            .into_contents();
+        let fingerprint = hex::encode(sigil_ca::sha256(&root_der));
+        let token = handle.new_admin_token.clone().unwrap_or_default();
+        let admin = Arc::new(
+            AdminClient::new(&work.join("data"), api_addr.port(), &token).map_err(SimError::Api)?,
+        );
+        Ok(Self {
+            handle: Some(handle),
+            api_addr,
+            database_url,
+            admin,
+            fingerprint,
+        })
+    }
+
+    async fn restart(&mut self, work: &Path) -> Result<(), SimError> {
+        self.shutdown().await;
+        self.handle = Some(
+            sigil_server::start(
+                server_config(work, self.api_addr, &self.database_url),
+                sigil_server::system_clock(),
+            )
+            .await?,
+        );
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+    }
+}
+
 /// Run the simulation in `work` (which must exist and be empty).
 pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimError> {
     let started = Instant::now();
-    let database_url = config
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", work.join("sigil.db").display()));
-    let handle = sigil_server::start(
-        server_config(
-            work,
-            "127.0.0.1:0".parse().unwrap_or(([127, 0, 0, 1], 0).into()),
-            &database_url,
-        ),
-        sigil_server::system_clock(),
-    )
-    .await?;
-    let api_addr = handle.api_addr;
-    let root_pem = std::fs::read(work.join("data/ca/root.crt"))?;
-    let root_der = pem::parse(&root_pem)
-        .map_err(|e| SimError::Api(e.to_string()))?
-        .into_contents();
-    let fingerprint = hex::encode(sigil_ca::sha256(&root_der));
-    let token = handle.new_admin_token.clone().unwrap_or_default();
-    let admin = Arc::new(
-        AdminClient::new(&work.join("data"), api_addr.port(), &token).map_err(SimError::Api)?,
-    );
-    let mut handle = Some(handle);
-    let proxy = Proxy::start(api_addr, config).await?;
+    let mut server = SimServer::start(config, work).await?;
+    let proxy = Proxy::start(server.api_addr, config).await?;
+    let registrations = register_devices(&server.admin, config.devices).await?;
+    let mut fleet = Fleet::spawn(config, work, registrations, &server.fingerprint, proxy.addr);
+    fleet.watch(config, work, started, &mut server).await?;
+    fleet.drain_events().await;
+    if config.progress {
+        eprintln!();
+    }
+    let mut summary = fleet.summary;
+    summary.dropped_connections = proxy.dropped.load(Ordering::Relaxed);
+    summary.slowed_connections = proxy.slowed.load(Ordering::Relaxed);
+    proxy.task.abort();
 
-    // Register every device and a one-time token for it, through the API.
+    let enrol_latencies: Vec<Duration> = fleet
+        .outcomes
+        .iter()
+        .filter_map(|o| o.enrol_latency)
+        .collect();
+    summary.enrolled = enrol_latencies.len();
+    (summary.enrol_p50_ms, summary.enrol_p99_ms) = percentiles(enrol_latencies);
+    (summary.renew_p50_ms, summary.renew_p99_ms) = percentiles(fleet.renew_latencies);
+    check_fleet(&server.admin, &fleet.outcomes, &mut summary).await;
+    server.shutdown().await;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Register every device and a one-time token for it, through the API: (device id, token).
+async fn register_devices(
+    admin: &Arc<AdminClient>,
+    devices: usize,
+) -> Result<Vec<(String, String)>, SimError> {
     let product = admin
         .try_post(
             "/api/v1/products",
@@ -263,193 +333,261 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
         .map_err(SimError::Api)?;
     let product_id = product["id"].as_str().unwrap_or_default().to_owned();
     let registrations: Vec<Result<(String, String), SimError>> =
-        futures_util::stream::iter(0..config.devices)
-            .map(|i| {
-                let (admin, product_id) = (admin.clone(), product_id.clone());
-                async move {
-                    let d = admin
-                .try_post(
-                    "/api/v1/devices",
-                    json!({"product_id": product_id, "serial_number": format!("SIM-{i:06}")}),
-                )
-                .await
-                .map_err(SimError::Api)?;
-                    let id = d["id"].as_str().unwrap_or_default().to_owned();
-                    let t = admin
-                        .try_post(
-                            &format!("/api/v1/devices/{id}/enrollment-tokens"),
-                            json!({}),
-                        )
-                        .await
-                        .map_err(SimError::Api)?;
-                    Ok((id, t["token"].as_str().unwrap_or_default().to_owned()))
-                }
-            })
+        futures_util::stream::iter(0..devices)
+            .map(|i| register_device(admin.clone(), product_id.clone(), i))
             .buffer_unordered(16)
             .collect()
             .await;
-    let registrations = registrations.into_iter().collect::<Result<Vec<_>, _>>()?;
+    registrations.into_iter().collect()
+}
 
-    // Every agent: enrol (a bounded number at once), then run until it has rotated enough.
-    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<(String, AgentEvent)>();
-    let enrolments = Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
-    let renew_fraction = config.renew_fraction;
-    // Poll often enough to renew within a few percent of the due time.
-    let poll = Duration::from_secs_f64((360.0 * renew_fraction / 20.0).clamp(0.2, 10.0));
-    let server_url = format!("https://localhost:{}", proxy.addr.port());
-    let enrolled = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (device, token) in registrations {
-        let state_path = work.join("agents").join(&device);
-        let enrolled = enrolled.clone();
-        let (sem, events_tx, server_url, fingerprint, rotations) = (
-            enrolments.clone(),
-            events_tx.clone(),
-            server_url.clone(),
-            fingerprint.clone(),
-            config.rotations,
-        );
-        tasks.spawn(async move {
-            let mut outcome = DeviceOutcome {
-                device: device.clone(),
-                state: state_path.clone(),
-                enrol_latency: None,
-            };
-            let Ok(state) = StateDir::open(&state_path) else {
-                return outcome;
-            };
-            let options = EnrollOptions {
-                server: server_url,
-                ca_fingerprint: fingerprint,
-                device_id: device.clone(),
-                credential: EnrollCredential::Token(token),
-            };
-            let mut backoff = Duration::from_millis(200);
-            for _ in 0..30 {
-                let permit = sem.acquire().await;
-                let t = Instant::now();
-                let result = sigil_agent::enroll(&state, &options).await;
-                drop(permit);
-                match result {
-                    Ok(_) => {
-                        outcome.enrol_latency = Some(t.elapsed());
-                        enrolled.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) => {
-                        let _ = events_tx.send((
-                            device.clone(),
-                            AgentEvent::RenewalFailed {
-                                kind: enrol_kind(&e),
-                            },
-                        ));
-                        if !e.is_transient() {
-                            return outcome;
-                        }
-                        tokio::time::sleep(backoff.mul_f64(0.5 + chance() / 2.0)).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-            if outcome.enrol_latency.is_none() {
-                return outcome;
-            }
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let forward = {
-                let (events_tx, device) = (events_tx.clone(), device.clone());
-                tokio::spawn(async move {
-                    while let Some(e) = rx.recv().await {
-                        let _ = events_tx.send((device.clone(), e));
-                    }
-                })
-            };
-            let run = RunOptions {
-                min_backoff: Duration::from_millis(200),
-                max_backoff: Duration::from_secs(3),
-                poll,
-                renewals: Some(rotations),
-                renew_fraction,
-                events: Some(tx),
-                ..RunOptions::default()
-            };
-            let _ = sigil_agent::run(&state, &run).await;
-            drop(run);
-            let _ = forward.await;
-            outcome
-        });
-    }
-    drop(events_tx);
+async fn register_device(
+    admin: Arc<AdminClient>,
+    product_id: String,
+    i: usize,
+) -> Result<(String, String), SimError> {
+    let d = admin
+        .try_post(
+            "/api/v1/devices",
+            json!({"product_id": product_id, "serial_number": format!("SIM-{i:06}")}),
+        )
+        .await
+        .map_err(SimError::Api)?;
+    let id = d["id"].as_str().unwrap_or_default().to_owned();
+    let t = admin
+        .try_post(
+            &format!("/api/v1/devices/{id}/enrollment-tokens"),
+            json!({}),
+        )
+        .await
+        .map_err(SimError::Api)?;
+    Ok((id, t["token"].as_str().unwrap_or_default().to_owned()))
+}
 
-    // Watch: count events, print progress, restart the server half-way.
-    let total_rotations = config.devices as u64 * config.rotations;
-    let mut summary = Summary {
-        devices: config.devices,
-        ..Summary::default()
+/// What every device task shares.
+#[derive(Clone)]
+struct AgentContext {
+    server_url: String,
+    fingerprint: String,
+    /// Bounds the enrolments in flight at once.
+    enrolments: Arc<tokio::sync::Semaphore>,
+    events: tokio::sync::mpsc::UnboundedSender<(String, AgentEvent)>,
+    enrolled: Arc<AtomicU64>,
+    rotations: u64,
+    renew_fraction: f64,
+    poll: Duration,
+}
+
+/// One device's life: enrol (retrying transient failures), then run until it has rotated
+/// enough.
+async fn run_device(
+    ctx: AgentContext,
+    device: String,
+    token: String,
+    state_path: PathBuf,
+) -> DeviceOutcome {
+    let mut outcome = DeviceOutcome {
+        device: device.clone(),
+        state: state_path.clone(),
+        enrol_latency: None,
     };
-    let mut renew_latencies = Vec::new();
-    let mut outcomes = Vec::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            event = events.recv() => if let Some((_, event)) = event {
-                record(&mut summary, &mut renew_latencies, event);
-            },
-            done = tasks.join_next() => match done {
-                Some(Ok(outcome)) => outcomes.push(outcome),
-                Some(Err(e)) => return Err(SimError::Api(format!("a device task panicked: {e}"))),
-                None => break,
-            },
-            _ = ticker.tick() => {
-                if config.progress {
-                    eprint!(
-                        "\r[{:>6.1}s] enrolled {}/{}  rotations {}/{}  devices done {}  failed attempts {}   ",
-                        started.elapsed().as_secs_f64(),
-                        enrolled.load(Ordering::Relaxed),
-                        config.devices,
-                        summary.rotations,
-                        total_rotations,
-                        outcomes.len(),
-                        summary.failures.values().sum::<u64>()
-                    );
+    let Ok(state) = StateDir::open(&state_path) else {
+        return outcome;
+    };
+    let options = EnrollOptions {
+        server: ctx.server_url.clone(),
+        ca_fingerprint: ctx.fingerprint.clone(),
+        device_id: device.clone(),
+        credential: EnrollCredential::Token(token),
+    };
+    outcome.enrol_latency = enrol(&ctx, &state, &options).await;
+    if outcome.enrol_latency.is_none() {
+        return outcome;
+    }
+    run_agent(&ctx, &state, &device).await;
+    outcome
+}
+
+/// Enrol with up to 30 attempts and jittered exponential backoff; the latency of the attempt
+/// that succeeded. Every failed attempt is reported as an event.
+async fn enrol(ctx: &AgentContext, state: &StateDir, options: &EnrollOptions) -> Option<Duration> {
+    let mut backoff = Duration::from_millis(200);
+    for _ in 0..30 {
+        let permit = ctx.enrolments.acquire().await;
+        let t = Instant::now();
+        let result = sigil_agent::enroll(state, options).await;
+        drop(permit);
+        match result {
+            Ok(_) => {
+                let latency = t.elapsed();
+                ctx.enrolled.fetch_add(1, Ordering::Relaxed);
+                return Some(latency);
+            }
+            Err(e) => {
+                let _ = ctx.events.send((
+                    options.device_id.clone(),
+                    AgentEvent::RenewalFailed {
+                        kind: enrol_kind(&e),
+                    },
+                ));
+                if !e.is_transient() {
+                    return None;
                 }
-                if config.restart && summary.restarts == 0 && summary.rotations * 2 >= total_rotations {
-                    if config.progress {
-                        eprintln!("\nrestarting the server...");
-                    }
-                    if let Some(h) = handle.take() {
-                        h.shutdown().await;
-                    }
-                    handle = Some(
-                        sigil_server::start(
-                            server_config(work, api_addr, &database_url),
-                            sigil_server::system_clock(),
-                        )
-                        .await?,
-                    );
-                    summary.restarts += 1;
-                }
+                tokio::time::sleep(backoff.mul_f64(0.5 + chance() / 2.0)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
-    while let Ok(Some((_, event))) =
-        tokio::time::timeout(Duration::from_millis(50), events.recv()).await
-    {
-        record(&mut summary, &mut renew_latencies, event);
-    }
-    if config.progress {
-        eprintln!();
-    }
-    summary.dropped_connections = proxy.dropped.load(Ordering::Relaxed);
-    summary.slowed_connections = proxy.slowed.load(Ordering::Relaxed);
-    proxy.task.abort();
+    None
+}
 
-    // Consistency: every device holds a valid certificate that the server knows as active.
-    let enrol_latencies: Vec<Duration> = outcomes.iter().filter_map(|o| o.enrol_latency).collect();
-    summary.enrolled = enrol_latencies.len();
-    (summary.enrol_p50_ms, summary.enrol_p99_ms) = percentiles(enrol_latencies);
-    (summary.renew_p50_ms, summary.renew_p99_ms) = percentiles(renew_latencies);
+/// Run the enrolled agent until it has renewed `rotations` times, forwarding its events.
+async fn run_agent(ctx: &AgentContext, state: &StateDir, device: &str) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let forward = {
+        let (events_tx, device) = (ctx.events.clone(), device.to_owned());
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                let _ = events_tx.send((device.clone(), e));
+            }
+        })
+    };
+    let run = RunOptions {
+        min_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(3),
+        poll: ctx.poll,
+        renewals: Some(ctx.rotations),
+        renew_fraction: ctx.renew_fraction,
+        events: Some(tx),
+        ..RunOptions::default()
+    };
+    let _ = sigil_agent::run(state, &run).await;
+    // Dropping the options drops the event sender, which ends the forwarding task.
+    drop(run);
+    let _ = forward.await;
+}
+
+/// The running fleet: its device tasks and what they have reported so far.
+struct Fleet {
+    tasks: tokio::task::JoinSet<DeviceOutcome>,
+    events: tokio::sync::mpsc::UnboundedReceiver<(String, AgentEvent)>,
+    enrolled: Arc<AtomicU64>,
+    summary: Summary,
+    renew_latencies: Vec<Duration>,
+    outcomes: Vec<DeviceOutcome>,
+}
+
+impl Fleet {
+    /// Start every agent: enrol (a bounded number at once), then run until it has rotated enough.
+    fn spawn(
+        config: &SimConfig,
+        work: &Path,
+        registrations: Vec<(String, String)>,
+        fingerprint: &str,
+        proxy: SocketAddr,
+    ) -> Self {
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel::<(String, AgentEvent)>();
+        let renew_fraction = config.renew_fraction;
+        let ctx = AgentContext {
+            server_url: format!("https://localhost:{}", proxy.port()),
+            fingerprint: fingerprint.to_owned(),
+            enrolments: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+            events: events_tx,
+            enrolled: Arc::new(AtomicU64::new(0)),
+            rotations: config.rotations,
+            renew_fraction,
+            // Poll often enough to renew within a few percent of the due time.
+            poll: Duration::from_secs_f64((360.0 * renew_fraction / 20.0).clamp(0.2, 10.0)),
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for (device, token) in registrations {
+            let state_path = work.join("agents").join(&device);
+            tasks.spawn(run_device(ctx.clone(), device, token, state_path));
+        }
+        // Only the tasks hold senders now: the channel closes when the last one ends.
+        let enrolled = ctx.enrolled.clone();
+        drop(ctx);
+        Self {
+            tasks,
+            events,
+            enrolled,
+            summary: Summary {
+                devices: config.devices,
+                ..Summary::default()
+            },
+            renew_latencies: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Watch until every device task has ended: count events, print progress, restart the
+    /// server half-way.
+    async fn watch(
+        &mut self,
+        config: &SimConfig,
+        work: &Path,
+        started: Instant,
+        server: &mut SimServer,
+    ) -> Result<(), SimError> {
+        let total_rotations = config.devices as u64 * config.rotations;
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                event = self.events.recv() => if let Some((_, event)) = event {
+                    record(&mut self.summary, &mut self.renew_latencies, event);
+                },
+                done = self.tasks.join_next() => match done {
+                    Some(Ok(outcome)) => self.outcomes.push(outcome),
+                    Some(Err(e)) => return Err(SimError::Api(format!("a device task panicked: {e}"))),
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    if config.progress {
+                        self.print_progress(config, started, total_rotations);
+                    }
+                    if config.restart
+                        && self.summary.restarts == 0
+                        && self.summary.rotations * 2 >= total_rotations
+                    {
+                        if config.progress {
+                            eprintln!("\nrestarting the server...");
+                        }
+                        server.restart(work).await?;
+                        self.summary.restarts += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn print_progress(&self, config: &SimConfig, started: Instant, total_rotations: u64) {
+        eprint!(
+            "\r[{:>6.1}s] enrolled {}/{}  rotations {}/{}  devices done {}  failed attempts {}   ",
+            started.elapsed().as_secs_f64(),
+            self.enrolled.load(Ordering::Relaxed),
+            config.devices,
+            self.summary.rotations,
+            total_rotations,
+            self.outcomes.len(),
+            self.summary.failures.values().sum::<u64>()
+        );
+    }
+
+    /// Count the events still queued after the last task ended.
+    async fn drain_events(&mut self) {
+        while let Ok(Some((_, event))) =
+            tokio::time::timeout(Duration::from_millis(50), self.events.recv()).await
+        {
+            record(&mut self.summary, &mut self.renew_latencies, event);
+        }
+    }
+}
+
+/// Consistency: every device holds a valid certificate that the server knows as active.
+async fn check_fleet(admin: &AdminClient, outcomes: &[DeviceOutcome], summary: &mut Summary) {
     let checks: Vec<Result<(), String>> = futures_util::stream::iter(outcomes.iter())
-        .map(|o| check_device(&admin, o))
+        .map(|o| check_device(admin, o))
         .buffer_unordered(16)
         .collect()
         .await;
@@ -463,11 +601,6 @@ pub async fn simulate(config: &SimConfig, work: &Path) -> Result<Summary, SimErr
             Err(why) => summary.inconsistent.push(why),
         }
     }
-    if let Some(h) = handle.take() {
-        h.shutdown().await;
-    }
-    summary.elapsed = started.elapsed();
-    Ok(summary)
 }
 
 /// Count one agent event into the summary.

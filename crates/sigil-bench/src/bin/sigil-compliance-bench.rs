@@ -225,21 +225,7 @@ async fn flip(handle: &sigil_server::ServerHandle, i: u64, round: usize) -> Resu
 async fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(dir) = &args.full_only {
-        let url = format!("sqlite://{}", dir.join("sigil.db").display());
-        let handle = server(dir, &url, false).await?;
-        for _ in 0..3 {
-            let stats = handle
-                .compliance_rebuild()
-                .await
-                .map_err(anyhow::Error::msg)?;
-            println!(
-                "full: {} devices in {:.2} s",
-                stats.devices,
-                stats.elapsed.as_secs_f64()
-            );
-        }
-        handle.shutdown().await;
-        return Ok(());
+        return full_only(dir).await;
     }
     let n = args.devices;
     if n == 0 {
@@ -266,7 +252,44 @@ async fn main() -> Result<()> {
         "populated SQLite in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    pure_evaluation(n, now)?;
 
+    let handle = server(dir, &url, false).await?;
+    read_facts(&handle).await?;
+    full_evaluation(&handle, n).await?;
+    println!(
+        "\n| incremental, one posture report | events | p50 ms | p95 ms | p99 ms | max ms |\n|---|---|---|---|---|---|"
+    );
+    refresh_after_commit(&handle, n, args.events).await?;
+    handle.shutdown().await;
+
+    let handle = server(dir, &url, true).await?;
+    follower_after_commit(&handle, n, args.events).await?;
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// `--full-only`: three full evaluations of the fleet kept in `dir`, each printed.
+async fn full_only(dir: &Path) -> Result<()> {
+    let url = format!("sqlite://{}", dir.join("sigil.db").display());
+    let handle = server(dir, &url, false).await?;
+    for _ in 0..3 {
+        let stats = handle
+            .compliance_rebuild()
+            .await
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "full: {} devices in {:.2} s",
+            stats.devices,
+            stats.elapsed.as_secs_f64()
+        );
+    }
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// Phase 1: the check results and the first row of the phase table.
+fn pure_evaluation(n: u64, now: i64) -> Result<()> {
     let (elapsed, tally) = pure(n, now)?;
     println!(
         "check results: {} pass, {} not applicable, {} unknown, {} fail",
@@ -277,8 +300,11 @@ async fn main() -> Result<()> {
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64()
     );
+    Ok(())
+}
 
-    let handle = server(dir, &url, false).await?;
+/// Phase 2: page through the fleet's compliance facts without evaluating them.
+async fn read_facts(handle: &sigil_server::ServerHandle) -> Result<()> {
     let started = Instant::now();
     let mut after = None;
     let mut read = 0u64;
@@ -296,6 +322,11 @@ async fn main() -> Result<()> {
         elapsed.as_secs_f64(),
         read as f64 / elapsed.as_secs_f64()
     );
+    Ok(())
+}
+
+/// Phase 3: the median of three full evaluations, each of which must cover all `n` devices.
+async fn full_evaluation(handle: &sigil_server::ServerHandle, n: u64) -> Result<()> {
     let mut full = Vec::new();
     for _ in 0..3 {
         let stats = handle
@@ -313,14 +344,20 @@ async fn main() -> Result<()> {
         full[1].as_secs_f64(),
         n as f64 / full[1].as_secs_f64()
     );
+    Ok(())
+}
 
-    println!(
-        "\n| incremental, one posture report | events | p50 ms | p95 ms | p99 ms | max ms |\n|---|---|---|---|---|---|"
-    );
-    let mut refresh = Vec::with_capacity(args.events);
-    for round in 0..args.events {
+/// Phase 4, follower off: after each event's commit, time an explicit refresh, which must
+/// re-evaluate that one device to the expected status.
+async fn refresh_after_commit(
+    handle: &sigil_server::ServerHandle,
+    n: u64,
+    events: usize,
+) -> Result<()> {
+    let mut refresh = Vec::with_capacity(events);
+    for round in 0..events {
         let i = (round as u64 * 7919) % n;
-        let (id, expected) = flip(&handle, i, round).await?;
+        let (id, expected) = flip(handle, i, round).await?;
         let started = Instant::now();
         let stats = handle
             .compliance_refresh()
@@ -339,20 +376,27 @@ async fn main() -> Result<()> {
         }
     }
     summary("refresh after the commit (follower off)", refresh);
-    handle.shutdown().await;
+    Ok(())
+}
 
-    let handle = server(dir, &url, true).await?;
+/// Phase 4, follower on: time each event's commit, and until the follower (woken by the
+/// commit) shows the expected status.
+async fn follower_after_commit(
+    handle: &sigil_server::ServerHandle,
+    n: u64,
+    events: usize,
+) -> Result<()> {
     // Wait for the follower's initial full evaluation.
     handle
         .compliance_refresh()
         .await
         .map_err(anyhow::Error::msg)?;
-    let mut commits = Vec::with_capacity(args.events);
-    let mut end_to_end = Vec::with_capacity(args.events);
-    for round in 0..args.events {
+    let mut commits = Vec::with_capacity(events);
+    let mut end_to_end = Vec::with_capacity(events);
+    for round in 0..events {
         let i = (round as u64 * 104_729 + 1) % n;
         let started = Instant::now();
-        let (id, expected) = flip(&handle, i, round).await?;
+        let (id, expected) = flip(handle, i, round).await?;
         commits.push(started.elapsed());
         loop {
             if handle
@@ -375,6 +419,5 @@ async fn main() -> Result<()> {
         "write + commit + follower's update (woken by the commit)",
         end_to_end,
     );
-    handle.shutdown().await;
     Ok(())
 }
