@@ -4,10 +4,11 @@
 Every workspace member declares its layer in its manifest:
 
     [package.metadata.sigil]
-    layer = "pure"   # or adapter, authority, http, front-end, glue, tool
+    layer = "pure"   # or adapter, authority, http, front-end, glue, device, tool
 
 and the check enforces, on NORMAL dependencies only (dev- and build-dependencies do not count),
-followed transitively and on every target platform:
+with every feature of the crate on (an optional dependency is a dependency), followed
+transitively and on every target platform:
 
   pure       no tokio, axum, hyper, sqlx, sqlx-*, rumqttc, reqwest; no non-pure workspace crate
   adapter    (I/O the authority uses: storage, the broker's client) as authority, and no
@@ -17,6 +18,8 @@ followed transitively and on every target platform:
   front-end  no other front-end crate, no glue crate
   glue       no tool crate (and neither may any layer above: tools such as the test kit are
              dev-dependencies of the product, never normal ones)
+  device     (what runs on a device: the agent) no adapter, authority, http, front-end, glue
+             or tool crate
   tool       no rules
 
 A member without a layer, or with an unknown one, is an error: every new crate has to say where
@@ -26,14 +29,17 @@ Each violation is one line with the shortest path to the forbidden crate. A forb
 crate reached only through another one (tokio behind axum) is not listed again; what a forbidden
 workspace crate brings in is.
 
-Why `cargo tree -p CRATE` per crate and not the resolve graph of one `cargo metadata`: that graph
-has the features of the whole workspace unified, so an optional tokio that only the glue crate
-switches on in a shared dependency would show up under the pure crates as well. `cargo tree -p`
-resolves the features of that one crate, as `cargo build -p` would.
+Why `cargo tree -p CRATE --all-features` per crate and not the resolve graph of one `cargo
+metadata`: that graph has the features of the whole workspace unified, so an optional tokio of a
+third-party crate that only the glue crate switches on would show up under the pure crates as
+well. Per crate, every feature of the crate itself is on (its own optional dependencies count),
+and what it turns on in its dependencies, as `cargo build -p CRATE --all-features` would.
 
-Usage: python3 scripts/check-deps.py [--manifest-path PATH/Cargo.toml] [--locked]
+Usage: python3 scripts/check-deps.py [--manifest-path PATH/Cargo.toml] [--locked] [--host-only]
 
-Exit status: 0 clean, 1 violations, 2 the check itself could not run (cargo failed).
+Exit status: 0 clean, 1 violations, 2 the check itself could not run (cargo failed, or printed
+nothing it can read; or the crates of other platforms cannot be had and --host-only was not
+given: failing closed).
 Nothing is compiled: only `cargo metadata --no-deps` and `cargo tree` are run.
 """
 
@@ -46,34 +52,52 @@ import sys
 from collections import deque
 from pathlib import Path
 
-LAYERS = ("pure", "adapter", "authority", "http", "front-end", "glue", "tool")
+LAYERS = ("pure", "adapter", "authority", "http", "front-end", "glue", "device", "tool")
 
-# Crates that bring I/O, a runtime or HTTP: a pure crate may reach none of them.
-PURE_FORBIDDEN = {"tokio", "axum", "hyper", "sqlx", "rumqttc", "reqwest"}
-PURE_FORBIDDEN_PREFIXES = ("sqlx-",)
-# The authority does no HTTP.
-AUTHORITY_FORBIDDEN = {"axum", "hyper", "reqwest", "tower", "tower-http"}
+# Crates that bring I/O, a runtime, a database, MQTT or HTTP: a pure crate may reach none of
+# them. A denylist cannot name every such crate; it names the runtimes and clients the
+# ecosystem builds on (most others depend on one of these, and are caught through it).
+PURE_FORBIDDEN = {
+    "tokio", "mio", "async-std", "smol", "axum", "hyper", "tower", "reqwest", "ureq", "isahc",
+    "surf", "sqlx", "rusqlite", "postgres", "tokio-postgres", "diesel", "rumqttc", "paho-mqtt",
+    "async-nats", "redis", "lapin",
+}
+PURE_FORBIDDEN_PREFIXES = ("sqlx-", "tokio-", "hyper-", "axum-", "tower-")
+# The authority does no HTTP (server or client).
+AUTHORITY_FORBIDDEN = {"axum", "hyper", "reqwest", "ureq", "isahc", "surf", "tower"}
+AUTHORITY_FORBIDDEN_PREFIXES = ("axum-", "hyper-", "tower-")
 
 # layer -> (forbidden external crate names, forbidden name prefixes, forbidden workspace layers).
 # For pure, "every layer but pure" also covers members with no or an unknown layer (fail closed).
 RULES = {
     "pure": (PURE_FORBIDDEN, PURE_FORBIDDEN_PREFIXES, None),
-    "adapter": (AUTHORITY_FORBIDDEN, (), {"authority", "front-end", "http", "glue", "tool"}),
-    "authority": (AUTHORITY_FORBIDDEN, (), {"front-end", "http", "glue", "tool"}),
-    "http": (set(), (), {"front-end", "glue", "tool"}),
-    "front-end": (set(), (), {"front-end", "glue", "tool"}),
+    "adapter": (
+        AUTHORITY_FORBIDDEN,
+        AUTHORITY_FORBIDDEN_PREFIXES,
+        {"authority", "front-end", "http", "glue", "device", "tool"},
+    ),
+    "authority": (
+        AUTHORITY_FORBIDDEN,
+        AUTHORITY_FORBIDDEN_PREFIXES,
+        {"front-end", "http", "glue", "device", "tool"},
+    ),
+    "http": (set(), (), {"front-end", "glue", "device", "tool"}),
+    "front-end": (set(), (), {"front-end", "glue", "device", "tool"}),
     # The product never links a tool (the test kit is a dev-dependency of the product's tests).
-    "glue": (set(), (), {"tool"}),
+    "glue": (set(), (), {"device", "tool"}),
+    # What runs on a device (the agent) links none of the server.
+    "device": (set(), (), {"adapter", "authority", "http", "front-end", "glue", "tool"}),
 }
 
 # How cargo is allowed to get the dependency graph, tried in order. `--target all` counts
 # platform-specific dependencies too, but needs every platform's crates in the local cache:
-# offline first (fast, no network), then online, and as a last resort the host platform only.
+# offline first (fast, no network), then online. Checking the host platform only would miss a
+# dependency of another platform, so it is used only when asked for (--host-only).
 MODES = (
     ("offline", ["--offline", "--target", "all"]),
     ("online", ["--target", "all"]),
-    ("offline, host platform only", ["--offline"]),
 )
+HOST_ONLY_MODES = (("offline, host platform only", ["--offline"]),)
 
 
 def run_cargo(args):
@@ -167,27 +191,28 @@ class Tree:
 class TreeRunner:
     """Runs `cargo tree` for one crate, remembering which mode last worked."""
 
-    def __init__(self, manifest, extra):
+    def __init__(self, manifest, extra, host_only):
         self.manifest = manifest
         self.extra = extra
+        self.modes = HOST_ONLY_MODES if host_only else MODES
         self.mode = 0
-        self.warned = False
 
     def tree(self, package_id):
+        # Every feature of the crate itself: an optional dependency is a dependency (some other
+        # crate of the build may well switch it on).
         base = ["tree", "--manifest-path", self.manifest, "-e", "normal", "-p", package_id,
-                "--prefix", "depth", "--format", "{p}", *self.extra]
+                "--all-features", "--prefix", "depth", "--format", "{p}", *self.extra]
         errors = ""
-        for i in range(self.mode, len(MODES)):
-            label, flags = MODES[i]
+        for i in range(self.mode, len(self.modes)):
+            _, flags = self.modes[i]
             out = run_cargo([*base, *flags])
             if out.returncode == 0:
                 self.mode = i
-                if label.endswith("host platform only") and not self.warned:
-                    self.warned = True
-                    print("check-deps: warning: the crates of other platforms are not in the "
-                          "cargo cache and cannot be fetched; platform-specific dependencies "
-                          "were checked for this host only", file=sys.stderr)
-                return Tree(out.stdout)
+                tree = Tree(out.stdout)
+                if tree.root is None:
+                    fail(f"cargo tree printed nothing this check can read for {package_id}",
+                         out.stdout[:2000])
+                return tree
             errors = out.stderr
         fail(f"cargo tree failed for {package_id}", errors)
 
@@ -198,6 +223,9 @@ def main():
     parser.add_argument("--manifest-path", default=str(default_manifest))
     parser.add_argument("--locked", action="store_true",
                         help="pass --locked to cargo (never rewrite Cargo.lock; for CI)")
+    parser.add_argument("--host-only", action="store_true",
+                        help="check this platform's dependencies only (offline, when the crates "
+                             "of other platforms cannot be had)")
     args = parser.parse_args()
     extra = ["--locked"] if args.locked else []
 
@@ -225,7 +253,7 @@ def main():
             report(f"{name}: unknown layer {layer!r} in {m['manifest']} "
                    f"(one of {', '.join(LAYERS)})")
 
-    runner = TreeRunner(args.manifest_path, extra)
+    runner = TreeRunner(args.manifest_path, extra, args.host_only)
     for name, m in sorted(members.items()):
         layer = m["layer"]
         if layer not in RULES:

@@ -123,13 +123,15 @@ crate "$ws" pure pure "[target.'cfg(windows)'.dependencies]" 'tokio = "1"'
 expect "a platform-specific dependency counts" "$ws" 1 \
   "pure (pure) must not depend on tokio: pure -> tokio"
 
-# 9. Feature unification does not leak between crates: glue turns on lib's optional tokio, but
-# pure crates built on their own (default features) stay free of it.
-ws="$(workspace unified-features)"
+# 9. An optional dependency is a dependency: a pure crate's optional tokio counts even though
+# only glue turns it on; a pure crate using that crate without the feature stays clean.
+ws="$(workspace optional-dep)"
 crate "$ws" lib pure '[dependencies]' 'tokio = { version = "1", optional = true }'
 crate "$ws" core pure '[dependencies]' "$(dep lib)"
 crate "$ws" glue glue '[dependencies]' 'lib = { path = "../lib", features = ["tokio"] }'
-expect "another crate's features do not count" "$ws" 0 "all clean"
+expect "an optional dependency counts" "$ws" 1 \
+  "lib (pure) must not depend on tokio: lib -> tokio" \
+  "dependency rules: 1 violation(s)"
 
 # 10. The product linking a tool (the test kit must stay a dev-dependency), and an adapter
 # (storage) reaching up into the authority.
@@ -143,6 +145,15 @@ expect "product -> tool and adapter -> authority are refused" "$ws" 1 \
   "glue (glue) must not depend on kit (tool): glue -> kit" \
   "store (adapter) must not depend on authority (authority): store -> authority" \
   "dependency rules: 2 violation(s)"
+
+# 11. The device agent linking the server, and a pure crate reaching a tokio- companion crate.
+ws="$(workspace device)"
+crate "$ws" server glue
+crate "$ws" agent device '[dependencies]' "$(dep server)"
+crate "$ws" pure pure '[dependencies]' 'tokio-stream = { version = "0.1", default-features = false }'
+expect "device -> glue and pure -> tokio-stream are refused" "$ws" 1 \
+  "agent (device) must not depend on server (glue): agent -> server" \
+  "pure (pure) must not depend on tokio-stream: pure -> tokio-stream"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

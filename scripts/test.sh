@@ -29,5 +29,7 @@ command -v st >/dev/null 2>&1 || { echo "error: the API conformance test needs S
 
 # The dependency-direction check (.ci/run) on workspaces made wrong on purpose.
 bash scripts/test-check-deps.sh
+# The code-shape check (.ci/run), likewise.
+bash scripts/test-check-sizes.sh
 
 cargo test --workspace --locked

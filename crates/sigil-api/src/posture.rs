@@ -100,8 +100,10 @@ pub struct PostureResponse {
     responses((status = 200, body = PostureResponse), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    super::ApiPath(device): super::ApiPath<DeviceId>,
+    // The query first, then the id: a request wrong in both is told about its query, as
+    // before the id had an extractor of its own.
     super::ApiQuery(q): super::ApiQuery<PostureQuery>,
+    super::ApiPath(device): super::ApiPath<DeviceId>,
 ) -> Result<Json<PostureResponse>, ApiError> {
     state.store().get_device(device).await?;
     let limit = q.limit.unwrap_or(50);

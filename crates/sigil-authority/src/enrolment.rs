@@ -93,7 +93,7 @@ impl Authority {
             // Nothing was issued: the device may try again with the same token.
             if let Err(release) = self
                 .store
-                .release_enrollment_token(device, &token_id, &e.reason(), self.now())
+                .release_enrollment_token(device, &token_id, &e.public_reason(), self.now())
                 .await
             {
                 tracing::error!(error = %release, "could not release an enrolment token");

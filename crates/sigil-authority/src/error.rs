@@ -103,9 +103,66 @@ pub enum RequestError {
     Authority(#[from] AuthorityError),
 }
 
+/// What a caller is told of a failure it did not cause: the cause is logged, never shown.
+pub const INTERNAL_REASON: &str = "the server failed to process the request; see its log";
+
+/// What a caller is told when the key it presented is certified for another device (which
+/// device is not the caller's business).
+pub const KEY_BOUND_REASON: &str =
+    "this public key is already bound to another device; generate a new key on the device";
+
 impl RequestError {
-    /// The reason as the caller is told it (for audit entries and token releases).
-    pub fn reason(&self) -> String {
-        self.to_string()
+    /// The reason as the caller is told it, for audit entries that record a refusal (a token
+    /// released after a refused issuance): the refusal's own words, or for an internal failure
+    /// only that it happened. Front-ends tell callers the same (`sigil-http` tests that its
+    /// problem details agree).
+    pub fn public_reason(&self) -> String {
+        match self {
+            Self::Refused(r) => r.detail.clone(),
+            Self::Id(e) => e.to_string(),
+            Self::Ca(e) => ca_reason(e),
+            Self::Store(e) => store_reason(e),
+            Self::Issue(sigil_store::IssueError::Store(e)) => store_reason(e),
+            Self::Issue(sigil_store::IssueError::Sign(e)) => ca_reason(e),
+            Self::Authority(AuthorityError::AuditIntegrity(reason)) => reason.clone(),
+            Self::Authority(AuthorityError::Store(e)) => store_reason(e),
+            Self::Authority(_) => INTERNAL_REASON.to_owned(),
+        }
+    }
+}
+
+/// CA errors the caller caused (its CSR, key, profile or manufacturer CA) are explained; others
+/// are internal.
+pub fn ca_error_is_callers(e: &sigil_ca::CaError) -> bool {
+    use sigil_ca::CaError as E;
+    matches!(
+        e,
+        E::CsrPem(_)
+            | E::CsrDer(_)
+            | E::CsrTooLarge(_)
+            | E::CsrBadSignature
+            | E::CsrSignatureAlgorithm(_)
+            | E::WeakKey(_)
+            | E::UnsupportedKey(_)
+            | E::UnknownProfile(_)
+            | E::ManufacturerCa(_)
+    )
+}
+
+fn ca_reason(e: &sigil_ca::CaError) -> String {
+    if ca_error_is_callers(e) {
+        e.to_string()
+    } else {
+        INTERNAL_REASON.to_owned()
+    }
+}
+
+fn store_reason(e: &sigil_store::StoreError) -> String {
+    use sigil_store::StoreError as E;
+    match e {
+        E::NotFound { .. } | E::Conflict(_) | E::Lifecycle(_) => e.to_string(),
+        E::KeyBound(_) => KEY_BOUND_REASON.to_owned(),
+        E::NotEntitled(detail) => detail.clone(),
+        _ => INTERNAL_REASON.to_owned(),
     }
 }

@@ -37,7 +37,10 @@ pub use clock::{Clock, rfc3339, system_clock};
 pub use compliance::AlertSink;
 pub use crl::{CrlPublisher, RevokedSerials};
 pub use datadir::{DataDir, PassphraseSource};
-pub use error::{AuthorityError, Refusal, RefusalKind, RequestError};
+pub use error::{
+    AuthorityError, INTERNAL_REASON, KEY_BOUND_REASON, Refusal, RefusalKind, RequestError,
+    ca_error_is_callers,
+};
 pub use ocsp::{OcspService, OcspSigning};
 pub use refusals::RefusalRecord;
 pub use startup::{Background, Foundation, Prepared, Services, StoreConfig};

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use std::future::Future;
 
-use sigil_authority::{Authority, AuthorityError};
+use sigil_authority::Authority;
 use sigil_domain::DeviceFilter;
 use sigil_mosquitto::dynsec::{self, BrokerMirror};
 use sigil_mosquitto::{Command, ControlClient, ControlConfig, MosquittoError};
@@ -100,16 +100,10 @@ impl BrokerAuthority for Authority {
     }
 }
 
-/// Errors setting the sync up (its configuration).
+/// Errors setting the sync up: its configuration (the broker's CA file).
 #[derive(Debug, thiserror::Error)]
-#[error("mosquitto: {0}")]
+#[error("invalid configuration: {0}")]
 pub struct BrokerError(String);
-
-impl From<BrokerError> for AuthorityError {
-    fn from(e: BrokerError) -> Self {
-        AuthorityError::Config(e.0)
-    }
-}
 
 /// How to reach and keep the broker.
 #[derive(Clone)]

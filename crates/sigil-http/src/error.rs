@@ -10,7 +10,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use sigil_authority::compliance::ComplianceError;
-use sigil_authority::{AuthorityError, Refusal, RefusalKind, RefusalRecord, RequestError};
+use sigil_authority::{
+    AuthorityError, INTERNAL_REASON, KEY_BOUND_REASON, Refusal, RefusalKind, RefusalRecord,
+    RequestError,
+};
 use sigil_ca::CaError;
 use sigil_domain::{IdError, InventoryError, LifecycleError};
 use sigil_store::{IssueError, StoreError};
@@ -106,7 +109,7 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal error",
-            "the server failed to process the request; see its log",
+            INTERNAL_REASON,
         )
     }
 }
@@ -163,7 +166,7 @@ impl From<StoreError> for ApiError {
                 StatusCode::CONFLICT,
                 "key-already-bound",
                 "Public key already in use",
-                "this public key is already bound to another device; generate a new key on the device",
+                KEY_BOUND_REASON,
             ),
             StoreError::NotEntitled(detail) => Self::new(
                 StatusCode::FORBIDDEN,
@@ -337,5 +340,50 @@ impl From<QueryRejection> for ApiError {
             "Invalid query string",
             r.body_text(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sigil_domain::DeviceId;
+
+    fn errors() -> Vec<RequestError> {
+        let device: DeviceId = "01a241a0-38e3-775e-84f4-93162dd87c81".parse().unwrap();
+        vec![
+            Refusal::forbidden("bootstrap-untrusted", "not a registered CA").into(),
+            Refusal::unauthenticated("the token is spent").into(),
+            "not-an-id".parse::<DeviceId>().unwrap_err().into(),
+            CaError::WeakKey("RSA 1024".into()).into(),
+            CaError::CaCertificate("broken".into()).into(),
+            StoreError::KeyBound(device).into(),
+            StoreError::NotFound {
+                kind: "device",
+                id: device.to_string(),
+            }
+            .into(),
+            StoreError::NotEntitled("superseded".into()).into(),
+            StoreError::Corrupt("row 7".into()).into(),
+            IssueError::<CaError>::Store(StoreError::Closed).into(),
+            IssueError::Sign(CaError::UnknownProfile("x".into())).into(),
+            AuthorityError::AuditIntegrity("the log was rewritten".into()).into(),
+            AuthorityError::Random.into(),
+        ]
+    }
+
+    /// What the audit log records of a refused request (a released token's reason) is what the
+    /// caller was told, and internal causes reach neither.
+    #[test]
+    fn callers_and_the_audit_log_are_told_the_same_reason() {
+        for (e, again) in errors().into_iter().zip(errors()) {
+            let reason = e.public_reason();
+            let problem = ApiError::from(again);
+            assert_eq!(problem.detail, reason, "{e:?}");
+            assert!(
+                !reason.contains("row 7") && !reason.contains("closed"),
+                "{reason}"
+            );
+        }
     }
 }

@@ -85,7 +85,19 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::not_found(e.body_text()))?;
+            .map_err(|e| {
+                // Not UTF-8, or not one segment: a bad identifier like any other.
+                if e.status() == StatusCode::BAD_REQUEST {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-id",
+                        "Invalid identifier",
+                        e.body_text(),
+                    )
+                } else {
+                    ApiError::internal(e.body_text())
+                }
+            })?;
         Ok(Self(raw.parse::<T>()?))
     }
 }

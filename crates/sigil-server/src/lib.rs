@@ -248,15 +248,15 @@ fn tls_names(config: &ServerConfig) -> Vec<String> {
     names
 }
 
-/// The authority on a prepared foundation, with the API listener's TLS (at `api_addr`) and
-/// the PKI URLs under `pki_base_url`.
-async fn open_services(
+/// The services' settings and the API listener's TLS (at `api_addr`), with the PKI URLs under
+/// `pki_base_url`: everything a start can refuse, checked before the start is logged.
+async fn services(
     config: &ServerConfig,
-    foundation: sigil_authority::Foundation,
+    foundation: &sigil_authority::Foundation,
     pki_base_url: &str,
     api_addr: SocketAddr,
-    clock: Clock,
-) -> Result<(Arc<Authority>, ApiTls), ServerError> {
+    now: time::OffsetDateTime,
+) -> Result<(Services, ApiTls), ServerError> {
     let enrollment_profile = sigil_ca::Profile::by_name(&config.enrollment_profile)?;
     let alerts = match config.compliance_webhook.as_deref() {
         Some(url) => Some(Arc::new(Webhook::new(url)?) as Arc<dyn AlertSink>),
@@ -272,24 +272,19 @@ async fn open_services(
         Some(td) => IdentityScheme::spiffe(td)?,
         None => IdentityScheme::Urn,
     };
-    let tls = api_tls(config, &foundation.ca, &foundation.store, api_addr, clock()).await?;
-    let authority = Authority::open(
-        foundation,
-        Services {
-            urls,
-            scheme,
-            enrollment_profile,
-            ocsp_signing: config.ocsp_signing,
-            crl_validity: config.crl_validity,
-            revoked: tls.revoked.clone(),
-            failures,
-            alerts,
-            trust: tls.verifier.clone(),
-        },
-        clock,
-    )
-    .await?;
-    Ok((authority, tls))
+    let tls = api_tls(config, &foundation.ca, &foundation.store, api_addr, now).await?;
+    let services = Services {
+        urls,
+        scheme,
+        enrollment_profile,
+        ocsp_signing: config.ocsp_signing,
+        crl_validity: config.crl_validity,
+        revoked: tls.revoked.clone(),
+        failures,
+        alerts,
+        trust: tls.verifier.clone(),
+    };
+    Ok((services, tls))
 }
 
 /// What the API listener serves: the REST API with EST beside it.
@@ -318,8 +313,9 @@ pub async fn open_in_process(
         .pki_base_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.pki_listen));
-    let (authority, _) =
-        open_services(config, prepared.foundation, &base, config.listen, clock).await?;
+    let (services, _) =
+        services(config, &prepared.foundation, &base, config.listen, clock()).await?;
+    let authority = Authority::open(prepared.foundation, services, clock).await?;
     Ok(InProcess {
         app: api_app(&authority),
         authority,
@@ -352,25 +348,28 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         .pki_base_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", listeners.pki_addr));
-    record_start(&store, &config, &listeners, &base, &prepared, clock()).await?;
-    let (authority, tls) = open_services(
+    let (services, tls) = services(
         &config,
-        prepared.foundation,
+        &prepared.foundation,
         &base,
         listeners.api_addr,
-        clock,
+        clock(),
     )
     .await?;
-    let mut tasks = authority.spawn_background(&Background {
+    record_start(&store, &config, &listeners, &base, &prepared, clock()).await?;
+    let authority = Authority::open(prepared.foundation, services, clock).await?;
+    // The broker's settings can still be refused: before any task is running.
+    let mut tasks = match &config.mosquitto {
+        Some(settings) => sigil_broker::spawn(settings, authority.clone())?,
+        None => Vec::new(),
+    };
+    tasks.extend(authority.spawn_background(&Background {
         checkpoint_interval: config.checkpoint_interval,
         superseded_overlap: config.superseded_overlap,
         compliance_interval: config.compliance_interval,
         follow_compliance: config.follow_compliance,
-    });
+    }));
     tasks.push(spawn_refusal_recorder(authority.clone(), tls.refusals));
-    if let Some(settings) = &config.mosquitto {
-        tasks.extend(sigil_broker::spawn(settings, authority.clone())?);
-    }
     let pki_app = sigil_pki::router(authority.clone());
     tasks.push(tokio::spawn(tls::serve_tls(
         listeners.api,
