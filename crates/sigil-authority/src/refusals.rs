@@ -37,17 +37,9 @@ impl Authority {
         subject: String,
         refusal: RefusalRecord<'_>,
     ) {
-        let event = AuditEvent::new(
-            self.now(),
-            actor.clone(),
-            action,
-            subject,
-            refusal.outcome(),
-            serde_json::json!({"code": refusal.code, "reason": refusal.reason}),
-        );
-        if let Err(write) = self.store.append_audit(vec![event]).await {
-            tracing::error!(error = %write, action, "could not record a refusal in the audit log");
-        }
+        let details = serde_json::json!({"code": refusal.code, "reason": refusal.reason});
+        self.append_refusal(actor, action, subject, refusal.outcome(), details)
+            .await;
     }
 
     /// A failed authentication from `ip` on `channel` (`api`, `est`): recorded with the address,
@@ -70,17 +62,26 @@ impl Authority {
         let address = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         // The reason may echo what the caller sent: keep entries small.
         let reason: String = refusal.reason.chars().take(512).collect();
-        let event = AuditEvent::new(
-            self.now(),
-            actor.clone(),
-            action,
-            subject,
-            refusal.outcome(),
-            serde_json::json!({"code": refusal.code, "reason": reason, "source_ip": address}),
-        );
-        if let Err(write) = self.store.append_audit(vec![event]).await {
-            tracing::error!(error = %write, action, "could not record a failed authentication");
-        }
+        let details =
+            serde_json::json!({"code": refusal.code, "reason": reason, "source_ip": address});
+        self.append_refusal(actor, action, subject, refusal.outcome(), details)
+            .await;
         None
+    }
+
+    /// One entry in a transaction of its own (the refusal changed nothing); a failed write is
+    /// logged and the refusal stands.
+    async fn append_refusal(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: String,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) {
+        let event = AuditEvent::new(self.now(), actor.clone(), action, subject, outcome, details);
+        if let Err(write) = self.store.append_audit(vec![event]).await {
+            tracing::error!(error = %write, action, "could not record a refusal in the audit log");
+        }
     }
 }
