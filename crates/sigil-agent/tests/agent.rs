@@ -18,10 +18,6 @@ async fn start_server() -> TestServer {
     TestServer::start(Db::Sqlite).await.unwrap()
 }
 
-fn url(s: &TestServer) -> String {
-    s.api.clone()
-}
-
 /// A product, a device with `serial`, and a one-time token for it.
 async fn new_device(s: &TestServer, serial: &str) -> (String, String, String) {
     let admin = s.admin();
@@ -65,7 +61,7 @@ fn enroll_with_binary(
     agent(&[
         "enroll",
         "--server",
-        &url(s),
+        &s.api,
         "--ca-fingerprint",
         fingerprint,
         "--device-id",
@@ -279,7 +275,7 @@ async fn enrols_with_a_manufacturer_bootstrap_certificate() {
     let id = sigil_agent::enroll(
         &state,
         &EnrollOptions {
-            server: url(&s),
+            server: s.api.clone(),
             ca_fingerprint: s.root_fingerprint(),
             device_id: device.clone(),
             credential: EnrollCredential::Bootstrap {
@@ -353,7 +349,7 @@ async fn reports_posture_on_schedule_and_on_change() {
     // Without a client certificate, or with a malformed report: refused, nothing stored.
     let anonymous = s
         .http
-        .post(format!("{}/api/v1/device/posture", url(&s)))
+        .post(format!("{}/api/v1/device/posture", s.api))
         .json(&json!({}))
         .send()
         .await
@@ -385,7 +381,7 @@ async fn reports_posture_on_schedule_and_on_change() {
         .build()
         .unwrap();
     let bad = device_http
-        .post(format!("{}/api/v1/device/posture", url(&s)))
+        .post(format!("{}/api/v1/device/posture", s.api))
         .header("content-type", "application/json")
         .body(r#"{"listening_services":[{"protocol":"icmp","port":1}]}"#)
         .send()

@@ -79,10 +79,6 @@ impl Authority {
         (self.clock)()
     }
 
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     /// The inventory, certificates, tokens and audit log (every write audited in its
     /// transaction).
     pub fn store(&self) -> &Store {
@@ -99,10 +95,6 @@ impl Authority {
 
     pub fn scheme(&self) -> &IdentityScheme {
         &self.scheme
-    }
-
-    pub fn enrollment_profile(&self) -> &'static Profile {
-        self.enrollment_profile
     }
 
     pub fn audit(&self) -> &Arc<AuditLog> {
@@ -129,10 +121,6 @@ impl Authority {
 
     pub fn secrets(&self) -> &secrets::SecretBox {
         &self.secrets
-    }
-
-    pub fn failures(&self) -> &failures::FailureLedger {
-        &self.failures
     }
 
     /// The compliance control catalogue.

@@ -30,8 +30,9 @@ pub use grant::{broker_grant, commands_filter, telemetry_filter};
 
 /// What the broker integrations ask of the authority.
 pub trait BrokerAuthority: Send + std::marker::Sync + 'static {
-    /// The access policy in force, and its version (a new version re-decides every device).
-    fn policy(&self) -> (Arc<PolicyEngine>, i64);
+    /// The access policy in force.
+    fn policy(&self) -> Arc<PolicyEngine>;
+    /// Its version: a new version re-decides every device.
     fn policy_version(&self) -> i64;
     /// The end of the audit log: the change feed's cursor.
     fn changes_end(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -57,9 +58,8 @@ pub trait BrokerAuthority: Send + std::marker::Sync + 'static {
 }
 
 impl BrokerAuthority for Authority {
-    fn policy(&self) -> (Arc<PolicyEngine>, i64) {
-        let active = self.active_policy();
-        (active.engine(), active.version())
+    fn policy(&self) -> Arc<PolicyEngine> {
+        Authority::policy(self)
     }
 
     fn policy_version(&self) -> i64 {
@@ -316,7 +316,7 @@ impl<A: BrokerAuthority> Sync<A> {
         mirror: &mut BrokerMirror,
         devices: &[String],
     ) -> Result<usize, SyncError> {
-        let (policy, _) = self.authority.policy();
+        let policy = self.authority.policy();
         let mut commands: Vec<Command> = Vec::new();
         let mut decided = Vec::new();
         for device in devices {

@@ -248,25 +248,45 @@ fn tls_names(config: &ServerConfig) -> Vec<String> {
     names
 }
 
+/// The settings that need nothing but the configuration, checked before anything is touched.
+struct Checked {
+    enrollment_profile: &'static sigil_ca::Profile,
+    alerts: Option<Arc<dyn AlertSink>>,
+    failures: FailureLedger,
+}
+
+impl Checked {
+    fn new(config: &ServerConfig) -> Result<Self, ServerError> {
+        Ok(Self {
+            enrollment_profile: sigil_ca::Profile::by_name(&config.enrollment_profile)?,
+            alerts: match config.compliance_webhook.as_deref() {
+                Some(url) => Some(Arc::new(Webhook::new(url)?) as Arc<dyn AlertSink>),
+                None => None,
+            },
+            failures: FailureLedger::new(
+                Duration::try_from(config.failure_window)
+                    .map_err(|e| ServerError::Config(format!("failure window: {e}")))?,
+                config.failures_per_window,
+            ),
+        })
+    }
+}
+
 /// The services' settings and the API listener's TLS (at `api_addr`), with the PKI URLs under
 /// `pki_base_url`: everything a start can refuse, checked before the start is logged.
 async fn services(
     config: &ServerConfig,
+    checked: Checked,
     foundation: &sigil_authority::Foundation,
     pki_base_url: &str,
     api_addr: SocketAddr,
     now: time::OffsetDateTime,
 ) -> Result<(Services, ApiTls), ServerError> {
-    let enrollment_profile = sigil_ca::Profile::by_name(&config.enrollment_profile)?;
-    let alerts = match config.compliance_webhook.as_deref() {
-        Some(url) => Some(Arc::new(Webhook::new(url)?) as Arc<dyn AlertSink>),
-        None => None,
-    };
-    let failures = FailureLedger::new(
-        Duration::try_from(config.failure_window)
-            .map_err(|e| ServerError::Config(format!("failure window: {e}")))?,
-        config.failures_per_window,
-    );
+    let Checked {
+        enrollment_profile,
+        alerts,
+        failures,
+    } = checked;
     let urls = PublicUrls::new(pki_base_url)?;
     let scheme = match &config.trust_domain {
         Some(td) => IdentityScheme::spiffe(td)?,
@@ -308,13 +328,21 @@ pub async fn open_in_process(
     config: &ServerConfig,
     clock: Clock,
 ) -> Result<InProcess, ServerError> {
+    let checked = Checked::new(config)?;
     let prepared = Authority::prepare(&store_config(config), &clock).await?;
     let base = config
         .pki_base_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.pki_listen));
-    let (services, _) =
-        services(config, &prepared.foundation, &base, config.listen, clock()).await?;
+    let (services, _) = services(
+        config,
+        checked,
+        &prepared.foundation,
+        &base,
+        config.listen,
+        clock(),
+    )
+    .await?;
     let authority = Authority::open(prepared.foundation, services, clock).await?;
     Ok(InProcess {
         app: api_app(&authority),
@@ -336,10 +364,7 @@ fn store_config(config: &ServerConfig) -> StoreConfig {
 /// Initialise the data directory if needed, open the database, and start both listeners.
 pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, ServerError> {
     // Settings that cannot work are refused before anything is touched.
-    sigil_ca::Profile::by_name(&config.enrollment_profile)?;
-    if let Some(url) = config.compliance_webhook.as_deref() {
-        Webhook::new(url)?;
-    }
+    let checked = Checked::new(&config)?;
     raise_descriptor_limit();
     let prepared = Authority::prepare(&store_config(&config), &clock).await?;
     let store = prepared.foundation.store.clone();
@@ -350,6 +375,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         .unwrap_or_else(|| format!("http://{}", listeners.pki_addr));
     let (services, tls) = services(
         &config,
+        checked,
         &prepared.foundation,
         &base,
         listeners.api_addr,
