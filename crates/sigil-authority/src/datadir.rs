@@ -166,11 +166,27 @@ impl DataDir {
     /// passphrase (HKDF-SHA256): they are as well protected at rest as the CA keys, with no
     /// extra file to keep.
     pub fn operator_secrets_key(&self) -> Result<[u8; 32], AuthorityError> {
+        self.derived_key(b"sigil/operator-secrets/v1")
+    }
+
+    /// The key that seals the update repositories' online signing keys (timestamp, snapshot,
+    /// and root or targets where they are kept online) in the database. A key of its own, so
+    /// neither kind of sealed value opens as the other.
+    pub fn update_keys_key(&self) -> Result<[u8; 32], AuthorityError> {
+        self.derived_key(b"sigil/update-signing-keys/v1")
+    }
+
+    /// Where uploaded artefacts are kept, by SHA-256.
+    pub fn artefacts_dir(&self) -> PathBuf {
+        self.root.join("artefacts")
+    }
+
+    fn derived_key(&self, label: &[u8]) -> Result<[u8; 32], AuthorityError> {
         use aws_lc_rs::hkdf;
         let passphrase = self.passphrase_for_load()?;
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"sigil data directory").extract(&passphrase);
         let mut key = [0u8; 32];
-        prk.expand(&[b"sigil/operator-secrets/v1"], hkdf::HKDF_SHA256)
+        prk.expand(&[label], hkdf::HKDF_SHA256)
             .and_then(|okm| okm.fill(&mut key))
             .map_err(|_| AuthorityError::Random)?;
         Ok(key)

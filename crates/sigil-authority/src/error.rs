@@ -50,6 +50,10 @@ pub enum RefusalKind {
     Conflict,
     /// A field or document is not acceptable.
     Invalid,
+    /// A body (an uploaded artefact) is larger than the server accepts.
+    TooLarge,
+    /// What the request names does not exist.
+    NotFound,
 }
 
 /// A request refused by the authority, with a stable code and a detail safe to show the caller.

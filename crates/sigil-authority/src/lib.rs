@@ -24,6 +24,7 @@ pub mod refusals;
 pub mod secrets;
 mod startup;
 mod tokens;
+pub mod updates;
 
 use std::sync::Arc;
 
@@ -72,6 +73,8 @@ pub struct Authority {
     compliance: compliance::live::LiveCompliance,
     alerts: Option<Arc<dyn AlertSink>>,
     trust: Arc<dyn ClientTrust>,
+    /// Update repositories, releases, artefacts.
+    updates: Arc<updates::Updates>,
 }
 
 impl Authority {
@@ -126,6 +129,11 @@ impl Authority {
     /// The compliance control catalogue.
     pub fn catalogue(&self) -> &sigil_compliance::Catalogue {
         &self.catalogue
+    }
+
+    /// Software updates: channels, releases, artefacts, the TUF repositories.
+    pub fn updates(&self) -> &Arc<updates::Updates> {
+        &self.updates
     }
 
     /// The continuous compliance engine's results.

@@ -71,6 +71,8 @@ pub struct Services {
     /// Where compliance drops are announced, if anywhere.
     pub alerts: Option<Arc<dyn AlertSink>>,
     pub trust: Arc<dyn ClientTrust>,
+    /// Update repositories: expiries and the largest artefact.
+    pub updates: crate::updates::UpdateSettings,
 }
 
 /// What runs on its own once the authority is open.
@@ -201,6 +203,13 @@ impl Authority {
         }
         let policy = Arc::new(policy::ActivePolicy::load(&store).await?);
         let secrets = secrets::SecretBox::new(&dir.operator_secrets_key()?)?;
+        let updates = Arc::new(crate::updates::Updates::new(
+            store.clone(),
+            clock.clone(),
+            services.updates,
+            &dir.update_keys_key()?,
+            dir.artefacts_dir(),
+        )?);
         Ok(Arc::new(Self {
             store,
             ca,
@@ -218,6 +227,7 @@ impl Authority {
             compliance: compliance::live::LiveCompliance::default(),
             alerts: services.alerts,
             trust: services.trust,
+            updates,
         }))
     }
 
@@ -230,6 +240,7 @@ impl Authority {
                 .spawn_refresh(self.clock.clone(), settings.superseded_overlap),
             self.ocsp.spawn_rotation(self.clock.clone()),
             spawn_failure_summaries(self.clone()),
+            self.updates.clone().spawn_refresh(),
         ];
         if settings.follow_compliance {
             tasks.push(compliance::live::spawn_follower(self.clone()));

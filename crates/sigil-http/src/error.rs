@@ -201,6 +201,8 @@ impl From<Refusal> for ApiError {
             RefusalKind::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
             RefusalKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
             RefusalKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid field"),
+            RefusalKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
+            RefusalKind::NotFound => (StatusCode::NOT_FOUND, "Not found"),
         };
         Self::new(status, r.code, title, r.detail)
     }

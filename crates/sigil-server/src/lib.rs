@@ -25,6 +25,7 @@ use sigil_ca::{IdentityScheme, IssuingCa, KeyAlgorithm, PublicUrls};
 use sigil_store::Store;
 
 pub use error::ServerError;
+pub use sigil_authority::updates::UpdateSettings;
 pub use sigil_authority::{
     ADMIN_TOKEN_NAME, Clock, DataDir, OcspSigning, PassphraseSource, recovery, system_clock,
 };
@@ -79,6 +80,8 @@ pub struct ServerConfig {
     /// nextUpdate - thisUpdate of the CRLs: how long relying parties that check the CRL (the
     /// broker) keep working while Sigil is down.
     pub crl_validity: Duration,
+    /// Update repositories: metadata expiries and the largest artefact accepted.
+    pub updates: UpdateSettings,
 }
 
 impl ServerConfig {
@@ -104,6 +107,7 @@ impl ServerConfig {
             failures_per_window: 10,
             failure_window: std::time::Duration::from_secs(60),
             crl_validity: sigil_authority::crl::CRL_VALIDITY,
+            updates: UpdateSettings::default(),
         }
     }
 }
@@ -257,6 +261,10 @@ struct Checked {
 
 impl Checked {
     fn new(config: &ServerConfig) -> Result<Self, ServerError> {
+        config
+            .updates
+            .validate()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         Ok(Self {
             enrollment_profile: sigil_ca::Profile::by_name(&config.enrollment_profile)?,
             alerts: match config.compliance_webhook.as_deref() {
@@ -303,6 +311,7 @@ async fn services(
         failures,
         alerts,
         trust: tls.verifier.clone(),
+        updates: config.updates,
     };
     Ok((services, tls))
 }

@@ -24,6 +24,7 @@ mod posture;
 mod revocation;
 mod rows;
 mod tokens;
+mod updates;
 
 use std::path::Path;
 
@@ -49,6 +50,7 @@ pub use posture::PostureRecord;
 pub use revocation::{RevokedCertificate, StoredCrl};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 pub use tokens::NewApiToken;
+pub use updates::{ReleaseRecord, TufDocument, TufKeyRecord, UpdateChannel};
 
 /// What entitles a caller to a new certificate for a device. Checked before signing and again,
 /// authoritatively, inside the transaction that records the certificate, so two requests

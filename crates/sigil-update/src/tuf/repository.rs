@@ -284,7 +284,8 @@ impl MetadataFile {
     }
 }
 
-/// A target's path in the repository: ASCII letters, digits, `.`, `_`, `-` and `/` between
+/// A target's path in the repository: ASCII letters, digits, `.`, `_`, `-`, `+` (semver build
+/// metadata) and `/` between
 /// segments; no empty, `.` or `..` segment (no path traversal on any client), at most 200
 /// bytes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -301,9 +302,9 @@ impl TargetName {
         }
         if !name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'/'))
         {
-            return Err(refuse("only letters, digits, '.', '_', '-' and '/'"));
+            return Err(refuse("only letters, digits, '.', '_', '-', '+' and '/'"));
         }
         if name
             .split('/')
