@@ -125,6 +125,16 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/products/{id}/manufacturer-cas" if get => {
             Action("inventory.read", "manufacturer_ca")
         }
+        "/api/v1/artefacts" | "/api/v1/products/{id}/releases" if post => {
+            Action("release.publish", "release")
+        }
+        "/api/v1/products/{id}/update-channel/signatures" if post => {
+            Action("release.publish", "release")
+        }
+        "/api/v1/products/{id}/update-channel" if post => Action("update.trust", "update_channel"),
+        "/api/v1/products/{id}/releases" | "/api/v1/products/{id}/update-channel" if get => {
+            Action("release.read", "release")
+        }
         "/api/v1/devices" if post => Action("device.create", "device"),
         "/api/v1/devices" | "/api/v1/devices/{id}" if get => Action("inventory.read", "device"),
         "/api/v1/devices/{id}/posture" if get => Action("posture.read", "posture"),

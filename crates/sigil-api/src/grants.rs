@@ -25,7 +25,9 @@ pub const RESOURCE_KINDS: &[&str] = &[
     "policy",
     "posture",
     "product",
+    "release",
     "service",
+    "update_channel",
 ];
 
 type Rights = BTreeSet<(String, String)>;

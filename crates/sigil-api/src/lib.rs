@@ -18,6 +18,7 @@ mod openapi;
 mod operators;
 mod policy;
 mod posture;
+mod releases;
 mod revocation;
 mod services;
 
@@ -106,6 +107,7 @@ impl AppState {
 pub fn router(state: AppState, others: Router<AppState>) -> Router {
     // Every route behind the guard: a bearer token or a session, and `auth::rule` decides.
     let protected = inventory_routes()
+        .merge(update_routes())
         .merge(access_routes())
         .merge(evidence_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
@@ -131,6 +133,24 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(sigil_http::body::deliver_refusals))
         .with_state(state)
+}
+
+/// Software updates: artefacts, releases, update channels.
+fn update_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/artefacts", post(releases::upload_artefact))
+        .route(
+            "/api/v1/products/{id}/releases",
+            post(releases::create_release).get(releases::list_releases),
+        )
+        .route(
+            "/api/v1/products/{id}/update-channel",
+            post(releases::create_channel).get(releases::get_channel),
+        )
+        .route(
+            "/api/v1/products/{id}/update-channel/signatures",
+            post(releases::add_signatures),
+        )
 }
 
 /// Access: broker decisions, the policy, operators, tokens, sessions.

@@ -41,6 +41,8 @@ const PROBLEM: &str = "application/problem+json";
         super::compliance::frameworks, super::compliance::fleet, super::compliance::device, super::compliance::attest, super::compliance::attestations, super::compliance::evaluate_now, super::compliance::history,
         super::audit::entries, super::audit::latest_checkpoint, super::audit::sign_checkpoint, super::audit::inclusion,
         super::audit::consistency, super::audit::export, super::evidence::export,
+        super::releases::upload_artefact, super::releases::create_release, super::releases::list_releases,
+        super::releases::create_channel, super::releases::get_channel, super::releases::add_signatures,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &Conformance),

@@ -6,9 +6,11 @@
 //! HTTP/1.1 the server closed a socket with unread data, and the kernel's reset destroyed the
 //! answer. So every request body is wrapped: a body dropped unfinished is handed back to the
 //! middleware, which, for an error answer, reads and discards what the client is still sending
-//! (at most [`DRAIN_LIMIT`] bytes within [`DRAIN_TIME`]) before the answer goes out. A body that
-//! is not complete [`BODY_READ_TIMEOUT`] after the request began fails its reader (slow uploads
-//! hold no connection forever).
+//! (at most [`DRAIN_LIMIT`] bytes within [`DRAIN_TIME`]) before the answer goes out. A body must
+//! be complete [`BODY_READ_TIMEOUT`] after the request began, or have delivered at least
+//! [`MIN_BYTES_PER_WINDOW`] in that window, which earns it another window: a large upload
+//! (a firmware image) proceeds at any reasonable speed, while a slow trickle holds no connection
+//! for long.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -25,6 +27,8 @@ use tokio::sync::oneshot;
 
 /// A request body must be complete this long after the request head arrived.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a body must deliver per [`BODY_READ_TIMEOUT`] window to be given another (64 KiB/s).
+pub const MIN_BYTES_PER_WINDOW: u64 = 64 * 1024 * 30;
 /// What a refused request may still send, discarded, before its answer.
 pub const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
@@ -32,6 +36,8 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 struct GuardedBody {
     inner: Option<Body>,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Bytes delivered since the current window began.
+    window_bytes: u64,
     /// Where an unfinished body goes when dropped; `None` once it finished or failed.
     back: Option<oneshot::Sender<Body>>,
 }
@@ -57,12 +63,23 @@ impl HttpBody for GuardedBody {
                 this.back = None;
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Ok(frame))) => {
+                this.window_bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
+                if this.deadline.as_mut().poll(cx).is_ready() && this.window_bytes >= MIN_BYTES_PER_WINDOW {
+                    // Progress enough: another window, and a timer armed for it.
+                    this.window_bytes = 0;
+                    this.deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + BODY_READ_TIMEOUT);
+                    let _ = this.deadline.as_mut().poll(cx);
+                    Poll::Pending
+                } else if this.deadline.as_mut().poll(cx).is_ready() {
                     this.back = None;
                     Poll::Ready(Some(Err(axum::Error::new(format!(
-                        "the request body was not complete within {} s",
+                        "the request body was not complete within {} s (nor arriving at 64 KiB/s)",
                         BODY_READ_TIMEOUT.as_secs()
                     )))))
                 } else {
@@ -100,6 +117,7 @@ pub async fn deliver_refusals(request: Request, next: Next) -> Response {
         Body::new(GuardedBody {
             inner: Some(inner),
             deadline: Box::pin(tokio::time::sleep(BODY_READ_TIMEOUT)),
+            window_bytes: 0,
             back: Some(back),
         })
     });

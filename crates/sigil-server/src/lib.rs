@@ -316,10 +316,11 @@ async fn services(
     Ok((services, tls))
 }
 
-/// What the API listener serves: the REST API with EST beside it.
+/// What the API listener serves: the REST API with EST and the update repositories beside it.
 pub fn api_app(authority: &Arc<Authority>) -> axum::Router {
     let est = sigil_est::router::<Authority>().with_state(authority.clone());
-    sigil_api::router(sigil_api::AppState::new(authority.clone()), est)
+    let tuf = sigil_tuf::router::<Authority>().with_state(authority.clone());
+    sigil_api::router(sigil_api::AppState::new(authority.clone()), est.merge(tuf))
 }
 
 /// A server's authority and API application without listeners, for in-process tests and

@@ -43,6 +43,9 @@ pub enum Command {
     /// Compliance posture reports for auditors.
     #[command(subcommand)]
     Compliance(ComplianceCommand),
+    /// Software releases and each product's signed update channel (TUF).
+    #[command(subcommand)]
+    Release(crate::release::ReleaseCommand),
     /// Manage operator accounts (people).
     #[command(subcommand)]
     Operator(OperatorCommand),

@@ -66,6 +66,23 @@ impl ApiClient {
             .await
     }
 
+    /// POST a file as `application/octet-stream`, streamed from disk.
+    pub async fn upload(&self, path: &str, file: &Path) -> Result<Value> {
+        let handle = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        let length = handle.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(handle));
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body);
+        let response = self.checked(request).await?;
+        Ok(response.json().await.unwrap_or(Value::Null))
+    }
+
     /// A non-JSON answer (a signed note, say) as text.
     pub async fn text(&self, method: reqwest::Method, path: &str) -> Result<String> {
         let response = self

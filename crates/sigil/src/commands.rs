@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Evidence(cmd) => crate::audit::evidence(cmd).await,
         Command::Policy(cmd) => crate::policy::policy(cmd).await,
         Command::Compliance(cmd) => crate::compliance::compliance(cmd).await,
+        Command::Release(cmd) => crate::release::release(cmd).await,
         Command::Operator(cmd) => operator(cmd).await,
         Command::Token(cmd) => token(cmd).await,
         Command::Admin(AdminCommand::Recover {

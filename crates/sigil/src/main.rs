@@ -7,6 +7,7 @@ mod commands;
 mod compliance;
 mod oscal;
 mod policy;
+mod release;
 
 use std::process::ExitCode;
 

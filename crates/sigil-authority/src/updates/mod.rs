@@ -30,7 +30,7 @@ use crate::{AuthorityError, Clock, Refusal, RefusalKind, RequestError};
 
 pub use artefacts::{Artefact, ArtefactUpload};
 pub use releases::{ChannelKeys, NewRelease};
-pub use serve::TargetFile;
+pub use serve::{ChannelStatus, RoleStatus, TargetFile};
 pub use signatures::{PendingDocument, SignatureSubmission};
 
 /// How long each role's documents stay valid. Online documents are re-signed when less than

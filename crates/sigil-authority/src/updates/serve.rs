@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use sigil_update::tuf::{MetadataFile, TargetName};
+use sigil_update::tuf::{MetadataFile, Role, TargetName};
+use time::OffsetDateTime;
 
-use super::Updates;
-use crate::RequestError;
+use super::{PendingDocument, Updates};
+use crate::{Refusal, RefusalKind, RequestError};
 
 /// A target's content on disk.
 #[derive(Debug, Clone)]
@@ -54,5 +55,64 @@ impl Updates {
             path,
             length: r.length,
         }))
+    }
+}
+
+/// A role's keys as the newest root assigns them.
+#[derive(Debug, Clone)]
+pub struct RoleStatus {
+    pub role: Role,
+    pub keyids: Vec<String>,
+    pub threshold: u32,
+    /// Whether the server holds every key of the role.
+    pub online: bool,
+}
+
+/// A channel as operators see it.
+#[derive(Debug, Clone)]
+pub struct ChannelStatus {
+    pub version_scheme: String,
+    pub roles: Vec<RoleStatus>,
+    /// The newest published document of each role: version and expiry.
+    pub metadata: Vec<(Role, u64, OffsetDateTime)>,
+    pub pending: Vec<PendingDocument>,
+}
+
+impl Updates {
+    pub async fn channel_status(&self, product: &str) -> Result<ChannelStatus, RequestError> {
+        let channel = self.store.update_channel(product).await?.ok_or_else(|| {
+            RequestError::from(Refusal::new(
+                RefusalKind::NotFound,
+                "no-update-channel",
+                format!("product {product} has no update channel (upload a release, or create one)"),
+            ))
+        })?;
+        let root = match self.published_root(product).await? {
+            Some(root) => root,
+            None => self.unpublished_root(product).await?,
+        };
+        let keys = self.store.tuf_keys(product).await?;
+        let roles = Role::ALL
+            .into_iter()
+            .filter_map(|role| {
+                let assigned = root.roles.get(&role)?;
+                let online = assigned.keyids.iter().all(|id| {
+                    keys.iter().any(|k| &k.key_id == id && k.role == role.as_str() && k.sealed_private.is_some())
+                });
+                Some(RoleStatus { role, keyids: assigned.keyids.clone(), threshold: assigned.threshold, online })
+            })
+            .collect();
+        let mut metadata = Vec::new();
+        for role in Role::ALL {
+            if let Some(doc) = self.store.tuf_document(product, role.as_str(), None).await? {
+                metadata.push((role, doc.version, doc.expires_at));
+            }
+        }
+        Ok(ChannelStatus {
+            version_scheme: channel.version_scheme,
+            roles,
+            metadata,
+            pending: self.pending_documents(product).await?,
+        })
     }
 }
