@@ -9,8 +9,8 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use sigil_authority::updates::{ChannelKeys, NewRelease, PendingDocument, SignatureSubmission};
 use sigil_authority::rfc3339;
+use sigil_authority::updates::{ChannelKeys, NewRelease, PendingDocument, SignatureSubmission};
 use sigil_domain::ProductId;
 use sigil_store::ReleaseRecord;
 use sigil_update::VersionScheme;
@@ -46,9 +46,20 @@ pub async fn upload_artefact(
     Ok((StatusCode::CREATED, Json(artefact)))
 }
 
-async fn receive(state: &AppState, caller: &Caller, headers: &HeaderMap, body: Body) -> Result<ArtefactResponse, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.trim().eq_ignore_ascii_case("application/octet-stream") {
+async fn receive(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ArtefactResponse, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim()
+        .eq_ignore_ascii_case("application/octet-stream")
+    {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -65,7 +76,12 @@ async fn receive(state: &AppState, caller: &Caller, headers: &HeaderMap, body: B
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "incomplete-body", "Incomplete body", format!("the upload was cut off: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "incomplete-body",
+                "Incomplete body",
+                format!("the upload was cut off: {e}"),
+            )
         })?;
         if let Some(data) = frame.data_ref() {
             upload.write(data).await?;
@@ -162,17 +178,32 @@ pub async fn create_release(
         security: req.security,
         notes: req.notes,
     };
-    let result = state.updates().create_release(&actor, &product.to_string(), new).await.map_err(ApiError::from);
-    let release = state.audit_refusal(&actor, "release.create", subject, result).await?;
+    let result = state
+        .updates()
+        .create_release(&actor, &product.to_string(), new)
+        .await
+        .map_err(ApiError::from);
+    let release = state
+        .audit_refusal(&actor, "release.create", subject, result)
+        .await?;
     Ok((StatusCode::CREATED, Json(release.into())))
 }
 
 /// A product's releases, oldest first.
 #[utoipa::path(get, path = "/api/v1/products/{id}/releases", tag = "updates",
     responses((status = 200, body = ReleaseList), (status = 404, body = Problem)))]
-pub async fn list_releases(State(state): State<AppState>, ApiPath(product): ApiPath<ProductId>) -> Result<Json<ReleaseList>, ApiError> {
+pub async fn list_releases(
+    State(state): State<AppState>,
+    ApiPath(product): ApiPath<ProductId>,
+) -> Result<Json<ReleaseList>, ApiError> {
     state.store().get_product(product).await?;
-    let items = state.updates().releases(&product.to_string()).await?.into_iter().map(Into::into).collect();
+    let items = state
+        .updates()
+        .releases(&product.to_string())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(ReleaseList { items }))
 }
 
@@ -197,10 +228,16 @@ pub struct ChannelRequest {
     pub targets_threshold: Option<u32>,
 }
 
-fn offline_keys(role: &str, keys: &[serde_json::Value], threshold: Option<u32>) -> Result<Option<(Vec<PublicKey>, u32)>, ApiError> {
+fn offline_keys(
+    role: &str,
+    keys: &[serde_json::Value],
+    threshold: Option<u32>,
+) -> Result<Option<(Vec<PublicKey>, u32)>, ApiError> {
     if keys.is_empty() {
         return match threshold {
-            Some(_) => Err(ApiError::invalid(format!("{role}_threshold: no {role}_keys were given"))),
+            Some(_) => Err(ApiError::invalid(format!(
+                "{role}_threshold: no {role}_keys were given"
+            ))),
             None => Ok(None),
         };
     }
@@ -229,18 +266,29 @@ pub async fn create_channel(
     let result = async {
         let scheme = match req.version_scheme.as_deref() {
             None => VersionScheme::Semver,
-            Some(s) => VersionScheme::parse(s).map_err(|e| ApiError::invalid(format!("version_scheme: {e}")))?,
+            Some(s) => VersionScheme::parse(s)
+                .map_err(|e| ApiError::invalid(format!("version_scheme: {e}")))?,
         };
         let keys = ChannelKeys {
             scheme,
             root: offline_keys("root", &req.root_keys, req.root_threshold)?,
             targets: offline_keys("targets", &req.targets_keys, req.targets_threshold)?,
         };
-        state.updates().create_channel(&actor, &product.to_string(), keys).await?;
+        state
+            .updates()
+            .create_channel(&actor, &product.to_string(), keys)
+            .await?;
         channel_view(&state, product).await
     }
     .await;
-    let view = state.audit_refusal(&actor, "update.channel_create", format!("product:{product}"), result).await?;
+    let view = state
+        .audit_refusal(
+            &actor,
+            "update.channel_create",
+            format!("product:{product}"),
+            result,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -309,12 +357,21 @@ async fn channel_view(state: &AppState, product: ProductId) -> Result<ChannelRes
         roles: status
             .roles
             .into_iter()
-            .map(|r| RoleKeysView { role: r.role.as_str().into(), keyids: r.keyids, threshold: r.threshold, online: r.online })
+            .map(|r| RoleKeysView {
+                role: r.role.as_str().into(),
+                keyids: r.keyids,
+                threshold: r.threshold,
+                online: r.online,
+            })
             .collect(),
         metadata: status
             .metadata
             .into_iter()
-            .map(|(role, version, expires)| MetadataView { role: role.as_str().into(), version, expires_at: rfc3339(expires) })
+            .map(|(role, version, expires)| MetadataView {
+                role: role.as_str().into(),
+                version,
+                expires_at: rfc3339(expires),
+            })
             .collect(),
         pending: status.pending.into_iter().map(Into::into).collect(),
     })
@@ -323,7 +380,10 @@ async fn channel_view(state: &AppState, product: ProductId) -> Result<ChannelRes
 /// The product's update channel: keys, current metadata, documents awaiting signatures.
 #[utoipa::path(get, path = "/api/v1/products/{id}/update-channel", tag = "updates",
     responses((status = 200, body = ChannelResponse), (status = 404, body = Problem)))]
-pub async fn get_channel(State(state): State<AppState>, ApiPath(product): ApiPath<ProductId>) -> Result<Json<ChannelResponse>, ApiError> {
+pub async fn get_channel(
+    State(state): State<AppState>,
+    ApiPath(product): ApiPath<ProductId>,
+) -> Result<Json<ChannelResponse>, ApiError> {
     Ok(Json(channel_view(&state, product).await?))
 }
 
@@ -363,13 +423,26 @@ pub async fn add_signatures(
             .signatures
             .iter()
             .map(|s| {
-                let role = Role::parse(&s.role).ok_or_else(|| ApiError::invalid("role: `root` or `targets`"))?;
-                Ok(SignatureSubmission { role, version: s.version, keyid: s.keyid.clone(), sig: s.sig.clone() })
+                let role = Role::parse(&s.role)
+                    .ok_or_else(|| ApiError::invalid("role: `root` or `targets`"))?;
+                Ok(SignatureSubmission {
+                    role,
+                    version: s.version,
+                    keyid: s.keyid.clone(),
+                    sig: s.sig.clone(),
+                })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        state.updates().add_signatures(&actor, &product.to_string(), &submissions).await?;
+        state
+            .updates()
+            .add_signatures(&actor, &product.to_string(), &submissions)
+            .await?;
         channel_view(&state, product).await
     }
     .await;
-    Ok(Json(state.audit_refusal(&actor, "update.sign", format!("product:{product}"), result).await?))
+    Ok(Json(
+        state
+            .audit_refusal(&actor, "update.sign", format!("product:{product}"), result)
+            .await?,
+    ))
 }

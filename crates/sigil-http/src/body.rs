@@ -68,7 +68,9 @@ impl HttpBody for GuardedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() && this.window_bytes >= MIN_BYTES_PER_WINDOW {
+                if this.deadline.as_mut().poll(cx).is_ready()
+                    && this.window_bytes >= MIN_BYTES_PER_WINDOW
+                {
                     // Progress enough: another window, and a timer armed for it.
                     this.window_bytes = 0;
                     this.deadline

@@ -32,17 +32,35 @@ use sigil_update::tuf::{MetadataFile, TargetName};
 /// What the repository front-end asks of the authority.
 pub trait UpdateRepository: Send + Sync + 'static {
     /// A published metadata file of `product`, as served.
-    fn metadata(&self, product: &str, file: MetadataFile) -> impl Future<Output = Result<Option<Vec<u8>>, RequestError>> + Send;
+    fn metadata(
+        &self,
+        product: &str,
+        file: MetadataFile,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, RequestError>> + Send;
     /// The artefact of a published release of `product` named `name` with SHA-256 `sha256`.
-    fn target(&self, product: &str, sha256: &str, name: &TargetName) -> impl Future<Output = Result<Option<TargetFile>, RequestError>> + Send;
+    fn target(
+        &self,
+        product: &str,
+        sha256: &str,
+        name: &TargetName,
+    ) -> impl Future<Output = Result<Option<TargetFile>, RequestError>> + Send;
 }
 
 impl UpdateRepository for Authority {
-    async fn metadata(&self, product: &str, file: MetadataFile) -> Result<Option<Vec<u8>>, RequestError> {
+    async fn metadata(
+        &self,
+        product: &str,
+        file: MetadataFile,
+    ) -> Result<Option<Vec<u8>>, RequestError> {
         self.updates().metadata_file(product, file).await
     }
 
-    async fn target(&self, product: &str, sha256: &str, name: &TargetName) -> Result<Option<TargetFile>, RequestError> {
+    async fn target(
+        &self,
+        product: &str,
+        sha256: &str,
+        name: &TargetName,
+    ) -> Result<Option<TargetFile>, RequestError> {
         self.updates().target_file(product, sha256, name).await
     }
 }
@@ -55,8 +73,11 @@ pub fn router<A: UpdateRepository>() -> Router<Arc<A>> {
 }
 
 /// The two path parameters; a path that is not UTF-8 names nothing served here.
-fn parts(path: Result<Path<(String, String)>, PathRejection>) -> Result<(String, String), ApiError> {
-    path.map(|Path(p)| p).map_err(|_| ApiError::not_found("no such file"))
+fn parts(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String), ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|_| ApiError::not_found("no such file"))
 }
 
 /// A product id from the path; anything else is simply not a repository here.
@@ -72,7 +93,8 @@ async fn metadata<A: UpdateRepository>(
 ) -> Result<Response, ApiError> {
     let (product, file) = parts(path)?;
     let product = product_id(&product)?;
-    let parsed = MetadataFile::parse(&file).ok_or_else(|| ApiError::not_found("no such metadata file"))?;
+    let parsed =
+        MetadataFile::parse(&file).ok_or_else(|| ApiError::not_found("no such metadata file"))?;
     let bytes = repo
         .metadata(&product, parsed)
         .await?
@@ -83,7 +105,10 @@ async fn metadata<A: UpdateRepository>(
     };
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         ],
         bytes,
@@ -97,7 +122,8 @@ async fn target<A: UpdateRepository>(
 ) -> Result<Response, ApiError> {
     let (product, path) = parts(path)?;
     let product = product_id(&product)?;
-    let (sha256, name) = TargetName::from_consistent_path(&path).ok_or_else(|| ApiError::not_found("no such target"))?;
+    let (sha256, name) = TargetName::from_consistent_path(&path)
+        .ok_or_else(|| ApiError::not_found("no such target"))?;
     let found = repo
         .target(&product, &sha256, &name)
         .await?
@@ -107,12 +133,22 @@ async fn target<A: UpdateRepository>(
         ApiError::not_found("no such target")
     })?;
     // The file's own length: the recorded one is the TUF client's to check against.
-    let length = file.metadata().await.map(|m| m.len()).unwrap_or(found.length);
+    let length = file
+        .metadata()
+        .await
+        .map(|m| m.len())
+        .unwrap_or(found.length);
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
             (header::CONTENT_LENGTH, HeaderValue::from(length)),
         ],
         body,

@@ -93,17 +93,36 @@ pub enum ReleaseCommand {
 pub async fn release(cmd: ReleaseCommand) -> Result<()> {
     match cmd {
         ReleaseCommand::Keygen { out } => keygen(&out),
-        ReleaseCommand::Init { product, scheme, root_keys, root_threshold, targets_keys, targets_threshold, client } => {
+        ReleaseCommand::Init {
+            product,
+            scheme,
+            root_keys,
+            root_threshold,
+            targets_keys,
+            targets_threshold,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
             let body = json!({
                 "version_scheme": scheme,
                 "root_keys": read_public_keys(&root_keys)?, "root_threshold": root_threshold,
                 "targets_keys": read_public_keys(&targets_keys)?, "targets_threshold": targets_threshold,
             });
-            let channel = api.post(&format!("/api/v1/products/{product}/update-channel"), &body).await?;
+            let channel = api
+                .post(&format!("/api/v1/products/{product}/update-channel"), &body)
+                .await?;
             print_channel(&client, &channel)
         }
-        ReleaseCommand::Upload { product, version, file, name, sbom, security, notes, client } => {
+        ReleaseCommand::Upload {
+            product,
+            version,
+            file,
+            name,
+            sbom,
+            security,
+            notes,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
             let artefact = api.upload("/api/v1/artefacts", &file).await?;
             let sbom_sha256 = match &sbom {
@@ -112,24 +131,38 @@ pub async fn release(cmd: ReleaseCommand) -> Result<()> {
             };
             let file_name = match name {
                 Some(n) => n,
-                None => file.file_name().and_then(|n| n.to_str()).context("FILE has no usable name; pass --name")?.to_owned(),
+                None => file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("FILE has no usable name; pass --name")?
+                    .to_owned(),
             };
             let body = json!({"version": version, "artefact_sha256": artefact["sha256"], "file_name": file_name,
                               "sbom_sha256": sbom_sha256, "security": security, "notes": notes});
-            let release = api.post(&format!("/api/v1/products/{product}/releases"), &body).await?;
+            let release = api
+                .post(&format!("/api/v1/products/{product}/releases"), &body)
+                .await?;
             print(&client, &release, RELEASE_COLUMNS, false)
         }
         ReleaseCommand::List { product, client } => {
             let api = ApiClient::from_args(&client)?;
-            let list = api.get(&format!("/api/v1/products/{product}/releases")).await?;
+            let list = api
+                .get(&format!("/api/v1/products/{product}/releases"))
+                .await?;
             print(&client, &list, RELEASE_COLUMNS, true)
         }
         ReleaseCommand::Status { product, client } => {
             let api = ApiClient::from_args(&client)?;
-            let channel = api.get(&format!("/api/v1/products/{product}/update-channel")).await?;
+            let channel = api
+                .get(&format!("/api/v1/products/{product}/update-channel"))
+                .await?;
             print_channel(&client, &channel)
         }
-        ReleaseCommand::Sign { product, key, client } => sign(&product, &key, &client).await,
+        ReleaseCommand::Sign {
+            product,
+            key,
+            client,
+        } => sign(&product, &key, &client).await,
     }
 }
 
@@ -147,10 +180,42 @@ fn print_channel(client: &ClientArgs, channel: &Value) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(channel)?);
         return Ok(());
     }
-    println!("repository: {}", channel["repository"].as_str().unwrap_or("-"));
-    print(client, &json!({"items": channel["roles"]}), &[("role", "ROLE"), ("threshold", "THRESHOLD"), ("online", "ONLINE"), ("keyids", "KEY IDS")], true)?;
-    print(client, &json!({"items": channel["metadata"]}), &[("role", "PUBLISHED"), ("version", "VERSION"), ("expires_at", "EXPIRES")], true)?;
-    print(client, &json!({"items": channel["pending"]}), &[("role", "AWAITING SIGNATURES"), ("version", "VERSION"), ("threshold", "THRESHOLD"), ("signed_by", "SIGNED BY")], true)
+    println!(
+        "repository: {}",
+        channel["repository"].as_str().unwrap_or("-")
+    );
+    print(
+        client,
+        &json!({"items": channel["roles"]}),
+        &[
+            ("role", "ROLE"),
+            ("threshold", "THRESHOLD"),
+            ("online", "ONLINE"),
+            ("keyids", "KEY IDS"),
+        ],
+        true,
+    )?;
+    print(
+        client,
+        &json!({"items": channel["metadata"]}),
+        &[
+            ("role", "PUBLISHED"),
+            ("version", "VERSION"),
+            ("expires_at", "EXPIRES"),
+        ],
+        true,
+    )?;
+    print(
+        client,
+        &json!({"items": channel["pending"]}),
+        &[
+            ("role", "AWAITING SIGNATURES"),
+            ("version", "VERSION"),
+            ("threshold", "THRESHOLD"),
+            ("signed_by", "SIGNED BY"),
+        ],
+        true,
+    )
 }
 
 fn keygen(out: &Path) -> Result<()> {
@@ -160,7 +225,12 @@ fn keygen(out: &Path) -> Result<()> {
     let public = out.with_extension("pub.json");
     let public_json = serde_json::to_string_pretty(signer.public_key())?;
     write_new(&public, public_json.as_bytes(), 0o644)?;
-    println!("key id {}\nprivate key {} (keep it offline)\npublic key {}", signer.key_id(), out.display(), public.display());
+    println!(
+        "key id {}\nprivate key {} (keep it offline)\npublic key {}",
+        signer.key_id(),
+        out.display(),
+        public.display()
+    );
     Ok(())
 }
 
@@ -173,7 +243,12 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .with_context(|| format!("creating {} (an existing file is never overwritten)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "creating {} (an existing file is never overwritten)",
+                path.display()
+            )
+        })?;
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())
@@ -184,7 +259,8 @@ fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<Value>> {
         .iter()
         .map(|p| {
             let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            let key = PublicKey::from_json(&text).with_context(|| format!("{} is not a TUF public key", p.display()))?;
+            let key = PublicKey::from_json(&text)
+                .with_context(|| format!("{} is not a TUF public key", p.display()))?;
             Ok(serde_json::to_value(key)?)
         })
         .collect()
@@ -193,15 +269,23 @@ fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<Value>> {
 /// Sign every pending document this key may sign, after checking that what the server asks
 /// to be signed is a well-formed document of the role and version it claims, and showing it.
 async fn sign(product: &str, key: &Path, client: &ClientArgs) -> Result<()> {
-    let text = std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
-    let signer = Ed25519Signer::from_pem(&text).with_context(|| format!("{} is not a signing key", key.display()))?;
+    let text =
+        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+    let signer = Ed25519Signer::from_pem(&text)
+        .with_context(|| format!("{} is not a signing key", key.display()))?;
     let keyid = signer.key_id();
     let api = ApiClient::from_args(client)?;
-    let channel = api.get(&format!("/api/v1/products/{product}/update-channel")).await?;
+    let channel = api
+        .get(&format!("/api/v1/products/{product}/update-channel"))
+        .await?;
     let mut signatures = Vec::new();
     for doc in channel["pending"].as_array().into_iter().flatten() {
-        let wanted = doc["keyids"].as_array().is_some_and(|ids| ids.iter().any(|i| i == keyid.as_str()));
-        let done = doc["signed_by"].as_array().is_some_and(|ids| ids.iter().any(|i| i == keyid.as_str()));
+        let wanted = doc["keyids"]
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|i| i == keyid.as_str()));
+        let done = doc["signed_by"]
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|i| i == keyid.as_str()));
         if !wanted || done {
             continue;
         }
@@ -215,39 +299,64 @@ async fn sign(product: &str, key: &Path, client: &ClientArgs) -> Result<()> {
     if signatures.is_empty() {
         bail!("nothing of product {product} awaits the signature of key {keyid}");
     }
-    let after = api.post(&format!("/api/v1/products/{product}/update-channel/signatures"), &json!({"signatures": signatures})).await?;
+    let after = api
+        .post(
+            &format!("/api/v1/products/{product}/update-channel/signatures"),
+            &json!({"signatures": signatures}),
+        )
+        .await?;
     print_channel(client, &after)
 }
 
 /// Check the bytes to sign are the canonical form of a document of the claimed role and
 /// version, and print what signing it vouches for.
 fn describe(role: &str, version: u64, canonical: &str) -> Result<()> {
-    let value: Value = serde_json::from_str(canonical).context("the server sent a document that is not JSON")?;
+    let value: Value =
+        serde_json::from_str(canonical).context("the server sent a document that is not JSON")?;
     if canonical_json(&value) != canonical.as_bytes() {
-        bail!("the server sent {role} version {version} in a form that is not canonical JSON; refusing to sign it");
+        bail!(
+            "the server sent {role} version {version} in a form that is not canonical JSON; refusing to sign it"
+        );
     }
     match role {
         "targets" => {
             let doc: Targets = serde_json::from_value(value).context("not a targets document")?;
             if doc.version != version {
-                bail!("the targets document is version {}, not {version}", doc.version);
+                bail!(
+                    "the targets document is version {}, not {version}",
+                    doc.version
+                );
             }
             println!("targets version {version}, expires {}:", doc.expires);
             for (name, file) in &doc.targets {
-                println!("  {name}  {} bytes  sha256 {}", file.length, file.hashes.get("sha256").map_or("-", String::as_str));
+                println!(
+                    "  {name}  {} bytes  sha256 {}",
+                    file.length,
+                    file.hashes.get("sha256").map_or("-", String::as_str)
+                );
             }
         }
         "root" => {
             let doc: Root = serde_json::from_value(value).context("not a root document")?;
             if doc.version != version {
-                bail!("the root document is version {}, not {version}", doc.version);
+                bail!(
+                    "the root document is version {}, not {version}",
+                    doc.version
+                );
             }
             println!("root version {version}, expires {}:", doc.expires);
             for (r, keys) in &doc.roles {
-                println!("  {}: threshold {} of {}", r.as_str(), keys.threshold, keys.keyids.join(", "));
+                println!(
+                    "  {}: threshold {} of {}",
+                    r.as_str(),
+                    keys.threshold,
+                    keys.keyids.join(", ")
+                );
             }
         }
-        other => bail!("the server asks for a signature on {other} metadata, which is never signed offline"),
+        other => bail!(
+            "the server asks for a signature on {other} metadata, which is never signed offline"
+        ),
     }
     Ok(())
 }

@@ -84,7 +84,9 @@ impl Updates {
             RequestError::from(Refusal::new(
                 RefusalKind::NotFound,
                 "no-update-channel",
-                format!("product {product} has no update channel (upload a release, or create one)"),
+                format!(
+                    "product {product} has no update channel (upload a release, or create one)"
+                ),
             ))
         })?;
         let root = match self.published_root(product).await? {
@@ -97,14 +99,25 @@ impl Updates {
             .filter_map(|role| {
                 let assigned = root.roles.get(&role)?;
                 let online = assigned.keyids.iter().all(|id| {
-                    keys.iter().any(|k| &k.key_id == id && k.role == role.as_str() && k.sealed_private.is_some())
+                    keys.iter().any(|k| {
+                        &k.key_id == id && k.role == role.as_str() && k.sealed_private.is_some()
+                    })
                 });
-                Some(RoleStatus { role, keyids: assigned.keyids.clone(), threshold: assigned.threshold, online })
+                Some(RoleStatus {
+                    role,
+                    keyids: assigned.keyids.clone(),
+                    threshold: assigned.threshold,
+                    online,
+                })
             })
             .collect();
         let mut metadata = Vec::new();
         for role in Role::ALL {
-            if let Some(doc) = self.store.tuf_document(product, role.as_str(), None).await? {
+            if let Some(doc) = self
+                .store
+                .tuf_document(product, role.as_str(), None)
+                .await?
+            {
                 metadata.push((role, doc.version, doc.expires_at));
             }
         }

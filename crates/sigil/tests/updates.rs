@@ -1,0 +1,504 @@
+//! Signed software updates: releases become targets of each product's TUF repository, served
+//! over HTTPS and verified by an independent client (python-tuf's ngclient, from PyPI); root
+//! and targets keys can stay off the server (`sigil release sign`); bad input changes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::{Db, TestServer, json as json_out, ok, sigil};
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tuf/client.py");
+
+/// Run python-tuf against `product`'s repository with `root` as the trusted root; the
+/// downloaded file's content, or the client's error line.
+fn python_tuf(
+    s: &TestServer,
+    product: &str,
+    root: &[u8],
+    target: &str,
+    work: &Path,
+) -> Result<Vec<u8>, String> {
+    let meta = work.join("metadata");
+    let out = work.join("downloads");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    if !meta.join("root.json").exists() {
+        std::fs::write(meta.join("root.json"), root).unwrap();
+    }
+    let run = Command::new("python3")
+        .arg(CLIENT)
+        .arg(format!("{}/tuf/{product}/metadata/", s.api))
+        .arg(format!("{}/tuf/{product}/targets/", s.api))
+        .arg(s.data_dir().join("ca/root.crt"))
+        .arg(&meta)
+        .arg(target)
+        .arg(&out)
+        .output()
+        .expect("python3 with tuf installed (.ci/run installs it)");
+    let stdout = String::from_utf8_lossy(&run.stdout).trim().to_owned();
+    if run.status.success() {
+        Ok(std::fs::read(stdout).unwrap())
+    } else {
+        Err(format!("{stdout} {}", String::from_utf8_lossy(&run.stderr)))
+    }
+}
+
+async fn raw_get(s: &TestServer, path: &str) -> (StatusCode, Vec<u8>) {
+    let r = s.http.get(format!("{}{path}", s.api)).send().await.unwrap();
+    (r.status(), r.bytes().await.unwrap().to_vec())
+}
+
+async fn entries(s: &TestServer, action: &str) -> Vec<Value> {
+    let (_, page) = s
+        .get(&format!("/api/v1/audit/entries?action={action}"))
+        .await;
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn a_python_tuf_client_downloads_signed_releases(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let work = s.dir.path();
+    let product = s.create_product("Meter").await;
+    let firmware = work.join("meter-1.0.0.bin");
+    std::fs::write(&firmware, b"firmware one".repeat(1000)).unwrap();
+    let release = json_out(sigil(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "1.0.0",
+            "--file",
+            firmware.to_str().unwrap(),
+            "--name",
+            "meter.bin",
+            "--security",
+            "--notes",
+            "first",
+            "--json",
+        ],
+    ));
+    assert_eq!(release["state"], "published", "{release}");
+    assert_eq!(release["target_name"], "1.0.0/meter.bin");
+    assert_eq!(release["length"], 12_000);
+
+    // The trusted root, as a device would be given it.
+    let (st, root) = raw_get(&s, &format!("/tuf/{product}/metadata/1.root.json")).await;
+    assert_eq!(st, StatusCode::OK);
+    let got = python_tuf(&s, &product, &root, "1.0.0/meter.bin", &work.join("client")).unwrap();
+    assert_eq!(got, std::fs::read(&firmware).unwrap());
+
+    // A second release: the same client (same trusted state) refreshes and finds it.
+    let second = work.join("two.bin");
+    std::fs::write(&second, b"firmware two").unwrap();
+    ok(sigil(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "1.1.0",
+            "--file",
+            second.to_str().unwrap(),
+        ],
+    ));
+    let got = python_tuf(&s, &product, &root, "1.1.0/two.bin", &work.join("client")).unwrap();
+    assert_eq!(got, b"firmware two");
+    let list = json_out(sigil(
+        &s,
+        &["release", "list", "--product", &product, "--json"],
+    ));
+    let versions: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0"]);
+
+    // The client checks what it downloads: content changed on the server's disk is refused.
+    let sha = release["sha256"].as_str().unwrap();
+    let stored = s.data_dir().join("artefacts/sha256").join(sha);
+    std::fs::write(
+        &stored,
+        b"firmware one"
+            .repeat(999)
+            .iter()
+            .chain(b"evil!evil!ev")
+            .copied()
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let e = python_tuf(&s, &product, &root, "1.0.0/meter.bin", &work.join("fresh")).unwrap_err();
+    assert!(e.contains("LengthOrHashMismatchError"), "{e}");
+
+    // Versioned metadata is immutable and cacheable; timestamp.json is not.
+    let r = s
+        .http
+        .get(format!("{}/tuf/{product}/metadata/timestamp.json", s.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let ts: Value = r.json().await.unwrap();
+    assert_eq!(ts["signed"]["_type"], "timestamp");
+    assert!(ts["signed"]["version"].as_u64().unwrap() >= 2, "{ts}");
+    for (path, status) in [
+        (
+            format!("/tuf/{product}/metadata/99.root.json"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/tuf/{product}/metadata/..%2Fsigil.db"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/tuf/{product}/targets/../../ca/root.key"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/tuf/{product}/targets/{sha}.meter.bin"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/tuf/not-a-product/metadata/1.root.json".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(raw_get(&s, &path).await.0, status, "{path}");
+    }
+    assert_eq!(entries(&s, "update.channel_created").await.len(), 1);
+    assert_eq!(entries(&s, "artefact.uploaded").await.len(), 2);
+    let created = entries(&s, "release.created").await;
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0]["details"]["security"], true, "{}", created[0]);
+    s.shutdown().await;
+}
+both_backends!(a_python_tuf_client_downloads_signed_releases);
+
+/// A targets key kept off the server: releases wait for `sigil release sign`, which only
+/// that key can complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_targets_key_signs_releases() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let work = s.dir.path();
+    let product = s.create_product("Valve").await;
+    let key = work.join("targets.pem");
+    let out = ok(sigil(
+        &s,
+        &["release", "keygen", "--out", key.to_str().unwrap()],
+    ));
+    assert!(out.contains("key id"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // keygen never overwrites a key.
+    assert!(
+        !sigil(&s, &["release", "keygen", "--out", key.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let public = work.join("targets.pub.json");
+    let channel = json_out(sigil(
+        &s,
+        &[
+            "release",
+            "init",
+            "--product",
+            &product,
+            "--targets-key",
+            public.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let roles = channel["roles"].as_array().unwrap();
+    let targets_role = roles.iter().find(|r| r["role"] == "targets").unwrap();
+    assert_eq!(targets_role["online"], false, "{channel}");
+    assert_eq!(channel["pending"][0]["role"], "targets");
+
+    let fw = work.join("valve.bin");
+    std::fs::write(&fw, b"valve firmware").unwrap();
+    let release = json_out(sigil(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "2.0.0",
+            "--file",
+            fw.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(release["state"], "awaiting-signature");
+    // Nothing is served before the targets are signed.
+    assert_eq!(
+        raw_get(&s, &format!("/tuf/{product}/metadata/timestamp.json"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Another key cannot sign, and a forged signature is refused without changing anything.
+    let other = work.join("other.pem");
+    ok(sigil(
+        &s,
+        &["release", "keygen", "--out", other.to_str().unwrap()],
+    ));
+    let e = sigil(
+        &s,
+        &[
+            "release",
+            "sign",
+            "--product",
+            &product,
+            "--key",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("awaits the signature"),
+        "{e:?}"
+    );
+    let keyid = targets_role["keyids"][0].as_str().unwrap();
+    let (st, body) = s.post(&format!("/api/v1/products/{product}/update-channel/signatures"),
+        json!({"signatures": [{"role": "targets", "version": 1, "keyid": keyid, "sig": "00".repeat(64)}]})).await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-signature")),
+        "{body}"
+    );
+    let (st, body) = s
+        .post(
+            &format!("/api/v1/products/{product}/update-channel/signatures"),
+            json!({"signatures": [{"role": "targets", "version": 7, "keyid": keyid, "sig": "00"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert_eq!(entries(&s, "update.metadata_signed").await.len(), 0);
+
+    let out = ok(sigil(
+        &s,
+        &[
+            "release",
+            "sign",
+            "--product",
+            &product,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        out.contains("2.0.0/valve.bin"),
+        "the signer is shown what it signs: {out}"
+    );
+    let list = json_out(sigil(
+        &s,
+        &["release", "list", "--product", &product, "--json"],
+    ));
+    assert_eq!(list["items"][0]["state"], "published");
+    let (_, root) = raw_get(&s, &format!("/tuf/{product}/metadata/1.root.json")).await;
+    let got = python_tuf(&s, &product, &root, "2.0.0/valve.bin", &work.join("client")).unwrap();
+    assert_eq!(got, b"valve firmware");
+    assert_eq!(entries(&s, "update.metadata_signed").await.len(), 1);
+    s.shutdown().await;
+}
+
+/// Uploads and releases that are malformed, too large or conflicting are refused with a
+/// specific error, and leave no file, row or metadata behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_releases_change_nothing() {
+    let s = TestServer::start_with(Db::Sqlite, |c| c.updates.max_artefact_bytes = 1024)
+        .await
+        .unwrap();
+    let product = s.create_product("Lamp").await;
+    let upload = |body: Vec<u8>, content_type: &'static str| {
+        let req = s
+            .http
+            .post(format!("{}/api/v1/artefacts", s.api))
+            .bearer_auth(&s.token)
+            .header("content-type", content_type)
+            .body(body);
+        async move { common::split(req.send().await.unwrap()).await }
+    };
+    let (st, e) = upload(vec![1; 10], "application/json").await;
+    assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{e}");
+    let (st, e) = upload(vec![], "application/octet-stream").await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("empty-artefact")),
+        "{e}"
+    );
+    let (st, e) = upload(vec![7; 1025], "application/octet-stream").await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("artefact-too-large")),
+        "{e}"
+    );
+    // Streamed without a length, it is cut off at the limit all the same.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..4).map(|_| Ok(vec![9u8; 400])).collect();
+    let r = s
+        .http
+        .post(format!("{}/api/v1/artefacts", s.api))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let stored = |sub: &str| {
+        std::fs::read_dir(s.data_dir().join("artefacts").join(sub))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!((stored("sha256"), stored("incoming")), (0, 0));
+    assert_eq!(s.count("artefacts").await, 0);
+
+    let (st, a) = upload(b"lamp firmware".to_vec(), "application/octet-stream").await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    let sha = a["sha256"].as_str().unwrap();
+    let path = format!("/api/v1/products/{product}/releases");
+    let release = |version: &str, file: &str, artefact: &str| {
+        s.post(
+            &path,
+            json!({"version": version, "artefact_sha256": artefact, "file_name": file}),
+        )
+    };
+    assert_eq!(
+        release("1.0.0", "lamp.bin", sha).await.0,
+        StatusCode::CREATED
+    );
+    for (version, file, artefact, status, code) in [
+        (
+            "1.0",
+            "lamp.bin",
+            sha,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-version",
+        ),
+        (
+            "v2",
+            "lamp.bin",
+            sha,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-version",
+        ),
+        (
+            "1.0.0+rebuild",
+            "lamp.bin",
+            sha,
+            StatusCode::CONFLICT,
+            "release-exists",
+        ),
+        (
+            "2.0.0",
+            "../lamp.bin",
+            sha,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-file-name",
+        ),
+        (
+            "2.0.0",
+            "dir/lamp.bin",
+            sha,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-file-name",
+        ),
+        (
+            "2.0.0",
+            "lamp bin",
+            sha,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-file-name",
+        ),
+        (
+            "2.0.0",
+            "lamp.bin",
+            &"ab".repeat(32),
+            StatusCode::NOT_FOUND,
+            "unknown-artefact",
+        ),
+        (
+            "2.0.0",
+            "lamp.bin",
+            "../../ca/root.key",
+            StatusCode::NOT_FOUND,
+            "unknown-artefact",
+        ),
+    ] {
+        let (st, e) = release(version, file, artefact).await;
+        assert_eq!(
+            (st, e["code"].as_str()),
+            (status, Some(code)),
+            "{version} {file}: {e}"
+        );
+    }
+    let (st, e) = s
+        .post(
+            "/api/v1/products/0190aaaa-0000-7000-8000-000000000000/releases",
+            json!({"version": "1.0.0", "artefact_sha256": sha, "file_name": "x.bin"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{e}");
+    assert_eq!(s.count("releases").await, 1);
+    assert_eq!(
+        s.count("tuf_metadata").await,
+        4 + 3,
+        "channel (4) and one release (targets, snapshot, timestamp)"
+    );
+    // A second channel for the product, or offline keys that are not keys, are refused.
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/products/{product}/update-channel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let other = s.create_product("Other").await;
+    for body in [
+        json!({"targets_keys": [{"keytype": "rsa"}]}),
+        json!({"targets_threshold": 2}),
+        json!({"version_scheme": "calver"}),
+    ] {
+        let (st, e) = s
+            .post(
+                &format!("/api/v1/products/{other}/update-channel"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+    }
+    let key = sigil_update::tuf::PublicKey::ed25519(&[1; 32]);
+    let (st, e) = s
+        .post(
+            &format!("/api/v1/products/{other}/update-channel"),
+            json!({"targets_keys": [key], "targets_threshold": 2}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-keys")),
+        "{e}"
+    );
+    assert_eq!(s.count("update_channels").await, 1);
+    s.shutdown().await;
+}
