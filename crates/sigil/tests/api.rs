@@ -889,6 +889,12 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/products/{id}/declaration", "put"),
         ("/api/v1/products/{id}/declaration", "get"),
         ("/api/v1/services/certificates", "post"),
+        ("/api/v1/artefacts", "post"),
+        ("/api/v1/products/{id}/releases", "post"),
+        ("/api/v1/products/{id}/releases", "get"),
+        ("/api/v1/products/{id}/update-channel", "post"),
+        ("/api/v1/products/{id}/update-channel", "get"),
+        ("/api/v1/products/{id}/update-channel/signatures", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -897,7 +903,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        42,
+        46,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
