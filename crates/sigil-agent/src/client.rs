@@ -172,6 +172,35 @@ impl EstClient {
         })
     }
 
+    /// The server's base URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The HTTPS client (pinned root, and the device's certificate where one was given).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// GET a JSON answer from a device route (mTLS); refusals become the matching error.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, AgentError> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.server))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.map_err(transport)?;
+        let detail = body["detail"].as_str().unwrap_or_default().to_owned();
+        match status {
+            200 => Ok(body),
+            401 | 403 if detail.contains("revoked") => Err(AgentError::Revoked(detail)),
+            401 | 403 => Err(AgentError::CredentialRefused(detail)),
+            _ => Err(AgentError::Server { status, detail }),
+        }
+    }
+
     /// The current chain (issuing, root) under the pinned root, over the authenticated channel.
     pub async fn chain(&self) -> Result<String, AgentError> {
         let certs = get_cacerts(&self.http, &self.server).await?;

@@ -29,6 +29,64 @@ pub enum AgentError {
     NotEnrolled,
     #[error("invalid argument: {0}")]
     Usage(String),
+    /// Signed update metadata or a target failed TUF's checks: an attack, or a broken
+    /// repository. Nothing was installed.
+    #[error("update refused ({attack}): {detail}")]
+    UpdateRefused { attack: Attack, detail: String },
+    #[error("the product's signed metadata lists no target {0}")]
+    NoSuchTarget(String),
+    #[error("release {offered} is not newer than the installed {installed}; installing it needs an explicit rollback")]
+    Downgrade { offered: String, installed: String },
+    #[error("installation failed: {0}")]
+    InstallFailed(String),
+}
+
+/// The attacks The Update Framework names, each refused with its own exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attack {
+    /// A target whose content is not what the targets metadata signs (tampered).
+    ArbitrarySoftware,
+    /// Metadata older than what the device has already seen (rollback).
+    Rollback,
+    /// Metadata past its expiry (indefinite freeze).
+    Freeze,
+    /// A file larger than signed or allowed (endless data).
+    EndlessData,
+    /// Metadata files that do not belong together (mix-and-match).
+    MixAndMatch,
+    /// Signatures that do not reach the role's threshold of trusted keys (a wrong, revoked or
+    /// missing key).
+    UntrustedSignature,
+}
+
+impl Attack {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Attack::ArbitrarySoftware => 90,
+            Attack::Rollback => 91,
+            Attack::Freeze => 92,
+            Attack::EndlessData => 93,
+            Attack::MixAndMatch => 94,
+            Attack::UntrustedSignature => 95,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Attack::ArbitrarySoftware => "arbitrary-software",
+            Attack::Rollback => "rollback",
+            Attack::Freeze => "freeze",
+            Attack::EndlessData => "endless-data",
+            Attack::MixAndMatch => "mix-and-match",
+            Attack::UntrustedSignature => "untrusted-signature",
+        }
+    }
+}
+
+impl std::fmt::Display for Attack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl AgentError {
@@ -44,6 +102,10 @@ impl AgentError {
             AgentError::Revoked(_) => 78,
             AgentError::Expired(_) => 79,
             AgentError::ClockSkew { .. } => 80,
+            AgentError::UpdateRefused { attack, .. } => attack.exit_code(),
+            AgentError::NoSuchTarget(_) => 96,
+            AgentError::Downgrade { .. } => 97,
+            AgentError::InstallFailed(_) => 98,
         }
     }
 
@@ -61,6 +123,10 @@ impl AgentError {
             AgentError::State(_) => "state",
             AgentError::NotEnrolled => "not-enrolled",
             AgentError::Usage(_) => "usage",
+            AgentError::UpdateRefused { attack, .. } => attack.name(),
+            AgentError::NoSuchTarget(_) => "no-such-target",
+            AgentError::Downgrade { .. } => "downgrade",
+            AgentError::InstallFailed(_) => "install-failed",
         }
     }
 

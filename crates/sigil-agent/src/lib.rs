@@ -10,6 +10,7 @@ mod client;
 mod error;
 pub mod posture;
 pub mod state;
+pub mod update;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +139,12 @@ pub async fn enroll(state: &StateDir, opts: &EnrollOptions) -> Result<Identity, 
         &root_pem,
     )?;
     state.commit(generation, &pem_cert(&cert), &chain)?;
+    // Pin the product's update root now, over the channel just authenticated both ways. A
+    // product without an update channel yet is pinned at the first update instead.
+    match update::pin_channel(state).await {
+        Ok(()) | Err(AgentError::Server { status: 404, .. }) => {}
+        Err(e) => tracing::warn!(error = %e, "the update root could not be pinned at enrolment; retried at the first update"),
+    }
     state.current()?.ok_or(AgentError::NotEnrolled)
 }
 

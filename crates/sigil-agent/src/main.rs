@@ -57,6 +57,30 @@ enum Command {
         #[arg(long)]
         posture_file: Option<PathBuf>,
     },
+    /// Install a release: refresh the product's signed update metadata (TUF, from the root
+    /// pinned at enrolment), download and verify the target, switch the A/B slots in
+    /// INSTALL_DIR atomically (or run --installer-command), and roll back if the health
+    /// command does not pass within the deadline.
+    Update {
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The target to install, e.g. `1.4.2/firmware.bin`.
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        install_dir: PathBuf,
+        /// `CMD FILE VERSION` installs instead of the A/B slots.
+        #[arg(long)]
+        installer_command: Option<PathBuf>,
+        /// `CMD SLOT_DIR` must succeed after the switch, or the previous slot comes back.
+        #[arg(long)]
+        health_command: Option<PathBuf>,
+        #[arg(long, default_value_t = 300)]
+        health_deadline_seconds: u64,
+        /// Install even if the target is not newer than the installed release.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
     /// Renew once, now.
     Renew {
         #[arg(long)]
@@ -141,6 +165,35 @@ async fn execute(cli: Cli) -> Result<(), AgentError> {
             let posture = provider(posture_file).collect()?;
             let id = sigil_agent::report_posture(&state, &posture).await?;
             println!("posture report {id} accepted");
+            Ok(())
+        }
+        Command::Update {
+            state_dir,
+            target,
+            install_dir,
+            installer_command,
+            health_command,
+            health_deadline_seconds,
+            allow_downgrade,
+        } => {
+            let state = StateDir::open(state_dir)?;
+            let options = sigil_agent::update::UpdateOptions {
+                target,
+                install: sigil_agent::update::InstallOptions {
+                    dir: install_dir,
+                    command: installer_command,
+                    health_command,
+                    health_deadline: std::time::Duration::from_secs(health_deadline_seconds),
+                },
+                allow_downgrade,
+            };
+            let installed = sigil_agent::update::update(&state, &options).await?;
+            println!(
+                "installed {} (version {}, sha256 {})",
+                installed.target,
+                installed.version.as_deref().unwrap_or("-"),
+                installed.sha256
+            );
             Ok(())
         }
         Command::Renew { state_dir } => {

@@ -45,6 +45,20 @@ impl Identity {
     }
 }
 
+/// Replace `path` with `data`: written beside it, fsynced, renamed over it, the directory
+/// fsynced; a crash leaves the old file or the new one, never a mix.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
+    let fresh = path.with_extension("new");
+    write_synced(&fresh, data, 0o600)?;
+    fs::rename(&fresh, path).map_err(|e| state_err(&path.display().to_string(), e))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| state_err(&dir.display().to_string(), e))?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,

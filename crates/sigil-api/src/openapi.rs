@@ -17,9 +17,10 @@ use super::auth::Rule;
 use super::auth::rule;
 
 /// Routes that take no bearer token (they authenticate otherwise, or not at all).
-pub const OPEN: [&str; 3] = [
+pub const OPEN: [&str; 4] = [
     "/api/v1/auth/login",
     "/api/v1/device/posture",
+    "/api/v1/device/update-channel",
     "/api/v1/openapi.json",
 ];
 
@@ -42,7 +43,7 @@ const PROBLEM: &str = "application/problem+json";
         super::audit::entries, super::audit::latest_checkpoint, super::audit::sign_checkpoint, super::audit::inclusion,
         super::audit::consistency, super::audit::export, super::evidence::export,
         super::releases::upload_artefact, super::releases::create_release, super::releases::list_releases,
-        super::releases::create_channel, super::releases::get_channel, super::releases::add_signatures,
+        super::releases::create_channel, super::releases::get_channel, super::releases::add_signatures, super::releases::device_channel,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &Conformance),

@@ -446,3 +446,40 @@ pub async fn add_signatures(
             .await?,
     ))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceChannelResponse {
+    pub product_id: String,
+    /// The repository's path on this server (metadata under `metadata/`, targets under
+    /// `targets/`).
+    pub repository: String,
+    /// The product's newest root metadata, exactly as served: the device's trust anchor for
+    /// updates from now on (TUF verifies every later root against it).
+    pub root: String,
+}
+
+/// A device (authenticated by its current certificate, mTLS) learns its product's update
+/// repository and root metadata, to pin it.
+#[utoipa::path(get, path = "/api/v1/device/update-channel", tag = "updates", security(()),
+    responses((status = 200, body = DeviceChannelResponse), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn device_channel(
+    State(state): State<AppState>,
+    peer: Option<Extension<sigil_http::PeerCertificate>>,
+) -> Result<Json<DeviceChannelResponse>, ApiError> {
+    let peer = peer.map(|Extension(p)| p).unwrap_or(sigil_http::PeerCertificate(None));
+    // A refused certificate is recorded; a successful read changes nothing and is not.
+    let identity = state.current_identity(peer.der()).await.map_err(ApiError::from);
+    let actor = sigil_audit::Actor::device("unknown");
+    let (device, _) = state.audit_refusal(&actor, "update.channel_read", "device".into(), identity).await?;
+    let product = state.store().get_device(device).await?.product_id.to_string();
+    let root = state
+        .updates()
+        .metadata_file(&product, sigil_update::tuf::MetadataFile::LatestRoot)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("product {product} has no update channel yet")))?;
+    Ok(Json(DeviceChannelResponse {
+        repository: format!("/tuf/{product}/"),
+        root: String::from_utf8_lossy(&root).into_owned(),
+        product_id: product,
+    }))
+}

@@ -895,6 +895,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/products/{id}/update-channel", "post"),
         ("/api/v1/products/{id}/update-channel", "get"),
         ("/api/v1/products/{id}/update-channel/signatures", "post"),
+        ("/api/v1/device/update-channel", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -903,7 +904,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        46,
+        47,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

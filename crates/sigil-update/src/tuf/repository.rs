@@ -328,23 +328,31 @@ impl TargetName {
         }
     }
 
-    /// The inverse of [`Self::consistent_path`]: the hash and the target name a request path
-    /// names, if it has that shape.
+    /// The hash and the target name a request path names: the specification's form
+    /// (`dir/HASH.name`, what python-tuf asks for) or the hash before the whole name
+    /// (`HASH.dir/name`, what tough asks for). Either names one target unambiguously.
     pub fn from_consistent_path(path: &str) -> Option<(String, Self)> {
         let (dir, file) = match path.rsplit_once('/') {
             Some((dir, file)) => (Some(dir), file),
             None => (None, path),
         };
-        let (hash, name) = file.split_once('.')?;
-        if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
-        let full = match dir {
-            Some(dir) => format!("{dir}/{name}"),
-            None => name.to_owned(),
-        };
-        Some((hash.to_owned(), Self::new(&full).ok()?))
+        let spec = file.split_once('.').filter(|(hash, _)| is_sha256_hex(hash)).and_then(|(hash, name)| {
+            let full = match dir {
+                Some(dir) => format!("{dir}/{name}"),
+                None => name.to_owned(),
+            };
+            Some((hash.to_owned(), Self::new(&full).ok()?))
+        });
+        spec.or_else(|| {
+            let (hash, name) = path.split_once('.')?;
+            is_sha256_hex(hash).then_some(())?;
+            Some((hash.to_owned(), Self::new(name).ok()?))
+        })
     }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
