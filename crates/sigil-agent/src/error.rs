@@ -35,7 +35,9 @@ pub enum AgentError {
     UpdateRefused { attack: Attack, detail: String },
     #[error("the product's signed metadata lists no target {0}")]
     NoSuchTarget(String),
-    #[error("release {offered} is not newer than the installed {installed}; installing it needs an explicit rollback")]
+    #[error(
+        "release {offered} is not newer than the installed {installed}; installing it needs an explicit rollback"
+    )]
     Downgrade { offered: String, installed: String },
     #[error("installation failed: {0}")]
     InstallFailed(String),

@@ -143,7 +143,9 @@ pub async fn enroll(state: &StateDir, opts: &EnrollOptions) -> Result<Identity, 
     // product without an update channel yet is pinned at the first update instead.
     match update::pin_channel(state).await {
         Ok(()) | Err(AgentError::Server { status: 404, .. }) => {}
-        Err(e) => tracing::warn!(error = %e, "the update root could not be pinned at enrolment; retried at the first update"),
+        Err(e) => {
+            tracing::warn!(error = %e, "the update root could not be pinned at enrolment; retried at the first update")
+        }
     }
     state.current()?.ok_or(AgentError::NotEnrolled)
 }

@@ -117,7 +117,10 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
         .merge(others)
         // Devices authenticate with their certificate (mTLS), not a bearer token.
         .route("/api/v1/device/posture", post(posture::report))
-        .route("/api/v1/device/update-channel", get(releases::device_channel))
+        .route(
+            "/api/v1/device/update-channel",
+            get(releases::device_channel),
+        )
         // People log in with a password and TOTP code for a session cookie.
         .route("/api/v1/auth/login", post(login::login))
         .route("/api/v1/openapi.json", get(openapi))

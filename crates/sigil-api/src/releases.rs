@@ -466,17 +466,31 @@ pub async fn device_channel(
     State(state): State<AppState>,
     peer: Option<Extension<sigil_http::PeerCertificate>>,
 ) -> Result<Json<DeviceChannelResponse>, ApiError> {
-    let peer = peer.map(|Extension(p)| p).unwrap_or(sigil_http::PeerCertificate(None));
+    let peer = peer
+        .map(|Extension(p)| p)
+        .unwrap_or(sigil_http::PeerCertificate(None));
     // A refused certificate is recorded; a successful read changes nothing and is not.
-    let identity = state.current_identity(peer.der()).await.map_err(ApiError::from);
+    let identity = state
+        .current_identity(peer.der())
+        .await
+        .map_err(ApiError::from);
     let actor = sigil_audit::Actor::device("unknown");
-    let (device, _) = state.audit_refusal(&actor, "update.channel_read", "device".into(), identity).await?;
-    let product = state.store().get_device(device).await?.product_id.to_string();
+    let (device, _) = state
+        .audit_refusal(&actor, "update.channel_read", "device".into(), identity)
+        .await?;
+    let product = state
+        .store()
+        .get_device(device)
+        .await?
+        .product_id
+        .to_string();
     let root = state
         .updates()
         .metadata_file(&product, sigil_update::tuf::MetadataFile::LatestRoot)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("product {product} has no update channel yet")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("product {product} has no update channel yet"))
+        })?;
     Ok(Json(DeviceChannelResponse {
         repository: format!("/tuf/{product}/"),
         root: String::from_utf8_lossy(&root).into_owned(),

@@ -63,7 +63,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
 }
 
 async fn sync_dir(dir: &Path) -> Result<(), AgentError> {
-    tokio::fs::File::open(dir).await.map_err(io(dir))?.sync_all().await.map_err(io(dir))
+    tokio::fs::File::open(dir)
+        .await
+        .map_err(io(dir))?
+        .sync_all()
+        .await
+        .map_err(io(dir))
 }
 
 /// The slot `current` names, if any.
@@ -77,7 +82,9 @@ async fn switch(dir: &Path, slot: &str) -> Result<(), AgentError> {
     let fresh = dir.join("current.new");
     let _ = tokio::fs::remove_file(&fresh).await;
     tokio::fs::symlink(slot, &fresh).await.map_err(io(&fresh))?;
-    tokio::fs::rename(&fresh, dir.join("current")).await.map_err(io(dir))?;
+    tokio::fs::rename(&fresh, dir.join("current"))
+        .await
+        .map_err(io(dir))?;
     sync_dir(dir).await
 }
 
@@ -91,7 +98,9 @@ pub async fn installed(opts: &InstallOptions) -> Result<Option<Installed>, Agent
         },
     };
     match tokio::fs::read(&record).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| state_err("release.json", e)),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| state_err("release.json", e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(state_err("release.json", e)),
     }
@@ -100,7 +109,9 @@ pub async fn installed(opts: &InstallOptions) -> Result<Option<Installed>, Agent
 /// Finish what a crash interrupted: remove half-written slots, and settle a switch whose
 /// health was never decided (checked again, or rolled back once its deadline has passed).
 pub async fn recover(opts: &InstallOptions) -> Result<(), AgentError> {
-    tokio::fs::create_dir_all(&opts.dir).await.map_err(io(&opts.dir))?;
+    tokio::fs::create_dir_all(&opts.dir)
+        .await
+        .map_err(io(&opts.dir))?;
     for leftover in ["slot-a.new", "slot-b.new", "incoming"] {
         let _ = tokio::fs::remove_dir_all(opts.dir.join(leftover)).await;
     }
@@ -109,13 +120,20 @@ pub async fn recover(opts: &InstallOptions) -> Result<(), AgentError> {
     let Ok(bytes) = tokio::fs::read(&pending_path).await else {
         return Ok(());
     };
-    let pending: Pending = serde_json::from_slice(&bytes).map_err(|e| state_err("pending.json", e))?;
+    let pending: Pending =
+        serde_json::from_slice(&bytes).map_err(|e| state_err("pending.json", e))?;
     if current_slot(&opts.dir).await.as_deref() != Some(pending.new.as_str()) {
         // The crash came before the switch: nothing to undo.
         return remove_pending(&opts.dir).await;
     }
     let remaining = pending.deadline_unix - time::OffsetDateTime::now_utc().unix_timestamp();
-    let healthy = remaining > 0 && health(opts, &pending.new, Duration::from_secs(remaining.unsigned_abs())).await;
+    let healthy = remaining > 0
+        && health(
+            opts,
+            &pending.new,
+            Duration::from_secs(remaining.unsigned_abs()),
+        )
+        .await;
     settle(opts, &pending, healthy).await
 }
 
@@ -184,7 +202,11 @@ impl Staging {
 }
 
 fn other_slot(current: Option<&str>) -> &'static str {
-    if current == Some("slot-a") { "slot-b" } else { "slot-a" }
+    if current == Some("slot-a") {
+        "slot-b"
+    } else {
+        "slot-a"
+    }
 }
 
 /// Open the place the target is written to: `slot-X.new/<file>` for the inactive slot.
@@ -192,21 +214,35 @@ pub async fn begin(opts: &InstallOptions, target: &str) -> Result<Staging, Agent
     let file_name = target.rsplit('/').next().unwrap_or(target).to_owned();
     let dir = match opts.command {
         Some(_) => opts.dir.join("incoming"),
-        None => opts.dir.join(format!("{}.new", other_slot(current_slot(&opts.dir).await.as_deref()))),
+        None => opts.dir.join(format!(
+            "{}.new",
+            other_slot(current_slot(&opts.dir).await.as_deref())
+        )),
     };
     let _ = tokio::fs::remove_dir_all(&dir).await;
     tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
     let path = dir.join(&file_name);
     let file = tokio::fs::File::create(&path).await.map_err(io(&path))?;
-    Ok(Staging { dir, file, path, written: 0 })
+    Ok(Staging {
+        dir,
+        file,
+        path,
+        written: 0,
+    })
 }
 
 /// Install a completely downloaded and verified target.
-pub async fn finish(opts: &InstallOptions, mut staging: Staging, record: &Installed) -> Result<(), AgentError> {
+pub async fn finish(
+    opts: &InstallOptions,
+    mut staging: Staging,
+    record: &Installed,
+) -> Result<(), AgentError> {
     staging.file.flush().await.map_err(io(&staging.path))?;
     staging.file.sync_all().await.map_err(io(&staging.path))?;
     if staging.written != record.length {
-        return Err(AgentError::InstallFailed("the written file is not the verified length".into()));
+        return Err(AgentError::InstallFailed(
+            "the written file is not the verified length".into(),
+        ));
     }
     crash_point("downloaded");
     let json = serde_json::to_vec_pretty(record).map_err(|e| state_err("release.json", e))?;
@@ -214,21 +250,36 @@ pub async fn finish(opts: &InstallOptions, mut staging: Staging, record: &Instal
         return install_with_command(opts, command, &staging, record, &json).await;
     }
     let record_path = staging.dir.join("release.json");
-    tokio::fs::write(&record_path, &json).await.map_err(io(&record_path))?;
-    tokio::fs::File::open(&record_path).await.map_err(io(&record_path))?.sync_all().await.map_err(io(&record_path))?;
+    tokio::fs::write(&record_path, &json)
+        .await
+        .map_err(io(&record_path))?;
+    tokio::fs::File::open(&record_path)
+        .await
+        .map_err(io(&record_path))?
+        .sync_all()
+        .await
+        .map_err(io(&record_path))?;
     sync_dir(&staging.dir).await?;
     let previous = current_slot(&opts.dir).await;
     let slot = other_slot(previous.as_deref()).to_owned();
     let slot_dir = opts.dir.join(&slot);
     let _ = tokio::fs::remove_dir_all(&slot_dir).await;
-    tokio::fs::rename(&staging.dir, &slot_dir).await.map_err(io(&slot_dir))?;
+    tokio::fs::rename(&staging.dir, &slot_dir)
+        .await
+        .map_err(io(&slot_dir))?;
     sync_dir(&opts.dir).await?;
     crash_point("staged");
     let deadline = time::OffsetDateTime::now_utc() + opts.health_deadline;
-    let pending = Pending { previous, new: slot.clone(), deadline_unix: deadline.unix_timestamp() };
+    let pending = Pending {
+        previous,
+        new: slot.clone(),
+        deadline_unix: deadline.unix_timestamp(),
+    };
     let pending_path = opts.dir.join("pending.json");
     let bytes = serde_json::to_vec(&pending).map_err(|e| state_err("pending.json", e))?;
-    tokio::fs::write(&pending_path, bytes).await.map_err(io(&pending_path))?;
+    tokio::fs::write(&pending_path, bytes)
+        .await
+        .map_err(io(&pending_path))?;
     sync_dir(&opts.dir).await?;
     switch(&opts.dir, &slot).await?;
     crash_point("switched");
@@ -253,7 +304,10 @@ async fn install_with_command(
         .map_err(|e| AgentError::InstallFailed(format!("{}: {e}", command.display())))?;
     let _ = tokio::fs::remove_dir_all(&staging.dir).await;
     if !status.success() {
-        return Err(AgentError::InstallFailed(format!("{} exited with {status}", command.display())));
+        return Err(AgentError::InstallFailed(format!(
+            "{} exited with {status}",
+            command.display()
+        )));
     }
     let path = opts.dir.join("installed.json");
     let fresh = opts.dir.join("installed.json.new");

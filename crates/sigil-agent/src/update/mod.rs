@@ -53,10 +53,14 @@ pub async fn pin_channel(state: &StateDir) -> Result<(), AgentError> {
         answer["repository"].as_str(),
         answer["root"].as_str(),
     ) else {
-        return Err(AgentError::BadAnswer("update channel answer lacks a field".into()));
+        return Err(AgentError::BadAnswer(
+            "update channel answer lacks a field".into(),
+        ));
     };
     if !path.starts_with("/tuf/") {
-        return Err(AgentError::BadAnswer(format!("unexpected repository path {path}")));
+        return Err(AgentError::BadAnswer(format!(
+            "unexpected repository path {path}"
+        )));
     }
     let channel = Channel {
         product_id: product.to_owned(),
@@ -90,36 +94,56 @@ pub async fn update(state: &StateDir, opts: &UpdateOptions) -> Result<Installed,
     let url = url::Url::parse(&channel.repository).map_err(|e| state_err("tuf/channel.json", e))?;
     let datastore = dir.join("datastore");
     std::fs::create_dir_all(&datastore).map_err(|e| state_err("tuf/datastore", e))?;
-    let transport = transport::HttpsTransport { http: device_client(state)?.http().clone() };
+    let transport = transport::HttpsTransport {
+        http: device_client(state)?.http().clone(),
+    };
     let repo = verify::load(&root, &url, &datastore, transport).await?;
     let (version, length, sha256) = verify::target_facts(&repo, &opts.target)?;
     if let Some(current) = install::installed(&opts.install).await? {
-        refuse_downgrade(version.as_deref(), current.version.as_deref(), opts.allow_downgrade)?;
+        refuse_downgrade(
+            version.as_deref(),
+            current.version.as_deref(),
+            opts.allow_downgrade,
+        )?;
     }
     let mut staging = install::begin(&opts.install, &opts.target).await?;
     verify::download(&repo, &opts.target, &mut staging).await?;
-    let record = Installed { target: opts.target.clone(), version, sha256, length };
+    let record = Installed {
+        target: opts.target.clone(),
+        version,
+        sha256,
+        length,
+    };
     install::finish(&opts.install, staging, &record).await?;
     Ok(record)
 }
 
 /// The agent's own downgrade rule, whatever the server says: a version must be newer than
 /// the installed one under the scheme both parse in (semver, else integer).
-fn refuse_downgrade(offered: Option<&str>, installed: Option<&str>, allowed: bool) -> Result<(), AgentError> {
+fn refuse_downgrade(
+    offered: Option<&str>,
+    installed: Option<&str>,
+    allowed: bool,
+) -> Result<(), AgentError> {
     if allowed {
         return Ok(());
     }
     let (Some(offered), Some(installed)) = (offered, installed) else {
         return Ok(());
     };
-    let newer = [VersionScheme::Semver, VersionScheme::Integer].into_iter().find_map(|scheme| {
-        let a = ReleaseVersion::parse(scheme, offered).ok()?;
-        let b = ReleaseVersion::parse(scheme, installed).ok()?;
-        Some(a.precedence(&b) == Ordering::Greater)
-    });
+    let newer = [VersionScheme::Semver, VersionScheme::Integer]
+        .into_iter()
+        .find_map(|scheme| {
+            let a = ReleaseVersion::parse(scheme, offered).ok()?;
+            let b = ReleaseVersion::parse(scheme, installed).ok()?;
+            Some(a.precedence(&b) == Ordering::Greater)
+        });
     match newer {
         Some(true) => Ok(()),
-        _ => Err(AgentError::Downgrade { offered: offered.to_owned(), installed: installed.to_owned() }),
+        _ => Err(AgentError::Downgrade {
+            offered: offered.to_owned(),
+            installed: installed.to_owned(),
+        }),
     }
 }
 
@@ -131,7 +155,13 @@ mod tests {
     fn only_newer_versions_install_without_an_explicit_rollback() {
         assert!(refuse_downgrade(Some("1.2.0"), Some("1.1.9"), false).is_ok());
         assert!(refuse_downgrade(Some("10"), Some("9"), false).is_ok());
-        for (offered, installed) in [("1.1.0", "1.2.0"), ("1.2.0", "1.2.0"), ("1.2.0+b", "1.2.0+a"), ("9", "10"), ("1.0.0", "7")] {
+        for (offered, installed) in [
+            ("1.1.0", "1.2.0"),
+            ("1.2.0", "1.2.0"),
+            ("1.2.0+b", "1.2.0+a"),
+            ("9", "10"),
+            ("1.0.0", "7"),
+        ] {
             let e = refuse_downgrade(Some(offered), Some(installed), false).unwrap_err();
             assert_eq!(e.exit_code(), 97, "{offered} over {installed}");
         }

@@ -15,14 +15,14 @@ pub struct HttpsTransport {
 impl Transport for HttpsTransport {
     async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
         if url.scheme() != "https" {
-            return Err(TransportError::new(TransportErrorKind::UnsupportedUrlScheme, url));
+            return Err(TransportError::new(
+                TransportErrorKind::UnsupportedUrlScheme,
+                url,
+            ));
         }
-        let mut response = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e))?;
+        let mut response = self.http.get(url.clone()).send().await.map_err(|e| {
+            TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e)
+        })?;
         let status = response.status();
         // TUF ends the root chain at the first version the repository does not have.
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::FORBIDDEN {
@@ -30,7 +30,11 @@ impl Transport for HttpsTransport {
         }
         if !status.is_success() {
             let cause = format!("HTTP {}", status.as_u16());
-            return Err(TransportError::new_with_cause(TransportErrorKind::Other, url, cause));
+            return Err(TransportError::new_with_cause(
+                TransportErrorKind::Other,
+                url,
+                cause,
+            ));
         }
         // A task reads the body; the stream tough consumes is the receiving end of a small
         // channel (Send + Sync, as tough requires). Dropping the stream stops the download.
@@ -40,7 +44,11 @@ impl Transport for HttpsTransport {
                 let item = match response.chunk().await {
                     Ok(Some(chunk)) => Ok(chunk),
                     Ok(None) => break,
-                    Err(e) => Err(TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e)),
+                    Err(e) => Err(TransportError::new_with_cause(
+                        TransportErrorKind::Other,
+                        url.clone(),
+                        e,
+                    )),
                 };
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
@@ -48,6 +56,8 @@ impl Transport for HttpsTransport {
                 }
             }
         });
-        Ok(Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))))
+        Ok(Box::pin(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        })))
     }
 }

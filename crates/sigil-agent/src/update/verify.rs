@@ -47,18 +47,29 @@ pub async fn load(
 }
 
 /// A target's signed facts: its version (Sigil's `custom`), length and SHA-256.
-pub fn target_facts(repo: &Repository, name: &str) -> Result<(Option<String>, u64, String), AgentError> {
+pub fn target_facts(
+    repo: &Repository,
+    name: &str,
+) -> Result<(Option<String>, u64, String), AgentError> {
     let name = TargetName::new(name).map_err(|e| AgentError::Usage(e.to_string()))?;
     let Some(target) = repo.targets().signed.targets.get(&name) else {
         return Err(AgentError::NoSuchTarget(name.raw().to_owned()));
     };
-    let version = target.custom.get("version").and_then(|v| v.as_str()).map(str::to_owned);
+    let version = target
+        .custom
+        .get("version")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
     Ok((version, target.length, hex::encode(&target.hashes.sha256)))
 }
 
 /// Stream target `name` into `staging`. Bytes tough later rejects are in the staging slot,
 /// never installed: the caller installs only on `Ok`.
-pub async fn download(repo: &Repository, name: &str, staging: &mut Staging) -> Result<u64, AgentError> {
+pub async fn download(
+    repo: &Repository,
+    name: &str,
+    staging: &mut Staging,
+) -> Result<u64, AgentError> {
     let target = TargetName::new(name).map_err(|e| AgentError::Usage(e.to_string()))?;
     let mut stream = repo
         .read_target(&target)
@@ -77,9 +88,44 @@ pub async fn download(repo: &Repository, name: &str, staging: &mut Staging) -> R
 /// What a tough error says about the repository (or the network).
 fn refused(e: TufError) -> AgentError {
     let detail = e.to_string();
-    let attack = match &e {
+    if let Some(attack) = attack_of(&e) {
+        return AgentError::UpdateRefused { attack, detail };
+    }
+    match &e {
+        TufError::Transport { source, .. } => {
+            // tough reports a download cut off at its signed size, or whose hash is wrong, as
+            // a transport error caused by the TUF error itself.
+            let inner =
+                std::error::Error::source(source).and_then(|c| c.downcast_ref::<TufError>());
+            if let Some(attack) = inner.and_then(attack_of) {
+                AgentError::UpdateRefused { attack, detail }
+            } else if matches!(source.kind(), tough::TransportErrorKind::FileNotFound) {
+                AgentError::BadAnswer(format!(
+                    "the repository lacks a file it must have: {detail}"
+                ))
+            } else {
+                AgentError::Unreachable(detail)
+            }
+        }
+        TufError::ParseMetadata { .. }
+        | TufError::ParseTrustedMetadata { .. }
+        | TufError::SpecVersion { .. } => AgentError::BadAnswer(detail),
+        TufError::SystemTimeSteppedBackward { .. } => AgentError::ClockSkew { skew_seconds: 0 },
+        _ => AgentError::State(format!("TUF client: {detail}")),
+    }
+}
+
+/// The attack a TUF failure signals, if it signals one.
+fn attack_of(e: &TufError) -> Option<Attack> {
+    Some(match e {
         TufError::HashMismatch { context, .. } => {
-            if context.ends_with(".json") {
+            let metadata = [
+                "root.json",
+                "timestamp.json",
+                "snapshot.json",
+                "targets.json",
+            ];
+            if metadata.iter().any(|m| context.ends_with(m)) {
                 Attack::MixAndMatch
             } else {
                 Attack::ArbitrarySoftware
@@ -89,7 +135,9 @@ fn refused(e: TufError) -> AgentError {
         | TufError::OlderSnapshotInTimestamp { .. }
         | TufError::SnapshotRoleRollback { .. } => Attack::Rollback,
         TufError::ExpiredMetadata { .. } => Attack::Freeze,
-        TufError::MaxSizeExceeded { .. } | TufError::MaxUpdatesExceeded { .. } => Attack::EndlessData,
+        TufError::MaxSizeExceeded { .. } | TufError::MaxUpdatesExceeded { .. } => {
+            Attack::EndlessData
+        }
         TufError::VersionMismatch { .. }
         | TufError::MetaMissing { .. }
         | TufError::MissingSnapshotMeta { .. }
@@ -100,18 +148,6 @@ fn refused(e: TufError) -> AgentError {
         | TufError::VerifyRoleMetadata { .. }
         | TufError::VerifyTrustedMetadata { .. }
         | TufError::NoRoleKeysinRoot { .. } => Attack::UntrustedSignature,
-        TufError::Transport { source, .. } => {
-            return if matches!(source.kind(), tough::TransportErrorKind::FileNotFound) {
-                AgentError::BadAnswer(format!("the repository lacks a file it must have: {detail}"))
-            } else {
-                AgentError::Unreachable(detail)
-            };
-        }
-        TufError::ParseMetadata { .. } | TufError::ParseTrustedMetadata { .. } | TufError::SpecVersion { .. } => {
-            return AgentError::BadAnswer(detail);
-        }
-        TufError::SystemTimeSteppedBackward { .. } => return AgentError::ClockSkew { skew_seconds: 0 },
-        _ => return AgentError::State(format!("TUF client: {detail}")),
-    };
-    AgentError::UpdateRefused { attack, detail }
+        _ => return None,
+    })
 }

@@ -336,13 +336,16 @@ impl TargetName {
             Some((dir, file)) => (Some(dir), file),
             None => (None, path),
         };
-        let spec = file.split_once('.').filter(|(hash, _)| is_sha256_hex(hash)).and_then(|(hash, name)| {
-            let full = match dir {
-                Some(dir) => format!("{dir}/{name}"),
-                None => name.to_owned(),
-            };
-            Some((hash.to_owned(), Self::new(&full).ok()?))
-        });
+        let spec = file
+            .split_once('.')
+            .filter(|(hash, _)| is_sha256_hex(hash))
+            .and_then(|(hash, name)| {
+                let full = match dir {
+                    Some(dir) => format!("{dir}/{name}"),
+                    None => name.to_owned(),
+                };
+                Some((hash.to_owned(), Self::new(&full).ok()?))
+            });
         spec.or_else(|| {
             let (hash, name) = path.split_once('.')?;
             is_sha256_hex(hash).then_some(())?;
