@@ -313,7 +313,8 @@ mod tests {
         );
         // CRA Annex I: Part I (1) and (2)(a)-(m), Part II (1)-(8).
         assert_eq!(count("eu-cra"), 1 + 13 + 8);
-        assert_eq!(count("eo-14028"), 6);
+        // Six from the first wave, and 4(e)(iii) (the signed update channel).
+        assert_eq!(count("eo-14028"), 7);
         // The Device Defender mappings the issue names exist.
         let aws: BTreeSet<&str> = c
             .checks()

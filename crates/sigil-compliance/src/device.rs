@@ -118,6 +118,8 @@ pub struct ProductFacts {
     pub allowed_services: Option<Vec<String>>,
     /// The SBOM of each firmware version, when registered.
     pub sboms: HashMap<String, String>,
+    /// The product's update repository in Sigil, if it has one (read fresh at report time).
+    pub update_channel: Option<crate::product::UpdateChannelFacts>,
 }
 
 /// Where a device's key came from.
@@ -653,6 +655,7 @@ mod tests {
             current_firmware: Some(vec!["2.1.0".into()]),
             allowed_services: Some(vec!["tcp/8883".into()]),
             sboms: HashMap::new(),
+            update_channel: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod catalogue;
 pub mod device;
 pub mod live;
 pub mod organisation;
+pub mod product;
 mod status;
 
 pub use catalogue::{Catalogue, CatalogueError, Check, CheckKind, Framework, Requirement, Scope};

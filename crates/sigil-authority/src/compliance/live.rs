@@ -297,6 +297,9 @@ impl Live {
     /// The newest products and their declarations.
     async fn load_products(&mut self, state: &Authority) -> Result<(), ComplianceError> {
         let declarations = state.store.product_declarations().await?;
+        // Where a product publishes releases through Sigil, its newest release is the current
+        // firmware, in place of the hand-kept list in its declaration.
+        let released = state.updates().current_releases().await?;
         Arc::make_mut(&mut self.ctx).products = state
             .store
             .list_products()
@@ -312,11 +315,15 @@ impl Live {
                 let facts = ProductFacts {
                     id: p.id.to_string(),
                     support_end: end,
-                    current_firmware: declared.map(|d| d.current_firmware.clone()),
+                    current_firmware: match released.get(&p.id.to_string()) {
+                        Some(version) => Some(vec![version.clone()]),
+                        None => declared.map(|d| d.current_firmware.clone()),
+                    },
                     allowed_services: declared.map(|d| d.allowed_services.clone()),
                     sboms: declared
                         .map(|d| d.sboms.clone().into_iter().collect())
                         .unwrap_or_default(),
+                    update_channel: None,
                 };
                 (p.id, facts)
             })
@@ -499,7 +506,12 @@ impl Live {
                     touched.extend(self.read_entry(state, change.seq, text).await?);
                 }
                 products_changed |= change.action.starts_with("product.");
-                declared |= change.action == "product.declared";
+                // A declaration or a published release changes what is current for every
+                // device of the product.
+                declared |= matches!(
+                    change.action.as_str(),
+                    "product.declared" | "release.created" | "update.metadata_signed"
+                );
             }
             self.cursor = next;
         }

@@ -252,16 +252,29 @@ pub async fn evaluate(
         &mut tallies,
     )
     .await?;
+    let org = organisation_facts(state, crl.as_deref(), live.unknown_devices(unix));
+    let products: Vec<device::ProductFacts> = live.products().cloned().collect();
+    drop(live);
+    let attested = organisation_outcome(
+        catalogue,
+        "attest.secure-update-mechanism",
+        &attestations,
+        &org,
+        unix,
+    );
     for check in used.iter().filter(|c| c.starts_with("product.")) {
-        for p in live.products() {
-            tallies
-                .entry(check)
-                .or_default()
-                .record(&p.id, device::evaluate_product_support(p, unix));
+        for p in &products {
+            let mut p = p.clone();
+            if *check == "product.update-channel" {
+                p.update_channel = state.updates().channel_facts(&p.id).await?;
+            }
+            if let Some(o) =
+                sigil_compliance::product::evaluate_product(check, &p, unix, attested.as_ref())
+            {
+                tallies.entry(check).or_default().record(&p.id, o);
+            }
         }
     }
-    let org = organisation_facts(state, crl.as_deref(), live.unknown_devices(unix));
-    drop(live);
     for check in &used {
         if let Some(o) = organisation_outcome(catalogue, check, &attestations, &org, unix) {
             tallies.entry(check).or_default().record("organisation", o);

@@ -129,3 +129,66 @@ impl Updates {
         })
     }
 }
+
+impl Updates {
+    /// Each published role's newest version and expiry, for `product.update-channel`;
+    /// `None` if the product has no channel.
+    pub async fn channel_facts(
+        &self,
+        product: &str,
+    ) -> Result<Option<sigil_compliance::product::UpdateChannelFacts>, sigil_store::StoreError>
+    {
+        if self.store.update_channel(product).await?.is_none() {
+            return Ok(None);
+        }
+        let mut published = Vec::new();
+        for role in Role::ALL {
+            if let Some(doc) = self
+                .store
+                .tuf_document(product, role.as_str(), None)
+                .await?
+            {
+                published.push((
+                    role.as_str().to_owned(),
+                    doc.version,
+                    doc.expires_at.unix_timestamp(),
+                ));
+            }
+        }
+        Ok(Some(sigil_compliance::product::UpdateChannelFacts {
+            published,
+        }))
+    }
+
+    /// The newest published release of every product that has one (by its scheme's order).
+    pub async fn current_releases(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, sigil_store::StoreError> {
+        let mut current = std::collections::HashMap::new();
+        for product in self.store.update_channel_products().await? {
+            let Some(channel) = self.store.update_channel(&product).await? else {
+                continue;
+            };
+            let Ok(scheme) = sigil_update::VersionScheme::parse(&channel.version_scheme) else {
+                continue;
+            };
+            let newest = self
+                .store
+                .releases(&product)
+                .await?
+                .into_iter()
+                .filter(|r| r.state == "published")
+                .filter_map(|r| {
+                    Some((
+                        sigil_update::ReleaseVersion::parse(scheme, &r.version).ok()?,
+                        r.version,
+                    ))
+                })
+                .max_by(|a, b| a.0.precedence(&b.0));
+            if let Some((_, version)) = newest {
+                current.insert(product, version);
+            }
+        }
+        Ok(current)
+    }
+}

@@ -148,6 +148,7 @@ fn pure(n: u64, now: i64) -> Result<(Duration, [u64; 4])> {
         current_firmware: Some(vec!["2.0.0".into()]),
         allowed_services: Some(vec!["tcp/8883".into()]),
         sboms: Default::default(),
+        update_channel: None,
     };
     let started = Instant::now();
     let mut tally = [0u64; 4];

@@ -1,0 +1,173 @@
+//! Product checks: the declared support period and the signed update channel.
+
+use crate::Status;
+use crate::device::{Evidence, Outcome, ProductFacts, Time, evaluate_product_support};
+
+/// A product's update repository as published: each role's newest version and expiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateChannelFacts {
+    /// `(role, version, expires)` of every published role.
+    pub published: Vec<(String, u64, Time)>,
+}
+
+const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+
+/// The outcome of product check `check`, or `None` if it is not a product check.
+/// `attested` is the update-mechanism attestation's outcome: the evidence a product without
+/// a channel in Sigil can still offer.
+pub fn evaluate_product(
+    check: &str,
+    product: &ProductFacts,
+    now: Time,
+    attested: Option<&Outcome>,
+) -> Option<Outcome> {
+    match check {
+        "product.support-period" => Some(evaluate_product_support(product, now)),
+        "product.update-channel" => Some(evaluate_update_channel(product, now, attested)),
+        _ => None,
+    }
+}
+
+/// `product.update-channel`: every role of the product's repository is published and none
+/// has expired. Without a channel in Sigil, the attestation decides (or nothing does).
+pub fn evaluate_update_channel(
+    product: &ProductFacts,
+    now: Time,
+    attested: Option<&Outcome>,
+) -> Outcome {
+    let evidence = vec![Evidence::Product(product.id.clone())];
+    let Some(channel) = &product.update_channel else {
+        return match attested {
+            Some(a) => Outcome {
+                status: a.status,
+                reason: format!(
+                    "no update channel in Sigil; attested mechanism: {}",
+                    a.reason
+                ),
+                evidence: a.evidence.clone(),
+            },
+            None => Outcome {
+                status: Status::Unknown,
+                reason: "no update channel in Sigil and no attested update mechanism".into(),
+                evidence,
+            },
+        };
+    };
+    let missing: Vec<&str> = ROLES
+        .into_iter()
+        .filter(|r| !channel.published.iter().any(|(role, _, _)| role == r))
+        .collect();
+    if !missing.is_empty() {
+        return Outcome {
+            status: Status::Fail,
+            reason: format!(
+                "{} metadata not published (awaiting offline signatures)",
+                missing.join(", ")
+            ),
+            evidence,
+        };
+    }
+    let expired: Vec<String> = channel
+        .published
+        .iter()
+        .filter(|(_, _, expires)| *expires <= now)
+        .map(|(role, version, _)| format!("{role} v{version}"))
+        .collect();
+    if !expired.is_empty() {
+        return Outcome {
+            status: Status::Fail,
+            reason: format!(
+                "expired metadata: {}; devices refuse it (freeze protection)",
+                expired.join(", ")
+            ),
+            evidence,
+        };
+    }
+    let earliest = channel
+        .published
+        .iter()
+        .map(|(_, _, e)| *e)
+        .min()
+        .unwrap_or(now);
+    Outcome {
+        status: Status::Pass,
+        reason: format!(
+            "signed update channel; the earliest metadata expiry is in {} h",
+            (earliest - now) / 3600
+        ),
+        evidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const NOW: Time = 1_800_000_000;
+
+    fn with(published: Vec<(&str, u64, Time)>) -> ProductFacts {
+        ProductFacts {
+            id: "p".into(),
+            update_channel: Some(UpdateChannelFacts {
+                published: published
+                    .into_iter()
+                    .map(|(r, v, e)| (r.to_owned(), v, e))
+                    .collect(),
+            }),
+            ..ProductFacts::default()
+        }
+    }
+
+    #[test]
+    fn a_channel_passes_only_complete_and_unexpired() {
+        let all = |ts: Time| {
+            vec![
+                ("root", 1, NOW + 9e6 as i64),
+                ("targets", 3, NOW + 9e5 as i64),
+                ("snapshot", 3, NOW + 9e4 as i64),
+                ("timestamp", 7, ts),
+            ]
+        };
+        assert_eq!(
+            evaluate_update_channel(&with(all(NOW + 7200)), NOW, None).status,
+            Status::Pass
+        );
+        let expired = evaluate_update_channel(&with(all(NOW - 1)), NOW, None);
+        assert_eq!(expired.status, Status::Fail);
+        assert!(
+            expired.reason.contains("timestamp v7"),
+            "{}",
+            expired.reason
+        );
+        let pending = evaluate_update_channel(&with(vec![("root", 1, NOW + 10)]), NOW, None);
+        assert_eq!(pending.status, Status::Fail);
+        assert!(
+            pending.reason.contains("targets, snapshot, timestamp"),
+            "{}",
+            pending.reason
+        );
+    }
+
+    #[test]
+    fn without_a_channel_the_attestation_decides() {
+        let none = ProductFacts {
+            id: "p".into(),
+            ..ProductFacts::default()
+        };
+        assert_eq!(
+            evaluate_update_channel(&none, NOW, None).status,
+            Status::Unknown
+        );
+        let attested = Outcome {
+            status: Status::Pass,
+            reason: "attested".into(),
+            evidence: vec![],
+        };
+        assert_eq!(
+            evaluate_update_channel(&none, NOW, Some(&attested)).status,
+            Status::Pass
+        );
+        assert!(evaluate_product("device.unique-identity", &none, NOW, None).is_none());
+    }
+}
