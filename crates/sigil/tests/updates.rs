@@ -502,3 +502,113 @@ async fn bad_releases_change_nothing() {
     assert_eq!(s.count("update_channels").await, 1);
     s.shutdown().await;
 }
+
+/// The update checks read the repository: a product whose channel is complete and fresh
+/// passes `product.update-channel`, one awaiting offline signatures fails it; the newest
+/// published release is what `device.firmware-current` compares against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_reads_the_update_evidence() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let work = s.dir.path();
+    let online = s.create_product("Online").await;
+    let offline = s.create_product("Offline").await;
+    let fw = work.join("fw.bin");
+    std::fs::write(&fw, b"fw").unwrap();
+    ok(sigil(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            &online,
+            "--version",
+            "3.1.0",
+            "--file",
+            fw.to_str().unwrap(),
+        ],
+    ));
+    let key = work.join("t.pem");
+    ok(sigil(
+        &s,
+        &["release", "keygen", "--out", key.to_str().unwrap()],
+    ));
+    ok(sigil(
+        &s,
+        &[
+            "release",
+            "init",
+            "--product",
+            &offline,
+            "--targets-key",
+            work.join("t.pub.json").to_str().unwrap(),
+        ],
+    ));
+
+    let (_, report) = s.get("/api/v1/compliance/eu-cra").await;
+    let channel = check_of(&report, "II.7", "product.update-channel");
+    assert_eq!(channel["status"], "fail", "{channel}");
+    let failures = channel["failures"].as_array().unwrap();
+    assert_eq!(
+        failures.len(),
+        1,
+        "only the product awaiting signatures fails: {channel}"
+    );
+    assert!(
+        failures[0]["reason"].as_str().unwrap().contains("targets"),
+        "{channel}"
+    );
+
+    // The online product's device runs the newest release: current; an older one: not.
+    let device = s.create_device(&online, "SN-1").await;
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": common::fresh_csr_pem()}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(
+        s.post(&format!("/api/v1/devices/{device}/activate"), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(firmware_check(&s, &device, "3.1.0").await["status"], "pass");
+    let old = firmware_check(&s, &device, "3.0.0").await;
+    assert_eq!(old["status"], "fail", "{old}");
+    assert!(old["reason"].as_str().unwrap().contains("3.1.0"), "{old}");
+    s.shutdown().await;
+}
+
+fn check_of(report: &Value, requirement: &str, check: &str) -> Value {
+    let r = report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == requirement)
+        .unwrap();
+    r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap()
+        .clone()
+}
+
+/// Record a posture report saying `device` runs `version`; its `device.firmware-current`.
+async fn firmware_check(s: &TestServer, device: &str, version: &str) -> Value {
+    let posture =
+        sigil_domain::Posture::parse(json!({"firmware_version": version}).to_string().as_bytes())
+            .unwrap();
+    let actor = sigil_audit::Actor::device(device);
+    let now = s.handle().authority().now();
+    s.store()
+        .record_posture(&actor, device.parse().unwrap(), &posture, now)
+        .await
+        .unwrap();
+    let (_, report) = s
+        .get(&format!("/api/v1/compliance/eu-cra/devices/{device}"))
+        .await;
+    check_of(&report, "I.2.c", "device.firmware-current")
+}
