@@ -382,3 +382,91 @@ async fn an_unhealthy_slot_rolls_back() {
     assert_eq!(current_is_complete(&d.install).as_deref(), Some("1.0.0"));
     s.shutdown().await;
 }
+
+/// The online timestamp key as the server holds it (sealed in the database): what an attacker
+/// who stole it would have.
+async fn stolen_timestamp_key(s: &TestServer, product: &str) -> Ed25519Signer {
+    let row = sqlx::query(
+        "SELECT key_id, sealed_private FROM tuf_keys WHERE product_id = $1 AND role = 'timestamp'",
+    )
+    .bind(product)
+    .fetch_one(s.store().pool())
+    .await
+    .unwrap();
+    let key_id: String = row.try_get("key_id").unwrap();
+    let sealed: Vec<u8> = row.try_get("sealed_private").unwrap();
+    let dir = sigil_authority::DataDir::new(s.data_dir());
+    let sealer = sigil_authority::secrets::SecretBox::new(&dir.update_keys_key().unwrap()).unwrap();
+    let der = sealer
+        .open(&sealed, &format!("tuf:{product}:timestamp:{key_id}"))
+        .unwrap();
+    Ed25519Signer::from_pkcs8(&der).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_signed_by_a_revoked_key() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let d = enrolled(&s).await;
+    sigil_agent::update::update(&d.state, &options(&d, "1.0.0"))
+        .await
+        .unwrap();
+    let stolen = stolen_timestamp_key(&s, &d.product).await;
+    // The operator rotates the compromised key: root v2 assigns a new one.
+    let (st, channel) = s
+        .post(
+            &format!("/api/v1/products/{}/update-channel/rotations", d.product),
+            json!({"rotations": [{"role": "timestamp"}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{channel}");
+    assert!(
+        channel["pending"].as_array().unwrap().is_empty(),
+        "{channel}"
+    );
+    let root = channel["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "root")
+        .unwrap()
+        .clone();
+    assert_eq!(root["version"], 2, "{channel}");
+    let ts: serde_json::Value =
+        serde_json::from_slice(&newest(&s, &d.product, "timestamp", 0).await).unwrap();
+    let timestamp_role = channel["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "timestamp")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        ts["signatures"][0]["keyid"], timestamp_role["keyids"][0],
+        "the timestamp is signed by the new key: {ts} {channel}"
+    );
+    // The device follows the rotation (the new timestamp verifies under root v2)...
+    let e = sigil_agent::update::update(&d.state, &options(&d, "1.0.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.exit_code(),
+        97,
+        "metadata accepted, only the downgrade refused: {e}"
+    );
+    let pinned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.state.root().join("tuf/root.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        pinned["signed"]["version"], 2,
+        "the device now starts from root v2"
+    );
+    // ...and refuses a newer timestamp signed with the revoked key.
+    let mut forged = Envelope::<Timestamp>::parse(&newest(&s, &d.product, "timestamp", 0).await)
+        .unwrap()
+        .signed;
+    forged.version += 1;
+    let envelope = repository::sign(&forged, &[&stolen]).unwrap();
+    serve_instead(&s, &d.product, "timestamp", envelope.to_bytes()).await;
+    refused(&d, "1.0.0", 95, "untrusted-signature").await;
+    s.shutdown().await;
+}

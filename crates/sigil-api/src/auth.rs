@@ -131,7 +131,12 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/products/{id}/update-channel/signatures" if post => {
             Action("release.publish", "release")
         }
-        "/api/v1/products/{id}/update-channel" if post => Action("update.trust", "update_channel"),
+        "/api/v1/products/{id}/update-channel"
+        | "/api/v1/products/{id}/update-channel/rotations"
+            if post =>
+        {
+            Action("update.trust", "update_channel")
+        }
         "/api/v1/products/{id}/releases" | "/api/v1/products/{id}/update-channel" if get => {
             Action("release.read", "release")
         }

@@ -155,6 +155,10 @@ fn update_routes() -> Router<AppState> {
             "/api/v1/products/{id}/update-channel/signatures",
             post(releases::add_signatures),
         )
+        .route(
+            "/api/v1/products/{id}/update-channel/rotations",
+            post(releases::rotate_keys),
+        )
 }
 
 /// Access: broker decisions, the policy, operators, tokens, sessions.

@@ -43,7 +43,7 @@ const PROBLEM: &str = "application/problem+json";
         super::audit::entries, super::audit::latest_checkpoint, super::audit::sign_checkpoint, super::audit::inclusion,
         super::audit::consistency, super::audit::export, super::evidence::export,
         super::releases::upload_artefact, super::releases::create_release, super::releases::list_releases,
-        super::releases::create_channel, super::releases::get_channel, super::releases::add_signatures, super::releases::device_channel,
+        super::releases::create_channel, super::releases::get_channel, super::releases::add_signatures, super::releases::device_channel, super::releases::rotate_keys,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &Conformance),

@@ -497,3 +497,67 @@ pub async fn device_channel(
         product_id: product,
     }))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationItem {
+    /// `root`, `targets`, `snapshot` or `timestamp`.
+    pub role: String,
+    /// New keys kept off the server (root and targets only). None: one new online key.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationRequest {
+    pub rotations: Vec<RotationItem>,
+}
+
+/// Rotate role keys: the next root assigns the new keys, signed by the old root keys and the
+/// new (cross-signed); once it is published, everything the rotated-out keys signed is signed
+/// again. Offline keys sign through the signatures route.
+#[utoipa::path(post, path = "/api/v1/products/{id}/update-channel/rotations", tag = "updates", request_body = RotationRequest,
+    responses((status = 200, body = ChannelResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn rotate_keys(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(product): ApiPath<ProductId>,
+    ApiJson(req): ApiJson<RotationRequest>,
+) -> Result<Json<ChannelResponse>, ApiError> {
+    let actor = caller.actor();
+    let result = async {
+        let mut rotations = Vec::new();
+        for item in &req.rotations {
+            let role = Role::parse(&item.role)
+                .ok_or_else(|| ApiError::invalid("role: root, targets, snapshot or timestamp"))?;
+            let offline = offline_keys(&item.role, &item.keys, item.threshold)?;
+            if offline.is_some() && matches!(role, Role::Snapshot | Role::Timestamp) {
+                return Err(ApiError::invalid(format!(
+                    "{}: its keys must stay online (it is re-signed unattended)",
+                    item.role
+                )));
+            }
+            rotations.push(sigil_authority::updates::KeyRotation { role, offline });
+        }
+        state
+            .updates()
+            .rotate_keys(&actor, &product.to_string(), &rotations)
+            .await?;
+        channel_view(&state, product).await
+    }
+    .await;
+    Ok(Json(
+        state
+            .audit_refusal(
+                &actor,
+                "update.rotate",
+                format!("product:{product}"),
+                result,
+            )
+            .await?,
+    ))
+}

@@ -308,6 +308,47 @@ impl Store {
         Ok(tx.commit().await?)
     }
 
+    /// Add keys (a rotation) and the documents that use them, in one transaction with an
+    /// audit entry `action`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_tuf_keys(
+        &self,
+        actor: &Actor,
+        product: &str,
+        keys: &[TufKeyRecord],
+        documents: &[TufDocument],
+        action: &str,
+        details: Value,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO tuf_keys (product_id, role, key_id, public_key, sealed_private, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(product)
+            .bind(&key.role)
+            .bind(&key.key_id)
+            .bind(&key.public_key)
+            .bind(key.sealed_private.clone())
+            .bind(now.unix_timestamp())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| unique_to_conflict(e, || format!("key {} is already a {} key of product {product}", key.key_id, key.role)))?;
+        }
+        write_documents(&mut tx, product, documents, now).await?;
+        let event = AuditEvent::new(
+            now,
+            actor.clone(),
+            action,
+            format!("product:{product}"),
+            Outcome::Success,
+            details,
+        );
+        audit::append(&mut tx, vec![event]).await?;
+        Ok(tx.commit().await?)
+    }
+
     /// Record an uploaded artefact (idempotent: the same content twice is one artefact, and
     /// one audit entry).
     pub async fn record_artefact(

@@ -64,6 +64,22 @@ pub enum ReleaseCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Rotate a role's keys: a new online key, or (root, targets) public keys kept off the
+    /// server. The next root is cross-signed by the old and new root keys; offline ones sign
+    /// with `release sign`.
+    Rotate {
+        #[arg(long)]
+        product: String,
+        /// root, targets, snapshot or timestamp.
+        #[arg(long)]
+        role: String,
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        #[arg(long)]
+        threshold: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A product's releases.
     List {
         #[arg(long)]
@@ -143,6 +159,23 @@ pub async fn release(cmd: ReleaseCommand) -> Result<()> {
                 .post(&format!("/api/v1/products/{product}/releases"), &body)
                 .await?;
             print(&client, &release, RELEASE_COLUMNS, false)
+        }
+        ReleaseCommand::Rotate {
+            product,
+            role,
+            keys,
+            threshold,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let body = json!({"rotations": [{"role": role, "keys": read_public_keys(&keys)?, "threshold": threshold}]});
+            let channel = api
+                .post(
+                    &format!("/api/v1/products/{product}/update-channel/rotations"),
+                    &body,
+                )
+                .await?;
+            print_channel(&client, &channel)
         }
         ReleaseCommand::List { product, client } => {
             let api = ApiClient::from_args(&client)?;

@@ -896,6 +896,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/products/{id}/update-channel", "get"),
         ("/api/v1/products/{id}/update-channel/signatures", "post"),
         ("/api/v1/device/update-channel", "get"),
+        ("/api/v1/products/{id}/update-channel/rotations", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -904,7 +905,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        47,
+        48,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

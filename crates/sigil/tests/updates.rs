@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use common::{Db, TestServer, json as json_out, ok, sigil};
 
-const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tuf/client.py");
+/// The README's independent client, the very file it tells users to run.
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tuf_client.py");
 
 /// Run python-tuf against `product`'s repository with `root` as the trusted root; the
 /// downloaded file's content, or the client's error line.
@@ -611,4 +612,120 @@ async fn firmware_check(s: &TestServer, device: &str, version: &str) -> Value {
         .get(&format!("/api/v1/compliance/eu-cra/devices/{device}"))
         .await;
     check_of(&report, "I.2.c", "device.firmware-current")
+}
+
+/// The root key moves off the server: root v2 is cross-signed by the old (online) root key and
+/// the new offline one (`release sign`); a client that pinned root v1 walks to v2 and keeps
+/// downloading; a rotation a forged signature cannot complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_rotation_is_cross_signed() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let work = s.dir.path();
+    let product = s.create_product("Gateway").await;
+    let fw = work.join("gw.bin");
+    std::fs::write(&fw, b"gateway 1").unwrap();
+    ok(sigil(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "1.0.0",
+            "--file",
+            fw.to_str().unwrap(),
+        ],
+    ));
+    let (_, root_v1) = raw_get(&s, &format!("/tuf/{product}/metadata/1.root.json")).await;
+
+    let key = work.join("root2.pem");
+    ok(sigil(
+        &s,
+        &["release", "keygen", "--out", key.to_str().unwrap()],
+    ));
+    let channel = json_out(sigil(
+        &s,
+        &[
+            "release",
+            "rotate",
+            "--product",
+            &product,
+            "--role",
+            "root",
+            "--key",
+            work.join("root2.pub.json").to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let pending = &channel["pending"][0];
+    assert_eq!(
+        (pending["role"].as_str(), pending["version"].as_u64()),
+        (Some("root"), Some(2)),
+        "{channel}"
+    );
+    assert_eq!(
+        raw_get(&s, &format!("/tuf/{product}/metadata/2.root.json"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Another rotation cannot start while this one waits.
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/products/{product}/update-channel/rotations"),
+            json!({"rotations": [{"role": "timestamp"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+
+    let out = ok(sigil(
+        &s,
+        &[
+            "release",
+            "sign",
+            "--product",
+            &product,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.contains("root version 2"), "{out}");
+    assert_eq!(
+        raw_get(&s, &format!("/tuf/{product}/metadata/2.root.json"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let status = json_out(sigil(
+        &s,
+        &["release", "status", "--product", &product, "--json"],
+    ));
+    let root_role = status["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "root")
+        .unwrap();
+    assert_eq!(root_role["online"], false, "{status}");
+
+    // A client pinned to root v1 follows the chain and still verifies new releases.
+    std::fs::write(&fw, b"gateway 2").unwrap();
+    ok(sigil(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "1.1.0",
+            "--file",
+            fw.to_str().unwrap(),
+        ],
+    ));
+    let got = python_tuf(&s, &product, &root_v1, "1.1.0/gw.bin", &work.join("client")).unwrap();
+    assert_eq!(got, b"gateway 2");
+    assert_eq!(entries(&s, "update.keys_rotated").await.len(), 1);
+    s.shutdown().await;
 }

@@ -98,6 +98,12 @@ pub async fn update(state: &StateDir, opts: &UpdateOptions) -> Result<Installed,
         http: device_client(state)?.http().clone(),
     };
     let repo = verify::load(&root, &url, &datastore, transport).await?;
+    // Trust starts from the newest verified root next time (TUF 5.3): a rotated-out key then
+    // stays out, and tough's rollback cache survives the rotation.
+    if repo.root().signed.version.get() > pinned_version(&root) {
+        let newest = serde_json::to_vec(repo.root()).map_err(|e| state_err("tuf/root.json", e))?;
+        crate::state::write_atomic(&dir.join("root.json"), &newest)?;
+    }
     let (version, length, sha256) = verify::target_facts(&repo, &opts.target)?;
     if let Some(current) = install::installed(&opts.install).await? {
         refuse_downgrade(
@@ -116,6 +122,13 @@ pub async fn update(state: &StateDir, opts: &UpdateOptions) -> Result<Installed,
     };
     install::finish(&opts.install, staging, &record).await?;
     Ok(record)
+}
+
+fn pinned_version(root: &[u8]) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(root)
+        .ok()
+        .and_then(|v| v["signed"]["version"].as_u64())
+        .unwrap_or(0)
 }
 
 /// The agent's own downgrade rule, whatever the server says: a version must be newer than

@@ -62,21 +62,35 @@ impl Updates {
         let Some(mut targets) = current_targets else {
             return Ok(out);
         };
-        if new_targets.is_none() && self.due(&targets, Role::Targets, now) {
+        // Targets are re-signed in the second half of their life, or when the root no longer
+        // trusts the keys that signed them (a rotation): online at once, offline by staging a
+        // copy for `release sign`.
+        let stale = !verifies::<Targets>(&root, &targets)?;
+        if new_targets.is_none() && (stale || self.due(&targets, Role::Targets, now)) {
             let signers = self.signers(product, Role::Targets).await?;
+            let mut doc = parse_stored::<Targets>(&targets.document)?.signed;
+            doc.version += 1;
+            doc.expires = self.expires(Role::Targets, now);
             if !signers.is_empty() {
-                let mut doc = parse_stored::<Targets>(&targets.document)?.signed;
-                doc.version += 1;
-                doc.expires = self.expires(Role::Targets, now);
                 targets = Self::signed_document(&root, &doc, &signers)?;
                 out.push(targets.clone());
+            } else if stale
+                && self
+                    .store
+                    .unpublished_tuf_documents(product)
+                    .await?
+                    .iter()
+                    .all(|d| d.role != "targets")
+            {
+                out.push(self.first_document(&root, &doc, Role::Targets, None)?);
             }
         }
         let snapshot = self.store.tuf_document(product, "snapshot", None).await?;
         let snapshot = match snapshot {
             Some(s)
                 if covers(&s, "targets.json", targets.version)?
-                    && !self.due(&s, Role::Snapshot, now) =>
+                    && !self.due(&s, Role::Snapshot, now)
+                    && verifies::<Snapshot>(&root, &s)? =>
             {
                 s
             }
@@ -98,7 +112,8 @@ impl Updates {
         match timestamp {
             Some(t)
                 if covers(&t, "snapshot.json", snapshot.version)?
-                    && !self.due(&t, Role::Timestamp, now) => {}
+                    && !self.due(&t, Role::Timestamp, now)
+                    && verifies::<Timestamp>(&root, &t)? => {}
             previous => {
                 let version = previous.map_or(1, |p| p.version + 1);
                 let doc = repository::timestamp(
@@ -178,6 +193,11 @@ impl Updates {
             }
         })
     }
+}
+
+/// Whether `doc` carries a threshold of signatures by the keys `root` assigns its role.
+fn verifies<T: Metadata>(root: &Root, doc: &TufDocument) -> Result<bool, RequestError> {
+    Ok(verify(root, T::ROLE, &parse_stored::<T>(&doc.document)?).is_ok())
 }
 
 /// Whether a snapshot (or timestamp) document lists `file` at `version`.

@@ -12,6 +12,7 @@
 mod artefacts;
 mod chain;
 mod releases;
+mod rotation;
 mod serve;
 mod signatures;
 
@@ -30,6 +31,7 @@ use crate::{AuthorityError, Clock, Refusal, RefusalKind, RequestError};
 
 pub use artefacts::{Artefact, ArtefactUpload};
 pub use releases::{ChannelKeys, NewRelease};
+pub use rotation::KeyRotation;
 pub use serve::{ChannelStatus, RoleStatus, TargetFile};
 pub use signatures::{PendingDocument, SignatureSubmission};
 
@@ -157,11 +159,35 @@ impl Updates {
         Ok((signer, record))
     }
 
-    /// The online signers of `role` for `product` (none if the role is kept offline).
+    /// The online signers of `role` for `product` that its newest root (published, or else
+    /// the one awaiting signatures) assigns to the role: none if the role is kept offline; a
+    /// key rotated out never signs again.
     async fn signers(&self, product: &str, role: Role) -> Result<Vec<Ed25519Signer>, RequestError> {
+        let root = match self.published_root(product).await? {
+            Some(root) => root,
+            None => self.unpublished_root(product).await?,
+        };
+        let ids = root
+            .roles
+            .get(&role)
+            .map(|r| r.keyids.clone())
+            .unwrap_or_default();
+        self.signers_with_ids(product, role, &ids).await
+    }
+
+    /// The online keys of `role` among `ids`.
+    async fn signers_with_ids(
+        &self,
+        product: &str,
+        role: Role,
+        ids: &[String],
+    ) -> Result<Vec<Ed25519Signer>, RequestError> {
         let mut signers = Vec::new();
         for key in self.store.tuf_keys(product).await? {
-            let (Some(sealed), true) = (&key.sealed_private, key.role == role.as_str()) else {
+            let (Some(sealed), true) = (
+                &key.sealed_private,
+                key.role == role.as_str() && ids.contains(&key.key_id),
+            ) else {
                 continue;
             };
             let der = self

@@ -158,7 +158,7 @@ impl Updates {
 
     /// A first document: signed and published if its role's key is online, otherwise kept
     /// unpublished for offline signatures.
-    fn first_document<T: sigil_update::tuf::Metadata + Clone>(
+    pub(super) fn first_document<T: sigil_update::tuf::Metadata + Clone>(
         &self,
         root: &Root,
         document: &T,

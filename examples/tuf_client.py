@@ -1,6 +1,6 @@
 """An independent TUF client (python-tuf's ngclient, from PyPI) against a Sigil repository.
 
-usage: client.py METADATA_URL TARGETS_URL CA_FILE METADATA_DIR TARGET_NAME OUT_DIR
+usage: tuf_client.py METADATA_URL TARGETS_URL CA_FILE METADATA_DIR TARGET_NAME OUT_DIR
 
 METADATA_DIR must hold the trusted root.json. Prints the downloaded file's path and exits 0,
 or prints the error's class and message and exits 1.
