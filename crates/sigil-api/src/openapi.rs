@@ -83,6 +83,10 @@ pub fn document() -> serde_json::Value {
     doc
 }
 
+/// A release version: semantic versioning 2.0.0 (semver.org's own expression), or an integer
+/// build number (the two schemes a product may declare).
+const RELEASE_VERSION: &str = r"^(?:(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?|0|[1-9]\d{0,17})$";
+
 /// Some character that is not a space, and no control characters (the text fields' rule).
 const TEXT: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 
@@ -193,6 +197,56 @@ fn field_constraints(
             json!({"pattern": r"\S", "maxLength": 1024}),
         ),
         ("AttestRequest", "check", json!({"enum": attestations})),
+        (
+            "ReleaseRequest",
+            "version",
+            json!({"maxLength": 64, "pattern": RELEASE_VERSION}),
+        ),
+        (
+            "ReleaseRequest",
+            "artefact_sha256",
+            json!({"pattern": "^[0-9a-f]{64}$"}),
+        ),
+        (
+            "ReleaseRequest",
+            "sbom_sha256",
+            json!({"pattern": "^[0-9a-f]{64}$"}),
+        ),
+        (
+            "ReleaseRequest",
+            "file_name",
+            json!({"pattern": r"^(?!\.\.?$)[A-Za-z0-9._+-]{1,100}$"}),
+        ),
+        (
+            "ReleaseRequest",
+            "notes",
+            json!({"maxLength": 4000, "pattern": r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*$"}),
+        ),
+        (
+            "ChannelRequest",
+            "version_scheme",
+            json!({"enum": ["semver", "integer"]}),
+        ),
+        (
+            "ChannelRequest",
+            "root_threshold",
+            json!({"minimum": 1, "maximum": 16}),
+        ),
+        (
+            "ChannelRequest",
+            "targets_threshold",
+            json!({"minimum": 1, "maximum": 16}),
+        ),
+        (
+            "SignatureItem",
+            "role",
+            json!({"enum": ["root", "targets"]}),
+        ),
+        (
+            "RotationItem",
+            "role",
+            json!({"enum": ["root", "targets", "snapshot", "timestamp"]}),
+        ),
         ("AttestRequest", "attested_by", text(200)),
         ("AttestRequest", "statement", text(4000)),
         ("AttestRequest", "document_name", text(200)),

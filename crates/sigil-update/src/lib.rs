@@ -3,6 +3,9 @@
 //!
 //! - [`version`]: release versions per product, totally ordered under a declared scheme
 //!   (semver precedence, or plain integers), so "newer" and "downgrade" have one meaning.
+//! - [`rollout`]: staged rollouts: groups, success and error thresholds (each failure kind
+//!   on its own, with a minimum sample), security signals, maintenance windows; every
+//!   decision says which threshold triggered it.
 //! - [`tuf`]: The Update Framework 1.0 on the repository side: metadata types, OLPC canonical
 //!   JSON, Ed25519 keys and key ids, signing, threshold verification, and the four roles'
 //!   documents of a product repository with consistent snapshots.
@@ -15,6 +18,7 @@
 //! python-tuf's ngclient in the test suite), so the two sides never share code.
 
 mod error;
+pub mod rollout;
 pub mod tuf;
 pub mod version;
 
