@@ -102,7 +102,7 @@ fn current_is_complete(dir: &Path) -> Option<String> {
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join(&slot).join("release.json")).unwrap())
             .unwrap();
-    let content = std::fs::read(dir.join(&slot).join("fw.bin")).unwrap();
+    let content = std::fs::read(dir.join(&slot).join("files/fw.bin")).unwrap();
     assert_eq!(
         hex::encode(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
@@ -127,7 +127,7 @@ async fn releases_install_into_ab_slots_and_downgrades_are_refused() {
         Path::new("slot-a")
     );
     assert_eq!(
-        std::fs::read(d.install.join("slot-a/fw.bin")).unwrap(),
+        std::fs::read(d.install.join("slot-a/files/fw.bin")).unwrap(),
         b"version one"
     );
 
@@ -151,6 +151,27 @@ async fn releases_install_into_ab_slots_and_downgrades_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(e.exit_code(), 96, "{e}");
+    // A target named like the slot's own record cannot overwrite it.
+    let sha = release(&s, &d.product, "1.2.0", b"named release.json").await;
+    let mut named = options(&d, "1.2.1");
+    let (st, body) = s
+        .post(
+            &format!("/api/v1/products/{}/releases", d.product),
+            json!({"version": "1.2.1", "artefact_sha256": sha, "file_name": "release.json"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    named.target = "1.2.1/release.json".into();
+    sigil_agent::update::update(&d.state, &named).await.unwrap();
+    let slot = std::fs::read_link(d.install.join("current")).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.install.join(&slot).join("release.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["version"], "1.2.1");
+    assert_eq!(
+        std::fs::read(d.install.join(&slot).join("files/release.json")).unwrap(),
+        b"named release.json"
+    );
     let mut rollback = options(&d, "1.0.0");
     rollback.allow_downgrade = true;
     sigil_agent::update::update(&d.state, &rollback)

@@ -178,11 +178,22 @@ pub async fn create_release(
         security: req.security,
         notes: req.notes,
     };
-    let result = state
-        .updates()
-        .create_release(&actor, &product.to_string(), new)
-        .await
-        .map_err(ApiError::from);
+    let result = async {
+        // The first release creates the product's trust root for updates: that needs the
+        // right to change update trust, not only to publish.
+        if !state.updates().channel_exists(&product.to_string()).await?
+            && !super::auth::allows(&state, &caller, "update.trust", "update_channel")
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "channel-needs-trust",
+                "Forbidden",
+                format!("product {product} has no update channel; creating one needs update.trust (with a second factor for people): `sigil release init`"),
+            ));
+        }
+        Ok(state.updates().create_release(&actor, &product.to_string(), new).await?)
+    }
+    .await;
     let release = state
         .audit_refusal(&actor, "release.create", subject, result)
         .await?;

@@ -129,8 +129,32 @@ async fn write_documents(
             })
         })?;
         if doc.published && doc.role == "targets" {
-            sqlx::query("UPDATE releases SET state = 'published' WHERE product_id = $1 AND state = 'awaiting-signature'")
-                .bind(product)
+            mark_published(tx, product, &doc.document).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Mark published the releases awaiting signature that this signed targets document lists
+/// (only those: a document re-signed without a newer release leaves that release waiting).
+async fn mark_published(
+    tx: &mut WriteTx,
+    product: &str,
+    document: &[u8],
+) -> Result<(), StoreError> {
+    let doc: Value = serde_json::from_slice(document)
+        .map_err(|e| StoreError::Corrupt(format!("targets document: {e}")))?;
+    let listed = doc["signed"]["targets"].as_object();
+    let waiting = sqlx::query("SELECT id, target_name FROM releases WHERE product_id = $1 AND state = 'awaiting-signature'")
+        .bind(product)
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in waiting {
+        let name: String = row.try_get("target_name")?;
+        if listed.is_some_and(|t| t.contains_key(&name)) {
+            let id: String = row.try_get("id")?;
+            sqlx::query("UPDATE releases SET state = 'published' WHERE id = $1")
+                .bind(id)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -460,6 +484,25 @@ impl Store {
             .iter()
             .map(release_from_row)
             .collect()
+    }
+
+    /// The published release of `product` that ships `target_name` with content `sha256`.
+    pub async fn published_release(
+        &self,
+        product: &str,
+        sha256: &str,
+        target_name: &str,
+    ) -> Result<Option<ReleaseRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE product_id = $1 AND target_name = $2 AND sha256 = $3 AND state = 'published'"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(product)
+            .bind(target_name)
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(release_from_row).transpose()
     }
 
     pub async fn release(&self, id: &str) -> Result<ReleaseRecord, StoreError> {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use sigil_update::tuf::{Ed25519Signer, PublicKey, Root, Signer, Targets, canonical_json};
+use sigil_update::tuf::{Ed25519Signer, PublicKey, Role, Root, Signer, Targets, canonical_json};
 
 use crate::cli::ClientArgs;
 use crate::client::ApiClient;
@@ -101,6 +101,9 @@ pub enum ReleaseCommand {
         /// The private key file (from `release keygen`).
         #[arg(long)]
         key: PathBuf,
+        /// Sign without asking (for automation that checked the documents otherwise).
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -194,8 +197,9 @@ pub async fn release(cmd: ReleaseCommand) -> Result<()> {
         ReleaseCommand::Sign {
             product,
             key,
+            yes,
             client,
-        } => sign(&product, &key, &client).await,
+        } => sign(&product, &key, yes, &client).await,
     }
 }
 
@@ -301,7 +305,7 @@ fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<Value>> {
 
 /// Sign every pending document this key may sign, after checking that what the server asks
 /// to be signed is a well-formed document of the role and version it claims, and showing it.
-async fn sign(product: &str, key: &Path, client: &ClientArgs) -> Result<()> {
+async fn sign(product: &str, key: &Path, yes: bool, client: &ClientArgs) -> Result<()> {
     let text =
         std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
     let signer = Ed25519Signer::from_pem(&text)
@@ -326,6 +330,9 @@ async fn sign(product: &str, key: &Path, client: &ClientArgs) -> Result<()> {
         let version = doc["version"].as_u64().unwrap_or_default();
         let canonical = doc["canonical"].as_str().unwrap_or_default();
         describe(role, version, canonical)?;
+        if !confirmed(yes)? {
+            bail!("not signed");
+        }
         signatures.push(json!({"role": role, "version": version, "keyid": keyid,
                                "sig": hex::encode(signer.sign(canonical.as_bytes())?)}));
     }
@@ -341,29 +348,48 @@ async fn sign(product: &str, key: &Path, client: &ClientArgs) -> Result<()> {
     print_channel(client, &after)
 }
 
-/// Check the bytes to sign are the canonical form of a document of the claimed role and
-/// version, and print what signing it vouches for.
+/// Check the bytes to sign are exactly the canonical form of a document of the claimed role
+/// and version (no unknown field, no other `_type`: a root cannot pass as targets), and print
+/// what signing it vouches for.
 fn describe(role: &str, version: u64, canonical: &str) -> Result<()> {
     let value: Value =
         serde_json::from_str(canonical).context("the server sent a document that is not JSON")?;
-    if canonical_json(&value) != canonical.as_bytes() {
+    if value["_type"].as_str() != Some(role) {
         bail!(
-            "the server sent {role} version {version} in a form that is not canonical JSON; refusing to sign it"
+            "the server calls this {role} metadata but it is {}; refusing to sign it",
+            value["_type"]
         );
     }
+    let same = |bytes: Vec<u8>| -> Result<()> {
+        if bytes != canonical.as_bytes() {
+            bail!(
+                "the server sent {role} version {version} with fields Sigil does not write, or not in canonical form; refusing to sign it"
+            );
+        }
+        Ok(())
+    };
     match role {
         "targets" => {
             let doc: Targets = serde_json::from_value(value).context("not a targets document")?;
-            if doc.version != version {
+            same(canonical_json(&doc))?;
+            if doc.version != version || doc.kind != Role::Targets {
                 bail!(
                     "the targets document is version {}, not {version}",
                     doc.version
                 );
             }
-            println!("targets version {version}, expires {}:", doc.expires);
+            println!(
+                "targets version {version} (spec {}), expires {}:",
+                doc.spec_version, doc.expires
+            );
             for (name, file) in &doc.targets {
+                let custom = file.custom.as_ref();
                 println!(
-                    "  {name}  {} bytes  sha256 {}",
+                    "  {name:?}  version {:?}  security {}  {} bytes  sha256 {}",
+                    custom.and_then(|c| c["version"].as_str()).unwrap_or("-"),
+                    custom
+                        .and_then(|c| c["security"].as_bool())
+                        .unwrap_or(false),
                     file.length,
                     file.hashes.get("sha256").map_or("-", String::as_str)
                 );
@@ -371,13 +397,17 @@ fn describe(role: &str, version: u64, canonical: &str) -> Result<()> {
         }
         "root" => {
             let doc: Root = serde_json::from_value(value).context("not a root document")?;
-            if doc.version != version {
+            same(canonical_json(&doc))?;
+            if doc.version != version || doc.kind != Role::Root {
                 bail!(
                     "the root document is version {}, not {version}",
                     doc.version
                 );
             }
-            println!("root version {version}, expires {}:", doc.expires);
+            println!(
+                "root version {version} (spec {}), expires {}:",
+                doc.spec_version, doc.expires
+            );
             for (r, keys) in &doc.roles {
                 println!(
                     "  {}: threshold {} of {}",
@@ -388,8 +418,68 @@ fn describe(role: &str, version: u64, canonical: &str) -> Result<()> {
             }
         }
         other => bail!(
-            "the server asks for a signature on {other} metadata, which is never signed offline"
+            "the server asks for a signature on {other:?} metadata, which is never signed offline"
         ),
     }
     Ok(())
+}
+
+/// Ask before signing, unless `--yes`.
+fn confirmed(yes: bool) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    eprint!("sign this? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sigil_update::tuf::repository::{self, RoleAssignment};
+
+    #[test]
+    fn a_signer_refuses_what_is_not_the_role_and_form_it_claims() {
+        let (k, _) = Ed25519Signer::generate().unwrap();
+        let keys: Vec<Ed25519Signer> = (0..4)
+            .map(|_| Ed25519Signer::generate().unwrap().0)
+            .collect();
+        let expires = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+        let roles: Vec<RoleAssignment<'_>> = Role::ALL
+            .iter()
+            .zip(&keys)
+            .map(|(role, key)| RoleAssignment {
+                role: *role,
+                keys: vec![key.public_key()],
+                threshold: 1,
+            })
+            .collect();
+        let root = repository::root(2, expires, &roles).unwrap();
+        let root_text = String::from_utf8(canonical_json(&root)).unwrap();
+        // A root presented as targets.
+        assert!(describe("targets", 2, &root_text).is_err());
+        describe("root", 2, &root_text).unwrap();
+        assert!(describe("root", 3, &root_text).is_err());
+        // A targets document with a field Sigil does not write (a root's, say) is refused.
+        let targets = repository::targets(1, expires, Default::default());
+        let mut value = serde_json::to_value(&targets).unwrap();
+        value["keys"] = serde_json::json!({k.key_id(): k.public_key()});
+        let smuggled = String::from_utf8(canonical_json(&value)).unwrap();
+        assert!(describe("targets", 1, &smuggled).is_err());
+        // Not canonical (spaces) is refused; the canonical form passes.
+        let spaced = serde_json::to_string_pretty(&targets).unwrap();
+        assert!(describe("targets", 1, &spaced).is_err());
+        describe(
+            "targets",
+            1,
+            &String::from_utf8(canonical_json(&targets)).unwrap(),
+        )
+        .unwrap();
+        assert!(describe("timestamp", 1, "{}").is_err());
+    }
 }

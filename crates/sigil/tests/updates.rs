@@ -50,6 +50,29 @@ fn python_tuf(
     }
 }
 
+/// Run the CLI as `sigil` does, typing `input` at its prompt.
+fn answering(s: &TestServer, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(args)
+        .env("SIGIL_SERVER", &s.api)
+        .env("SIGIL_TOKEN", &s.token)
+        .env("SIGIL_CA_FILE", s.data_dir().join("ca/root.crt"))
+        .env("SIGIL_DATA_DIR", "/nonexistent")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 async fn raw_get(s: &TestServer, path: &str) -> (StatusCode, Vec<u8>) {
     let r = s.http.get(format!("{}{path}", s.api)).send().await.unwrap();
     (r.status(), r.bytes().await.unwrap().to_vec())
@@ -294,17 +317,22 @@ async fn an_offline_targets_key_signs_releases() {
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
     assert_eq!(entries(&s, "update.metadata_signed").await.len(), 0);
 
-    let out = ok(sigil(
-        &s,
-        &[
-            "release",
-            "sign",
-            "--product",
-            &product,
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    ));
+    // Without an answer nothing is signed; the operator reads what it signs and says yes.
+    let sign_args = [
+        "release",
+        "sign",
+        "--product",
+        &product,
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let unanswered = sigil(&s, &sign_args);
+    assert!(
+        String::from_utf8_lossy(&unanswered.stderr).contains("not signed"),
+        "{unanswered:?}"
+    );
+    assert_eq!(entries(&s, "update.metadata_signed").await.len(), 0);
+    let out = ok(answering(&s, &sign_args, "y\n"));
     assert!(
         out.contains("2.0.0/valve.bin"),
         "the signer is shown what it signs: {out}"
@@ -679,7 +707,7 @@ async fn a_root_rotation_is_cross_signed() {
         .await;
     assert_eq!(st, StatusCode::CONFLICT);
 
-    let out = ok(sigil(
+    let out = ok(answering(
         &s,
         &[
             "release",
@@ -689,6 +717,7 @@ async fn a_root_rotation_is_cross_signed() {
             "--key",
             key.to_str().unwrap(),
         ],
+        "y\n",
     ));
     assert!(out.contains("root version 2"), "{out}");
     assert_eq!(
@@ -727,5 +756,58 @@ async fn a_root_rotation_is_cross_signed() {
     let got = python_tuf(&s, &product, &root_v1, "1.1.0/gw.bin", &work.join("client")).unwrap();
     assert_eq!(got, b"gateway 2");
     assert_eq!(entries(&s, "update.keys_rotated").await.len(), 1);
+    s.shutdown().await;
+}
+
+/// Publishing is not trusting: an operator's token publishes releases to an existing channel,
+/// but a product's first release (which would create its update trust root) needs
+/// `update.trust`. Keys that differ only in letter case are one key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_an_update_trust_root_needs_update_trust() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let product = s.create_product("Sensor").await;
+    let (st, t) = s.post("/api/v1/tokens", json!({"name": "ci", "role": "operator", "scopes": ["inventory"], "expires_in_seconds": 600})).await;
+    assert_eq!(st, StatusCode::CREATED, "{t}");
+    let token = t["token"].as_str().unwrap().to_owned();
+    let r = s
+        .http
+        .post(format!("{}/api/v1/artefacts", s.api))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(b"sensor fw".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let sha = r.json::<Value>().await.unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let release = json!({"version": "1.0.0", "artefact_sha256": sha, "file_name": "s.bin"});
+    let path = format!("/api/v1/products/{product}/releases");
+    let (st, e) = common::operators::bearer(&s, &token, "POST", &path, release.clone()).await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("channel-needs-trust")),
+        "{e}"
+    );
+    assert_eq!(s.count("update_channels").await, 0);
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/products/{product}/update-channel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, e) = common::operators::bearer(&s, &token, "POST", &path, release).await;
+    assert_eq!(st, StatusCode::CREATED, "{e}");
+
+    let other = s.create_product("Other").await;
+    let lower = "ab".repeat(32);
+    let key = |public: &str| json!({"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": public}});
+    let (st, e) = s.post(&format!("/api/v1/products/{other}/update-channel"),
+        json!({"targets_keys": [key(&lower), key(&lower.to_uppercase())], "targets_threshold": 2})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(s.count("update_channels").await, 1);
     s.shutdown().await;
 }

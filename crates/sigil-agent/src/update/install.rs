@@ -2,7 +2,8 @@
 //! them by an atomic rename, so a crash at any moment leaves `current` on a complete slot:
 //!
 //! ```text
-//! DIR/slot-a/            the target's file and release.json (target, version, when)
+//! DIR/.lock              held by the one update running (a second one is refused)
+//! DIR/slot-a/            files/<the target's file>, and release.json (target, version, hash)
 //! DIR/slot-b/
 //! DIR/slot-b.new/        a slot being written (removed on the next start if left over)
 //! DIR/current -> slot-a  replaced by rename(2) of a fresh symlink
@@ -103,6 +104,28 @@ pub async fn installed(opts: &InstallOptions) -> Result<Option<Installed>, Agent
             .map_err(|e| state_err("release.json", e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(state_err("release.json", e)),
+    }
+}
+
+/// Hold the install directory for one update: a second `sigil-agent update` at the same time
+/// is refused rather than allowed to rename the other's half-written slot into place.
+pub fn lock(opts: &InstallOptions) -> Result<std::fs::File, AgentError> {
+    std::fs::create_dir_all(&opts.dir)
+        .map_err(|e| state_err(&opts.dir.display().to_string(), e))?;
+    let path = opts.dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| state_err(&path.display().to_string(), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::State(format!(
+            "another update is running in {}",
+            opts.dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(state_err(&path.display().to_string(), e)),
     }
 }
 
@@ -221,7 +244,13 @@ pub async fn begin(opts: &InstallOptions, target: &str) -> Result<Staging, Agent
     };
     let _ = tokio::fs::remove_dir_all(&dir).await;
     tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
-    let path = dir.join(&file_name);
+    // The payload lives under `files/`, apart from the slot's own records: a target named
+    // `release.json` cannot overwrite them.
+    let files = dir.join("files");
+    tokio::fs::create_dir_all(&files)
+        .await
+        .map_err(io(&files))?;
+    let path = files.join(&file_name);
     let file = tokio::fs::File::create(&path).await.map_err(io(&path))?;
     Ok(Staging {
         dir,

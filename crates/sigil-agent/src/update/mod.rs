@@ -67,7 +67,11 @@ pub async fn pin_channel(state: &StateDir) -> Result<(), AgentError> {
         repository: format!("{}{path}", client.server()),
     };
     std::fs::create_dir_all(&dir).map_err(|e| state_err("tuf", e))?;
-    crate::state::write_atomic(&dir.join("root.json"), root.as_bytes())?;
+    // A root already pinned (and perhaps advanced by verified rotations) is never replaced
+    // by what the server says now.
+    if !dir.join("root.json").exists() {
+        crate::state::write_atomic(&dir.join("root.json"), root.as_bytes())?;
+    }
     let json = serde_json::to_vec_pretty(&channel).map_err(|e| state_err("channel.json", e))?;
     crate::state::write_atomic(&dir.join("channel.json"), &json)
 }
@@ -83,6 +87,7 @@ fn device_client(state: &StateDir) -> Result<EstClient, AgentError> {
 
 /// Download, verify and install `opts.target`. Returns what is installed afterwards.
 pub async fn update(state: &StateDir, opts: &UpdateOptions) -> Result<Installed, AgentError> {
+    let _held = install::lock(&opts.install)?;
     install::recover(&opts.install).await?;
     pin_channel(state).await?;
     let dir = tuf_dir(state);

@@ -68,9 +68,14 @@ impl Updates {
         let stale = !verifies::<Targets>(&root, &targets)?;
         if new_targets.is_none() && (stale || self.due(&targets, Role::Targets, now)) {
             let signers = self.signers(product, Role::Targets).await?;
-            let mut doc = parse_stored::<Targets>(&targets.document)?.signed;
-            doc.version += 1;
-            doc.expires = self.expires(Role::Targets, now);
+            // Rebuilt from the releases (a release awaiting an offline signature included),
+            // never copied from the old document.
+            let releases = self.store.releases(product).await?;
+            let doc = sigil_update::tuf::repository::targets(
+                targets.version + 1,
+                self.expires(Role::Targets, now),
+                super::releases::targets_map(&releases),
+            );
             if !signers.is_empty() {
                 targets = Self::signed_document(&root, &doc, &signers)?;
                 out.push(targets.clone());
@@ -140,7 +145,14 @@ impl Updates {
         let Some(current) = self.store.tuf_document(product, "root", None).await? else {
             return Ok(None);
         };
-        if !self.due(&current, Role::Root, now) {
+        let rotation_pending = self
+            .store
+            .unpublished_tuf_documents(product)
+            .await?
+            .iter()
+            .any(|d| d.role == "root");
+        // A rotation awaiting signatures holds the next version: renewing would replace it.
+        if rotation_pending || !self.due(&current, Role::Root, now) {
             return Ok(None);
         }
         let signers = self.signers(product, Role::Root).await?;
@@ -159,26 +171,37 @@ impl Updates {
     /// Re-sign what is due in every product's repository. Called by the background task.
     pub async fn refresh_all(&self) -> Result<usize, RequestError> {
         let mut refreshed = 0;
+        // One product's failure never stops the others' timestamps (a fleet-wide freeze).
         for product in self.store.update_channel_products().await? {
-            let _writer = self.writer.lock().await;
-            let now = self.now();
-            let docs = self.chain(&product, None, now).await?;
-            if docs.is_empty() {
-                continue;
+            match self.refresh(&product).await {
+                Ok(true) => refreshed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(product, error = %e, "update metadata refresh failed for this product")
+                }
             }
-            self.store
-                .put_tuf_documents(
-                    &Actor::system("updates"),
-                    &product,
-                    &docs,
-                    "update.metadata_refreshed",
-                    serde_json::json!({"reason": "expiry"}),
-                    now,
-                )
-                .await?;
-            refreshed += 1;
         }
         Ok(refreshed)
+    }
+
+    async fn refresh(&self, product: &str) -> Result<bool, RequestError> {
+        let _writer = self.writer.lock().await;
+        let now = self.now();
+        let docs = self.chain(product, None, now).await?;
+        if docs.is_empty() {
+            return Ok(false);
+        }
+        self.store
+            .put_tuf_documents(
+                &Actor::system("updates"),
+                product,
+                &docs,
+                "update.metadata_refreshed",
+                serde_json::json!({"reason": "expiry or rotation"}),
+                now,
+            )
+            .await?;
+        Ok(true)
     }
 
     /// Run [`Self::refresh_all`] every minute until the process ends.

@@ -110,6 +110,8 @@ impl Updates {
         artefacts: PathBuf,
     ) -> Result<Self, AuthorityError> {
         settings.validate()?;
+        // Uploads a crash cut off are never finished: remove them.
+        let _ = std::fs::remove_dir_all(artefacts.join("incoming"));
         Ok(Self {
             store,
             clock,

@@ -296,14 +296,7 @@ impl Updates {
         releases: &[ReleaseRecord],
         now: OffsetDateTime,
     ) -> Result<Vec<TufDocument>, RequestError> {
-        let mut targets = BTreeMap::new();
-        for r in releases {
-            let custom = json!({"release": r.id, "version": r.version, "security": r.security});
-            targets.insert(
-                r.target_name.clone(),
-                repository::target_file(&r.sha256, r.length, custom),
-            );
-        }
+        let targets = targets_map(releases);
         let published = self.store.tuf_document(product, "targets", None).await?;
         let version = published.map_or(1, |d| d.version + 1);
         let doc = repository::targets(version, self.expires(Role::Targets, now), targets);
@@ -339,4 +332,20 @@ impl Updates {
     pub async fn releases(&self, product: &str) -> Result<Vec<ReleaseRecord>, RequestError> {
         Ok(self.store.releases(product).await?)
     }
+}
+
+/// Every release as a TUF target: its length, SHA-256 and Sigil's description.
+pub(super) fn targets_map(
+    releases: &[ReleaseRecord],
+) -> BTreeMap<String, sigil_update::tuf::TargetFile> {
+    releases
+        .iter()
+        .map(|r| {
+            let custom = json!({"release": r.id, "version": r.version, "security": r.security});
+            (
+                r.target_name.clone(),
+                repository::target_file(&r.sha256, r.length, custom),
+            )
+        })
+        .collect()
 }

@@ -48,9 +48,11 @@ impl Updates {
         let Some(path) = self.artefact_path(sha256) else {
             return Ok(None);
         };
-        let found = self.store.releases(product).await?.into_iter().find(|r| {
-            r.state == "published" && r.sha256 == sha256 && r.target_name == name.as_str()
-        });
+        // One row by the (product, target name) unique index, not a scan of the releases.
+        let found = self
+            .store
+            .published_release(product, sha256, name.as_str())
+            .await?;
         Ok(found.map(|r| TargetFile {
             path,
             length: r.length,
@@ -79,6 +81,10 @@ pub struct ChannelStatus {
 }
 
 impl Updates {
+    pub async fn channel_exists(&self, product: &str) -> Result<bool, RequestError> {
+        Ok(self.store.update_channel(product).await?.is_some())
+    }
+
     pub async fn channel_status(&self, product: &str) -> Result<ChannelStatus, RequestError> {
         let channel = self.store.update_channel(product).await?.ok_or_else(|| {
             RequestError::from(Refusal::new(

@@ -70,14 +70,25 @@ impl Updates {
                 Role::Root => signed_parts(&parse_stored::<Root>(&doc.document)?),
                 _ => signed_parts(&parse_stored::<Targets>(&doc.document)?),
             };
-            let assigned = root
-                .roles
-                .get(&role)
-                .cloned()
-                .unwrap_or(sigil_update::tuf::RoleKeys {
-                    keyids: vec![],
-                    threshold: 1,
-                });
+            let mut assigned =
+                root.roles
+                    .get(&role)
+                    .cloned()
+                    .unwrap_or(sigil_update::tuf::RoleKeys {
+                        keyids: vec![],
+                        threshold: 1,
+                    });
+            // A new root also needs the trusted root's keys: their holders sign it too.
+            if role == Role::Root
+                && let Some(trusted) = self.published_root(product).await?
+                && let Some(old) = trusted.roles.get(&Role::Root)
+            {
+                for id in &old.keyids {
+                    if !assigned.keyids.contains(id) {
+                        assigned.keyids.push(id.clone());
+                    }
+                }
+            }
             out.push(PendingDocument {
                 role,
                 version: doc.version,

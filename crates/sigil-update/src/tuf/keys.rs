@@ -49,6 +49,18 @@ impl PublicKey {
                 self.keytype, self.scheme
             )));
         }
+        // Lower-case only: the key id hashes the text, so `AB..` and `ab..` would be two ids
+        // for one key, and one signer could count twice towards a threshold.
+        if !self
+            .keyval
+            .public
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(UpdateError::Key(
+                "the public key must be lower-case hex".into(),
+            ));
+        }
         let raw = hex::decode(&self.keyval.public)
             .map_err(|_| UpdateError::Key("public key is not hex".into()))?;
         if raw.len() != 32 {
@@ -63,6 +75,11 @@ impl PublicKey {
     /// The key id: hex SHA-256 of the key's canonical JSON (TUF 1.0, "KEYID").
     pub fn key_id(&self) -> String {
         hex::encode(digest(&SHA256, &canonical_json(self)))
+    }
+
+    /// Check the key is a well-formed Ed25519 key in Sigil's form.
+    pub fn check(&self) -> Result<(), UpdateError> {
+        self.raw_ed25519().map(|_| ())
     }
 
     /// Whether `signature` (raw bytes) is this key's over `message`.
@@ -189,6 +206,14 @@ mod tests {
         assert!(PublicKey::from_json(rsa).is_err());
         let short = br#"{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"0011"}}"#;
         assert!(PublicKey::from_json(short).is_err());
+        let upper = format!(
+            r#"{{"keytype":"ed25519","scheme":"ed25519","keyval":{{"public":"{}"}}}}"#,
+            "AB".repeat(32)
+        );
+        assert!(
+            PublicKey::from_json(upper.as_bytes()).is_err(),
+            "one key, two ids"
+        );
         assert!(
             Ed25519Signer::from_pem(
                 "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"

@@ -28,7 +28,22 @@ pub fn root(
 ) -> Result<Root, UpdateError> {
     let mut keys = BTreeMap::new();
     let mut assigned = BTreeMap::new();
+    let mut owner: BTreeMap<String, Role> = BTreeMap::new();
     for assignment in roles {
+        for key in &assignment.keys {
+            key.check()?;
+            // One key, one role: a timestamp key must never be able to sign targets.
+            if let Some(other) = owner.insert(key.keyval.public.clone(), assignment.role)
+                && other != assignment.role
+            {
+                return Err(UpdateError::Metadata(format!(
+                    "key {} is assigned to both {} and {}",
+                    key.key_id(),
+                    other.as_str(),
+                    assignment.role.as_str()
+                )));
+            }
+        }
         let ids: BTreeSet<String> = assignment.keys.iter().map(|k| k.key_id()).collect();
         let threshold = assignment.threshold;
         if threshold == 0 || threshold as usize > ids.len() {
