@@ -265,6 +265,14 @@ pub struct ServeArgs {
     /// off; a revocation still reaches the broker at once while Sigil runs.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(2..=2160))]
     pub crl_validity_hours: u32,
+    /// Largest artefact (firmware image, SBOM) an upload may be, in MiB (1 to 65536).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_artefact_mib: u64,
+    /// Hours each update timestamp is valid (1 to 168, not beyond the snapshot's 7 days).
+    /// Devices refuse an expired one (freeze protection), so this is how long Sigil may be
+    /// down before devices stop accepting updates; it is re-signed at half its life.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=168))]
+    pub update_timestamp_hours: u64,
     /// Failed authentications from one address recorded one by one per minute; past that they
     /// are answered 429 and summarised in one audit entry per address and minute.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]

@@ -214,6 +214,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.ocsp_signing = args.ocsp_signer.parse()?;
     config.enrollment_profile = args.enrollment_profile;
     config.crl_validity = time::Duration::hours(i64::from(args.crl_validity_hours));
+    config.updates.max_artefact_bytes = args.max_artefact_mib << 20;
+    config.updates.timestamp_expiry =
+        std::time::Duration::from_secs(args.update_timestamp_hours * 3600);
     config.failures_per_window = args.failed_auth_limit;
     config.superseded_overlap = args
         .superseded_overlap_seconds

@@ -811,3 +811,91 @@ async fn creating_an_update_trust_root_needs_update_trust() {
     assert_eq!(s.count("update_channels").await, 1);
     s.shutdown().await;
 }
+
+/// `sigil serve` takes the update settings from its flags and refuses nonsense before starting.
+#[test]
+fn serve_checks_the_update_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (args, says) in [
+        (["--update-timestamp-hours", "0"], "update-timestamp-hours"),
+        (["--max-artefact-mib", "0"], "max-artefact-mib"),
+        (
+            ["--update-timestamp-hours", "169"],
+            "update-timestamp-hours",
+        ),
+    ] {
+        let e = common::SpawnedServer::spawn_with(&data, None, &[], &args)
+            .err()
+            .expect("refused");
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+    let s = common::SpawnedServer::spawn_with(
+        &data,
+        None,
+        &[],
+        &["--update-timestamp-hours", "2", "--max-artefact-mib", "1"],
+    )
+    .unwrap();
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let http = common::root_client(&data);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let upload = |size: usize| {
+            http.post(format!("{}/api/v1/artefacts", s.api()))
+                .bearer_auth(token.trim())
+                .header("content-type", "application/octet-stream")
+                .body(vec![1u8; size])
+                .send()
+        };
+        assert_eq!(
+            upload(2 << 20).await.unwrap().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let sha = upload(1000).await.unwrap().json::<Value>().await.unwrap()["sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let product = http
+            .post(format!("{}/api/v1/products", s.api()))
+            .bearer_auth(token.trim())
+            .json(&json!({"name": "P", "manufacturer": "M", "support_end": "2031-12-31"}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = http
+            .post(format!("{}/api/v1/products/{product}/releases", s.api()))
+            .bearer_auth(token.trim())
+            .json(&json!({"version": "1.0.0", "artefact_sha256": sha, "file_name": "f.bin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let ts: Value = http
+            .get(format!("{}/tuf/{product}/metadata/timestamp.json", s.api()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let expires = time::PrimitiveDateTime::parse(
+            ts["signed"]["expires"].as_str().unwrap(),
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"),
+        )
+        .unwrap()
+        .assume_utc();
+        let left = expires - time::OffsetDateTime::now_utc();
+        assert!(
+            left <= time::Duration::hours(2) && left > time::Duration::minutes(110),
+            "{left}"
+        );
+    });
+    s.kill9();
+}

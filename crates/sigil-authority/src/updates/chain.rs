@@ -27,12 +27,12 @@ impl Updates {
         signers: &[sigil_update::tuf::Ed25519Signer],
     ) -> Result<TufDocument, RequestError> {
         let signers: Vec<&dyn Signer> = signers.iter().map(|s| s as &dyn Signer).collect();
-        let envelope = repository::sign(document, &signers).map_err(update_internal)?;
-        verify(root, T::ROLE, &envelope).map_err(update_internal)?;
+        let document_bytes =
+            repository::sign_checked(root, document, &signers).map_err(update_internal)?;
         Ok(TufDocument {
             role: T::ROLE.as_str().into(),
             version: document.version(),
-            document: envelope.to_bytes(),
+            document: document_bytes,
             expires_at: document.expires(),
             published: true,
         })

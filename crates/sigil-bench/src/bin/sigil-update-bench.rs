@@ -20,8 +20,8 @@ use clap::Parser;
 use serde_json::json;
 
 use sigil_testkit::{Db, TestServer};
-use sigil_update::tuf::repository::{self, target_file};
-use sigil_update::tuf::{Ed25519Signer, Signer, TargetFile, canonical_json};
+use sigil_update::tuf::repository::{self, RoleAssignment, target_file};
+use sigil_update::tuf::{Ed25519Signer, Role, Root, Signer, TargetFile, canonical_json};
 
 #[derive(Parser)]
 struct Args {
@@ -44,19 +44,42 @@ fn targets_of(n: usize) -> BTreeMap<String, TargetFile> {
         .collect()
 }
 
-/// One release's metadata work on the server; the bytes of its targets document.
+/// One release's metadata work on the server (`sign_checked`, as `Updates` calls it): the
+/// targets document signed and checked against the root, then snapshot and timestamp; the
+/// bytes of the targets file.
 fn sign_release(
     targets: &BTreeMap<String, TargetFile>,
     keys: &[Ed25519Signer; 3],
+    root: &Root,
 ) -> Result<usize> {
     let expires = time::OffsetDateTime::now_utc() + time::Duration::days(90);
     let doc = repository::targets(2, expires, targets.clone());
-    let signed = repository::sign(&doc, &[&keys[0] as &dyn Signer])?.to_bytes();
+    let signed = repository::sign_checked(root, &doc, &[&keys[0] as &dyn Signer])?;
     let snapshot = repository::snapshot(2, expires, 2, &signed);
-    let snapshot_bytes = repository::sign(&snapshot, &[&keys[1] as &dyn Signer])?.to_bytes();
+    let snapshot_bytes = repository::sign_checked(root, &snapshot, &[&keys[1] as &dyn Signer])?;
     let timestamp = repository::timestamp(2, expires, 2, &snapshot_bytes);
-    repository::sign(&timestamp, &[&keys[2] as &dyn Signer])?.to_bytes();
+    repository::sign_checked(root, &timestamp, &[&keys[2] as &dyn Signer])?;
     Ok(signed.len())
+}
+
+/// A root assigning `keys` to targets, snapshot and timestamp (and `root_key` to root).
+fn root_for(keys: &[Ed25519Signer; 3], root_key: &Ed25519Signer) -> Result<Root> {
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let roles = [
+        (Role::Root, root_key),
+        (Role::Targets, &keys[0]),
+        (Role::Snapshot, &keys[1]),
+        (Role::Timestamp, &keys[2]),
+    ];
+    let assignments: Vec<RoleAssignment<'_>> = roles
+        .iter()
+        .map(|(role, key)| RoleAssignment {
+            role: *role,
+            keys: vec![key.public_key()],
+            threshold: 1,
+        })
+        .collect();
+    Ok(repository::root(1, expires, &assignments)?)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -70,6 +93,7 @@ fn signing(rounds: usize) -> Result<()> {
         Ed25519Signer::generate()?.0,
         Ed25519Signer::generate()?.0,
     ];
+    let root = root_for(&keys, &Ed25519Signer::generate()?.0)?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tuf_sign_bench.py");
     println!(
         "| targets | Sigil ms | raw Ed25519 over the canonical bytes ms | python-tuf ms | targets.json bytes | Sigil / raw | python-tuf / Sigil |"
@@ -81,7 +105,7 @@ fn signing(rounds: usize) -> Result<()> {
         let mut size = 0;
         for _ in 0..rounds {
             let started = Instant::now();
-            size = sign_release(&targets, &keys)?;
+            size = sign_release(&targets, &keys, &root)?;
             ours.push(started.elapsed().as_secs_f64());
         }
         let canonical = canonical_json(&repository::targets(

@@ -186,12 +186,26 @@ pub fn verify<T: Metadata>(
     role: Role,
     envelope: &Envelope<T>,
 ) -> Result<usize, UpdateError> {
+    verify_message(
+        root,
+        role,
+        &canonical_json(&envelope.signed),
+        &envelope.signatures,
+    )
+}
+
+/// [`verify`] over a document's canonical bytes already at hand.
+pub fn verify_message(
+    root: &Root,
+    role: Role,
+    message: &[u8],
+    signatures: &[Signature],
+) -> Result<usize, UpdateError> {
     let assigned = root.roles.get(&role).ok_or_else(|| {
         UpdateError::Metadata(format!("root assigns no keys to {}", role.as_str()))
     })?;
-    let message = canonical_json(&envelope.signed);
     let mut valid = BTreeSet::new();
-    for signature in &envelope.signatures {
+    for signature in signatures {
         if !assigned.keyids.contains(&signature.keyid) || valid.contains(&signature.keyid) {
             continue;
         }
@@ -201,7 +215,7 @@ pub fn verify<T: Metadata>(
         let Ok(sig) = hex::decode(&signature.sig) else {
             continue;
         };
-        if key.verifies(&message, &sig) {
+        if key.verifies(message, &sig) {
             valid.insert(signature.keyid.clone());
         }
     }
@@ -213,6 +227,32 @@ pub fn verify<T: Metadata>(
         });
     }
     Ok(valid.len())
+}
+
+/// Sign `document` and check the signatures reach its role's threshold under `root`; the file
+/// as served. The canonical bytes are made once: they are what is signed, what is checked, and
+/// (inside `{"signatures": [...], "signed": ...}`, itself canonical JSON) what is served.
+pub fn sign_checked<T: Metadata>(
+    root: &Root,
+    document: &T,
+    signers: &[&dyn Signer],
+) -> Result<Vec<u8>, UpdateError> {
+    let message = canonical_json(document);
+    let mut signatures = Vec::with_capacity(signers.len());
+    for signer in signers {
+        signatures.push(Signature {
+            keyid: signer.key_id(),
+            sig: hex::encode(signer.sign(&message)?),
+        });
+    }
+    verify_message(root, T::ROLE, &message, &signatures)?;
+    let mut out = Vec::with_capacity(message.len() + 160 * signatures.len() + 32);
+    out.extend_from_slice(b"{\"signatures\":");
+    out.extend_from_slice(&canonical_json(&signatures));
+    out.extend_from_slice(b",\"signed\":");
+    out.extend_from_slice(&message);
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Add one offline signer's signature to `envelope`, refusing a signature that does not

@@ -99,6 +99,19 @@ fn a_repository_chain_verifies_role_by_role() {
     )
     .unwrap();
 
+    // The served form of a checked signature is canonical JSON and parses back the same.
+    let served = sign_checked(&root_doc, &t, &[&k.targets]).unwrap();
+    let reparsed = Envelope::<Targets>::parse(&served).unwrap();
+    assert_eq!(reparsed.signed, t);
+    assert_eq!(
+        canonical_json(&serde_json::from_slice::<serde_json::Value>(&served).unwrap()),
+        served
+    );
+    verify(&root_doc, Role::Targets, &reparsed).unwrap();
+    assert!(
+        sign_checked(&root_doc, &t, &[&k.timestamp]).is_err(),
+        "a key of another role is caught"
+    );
     // A parsed file verifies like the one we built; a changed byte does not.
     let parsed = Envelope::<Targets>::parse(&targets_bytes).unwrap();
     verify(&root_doc, Role::Targets, &parsed).unwrap();
