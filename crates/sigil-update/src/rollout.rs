@@ -201,13 +201,48 @@ fn pct(bp: BasisPoints) -> String {
     }
 }
 
-/// Decide a running rollout's next step from the tally of everything assigned so far.
+/// What the devices reached so far, and those of the newest group alone, have reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub cumulative: Tally,
+    pub newest_group: Tally,
+}
+
+/// The first failure kind whose share of `tally` reaches the error threshold past the minimum
+/// sample, as a reason naming the threshold.
+fn over_error_threshold(plan: &Plan, tally: &Tally, scope: &str) -> Option<String> {
+    if tally.assigned == 0 {
+        return None;
+    }
+    FailureKind::ALL.into_iter().find_map(|kind| {
+        let count = tally.of(kind);
+        let share = u128::from(count) * 10_000 / u128::from(tally.assigned);
+        (count >= u64::from(plan.min_sample) && share >= u128::from(plan.error_threshold)).then(|| {
+            format!(
+                "{} threshold: {count} of {} devices {scope} ({}) reached the error threshold {} (minimum sample {})",
+                kind.as_str(),
+                tally.assigned,
+                pct(u32::try_from(share).unwrap_or(10_000)),
+                pct(plan.error_threshold),
+                plan.min_sample
+            )
+        })
+    })
+}
+
+fn success_share(tally: &Tally) -> Option<u128> {
+    (tally.assigned > 0).then(|| u128::from(tally.installed) * 10_000 / u128::from(tally.assigned))
+}
+
+/// Decide a running rollout's next step. The error threshold is judged over everything
+/// assigned so far and over the newest group alone (a group that fails entirely halts the
+/// rollout even when earlier groups dilute it); the success threshold must hold for both.
 /// `security_signal` names a device that installed the release and then fell out of
 /// compliance (or raised an alarm), if any.
 pub fn decide(
     plan: &Plan,
     phase: &Phase,
-    tally: &Tally,
+    progress: &Progress,
     security_signal: Option<&str>,
 ) -> Decision {
     let Phase::Running { group } = *phase else {
@@ -220,37 +255,33 @@ pub fn decide(
             ),
         };
     }
-    // Each failure kind separately, once it has its minimum sample.
-    for kind in FailureKind::ALL {
-        let count = tally.of(kind);
-        if count >= u64::from(plan.min_sample) && tally.assigned > 0 {
-            let share = u128::from(count) * 10_000 / u128::from(tally.assigned);
-            if share >= u128::from(plan.error_threshold) {
-                return Decision::Halt {
-                    reason: format!(
-                        "{} threshold: {count} of {} devices ({}) reached the error threshold {} (minimum sample {})",
-                        kind.as_str(),
-                        tally.assigned,
-                        pct(u32::try_from(share).unwrap_or(10_000)),
-                        pct(plan.error_threshold),
-                        plan.min_sample
-                    ),
-                };
-            }
-        }
+    let errors = over_error_threshold(
+        plan,
+        &progress.newest_group,
+        &format!("of group {}", group + 1),
+    )
+    .or_else(|| over_error_threshold(plan, &progress.cumulative, "so far"));
+    if let Some(reason) = errors {
+        return Decision::Halt { reason };
     }
-    if tally.assigned == 0 {
+    let (Some(all), Some(newest)) = (
+        success_share(&progress.cumulative),
+        success_share(&progress.newest_group),
+    ) else {
         return Decision::Wait;
-    }
-    let success = u128::from(tally.installed) * 10_000 / u128::from(tally.assigned);
-    if success < u128::from(plan.success_threshold) {
+    };
+    let threshold = u128::from(plan.success_threshold);
+    if all < threshold || newest < threshold {
         return Decision::Wait;
     }
     let reason = format!(
-        "success threshold: {} of {} devices installed ({} >= {})",
-        tally.installed,
-        tally.assigned,
-        pct(u32::try_from(success).unwrap_or(10_000)),
+        "success threshold: {} of {} devices installed, {} of the {} in group {} ({} >= {})",
+        progress.cumulative.installed,
+        progress.cumulative.assigned,
+        progress.newest_group.installed,
+        progress.newest_group.assigned,
+        group + 1,
+        pct(u32::try_from(all.min(newest)).unwrap_or(10_000)),
         pct(plan.success_threshold)
     );
     if group + 1 >= plan.groups.len() {

@@ -3,6 +3,14 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// The same counts for everything so far and for the newest group.
+fn both(t: Tally) -> Progress {
+    Progress {
+        cumulative: t,
+        newest_group: t,
+    }
+}
+
 fn plan() -> Plan {
     Plan {
         groups: vec![100, 1000, 5000, 10_000],
@@ -77,11 +85,11 @@ fn a_group_advances_on_success_and_the_last_completes() {
         ..Tally::default()
     };
     assert!(matches!(
-        decide(&p, &Phase::Running { group: 0 }, &t, None),
+        decide(&p, &Phase::Running { group: 0 }, &both(t), None),
         Decision::Advance { to: 1, .. }
     ));
     assert!(matches!(
-        decide(&p, &Phase::Running { group: 3 }, &t, None),
+        decide(&p, &Phase::Running { group: 3 }, &both(t), None),
         Decision::Complete { .. }
     ));
     let approval = Plan {
@@ -89,7 +97,7 @@ fn a_group_advances_on_success_and_the_last_completes() {
         ..p.clone()
     };
     assert!(matches!(
-        decide(&approval, &Phase::Running { group: 0 }, &t, None),
+        decide(&approval, &Phase::Running { group: 0 }, &both(t), None),
         Decision::AwaitApproval { .. }
     ));
     let slow = Tally {
@@ -98,7 +106,7 @@ fn a_group_advances_on_success_and_the_last_completes() {
         ..Tally::default()
     };
     assert_eq!(
-        decide(&p, &Phase::Running { group: 0 }, &slow, None),
+        decide(&p, &Phase::Running { group: 0 }, &both(slow), None),
         Decision::Wait
     );
     assert_eq!(
@@ -108,7 +116,7 @@ fn a_group_advances_on_success_and_the_last_completes() {
                 group: 0,
                 reason: "x".into()
             },
-            &t,
+            &both(t),
             None
         ),
         Decision::Wait
@@ -145,7 +153,7 @@ fn each_failure_kind_halts_on_its_own_with_the_threshold_named() {
             "timeout",
         ),
     ] {
-        let d = decide(&p, &Phase::Running { group: 1 }, &tally, None);
+        let d = decide(&p, &Phase::Running { group: 1 }, &both(tally), None);
         match (kind, &d) {
             ("", Decision::Wait) => {}
             (kind, Decision::Halt { reason }) if !kind.is_empty() => {
@@ -165,22 +173,61 @@ fn each_failure_kind_halts_on_its_own_with_the_threshold_named() {
         ..Tally::default()
     };
     assert_eq!(
-        decide(&p, &Phase::Running { group: 0 }, &early, None),
+        decide(&p, &Phase::Running { group: 0 }, &both(early), None),
         Decision::Wait
     );
     let signal = decide(
         &p,
         &Phase::Running { group: 2 },
-        &Tally {
+        &both(Tally {
             assigned: 10,
             installed: 10,
             ..Tally::default()
-        },
+        }),
         Some("dev-1"),
     );
     assert!(
         matches!(signal, Decision::Halt { ref reason } if reason.contains("dev-1")),
         "{signal}"
+    );
+}
+
+#[test]
+fn a_group_that_fails_entirely_halts_even_when_earlier_groups_dilute_it() {
+    let p = plan();
+    let progress = Progress {
+        cumulative: Tally {
+            assigned: 1000,
+            installed: 990,
+            failed: 10,
+            ..Tally::default()
+        },
+        newest_group: Tally {
+            assigned: 10,
+            failed: 10,
+            ..Tally::default()
+        },
+    };
+    match decide(&p, &Phase::Running { group: 2 }, &progress, None) {
+        Decision::Halt { reason } => assert!(reason.contains("of group 3"), "{reason}"),
+        other => panic!("{other}"),
+    }
+    // Success needs the newest group too.
+    let lagging = Progress {
+        cumulative: Tally {
+            assigned: 1000,
+            installed: 960,
+            ..Tally::default()
+        },
+        newest_group: Tally {
+            assigned: 100,
+            installed: 60,
+            ..Tally::default()
+        },
+    };
+    assert_eq!(
+        decide(&p, &Phase::Running { group: 1 }, &lagging, None),
+        Decision::Wait
     );
 }
 
@@ -210,7 +257,7 @@ proptest! {
                                          rejected in 0u64..200, timed_out in 0u64..200, group in 0usize..4) {
         let p = plan();
         let t = Tally { assigned, installed: installed.min(assigned), failed, rejected, timed_out };
-        let d = decide(&p, &Phase::Running { group }, &t, None);
+        let d = decide(&p, &Phase::Running { group }, &both(t), None);
         let over = [failed, rejected, timed_out].iter().any(|&c| c >= 3 && c * 10_000 / assigned >= 500);
         if over {
             prop_assert!(matches!(d, Decision::Halt { .. }), "{d}");
