@@ -135,6 +135,30 @@ async fn write_documents(
     Ok(())
 }
 
+/// Record keys of `product`'s roles (a key already recorded for its role is a conflict).
+async fn insert_keys(
+    tx: &mut WriteTx,
+    product: &str,
+    keys: &[TufKeyRecord],
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    for key in keys {
+        sqlx::query(
+            "INSERT INTO tuf_keys (product_id, role, key_id, public_key, sealed_private, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(product)
+        .bind(&key.role)
+        .bind(&key.key_id)
+        .bind(&key.public_key)
+        .bind(key.sealed_private.clone())
+        .bind(now.unix_timestamp())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| unique_to_conflict(e, || format!("key {} is already a {} key of product {product}", key.key_id, key.role)))?;
+    }
+    Ok(())
+}
+
 /// Mark published the releases awaiting signature that this signed targets document lists
 /// (only those: a document re-signed without a newer release leaves that release waiting).
 async fn mark_published(
@@ -194,19 +218,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| unique_to_conflict(e, || format!("product {product} already has an update channel")))?;
-        for key in keys {
-            sqlx::query(
-                "INSERT INTO tuf_keys (product_id, role, key_id, public_key, sealed_private, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(product)
-            .bind(&key.role)
-            .bind(&key.key_id)
-            .bind(&key.public_key)
-            .bind(key.sealed_private.clone())
-            .bind(now.unix_timestamp())
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_keys(&mut tx, product, keys, now).await?;
         write_documents(&mut tx, product, documents, now).await?;
         let key_detail: Vec<Value> = keys
             .iter()
@@ -346,20 +358,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        for key in keys {
-            sqlx::query(
-                "INSERT INTO tuf_keys (product_id, role, key_id, public_key, sealed_private, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(product)
-            .bind(&key.role)
-            .bind(&key.key_id)
-            .bind(&key.public_key)
-            .bind(key.sealed_private.clone())
-            .bind(now.unix_timestamp())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unique_to_conflict(e, || format!("key {} is already a {} key of product {product}", key.key_id, key.role)))?;
-        }
+        insert_keys(&mut tx, product, keys, now).await?;
         write_documents(&mut tx, product, documents, now).await?;
         let event = AuditEvent::new(
             now,

@@ -53,12 +53,7 @@ fn python_tuf(
 /// Run the CLI as `sigil` does, typing `input` at its prompt.
 fn answering(s: &TestServer, args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .args(args)
-        .env("SIGIL_SERVER", &s.api)
-        .env("SIGIL_TOKEN", &s.token)
-        .env("SIGIL_CA_FILE", s.data_dir().join("ca/root.crt"))
-        .env("SIGIL_DATA_DIR", "/nonexistent")
+    let mut child = common::sigil_command(s, args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -119,6 +114,22 @@ async fn a_python_tuf_client_downloads_signed_releases(db: Db) {
     // The trusted root, as a device would be given it.
     let (st, root) = raw_get(&s, &format!("/tuf/{product}/metadata/1.root.json")).await;
     assert_eq!(st, StatusCode::OK);
+    // The README fetches it, and looks at the timestamp, with curl.
+    let ca = s.data_dir().join("ca/root.crt");
+    let curl = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "--fail", "--cacert"])
+            .arg(&ca)
+            .arg(format!("{}{path}", s.api))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl {path}: {out:?}");
+        out.stdout
+    };
+    assert_eq!(curl(&format!("/tuf/{product}/metadata/1.root.json")), root);
+    let ts: Value =
+        serde_json::from_slice(&curl(&format!("/tuf/{product}/metadata/timestamp.json"))).unwrap();
+    assert_eq!(ts["signed"]["_type"], "timestamp");
     let got = python_tuf(&s, &product, &root, "1.0.0/meter.bin", &work.join("client")).unwrap();
     assert_eq!(got, std::fs::read(&firmware).unwrap());
 
@@ -756,6 +767,41 @@ async fn a_root_rotation_is_cross_signed() {
     let got = python_tuf(&s, &product, &root_v1, "1.1.0/gw.bin", &work.join("client")).unwrap();
     assert_eq!(got, b"gateway 2");
     assert_eq!(entries(&s, "update.keys_rotated").await.len(), 1);
+    // Rotating the timestamp key now needs the offline root key's signature (root v3); signed,
+    // the client follows.
+    let channel = json_out(sigil(
+        &s,
+        &[
+            "release",
+            "rotate",
+            "--product",
+            &product,
+            "--role",
+            "timestamp",
+            "--json",
+        ],
+    ));
+    assert_eq!(channel["pending"][0]["version"], 3, "{channel}");
+    ok(answering(
+        &s,
+        &[
+            "release",
+            "sign",
+            "--product",
+            &product,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        "y\n",
+    ));
+    assert_eq!(
+        raw_get(&s, &format!("/tuf/{product}/metadata/3.root.json"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let got = python_tuf(&s, &product, &root_v1, "1.1.0/gw.bin", &work.join("client")).unwrap();
+    assert_eq!(got, b"gateway 2");
     s.shutdown().await;
 }
 

@@ -121,17 +121,22 @@ impl Drop for SpawnedServer {
     }
 }
 
-/// Run the real `sigil` binary against `s`, configured as an operator would through the environment.
-pub fn sigil(s: &TestServer, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sigil"))
+/// The real `sigil` binary set up against `s`, as an operator would through the environment.
+pub fn sigil_command(s: &TestServer, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sigil"));
+    command
         .args(args)
         .env("SIGIL_SERVER", &s.api)
         .env("SIGIL_TOKEN", &s.token)
         .env("SIGIL_CA_FILE", s.data_dir().join("ca/root.crt"))
         .env("SIGIL_DATA_DIR", "/nonexistent")
-        .current_dir(s.dir.path())
-        .output()
-        .unwrap()
+        .current_dir(s.dir.path());
+    command
+}
+
+/// Run the real `sigil` binary against `s`, configured as an operator would through the environment.
+pub fn sigil(s: &TestServer, args: &[&str]) -> Output {
+    sigil_command(s, args).output().unwrap()
 }
 
 /// The command's stdout; panics with its output if it failed.
