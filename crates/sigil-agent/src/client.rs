@@ -192,13 +192,43 @@ impl EstClient {
             .map_err(transport)?;
         let status = r.status().as_u16();
         let body: serde_json::Value = r.json().await.map_err(transport)?;
-        let detail = body["detail"].as_str().unwrap_or_default().to_owned();
-        match status {
-            200 => Ok(body),
-            401 | 403 if detail.contains("revoked") => Err(AgentError::Revoked(detail)),
-            401 | 403 => Err(AgentError::CredentialRefused(detail)),
-            _ => Err(AgentError::Server { status, detail }),
+        answer(status, body)
+    }
+
+    /// GET a JSON answer, or `None` when the server answers 204 (nothing for this device).
+    pub async fn get_optional_json(
+        &self,
+        path: &str,
+    ) -> Result<Option<serde_json::Value>, AgentError> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.server))
+            .send()
+            .await
+            .map_err(transport)?;
+        if r.status().as_u16() == 204 {
+            return Ok(None);
         }
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.map_err(transport)?;
+        answer(status, body).map(Some)
+    }
+
+    /// POST JSON; success is any 2xx.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<(), AgentError> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .json(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = r.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        answer(status, body).map(|_| ())
     }
 
     /// The current chain (issuing, root) under the pinned root, over the authenticated channel.
@@ -289,6 +319,17 @@ impl EstClient {
                 detail: body["detail"].as_str().unwrap_or_default().to_owned(),
             }),
         }
+    }
+}
+
+/// A JSON answer for 200, or the error its status and detail say.
+fn answer(status: u16, body: serde_json::Value) -> Result<serde_json::Value, AgentError> {
+    let detail = body["detail"].as_str().unwrap_or_default().to_owned();
+    match status {
+        200 => Ok(body),
+        401 | 403 if detail.contains("revoked") => Err(AgentError::Revoked(detail)),
+        401 | 403 => Err(AgentError::CredentialRefused(detail)),
+        _ => Err(AgentError::Server { status, detail }),
     }
 }
 

@@ -220,9 +220,22 @@ pub fn random_fraction() -> f64 {
 /// What the run loop did, for an observer (the fleet simulator, metrics).
 #[derive(Debug, Clone)]
 pub enum AgentEvent {
-    Renewed { generation: u64, latency: Duration },
-    RenewalFailed { kind: &'static str },
+    Renewed {
+        generation: u64,
+        latency: Duration,
+    },
+    RenewalFailed {
+        kind: &'static str,
+    },
     PostureSent,
+    /// An assigned update was installed (or found installed) and reported.
+    UpdateInstalled {
+        target: String,
+    },
+    /// An assigned update was refused or failed, and reported so.
+    UpdateRefused {
+        kind: &'static str,
+    },
 }
 
 #[derive(Clone)]
@@ -243,6 +256,8 @@ pub struct RunOptions {
     pub posture_interval: Duration,
     /// Where to tell what happened, if anyone listens.
     pub events: Option<tokio::sync::mpsc::UnboundedSender<AgentEvent>>,
+    /// Follow the server's rollouts into these slots, asking at every poll; `None`: never.
+    pub updates: Option<update::InstallOptions>,
 }
 
 impl Default for RunOptions {
@@ -257,6 +272,7 @@ impl Default for RunOptions {
             posture: None,
             posture_interval: Duration::from_secs(3600),
             events: None,
+            updates: None,
         }
     }
 }
@@ -306,6 +322,21 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not collect the posture"),
+            }
+        }
+        if let Some(install) = &opts.updates {
+            match update::follow_assignment(state, install).await {
+                Ok(update::Followed::Nothing) => {}
+                Ok(update::Followed::Installed(i)) => {
+                    emit(AgentEvent::UpdateInstalled { target: i.target })
+                }
+                Ok(update::Followed::Refused(e)) => {
+                    tracing::warn!(error = %e, "assigned update refused");
+                    emit(AgentEvent::UpdateRefused { kind: e.kind() });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not follow the update assignment; retrying")
+                }
             }
         }
         let current = state.current()?.ok_or(AgentError::NotEnrolled)?;

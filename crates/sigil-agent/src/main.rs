@@ -49,6 +49,11 @@ enum Command {
         /// Read posture from this JSON file instead of the running Linux system.
         #[arg(long)]
         posture_file: Option<PathBuf>,
+        /// Follow the server's rollouts into these A/B slots (checked every minute).
+        #[arg(long)]
+        install_dir: Option<PathBuf>,
+        #[command(flatten)]
+        install: InstallArgs,
     },
     /// Send one posture report now.
     Report {
@@ -64,21 +69,17 @@ enum Command {
     Update {
         #[arg(long)]
         state_dir: PathBuf,
-        /// The target to install, e.g. `1.4.2/firmware.bin`.
+        /// The target to install, e.g. `1.4.2/firmware.bin`. Without it, the agent asks the
+        /// server for its rollout assignment, installs that, and reports the outcome.
         #[arg(long)]
-        target: String,
+        target: Option<String>,
         #[arg(long)]
         install_dir: PathBuf,
-        /// `CMD FILE VERSION` installs instead of the A/B slots.
-        #[arg(long)]
-        installer_command: Option<PathBuf>,
-        /// `CMD SLOT_DIR` must succeed after the switch, or the previous slot comes back.
-        #[arg(long)]
-        health_command: Option<PathBuf>,
-        #[arg(long, default_value_t = 300)]
-        health_deadline_seconds: u64,
-        /// Install even if the target is not newer than the installed release.
-        #[arg(long)]
+        #[command(flatten)]
+        install: InstallArgs,
+        /// Install even if the target is not newer than the installed release (with
+        /// --target only; an assignment says itself whether it is a rollback).
+        #[arg(long, requires = "target")]
         allow_downgrade: bool,
     },
     /// Renew once, now.
@@ -91,6 +92,38 @@ enum Command {
         #[arg(long)]
         state_dir: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct InstallArgs {
+    /// `CMD FILE VERSION` installs instead of the A/B slots.
+    #[arg(long)]
+    installer_command: Option<PathBuf>,
+    /// `CMD SLOT_DIR` must succeed after the switch, or the previous slot comes back.
+    #[arg(long)]
+    health_command: Option<PathBuf>,
+    #[arg(long, default_value_t = 300)]
+    health_deadline_seconds: u64,
+}
+
+impl InstallArgs {
+    fn options(self, dir: PathBuf) -> sigil_agent::update::InstallOptions {
+        sigil_agent::update::InstallOptions {
+            dir,
+            command: self.installer_command,
+            health_command: self.health_command,
+            health_deadline: std::time::Duration::from_secs(self.health_deadline_seconds),
+        }
+    }
+}
+
+fn print_installed(installed: &sigil_agent::update::Installed) {
+    println!(
+        "installed {} (version {}, sha256 {})",
+        installed.target,
+        installed.version.as_deref().unwrap_or("-"),
+        installed.sha256
+    );
 }
 
 fn provider(file: Option<PathBuf>) -> std::sync::Arc<dyn PostureProvider> {
@@ -149,10 +182,13 @@ async fn execute(cli: Cli) -> Result<(), AgentError> {
         Command::Run {
             state_dir,
             posture_file,
+            install_dir,
+            install,
         } => {
             let state = StateDir::open(state_dir)?;
             let options = RunOptions {
                 posture: Some(provider(posture_file)),
+                updates: install_dir.map(|dir| install.options(dir)),
                 ..RunOptions::default()
             };
             sigil_agent::run(&state, &options).await.map(|_| ())
@@ -171,29 +207,30 @@ async fn execute(cli: Cli) -> Result<(), AgentError> {
             state_dir,
             target,
             install_dir,
-            installer_command,
-            health_command,
-            health_deadline_seconds,
+            install,
             allow_downgrade,
         } => {
             let state = StateDir::open(state_dir)?;
+            let install = install.options(install_dir);
+            let Some(target) = target else {
+                return match sigil_agent::update::follow_assignment(&state, &install).await? {
+                    sigil_agent::update::Followed::Nothing => {
+                        println!("no update is assigned to this device");
+                        Ok(())
+                    }
+                    sigil_agent::update::Followed::Installed(i) => {
+                        print_installed(&i);
+                        Ok(())
+                    }
+                    sigil_agent::update::Followed::Refused(e) => Err(e),
+                };
+            };
             let options = sigil_agent::update::UpdateOptions {
                 target,
-                install: sigil_agent::update::InstallOptions {
-                    dir: install_dir,
-                    command: installer_command,
-                    health_command,
-                    health_deadline: std::time::Duration::from_secs(health_deadline_seconds),
-                },
+                install,
                 allow_downgrade,
             };
-            let installed = sigil_agent::update::update(&state, &options).await?;
-            println!(
-                "installed {} (version {}, sha256 {})",
-                installed.target,
-                installed.version.as_deref().unwrap_or("-"),
-                installed.sha256
-            );
+            print_installed(&sigil_agent::update::update(&state, &options).await?);
             Ok(())
         }
         Command::Renew { state_dir } => {

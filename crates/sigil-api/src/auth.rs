@@ -137,8 +137,16 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         {
             Action("update.trust", "update_channel")
         }
-        "/api/v1/products/{id}/releases" | "/api/v1/products/{id}/update-channel" if get => {
+        "/api/v1/products/{id}/releases"
+        | "/api/v1/products/{id}/update-channel"
+        | "/api/v1/products/{id}/rollouts"
+        | "/api/v1/rollouts/{id}"
+            if get =>
+        {
             Action("release.read", "release")
+        }
+        "/api/v1/products/{id}/rollouts" | "/api/v1/rollouts/{id}/actions" if post => {
+            Action("rollout.manage", "rollout")
         }
         "/api/v1/devices" if post => Action("device.create", "device"),
         "/api/v1/devices" | "/api/v1/devices/{id}" if get => Action("inventory.read", "device"),

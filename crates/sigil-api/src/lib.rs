@@ -20,6 +20,7 @@ mod policy;
 mod posture;
 mod releases;
 mod revocation;
+mod rollouts;
 mod services;
 
 use std::ops::Deref;
@@ -121,6 +122,14 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
             "/api/v1/device/update-channel",
             get(releases::device_channel),
         )
+        .route(
+            "/api/v1/device/assignment",
+            get(rollouts::device_assignment),
+        )
+        .route(
+            "/api/v1/device/update-reports",
+            post(rollouts::device_report),
+        )
         // People log in with a password and TOTP code for a session cookie.
         .route("/api/v1/auth/login", post(login::login))
         .route("/api/v1/openapi.json", get(openapi))
@@ -143,6 +152,12 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
 fn update_routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/artefacts", post(releases::upload_artefact))
+        .route(
+            "/api/v1/products/{id}/rollouts",
+            post(rollouts::create_rollout).get(rollouts::list_rollouts),
+        )
+        .route("/api/v1/rollouts/{id}", get(rollouts::get_rollout))
+        .route("/api/v1/rollouts/{id}/actions", post(rollouts::act))
         .route(
             "/api/v1/products/{id}/releases",
             post(releases::create_release).get(releases::list_releases),

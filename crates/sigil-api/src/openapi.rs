@@ -17,10 +17,12 @@ use super::auth::Rule;
 use super::auth::rule;
 
 /// Routes that take no bearer token (they authenticate otherwise, or not at all).
-pub const OPEN: [&str; 4] = [
+pub const OPEN: [&str; 6] = [
     "/api/v1/auth/login",
+    "/api/v1/device/assignment",
     "/api/v1/device/posture",
     "/api/v1/device/update-channel",
+    "/api/v1/device/update-reports",
     "/api/v1/openapi.json",
 ];
 
@@ -44,6 +46,8 @@ const PROBLEM: &str = "application/problem+json";
         super::audit::consistency, super::audit::export, super::evidence::export,
         super::releases::upload_artefact, super::releases::create_release, super::releases::list_releases,
         super::releases::create_channel, super::releases::get_channel, super::releases::add_signatures, super::releases::device_channel, super::releases::rotate_keys,
+        super::rollouts::create_rollout, super::rollouts::list_rollouts, super::rollouts::get_rollout, super::rollouts::act,
+        super::rollouts::device_assignment, super::rollouts::device_report,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &Conformance),

@@ -21,6 +21,7 @@ pub mod ocsp;
 pub mod policy;
 pub mod recovery;
 pub mod refusals;
+pub mod rollouts;
 pub mod secrets;
 mod startup;
 mod tokens;
@@ -75,6 +76,8 @@ pub struct Authority {
     trust: Arc<dyn ClientTrust>,
     /// Update repositories, releases, artefacts.
     updates: Arc<updates::Updates>,
+    /// Rollout decisions and operator actions on rollouts are made one at a time.
+    rollout_lock: tokio::sync::Mutex<()>,
 }
 
 impl Authority {

@@ -86,6 +86,8 @@ pub struct Background {
     pub compliance_interval: Option<std::time::Duration>,
     /// Keep compliance results current by following the database.
     pub follow_compliance: bool,
+    /// How often rollouts under way are judged and assign devices.
+    pub rollout_tick: std::time::Duration,
 }
 
 impl Authority {
@@ -228,6 +230,7 @@ impl Authority {
             alerts: services.alerts,
             trust: services.trust,
             updates,
+            rollout_lock: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -241,6 +244,7 @@ impl Authority {
             self.ocsp.spawn_rotation(self.clock.clone()),
             spawn_failure_summaries(self.clone()),
             self.updates.clone().spawn_refresh(),
+            crate::rollouts::spawn_rollouts(self.clone(), settings.rollout_tick),
         ];
         if settings.follow_compliance {
             tasks.push(compliance::live::spawn_follower(self.clone()));

@@ -73,6 +73,8 @@ pub struct ServerConfig {
     /// Keep compliance results current by following the database (off only to benchmark a
     /// refresh on its own; reads still apply every change first).
     pub follow_compliance: bool,
+    /// How often rollouts under way are judged and assign devices.
+    pub rollout_tick: std::time::Duration,
     /// Failed authentications recorded one by one per source address and window; past that
     /// they are answered with 429 and summarised in one audit entry per address and window.
     pub failures_per_window: u64,
@@ -104,6 +106,7 @@ impl ServerConfig {
             compliance_interval: Some(std::time::Duration::from_secs(15 * 60)),
             compliance_webhook: None,
             follow_compliance: true,
+            rollout_tick: std::time::Duration::from_secs(2),
             failures_per_window: 10,
             failure_window: std::time::Duration::from_secs(60),
             crl_validity: sigil_authority::crl::CRL_VALIDITY,
@@ -404,6 +407,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         superseded_overlap: config.superseded_overlap,
         compliance_interval: config.compliance_interval,
         follow_compliance: config.follow_compliance,
+        rollout_tick: config.rollout_tick,
     }));
     tasks.push(spawn_refusal_recorder(authority.clone(), tls.refusals));
     let pki_app = sigil_pki::router(authority.clone());

@@ -24,6 +24,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use sigil_agent::{AgentEvent, EnrollCredential, EnrollOptions, RunOptions, StateDir};
 use sigil_testkit::AdminClient;
 
+pub mod rollout;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("server: {0}")]
@@ -195,7 +197,7 @@ impl Proxy {
     }
 }
 
-fn server_config(
+pub(crate) fn server_config(
     work: &Path,
     listen: SocketAddr,
     database_url: &str,
@@ -613,7 +615,13 @@ fn record(summary: &mut Summary, renew_latencies: &mut Vec<Duration>, event: Age
         AgentEvent::RenewalFailed { kind } => {
             *summary.failures.entry(kind.to_owned()).or_default() += 1;
         }
-        AgentEvent::PostureSent => {}
+        AgentEvent::PostureSent | AgentEvent::UpdateInstalled { .. } => {}
+        AgentEvent::UpdateRefused { kind } => {
+            *summary
+                .failures
+                .entry(format!("update: {kind}"))
+                .or_default() += 1;
+        }
     }
 }
 

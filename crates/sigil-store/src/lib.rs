@@ -22,6 +22,7 @@ mod operators;
 mod policy;
 mod posture;
 mod revocation;
+mod rollouts;
 mod rows;
 mod tokens;
 mod updates;
@@ -48,6 +49,10 @@ pub use operators::{FailureOutcome, NewOperator, NewSession, OperatorRecord, Ses
 pub use policy::PolicyVersion;
 pub use posture::PostureRecord;
 pub use revocation::{RevokedCertificate, StoredCrl};
+pub use rollouts::{
+    ACTIVE_ROLLOUT_STATES, DeviceAssignment, DeviceSelector, RolloutRecord, StatusCount,
+    UpdateReport,
+};
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 pub use tokens::NewApiToken;
 pub use updates::{ReleaseRecord, TufDocument, TufKeyRecord, UpdateChannel};

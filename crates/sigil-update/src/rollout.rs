@@ -193,7 +193,8 @@ impl fmt::Display for Decision {
     }
 }
 
-fn pct(bp: BasisPoints) -> String {
+/// `9500` as `95%`, `50` as `0.50%`.
+pub fn format_percent(bp: BasisPoints) -> String {
     if bp.is_multiple_of(100) {
         format!("{}%", bp / 100)
     } else {
@@ -222,8 +223,8 @@ fn over_error_threshold(plan: &Plan, tally: &Tally, scope: &str) -> Option<Strin
                 "{} threshold: {count} of {} devices {scope} ({}) reached the error threshold {} (minimum sample {})",
                 kind.as_str(),
                 tally.assigned,
-                pct(u32::try_from(share).unwrap_or(10_000)),
-                pct(plan.error_threshold),
+                format_percent(u32::try_from(share).unwrap_or(10_000)),
+                format_percent(plan.error_threshold),
                 plan.min_sample
             )
         })
@@ -281,8 +282,8 @@ pub fn decide(
         progress.newest_group.installed,
         progress.newest_group.assigned,
         group + 1,
-        pct(u32::try_from(all.min(newest)).unwrap_or(10_000)),
-        pct(plan.success_threshold)
+        format_percent(u32::try_from(all.min(newest)).unwrap_or(10_000)),
+        format_percent(plan.success_threshold)
     );
     if group + 1 >= plan.groups.len() {
         Decision::Complete { reason }

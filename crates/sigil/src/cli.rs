@@ -46,6 +46,9 @@ pub enum Command {
     /// Software releases and each product's signed update channel (TUF).
     #[command(subcommand)]
     Release(crate::release::ReleaseCommand),
+    /// Staged rollouts of a release to a product's devices.
+    #[command(subcommand)]
+    Rollout(crate::rollout::RolloutCommand),
     /// Manage operator accounts (people).
     #[command(subcommand)]
     Operator(OperatorCommand),

@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Policy(cmd) => crate::policy::policy(cmd).await,
         Command::Compliance(cmd) => crate::compliance::compliance(cmd).await,
         Command::Release(cmd) => crate::release::release(cmd).await,
+        Command::Rollout(cmd) => crate::rollout::rollout(cmd).await,
         Command::Operator(cmd) => operator(cmd).await,
         Command::Token(cmd) => token(cmd).await,
         Command::Admin(AdminCommand::Recover {

@@ -8,6 +8,7 @@ mod compliance;
 mod oscal;
 mod policy;
 mod release;
+mod rollout;
 
 use std::process::ExitCode;
 

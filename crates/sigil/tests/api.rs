@@ -897,6 +897,12 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/products/{id}/update-channel/signatures", "post"),
         ("/api/v1/device/update-channel", "get"),
         ("/api/v1/products/{id}/update-channel/rotations", "post"),
+        ("/api/v1/products/{id}/rollouts", "post"),
+        ("/api/v1/products/{id}/rollouts", "get"),
+        ("/api/v1/rollouts/{id}", "get"),
+        ("/api/v1/rollouts/{id}/actions", "post"),
+        ("/api/v1/device/assignment", "get"),
+        ("/api/v1/device/update-reports", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -905,7 +911,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        48,
+        53,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

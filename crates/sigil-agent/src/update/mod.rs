@@ -3,6 +3,7 @@
 //! streams into the inactive slot, a downgrade is refused unless asked for, and the slot
 //! switch is atomic with a health deadline (see [`install`]).
 
+mod assignment;
 pub mod install;
 mod transport;
 mod verify;
@@ -15,6 +16,7 @@ use sigil_update::{ReleaseVersion, VersionScheme};
 use crate::client::{Credential, EstClient};
 use crate::error::{AgentError, state_err};
 use crate::state::StateDir;
+pub use assignment::{Followed, follow_assignment};
 pub use install::{InstallOptions, Installed};
 
 #[derive(Debug, Clone)]
@@ -87,6 +89,15 @@ fn device_client(state: &StateDir) -> Result<EstClient, AgentError> {
 
 /// Download, verify and install `opts.target`. Returns what is installed afterwards.
 pub async fn update(state: &StateDir, opts: &UpdateOptions) -> Result<Installed, AgentError> {
+    update_reporting(state, opts, None).await
+}
+
+/// [`update`], telling `reporter` when the verified download is being installed.
+async fn update_reporting(
+    state: &StateDir,
+    opts: &UpdateOptions,
+    reporter: Option<&assignment::Reporter>,
+) -> Result<Installed, AgentError> {
     let _held = install::lock(&opts.install)?;
     install::recover(&opts.install).await?;
     pin_channel(state).await?;
@@ -119,6 +130,9 @@ pub async fn update(state: &StateDir, opts: &UpdateOptions) -> Result<Installed,
     }
     let mut staging = install::begin(&opts.install, &opts.target).await?;
     verify::download(&repo, &opts.target, &mut staging).await?;
+    if let Some(r) = reporter {
+        r.report("installing", None, None).await?;
+    }
     let record = Installed {
         target: opts.target.clone(),
         version,

@@ -1,0 +1,39 @@
+-- Staged rollouts of a release to a product's devices, and each device's place and outcome in
+-- them. Times are Unix seconds (UTC).
+
+CREATE TABLE rollouts (
+    id               TEXT PRIMARY KEY NOT NULL,      -- UUIDv7
+    product_id       TEXT NOT NULL REFERENCES update_channels (product_id),
+    release_id       TEXT NOT NULL REFERENCES releases (id),
+    selector         TEXT NOT NULL,                  -- JSON: which devices (site, tag, states, ids)
+    plan             TEXT NOT NULL,                  -- JSON: groups, thresholds, minimum sample, approval
+    rollback         INTEGER NOT NULL CHECK (rollback IN (0, 1)),
+    maint_window     TEXT,                           -- HH:MM-HH:MM (UTC), assignments only inside
+    rate_per_minute  INTEGER,                        -- new assignments per minute at most
+    timeout_seconds  INTEGER NOT NULL CHECK (timeout_seconds > 0),
+    state            TEXT NOT NULL CHECK (state IN ('running', 'awaiting-approval', 'paused', 'stopped', 'completed')),
+    current_group    INTEGER NOT NULL CHECK (current_group >= 0),
+    reason           TEXT NOT NULL,                  -- why it is in its state (the threshold, or who)
+    created_by       TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX rollouts_product ON rollouts (product_id, state);
+
+-- The devices a rollout may reach. `group_index` is set when the device is assigned; the
+-- order key (a hash of rollout and device ids) decides who comes first.
+CREATE TABLE rollout_devices (
+    rollout_id        TEXT NOT NULL REFERENCES rollouts (id),
+    device_id         TEXT NOT NULL REFERENCES devices (id),
+    order_key         TEXT NOT NULL,
+    group_index       INTEGER,
+    status            TEXT NOT NULL CHECK (status IN ('pending', 'assigned', 'downloading', 'installing', 'installed', 'failed', 'rejected', 'timed-out')),
+    reason            TEXT,
+    reported_version  TEXT,
+    baseline_failures INTEGER NOT NULL,               -- bit set of compliance checks failing at assignment
+    assigned_at       INTEGER,
+    updated_at        INTEGER NOT NULL,
+    PRIMARY KEY (rollout_id, device_id)
+);
+CREATE INDEX rollout_devices_order ON rollout_devices (rollout_id, status, order_key);
+CREATE INDEX rollout_devices_device ON rollout_devices (device_id);

@@ -1,0 +1,685 @@
+//! Staged rollouts: which devices a rollout reaches, what each reported, and the rollout's
+//! state. The decisions (who next, advance or halt) are the authority's, with
+//! `sigil-update::rollout`; this module stores them, each change with its audit entry.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+
+use sigil_audit::{Actor, AuditEvent, Outcome};
+
+use crate::rows::ts;
+use crate::{Store, StoreError, WriteTx, audit};
+
+/// States in which a rollout still holds its product (one such rollout per product).
+pub const ACTIVE_ROLLOUT_STATES: [&str; 3] = ["running", "awaiting-approval", "paused"];
+/// A device's statuses while its update is under way.
+const IN_FLIGHT: &str = "('assigned', 'downloading', 'installing')";
+/// Rows per multi-row insert (4 binds each; well under either engine's bind limit).
+const INSERT_CHUNK: usize = 500;
+
+/// Which devices of the product a rollout reaches (all conditions hold together).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Lifecycle states (default: devices holding an identity, `provisioned` and `active`).
+    pub states: Vec<String>,
+    /// Only these device ids (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutRecord {
+    pub id: String,
+    pub product_id: String,
+    pub release_id: String,
+    pub selector: DeviceSelector,
+    /// The plan as JSON (the authority's `Plan`).
+    pub plan: Value,
+    pub rollback: bool,
+    pub window: Option<String>,
+    pub rate_per_minute: Option<u32>,
+    pub timeout_seconds: u64,
+    pub state: String,
+    pub current_group: u32,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// How many devices of one group (`None`: not assigned yet) are in one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    pub group_index: Option<u32>,
+    pub status: String,
+    pub count: u64,
+}
+
+/// What a device is asked to install now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAssignment {
+    pub rollout_id: String,
+    pub release_version: String,
+    pub target_name: String,
+    pub rollback: bool,
+    pub status: String,
+}
+
+/// A device's update report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateReport {
+    pub rollout_id: String,
+    /// `downloading`, `installing`, `installed`, `failed` or `rejected`.
+    pub status: String,
+    pub reason: Option<String>,
+    /// The version the device runs now (with `installed`).
+    pub version: Option<String>,
+}
+
+const ROLLOUT_COLUMNS: &str = "id, product_id, release_id, selector, plan, rollback, maint_window, rate_per_minute, timeout_seconds, state, current_group, reason, created_by, created_at, updated_at";
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("rollout {what}: {e}"))
+}
+
+fn rollout_from_row(row: &AnyRow) -> Result<RolloutRecord, StoreError> {
+    let selector: String = row.try_get("selector")?;
+    let plan: String = row.try_get("plan")?;
+    Ok(RolloutRecord {
+        id: row.try_get("id")?,
+        product_id: row.try_get("product_id")?,
+        release_id: row.try_get("release_id")?,
+        selector: serde_json::from_str(&selector).map_err(|e| corrupt("selector", e))?,
+        plan: serde_json::from_str(&plan).map_err(|e| corrupt("plan", e))?,
+        rollback: row.try_get::<i64, _>("rollback")? == 1,
+        window: row.try_get("maint_window")?,
+        rate_per_minute: row
+            .try_get::<Option<i64>, _>("rate_per_minute")?
+            .map(|r| u32::try_from(r).map_err(|e| corrupt("rate", e)))
+            .transpose()?,
+        timeout_seconds: u64::try_from(row.try_get::<i64, _>("timeout_seconds")?)
+            .map_err(|e| corrupt("timeout", e))?,
+        state: row.try_get("state")?,
+        current_group: u32::try_from(row.try_get::<i64, _>("current_group")?)
+            .map_err(|e| corrupt("group", e))?,
+        reason: row.try_get("reason")?,
+        created_by: row.try_get("created_by")?,
+        created_at: ts(row.try_get("created_at")?)?,
+        updated_at: ts(row.try_get("updated_at")?)?,
+    })
+}
+
+fn system() -> Actor {
+    Actor::system("rollouts")
+}
+
+fn device_event(
+    now: OffsetDateTime,
+    actor: Actor,
+    action: &str,
+    device: &str,
+    details: Value,
+) -> AuditEvent {
+    AuditEvent::new(
+        now,
+        actor,
+        action,
+        format!("device:{device}"),
+        Outcome::Success,
+        details,
+    )
+}
+
+/// `($1, $2, $3, $4, 'pending', 0), ...`: four binds per member row.
+fn pending_rows(rows: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let b = r * 4;
+            format!(
+                "(${}, ${}, ${}, ${}, 'pending', 0)",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Insert `(device, order key)` members, skipping devices already in the rollout.
+async fn insert_members(
+    tx: &mut WriteTx,
+    rollout: &str,
+    members: &[(String, String)],
+    now: OffsetDateTime,
+) -> Result<Vec<String>, StoreError> {
+    let mut added = Vec::new();
+    for chunk in members.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO rollout_devices (rollout_id, device_id, order_key, updated_at, status, baseline_failures) \
+             VALUES {} ON CONFLICT (rollout_id, device_id) DO NOTHING RETURNING device_id",
+            pending_rows(chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (device, key) in chunk {
+            q = q
+                .bind(rollout)
+                .bind(device)
+                .bind(key)
+                .bind(now.unix_timestamp());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            added.push(row.try_get("device_id")?);
+        }
+    }
+    Ok(added)
+}
+
+impl Store {
+    /// Record a new rollout and the devices it may reach. Refused if the product already has
+    /// a rollout that is not stopped or completed.
+    pub async fn create_rollout(
+        &self,
+        actor: &Actor,
+        rollout: &RolloutRecord,
+        members: &[(String, String)],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let active = sqlx::query(
+            "SELECT id FROM rollouts WHERE product_id = $1 AND state IN ('running', 'awaiting-approval', 'paused')",
+        )
+        .bind(&rollout.product_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = active {
+            let id: String = row.try_get("id")?;
+            return Err(StoreError::Conflict(format!(
+                "product {} already has rollout {id} under way: stop it first",
+                rollout.product_id
+            )));
+        }
+        let selector =
+            serde_json::to_string(&rollout.selector).map_err(|e| corrupt("selector", e))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO rollouts ({ROLLOUT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        )))
+        .bind(&rollout.id)
+        .bind(&rollout.product_id)
+        .bind(&rollout.release_id)
+        .bind(selector)
+        .bind(rollout.plan.to_string())
+        .bind(i64::from(rollout.rollback))
+        .bind(rollout.window.clone())
+        .bind(rollout.rate_per_minute.map(i64::from))
+        .bind(i64::try_from(rollout.timeout_seconds).map_err(|e| corrupt("timeout", e))?)
+        .bind(&rollout.state)
+        .bind(i64::from(rollout.current_group))
+        .bind(&rollout.reason)
+        .bind(&rollout.created_by)
+        .bind(now.unix_timestamp())
+        .bind(now.unix_timestamp())
+        .execute(&mut *tx)
+        .await?;
+        insert_members(&mut tx, &rollout.id, members, now).await?;
+        let event = AuditEvent::new(
+            now,
+            actor.clone(),
+            "rollout.created",
+            format!("rollout:{}", rollout.id),
+            Outcome::Success,
+            json!({"product": rollout.product_id, "release": rollout.release_id, "selector": rollout.selector,
+                   "plan": rollout.plan, "rollback": rollout.rollback, "window": rollout.window,
+                   "rate_per_minute": rollout.rate_per_minute, "timeout_seconds": rollout.timeout_seconds,
+                   "devices": members.len()}),
+        );
+        audit::append(&mut tx, vec![event]).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn rollout(&self, id: &str) -> Result<RolloutRecord, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "rollout",
+            id: id.to_owned(),
+        })?;
+        rollout_from_row(&row)
+    }
+
+    /// A product's rollouts, newest first; or every rollout still under way (`None`).
+    pub async fn rollouts(&self, product: Option<&str>) -> Result<Vec<RolloutRecord>, StoreError> {
+        let rows = match product {
+            Some(p) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE product_id = $1 ORDER BY id DESC"
+                )))
+                .bind(p)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE state IN ('running', 'awaiting-approval', 'paused') ORDER BY id"
+                )))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// Change a rollout's state (only from one of `from`), with its audit entry.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_rollout(
+        &self,
+        actor: &Actor,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        group: u32,
+        reason: &str,
+        action: &str,
+        now: OffsetDateTime,
+    ) -> Result<RolloutRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT state, current_group FROM rollouts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "rollout",
+                id: id.to_owned(),
+            })?;
+        let state: String = row.try_get("state")?;
+        if !from.contains(&state.as_str()) {
+            return Err(StoreError::Conflict(format!(
+                "rollout {id} is {state}: {action} needs it {}",
+                from.join(" or ")
+            )));
+        }
+        sqlx::query("UPDATE rollouts SET state = $1, current_group = $2, reason = $3, updated_at = $4 WHERE id = $5")
+            .bind(to)
+            .bind(i64::from(group))
+            .bind(reason)
+            .bind(now.unix_timestamp())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::new(
+            now,
+            actor.clone(),
+            action,
+            format!("rollout:{id}"),
+            Outcome::Success,
+            json!({"from": state, "to": to, "group": group + 1, "reason": reason}),
+        );
+        audit::append(&mut tx, vec![event]).await?;
+        tx.commit().await?;
+        self.rollout(id).await
+    }
+
+    /// How many devices of each group are in each status.
+    pub async fn rollout_counts(&self, id: &str) -> Result<Vec<StatusCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT group_index, status, COUNT(*) AS n FROM rollout_devices WHERE rollout_id = $1 GROUP BY group_index, status",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatusCount {
+                    group_index: row
+                        .try_get::<Option<i64>, _>("group_index")?
+                        .map(|g| u32::try_from(g).map_err(|e| corrupt("group", e)))
+                        .transpose()?,
+                    status: row.try_get("status")?,
+                    count: u64::try_from(row.try_get::<i64, _>("n")?)
+                        .map_err(|e| corrupt("count", e))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Devices of `product` the selector matches that are not members of `rollout` yet.
+    pub async fn rollout_newcomers(
+        &self,
+        rollout: &str,
+        product: &str,
+        selector: &DeviceSelector,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut sql = "SELECT d.id FROM devices d WHERE d.product_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM rollout_devices m WHERE m.rollout_id = $2 AND m.device_id = d.id)"
+            .to_owned();
+        let mut binds: Vec<String> = vec![product.to_owned(), rollout.to_owned()];
+        let next = |value: &str, binds: &mut Vec<String>| {
+            binds.push(value.to_owned());
+            format!("${}", binds.len())
+        };
+        if let Some(site) = &selector.site {
+            let p = next(site, &mut binds);
+            sql.push_str(&format!(" AND d.site = {p}"));
+        }
+        if let Some(tag) = &selector.tag {
+            let p = next(tag, &mut binds);
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = {p})"
+            ));
+        }
+        let states: Vec<String> = selector
+            .states
+            .iter()
+            .map(|s| next(s, &mut binds))
+            .collect();
+        sql.push_str(&format!(" AND d.state IN ({})", states.join(", ")));
+        if !selector.devices.is_empty() {
+            let ids: Vec<String> = selector
+                .devices
+                .iter()
+                .map(|d| next(d, &mut binds))
+                .collect();
+            sql.push_str(&format!(" AND d.id IN ({})", ids.join(", ")));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(Into::into))
+            .collect()
+    }
+
+    /// Devices that joined a rollout under way (they enrolled, or came to match its selector).
+    pub async fn join_rollout(
+        &self,
+        rollout: &str,
+        members: &[(String, String)],
+        now: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let added = insert_members(&mut tx, rollout, members, now).await?;
+        let events = added
+            .iter()
+            .map(|d| {
+                device_event(
+                    now,
+                    system(),
+                    "rollout.device_joined",
+                    d,
+                    json!({"rollout": rollout}),
+                )
+            })
+            .collect();
+        audit::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(added.len())
+    }
+
+    /// The next `limit` unassigned members, in the rollout's order.
+    pub async fn pending_members(
+        &self,
+        rollout: &str,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id FROM rollout_devices WHERE rollout_id = $1 AND status = 'pending' ORDER BY order_key LIMIT $2",
+        )
+        .bind(rollout)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("device_id").map_err(Into::into))
+            .collect()
+    }
+
+    /// Devices assigned at or after `since` (for the rate limit).
+    pub async fn assigned_since(
+        &self,
+        rollout: &str,
+        since: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM rollout_devices WHERE rollout_id = $1 AND assigned_at >= $2",
+        )
+        .bind(rollout)
+        .bind(since.unix_timestamp())
+        .fetch_one(&self.pool)
+        .await?;
+        u64::try_from(row.try_get::<i64, _>("n")?).map_err(|e| corrupt("count", e))
+    }
+
+    /// Assign `devices` (each with the compliance checks it failed beforehand) to group
+    /// `group` of the rollout; each gets its audit entry.
+    pub async fn assign_rollout_devices(
+        &self,
+        rollout: &str,
+        group: u32,
+        devices: &[(String, i64)],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut events = Vec::with_capacity(devices.len());
+        for (device, baseline) in devices {
+            let done = sqlx::query(
+                "UPDATE rollout_devices SET status = 'assigned', group_index = $1, baseline_failures = $2, assigned_at = $3, updated_at = $3, reason = NULL \
+                 WHERE rollout_id = $4 AND device_id = $5 AND status = 'pending'",
+            )
+            .bind(i64::from(group))
+            .bind(*baseline)
+            .bind(now.unix_timestamp())
+            .bind(rollout)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                events.push(device_event(
+                    now,
+                    system(),
+                    "update.assigned",
+                    device,
+                    json!({"rollout": rollout, "group": group + 1}),
+                ));
+            }
+        }
+        audit::append(&mut tx, events).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Mark timed out the devices assigned before `deadline` that have not finished.
+    pub async fn time_out_rollout_devices(
+        &self,
+        rollout: &str,
+        deadline: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE rollout_devices SET status = 'timed-out', reason = 'no outcome reported in time', updated_at = $1 \
+             WHERE rollout_id = $2 AND status IN {IN_FLIGHT} AND assigned_at < $3 RETURNING device_id"
+        )))
+        .bind(now.unix_timestamp())
+        .bind(rollout)
+        .bind(deadline.unix_timestamp())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let device: String = row.try_get("device_id")?;
+            events.push(device_event(
+                now,
+                system(),
+                "update.timed_out",
+                &device,
+                json!({"rollout": rollout, "deadline": deadline.unix_timestamp()}),
+            ));
+        }
+        audit::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Assign again the devices whose update failed, was rejected or timed out.
+    pub async fn retry_rollout_failures(
+        &self,
+        actor: &Actor,
+        rollout: &str,
+        now: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE rollout_devices SET status = 'assigned', reason = NULL, assigned_at = $1, updated_at = $1 \
+             WHERE rollout_id = $2 AND status IN ('failed', 'rejected', 'timed-out') RETURNING device_id",
+        )
+        .bind(now.unix_timestamp())
+        .bind(rollout)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut events = vec![AuditEvent::new(
+            now,
+            actor.clone(),
+            "rollout.retried",
+            format!("rollout:{rollout}"),
+            Outcome::Success,
+            json!({"devices": rows.len()}),
+        )];
+        for row in &rows {
+            let device: String = row.try_get("device_id")?;
+            events.push(device_event(
+                now,
+                actor.clone(),
+                "update.assigned",
+                &device,
+                json!({"rollout": rollout, "retry": true}),
+            ));
+        }
+        audit::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Members that installed the release, with the checks they failed before.
+    pub async fn installed_members(&self, rollout: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, baseline_failures FROM rollout_devices WHERE rollout_id = $1 AND status = 'installed'",
+        )
+        .bind(rollout)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("device_id")?, r.try_get("baseline_failures")?)))
+            .collect()
+    }
+
+    /// What `device` should install now: its update in a running rollout, if any.
+    pub async fn device_assignment(
+        &self,
+        device: &str,
+    ) -> Result<Option<DeviceAssignment>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT m.rollout_id, m.status, r.rollback, rel.version, rel.target_name \
+             FROM rollout_devices m JOIN rollouts r ON r.id = m.rollout_id JOIN releases rel ON rel.id = r.release_id \
+             WHERE m.device_id = $1 AND m.status IN {IN_FLIGHT} AND r.state IN ('running', 'awaiting-approval') \
+             ORDER BY m.assigned_at DESC LIMIT 1"
+        )))
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DeviceAssignment {
+                rollout_id: r.try_get("rollout_id")?,
+                status: r.try_get("status")?,
+                rollback: r.try_get::<i64, _>("rollback")? == 1,
+                release_version: r.try_get("version")?,
+                target_name: r.try_get("target_name")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Record a device's report on its update. Progress (`downloading`, `installing`) only
+    /// moves an update under way forward; an outcome (`installed`, `failed`, `rejected`) ends
+    /// it, also after a timeout (the device was slow, not silent). `installed` records the
+    /// version the device now runs in the inventory.
+    pub async fn record_update_report(
+        &self,
+        device: &str,
+        report: &UpdateReport,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let status: String = sqlx::query(
+            "SELECT status FROM rollout_devices WHERE rollout_id = $1 AND device_id = $2",
+        )
+        .bind(&report.rollout_id)
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "assignment",
+            id: format!("{} in rollout {}", device, report.rollout_id),
+        })?
+        .try_get("status")?;
+        let rank = |s: &str| match s {
+            "assigned" => 1,
+            "downloading" => 2,
+            "installing" => 3,
+            _ => 4,
+        };
+        let outcome = matches!(report.status.as_str(), "installed" | "failed" | "rejected");
+        let allowed = match status.as_str() {
+            "assigned" | "downloading" | "installing" => {
+                outcome || rank(&report.status) > rank(&status)
+            }
+            "timed-out" => outcome,
+            _ => false,
+        };
+        if !allowed {
+            return Err(StoreError::Conflict(format!(
+                "the update is {status}: a `{}` report does not follow",
+                report.status
+            )));
+        }
+        sqlx::query("UPDATE rollout_devices SET status = $1, reason = $2, reported_version = $3, updated_at = $4 WHERE rollout_id = $5 AND device_id = $6")
+            .bind(&report.status)
+            .bind(report.reason.clone())
+            .bind(report.version.clone())
+            .bind(now.unix_timestamp())
+            .bind(&report.rollout_id)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+        if let (true, Some(version)) = (report.status == "installed", &report.version) {
+            sqlx::query("UPDATE devices SET firmware_version = $1, updated_at = $2 WHERE id = $3")
+                .bind(version)
+                .bind(now.unix_timestamp())
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let event = device_event(
+            now,
+            Actor::device(device),
+            "update.reported",
+            device,
+            json!({"rollout": report.rollout_id, "status": report.status, "reason": report.reason,
+                   "version": report.version, "previous": status}),
+        );
+        audit::append(&mut tx, vec![event]).await?;
+        Ok(tx.commit().await?)
+    }
+}
