@@ -26,6 +26,7 @@ pub const RESOURCE_KINDS: &[&str] = &[
     "posture",
     "product",
     "release",
+    "rollout",
     "service",
     "update_channel",
 ];

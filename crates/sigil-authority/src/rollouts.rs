@@ -555,6 +555,14 @@ impl Authority {
         self.store
             .time_out_rollout_devices(id, now - timeout, now)
             .await?;
+        if record.state == "awaiting-approval"
+            && let Some(device) = self.security_signal(id).await?
+        {
+            let halt = rollout::security_halt(&device);
+            self.apply_from(record, "awaiting-approval", &halt, now)
+                .await?;
+            return Ok(());
+        }
         if record.state != "running" {
             return Ok(());
         }
@@ -592,6 +600,16 @@ impl Authority {
         decision: &Decision,
         now: OffsetDateTime,
     ) -> Result<Option<u32>, RequestError> {
+        self.apply_from(record, "running", decision, now).await
+    }
+
+    async fn apply_from(
+        &self,
+        record: &RolloutRecord,
+        from: &str,
+        decision: &Decision,
+        now: OffsetDateTime,
+    ) -> Result<Option<u32>, RequestError> {
         let group = record.current_group;
         let (to, next, reason, action) = match decision {
             Decision::Wait => return Ok(Some(group)),
@@ -609,7 +627,7 @@ impl Authority {
             .transition_rollout(
                 &system(),
                 &record.id,
-                &["running"],
+                &[from],
                 to,
                 next,
                 reason,

@@ -18,6 +18,9 @@ pub enum UpdateError {
     Key(String),
     #[error("metadata: {0}")]
     Metadata(String),
+    /// A rollout plan, percentage or window that cannot work.
+    #[error("{0}")]
+    Rollout(String),
     #[error("{role} metadata has {valid} valid signature(s) of its {threshold} required")]
     Threshold {
         role: &'static str,

@@ -20,7 +20,7 @@ pub type BasisPoints = u32;
 /// Parse `95%`, `0.5%` or `95` into basis points (0 to 10000).
 pub fn parse_percent(text: &str) -> Result<BasisPoints, UpdateError> {
     let invalid =
-        |reason: &str| UpdateError::Metadata(format!("`{text}` is not a percentage: {reason}"));
+        |reason: &str| UpdateError::Rollout(format!("`{text}` is not a percentage: {reason}"));
     let number = text.trim().trim_end_matches('%');
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if whole.is_empty()
@@ -61,7 +61,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn validate(&self) -> Result<(), UpdateError> {
-        let bad = |m: String| Err(UpdateError::Metadata(m));
+        let bad = |m: String| Err(UpdateError::Rollout(m));
         if self.groups.is_empty() || self.groups.len() > 20 {
             return bad("a rollout has 1 to 20 groups".into());
         }
@@ -235,6 +235,16 @@ fn success_share(tally: &Tally) -> Option<u128> {
     (tally.assigned > 0).then(|| u128::from(tally.installed) * 10_000 / u128::from(tally.assigned))
 }
 
+/// Halt on a security signal: `device` (and what it now fails) installed the release and is
+/// no longer compliant. Holds in every phase that may still assign devices.
+pub fn security_halt(device: &str) -> Decision {
+    Decision::Halt {
+        reason: format!(
+            "security signal: device {device} installed the release and is no longer compliant"
+        ),
+    }
+}
+
 /// Decide a running rollout's next step. The error threshold is judged over everything
 /// assigned so far and over the newest group alone (a group that fails entirely halts the
 /// rollout even when earlier groups dilute it); the success threshold must hold for both.
@@ -250,11 +260,7 @@ pub fn decide(
         return Decision::Wait;
     };
     if let Some(device) = security_signal {
-        return Decision::Halt {
-            reason: format!(
-                "security signal: device {device} installed the release and is no longer compliant"
-            ),
-        };
+        return security_halt(device);
     }
     let errors = over_error_threshold(
         plan,
@@ -320,7 +326,7 @@ pub struct Window {
 impl Window {
     pub fn parse(text: &str) -> Result<Self, UpdateError> {
         let invalid =
-            || UpdateError::Metadata(format!("window `{text}`: expected HH:MM-HH:MM (UTC)"));
+            || UpdateError::Rollout(format!("window `{text}`: expected HH:MM-HH:MM (UTC)"));
         let (a, b) = text.split_once('-').ok_or_else(invalid)?;
         let minute = |t: &str| -> Option<u32> {
             let (h, m) = t.trim().split_once(':')?;
