@@ -94,14 +94,16 @@ fn installed(f: &Followed) -> Option<&str> {
 
 /// Poll the rollout until `done` holds (10 s at most).
 async fn wait_for(s: &TestServer, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
     for _ in 0..100 {
         let (_, r) = s.get(&format!("/api/v1/rollouts/{id}")).await;
         if done(&r) {
             return r;
         }
+        last = r;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("rollout {id} never got there");
+    panic!("rollout {id} never got there: {last}");
 }
 
 fn assigned(r: &Value) -> u64 {
@@ -528,4 +530,45 @@ async fn devices_enrolling_mid_rollout_join_and_a_device_out_of_compliance_halts
     );
     let halts = audit_actions(&s, "rollout.halted").await;
     assert_eq!(halts[0]["details"]["reason"], reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_agent_commands_follow_the_assignment() {
+    let s = TestServer::start_with(Db::Sqlite, fast).await.unwrap();
+    let (product, devices) = fleet(&s, 2).await;
+    let (st, r) = s
+        .post(
+            &format!("/api/v1/products/{product}/rollouts"),
+            json!({"release": "1.0.0", "groups": ["100%"], "success_threshold": "100%", "error_threshold": "50%"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let agent = |args: &[&str], d: &Device| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sigil-agent"));
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(d.state.root())
+            .arg("--install-dir")
+            .arg(&d.install.dir);
+        cmd
+    };
+    // Once: `sigil-agent update` without --target installs what is assigned, and reports it.
+    let out = agent(&["update"], &devices[0]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("installed 1.0.0/fw.bin (version 1.0.0"),
+        "{out:?}"
+    );
+    let out = agent(&["update"], &devices[0]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no update is assigned to this device\n"
+    );
+    // Continuously: `sigil-agent run --install-dir` follows rollouts as it renews.
+    let mut run = agent(&["run"], &devices[1]).spawn().unwrap();
+    let r = wait_for(&s, r["id"].as_str().unwrap(), |r| r["state"] == "completed").await;
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_eq!(r["groups"][0]["installed"], 2);
+    assert!(devices[1].install.dir.join("current").exists());
 }

@@ -125,13 +125,24 @@ fn system() -> Actor {
     Actor::system("rollouts")
 }
 
-/// The bit set of device checks that fail.
-fn failing(statuses: &[Status]) -> i64 {
+/// The bit set of device checks whose status is one of `which`.
+fn mask(statuses: &[Status], which: &[Status]) -> i64 {
     statuses
         .iter()
         .enumerate()
-        .filter(|(_, s)| **s == Status::Fail)
+        .filter(|(_, s)| which.contains(s))
         .fold(0, |mask, (i, _)| mask | (1 << i))
+}
+
+/// Checks that did not pass when the device was assigned: failing, or undecided (no data
+/// yet). Only a check that passed then and fails after the install is a security signal;
+/// learning a status for the first time is not a regression.
+fn not_passing(statuses: &[Status]) -> i64 {
+    mask(statuses, &[Status::Fail, Status::Unknown])
+}
+
+fn failing(statuses: &[Status]) -> i64 {
+    mask(statuses, &[Status::Fail])
 }
 
 /// Sum the counts into the progress the decision reads, and per-group figures for display.
@@ -674,7 +685,7 @@ impl Authority {
                     .compliance
                     .statuses(id)
                     .await
-                    .map_or(0, |s| failing(&s)),
+                    .map_or(0, |s| not_passing(&s)),
                 Err(_) => 0,
             };
             with_baseline.push((d, baseline));
@@ -685,8 +696,8 @@ impl Authority {
             .await?)
     }
 
-    /// A device that installed the release and now fails a compliance check it passed
-    /// before, named with the check.
+    /// A device that installed the release and now fails a compliance check it passed when
+    /// it was assigned, named with the check.
     async fn security_signal(&self, rollout: &str) -> Result<Option<String>, RequestError> {
         for (device, baseline) in self.store.installed_members(rollout).await? {
             let Ok(id) = device.parse() else { continue };

@@ -463,7 +463,7 @@ impl Store {
         u64::try_from(row.try_get::<i64, _>("n")?).map_err(|e| corrupt("count", e))
     }
 
-    /// Assign `devices` (each with the compliance checks it failed beforehand) to group
+    /// Assign `devices` (each with the compliance checks it did not pass beforehand) to group
     /// `group` of the rollout; each gets its audit entry.
     pub async fn assign_rollout_devices(
         &self,
@@ -572,7 +572,7 @@ impl Store {
         Ok(rows.len())
     }
 
-    /// Members that installed the release, with the checks they failed before.
+    /// Members that installed the release, with the checks they did not pass when assigned.
     pub async fn installed_members(&self, rollout: &str) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT device_id, baseline_failures FROM rollout_devices WHERE rollout_id = $1 AND status = 'installed'",

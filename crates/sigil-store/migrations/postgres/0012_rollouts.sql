@@ -30,7 +30,7 @@ CREATE TABLE rollout_devices (
     status            TEXT NOT NULL CHECK (status IN ('pending', 'assigned', 'downloading', 'installing', 'installed', 'failed', 'rejected', 'timed-out')),
     reason            TEXT,
     reported_version  TEXT,
-    baseline_failures BIGINT NOT NULL,               -- bit set of compliance checks failing at assignment
+    baseline_failures BIGINT NOT NULL,               -- bit set of compliance checks not passing at assignment
     assigned_at       BIGINT,
     updated_at        BIGINT NOT NULL,
     PRIMARY KEY (rollout_id, device_id)

@@ -30,7 +30,7 @@ CREATE TABLE rollout_devices (
     status            TEXT NOT NULL CHECK (status IN ('pending', 'assigned', 'downloading', 'installing', 'installed', 'failed', 'rejected', 'timed-out')),
     reason            TEXT,
     reported_version  TEXT,
-    baseline_failures INTEGER NOT NULL,               -- bit set of compliance checks failing at assignment
+    baseline_failures INTEGER NOT NULL,               -- bit set of compliance checks not passing at assignment
     assigned_at       INTEGER,
     updated_at        INTEGER NOT NULL,
     PRIMARY KEY (rollout_id, device_id)
