@@ -100,9 +100,7 @@ async fn readme_rollout_commands() {
         json!({"site": "plant-1", "states": ["provisioned", "active"]})
     );
     let (_, members) = s
-        .get(&format!(
-            "/api/v1/audit/entries?action=update.assigned&limit=10"
-        ))
+        .get("/api/v1/audit/entries?action=update.assigned&limit=10")
         .await;
     let subjects: Vec<&str> = members["items"]
         .as_array()
