@@ -1,4 +1,5 @@
-//! Product checks: the declared support period and the signed update channel.
+//! Product checks: the declared support period, the signed update channel, and security
+//! updates shipped apart from functionality.
 
 use crate::Status;
 use crate::device::{Evidence, Outcome, ProductFacts, Time, evaluate_product_support};
@@ -8,6 +9,10 @@ use crate::device::{Evidence, Outcome, ProductFacts, Time, evaluate_product_supp
 pub struct UpdateChannelFacts {
     /// `(role, version, expires)` of every published role.
     pub published: Vec<(String, u64, Time)>,
+    /// The version scheme releases are ordered by: `semver` or `integer`.
+    pub scheme: String,
+    /// Published releases, oldest first in that order: `(version, security)`.
+    pub releases: Vec<(String, bool)>,
 }
 
 const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
@@ -24,6 +29,7 @@ pub fn evaluate_product(
     match check {
         "product.support-period" => Some(evaluate_product_support(product, now)),
         "product.update-channel" => Some(evaluate_update_channel(product, now, attested)),
+        "product.security-updates-separate" => Some(evaluate_security_separate(product)),
         _ => None,
     }
 }
@@ -99,6 +105,70 @@ pub fn evaluate_update_channel(
     }
 }
 
+/// `major.minor` of a semver version, if it is one.
+fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let core = version.split(['-', '+']).next()?;
+    let mut parts = core.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// `product.security-updates-separate` (CRA Annex I Part II (2): security updates provided
+/// separately from functionality updates, where feasible). Under semver, a security release
+/// must be a patch release over the release before it: a new major or minor version ships
+/// functionality with the fix, and a user who wants only the fix cannot have it.
+pub fn evaluate_security_separate(product: &ProductFacts) -> Outcome {
+    let evidence = vec![Evidence::Product(product.id.clone())];
+    let outcome = |status, reason: String| Outcome {
+        status,
+        reason,
+        evidence: evidence.clone(),
+    };
+    let Some(channel) = &product.update_channel else {
+        return outcome(Status::Unknown, "no releases in Sigil".into());
+    };
+    if channel.scheme != "semver" {
+        return outcome(
+            Status::Unknown,
+            format!(
+                "{} versions do not tell a fix from a feature",
+                channel.scheme
+            ),
+        );
+    }
+    let mut security = 0;
+    let mut bundled = Vec::new();
+    for (i, (version, is_security)) in channel.releases.iter().enumerate() {
+        if !is_security {
+            continue;
+        }
+        security += 1;
+        let Some((previous, _)) = i.checked_sub(1).and_then(|p| channel.releases.get(p)) else {
+            continue;
+        };
+        if major_minor(version) != major_minor(previous) {
+            bundled.push(format!("{version} (over {previous})"));
+        }
+    }
+    if security == 0 {
+        return outcome(Status::NotApplicable, "no security release yet".into());
+    }
+    if !bundled.is_empty() {
+        return outcome(
+            Status::Fail,
+            format!(
+                "security release {} is a new major or minor version: it ships functionality with the fix",
+                bundled.join(", ")
+            ),
+        );
+    }
+    outcome(
+        Status::Pass,
+        format!("{security} security release(s), each a patch release over the one before"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -114,6 +184,7 @@ mod tests {
                     .into_iter()
                     .map(|(r, v, e)| (r.to_owned(), v, e))
                     .collect(),
+                ..UpdateChannelFacts::default()
             }),
             ..ProductFacts::default()
         }
@@ -169,5 +240,55 @@ mod tests {
             Status::Pass
         );
         assert!(evaluate_product("device.unique-identity", &none, NOW, None).is_none());
+    }
+
+    fn releasing(scheme: &str, releases: &[(&str, bool)]) -> ProductFacts {
+        ProductFacts {
+            id: "p".into(),
+            update_channel: Some(UpdateChannelFacts {
+                scheme: scheme.into(),
+                releases: releases
+                    .iter()
+                    .map(|(v, s)| ((*v).to_owned(), *s))
+                    .collect(),
+                ..UpdateChannelFacts::default()
+            }),
+            ..ProductFacts::default()
+        }
+    }
+
+    #[test]
+    fn security_releases_must_be_patch_releases() {
+        let status = |p: &ProductFacts| evaluate_security_separate(p).status;
+        let patch = releasing(
+            "semver",
+            &[
+                ("1.0.0", false),
+                ("1.0.1", true),
+                ("1.1.0", false),
+                ("1.1.1-rc.1", true),
+            ],
+        );
+        assert_eq!(status(&patch), Status::Pass);
+        let bundled = releasing("semver", &[("1.0.0", false), ("1.1.0", true)]);
+        let o = evaluate_security_separate(&bundled);
+        assert_eq!(o.status, Status::Fail);
+        assert!(o.reason.contains("1.1.0 (over 1.0.0)"), "{}", o.reason);
+        let major = releasing("semver", &[("1.4.2", false), ("2.0.0", true)]);
+        assert_eq!(status(&major), Status::Fail);
+        // The first release has nothing to be apart from.
+        assert_eq!(
+            status(&releasing("semver", &[("1.0.0", true)])),
+            Status::Pass
+        );
+        assert_eq!(
+            status(&releasing("semver", &[("1.0.0", false)])),
+            Status::NotApplicable
+        );
+        assert_eq!(
+            status(&releasing("integer", &[("7", false), ("8", true)])),
+            Status::Unknown
+        );
+        assert_eq!(status(&ProductFacts::default()), Status::Unknown);
     }
 }

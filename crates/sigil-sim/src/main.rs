@@ -8,8 +8,10 @@ use clap::Parser;
 use sigil_sim::{SimConfig, simulate};
 
 #[derive(Parser)]
-#[command(name = "sigil-sim", about)]
+#[command(name = "sigil-sim", about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[arg(long, default_value_t = 200)]
     devices: usize,
     /// Renewals each device must complete.
@@ -35,6 +37,62 @@ struct Args {
     database_url: Option<String>,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// A staged rollout over the fleet: four groups, failures injected after the first advance
+    /// (unless --no-failures), the halt, the fix, and completion; prints the time to 100%
+    /// and the server's CPU per device update.
+    Rollout {
+        #[arg(long, default_value_t = 40)]
+        devices: usize,
+        #[arg(long, default_value = "10%,25%,50%,100%")]
+        groups: String,
+        /// Run without injected failures (the benchmark).
+        #[arg(long)]
+        no_failures: bool,
+        /// How often each agent asks for its assignment.
+        #[arg(long, default_value_t = 300)]
+        poll_ms: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+fn rollout(command: Command, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let Command::Rollout {
+        devices,
+        groups,
+        no_failures,
+        poll_ms,
+        concurrency,
+        database_url,
+    } = command;
+    let config = sigil_sim::rollout::RolloutConfig {
+        devices,
+        groups: groups.split(',').map(|g| g.trim().to_owned()).collect(),
+        inject_failures: !no_failures,
+        poll: Duration::from_millis(poll_ms),
+        concurrency,
+        database_url,
+        progress: true,
+        ..sigil_sim::rollout::RolloutConfig::default()
+    };
+    let work = tempfile::tempdir()?;
+    let summary = runtime.block_on(sigil_sim::rollout::simulate_rollout(&config, work.path()))?;
+    eprintln!();
+    println!("{summary}");
+    Ok(
+        if summary.final_state == "completed" && summary.updated_in_inventory == devices {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("sigil-sim: the rollout did not complete on every device");
+            ExitCode::FAILURE
+        },
+    )
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -44,6 +102,12 @@ fn main() -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Some(command) = args.command {
+        return rollout(command, &runtime);
+    }
     let config = SimConfig {
         devices: args.devices,
         rotations: args.rotations,
@@ -57,9 +121,6 @@ fn main() -> anyhow::Result<ExitCode> {
         progress: true,
     };
     let work = tempfile::tempdir()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let summary = runtime.block_on(simulate(&config, work.path()))?;
     println!("{summary}");
     Ok(if summary.ok() {

@@ -617,6 +617,41 @@ async fn compliance_reads_the_update_evidence() {
     let old = firmware_check(&s, &device, "3.0.0").await;
     assert_eq!(old["status"], "fail", "{old}");
     assert!(old["reason"].as_str().unwrap().contains("3.1.0"), "{old}");
+
+    // Security updates apart from features (CRA Part II (2)): a security patch release
+    // passes; a security release that is a new minor version bundles features and fails.
+    let separate = |report: &Value| check_of(report, "II.2", "product.security-updates-separate");
+    let upload = |version: &str| {
+        std::fs::write(&fw, format!("fw {version}")).unwrap();
+        ok(sigil(
+            &s,
+            &[
+                "release",
+                "upload",
+                "--product",
+                &online,
+                "--version",
+                version,
+                "--file",
+                fw.to_str().unwrap(),
+                "--security",
+            ],
+        ));
+    };
+    upload("3.1.1");
+    let (_, report) = s.get("/api/v1/compliance/eu-cra").await;
+    assert_eq!(separate(&report)["status"], "pass", "{}", separate(&report));
+    upload("3.2.0");
+    let (_, report) = s.get("/api/v1/compliance/eu-cra").await;
+    let check = separate(&report);
+    assert_eq!(check["status"], "fail", "{check}");
+    assert!(
+        check["failures"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3.2.0 (over 3.1.1)"),
+        "{check}"
+    );
     s.shutdown().await;
 }
 

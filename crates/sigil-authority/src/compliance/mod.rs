@@ -265,7 +265,10 @@ pub async fn evaluate(
     for check in used.iter().filter(|c| c.starts_with("product.")) {
         for p in &products {
             let mut p = p.clone();
-            if *check == "product.update-channel" {
+            if matches!(
+                *check,
+                "product.update-channel" | "product.security-updates-separate"
+            ) {
                 p.update_channel = state.updates().channel_facts(&p.id).await?;
             }
             if let Some(o) =

@@ -144,9 +144,9 @@ impl Updates {
         product: &str,
     ) -> Result<Option<sigil_compliance::product::UpdateChannelFacts>, sigil_store::StoreError>
     {
-        if self.store.update_channel(product).await?.is_none() {
+        let Some(channel) = self.store.update_channel(product).await? else {
             return Ok(None);
-        }
+        };
         let mut published = Vec::new();
         for role in Role::ALL {
             if let Some(doc) = self
@@ -161,8 +161,24 @@ impl Updates {
                 ));
             }
         }
+        // Published releases in the scheme's order (a version that no longer parses, which
+        // creation refuses, is left out rather than guessed).
+        let mut releases: Vec<(sigil_update::ReleaseVersion, String, bool)> = Vec::new();
+        if let Ok(scheme) = sigil_update::VersionScheme::parse(&channel.version_scheme) {
+            for r in self.store.releases(product).await? {
+                if r.state != "published" {
+                    continue;
+                }
+                if let Ok(v) = sigil_update::ReleaseVersion::parse(scheme, &r.version) {
+                    releases.push((v, r.version, r.security));
+                }
+            }
+        }
+        releases.sort_by(|a, b| a.0.precedence(&b.0));
         Ok(Some(sigil_compliance::product::UpdateChannelFacts {
             published,
+            scheme: channel.version_scheme,
+            releases: releases.into_iter().map(|(_, v, s)| (v, s)).collect(),
         }))
     }
 
