@@ -130,9 +130,10 @@ async fn audit_actions(s: &TestServer, prefix: &str) -> Vec<Value> {
     e["items"].as_array().unwrap().clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn groups_wait_for_approval_and_operators_pause_resume_and_stop() {
-    let s = TestServer::start_with(Db::Sqlite, fast).await.unwrap();
+async fn groups_wait_for_approval_and_operators_pause_resume_and_stop(db: Db) {
+    let Some(s) = TestServer::start_with(db, fast).await else {
+        return;
+    };
     let (product, devices) = fleet(&s, 4).await;
     // Nothing is assigned yet.
     assert!(matches!(follow(&devices[0]).await, Followed::Nothing));
@@ -262,6 +263,7 @@ async fn groups_wait_for_approval_and_operators_pause_resume_and_stop() {
     assert_eq!((st.as_u16(), r["state"].as_str()), (200, Some("stopped")));
     assert!(matches!(follow(&devices[0]).await, Followed::Nothing));
 }
+sigil_testkit::both_backends!(groups_wait_for_approval_and_operators_pause_resume_and_stop);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollbacks_must_be_declared_and_need_their_own_right() {
@@ -328,6 +330,26 @@ async fn rollbacks_must_be_declared_and_need_their_own_right() {
     let (st, r) = s.post(&path, rollout("1.0.0", true)).await;
     assert_eq!(st, 201, "{r}");
     assert_eq!(r["rollback"], true);
+    // The token may pause the rollback, not take it further.
+    let act_as = |action: &str| {
+        s.http
+            .post(format!(
+                "{}/api/v1/rollouts/{}/actions",
+                s.api,
+                r["id"].as_str().unwrap()
+            ))
+            .bearer_auth(t["token"].as_str().unwrap())
+            .json(&json!({"action": action}))
+            .send()
+    };
+    assert_eq!(act_as("pause").await.unwrap().status(), 200);
+    let refused = act_as("resume").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["code"],
+        "rollback-needs-right"
+    );
+    assert_eq!(act(&s, r["id"].as_str().unwrap(), "resume").await.0, 200);
     assert_eq!(installed(&follow(d).await), Some("1.0.0"));
 
     // Plans that cannot work are refused, and change nothing.
@@ -357,6 +379,10 @@ async fn rollbacks_must_be_declared_and_need_their_own_right() {
             "invalid-timeout",
         ),
         (
+            json!({"release": "1.1.0", "groups": ["100%"], "success_threshold": "95%", "error_threshold": "5%", "devices": {"site": "nowhere"}}),
+            "no-devices",
+        ),
+        (
             json!({"release": "1.0.0", "groups": ["100%"], "success_threshold": "95%", "error_threshold": "5%", "devices": {"states": ["retired"]}}),
             "invalid-selector",
         ),
@@ -384,8 +410,7 @@ fn device_http(d: &Device) -> reqwest::Client {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_back() {
+async fn silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_back(db: Db) {
     let offset = Arc::new(AtomicI64::new(0));
     let clock: sigil_server::Clock = {
         let offset = offset.clone();
@@ -393,9 +418,9 @@ async fn silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_b
             time::OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::SeqCst))
         })
     };
-    let s = TestServer::start_with_clock(Db::Sqlite, fast, clock.clone())
-        .await
-        .unwrap();
+    let Some(s) = TestServer::start_with_clock(db, fast, clock.clone()).await else {
+        return;
+    };
     let (product, devices) = fleet(&s, 3).await;
     let path = format!("/api/v1/products/{product}/rollouts");
     let (st, r) = s
@@ -425,8 +450,17 @@ async fn silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_b
     assert_eq!(r.status(), 422, "installed names its version");
     let r = report(json!({"rollout_id": id, "status": "installing"})).await;
     assert_eq!(r.status(), 204);
+    // A repeated or late progress step is taken and changes nothing (a retry after a lost
+    // answer must not wedge the device).
     let r = report(json!({"rollout_id": id, "status": "downloading"})).await;
-    assert_eq!(r.status(), 409, "progress never goes backwards");
+    assert_eq!(r.status(), 204);
+    let (_, now) = s.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(now["groups"][0]["in_flight"], 3);
+    // A device cannot write a version of its choosing into the inventory.
+    let r = report(json!({"rollout_id": id, "status": "installed", "version": "9.9.9"})).await;
+    assert_eq!(r.status(), 409);
+    let (_, dev) = s.get(&format!("/api/v1/devices/{}", devices[0].id)).await;
+    assert_eq!(dev["firmware_version"], Value::Null);
     let r = s
         .http
         .post(format!("{}/api/v1/device/update-reports", s.api))
@@ -438,7 +472,7 @@ async fn silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_b
 
     // Nobody reports an outcome: past the timeout, all three time out and the rollout halts.
     offset.store(120, Ordering::SeqCst);
-    let r = wait_for(&s, &id, |r| r["state"] == "paused").await;
+    let r = wait_for(&s, &id, |r| r["state"] == "halted").await;
     assert!(
         r["reason"]
             .as_str()
@@ -481,6 +515,9 @@ async fn silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_b
     let r = wait_for(&s, &id, |r| assigned(r) == 3).await;
     assert_eq!(r["state"], "running");
 }
+sigil_testkit::both_backends!(
+    silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_back
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_enrolling_mid_rollout_join_and_a_device_out_of_compliance_halts_it() {
@@ -519,7 +556,7 @@ async fn devices_enrolling_mid_rollout_join_and_a_device_out_of_compliance_halts
         )
         .await;
     assert!(st.is_success(), "{e}");
-    let r = wait_for(&s, &id, |r| r["state"] == "paused").await;
+    let r = wait_for(&s, &id, |r| r["state"] == "halted").await;
     let reason = r["reason"].as_str().unwrap();
     assert!(
         reason.starts_with(&format!(

@@ -313,10 +313,26 @@ pub async fn act(
     ApiJson(req): ApiJson<RolloutActionRequest>,
 ) -> Result<Json<RolloutResponse>, ApiError> {
     let actor = caller.actor();
-    let result = state
-        .act_on_rollout(&actor, &id.0, req.action.into(), req.reason.as_deref())
-        .await
-        .map_err(ApiError::from);
+    let result = async {
+        // Taking a rollback further (to more devices) needs the rollback right, like starting
+        // one: rollout.manage alone only pauses or stops it.
+        let widens = matches!(req.action, ActionName::Resume | ActionName::Approve | ActionName::RetryFailed);
+        if widens
+            && state.rollout_view(&id.0).await?.record.rollback
+            && !super::auth::allows(&state, &caller, "rollout.rollback", "rollout")
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "rollback-needs-right",
+                "Forbidden",
+                "this rollout installs an older release: taking it further needs rollout.rollback (with a second factor for people)",
+            ));
+        }
+        Ok(state
+            .act_on_rollout(&actor, &id.0, req.action.into(), req.reason.as_deref())
+            .await?)
+    }
+    .await;
     let view = state
         .audit_refusal(&actor, "rollout.act", format!("rollout:{}", id.0), result)
         .await?;

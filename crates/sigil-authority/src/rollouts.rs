@@ -7,7 +7,8 @@
 //! newly match the selector join; devices silent past the timeout are timed out; a running
 //! rollout is judged (advance, wait for approval, complete, halt); then devices of the current
 //! group are assigned, within the rate and the maintenance window. Operator actions and the
-//! tick take one lock, so a decision never races a pause.
+//! tick take one lock within a process (several processes on one database are the replicas
+//! issue's: the store's transitions are conditional on the state read, so a race is a conflict).
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -125,7 +126,8 @@ fn system() -> Actor {
     Actor::system("rollouts")
 }
 
-/// The bit set of device checks whose status is one of `which`.
+/// The bit set of device checks whose status is one of `which`, by position in
+/// `DEVICE_CHECKS` (append new checks at its end: stored baselines keep their meaning).
 fn mask(statuses: &[Status], which: &[Status]) -> i64 {
     statuses
         .iter()
@@ -176,6 +178,7 @@ fn progress(counts: &[StatusCount], group: u32, groups: usize) -> (Progress, Vec
         Progress {
             cumulative,
             newest_group,
+            unassigned_in_reach: 0,
         },
         per_group,
         total,
@@ -252,6 +255,12 @@ impl Authority {
             .store
             .rollout_newcomers(&id, product, &new.selector)
             .await?;
+        if candidates.is_empty() {
+            return Err(invalid(
+                "no-devices",
+                "no device of the product matches the selector (devices that enrol later join a rollout under way, but it needs one to start)",
+            ));
+        }
         let members = with_order_keys(&id, candidates);
         let record = RolloutRecord {
             id: id.clone(),
@@ -274,7 +283,9 @@ impl Authority {
         self.store
             .create_rollout(actor, &record, &members, now)
             .await?;
-        self.tick_rollout(&record).await?;
+        if let Err(e) = self.tick_rollout(&record).await {
+            tracing::warn!(rollout = %id, error = %e, "first rollout tick failed; the next retries");
+        }
         self.rollout_view(&id).await
     }
 
@@ -408,8 +419,11 @@ impl Authority {
         action: RolloutAction,
         note: Option<&str>,
     ) -> Result<RolloutView, RequestError> {
-        let current = self.rollout_view(id).await?.record;
+        uuid::Uuid::parse_str(id).map_err(|_| invalid("invalid-id", "rollout ids are UUIDs"))?;
         let _decisions = self.rollout_lock.lock().await;
+        // Read under the lock: the tick cannot move the rollout between this read and the
+        // transition.
+        let current = self.store.rollout(id).await?;
         if let Some(n) = note
             && (n.len() > 500 || n.chars().any(char::is_control))
         {
@@ -434,7 +448,7 @@ impl Authority {
                     "rollout.paused",
                 ),
                 RolloutAction::Resume => (
-                    &["paused"],
+                    &["paused", "halted"],
                     "running",
                     group,
                     by("resumed"),
@@ -476,8 +490,21 @@ impl Authority {
             .store
             .transition_rollout(actor, id, from, to, group, &reason, audit_action, now)
             .await?;
+        if action == RolloutAction::Resume {
+            // Devices told nothing while it stood still get their full time again, and what
+            // installed devices fail now is what the operator resumed with.
+            self.store.restart_waiting(id, now).await?;
+            let mut baselines = Vec::new();
+            for (device, _) in self.store.installed_members(id).await? {
+                baselines.push((device.clone(), self.baseline(&device).await));
+            }
+            self.store.rebaseline(id, &baselines).await?;
+        }
         if record.state == "running" {
-            self.tick_rollout(&record).await?;
+            // The change is made; a failed first pass is retried by the next tick.
+            if let Err(e) = self.tick_rollout(&record).await {
+                tracing::warn!(rollout = %id, error = %e, "rollout tick after an action failed");
+            }
         }
         drop(_decisions);
         self.rollout_view(id).await
@@ -550,7 +577,7 @@ impl Authority {
     async fn tick_rollout(&self, record: &RolloutRecord) -> Result<(), RequestError> {
         let now = self.now();
         let id = &record.id;
-        if record.state != "paused" {
+        if record.state == "running" || record.state == "awaiting-approval" {
             let newcomers = self
                 .store
                 .rollout_newcomers(id, &record.product_id, &record.selector)
@@ -561,11 +588,15 @@ impl Authority {
                     .await?;
             }
         }
-        let timeout =
-            time::Duration::seconds(i64::try_from(record.timeout_seconds).unwrap_or(i64::MAX / 2));
-        self.store
-            .time_out_rollout_devices(id, now - timeout, now)
-            .await?;
+        // No timeouts while it stands still: its devices are not told to start.
+        if record.state == "running" || record.state == "awaiting-approval" {
+            let timeout = time::Duration::seconds(
+                i64::try_from(record.timeout_seconds).unwrap_or(i64::MAX / 2),
+            );
+            self.store
+                .time_out_rollout_devices(id, now - timeout, now)
+                .await?;
+        }
         if record.state == "awaiting-approval"
             && let Some(device) = self.security_signal(id).await?
         {
@@ -579,7 +610,15 @@ impl Authority {
         }
         let plan = plan_of(record)?;
         let counts = self.store.rollout_counts(id).await?;
-        let (progress, _, total) = progress(&counts, record.current_group, plan.groups.len());
+        let (mut progress, _, total) = progress(&counts, record.current_group, plan.groups.len());
+        let room = plan
+            .reach(record.current_group as usize, total)
+            .saturating_sub(progress.cumulative.assigned);
+        progress.unassigned_in_reach = self
+            .store
+            .pending_members(id, &record.selector.states, room)
+            .await?
+            .len() as u64;
         let signal = self.security_signal(id).await?;
         let decision = rollout::decide(
             &plan,
@@ -632,7 +671,7 @@ impl Authority {
                 "rollout.awaiting_approval",
             ),
             Decision::Complete { reason } => ("completed", group, reason, "rollout.completed"),
-            Decision::Halt { reason } => ("paused", group, reason, "rollout.halted"),
+            Decision::Halt { reason } => ("halted", group, reason, "rollout.halted"),
         };
         self.store
             .transition_rollout(
@@ -677,23 +716,32 @@ impl Authority {
         if wanted == 0 {
             return Ok(());
         }
-        let devices = self.store.pending_members(&record.id, wanted).await?;
+        let devices = self
+            .store
+            .pending_members(&record.id, &record.selector.states, wanted)
+            .await?;
         let mut with_baseline = Vec::with_capacity(devices.len());
         for d in devices {
-            let baseline = match d.parse() {
-                Ok(id) => self
-                    .compliance
-                    .statuses(id)
-                    .await
-                    .map_or(0, |s| not_passing(&s)),
-                Err(_) => 0,
-            };
+            let baseline = self.baseline(&d).await;
             with_baseline.push((d, baseline));
         }
         Ok(self
             .store
             .assign_rollout_devices(&record.id, group, &with_baseline, now)
             .await?)
+    }
+
+    /// The checks `device` does not pass now. Unknown to the engine (not evaluated yet, or
+    /// the follower is off): every bit set, so no check counts as passed before.
+    async fn baseline(&self, device: &str) -> i64 {
+        match device.parse() {
+            Ok(id) => self
+                .compliance
+                .statuses(id)
+                .await
+                .map_or(!0, |s| not_passing(&s)),
+            Err(_) => !0,
+        }
     }
 
     /// A device that installed the release and now fails a compliance check it passed when

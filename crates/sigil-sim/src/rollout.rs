@@ -378,7 +378,7 @@ pub async fn simulate_rollout(
         if config.inject_failures && summary.halted.is_none() && group >= 2 && !broken.exists() {
             std::fs::write(&broken, b"")?;
         }
-        if state == "paused" && summary.halted.is_none() {
+        if state == "halted" && summary.halted.is_none() {
             summary.halted = r["reason"].as_str().map(str::to_owned);
             // The fix: healthy slots again; then the failed devices retry and the rollout goes on.
             let _ = std::fs::remove_file(&broken);

@@ -14,7 +14,9 @@ use crate::rows::ts;
 use crate::{Store, StoreError, WriteTx, audit};
 
 /// States in which a rollout still holds its product (one such rollout per product).
-pub const ACTIVE_ROLLOUT_STATES: [&str; 3] = ["running", "awaiting-approval", "paused"];
+pub const ACTIVE_ROLLOUT_STATES: [&str; 4] = ["running", "awaiting-approval", "paused", "halted"];
+/// The same, for SQL.
+const ACTIVE_SQL: &str = "('running', 'awaiting-approval', 'paused', 'halted')";
 /// A device's statuses while its update is under way.
 const IN_FLIGHT: &str = "('assigned', 'downloading', 'installing')";
 /// Rows per multi-row insert (4 binds each; well under either engine's bind limit).
@@ -194,9 +196,9 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let active = sqlx::query(
-            "SELECT id FROM rollouts WHERE product_id = $1 AND state IN ('running', 'awaiting-approval', 'paused')",
-        )
+        let active = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM rollouts WHERE product_id = $1 AND state IN {ACTIVE_SQL}"
+        )))
         .bind(&rollout.product_id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -228,7 +230,12 @@ impl Store {
         .bind(now.unix_timestamp())
         .bind(now.unix_timestamp())
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| {
+            crate::unique_to_conflict(e, || {
+                format!("product {} already has a rollout under way: stop it first", rollout.product_id)
+            })
+        })?;
         insert_members(&mut tx, &rollout.id, members, now).await?;
         let event = AuditEvent::new(
             now,
@@ -261,23 +268,20 @@ impl Store {
 
     /// A product's rollouts, newest first; or every rollout still under way (`None`).
     pub async fn rollouts(&self, product: Option<&str>) -> Result<Vec<RolloutRecord>, StoreError> {
-        let rows = match product {
-            Some(p) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows =
+            match product {
+                Some(p) => sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE product_id = $1 ORDER BY id DESC"
                 )))
                 .bind(p)
                 .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE state IN ('running', 'awaiting-approval', 'paused') ORDER BY id"
+                .await?,
+                None => sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE state IN {ACTIVE_SQL} ORDER BY id"
                 )))
                 .fetch_all(&self.pool)
-                .await?
-            }
-        };
+                .await?,
+            };
         rows.iter().map(rollout_from_row).collect()
     }
 
@@ -310,14 +314,22 @@ impl Store {
                 from.join(" or ")
             )));
         }
-        sqlx::query("UPDATE rollouts SET state = $1, current_group = $2, reason = $3, updated_at = $4 WHERE id = $5")
+        // Conditional on the state read: a concurrent change (another process) makes it a
+        // conflict rather than a lost update.
+        let changed = sqlx::query("UPDATE rollouts SET state = $1, current_group = $2, reason = $3, updated_at = $4 WHERE id = $5 AND state = $6")
             .bind(to)
             .bind(i64::from(group))
             .bind(reason)
             .bind(now.unix_timestamp())
             .bind(id)
+            .bind(&state)
             .execute(&mut *tx)
             .await?;
+        if changed.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "rollout {id} changed meanwhile: try again"
+            )));
+        }
         let event = AuditEvent::new(
             now,
             actor.clone(),
@@ -429,19 +441,29 @@ impl Store {
         Ok(added.len())
     }
 
-    /// The next `limit` unassigned members, in the rollout's order.
+    /// The next `limit` unassigned members, in the rollout's order, that are still in one of
+    /// `states` (a member suspended or retired since it joined is passed over).
     pub async fn pending_members(
         &self,
         rollout: &str,
+        states: &[String],
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT device_id FROM rollout_devices WHERE rollout_id = $1 AND status = 'pending' ORDER BY order_key LIMIT $2",
-        )
-        .bind(rollout)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT m.device_id FROM rollout_devices m JOIN devices d ON d.id = m.device_id \
+             WHERE m.rollout_id = $1 AND m.status = 'pending' AND d.state IN ({}) ORDER BY m.order_key LIMIT $2",
+            crate::batch::placeholders_from(3, states.len().max(1))
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rollout)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        if states.is_empty() {
+            q = q.bind("active");
+        }
+        for state in states {
+            q = q.bind(state);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| r.try_get("device_id").map_err(Into::into))
             .collect()
@@ -572,6 +594,41 @@ impl Store {
         Ok(rows.len())
     }
 
+    /// Restart the timeout of members assigned but not started (after a pause or halt, during
+    /// which they were not told to start).
+    pub async fn restart_waiting(
+        &self,
+        rollout: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE rollout_devices SET assigned_at = $1 WHERE rollout_id = $2 AND status = 'assigned'")
+            .bind(now.unix_timestamp())
+            .bind(rollout)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Take the checks `devices` do not pass now as their new baseline: an operator who
+    /// resumes after a security halt has looked at them (the resume is the audit entry).
+    pub async fn rebaseline(
+        &self,
+        rollout: &str,
+        devices: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (device, baseline) in devices {
+            sqlx::query("UPDATE rollout_devices SET baseline_failures = $1 WHERE rollout_id = $2 AND device_id = $3")
+                .bind(*baseline)
+                .bind(rollout)
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
     /// Members that installed the release, with the checks they did not pass when assigned.
     pub async fn installed_members(&self, rollout: &str) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
@@ -622,8 +679,9 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let status: String = sqlx::query(
-            "SELECT status FROM rollout_devices WHERE rollout_id = $1 AND device_id = $2",
+        let row = sqlx::query(
+            "SELECT m.status, rel.version FROM rollout_devices m JOIN rollouts r ON r.id = m.rollout_id \
+             JOIN releases rel ON rel.id = r.release_id WHERE m.rollout_id = $1 AND m.device_id = $2",
         )
         .bind(&report.rollout_id)
         .bind(device)
@@ -632,8 +690,15 @@ impl Store {
         .ok_or_else(|| StoreError::NotFound {
             kind: "assignment",
             id: format!("{} in rollout {}", device, report.rollout_id),
-        })?
-        .try_get("status")?;
+        })?;
+        let status: String = row.try_get("status")?;
+        let shipped: String = row.try_get("version")?;
+        // The inventory learns only the version this rollout ships, never one the device names.
+        if report.status == "installed" && report.version.as_deref() != Some(shipped.as_str()) {
+            return Err(StoreError::Conflict(format!(
+                "this rollout ships {shipped}: an installed report names that version"
+            )));
+        }
         let rank = |s: &str| match s {
             "assigned" => 1,
             "downloading" => 2,
@@ -641,28 +706,35 @@ impl Store {
             _ => 4,
         };
         let outcome = matches!(report.status.as_str(), "installed" | "failed" | "rejected");
-        let allowed = match status.as_str() {
-            "assigned" | "downloading" | "installing" => {
-                outcome || rank(&report.status) > rank(&status)
-            }
-            "timed-out" => outcome,
-            _ => false,
-        };
-        if !allowed {
+        let in_flight = matches!(status.as_str(), "assigned" | "downloading" | "installing");
+        // A progress report repeated or arriving late (a retry after a lost answer, a device
+        // that timed out but carries on) changes nothing and is no error: the outcome counts.
+        if !outcome
+            && (status == "timed-out" || (in_flight && rank(&report.status) <= rank(&status)))
+        {
+            return Ok(());
+        }
+        if !(in_flight || (outcome && status == "timed-out")) {
             return Err(StoreError::Conflict(format!(
                 "the update is {status}: a `{}` report does not follow",
                 report.status
             )));
         }
-        sqlx::query("UPDATE rollout_devices SET status = $1, reason = $2, reported_version = $3, updated_at = $4 WHERE rollout_id = $5 AND device_id = $6")
+        let changed = sqlx::query("UPDATE rollout_devices SET status = $1, reason = $2, reported_version = $3, updated_at = $4 WHERE rollout_id = $5 AND device_id = $6 AND status = $7")
             .bind(&report.status)
             .bind(report.reason.clone())
             .bind(report.version.clone())
             .bind(now.unix_timestamp())
             .bind(&report.rollout_id)
             .bind(device)
+            .bind(&status)
             .execute(&mut *tx)
             .await?;
+        if changed.rows_affected() != 1 {
+            return Err(StoreError::Conflict(
+                "the update changed meanwhile: report again".into(),
+            ));
+        }
         if let (true, Some(version)) = (report.status == "installed", &report.version) {
             sqlx::query("UPDATE devices SET firmware_version = $1, updated_at = $2 WHERE id = $3")
                 .bind(version)

@@ -7,8 +7,7 @@
 //! (installed / assigned >= the success threshold), or waits for an operator's approval where
 //! asked. It halts by itself when any one kind of failure (failure, rejection, timeout: each
 //! counted separately, each only once it has a minimum sample) reaches the error threshold, or
-//! on a security signal (a device that installed the release fell out of compliance, or
-//! raised an alarm).
+//! on a security signal (a device that installed the release fell out of compliance).
 
 use std::fmt;
 
@@ -207,6 +206,9 @@ pub fn format_percent(bp: BasisPoints) -> String {
 pub struct Progress {
     pub cumulative: Tally,
     pub newest_group: Tally,
+    /// Devices within the current group's reach not assigned yet (held back by the rate or
+    /// the window): the group cannot succeed before they are.
+    pub unassigned_in_reach: u64,
 }
 
 /// The first failure kind whose share of `tally` reaches the error threshold past the minimum
@@ -271,12 +273,15 @@ pub fn decide(
     if let Some(reason) = errors {
         return Decision::Halt { reason };
     }
-    let (Some(all), Some(newest)) = (
-        success_share(&progress.cumulative),
-        success_share(&progress.newest_group),
-    ) else {
+    if progress.unassigned_in_reach > 0 {
+        return Decision::Wait;
+    }
+    // A group that adds no device (a fleet smaller than the plan's steps) is judged on
+    // everything so far.
+    let Some(all) = success_share(&progress.cumulative) else {
         return Decision::Wait;
     };
+    let newest = success_share(&progress.newest_group).unwrap_or(all);
     let threshold = u128::from(plan.success_threshold);
     if all < threshold || newest < threshold {
         return Decision::Wait;

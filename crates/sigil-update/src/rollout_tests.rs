@@ -8,6 +8,7 @@ fn both(t: Tally) -> Progress {
     Progress {
         cumulative: t,
         newest_group: t,
+        ..Progress::default()
     }
 }
 
@@ -207,6 +208,7 @@ fn a_group_that_fails_entirely_halts_even_when_earlier_groups_dilute_it() {
             failed: 10,
             ..Tally::default()
         },
+        ..Progress::default()
     };
     match decide(&p, &Phase::Running { group: 2 }, &progress, None) {
         Decision::Halt { reason } => assert!(reason.contains("of group 3"), "{reason}"),
@@ -224,6 +226,7 @@ fn a_group_that_fails_entirely_halts_even_when_earlier_groups_dilute_it() {
             installed: 60,
             ..Tally::default()
         },
+        ..Progress::default()
     };
     assert_eq!(
         decide(&p, &Phase::Running { group: 1 }, &lagging, None),
@@ -279,4 +282,34 @@ proptest! {
         let _ = parse_percent(&s);
         let _ = Window::parse(&s);
     }
+}
+
+#[test]
+fn a_group_adding_no_device_is_judged_on_everything_so_far_and_unassigned_devices_hold_success() {
+    // Two devices, 1/10/50/100%: group 3 reaches no one new.
+    let plan = plan();
+    assert_eq!((plan.reach(1, 2), plan.reach(2, 2)), (2, 2));
+    let done = Tally {
+        assigned: 2,
+        installed: 2,
+        ..Tally::default()
+    };
+    let progress = Progress {
+        cumulative: done,
+        newest_group: Tally::default(),
+        unassigned_in_reach: 0,
+    };
+    assert!(matches!(
+        decide(&plan, &Phase::Running { group: 2 }, &progress, None),
+        Decision::Advance { to: 3, .. }
+    ));
+    // Everyone assigned so far installed, but the rate held devices of the group back.
+    let held = Progress {
+        unassigned_in_reach: 5,
+        ..both(done)
+    };
+    assert_eq!(
+        decide(&plan, &Phase::Running { group: 0 }, &held, None),
+        Decision::Wait
+    );
 }

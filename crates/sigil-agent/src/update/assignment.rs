@@ -17,6 +17,14 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
+    /// A progress step: worth telling, never worth stopping for (the outcome is what counts,
+    /// and the server takes a repeated or late step as a no-op).
+    pub(crate) async fn progress(&self, status: &str) {
+        if let Err(e) = self.report(status, None, None).await {
+            tracing::warn!(error = %e, status, "progress report not delivered");
+        }
+    }
+
     pub(crate) async fn report(
         &self,
         status: &str,
@@ -73,7 +81,7 @@ pub async fn follow_assignment(
             .await?;
         return Ok(Followed::Installed(current));
     }
-    reporter.report("downloading", None, None).await?;
+    reporter.progress("downloading").await;
     let options = UpdateOptions {
         target: target.to_owned(),
         install: install_options.clone(),

@@ -131,7 +131,7 @@ async fn update_reporting(
     let mut staging = install::begin(&opts.install, &opts.target).await?;
     verify::download(&repo, &opts.target, &mut staging).await?;
     if let Some(r) = reporter {
-        r.report("installing", None, None).await?;
+        r.progress("installing").await;
     }
     let record = Installed {
         target: opts.target.clone(),

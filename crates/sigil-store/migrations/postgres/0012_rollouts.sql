@@ -11,14 +11,17 @@ CREATE TABLE rollouts (
     maint_window     TEXT,                           -- HH:MM-HH:MM (UTC), assignments only inside
     rate_per_minute  BIGINT,                        -- new assignments per minute at most
     timeout_seconds  BIGINT NOT NULL CHECK (timeout_seconds > 0),
-    state            TEXT NOT NULL CHECK (state IN ('running', 'awaiting-approval', 'paused', 'stopped', 'completed')),
+    state            TEXT NOT NULL CHECK (state IN ('running', 'awaiting-approval', 'paused', 'halted', 'stopped', 'completed')),
     current_group    BIGINT NOT NULL CHECK (current_group >= 0),
-    reason           TEXT NOT NULL,                  -- why it is in its state (the threshold, or who)
+    reason           TEXT NOT NULL,                  -- why it is in its state (the threshold, or who); halted: stopped by its own thresholds
     created_by       TEXT NOT NULL,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );
 CREATE INDEX rollouts_product ON rollouts (product_id, state);
+-- One rollout under way per product, whichever process creates it.
+CREATE UNIQUE INDEX rollouts_one_active ON rollouts (product_id)
+    WHERE state IN ('running', 'awaiting-approval', 'paused', 'halted');
 
 -- The devices a rollout may reach. `group_index` is set when the device is assigned; the
 -- order key (a hash of rollout and device ids) decides who comes first.
