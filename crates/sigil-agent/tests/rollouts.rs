@@ -262,6 +262,27 @@ async fn groups_wait_for_approval_and_operators_pause_resume_and_stop(db: Db) {
     let (st, r) = act(&s, r["id"].as_str().unwrap(), "stop").await;
     assert_eq!((st.as_u16(), r["state"].as_str()), (200, Some("stopped")));
     assert!(matches!(follow(&devices[0]).await, Followed::Nothing));
+
+    // A rollout completes at its success threshold; devices it assigned still get the update.
+    release(&s, &product, "1.2.0").await;
+    let (st, r) = s
+        .post(
+            &format!("/api/v1/products/{product}/rollouts"),
+            json!({"release": "1.2.0", "groups": ["100%"], "success_threshold": "50%",
+                   "error_threshold": "50%"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    for d in &devices[..2] {
+        assert_eq!(installed(&follow(d).await), Some("1.2.0"));
+    }
+    wait_for(&s, &id, |r| r["state"] == "completed").await;
+    for d in &devices[2..] {
+        assert_eq!(installed(&follow(d).await), Some("1.2.0"));
+    }
+    let (_, r) = s.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(r["groups"][0]["installed"], 4, "{r}");
 }
 sigil_testkit::both_backends!(groups_wait_for_approval_and_operators_pause_resume_and_stop);
 

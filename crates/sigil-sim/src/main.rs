@@ -47,6 +47,9 @@ enum Command {
         devices: usize,
         #[arg(long, default_value = "10%,25%,50%,100%")]
         groups: String,
+        /// A group advances when this share of it installed.
+        #[arg(long, default_value = "95%")]
+        success_threshold: String,
         /// Run without injected failures (the benchmark).
         #[arg(long)]
         no_failures: bool,
@@ -64,6 +67,7 @@ fn rollout(command: Command, runtime: &tokio::runtime::Runtime) -> anyhow::Resul
     let Command::Rollout {
         devices,
         groups,
+        success_threshold,
         no_failures,
         poll_ms,
         concurrency,
@@ -72,6 +76,7 @@ fn rollout(command: Command, runtime: &tokio::runtime::Runtime) -> anyhow::Resul
     let config = sigil_sim::rollout::RolloutConfig {
         devices,
         groups: groups.split(',').map(|g| g.trim().to_owned()).collect(),
+        success_threshold,
         inject_failures: !no_failures,
         poll: Duration::from_millis(poll_ms),
         concurrency,

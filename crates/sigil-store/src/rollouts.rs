@@ -642,7 +642,9 @@ impl Store {
             .collect()
     }
 
-    /// What `device` should install now: its update in a running rollout, if any.
+    /// What `device` should install now, if anything: its update in a rollout that runs, waits
+    /// for approval, or completed while it was assigned (completion judges the thresholds; the
+    /// devices already assigned still finish). Paused, halted and stopped rollouts withhold it.
     pub async fn device_assignment(
         &self,
         device: &str,
@@ -650,7 +652,7 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT m.rollout_id, m.status, r.rollback, rel.version, rel.target_name \
              FROM rollout_devices m JOIN rollouts r ON r.id = m.rollout_id JOIN releases rel ON rel.id = r.release_id \
-             WHERE m.device_id = $1 AND m.status IN {IN_FLIGHT} AND r.state IN ('running', 'awaiting-approval') \
+             WHERE m.device_id = $1 AND m.status IN {IN_FLIGHT} AND r.state IN ('running', 'awaiting-approval', 'completed') \
              ORDER BY m.assigned_at DESC LIMIT 1"
         )))
         .bind(device)

@@ -233,6 +233,27 @@ fn over_error_threshold(plan: &Plan, tally: &Tally, scope: &str) -> Option<Strin
     })
 }
 
+/// Why `tally` (with `unassigned` devices still to come) cannot reach the success threshold
+/// any more, if it cannot.
+fn unreachable(plan: &Plan, tally: &Tally, unassigned: u64, scope: &str) -> Option<String> {
+    let total = tally.assigned + unassigned;
+    let ended = tally.failed + tally.rejected + tally.timed_out;
+    if total == 0 || ended == 0 {
+        return None;
+    }
+    let best = u128::from(total - ended.min(total)) * 10_000 / u128::from(total);
+    (best < u128::from(plan.success_threshold)).then(|| {
+        format!(
+            "success threshold unreachable: {ended} of {total} devices of {scope} ended without installing (failed {}, rejected {}, timed out {}); at most {} can install, below {}",
+            tally.failed,
+            tally.rejected,
+            tally.timed_out,
+            format_percent(u32::try_from(best).unwrap_or(0)),
+            format_percent(plan.success_threshold)
+        )
+    })
+}
+
 fn success_share(tally: &Tally) -> Option<u128> {
     (tally.assigned > 0).then(|| u128::from(tally.installed) * 10_000 / u128::from(tally.assigned))
 }
@@ -271,6 +292,24 @@ pub fn decide(
     )
     .or_else(|| over_error_threshold(plan, &progress.cumulative, "so far"));
     if let Some(reason) = errors {
+        return Decision::Halt { reason };
+    }
+    // A group that can no longer reach the success threshold (too many devices ended without
+    // installing, each kind below its minimum sample) would wait for ever: it halts instead.
+    if let Some(reason) = unreachable(
+        plan,
+        &progress.newest_group,
+        progress.unassigned_in_reach,
+        &format!("group {}", group + 1),
+    )
+    .or_else(|| {
+        unreachable(
+            plan,
+            &progress.cumulative,
+            progress.unassigned_in_reach,
+            "all groups so far",
+        )
+    }) {
         return Decision::Halt { reason };
     }
     if progress.unassigned_in_reach > 0 {

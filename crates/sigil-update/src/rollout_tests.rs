@@ -137,9 +137,10 @@ fn each_failure_kind_halts_on_its_own_with_the_threshold_named() {
             "failure",
         ),
         (
+            // Each kind below its minimum sample, and 95% can still install.
             Tally {
                 assigned: 40,
-                rejected: 2,
+                rejected: 1,
                 failed: 1,
                 ..Tally::default()
             },
@@ -167,14 +168,19 @@ fn each_failure_kind_halts_on_its_own_with_the_threshold_named() {
             other => panic!("{other:?}"),
         }
     }
-    // Below the minimum sample, a high share does not halt yet.
+    // Below the minimum sample, a high share does not halt yet (while the group's other 98
+    // devices, not assigned yet, can still make the success threshold).
     let early = Tally {
         assigned: 2,
         failed: 2,
         ..Tally::default()
     };
+    let early = Progress {
+        unassigned_in_reach: 98,
+        ..both(early)
+    };
     assert_eq!(
-        decide(&p, &Phase::Running { group: 0 }, &both(early), None),
+        decide(&p, &Phase::Running { group: 0 }, &early, None),
         Decision::Wait
     );
     let signal = decide(
@@ -310,6 +316,42 @@ fn a_group_adding_no_device_is_judged_on_everything_so_far_and_unassigned_device
     };
     assert_eq!(
         decide(&plan, &Phase::Running { group: 0 }, &held, None),
+        Decision::Wait
+    );
+}
+
+#[test]
+fn a_group_that_can_no_longer_succeed_halts_instead_of_waiting() {
+    // 95% of 6 devices needs all six: one failure (below the minimum sample of 3) ends it.
+    let plan = plan();
+    let t = Tally {
+        assigned: 6,
+        installed: 4,
+        failed: 1,
+        ..Tally::default()
+    };
+    match decide(&plan, &Phase::Running { group: 1 }, &both(t), None) {
+        Decision::Halt { reason } => {
+            assert!(
+                reason.starts_with("success threshold unreachable: 1 of 6 devices of group 2"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("at most 83.33% can install, below 95%"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Still possible: wait.
+    let t = Tally {
+        assigned: 100,
+        installed: 50,
+        failed: 2,
+        ..Tally::default()
+    };
+    assert_eq!(
+        decide(&plan, &Phase::Running { group: 1 }, &both(t), None),
         Decision::Wait
     );
 }
