@@ -18,8 +18,9 @@ pub struct UpdateChannelFacts {
 const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
 /// The outcome of product check `check`, or `None` if it is not a product check.
-/// `attested` is the update-mechanism attestation's outcome: the evidence a product without
-/// a channel in Sigil can still offer.
+/// `attested` is the outcome of the attestation that stands in for the check where Sigil has
+/// no evidence (a product without a channel in Sigil): the update mechanism's for
+/// `product.update-channel`, vulnerability handling's for `product.security-updates-separate`.
 pub fn evaluate_product(
     check: &str,
     product: &ProductFacts,
@@ -29,7 +30,7 @@ pub fn evaluate_product(
     match check {
         "product.support-period" => Some(evaluate_product_support(product, now)),
         "product.update-channel" => Some(evaluate_update_channel(product, now, attested)),
-        "product.security-updates-separate" => Some(evaluate_security_separate(product)),
+        "product.security-updates-separate" => Some(evaluate_security_separate(product, attested)),
         _ => None,
     }
 }
@@ -118,7 +119,7 @@ fn major_minor(version: &str) -> Option<(u64, u64)> {
 /// separately from functionality updates, where feasible). Under semver, a security release
 /// must be a patch release over the release before it: a new major or minor version ships
 /// functionality with the fix, and a user who wants only the fix cannot have it.
-pub fn evaluate_security_separate(product: &ProductFacts) -> Outcome {
+pub fn evaluate_security_separate(product: &ProductFacts, attested: Option<&Outcome>) -> Outcome {
     let evidence = vec![Evidence::Product(product.id.clone())];
     let outcome = |status, reason: String| Outcome {
         status,
@@ -126,7 +127,20 @@ pub fn evaluate_security_separate(product: &ProductFacts) -> Outcome {
         evidence: evidence.clone(),
     };
     let Some(channel) = &product.update_channel else {
-        return outcome(Status::Unknown, "no releases in Sigil".into());
+        return match attested {
+            Some(a) => Outcome {
+                status: a.status,
+                reason: format!(
+                    "no releases in Sigil; attested vulnerability handling: {}",
+                    a.reason
+                ),
+                evidence: a.evidence.clone(),
+            },
+            None => outcome(
+                Status::Unknown,
+                "no releases in Sigil and no attested vulnerability handling".into(),
+            ),
+        };
     };
     if channel.scheme != "semver" {
         return outcome(
@@ -259,7 +273,7 @@ mod tests {
 
     #[test]
     fn security_releases_must_be_patch_releases() {
-        let status = |p: &ProductFacts| evaluate_security_separate(p).status;
+        let status = |p: &ProductFacts| evaluate_security_separate(p, None).status;
         let patch = releasing(
             "semver",
             &[
@@ -271,7 +285,7 @@ mod tests {
         );
         assert_eq!(status(&patch), Status::Pass);
         let bundled = releasing("semver", &[("1.0.0", false), ("1.1.0", true)]);
-        let o = evaluate_security_separate(&bundled);
+        let o = evaluate_security_separate(&bundled, None);
         assert_eq!(o.status, Status::Fail);
         assert!(o.reason.contains("1.1.0 (over 1.0.0)"), "{}", o.reason);
         let major = releasing("semver", &[("1.4.2", false), ("2.0.0", true)]);
@@ -290,5 +304,18 @@ mod tests {
             Status::Unknown
         );
         assert_eq!(status(&ProductFacts::default()), Status::Unknown);
+        // Without releases in Sigil, the vulnerability-handling attestation stands in.
+        let attested = Outcome {
+            status: Status::Pass,
+            reason: "documented process".into(),
+            evidence: Vec::new(),
+        };
+        let o = evaluate_security_separate(&ProductFacts::default(), Some(&attested));
+        assert_eq!(o.status, Status::Pass);
+        assert!(
+            o.reason.contains("attested vulnerability handling"),
+            "{}",
+            o.reason
+        );
     }
 }

@@ -262,7 +262,19 @@ pub async fn evaluate(
         &org,
         unix,
     );
+    let vulnerability_handling = organisation_outcome(
+        catalogue,
+        "attest.vulnerability-handling",
+        &attestations,
+        &org,
+        unix,
+    );
     for check in used.iter().filter(|c| c.starts_with("product.")) {
+        let stands_in = if *check == "product.security-updates-separate" {
+            vulnerability_handling.as_ref()
+        } else {
+            attested.as_ref()
+        };
         for p in &products {
             let mut p = p.clone();
             if matches!(
@@ -271,8 +283,7 @@ pub async fn evaluate(
             ) {
                 p.update_channel = state.updates().channel_facts(&p.id).await?;
             }
-            if let Some(o) =
-                sigil_compliance::product::evaluate_product(check, &p, unix, attested.as_ref())
+            if let Some(o) = sigil_compliance::product::evaluate_product(check, &p, unix, stands_in)
             {
                 tallies.entry(check).or_default().record(&p.id, o);
             }
