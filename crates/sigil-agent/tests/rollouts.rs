@@ -15,6 +15,8 @@ use sigil_agent::update::{Followed, InstallOptions, follow_assignment};
 use sigil_agent::{EnrollCredential, EnrollOptions, StateDir};
 use sigil_testkit::{Db, TestServer};
 
+mod support;
+
 struct Device {
     id: String,
     state: StateDir,
@@ -25,25 +27,15 @@ fn fast(c: &mut sigil_server::ServerConfig) {
     c.rollout_tick = Duration::from_millis(100);
 }
 
-/// Upload `content` and release it as `version` (target `VERSION/fw.bin`).
+/// Release `version` with content of its own.
 async fn release(s: &TestServer, product: &str, version: &str) {
-    let r = s
-        .http
-        .post(format!("{}/api/v1/artefacts", s.api))
-        .bearer_auth(&s.token)
-        .header("content-type", "application/octet-stream")
-        .body(format!("firmware {version}").into_bytes())
-        .send()
-        .await
-        .unwrap();
-    let sha = r.json::<Value>().await.unwrap()["sha256"].clone();
-    let (st, body) = s
-        .post(
-            &format!("/api/v1/products/{product}/releases"),
-            json!({"version": version, "artefact_sha256": sha, "file_name": "fw.bin"}),
-        )
-        .await;
-    assert_eq!(st, 201, "{body}");
+    support::release(
+        s,
+        product,
+        version,
+        format!("firmware {version}").as_bytes(),
+    )
+    .await;
 }
 
 async fn enrol(s: &TestServer, product: &str, serial: &str) -> Device {

@@ -16,6 +16,9 @@ use sigil_agent::{EnrollCredential, EnrollOptions, StateDir};
 use sigil_testkit::{Db, TestServer};
 use sigil_update::tuf::{Ed25519Signer, Envelope, Timestamp, repository};
 
+mod support;
+use support::release;
+
 struct Device {
     state: StateDir,
     install: PathBuf,
@@ -48,32 +51,6 @@ async fn enrolled(s: &TestServer) -> Device {
         install: s.dir.path().join("slots"),
         product,
     }
-}
-
-/// Upload `content` and release it as `version` (target `VERSION/fw.bin`); its SHA-256.
-async fn release(s: &TestServer, product: &str, version: &str, content: &[u8]) -> String {
-    let r = s
-        .http
-        .post(format!("{}/api/v1/artefacts", s.api))
-        .bearer_auth(&s.token)
-        .header("content-type", "application/octet-stream")
-        .body(content.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let sha = r.json::<serde_json::Value>().await.unwrap()["sha256"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (st, body) = s
-        .post(
-            &format!("/api/v1/products/{product}/releases"),
-            json!({"version": version, "artefact_sha256": sha, "file_name": "fw.bin"}),
-        )
-        .await;
-    assert_eq!(st, 201, "{body}");
-    sha
 }
 
 fn options(d: &Device, version: &str) -> UpdateOptions {
