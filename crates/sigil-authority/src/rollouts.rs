@@ -14,7 +14,6 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use sigil_audit::Actor;
@@ -44,7 +43,7 @@ pub struct NewRollout {
 }
 
 /// One group's progress.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct GroupProgress {
     /// Cumulative share of the matching devices, e.g. `10%`.
     pub share_basis_points: BasisPoints,
@@ -70,8 +69,7 @@ pub struct RolloutView {
 }
 
 /// What an operator does to a rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RolloutAction {
     Pause,
     Resume,
@@ -80,41 +78,12 @@ pub enum RolloutAction {
     RetryFailed,
 }
 
-/// The plan as stored with a rollout.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredPlan {
-    groups: Vec<BasisPoints>,
-    success_threshold: BasisPoints,
-    error_threshold: BasisPoints,
-    min_sample: u32,
-    approval: bool,
-}
-
-impl From<&Plan> for StoredPlan {
-    fn from(p: &Plan) -> Self {
-        Self {
-            groups: p.groups.clone(),
-            success_threshold: p.success_threshold,
-            error_threshold: p.error_threshold,
-            min_sample: p.min_sample,
-            approval: p.approval,
-        }
-    }
-}
-
 fn plan_of(record: &RolloutRecord) -> Result<Plan, RequestError> {
-    let p: StoredPlan = serde_json::from_value(record.plan.clone()).map_err(|e| {
+    serde_json::from_value(record.plan.clone()).map_err(|e| {
         RequestError::Store(sigil_store::StoreError::Corrupt(format!(
             "rollout {} plan: {e}",
             record.id
         )))
-    })?;
-    Ok(Plan {
-        groups: p.groups,
-        success_threshold: p.success_threshold,
-        error_threshold: p.error_threshold,
-        min_sample: p.min_sample,
-        approval: p.approval,
     })
 }
 
@@ -267,7 +236,7 @@ impl Authority {
             product_id: product.to_owned(),
             release_id: release.id,
             selector: new.selector,
-            plan: serde_json::to_value(StoredPlan::from(&new.plan))
+            plan: serde_json::to_value(&new.plan)
                 .map_err(|e| invalid("invalid-plan", e.to_string()))?,
             rollback: new.rollback,
             window: new.window,
@@ -364,18 +333,6 @@ impl Authority {
         let plan = plan_of(&record)?;
         let counts = self.store.rollout_counts(id).await?;
         let (_, per_group, total) = progress(&counts, record.current_group, plan.groups.len());
-        let in_flight: Vec<u64> = (0..plan.groups.len())
-            .map(|g| {
-                counts
-                    .iter()
-                    .filter(|c| c.group_index == Some(g as u32))
-                    .filter(|c| {
-                        ["assigned", "downloading", "installing"].contains(&c.status.as_str())
-                    })
-                    .map(|c| c.count)
-                    .sum()
-            })
-            .collect();
         let groups = per_group
             .iter()
             .enumerate()
@@ -383,7 +340,10 @@ impl Authority {
                 share_basis_points: plan.groups[g],
                 reach: plan.reach(g, total),
                 assigned: t.assigned,
-                in_flight: in_flight[g],
+                // Assigned and not ended: under way.
+                in_flight: t
+                    .assigned
+                    .saturating_sub(t.installed + t.failed + t.rejected + t.timed_out),
                 installed: t.installed,
                 failed: t.failed,
                 rejected: t.rejected,
@@ -614,11 +574,11 @@ impl Authority {
         let room = plan
             .reach(record.current_group as usize, total)
             .saturating_sub(progress.cumulative.assigned);
-        progress.unassigned_in_reach = self
+        let eligible = self
             .store
             .pending_members(id, &record.selector.states, room)
-            .await?
-            .len() as u64;
+            .await?;
+        progress.unassigned_in_reach = eligible.len() as u64;
         let signal = self.security_signal(id).await?;
         let decision = rollout::decide(
             &plan,
@@ -628,10 +588,11 @@ impl Authority {
             &progress,
             signal.as_deref(),
         );
-        let group = match self.apply(record, &decision, now).await? {
-            Some(group) => group,
-            None => return Ok(()),
+        let Some(group) = self.apply_from(record, "running", &decision, now).await? else {
+            return Ok(());
         };
+        // Still the same group: the members just read are the ones to assign.
+        let eligible = (group == record.current_group).then_some(eligible);
         self.assign(
             record,
             &plan,
@@ -639,20 +600,13 @@ impl Authority {
             progress.cumulative.assigned,
             total,
             now,
+            eligible,
         )
         .await
     }
 
-    /// Record a decision; the group to assign from afterwards (`None`: assign nothing).
-    async fn apply(
-        &self,
-        record: &RolloutRecord,
-        decision: &Decision,
-        now: OffsetDateTime,
-    ) -> Result<Option<u32>, RequestError> {
-        self.apply_from(record, "running", decision, now).await
-    }
-
+    /// Record a decision taken in state `from`; the group to assign from afterwards (`None`:
+    /// assign nothing).
     async fn apply_from(
         &self,
         record: &RolloutRecord,
@@ -688,7 +642,9 @@ impl Authority {
         Ok((to == "running").then_some(next))
     }
 
-    /// Assign devices up to the group's reach, within the rate and the window.
+    /// Assign devices up to the group's reach, within the rate and the window; `eligible`:
+    /// the group's pending members in order, if already read.
+    #[allow(clippy::too_many_arguments)]
     async fn assign(
         &self,
         record: &RolloutRecord,
@@ -697,6 +653,7 @@ impl Authority {
         assigned: u64,
         total: u64,
         now: OffsetDateTime,
+        eligible: Option<Vec<String>>,
     ) -> Result<(), RequestError> {
         if let Some(w) = &record.window {
             let window = Window::parse(w).map_err(|e| invalid("invalid-window", e.to_string()))?;
@@ -716,10 +673,17 @@ impl Authority {
         if wanted == 0 {
             return Ok(());
         }
-        let devices = self
-            .store
-            .pending_members(&record.id, &record.selector.states, wanted)
-            .await?;
+        let devices = match eligible {
+            Some(mut read) => {
+                read.truncate(usize::try_from(wanted).unwrap_or(usize::MAX));
+                read
+            }
+            None => {
+                self.store
+                    .pending_members(&record.id, &record.selector.states, wanted)
+                    .await?
+            }
+        };
         let mut with_baseline = Vec::with_capacity(devices.len());
         for d in devices {
             let baseline = self.baseline(&d).await;

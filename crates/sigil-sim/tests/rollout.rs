@@ -77,3 +77,24 @@ async fn four_groups_advance_halt_on_failures_and_complete_after_the_fix() {
         "{summary}"
     );
 }
+
+/// The README's `sigil-sim rollout`, the binary itself: the same loop, printed.
+#[test]
+fn the_rollout_command_completes_and_says_so() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigil-sim"))
+        .args(["rollout", "--devices", "12"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("final state:           completed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("updated (inventory):   12"), "{stdout}");
+    assert!(stdout.contains("rollout.halted: "), "{stdout}");
+}

@@ -45,8 +45,8 @@ pub fn parse_percent(text: &str) -> Result<BasisPoints, UpdateError> {
     Ok(bp)
 }
 
-/// How a rollout proceeds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a rollout proceeds (stored with the rollout as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     /// Cumulative shares of the matching devices, strictly increasing, the last 100%.
     pub groups: Vec<BasisPoints>,
