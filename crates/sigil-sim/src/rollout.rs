@@ -342,6 +342,63 @@ async fn follow(
     }
 }
 
+/// The simulated fleet at work: one task per agent, and what they count.
+struct Fleet {
+    agents: Vec<tokio::task::JoinHandle<()>>,
+    polls: Arc<AtomicU64>,
+    refusals: Refusals,
+    /// While this file exists, the health check of every new slot fails.
+    broken: PathBuf,
+}
+
+impl Fleet {
+    fn start(states: Vec<StateDir>, config: &RolloutConfig, work: &Path) -> Result<Self, SimError> {
+        let broken = work.join("broken");
+        let health = work.join("health.sh");
+        std::fs::write(
+            &health,
+            format!("#!/bin/sh\ntest ! -e '{}'\n", broken.display()),
+        )?;
+        std::fs::set_permissions(&health, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let polls = Arc::new(AtomicU64::new(0));
+        let refusals: Refusals = Arc::default();
+        let talking = Arc::new(tokio::sync::Semaphore::new(TALKING_AT_ONCE));
+        let agents = states
+            .into_iter()
+            .map(|state| {
+                let install = InstallOptions {
+                    dir: state.root().join("slots"),
+                    command: None,
+                    health_command: Some(health.clone()),
+                    health_deadline: Duration::from_secs(1),
+                };
+                tokio::spawn(follow(
+                    state,
+                    install,
+                    config.poll,
+                    polls.clone(),
+                    refusals.clone(),
+                    talking.clone(),
+                ))
+            })
+            .collect();
+        Ok(Self {
+            agents,
+            polls,
+            refusals,
+            broken,
+        })
+    }
+
+    fn stop(self, summary: &mut RolloutSummary) {
+        summary.polls = self.polls.load(Ordering::Relaxed);
+        summary.refusals = self.refusals.lock().map(|r| r.clone()).unwrap_or_default();
+        for agent in self.agents {
+            agent.abort();
+        }
+    }
+}
+
 /// Run the rollout in `work` (which must exist and be empty).
 pub async fn simulate_rollout(
     config: &RolloutConfig,
@@ -362,38 +419,12 @@ pub async fn simulate_rollout(
         .collect()
         .await;
     let states = states.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let enrol_elapsed = enrol_started.elapsed();
-
-    // The health check every new slot must pass: it fails while `broken` exists.
-    let broken = work.join("broken");
-    let health = work.join("health.sh");
-    std::fs::write(
-        &health,
-        format!("#!/bin/sh\ntest ! -e '{}'\n", broken.display()),
-    )?;
-    std::fs::set_permissions(&health, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    let polls = Arc::new(AtomicU64::new(0));
-    let refusals: Refusals = Arc::default();
-    let talking = Arc::new(tokio::sync::Semaphore::new(TALKING_AT_ONCE));
-    let agents: Vec<_> = states
-        .into_iter()
-        .map(|state| {
-            let install = InstallOptions {
-                dir: state.root().join("slots"),
-                command: None,
-                health_command: Some(health.clone()),
-                health_deadline: Duration::from_secs(1),
-            };
-            tokio::spawn(follow(
-                state,
-                install,
-                config.poll,
-                polls.clone(),
-                refusals.clone(),
-                talking.clone(),
-            ))
-        })
-        .collect();
+    let mut summary = RolloutSummary {
+        devices: config.devices,
+        enrol_elapsed: enrol_started.elapsed(),
+        ..RolloutSummary::default()
+    };
+    let fleet = Fleet::start(states, config, work)?;
 
     let cpu_before = server_cpu_seconds();
     let started = Instant::now();
@@ -407,13 +438,36 @@ pub async fn simulate_rollout(
         .await
         .map_err(SimError::Api)?;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
-    let mut summary = RolloutSummary {
-        devices: config.devices,
-        enrol_elapsed,
-        ..RolloutSummary::default()
-    };
     let deadline = Instant::now() + Duration::from_secs(120 + config.devices as u64 / 10);
-    let rollout = loop {
+    let rollout = drive(&admin, &id, config, &fleet.broken, deadline, &mut summary).await?;
+    summary.rollout_elapsed = started.elapsed();
+    // A rollout completes at its success threshold; the last devices may still be at work.
+    let stragglers = (Instant::now() + config.poll * 3 + Duration::from_secs(30)).min(deadline);
+    let rollout = wait_for_installs(&admin, &id, rollout, config.devices, stragglers).await?;
+    if installed(&rollout) == config.devices as u64 {
+        summary.all_installed_elapsed = Some(started.elapsed());
+    }
+    summary.server_cpu_seconds = server_cpu_seconds() - cpu_before;
+    fleet.stop(&mut summary);
+    summary.final_state = rollout["state"].as_str().unwrap_or_default().to_owned();
+    summary.rollout = rollout;
+    summary.decisions = decisions(&admin).await?;
+    summary.updated_in_inventory = updated_in_inventory(&admin, &product).await?;
+    server.stop();
+    Ok(summary)
+}
+
+/// Follow the rollout until it completes or stops (or `deadline`): break the health check
+/// once it is past its first group, and when it halts, fix it, retry and resume.
+async fn drive(
+    admin: &AdminClient,
+    id: &str,
+    config: &RolloutConfig,
+    broken: &Path,
+    deadline: Instant,
+    summary: &mut RolloutSummary,
+) -> Result<Value, SimError> {
+    loop {
         let r = admin
             .try_get(&format!("/api/v1/rollouts/{id}"))
             .await
@@ -430,16 +484,16 @@ pub async fn simulate_rollout(
             );
         }
         if state == "completed" || state == "stopped" || Instant::now() > deadline {
-            break r;
+            return Ok(r);
         }
         let group = r["current_group"].as_u64().unwrap_or(1);
         if config.inject_failures && summary.halted.is_none() && group >= 2 && !broken.exists() {
-            std::fs::write(&broken, b"")?;
+            std::fs::write(broken, b"")?;
         }
         if state == "halted" && summary.halted.is_none() {
             summary.halted = r["reason"].as_str().map(str::to_owned);
             // The fix: healthy slots again; then the failed devices retry and the rollout goes on.
-            let _ = std::fs::remove_file(&broken);
+            let _ = std::fs::remove_file(broken);
             for action in ["retry-failed", "resume"] {
                 admin
                     .try_post(
@@ -451,53 +505,64 @@ pub async fn simulate_rollout(
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    summary.rollout_elapsed = started.elapsed();
-    // A rollout completes at its success threshold; the last devices may still be at work.
-    let installed = |r: &Value| -> u64 {
-        r["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|g| g["installed"].as_u64().unwrap_or(0))
-            .sum()
-    };
-    let mut rollout = rollout;
-    let stragglers = (Instant::now() + config.poll * 3 + Duration::from_secs(30)).min(deadline);
-    while installed(&rollout) < config.devices as u64 && Instant::now() < stragglers {
+    }
+}
+
+/// Devices that reported the release installed, over every group.
+fn installed(rollout: &Value) -> u64 {
+    rollout["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| g["installed"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+async fn wait_for_installs(
+    admin: &AdminClient,
+    id: &str,
+    mut rollout: Value,
+    devices: usize,
+    until: Instant,
+) -> Result<Value, SimError> {
+    while installed(&rollout) < devices as u64 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(200)).await;
         rollout = admin
             .try_get(&format!("/api/v1/rollouts/{id}"))
             .await
             .map_err(SimError::Api)?;
     }
-    if installed(&rollout) == config.devices as u64 {
-        summary.all_installed_elapsed = Some(started.elapsed());
-    }
-    summary.server_cpu_seconds = server_cpu_seconds() - cpu_before;
-    summary.polls = polls.load(Ordering::Relaxed);
-    summary.refusals = refusals.lock().map(|r| r.clone()).unwrap_or_default();
-    summary.final_state = rollout["state"].as_str().unwrap_or_default().to_owned();
-    summary.rollout = rollout;
-    for agent in agents {
-        agent.abort();
-    }
-    let decisions = admin
+    Ok(rollout)
+}
+
+/// Each rollout decision in the audit log, as `action: reason`.
+async fn decisions(admin: &AdminClient) -> Result<Vec<String>, SimError> {
+    let entries = admin
         .try_get("/api/v1/audit/entries?action=rollout.&limit=100")
         .await
         .map_err(SimError::Api)?;
-    for e in decisions["items"].as_array().into_iter().flatten() {
-        let entry = if e["entry"].is_object() {
-            &e["entry"]
-        } else {
-            e
-        };
-        summary.decisions.push(format!(
-            "{}: {}",
-            entry["action"].as_str().unwrap_or_default(),
-            entry["details"]["reason"].as_str().unwrap_or_default()
-        ));
-    }
+    Ok(entries["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let entry = if e["entry"].is_object() {
+                &e["entry"]
+            } else {
+                e
+            };
+            format!(
+                "{}: {}",
+                entry["action"].as_str().unwrap_or_default(),
+                entry["details"]["reason"].as_str().unwrap_or_default()
+            )
+        })
+        .collect())
+}
+
+/// Devices of `product` whose inventory record names the released version.
+async fn updated_in_inventory(admin: &AdminClient, product: &str) -> Result<usize, SimError> {
+    let mut updated = 0;
     let mut after = String::new();
     loop {
         let page = admin
@@ -507,7 +572,7 @@ pub async fn simulate_rollout(
             .await
             .map_err(SimError::Api)?;
         let items = page["items"].as_array().cloned().unwrap_or_default();
-        summary.updated_in_inventory += items
+        updated += items
             .iter()
             .filter(|d| d["firmware_version"] == "2.0.0")
             .count();
@@ -516,6 +581,5 @@ pub async fn simulate_rollout(
             _ => break,
         }
     }
-    server.stop();
-    Ok(summary)
+    Ok(updated)
 }

@@ -22,6 +22,7 @@ mod operators;
 mod policy;
 mod posture;
 mod revocation;
+mod rollout_devices;
 mod rollouts;
 mod rows;
 mod tokens;
