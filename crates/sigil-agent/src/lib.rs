@@ -302,7 +302,13 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
             return Ok(report);
         }
         if let Some(provider) = &opts.posture {
-            match provider.collect() {
+            let mut collected = provider.collect();
+            if let (Ok(posture), Some(install)) = (&mut collected, &opts.updates)
+                && let Err(e) = update::describe_installed(posture, install).await
+            {
+                tracing::warn!(error = %e, "could not read the installed release");
+            }
+            match collected {
                 Ok(posture) => {
                     let due = last_posture.as_ref().is_none_or(|(at, sent)| {
                         at.elapsed() >= opts.posture_interval || *sent != posture

@@ -61,6 +61,13 @@ enum Command {
         state_dir: PathBuf,
         #[arg(long)]
         posture_file: Option<PathBuf>,
+        /// Report the release in these A/B slots (or the --installer-command's record) as
+        /// what the device runs.
+        #[arg(long)]
+        install_dir: Option<PathBuf>,
+        /// With --install-dir: the slots are the command installer's.
+        #[arg(long)]
+        installer_command: Option<PathBuf>,
     },
     /// Install a release: refresh the product's signed update metadata (TUF, from the root
     /// pinned at enrolment), download and verify the target, switch the A/B slots in
@@ -196,9 +203,20 @@ async fn execute(cli: Cli) -> Result<(), AgentError> {
         Command::Report {
             state_dir,
             posture_file,
+            install_dir,
+            installer_command,
         } => {
             let state = StateDir::open(state_dir)?;
-            let posture = provider(posture_file).collect()?;
+            let mut posture = provider(posture_file).collect()?;
+            if let Some(dir) = install_dir {
+                let install = InstallArgs {
+                    installer_command,
+                    health_command: None,
+                    health_deadline_seconds: 0,
+                }
+                .options(dir);
+                sigil_agent::update::describe_installed(&mut posture, &install).await?;
+            }
             let id = sigil_agent::report_posture(&state, &posture).await?;
             println!("posture report {id} accepted");
             Ok(())

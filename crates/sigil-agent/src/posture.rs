@@ -176,6 +176,8 @@ impl PostureProvider for LinuxProvider {
                 .read("etc/sbom-ref")
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty()),
+            // The update installer's slot, if the agent manages one (`describe_installed`).
+            installed_release: None,
         };
         posture
             .validate()

@@ -121,6 +121,11 @@ pub struct DeclarationRequest {
     /// SBOM reference (URI or digest) per firmware version.
     #[serde(default)]
     pub sboms: std::collections::BTreeMap<String, String>,
+    /// Days a device may go without a security release once it is published (1 to 3650);
+    /// `device.update-timely` fails past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 3650)]
+    pub remediation_days: Option<u32>,
 }
 
 /// Declare what the product's maker commits to for compliance: current firmware, expected
@@ -137,8 +142,12 @@ pub async fn declare_product(
     let actor = caller.actor();
     let id: ProductId = id.parse()?;
     let result = async {
-        let d =
-            ProductDeclaration::parse(&req.current_firmware, &req.allowed_services, &req.sboms)?;
+        let d = ProductDeclaration::parse(
+            &req.current_firmware,
+            &req.allowed_services,
+            &req.sboms,
+            req.remediation_days,
+        )?;
         state
             .store()
             .declare_product(&actor, id, &d, state.now())
@@ -153,6 +162,7 @@ pub async fn declare_product(
         current_firmware: d.current_firmware,
         allowed_services: d.allowed_services,
         sboms: d.sboms,
+        remediation_days: d.remediation_days,
     }))
 }
 
@@ -174,6 +184,7 @@ pub async fn get_declaration(
         current_firmware: d.current_firmware,
         allowed_services: d.allowed_services,
         sboms: d.sboms,
+        remediation_days: d.remediation_days,
     }))
 }
 

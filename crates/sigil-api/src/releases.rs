@@ -132,6 +132,9 @@ pub struct ReleaseResponse {
     pub state: String,
     pub created_by: String,
     pub created_at: String,
+    /// When a signed targets document first listed it (the remediation clock of a security
+    /// release starts here).
+    pub published_at: Option<String>,
 }
 
 impl From<ReleaseRecord> for ReleaseResponse {
@@ -149,6 +152,7 @@ impl From<ReleaseRecord> for ReleaseResponse {
             state: r.state,
             created_by: r.created_by,
             created_at: rfc3339(r.created_at),
+            published_at: r.published_at.map(rfc3339),
         }
     }
 }

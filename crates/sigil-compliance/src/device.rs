@@ -120,6 +120,10 @@ pub struct ProductFacts {
     pub sboms: HashMap<String, String>,
     /// The product's update repository in Sigil, if it has one (read fresh at report time).
     pub update_channel: Option<crate::product::UpdateChannelFacts>,
+    /// Releases the product publishes through Sigil, if any.
+    pub releases: Option<ReleaseFacts>,
+    /// Days a device may lack a security release once it is published, if declared.
+    pub remediation_days: Option<u32>,
 }
 
 /// Where a device's key came from.
@@ -268,9 +272,12 @@ fn outcome(status: Status, reason: impl Into<String>, evidence: Vec<Evidence>) -
 // Declared after the `outcome!` macro, which the posture checks use too: a `macro_rules!`
 // macro is in scope only in the modules declared after it.
 mod posture;
+mod updates;
+
+pub use updates::{PublishedRelease, ReleaseFacts};
 
 /// The device-scope checks this module evaluates, in catalogue order.
-pub const DEVICE_CHECKS: [&str; 12] = [
+pub const DEVICE_CHECKS: [&str; 14] = [
     "device.unique-identity",
     "device.key-not-shared",
     "device.certificate-current",
@@ -283,6 +290,8 @@ pub const DEVICE_CHECKS: [&str; 12] = [
     "device.firmware-current",
     "device.posture-fresh",
     "device.sbom-reference",
+    "device.update-timely",
+    "device.update-verified",
 ];
 
 /// Evaluate device check `check` (one of [`DEVICE_CHECKS`]); `None` for any other id.
@@ -330,6 +339,8 @@ fn judge(
         "device.key-strength" => judge.key_strength(),
         "device.revoked-certificate-unused" => judge.revoked_certificate_unused(),
         "device.posture-fresh" => posture::posture_fresh(device, now, explain),
+        "device.update-timely" => updates::update_timely(device, product, now, explain),
+        "device.update-verified" => updates::update_verified(device, product, explain),
         posture_check => return posture::evaluate_posture(posture_check, device, product, explain),
     })
 }
@@ -584,16 +595,19 @@ pub fn device_statuses(
 
 /// The first moment after `now` at which the passage of time alone can change one of the
 /// device's results: a certificate starting, entering its renewal window or expiring, the
-/// posture report going stale. `None`: nothing pending.
-pub fn next_change(device: &DeviceFacts<'_>, now: Time) -> Option<Time> {
+/// posture report going stale, a security release's remediation deadline passing. `None`:
+/// nothing pending.
+pub fn next_change(device: &DeviceFacts<'_>, product: &ProductFacts, now: Time) -> Option<Time> {
     let certificate_times = device
         .certificates
         .iter()
         .filter(|c| c.revoked_at.is_none())
         .flat_map(|c| [c.not_before, c.renew_after, c.not_after]);
     let posture_stale = device.posture.map(|(_, at, _)| at + POSTURE_MAX_AGE + 1);
+    let remediation_due = updates::remediation_deadline(device, product);
     certificate_times
         .chain(posture_stale)
+        .chain(remediation_due)
         .filter(|t| *t > now)
         .min()
 }
@@ -643,7 +657,8 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "firmware_version": "2.1.0", "secure_boot": true, "default_password": false,
             "listening_services": [{"protocol": "tcp", "port": 8883}], "debug_interfaces": [],
-            "sbom_ref": "sha256:abc"
+            "sbom_ref": "sha256:abc",
+            "installed_release": {"target": "2.1.0/fw.bin", "version": "2.1.0", "sha256": "aa".repeat(32)}
         }))
         .unwrap()
     }
@@ -656,6 +671,19 @@ mod tests {
             allowed_services: Some(vec!["tcp/8883".into()]),
             sboms: HashMap::new(),
             update_channel: None,
+            releases: Some(ReleaseFacts::new(
+                sigil_update::VersionScheme::Semver,
+                [("2.0.0", true, "11"), ("2.1.0", false, "aa")].map(|(v, security, sha)| {
+                    (
+                        v.into(),
+                        security,
+                        NOW - 40 * DAY,
+                        format!("{v}/fw.bin"),
+                        sha.repeat(32),
+                    )
+                }),
+            )),
+            remediation_days: Some(30),
         }
     }
 
@@ -934,12 +962,15 @@ mod tests {
             manufacturer_keys: &[],
         };
         let stale = NOW - 3600 + POSTURE_MAX_AGE + 1;
-        assert_eq!(next_change(&device, NOW), Some(stale));
+        assert_eq!(next_change(&device, &product(), NOW), Some(stale));
         let before = device_statuses(&device, &case.product, &case.fleet, stale - 1);
         let after = device_statuses(&device, &case.product, &case.fleet, stale);
         assert_ne!(before, after);
-        assert_eq!(next_change(&device, stale), Some(NOW + 200 * DAY));
-        assert_eq!(next_change(&device, NOW + 300 * DAY), None);
+        assert_eq!(
+            next_change(&device, &product(), stale),
+            Some(NOW + 200 * DAY)
+        );
+        assert_eq!(next_change(&device, &product(), NOW + 300 * DAY), None);
     }
 
     #[test]

@@ -157,7 +157,7 @@ mod tests {
         #[test]
         fn incremental_counts_equal_a_recount(
             ops in proptest::collection::vec(
-                (0u8..8, proptest::option::of(proptest::array::uniform12(status())), proptest::option::of(0i64..100)),
+                (0u8..8, proptest::option::of(proptest::array::uniform14(status())), proptest::option::of(0i64..100)),
                 0..60,
             )
         ) {

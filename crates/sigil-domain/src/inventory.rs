@@ -27,6 +27,8 @@ pub enum InventoryError {
     BadTag(String),
     #[error("too many tags ({0}, at most {MAX_TAGS})")]
     TooManyTags(usize),
+    #[error("remediation_days {0} is out of range: 1 to {MAX_REMEDIATION_DAYS} days")]
+    RemediationDays(u32),
     #[error("`{field}` has too many entries ({len}, at most {max})")]
     TooMany {
         field: &'static str,
@@ -53,7 +55,14 @@ pub struct ProductDeclaration {
     /// SBOM reference (URI or digest) per firmware version.
     #[serde(default)]
     pub sboms: std::collections::BTreeMap<String, String>,
+    /// Days a device may run without a security release once it is published (CRA Annex I
+    /// Part II (2): remediate without delay; the maker states what that means for the product).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation_days: Option<u32>,
 }
+
+/// Longest remediation deadline a declaration may state: ten years, a support period.
+pub const MAX_REMEDIATION_DAYS: u32 = 3650;
 
 impl ProductDeclaration {
     /// Checked and normalised (trimmed; services in lower case; duplicates removed).
@@ -61,7 +70,13 @@ impl ProductDeclaration {
         current_firmware: &[String],
         allowed_services: &[String],
         sboms: &std::collections::BTreeMap<String, String>,
+        remediation_days: Option<u32>,
     ) -> Result<Self, InventoryError> {
+        if let Some(days) = remediation_days
+            && !(1..=MAX_REMEDIATION_DAYS).contains(&days)
+        {
+            return Err(InventoryError::RemediationDays(days));
+        }
         let bounded = |field: &'static str, len: usize| {
             if len > MAX_DECLARED {
                 Err(InventoryError::TooMany {
@@ -104,6 +119,7 @@ impl ProductDeclaration {
             current_firmware: firmware,
             allowed_services: services,
             sboms,
+            remediation_days,
         })
     }
 }
@@ -380,9 +396,11 @@ mod tests {
             &["2.1.0".into(), " 2.1.0 ".into(), "2.0.9".into()],
             &["TCP/8883".into(), " udp/5683 ".into(), "tcp/8883".into()],
             &map,
+            Some(30),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(d.current_firmware, vec!["2.0.9", "2.1.0"]);
+        assert_eq!(d.remediation_days, Some(30));
         assert_eq!(d.allowed_services, vec!["tcp/8883", "udp/5683"]);
         for bad in [
             "tcp",
@@ -396,19 +414,25 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    ProductDeclaration::parse(&["1".into()], &[bad.into()], &map),
+                    ProductDeclaration::parse(&["1".into()], &[bad.into()], &map, None),
                     Err(InventoryError::BadService(_))
                 ),
                 "{bad}"
             );
         }
         assert_eq!(
-            ProductDeclaration::parse(&[], &[], &map),
+            ProductDeclaration::parse(&[], &[], &map, None),
             Err(InventoryError::NoCurrentFirmware)
         );
+        for days in [0, MAX_REMEDIATION_DAYS + 1] {
+            assert_eq!(
+                ProductDeclaration::parse(&["1".into()], &[], &map, Some(days)),
+                Err(InventoryError::RemediationDays(days))
+            );
+        }
         let many: Vec<String> = (0..=MAX_DECLARED).map(|i| i.to_string()).collect();
         assert!(matches!(
-            ProductDeclaration::parse(&many, &[], &map),
+            ProductDeclaration::parse(&many, &[], &map, None),
             Err(InventoryError::TooMany {
                 field: "current_firmware",
                 ..

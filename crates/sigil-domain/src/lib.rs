@@ -12,11 +12,11 @@ pub mod revocation;
 
 pub use ids::{DeviceId, Fingerprint, IdError, ProductId, Serial};
 pub use inventory::{
-    Device, DeviceFields, DeviceFilter, InventoryError, MAX_DECLARED, MAX_TAGS, NewDevice,
-    NewProduct, Product, ProductDeclaration, Tag, parse_service,
+    Device, DeviceFields, DeviceFilter, InventoryError, MAX_DECLARED, MAX_REMEDIATION_DAYS,
+    MAX_TAGS, NewDevice, NewProduct, Product, ProductDeclaration, Tag, parse_service,
 };
 pub use lifecycle::{
     Issuance, IssuanceRefusal, LifecycleError, LifecycleEvent, LifecycleState, issuance_rule,
 };
-pub use posture::{ListeningService, Posture, PostureError};
+pub use posture::{InstalledRelease, ListeningService, Posture, PostureError};
 pub use revocation::{RevocationReason, UnknownReason};

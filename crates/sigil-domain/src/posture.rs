@@ -31,6 +31,22 @@ pub struct Posture {
     pub last_update: Option<OffsetDateTime>,
     /// Reference to the running firmware's SBOM (URI or digest).
     pub sbom_ref: Option<String>,
+    /// What the agent's update installer holds in the running slot: the release it verified
+    /// against the product's TUF repository before installing it. `None`: the device runs
+    /// firmware Sigil's updates did not install (a factory image, or no installer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_release: Option<InstalledRelease>,
+}
+
+/// The running slot's release, as the agent recorded it when it installed a verified target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstalledRelease {
+    /// The TUF target's name.
+    pub target: String,
+    pub version: Option<String>,
+    /// SHA-256 of the target as installed, hex.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +127,16 @@ impl Posture {
         for d in &self.debug_interfaces {
             text("debug_interfaces", &Some(d.clone()))?;
         }
+        if let Some(r) = &self.installed_release {
+            text("installed_release.target", &Some(r.target.clone()))?;
+            text("installed_release.version", &r.version)?;
+            if r.sha256.len() != 64 || !r.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(PostureError::Field {
+                    field: "installed_release.sha256",
+                    why: "64 hex digits".into(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -135,6 +161,18 @@ mod tests {
         assert!(e.to_string().contains("unknown field"), "{e}");
         let e = Posture::parse(br#"{"sbom_ref":""}"#).unwrap_err();
         assert!(e.to_string().contains("sbom_ref"), "{e}");
+        let release = |sha: &str| {
+            format!(
+                r#"{{"installed_release":{{"target":"fw.bin","version":"2.0.0","sha256":"{sha}"}}}}"#
+            )
+        };
+        let p = Posture::parse(release(&"ab".repeat(32)).as_bytes()).unwrap();
+        assert_eq!(
+            p.installed_release.unwrap().version.as_deref(),
+            Some("2.0.0")
+        );
+        let e = Posture::parse(release("abc").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("installed_release.sha256"), "{e}");
     }
 
     proptest! {

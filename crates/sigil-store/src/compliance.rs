@@ -235,12 +235,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO product_declarations (product_id, current_firmware, allowed_services, sboms, updated_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO product_declarations (product_id, current_firmware, allowed_services, sboms, remediation_days, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(product.to_string())
         .bind(json_text(&declaration.current_firmware))
         .bind(json_text(&declaration.allowed_services))
         .bind(json_text(&declaration.sboms))
+        .bind(declaration.remediation_days.map(i64::from))
         .bind(now.unix_timestamp())
         .execute(&mut *tx)
         .await?;
@@ -265,7 +266,7 @@ impl Store {
         &self,
     ) -> Result<HashMap<ProductId, ProductDeclaration>, StoreError> {
         let rows = sqlx::query(
-            "SELECT product_id, current_firmware, allowed_services, sboms FROM product_declarations",
+            "SELECT product_id, current_firmware, allowed_services, sboms, remediation_days FROM product_declarations",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -282,6 +283,10 @@ impl Store {
                 allowed_services: serde_json::from_value(field("allowed_services")?)
                     .map_err(|e| corrupt("allowed_services", e))?,
                 sboms: serde_json::from_value(field("sboms")?).map_err(|e| corrupt("sboms", e))?,
+                remediation_days: row
+                    .try_get::<Option<i64>, _>("remediation_days")?
+                    .map(|d| u32::try_from(d).map_err(|e| corrupt("remediation_days", e)))
+                    .transpose()?,
             };
             out.insert(
                 id.parse().map_err(|e| corrupt("declaration product", e))?,

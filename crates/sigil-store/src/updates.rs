@@ -54,9 +54,11 @@ pub struct ReleaseRecord {
     pub state: String,
     pub created_by: String,
     pub created_at: OffsetDateTime,
+    /// When a published targets document first listed it.
+    pub published_at: Option<OffsetDateTime>,
 }
 
-const RELEASE_COLUMNS: &str = "id, product_id, version, target_name, sha256, length, security, notes, sbom_sha256, state, created_by, created_at";
+const RELEASE_COLUMNS: &str = "id, product_id, version, target_name, sha256, length, security, notes, sbom_sha256, state, created_by, created_at, published_at";
 
 fn release_from_row(row: &AnyRow) -> Result<ReleaseRecord, StoreError> {
     Ok(ReleaseRecord {
@@ -73,6 +75,10 @@ fn release_from_row(row: &AnyRow) -> Result<ReleaseRecord, StoreError> {
         state: row.try_get("state")?,
         created_by: row.try_get("created_by")?,
         created_at: ts(row.try_get("created_at")?)?,
+        published_at: row
+            .try_get::<Option<i64>, _>("published_at")?
+            .map(ts)
+            .transpose()?,
     })
 }
 
@@ -129,7 +135,7 @@ async fn write_documents(
             })
         })?;
         if doc.published && doc.role == "targets" {
-            mark_published(tx, product, &doc.document).await?;
+            mark_published(tx, product, &doc.document, now).await?;
         }
     }
     Ok(())
@@ -165,6 +171,7 @@ async fn mark_published(
     tx: &mut WriteTx,
     product: &str,
     document: &[u8],
+    now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let doc: Value = serde_json::from_slice(document)
         .map_err(|e| StoreError::Corrupt(format!("targets document: {e}")))?;
@@ -177,8 +184,9 @@ async fn mark_published(
         let name: String = row.try_get("target_name")?;
         if listed.is_some_and(|t| t.contains_key(&name)) {
             let id: String = row.try_get("id")?;
-            sqlx::query("UPDATE releases SET state = 'published' WHERE id = $1")
+            sqlx::query("UPDATE releases SET state = 'published', published_at = $2 WHERE id = $1")
                 .bind(id)
+                .bind(now.unix_timestamp())
                 .execute(&mut **tx)
                 .await?;
         }

@@ -107,6 +107,26 @@ pub async fn installed(opts: &InstallOptions) -> Result<Option<Installed>, Agent
     }
 }
 
+/// Put what the running slot holds into `posture`: the release (target, version, SHA-256)
+/// the agent installed after verifying it, and its version as the firmware version (the
+/// firmware Sigil updates is what the device runs). Nothing installed yet: left as it is.
+pub async fn describe_installed(
+    posture: &mut sigil_domain::Posture,
+    opts: &InstallOptions,
+) -> Result<(), AgentError> {
+    if let Some(i) = installed(opts).await? {
+        if i.version.is_some() {
+            posture.firmware_version.clone_from(&i.version);
+        }
+        posture.installed_release = Some(sigil_domain::InstalledRelease {
+            target: i.target,
+            version: i.version,
+            sha256: i.sha256,
+        });
+    }
+    Ok(())
+}
+
 /// Hold the install directory for one update: a second `sigil-agent update` at the same time
 /// is refused rather than allowed to rename the other's half-written slot into place.
 pub fn lock(opts: &InstallOptions) -> Result<std::fs::File, AgentError> {

@@ -17,7 +17,7 @@ use crate::client::{Credential, EstClient};
 use crate::error::{AgentError, state_err};
 use crate::state::StateDir;
 pub use assignment::{Followed, follow_assignment};
-pub use install::{InstallOptions, Installed};
+pub use install::{InstallOptions, Installed, describe_installed};
 
 #[derive(Debug, Clone)]
 pub struct UpdateOptions {

@@ -280,11 +280,10 @@ impl Context {
     ) -> (sigil_compliance::DeviceStatuses, Option<Time>) {
         let owned = self.owned_facts(s, now);
         let facts = owned.facts();
-        let statuses = match self.products.get(&owned.product) {
-            Some(p) => device::device_statuses(&facts, p, &self.fleet, now),
-            None => device::device_statuses(&facts, &ProductFacts::default(), &self.fleet, now),
-        };
-        let due = [device::next_change(&facts, now), owned.uses_expire]
+        let none = ProductFacts::default();
+        let product = self.products.get(&owned.product).unwrap_or(&none);
+        let statuses = device::device_statuses(&facts, product, &self.fleet, now);
+        let due = [device::next_change(&facts, product, now), owned.uses_expire]
             .into_iter()
             .flatten()
             .filter(|t| *t > now)
@@ -299,7 +298,7 @@ impl Live {
         let declarations = state.store.product_declarations().await?;
         // Where a product publishes releases through Sigil, its newest release is the current
         // firmware, in place of the hand-kept list in its declaration.
-        let released = state.updates().current_releases().await?;
+        let mut released = state.updates().release_facts().await?;
         Arc::make_mut(&mut self.ctx).products = state
             .store
             .list_products()
@@ -312,11 +311,16 @@ impl Live {
                     .map(|t| t.assume_utc().unix_timestamp())
                     .ok();
                 let declared = declarations.get(&p.id);
+                let releases = released.remove(&p.id.to_string());
+                let newest = releases
+                    .as_ref()
+                    .and_then(|r| r.releases.last())
+                    .map(|r| r.version.to_string());
                 let facts = ProductFacts {
                     id: p.id.to_string(),
                     support_end: end,
-                    current_firmware: match released.get(&p.id.to_string()) {
-                        Some(version) => Some(vec![version.clone()]),
+                    current_firmware: match newest {
+                        Some(version) => Some(vec![version]),
                         None => declared.map(|d| d.current_firmware.clone()),
                     },
                     allowed_services: declared.map(|d| d.allowed_services.clone()),
@@ -324,6 +328,8 @@ impl Live {
                         .map(|d| d.sboms.clone().into_iter().collect())
                         .unwrap_or_default(),
                     update_channel: None,
+                    releases,
+                    remediation_days: declared.and_then(|d| d.remediation_days),
                 };
                 (p.id, facts)
             })

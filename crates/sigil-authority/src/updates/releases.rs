@@ -260,6 +260,7 @@ impl Updates {
             state: "awaiting-signature".into(),
             created_by: actor.id.clone(),
             created_at: now,
+            published_at: None,
         };
         let mut all = existing;
         all.push(record.clone());

@@ -182,11 +182,15 @@ impl Updates {
         }))
     }
 
-    /// The newest published release of every product that has one (by its scheme's order).
-    pub async fn current_releases(
+    /// The published releases of every product that has a channel, in its scheme's order:
+    /// the newest is the product's current firmware, and the update checks read them all.
+    pub async fn release_facts(
         &self,
-    ) -> Result<std::collections::HashMap<String, String>, sigil_store::StoreError> {
-        let mut current = std::collections::HashMap::new();
+    ) -> Result<
+        std::collections::HashMap<String, sigil_compliance::device::ReleaseFacts>,
+        sigil_store::StoreError,
+    > {
+        let mut out = std::collections::HashMap::new();
         for product in self.store.update_channel_products().await? {
             let Some(channel) = self.store.update_channel(&product).await? else {
                 continue;
@@ -194,23 +198,21 @@ impl Updates {
             let Ok(scheme) = sigil_update::VersionScheme::parse(&channel.version_scheme) else {
                 continue;
             };
-            let newest = self
+            let published = self
                 .store
                 .releases(&product)
                 .await?
                 .into_iter()
                 .filter(|r| r.state == "published")
-                .filter_map(|r| {
-                    Some((
-                        sigil_update::ReleaseVersion::parse(scheme, &r.version).ok()?,
-                        r.version,
-                    ))
-                })
-                .max_by(|a, b| a.0.precedence(&b.0));
-            if let Some((_, version)) = newest {
-                current.insert(product, version);
+                .map(|r| {
+                    let at = r.published_at.unwrap_or(r.created_at).unix_timestamp();
+                    (r.version, r.security, at, r.target_name, r.sha256)
+                });
+            let facts = sigil_compliance::device::ReleaseFacts::new(scheme, published);
+            if !facts.releases.is_empty() {
+                out.insert(product, facts);
             }
         }
-        Ok(current)
+        Ok(out)
     }
 }

@@ -149,6 +149,21 @@ fn pure(n: u64, now: i64) -> Result<(Duration, [u64; 4])> {
         allowed_services: Some(vec!["tcp/8883".into()]),
         sboms: Default::default(),
         update_channel: None,
+        // Releases through Sigil, a security one among them: the update checks do their work.
+        releases: Some(sigil_compliance::device::ReleaseFacts::new(
+            sigil_update::VersionScheme::Semver,
+            [("1.0.0", false), ("1.0.1", true), ("2.0.0", false)].map(|(v, security)| {
+                let sha = format!("{:064x}", v.len());
+                (
+                    v.to_owned(),
+                    security,
+                    now - 10 * DAY,
+                    format!("{v}/fw.bin"),
+                    sha,
+                )
+            }),
+        )),
+        remediation_days: Some(30),
     };
     let started = Instant::now();
     let mut tally = [0u64; 4];
