@@ -8,6 +8,20 @@ use sigil_testkit::TestServer;
 /// Upload `content` and release it as `version` of `product` (target `VERSION/fw.bin`); the
 /// artefact's SHA-256.
 pub async fn release(s: &TestServer, product: &str, version: &str, content: &[u8]) -> String {
+    release_with(s, product, version, content, json!({}))
+        .await
+        .0
+}
+
+/// [`release`], with more fields of the release request (`security`, `notes`); the artefact's
+/// SHA-256 and the release as the API returns it.
+pub async fn release_with(
+    s: &TestServer,
+    product: &str,
+    version: &str,
+    content: &[u8],
+    more: serde_json::Value,
+) -> (String, serde_json::Value) {
     let r = s
         .http
         .post(format!("{}/api/v1/artefacts", s.api))
@@ -22,12 +36,13 @@ pub async fn release(s: &TestServer, product: &str, version: &str, content: &[u8
         .as_str()
         .unwrap()
         .to_owned();
+    let mut request = json!({"version": version, "artefact_sha256": sha, "file_name": "fw.bin"});
+    if let (Some(r), Some(more)) = (request.as_object_mut(), more.as_object()) {
+        r.extend(more.clone());
+    }
     let (st, body) = s
-        .post(
-            &format!("/api/v1/products/{product}/releases"),
-            json!({"version": version, "artefact_sha256": sha, "file_name": "fw.bin"}),
-        )
+        .post(&format!("/api/v1/products/{product}/releases"), request)
         .await;
     assert_eq!(st, 201, "{body}");
-    sha
+    (sha, body)
 }
