@@ -495,9 +495,10 @@ async fn silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_b
     );
     assert_eq!(r["groups"][0]["timed_out"], 3);
     assert_eq!(audit_actions(&s, "update.timed_out").await.len(), 3);
-    // Retried and resumed, the devices install and the rollout completes.
+    // Retried and resumed, the devices are assigned again, install, and the rollout completes.
     assert_eq!(act(&s, &id, "retry-failed").await.0, 200);
     assert_eq!(act(&s, &id, "resume").await.0, 200);
+    wait_for(&s, &id, |r| assigned(r) == 3).await;
     for d in &devices {
         assert_eq!(installed(&follow(d).await), Some("1.0.0"));
     }
@@ -531,6 +532,59 @@ async fn silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_b
 sigil_testkit::both_backends!(
     silent_devices_time_out_halt_the_rollout_and_windows_hold_assignments_back
 );
+
+/// `--rate N/min` holds assignments back, first ones and retries alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limits_assignments_and_retries() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock: sigil_server::Clock = {
+        let offset = offset.clone();
+        Arc::new(move || {
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::SeqCst))
+        })
+    };
+    let s = TestServer::start_with_clock(Db::Sqlite, fast, clock)
+        .await
+        .unwrap();
+    let (product, devices) = fleet(&s, 3).await;
+    let (st, r) = s
+        .post(
+            &format!("/api/v1/products/{product}/rollouts"),
+            json!({"release": "1.0.0", "groups": ["100%"], "success_threshold": "100%",
+                   "error_threshold": "50%", "min_sample": 1, "timeout_seconds": 3600,
+                   "rate_per_minute": 2}),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    wait_for(&s, &id, |r| assigned(r) == 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, r) = s.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(assigned(&r), 2, "two a minute: {r}");
+    offset.store(61, Ordering::SeqCst);
+    wait_for(&s, &id, |r| assigned(r) == 3).await;
+
+    // Nobody installs: all three time out and the rollout halts; retried, they come back two
+    // a minute.
+    offset.store(61 + 3700, Ordering::SeqCst);
+    wait_for(&s, &id, |r| r["state"] == "halted").await;
+    let (st, r) = act(&s, &id, "retry-failed").await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(act(&s, &id, "resume").await.0, 200);
+    wait_for(&s, &id, |r| assigned(r) == 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, r) = s.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(assigned(&r), 2, "retries keep to the rate: {r}");
+    offset.store(61 + 3700 + 61, Ordering::SeqCst);
+    wait_for(&s, &id, |r| assigned(r) == 3).await;
+    for d in &devices {
+        assert_eq!(installed(&follow(d).await), Some("1.0.0"));
+    }
+    wait_for(&s, &id, |r| r["state"] == "completed").await;
+    let retried = audit_actions(&s, "rollout.retried").await;
+    assert_eq!(retried[0]["details"]["devices"], 3);
+    assert_eq!(audit_actions(&s, "update.assigned").await.len(), 6);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_enrolling_mid_rollout_join_and_a_device_out_of_compliance_halts_it() {

@@ -133,35 +133,36 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<usize, StoreError> {
         let mut tx = self.begin_write().await?;
+        // Back in the queue, in their order: the tick assigns them again (each an
+        // `update.assigned`, with a fresh compliance baseline) within the rate and the window,
+        // in whichever group is current.
         let rows = sqlx::query(
-            "UPDATE rollout_devices SET status = 'assigned', reason = NULL, assigned_at = $1, updated_at = $1 \
+            "UPDATE rollout_devices SET status = 'pending', group_index = NULL, reason = NULL, \
+             reported_version = NULL, assigned_at = NULL, updated_at = $1 \
              WHERE rollout_id = $2 AND status IN ('failed', 'rejected', 'timed-out') RETURNING device_id",
         )
         .bind(now.unix_timestamp())
         .bind(rollout)
         .fetch_all(&mut *tx)
         .await?;
-        let mut events = vec![AuditEvent::new(
-            now,
-            actor.clone(),
-            "rollout.retried",
-            format!("rollout:{rollout}"),
-            Outcome::Success,
-            json!({"devices": rows.len()}),
-        )];
-        for row in &rows {
-            let device: String = row.try_get("device_id")?;
-            events.push(device_event(
+        let devices = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("device_id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        audit::append(
+            &mut tx,
+            vec![AuditEvent::new(
                 now,
                 actor.clone(),
-                "update.assigned",
-                &device,
-                json!({"rollout": rollout, "retry": true}),
-            ));
-        }
-        audit::append(&mut tx, events).await?;
+                "rollout.retried",
+                format!("rollout:{rollout}"),
+                Outcome::Success,
+                json!({"devices": devices.len(), "requeued": &devices[..devices.len().min(100)]}),
+            )],
+        )
+        .await?;
         tx.commit().await?;
-        Ok(rows.len())
+        Ok(devices.len())
     }
 
     /// Restart the timeout of members assigned but not started (after a pause or halt, during

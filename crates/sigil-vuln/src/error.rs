@@ -1,0 +1,19 @@
+#[derive(Debug, thiserror::Error)]
+pub enum VulnError {
+    #[error("{what} is larger than {limit} bytes")]
+    TooLarge { what: &'static str, limit: usize },
+    #[error("{what} is malformed at line {line}: {reason}")]
+    Malformed {
+        what: &'static str,
+        line: usize,
+        reason: String,
+    },
+    #[error("OSV record `{id}`: {reason}")]
+    InvalidRecord { id: String, reason: String },
+    #[error("`{version}` is not a valid {ecosystem} version: {reason}")]
+    InvalidVersion {
+        ecosystem: &'static str,
+        version: String,
+        reason: String,
+    },
+}

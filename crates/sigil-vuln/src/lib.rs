@@ -1,0 +1,15 @@
+//! Sigil's vulnerability logic, pure: OSV records, each package ecosystem's version order, and
+//! whether an installed version is affected, with OSV's semantics (`introduced`, `fixed`,
+//! `last_affected`, `limit`, `versions` lists; GIT ranges undecided rather than guessed).
+//! The store, the importers and the API sit elsewhere; nothing here does I/O.
+
+mod ecosystem;
+mod error;
+pub mod matching;
+pub mod osv;
+pub mod versions;
+
+pub use ecosystem::{Ecosystem, Version};
+pub use error::VulnError;
+pub use matching::{CompiledAffected, Verdict, compile, evaluate};
+pub use osv::OsvRecord;

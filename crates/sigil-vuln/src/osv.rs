@@ -1,0 +1,248 @@
+//! OSV records (the Open Source Vulnerability format, schema 1.x): the fields matching reads,
+//! parsed and checked. Unknown fields are ignored, as the schema asks of readers (it grows
+//! by minor versions); what is read must be well formed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::VulnError;
+
+/// Largest OSV record accepted (the biggest published ones, Linux kernel records with
+/// hundreds of commits, are under 1 MiB).
+pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OsvRecord {
+    pub id: String,
+    #[serde(default)]
+    pub modified: String,
+    #[serde(default)]
+    pub published: Option<String>,
+    /// Set when the record was withdrawn: matching ignores it.
+    #[serde(default)]
+    pub withdrawn: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub upstream: Vec<String>,
+    #[serde(default)]
+    pub related: Vec<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub details: Option<String>,
+    #[serde(default)]
+    pub severity: Vec<Severity>,
+    #[serde(default)]
+    pub affected: Vec<Affected>,
+    #[serde(default)]
+    pub references: Vec<Reference>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Severity {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub score: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Affected {
+    #[serde(default)]
+    pub package: Option<Package>,
+    #[serde(default)]
+    pub severity: Vec<Severity>,
+    #[serde(default)]
+    pub ranges: Vec<Range>,
+    #[serde(default)]
+    pub versions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    pub ecosystem: String,
+    pub name: String,
+    #[serde(default)]
+    pub purl: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RangeKind {
+    #[serde(rename = "SEMVER")]
+    Semver,
+    #[serde(rename = "ECOSYSTEM")]
+    Ecosystem,
+    #[serde(rename = "GIT")]
+    Git,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    #[serde(rename = "type")]
+    pub kind: RangeKind,
+    #[serde(default)]
+    pub repo: Option<String>,
+    pub events: Vec<Event>,
+}
+
+/// One event of a range: exactly one of the four fields is set (checked when parsed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introduced: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_affected: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+/// What an event says, once checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind<'a> {
+    Introduced(&'a str),
+    Fixed(&'a str),
+    LastAffected(&'a str),
+    Limit(&'a str),
+}
+
+impl Event {
+    pub fn kind(&self) -> Option<EventKind<'_>> {
+        match (
+            self.introduced.as_deref(),
+            self.fixed.as_deref(),
+            self.last_affected.as_deref(),
+            self.limit.as_deref(),
+        ) {
+            (Some(v), None, None, None) => Some(EventKind::Introduced(v)),
+            (None, Some(v), None, None) => Some(EventKind::Fixed(v)),
+            (None, None, Some(v), None) => Some(EventKind::LastAffected(v)),
+            (None, None, None, Some(v)) => Some(EventKind::Limit(v)),
+            _ => None,
+        }
+    }
+}
+
+impl OsvRecord {
+    /// Parse and check one record.
+    pub fn parse(bytes: &[u8]) -> Result<Self, VulnError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(VulnError::TooLarge {
+                what: "OSV record",
+                limit: MAX_RECORD_BYTES,
+            });
+        }
+        let record: OsvRecord =
+            serde_json::from_slice(bytes).map_err(|e| VulnError::Malformed {
+                what: "OSV record",
+                line: e.line(),
+                reason: e.to_string(),
+            })?;
+        record.check()?;
+        Ok(record)
+    }
+
+    fn check(&self) -> Result<(), VulnError> {
+        let bad = |reason: String| VulnError::InvalidRecord {
+            id: self.id.chars().take(128).collect(),
+            reason,
+        };
+        if self.id.is_empty() || self.id.len() > 128 || self.id.chars().any(char::is_control) {
+            return Err(bad("`id` must be 1 to 128 printable characters".into()));
+        }
+        for (i, affected) in self.affected.iter().enumerate() {
+            if let Some(p) = &affected.package
+                && (p.ecosystem.is_empty() || p.name.is_empty())
+            {
+                return Err(bad(format!(
+                    "affected[{i}].package needs an ecosystem and a name"
+                )));
+            }
+            for (j, range) in affected.ranges.iter().enumerate() {
+                let kinds: Vec<_> = range.events.iter().map(Event::kind).collect();
+                if let Some(k) = kinds.iter().position(Option::is_none) {
+                    return Err(bad(format!(
+                        "affected[{i}].ranges[{j}].events[{k}] must hold exactly one of introduced, fixed, last_affected, limit"
+                    )));
+                }
+                if !kinds
+                    .iter()
+                    .any(|k| matches!(k, Some(EventKind::Introduced(_))))
+                {
+                    return Err(bad(format!(
+                        "affected[{i}].ranges[{j}] has no `introduced` event"
+                    )));
+                }
+                let fixed = kinds.iter().any(|k| matches!(k, Some(EventKind::Fixed(_))));
+                let last = kinds
+                    .iter()
+                    .any(|k| matches!(k, Some(EventKind::LastAffected(_))));
+                if fixed && last {
+                    return Err(bad(format!(
+                        "affected[{i}].ranges[{j}] has both `fixed` and `last_affected` events"
+                    )));
+                }
+                if range.kind == RangeKind::Git && range.repo.is_none() {
+                    return Err(bad(format!(
+                        "affected[{i}].ranges[{j}] is GIT without a `repo`"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every identifier this record is known by: its id and its aliases.
+    pub fn identifiers(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.id.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_records_are_refused_with_the_reason() {
+        let cases = [
+            (
+                r#"{"id": "X-1", "affected": [{"ranges": [{"type": "SEMVER", "events": [{"introduced": "0", "fixed": "1.0.0"}]}]}]}"#,
+                "exactly one",
+            ),
+            (
+                r#"{"id": "X-1", "affected": [{"ranges": [{"type": "SEMVER", "events": [{"fixed": "1.0.0"}]}]}]}"#,
+                "no `introduced`",
+            ),
+            (
+                r#"{"id": "X-1", "affected": [{"ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1"}, {"last_affected": "2"}]}]}]}"#,
+                "both",
+            ),
+            (
+                r#"{"id": "X-1", "affected": [{"ranges": [{"type": "GIT", "events": [{"introduced": "0"}]}]}]}"#,
+                "without a `repo`",
+            ),
+            (
+                r#"{"id": "X-1", "affected": [{"ranges": [{"type": "RANGE", "events": []}]}]}"#,
+                "unknown variant",
+            ),
+            (r#"{"id": ""}"#, "`id`"),
+            ("{\"id\": \"X-1\",\n \"affected\": 7}", "line 2"),
+        ];
+        for (json, words) in cases {
+            let e = OsvRecord::parse(json.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(words), "{json}: {e}");
+        }
+        let big = vec![b' '; MAX_RECORD_BYTES + 1];
+        assert!(matches!(
+            OsvRecord::parse(&big),
+            Err(VulnError::TooLarge { .. })
+        ));
+    }
+}
