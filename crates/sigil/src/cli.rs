@@ -326,6 +326,32 @@ pub enum ProductCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Declare what the product's maker commits to, for compliance (replaces the previous
+    /// declaration; every version is in the audit log).
+    Declare {
+        product: String,
+        /// A firmware version that is current (repeatable); releases published through Sigil
+        /// take its place.
+        #[arg(long = "current-firmware", required = true)]
+        current_firmware: Vec<String>,
+        /// A service a device may expose, `tcp/PORT` or `udp/PORT` (repeatable).
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// The SBOM of a firmware version, `VERSION=REFERENCE` (repeatable).
+        #[arg(long = "sbom")]
+        sboms: Vec<String>,
+        /// Days a device may go without a security release once it is published.
+        #[arg(long)]
+        remediation_days: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show what the product's maker declared.
+    Declaration {
+        product: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

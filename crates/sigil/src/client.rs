@@ -66,6 +66,11 @@ impl ApiClient {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
     /// POST a file as `application/octet-stream`, streamed from disk.
     pub async fn upload(&self, path: &str, file: &Path) -> Result<Value> {
         let handle = tokio::fs::File::open(file)

@@ -279,6 +279,39 @@ async fn product(cmd: ProductCommand) -> Result<()> {
                 false,
             )
         }
+        ProductCommand::Declare {
+            product,
+            current_firmware,
+            services,
+            sboms,
+            remediation_days,
+            client,
+        } => {
+            let mut by_version = serde_json::Map::new();
+            for sbom in &sboms {
+                let (version, reference) = sbom
+                    .split_once('=')
+                    .with_context(|| format!("--sbom {sbom}: expected VERSION=REFERENCE"))?;
+                by_version.insert(version.to_owned(), Value::String(reference.to_owned()));
+            }
+            let mut body = json!({"current_firmware": current_firmware,
+                                  "allowed_services": services, "sboms": by_version});
+            if let Some(days) = remediation_days {
+                body["remediation_days"] = json!(days);
+            }
+            let api = ApiClient::from_args(&client)?;
+            let declared = api
+                .put(&format!("/api/v1/products/{product}/declaration"), &body)
+                .await?;
+            print_record(&client, &declared)
+        }
+        ProductCommand::Declaration { product, client } => {
+            let api = ApiClient::from_args(&client)?;
+            let declared = api
+                .get(&format!("/api/v1/products/{product}/declaration"))
+                .await?;
+            print_record(&client, &declared)
+        }
         ProductCommand::List { client } => {
             let api = ApiClient::from_args(&client)?;
             let list = api.get("/api/v1/products").await?;

@@ -32,6 +32,81 @@ async fn operator_walkthrough_with_the_cli() {
         "{table}"
     );
 
+    // The README's declarations: what the compliance checks compare devices with.
+    let first = json(sigil(
+        &s,
+        &[
+            "product",
+            "declare",
+            product,
+            "--current-firmware",
+            "1.0.0",
+            "--remediation-days",
+            "30",
+            "--json",
+        ],
+    ));
+    assert_eq!(first["current_firmware"][0], "1.0.0");
+    let declared = json(sigil(
+        &s,
+        &[
+            "product",
+            "declare",
+            product,
+            "--current-firmware",
+            "2.0.0",
+            "--service",
+            "tcp/8883",
+            "--sbom",
+            "2.0.0=https://example.com/sbom-2.0.0.cdx.json",
+            "--remediation-days",
+            "30",
+            "--json",
+        ],
+    ));
+    assert_eq!(declared["remediation_days"], 30);
+    assert_eq!(declared["allowed_services"][0], "tcp/8883");
+    let shown = json(sigil(&s, &["product", "declaration", product, "--json"]));
+    assert_eq!(shown, declared);
+    let out = sigil(
+        &s,
+        &[
+            "product",
+            "declare",
+            product,
+            "--current-firmware",
+            "2.0.0",
+            "--remediation-days",
+            "0",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("remediation_days 0 is out of range"),
+        "{out:?}"
+    );
+    let out = sigil(
+        &s,
+        &[
+            "product",
+            "declare",
+            product,
+            "--current-firmware",
+            "2.0.0",
+            "--sbom",
+            "2.0.0",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expected VERSION=REFERENCE"),
+        "{out:?}"
+    );
+    assert_eq!(
+        json(sigil(&s, &["product", "declaration", product, "--json"])),
+        declared,
+        "a refused declaration changes nothing"
+    );
+
     let d = json(sigil(
         &s,
         &[
