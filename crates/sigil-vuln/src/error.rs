@@ -8,6 +8,8 @@ pub enum VulnError {
         line: usize,
         reason: String,
     },
+    #[error("unsupported SBOM: {0}")]
+    UnsupportedSbom(String),
     #[error("OSV record `{id}`: {reason}")]
     InvalidRecord { id: String, reason: String },
     #[error("`{version}` is not a valid {ecosystem} version: {reason}")]

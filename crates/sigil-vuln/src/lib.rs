@@ -1,4 +1,5 @@
-//! Sigil's vulnerability logic, pure: OSV records, each package ecosystem's version order, and
+//! Sigil's vulnerability logic, pure: SBOMs (CycloneDX, SPDX) in and out, package URLs, OSV
+//! records, each package ecosystem's version order, and
 //! whether an installed version is affected, with OSV's semantics (`introduced`, `fixed`,
 //! `last_affected`, `limit`, `versions` lists; GIT ranges undecided rather than guessed).
 //! The store, the importers and the API sit elsewhere; nothing here does I/O.
@@ -7,9 +8,13 @@ mod ecosystem;
 mod error;
 pub mod matching;
 pub mod osv;
+pub mod purl;
+pub mod sbom;
 pub mod versions;
 
 pub use ecosystem::{Ecosystem, Version};
 pub use error::VulnError;
 pub use matching::{CompiledAffected, Verdict, compile, evaluate};
 pub use osv::OsvRecord;
+pub use purl::{PackageRef, package_ref};
+pub use sbom::{Component, Sbom, SbomFormat};

@@ -1,0 +1,185 @@
+//! From a package URL (purl, parsed by `packageurl`) to the OSV ecosystem and package name
+//! records are matched on: the purl types and the OSV ecosystems do not name packages alike
+//! (Maven's `group:artifact`, npm's `@scope/name`, Go's module path, a Debian or Alpine
+//! release from the `distro` qualifier).
+
+use packageurl::PackageUrl;
+
+use crate::Ecosystem;
+
+/// A package as OSV names it, and the version the purl gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRef {
+    pub ecosystem: Ecosystem,
+    pub name: String,
+    pub version: Option<String>,
+}
+
+/// The release of a `distro` qualifier: `debian-12` or `12.4` -> `12` (OSV's Debian releases
+/// are numeric; codenames are translated), `ubuntu-22.04` -> `22.04`, `alpine-3.19.1` or `3.19` -> `v3.19`.
+fn debian_release(distro: &str) -> Option<String> {
+    let release = distro.strip_prefix("debian-").unwrap_or(distro);
+    let codename = match release {
+        "stretch" => Some("9"),
+        "buster" => Some("10"),
+        "bullseye" => Some("11"),
+        "bookworm" => Some("12"),
+        "trixie" => Some("13"),
+        "forky" => Some("14"),
+        _ => None,
+    };
+    if let Some(number) = codename {
+        return Some(number.to_owned());
+    }
+    let major = release.split('.').next()?;
+    major
+        .chars()
+        .all(|c| c.is_ascii_digit())
+        .then(|| major.to_owned())
+        .filter(|m| !m.is_empty())
+}
+
+fn ubuntu_release(distro: &str) -> Option<String> {
+    let release = distro.strip_prefix("ubuntu-").unwrap_or(distro);
+    let mut parts = release.split('.');
+    let (major, minor) = (parts.next()?, parts.next()?);
+    let numeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    (numeric(major) && numeric(minor)).then(|| format!("{major}.{minor}"))
+}
+
+fn alpine_release(distro: &str) -> Option<String> {
+    let release = distro.strip_prefix("alpine-").unwrap_or(distro);
+    let release = release.strip_prefix('v').unwrap_or(release);
+    let mut parts = release.split('.');
+    let (major, minor) = (parts.next()?, parts.next()?);
+    let numeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    (numeric(major) && numeric(minor)).then(|| format!("v{major}.{minor}"))
+}
+
+/// The OSV package a purl names; `None` if the text is not a purl.
+pub fn package_ref(purl: &str) -> Option<PackageRef> {
+    let parsed: PackageUrl<'_> = purl.parse().ok()?;
+    let namespace = parsed.namespace().filter(|n| !n.is_empty());
+    let name = parsed.name();
+    let distro = parsed
+        .qualifiers()
+        .get("distro")
+        .map(|d| d.to_ascii_lowercase());
+    let (ecosystem, osv_name) = match parsed.ty() {
+        "pypi" => (Ecosystem::PyPi, name.to_owned()),
+        "npm" => (
+            Ecosystem::Npm,
+            match namespace {
+                Some(scope) => format!("{scope}/{name}"),
+                None => name.to_owned(),
+            },
+        ),
+        "cargo" => (Ecosystem::CratesIo, name.to_owned()),
+        "golang" => (
+            Ecosystem::Go,
+            match namespace {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name.to_owned(),
+            },
+        ),
+        "maven" => (
+            Ecosystem::Maven(None),
+            match namespace {
+                Some(group) => format!("{group}:{name}"),
+                None => name.to_owned(),
+            },
+        ),
+        "deb" if namespace.is_some_and(|n| n.eq_ignore_ascii_case("ubuntu")) => (
+            Ecosystem::Ubuntu(distro.as_deref().and_then(ubuntu_release)),
+            name.to_owned(),
+        ),
+        "deb" => (
+            Ecosystem::Debian(distro.as_deref().and_then(debian_release)),
+            name.to_owned(),
+        ),
+        "apk" => (
+            Ecosystem::Alpine(distro.as_deref().and_then(alpine_release)),
+            name.to_owned(),
+        ),
+        other => (Ecosystem::Other(other.to_owned()), name.to_owned()),
+    };
+    Some(PackageRef {
+        ecosystem,
+        name: osv_name,
+        version: parsed.version().map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purls_name_osv_packages() {
+        for (purl, ecosystem, name, version) in [
+            ("pkg:pypi/jinja2@3.1.2", "PyPI", "jinja2", Some("3.1.2")),
+            (
+                "pkg:npm/%40babel/core@7.0.0",
+                "npm",
+                "@babel/core",
+                Some("7.0.0"),
+            ),
+            (
+                "pkg:cargo/smallvec@1.6.0",
+                "crates.io",
+                "smallvec",
+                Some("1.6.0"),
+            ),
+            (
+                "pkg:golang/golang.org/x/net@v0.17.0",
+                "Go",
+                "golang.org/x/net",
+                Some("v0.17.0"),
+            ),
+            (
+                "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1?type=jar",
+                "Maven",
+                "org.apache.logging.log4j:log4j-core",
+                Some("2.14.1"),
+            ),
+            (
+                "pkg:deb/debian/curl@7.88.1-10%2Bdeb12u4?arch=amd64&distro=debian-12",
+                "Debian:12",
+                "curl",
+                Some("7.88.1-10+deb12u4"),
+            ),
+            (
+                "pkg:deb/debian/curl@7.88.1-10?distro=bookworm",
+                "Debian:12",
+                "curl",
+                Some("7.88.1-10"),
+            ),
+            (
+                "pkg:deb/debian/curl@7.88.1-10",
+                "Debian",
+                "curl",
+                Some("7.88.1-10"),
+            ),
+            (
+                "pkg:deb/ubuntu/openssl@3.0.2-0ubuntu1.10?distro=ubuntu-22.04",
+                "Ubuntu:22.04",
+                "openssl",
+                Some("3.0.2-0ubuntu1.10"),
+            ),
+            (
+                "pkg:apk/alpine/openssl@3.1.4-r0?distro=3.19.1",
+                "Alpine:v3.19",
+                "openssl",
+                Some("3.1.4-r0"),
+            ),
+            ("pkg:gem/rails@7.0.0", "gem", "rails", Some("7.0.0")),
+        ] {
+            let p = package_ref(purl).unwrap_or_else(|| panic!("{purl}"));
+            assert_eq!(p.ecosystem.to_string(), ecosystem, "{purl}");
+            assert_eq!(p.name, name, "{purl}");
+            assert_eq!(p.version.as_deref(), version, "{purl}");
+        }
+        assert_eq!(package_ref("not a purl"), None);
+        assert_eq!(package_ref("pkg:"), None);
+    }
+}
