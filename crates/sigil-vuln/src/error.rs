@@ -8,6 +8,8 @@ pub enum VulnError {
         line: usize,
         reason: String,
     },
+    #[error("OSV archive refused: {0}")]
+    Archive(String),
     #[error("unsupported SBOM: {0}")]
     UnsupportedSbom(String),
     #[error("OSV record `{id}`: {reason}")]

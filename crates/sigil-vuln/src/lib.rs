@@ -4,8 +4,11 @@
 //! `last_affected`, `limit`, `versions` lists; GIT ranges undecided rather than guessed).
 //! The store, the importers and the API sit elsewhere; nothing here does I/O.
 
+pub mod archive;
 mod ecosystem;
+pub mod epss;
 mod error;
+pub mod kev;
 pub mod matching;
 pub mod osv;
 pub mod purl;

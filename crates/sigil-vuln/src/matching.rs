@@ -155,11 +155,25 @@ fn compile_range(
             }
         }
     }
-    events.sort_by(|a, b| a.1.cmp_bound(&b.1));
+    sort_events(&mut events);
     CompiledRange::Ordered {
         order,
         events,
         limits,
+    }
+}
+
+/// Sort events in the range's order, stably. By insertion, not `sort_by`: some orders are
+/// not transitive on contrived versions (Maven's, as Maven has it), and the standard sort may
+/// panic on such a comparator; a record must never crash the matcher. Ranges are short
+/// (`osv::MAX_EVENTS`), so the quadratic worst case is bounded.
+fn sort_events(events: &mut [(Step, Bound)]) {
+    for i in 1..events.len() {
+        let mut j = i;
+        while j > 0 && events[j - 1].1.cmp_bound(&events[j].1).is_gt() {
+            events.swap(j - 1, j);
+            j -= 1;
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use crate::VulnError;
 /// Largest OSV record accepted (the biggest published ones, Linux kernel records with
 /// hundreds of commits, are under 1 MiB).
 pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+/// Most events in one range (published records have a few dozen at most).
+pub const MAX_EVENTS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OsvRecord {
@@ -166,6 +168,12 @@ impl OsvRecord {
                 )));
             }
             for (j, range) in affected.ranges.iter().enumerate() {
+                if range.events.len() > MAX_EVENTS {
+                    return Err(bad(format!(
+                        "affected[{i}].ranges[{j}] has {} events (at most {MAX_EVENTS})",
+                        range.events.len()
+                    )));
+                }
                 let kinds: Vec<_> = range.events.iter().map(Event::kind).collect();
                 if let Some(k) = kinds.iter().position(Option::is_none) {
                     return Err(bad(format!(

@@ -363,6 +363,21 @@ proptest! {
         }
     }
 
+    /// Versions of any shape in a record's events, in an order that is not transitive on
+    /// them (Maven's): an answer, never a panic.
+    #[test]
+    fn contrived_versions_never_crash_the_matcher(
+        events in proptest::collection::vec(("(introduced|fixed)", "[a-z0-9.-]{0,12}"), 1..12),
+        installed in "[a-z0-9.-]{0,12}",
+    ) {
+        let mut list: Vec<serde_json::Value> = events.iter().map(|(k, v)| json!({k.as_str(): v})).collect();
+        list.push(json!({"introduced": "0"}));
+        for ecosystem in ["Maven", "Debian", "Alpine", "PyPI", "npm"] {
+            let r = range_record(ecosystem, "p", "ECOSYSTEM", serde_json::Value::Array(list.clone()));
+            let _ = verdict(&r, ecosystem, "p", &installed);
+        }
+    }
+
     /// Any bytes: a record or a clear refusal, never a panic.
     #[test]
     fn any_bytes_parse_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
