@@ -27,7 +27,7 @@ python3 -c 'import paho.mqtt' 2>/dev/null || { echo "error: the Mosquitto deploy
 
 command -v st >/dev/null 2>&1 || { echo "error: the API conformance test needs Schemathesis (python3 -m pip install schemathesis==4.32.5)" >&2; exit 1; }
 
-for tool in "cyclonedx-py cyclonedx-bom==7.2.1" "sbom4python sbom4python==0.12.6"; do
+for tool in "cyclonedx-py cyclonedx-bom==7.2.1" "sbom4python sbom4python==0.12.6" "pyspdxtools spdx-tools==0.8.3"; do
   set -- $tool
   command -v "$1" >/dev/null 2>&1 || { echo "error: the SBOM tests need $1 (python3 -m pip install $2)" >&2; exit 1; }
 done

@@ -148,6 +148,14 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/products/{id}/rollouts" | "/api/v1/rollouts/{id}/actions" if post => {
             Action("rollout.manage", "rollout")
         }
+        "/api/v1/vulndb/imports" | "/api/v1/products/{id}/sboms" if post => {
+            Action("vuln.manage", "vulnerability")
+        }
+        "/api/v1/products/{id}/sboms" | "/api/v1/sboms/{id}" | "/api/v1/products/{id}/findings"
+            if get =>
+        {
+            Action("vuln.read", "vulnerability")
+        }
         "/api/v1/devices" if post => Action("device.create", "device"),
         "/api/v1/devices" | "/api/v1/devices/{id}" if get => Action("inventory.read", "device"),
         "/api/v1/devices/{id}/posture" if get => Action("posture.read", "posture"),

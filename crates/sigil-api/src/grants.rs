@@ -29,6 +29,7 @@ pub const RESOURCE_KINDS: &[&str] = &[
     "rollout",
     "service",
     "update_channel",
+    "vulnerability",
 ];
 
 type Rights = BTreeSet<(String, String)>;

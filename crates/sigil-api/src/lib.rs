@@ -22,6 +22,7 @@ mod releases;
 mod revocation;
 mod rollouts;
 mod services;
+mod vulns;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -111,6 +112,7 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
         .merge(update_routes())
         .merge(access_routes())
         .merge(evidence_routes())
+        .merge(vulnerability_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
 
     Router::new()
@@ -146,6 +148,18 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(sigil_http::body::deliver_refusals))
         .with_state(state)
+}
+
+/// Vulnerabilities: feeds, SBOMs, findings.
+fn vulnerability_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/vulndb/imports", post(vulns::import))
+        .route(
+            "/api/v1/products/{id}/sboms",
+            post(vulns::upload_sbom).get(vulns::list_sboms),
+        )
+        .route("/api/v1/sboms/{id}", get(vulns::export_sbom))
+        .route("/api/v1/products/{id}/findings", get(vulns::findings))
 }
 
 /// Software updates: artefacts, releases, update channels.

@@ -26,6 +26,7 @@ pub mod secrets;
 mod startup;
 mod tokens;
 pub mod updates;
+pub mod vulns;
 
 use std::sync::Arc;
 

@@ -49,6 +49,15 @@ pub enum Command {
     /// Staged rollouts of a release to a product's devices.
     #[command(subcommand)]
     Rollout(crate::rollout::RolloutCommand),
+    /// Vulnerability feeds: OSV records and archives, the KEV catalogue, EPSS scores.
+    #[command(subcommand)]
+    Vulndb(crate::vuln::VulndbCommand),
+    /// Product SBOMs (CycloneDX, SPDX) in and out.
+    #[command(subcommand)]
+    Sbom(crate::vuln::SbomCommand),
+    /// Vulnerability findings per product, component and firmware version.
+    #[command(subcommand)]
+    Vuln(crate::vuln::VulnCommand),
     /// Manage operator accounts (people).
     #[command(subcommand)]
     Operator(OperatorCommand),

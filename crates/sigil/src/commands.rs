@@ -27,6 +27,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Compliance(cmd) => crate::compliance::compliance(cmd).await,
         Command::Release(cmd) => crate::release::release(cmd).await,
         Command::Rollout(cmd) => crate::rollout::rollout(cmd).await,
+        Command::Vulndb(cmd) => crate::vuln::vulndb(cmd).await,
+        Command::Sbom(cmd) => crate::vuln::sbom(cmd).await,
+        Command::Vuln(cmd) => crate::vuln::vuln(cmd).await,
         Command::Operator(cmd) => operator(cmd).await,
         Command::Token(cmd) => token(cmd).await,
         Command::Admin(AdminCommand::Recover {

@@ -9,6 +9,7 @@ mod oscal;
 mod policy;
 mod release;
 mod rollout;
+mod vuln;
 
 use std::process::ExitCode;
 

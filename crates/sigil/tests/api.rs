@@ -903,6 +903,11 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/rollouts/{id}/actions", "post"),
         ("/api/v1/device/assignment", "get"),
         ("/api/v1/device/update-reports", "post"),
+        ("/api/v1/vulndb/imports", "post"),
+        ("/api/v1/products/{id}/sboms", "post"),
+        ("/api/v1/products/{id}/sboms", "get"),
+        ("/api/v1/sboms/{id}", "get"),
+        ("/api/v1/products/{id}/findings", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -911,7 +916,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        53,
+        57,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

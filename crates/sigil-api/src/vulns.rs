@@ -1,0 +1,345 @@
+//! Vulnerability data: feed imports (OSV, KEV, EPSS), product SBOMs in and out, and the
+//! findings they give.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use sigil_authority::rfc3339;
+use sigil_authority::vulns::{FeedImport, FeedKind, Finding, ProductFindings, Undecided};
+use sigil_domain::ProductId;
+use sigil_store::SbomRecord;
+use sigil_vuln::sbom::{MAX_SBOM_BYTES, to_cyclonedx, to_spdx};
+
+use super::{ApiError, ApiPath, AppState, Caller, Problem};
+
+/// Largest feed file accepted (OSV's biggest ecosystem archive is about 150 MB).
+pub const MAX_FEED_BYTES: usize = 512 * 1024 * 1024;
+
+/// Read a raw body, refusing it once it passes `limit`.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "incomplete-body",
+                "Incomplete body",
+                format!("the upload was cut off: {e}"),
+            )
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "Payload too large",
+                    format!("at most {limit} bytes"),
+                ));
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    /// `osv`, `osv-archive`, `kev` or `epss`; detected from the content if left out.
+    pub kind: Option<String>,
+    /// Where the file came from (kept with each record), e.g. `osv-PyPI-2026-12-04`.
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResponse {
+    pub kind: String,
+    pub records: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+impl From<FeedImport> for ImportResponse {
+    fn from(f: FeedImport) -> Self {
+        Self {
+            kind: f.kind.into(),
+            records: f.records,
+            added: f.added,
+            updated: f.updated,
+            unchanged: f.unchanged,
+        }
+    }
+}
+
+/// Import a vulnerability feed file: one OSV record (JSON), an OSV ecosystem archive (zip),
+/// CISA's KEV catalogue (JSON) or FIRST's EPSS scores (CSV). All or nothing.
+#[utoipa::path(post, path = "/api/v1/vulndb/imports", tag = "vulnerabilities", params(ImportParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = ImportResponse), (status = 413, body = Problem), (status = 422, body = Problem)))]
+pub async fn import(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<ImportParams>,
+    body: Body,
+) -> Result<(StatusCode, Json<ImportResponse>), ApiError> {
+    let actor = caller.actor();
+    let result = async {
+        let kind = match params.kind.as_deref() {
+            None => None,
+            Some("osv") => Some(FeedKind::Osv),
+            Some("osv-archive") => Some(FeedKind::OsvArchive),
+            Some("kev") => Some(FeedKind::Kev),
+            Some("epss") => Some(FeedKind::Epss),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "kind: one of osv, osv-archive, kev, epss",
+                ));
+            }
+        };
+        let source = params.source.unwrap_or_else(|| "upload".into());
+        if source.is_empty() || source.len() > 128 || source.chars().any(char::is_control) {
+            return Err(ApiError::invalid("source: 1 to 128 printable characters"));
+        }
+        let bytes = read_body(body, MAX_FEED_BYTES).await?;
+        Ok(state.import_feed(&actor, &source, kind, &bytes).await?)
+    }
+    .await;
+    let done = state
+        .audit_refusal(&actor, "vulndb.import", "vulndb".into(), result)
+        .await?;
+    Ok((StatusCode::CREATED, Json(done.into())))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SbomResponse {
+    pub id: String,
+    pub product_id: String,
+    pub firmware_version: String,
+    /// The release of that version, if the product released it through Sigil.
+    pub release_id: Option<String>,
+    /// `cyclonedx` or `spdx`.
+    pub format: String,
+    pub spec_version: String,
+    /// SHA-256 of the document as uploaded.
+    pub sha256: String,
+    pub components: u64,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+impl From<SbomRecord> for SbomResponse {
+    fn from(r: SbomRecord) -> Self {
+        Self {
+            id: r.id,
+            product_id: r.product_id,
+            firmware_version: r.firmware_version,
+            release_id: r.release_id,
+            format: r.format,
+            spec_version: r.spec_version,
+            sha256: r.sha256,
+            components: r.components,
+            created_by: r.created_by,
+            created_at: rfc3339(r.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SbomList {
+    pub items: Vec<SbomResponse>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SbomParams {
+    /// The firmware version the SBOM describes.
+    pub version: String,
+}
+
+/// Upload the SBOM (CycloneDX 1.4-1.6 or SPDX 2.2/2.3 JSON) of one of the product's firmware
+/// versions, replacing the one it had. A malformed SBOM is refused with the line and the
+/// reason, and nothing is stored.
+#[utoipa::path(post, path = "/api/v1/products/{id}/sboms", tag = "vulnerabilities",
+    params(("id" = String, Path), SbomParams),
+    request_body(content = Vec<u8>, content_type = "application/json"),
+    responses((status = 201, body = SbomResponse), (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+pub async fn upload_sbom(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(product): ApiPath<ProductId>,
+    Query(params): Query<SbomParams>,
+    body: Body,
+) -> Result<(StatusCode, Json<SbomResponse>), ApiError> {
+    let actor = caller.actor();
+    let result = async {
+        let bytes = read_body(body, MAX_SBOM_BYTES).await?;
+        Ok(state
+            .upload_sbom(&actor, &product.to_string(), &params.version, &bytes)
+            .await?)
+    }
+    .await;
+    let sbom = state
+        .audit_refusal(&actor, "sbom.upload", format!("product:{product}"), result)
+        .await?;
+    Ok((StatusCode::CREATED, Json(sbom.into())))
+}
+
+/// The product's SBOMs, by firmware version.
+#[utoipa::path(get, path = "/api/v1/products/{id}/sboms", tag = "vulnerabilities", params(("id" = String, Path)),
+    responses((status = 200, body = SbomList), (status = 404, body = Problem)))]
+pub async fn list_sboms(
+    State(state): State<AppState>,
+    ApiPath(product): ApiPath<ProductId>,
+) -> Result<Json<SbomList>, ApiError> {
+    state.store().get_product(product).await?;
+    let items = state.store().sboms(&product.to_string()).await?;
+    Ok(Json(SbomList {
+        items: items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// `cyclonedx` (1.6 JSON), `spdx` (2.3 JSON), or `original` (as uploaded).
+    pub format: Option<String>,
+}
+
+/// An SBOM, as uploaded or written in either format.
+#[utoipa::path(get, path = "/api/v1/sboms/{id}", tag = "vulnerabilities", params(("id" = String, Path), ExportParams),
+    responses((status = 200, content_type = "application/json"), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn export_sbom(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<ExportParams>,
+) -> Result<Response, ApiError> {
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "Invalid identifier",
+            "an SBOM id is a UUID",
+        ));
+    }
+    let (record, sbom) = state.sbom_document(&id).await?;
+    // Whole seconds: SPDX's `created` admits no fraction (spdx-tools refuses one).
+    let now = state.now();
+    let now = rfc3339(now.replace_nanosecond(0).unwrap_or(now));
+    let document = match params.format.as_deref().unwrap_or("original") {
+        "original" => state.store().sbom_document(&id).await?,
+        "cyclonedx" => serde_json::to_vec_pretty(&to_cyclonedx(
+            &sbom,
+            &uuid::Uuid::new_v4().to_string(),
+            &now,
+        ))
+        .unwrap_or_default(),
+        "spdx" => serde_json::to_vec_pretty(&to_spdx(
+            &sbom,
+            &format!("{} {}", record.product_id, record.firmware_version),
+            &format!(
+                "https://sigil.invalid/spdx/{}/{}",
+                record.id,
+                uuid::Uuid::new_v4()
+            ),
+            &now,
+        ))
+        .unwrap_or_default(),
+        _ => return Err(ApiError::invalid("format: cyclonedx, spdx or original")),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], document).into_response())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingResponse {
+    /// A CVE id where there is one.
+    pub vulnerability: String,
+    /// Every id the vulnerability is known by (OSV records and their aliases).
+    pub ids: Vec<String>,
+    pub summary: Option<String>,
+    pub firmware_version: String,
+    pub component: String,
+    pub component_version: String,
+    pub purl: Option<String>,
+    pub fixed: Option<String>,
+    /// The day CISA added it to the Known Exploited Vulnerabilities catalogue.
+    pub known_exploited: Option<String>,
+    pub epss: Option<f64>,
+    pub epss_percentile: Option<f64>,
+    /// Devices of the product running this firmware version.
+    pub devices: u64,
+}
+
+impl From<Finding> for FindingResponse {
+    fn from(f: Finding) -> Self {
+        Self {
+            vulnerability: f.vulnerability,
+            ids: f.ids,
+            summary: f.summary,
+            firmware_version: f.firmware_version,
+            component: f.component,
+            component_version: f.component_version,
+            purl: f.purl,
+            fixed: f.fixed,
+            known_exploited: f.known_exploited,
+            epss: f.epss.map(|e| e.0),
+            epss_percentile: f.epss.map(|e| e.1),
+            devices: f.devices,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UndecidedResponse {
+    pub record: String,
+    pub firmware_version: String,
+    pub component: String,
+    pub reason: String,
+}
+
+impl From<Undecided> for UndecidedResponse {
+    fn from(u: Undecided) -> Self {
+        Self {
+            record: u.record,
+            firmware_version: u.firmware_version,
+            component: u.component,
+            reason: u.reason,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingList {
+    pub items: Vec<FindingResponse>,
+    /// Records that name a component but whose ranges Sigil cannot decide on.
+    pub undecided: Vec<UndecidedResponse>,
+}
+
+impl From<ProductFindings> for FindingList {
+    fn from(p: ProductFindings) -> Self {
+        Self {
+            items: p.findings.into_iter().map(Into::into).collect(),
+            undecided: p.undecided.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Every known vulnerability in a component of one of the product's SBOMs, with the fix, KEV,
+/// EPSS and the devices running that firmware.
+#[utoipa::path(get, path = "/api/v1/products/{id}/findings", tag = "vulnerabilities", params(("id" = String, Path)),
+    responses((status = 200, body = FindingList), (status = 404, body = Problem)))]
+pub async fn findings(
+    State(state): State<AppState>,
+    ApiPath(product): ApiPath<ProductId>,
+) -> Result<Json<FindingList>, ApiError> {
+    Ok(Json(
+        state.product_findings(&product.to_string()).await?.into(),
+    ))
+}

@@ -1,0 +1,407 @@
+//! Vulnerabilities: the feeds (OSV records, single or archived; the KEV catalogue; EPSS
+//! scores), product SBOMs, and the findings they give: each SBOM's components matched against
+//! the records (`sigil_vuln`, pure), aliases merged into one finding, with KEV, EPSS, the fix
+//! and the devices running that firmware.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use sigil_audit::Actor;
+use sigil_store::{ComponentRow, ImportCounts, KevRow, NewSbom, SbomRecord, VulnRecordRow};
+use sigil_vuln::archive::read_osv_archive;
+use sigil_vuln::epss::EpssScores;
+use sigil_vuln::kev::{KevCatalogue, is_cve};
+use sigil_vuln::{Ecosystem, OsvRecord, Sbom, Verdict, VulnError};
+
+use crate::{Authority, Refusal, RefusalKind, RequestError};
+
+/// What a feed file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedKind {
+    /// One OSV record (JSON).
+    Osv,
+    /// OSV's per-ecosystem zip archive.
+    OsvArchive,
+    Kev,
+    Epss,
+}
+
+impl FeedKind {
+    /// From the bytes: a zip, a KEV catalogue, an OSV record, or EPSS's CSV.
+    pub fn detect(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(b"PK\x03\x04") {
+            return Some(Self::OsvArchive);
+        }
+        let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+        match bytes[start] {
+            b'{' if memfind(bytes, b"\"catalogVersion\"") => Some(Self::Kev),
+            b'{' => Some(Self::Osv),
+            b'#' | b'c' => Some(Self::Epss),
+            _ => None,
+        }
+    }
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedImport {
+    pub kind: &'static str,
+    pub records: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// One vulnerability affecting one component of one firmware version.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The preferred id (a CVE where there is one), and every id it is known by.
+    pub vulnerability: String,
+    pub ids: Vec<String>,
+    pub summary: Option<String>,
+    pub firmware_version: String,
+    pub component: String,
+    pub component_version: String,
+    pub purl: Option<String>,
+    /// The first version that fixes it, when a record says.
+    pub fixed: Option<String>,
+    /// Listed in CISA's Known Exploited Vulnerabilities catalogue (the date it was added).
+    pub known_exploited: Option<String>,
+    /// EPSS probability of exploitation in 30 days, and its percentile.
+    pub epss: Option<(f64, f64)>,
+    /// Devices of the product running this firmware version.
+    pub devices: u64,
+}
+
+/// Components no record could decide on, with why (a GIT range, an unknown version order).
+#[derive(Debug, Clone, Serialize)]
+pub struct Undecided {
+    pub record: String,
+    pub firmware_version: String,
+    pub component: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductFindings {
+    pub findings: Vec<Finding>,
+    pub undecided: Vec<Undecided>,
+}
+
+fn refused(e: VulnError) -> RequestError {
+    let kind = match e {
+        VulnError::TooLarge { .. } => RefusalKind::TooLarge,
+        _ => RefusalKind::Invalid,
+    };
+    let code = match e {
+        VulnError::UnsupportedSbom(_) => "unsupported-sbom",
+        VulnError::Archive(_) => "invalid-archive",
+        VulnError::TooLarge { .. } => "too-large",
+        _ => "invalid-document",
+    };
+    Refusal::new(kind, code, e.to_string()).into()
+}
+
+fn record_row(record: &OsvRecord, json: String) -> VulnRecordRow {
+    let packages = record
+        .affected
+        .iter()
+        .filter_map(|a| a.package.as_ref())
+        .map(|p| {
+            let ecosystem = Ecosystem::parse(&p.ecosystem);
+            (
+                ecosystem.base().to_string(),
+                ecosystem.normalize_name(&p.name),
+            )
+        })
+        .collect();
+    VulnRecordRow {
+        id: record.id.clone(),
+        modified: record.modified.clone(),
+        withdrawn: record.withdrawn.is_some(),
+        summary: record.summary.clone(),
+        record: json,
+        aliases: record.aliases.clone(),
+        packages,
+    }
+}
+
+fn component_row(c: &sigil_vuln::Component) -> ComponentRow {
+    let package = c.package();
+    ComponentRow {
+        name: c.name.clone(),
+        version: c.version.clone(),
+        purl: c.purl.clone(),
+        cpe: c.cpe.clone(),
+        ecosystem: package.as_ref().map(|p| p.ecosystem.to_string()),
+        package: package.map(|p| p.ecosystem.normalize_name(&p.name)),
+    }
+}
+
+impl Authority {
+    /// Import one feed file, all or nothing.
+    pub async fn import_feed(
+        &self,
+        actor: &Actor,
+        source: &str,
+        kind: Option<FeedKind>,
+        bytes: &[u8],
+    ) -> Result<FeedImport, RequestError> {
+        let kind = kind.or_else(|| FeedKind::detect(bytes)).ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::Invalid,
+                "unknown-feed",
+                "not an OSV record or archive, a KEV catalogue or an EPSS file",
+            )
+        })?;
+        let now = self.now();
+        let counts = |n: usize, c: ImportCounts, kind: &'static str| FeedImport {
+            kind,
+            records: n as u64,
+            added: c.added,
+            updated: c.updated,
+            unchanged: c.unchanged,
+        };
+        match kind {
+            FeedKind::Osv => {
+                let record = OsvRecord::parse(bytes).map_err(refused)?;
+                let row = record_row(&record, String::from_utf8_lossy(bytes).into_owned());
+                let c = self
+                    .store
+                    .import_vuln_records(actor, source, &[row], now)
+                    .await?;
+                Ok(counts(1, c, "osv"))
+            }
+            FeedKind::OsvArchive => {
+                let mut rows = Vec::new();
+                read_osv_archive(bytes, |record| {
+                    let json = serde_json::to_string(&record).unwrap_or_default();
+                    rows.push(record_row(&record, json));
+                    Ok(())
+                })
+                .map_err(refused)?;
+                let c = self
+                    .store
+                    .import_vuln_records(actor, source, &rows, now)
+                    .await?;
+                Ok(counts(rows.len(), c, "osv-archive"))
+            }
+            FeedKind::Kev => {
+                let catalogue = KevCatalogue::parse(bytes).map_err(refused)?;
+                let rows: Vec<KevRow> = catalogue
+                    .vulnerabilities
+                    .iter()
+                    .map(|e| KevRow {
+                        cve: e.cve_id.clone(),
+                        date_added: e.date_added.clone(),
+                        due_date: e.due_date.clone(),
+                        ransomware: e.known_ransomware_campaign_use.clone(),
+                        name: e.vulnerability_name.clone(),
+                    })
+                    .collect();
+                self.store
+                    .import_kev(actor, &catalogue.catalog_version, &rows, now)
+                    .await?;
+                Ok(counts(rows.len(), ImportCounts::default(), "kev"))
+            }
+            FeedKind::Epss => {
+                let scores = EpssScores::parse(bytes).map_err(refused)?;
+                self.store
+                    .import_epss(actor, scores.score_date.as_deref(), &scores.scores, now)
+                    .await?;
+                Ok(counts(scores.scores.len(), ImportCounts::default(), "epss"))
+            }
+        }
+    }
+
+    /// Store the SBOM of `product`'s firmware `version` (a release's, when the product
+    /// released that version through Sigil).
+    pub async fn upload_sbom(
+        &self,
+        actor: &Actor,
+        product: &str,
+        version: &str,
+        bytes: &[u8],
+    ) -> Result<SbomRecord, RequestError> {
+        let product_id: sigil_domain::ProductId = product.parse()?;
+        self.store.get_product(product_id).await?;
+        if version.is_empty() || version.len() > 64 || version.chars().any(char::is_control) {
+            return Err(Refusal::invalid("version: 1 to 64 printable characters").into());
+        }
+        let sbom = Sbom::parse(bytes).map_err(refused)?;
+        let release_id = self
+            .store
+            .releases(product)
+            .await?
+            .into_iter()
+            .find(|r| r.version == version)
+            .map(|r| r.id);
+        let new = NewSbom {
+            product_id: product.to_owned(),
+            firmware_version: version.to_owned(),
+            release_id,
+            format: match sbom.format {
+                sigil_vuln::SbomFormat::CycloneDx => "cyclonedx".into(),
+                sigil_vuln::SbomFormat::Spdx => "spdx".into(),
+            },
+            spec_version: sbom.spec_version.clone(),
+            sha256: hex::encode(sigil_ca::sha256(bytes)),
+            document: bytes.to_vec(),
+            components: sbom.components.iter().map(component_row).collect(),
+        };
+        Ok(self.store.put_sbom(actor, &new, self.now()).await?)
+    }
+
+    /// An SBOM as Sigil read it (to write it back in either format).
+    pub async fn sbom_document(&self, id: &str) -> Result<(SbomRecord, Sbom), RequestError> {
+        let record = self.store.sbom(id).await?;
+        let bytes = self.store.sbom_document(id).await?;
+        let sbom = Sbom::parse(&bytes).map_err(refused)?;
+        Ok((record, sbom))
+    }
+
+    /// Every vulnerability affecting a component of one of the product's SBOMs.
+    pub async fn product_findings(&self, product: &str) -> Result<ProductFindings, RequestError> {
+        let product_id: sigil_domain::ProductId = product.parse()?;
+        self.store.get_product(product_id).await?;
+        let devices = self.store.devices_by_firmware(product).await?;
+        let mut findings = Vec::new();
+        let mut undecided = Vec::new();
+        for sbom in self.store.sboms(product).await? {
+            let components = self.store.sbom_components(&sbom.id).await?;
+            let packages: BTreeSet<String> = components
+                .iter()
+                .filter_map(|c| c.package.clone())
+                .collect();
+            let packages: Vec<String> = packages.into_iter().collect();
+            let records = self.store.vuln_records_for(&packages).await?;
+            let parsed: HashMap<String, OsvRecord> = records
+                .iter()
+                .filter_map(|(id, _, _, json)| {
+                    Some((id.clone(), OsvRecord::parse(json.as_bytes()).ok()?))
+                })
+                .collect();
+            let running = devices.get(&sbom.firmware_version).copied().unwrap_or(0);
+            for c in &components {
+                let (Some(eco), Some(package), Some(version)) =
+                    (&c.ecosystem, &c.package, &c.version)
+                else {
+                    continue;
+                };
+                let ecosystem = Ecosystem::parse(eco);
+                let mut hits: Vec<(&OsvRecord, Option<String>)> = Vec::new();
+                for (id, rec_eco, rec_pkg, _) in &records {
+                    if rec_pkg != package || *rec_eco != ecosystem.base().to_string() {
+                        continue;
+                    }
+                    let Some(record) = parsed.get(id) else {
+                        continue;
+                    };
+                    if hits.iter().any(|(r, _)| r.id == record.id) {
+                        continue;
+                    }
+                    match sigil_vuln::evaluate(record, &ecosystem, package, version) {
+                        Verdict::Affected { fixed } => hits.push((record, fixed)),
+                        Verdict::CannotDecide { reason } => undecided.push(Undecided {
+                            record: record.id.clone(),
+                            firmware_version: sbom.firmware_version.clone(),
+                            component: c.name.clone(),
+                            reason,
+                        }),
+                        Verdict::NotAffected => {}
+                    }
+                }
+                for group in merge_aliases(&hits) {
+                    findings.push(Finding {
+                        vulnerability: preferred_id(&group.ids),
+                        ids: group.ids.into_iter().collect(),
+                        summary: group.summary,
+                        firmware_version: sbom.firmware_version.clone(),
+                        component: c.name.clone(),
+                        component_version: version.clone(),
+                        purl: c.purl.clone(),
+                        fixed: group.fixed,
+                        known_exploited: None,
+                        epss: None,
+                        devices: running,
+                    });
+                }
+            }
+        }
+        let cves: Vec<String> = findings
+            .iter()
+            .flat_map(|f| f.ids.iter().filter(|i| is_cve(i)).cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (kev, epss) = self.store.exploitation(&cves).await?;
+        for f in &mut findings {
+            for id in &f.ids {
+                if let Some(k) = kev.get(id) {
+                    f.known_exploited = Some(k.date_added.clone());
+                }
+                if let Some(score) = epss.get(id) {
+                    f.epss = Some(*score);
+                }
+            }
+        }
+        findings.sort_by(|a, b| {
+            (&a.firmware_version, &a.component, &a.vulnerability).cmp(&(
+                &b.firmware_version,
+                &b.component,
+                &b.vulnerability,
+            ))
+        });
+        Ok(ProductFindings {
+            findings,
+            undecided,
+        })
+    }
+}
+
+/// Records of one component that share an id or alias: one vulnerability.
+struct Group {
+    ids: BTreeSet<String>,
+    summary: Option<String>,
+    fixed: Option<String>,
+}
+
+fn merge_aliases(hits: &[(&OsvRecord, Option<String>)]) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (record, fixed) in hits {
+        let ids: BTreeSet<String> = record.identifiers().map(str::to_owned).collect();
+        let mut merged = Group {
+            ids,
+            summary: record.summary.clone(),
+            fixed: fixed.clone(),
+        };
+        // Fold in every group this record shares an id with (it may join two).
+        let mut i = 0;
+        while i < groups.len() {
+            if groups[i].ids.iter().any(|id| merged.ids.contains(id)) {
+                let g = groups.remove(i);
+                merged.ids.extend(g.ids);
+                merged.summary = merged.summary.or(g.summary);
+                merged.fixed = merged.fixed.or(g.fixed);
+            } else {
+                i += 1;
+            }
+        }
+        groups.push(merged);
+    }
+    groups
+}
+
+/// A CVE id if the vulnerability has one, else the smallest id.
+fn preferred_id(ids: &BTreeSet<String>) -> String {
+    ids.iter()
+        .find(|i| is_cve(i))
+        .or_else(|| ids.iter().next())
+        .cloned()
+        .unwrap_or_default()
+}

@@ -1,0 +1,315 @@
+//! Vulnerabilities against a real server, with the README's commands: an SBOM written by a
+//! real generator (cyclonedx-py) uploaded for a firmware version; OSV records imported as an
+//! archive, with the KEV catalogue and EPSS scores; the findings equal the table checked by
+//! hand, with the devices running that firmware; exports read by independent validators;
+//! bad input (a malformed SBOM, a zip bomb, an unknown feed) refused, nothing changed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use common::{Db, TestServer, json as json_out, ok, sigil};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sigil-vuln/tests/fixtures")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A zip of `files` (name, path) written by Python's zipfile (an independent writer).
+fn zip(out: &Path, files: &[(String, PathBuf)]) {
+    let list: Vec<Value> = files
+        .iter()
+        .map(|(n, p)| json!([n, p.display().to_string()]))
+        .collect();
+    run(Command::new("python3").args([
+        "-c",
+        "import json, sys, zipfile\n\
+         with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+         \x20   for name, path in json.loads(sys.argv[2]):\n\
+         \x20       z.write(path, name)",
+        &out.display().to_string(),
+        &Value::Array(list).to_string(),
+    ]));
+}
+
+async fn device_with_firmware(s: &TestServer, product: &str, serial: &str, firmware: &str) {
+    let (st, d) = s
+        .post(
+            "/api/v1/devices",
+            json!({"product_id": product, "serial_number": serial, "firmware_version": firmware}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+}
+
+fn findings_table(list: &Value) -> Vec<(String, String, String, String, u64)> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["vulnerability"].as_str().unwrap().to_owned(),
+                f["component"].as_str().unwrap().to_owned(),
+                f["component_version"].as_str().unwrap().to_owned(),
+                f["fixed"].as_str().unwrap_or("-").to_owned(),
+                f["devices"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn vuln_rows(s: &TestServer) -> (i64, i64) {
+    (s.count("vuln_records").await, s.count("sboms").await)
+}
+
+async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let work = s.dir.path();
+    let product = s.create_product("Gateway").await;
+    for (serial, firmware) in [("GW-1", "2.0.0"), ("GW-2", "2.0.0"), ("GW-3", "1.0.0")] {
+        device_with_firmware(&s, &product, serial, firmware).await;
+    }
+
+    // The README's commands: an SBOM from a real generator, then the feeds.
+    let sbom_file = work.join("gateway-2.0.0.cdx.json");
+    run(Command::new("cyclonedx-py")
+        .args(["requirements", "--of", "JSON", "--sv", "1.6", "-o"])
+        .arg(&sbom_file)
+        .arg(fixtures().join("python-env/requirements.txt")));
+    let sbom = json_out(sigil(
+        &s,
+        &[
+            "sbom",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "2.0.0",
+            sbom_file.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(sbom["components"], 4);
+    assert_eq!(sbom["format"], "cyclonedx");
+    let archive = work.join("PyPI-all.zip");
+    let records: Vec<(String, PathBuf)> = std::fs::read_dir(fixtures().join("osv"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), p)
+        })
+        .collect();
+    zip(&archive, &records);
+    let imported = json_out(sigil(
+        &s,
+        &["vulndb", "import", archive.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(imported["kind"], "osv-archive");
+    assert_eq!(imported["added"], 6);
+    let kev = work.join("known_exploited_vulnerabilities.json");
+    std::fs::write(
+        &kev,
+        json!({"title": "CISA Catalog of Known Exploited Vulnerabilities", "catalogVersion": "2026.12.04",
+               "dateReleased": "2026-12-04T12:00:00.000Z", "count": 1,
+               "vulnerabilities": [{"cveID": "CVE-2023-32681", "vendorProject": "Python Software Foundation",
+                   "product": "requests", "vulnerabilityName": "requests Proxy-Authorization leak",
+                   "dateAdded": "2026-12-01", "shortDescription": "-", "requiredAction": "Update",
+                   "dueDate": "2026-12-22", "knownRansomwareCampaignUse": "Unknown", "notes": ""}]})
+        .to_string(),
+    )
+    .unwrap();
+    ok(sigil(&s, &["vulndb", "import", kev.to_str().unwrap()]));
+    let epss = work.join("epss_scores-2026-12-04.csv");
+    std::fs::write(
+        &epss,
+        "#model_version:v2025.03.14,score_date:2026-12-04T00:00:00Z\ncve,epss,percentile\nCVE-2024-22195,0.00191,0.55\n",
+    )
+    .unwrap();
+    ok(sigil(&s, &["vulndb", "import", epss.to_str().unwrap()]));
+
+    // The findings: the generator test's table, with the devices that run 2.0.0.
+    let list = json_out(sigil(
+        &s,
+        &["vuln", "list", "--product", &product, "--json"],
+    ));
+    let want: Vec<(String, String, String, String, u64)> = [
+        ("PYSEC-TEST-LAST-AFFECTED", "markupsafe", "2.1.3", "-"),
+        ("CVE-2024-22195", "jinja2", "3.1.2", "3.1.3"),
+        ("CVE-2023-32681", "requests", "2.25.0", "2.31.0"),
+        ("CVE-2023-43804", "urllib3", "1.26.5", "1.26.17"),
+    ]
+    .into_iter()
+    .map(|(v, c, ver, fix)| {
+        (
+            v.to_owned(),
+            c.to_owned(),
+            ver.to_owned(),
+            fix.to_owned(),
+            2,
+        )
+    })
+    .collect();
+    let mut got = findings_table(&list);
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut want = want;
+    want.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(got, want, "{list}");
+    let by = |component: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["component"] == component)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("requests")["known_exploited"], "2026-12-01");
+    assert!(
+        by("requests")["ids"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("PYSEC-2023-74"))
+    );
+    assert_eq!(by("jinja2")["epss"], 0.00191);
+    assert_eq!(by("urllib3")["known_exploited"], Value::Null);
+    let table = ok(sigil(&s, &["vuln", "list", "--product", &product]));
+    assert!(
+        table.contains("CVE-2023-32681") && table.contains("2026-12-01"),
+        "{table}"
+    );
+
+    // The same archive again changes nothing.
+    let again = json_out(sigil(
+        &s,
+        &["vulndb", "import", archive.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(
+        (again["added"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(6))
+    );
+
+    // Exports, read by independent validators: CycloneDX's schema (cyclonedx-python-lib) and
+    // SPDX's (spdx-tools).
+    let id = sbom["id"].as_str().unwrap();
+    let cdx = work.join("export.cdx.json");
+    ok(sigil(
+        &s,
+        &[
+            "sbom",
+            "export",
+            id,
+            "--format",
+            "cyclonedx",
+            "--out",
+            cdx.to_str().unwrap(),
+        ],
+    ));
+    let verdict = run(Command::new("python3").args([
+        "-c",
+        "import sys\n\
+         from cyclonedx.validation.json import JsonStrictValidator\n\
+         from cyclonedx.schema import SchemaVersion\n\
+         print(JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read()))",
+        cdx.to_str().unwrap(),
+    ]));
+    assert_eq!(verdict.trim(), "None", "CycloneDX schema errors: {verdict}");
+    let spdx = work.join("export.spdx.json");
+    ok(sigil(
+        &s,
+        &[
+            "sbom",
+            "export",
+            id,
+            "--format",
+            "spdx",
+            "--out",
+            spdx.to_str().unwrap(),
+        ],
+    ));
+    run(Command::new("pyspdxtools").arg("-i").arg(&spdx));
+    let original = work.join("export.original.json");
+    ok(sigil(
+        &s,
+        &["sbom", "export", id, "--out", original.to_str().unwrap()],
+    ));
+    assert_eq!(
+        std::fs::read(&original).unwrap(),
+        std::fs::read(&sbom_file).unwrap()
+    );
+
+    // Bad input is refused with the reason, and changes nothing.
+    let before = vuln_rows(&s).await;
+    let broken = work.join("broken.cdx.json");
+    let text = std::fs::read_to_string(&sbom_file).unwrap();
+    std::fs::write(&broken, text.replacen("\"name\"", "\"nom\"", 1)).unwrap();
+    let out = sigil(
+        &s,
+        &[
+            "sbom",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "2.0.0",
+            broken.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("missing field `name` at line"),
+        "{err}"
+    );
+    let bomb = work.join("bomb.zip");
+    let spaces = work.join("BOMB.json");
+    std::fs::write(&spaces, vec![b' '; 64 * 1024 * 1024]).unwrap();
+    zip(&bomb, &[("BOMB.json".into(), spaces.clone())]);
+    let out = sigil(&s, &["vulndb", "import", bomb.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("BOMB.json inflates past"),
+        "{err}"
+    );
+    let unknown = work.join("notes.txt");
+    std::fs::write(&unknown, "hello").unwrap();
+    let out = sigil(&s, &["vulndb", "import", unknown.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an OSV record"),
+        "{out:?}"
+    );
+    let out = sigil(
+        &s,
+        &[
+            "sbom",
+            "upload",
+            "--product",
+            "00000000-0000-7000-8000-000000000000",
+            "--version",
+            "1",
+            sbom_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert_eq!(vuln_rows(&s).await, before);
+    let (_, entries) = s
+        .get("/api/v1/audit/entries?action=vulndb.import&limit=20")
+        .await;
+    let refusals = entries["items"].as_array().unwrap().len();
+    assert!(refusals >= 2, "refused imports are audited: {entries}");
+    let (_, entries) = s
+        .get("/api/v1/audit/entries?action=sbom.uploaded&limit=20")
+        .await;
+    assert_eq!(entries["items"][0]["details"]["sha256"], sbom["sha256"]);
+}
+sigil_testkit::both_backends!(findings_follow_the_feeds_and_the_sbom);
