@@ -148,9 +148,9 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/products/{id}/rollouts" | "/api/v1/rollouts/{id}/actions" if post => {
             Action("rollout.manage", "rollout")
         }
-        "/api/v1/vulndb/imports" | "/api/v1/products/{id}/sboms" if post => {
-            Action("vuln.manage", "vulnerability")
-        }
+        // The vulnerability data every product's findings rest on: a trust change.
+        "/api/v1/vulndb/imports" if post => Action("vuln.import", "vulnerability"),
+        "/api/v1/products/{id}/sboms" if post => Action("vuln.manage", "vulnerability"),
         "/api/v1/products/{id}/sboms" | "/api/v1/sboms/{id}" | "/api/v1/products/{id}/findings"
             if get =>
         {

@@ -2,7 +2,7 @@
 //! findings they give.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -16,7 +16,7 @@ use sigil_domain::ProductId;
 use sigil_store::SbomRecord;
 use sigil_vuln::sbom::{MAX_SBOM_BYTES, to_cyclonedx, to_spdx};
 
-use super::{ApiError, ApiPath, AppState, Caller, Problem};
+use super::{ApiError, ApiPath, ApiQuery, AppState, Caller, Problem};
 
 /// Largest feed file accepted (OSV's biggest ecosystem archive is about 150 MB).
 pub const MAX_FEED_BYTES: usize = 512 * 1024 * 1024;
@@ -87,7 +87,7 @@ impl From<FeedImport> for ImportResponse {
 pub async fn import(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(params): Query<ImportParams>,
+    ApiQuery(params): ApiQuery<ImportParams>,
     body: Body,
 ) -> Result<(StatusCode, Json<ImportResponse>), ApiError> {
     let actor = caller.actor();
@@ -175,7 +175,7 @@ pub async fn upload_sbom(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(product): ApiPath<ProductId>,
-    Query(params): Query<SbomParams>,
+    ApiQuery(params): ApiQuery<SbomParams>,
     body: Body,
 ) -> Result<(StatusCode, Json<SbomResponse>), ApiError> {
     let actor = caller.actor();
@@ -219,7 +219,7 @@ pub struct ExportParams {
 pub async fn export_sbom(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(params): Query<ExportParams>,
+    ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::new(

@@ -37,6 +37,9 @@ pub enum AuthorityError {
     Policy(#[from] sigil_policy::PolicyError),
     #[error("compliance catalogue: {0}")]
     Catalogue(#[from] sigil_compliance::CatalogueError),
+    /// A background computation ended abnormally (a panic on its thread).
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 /// What kind of refusal: front-ends map it to their protocol's status (401, 403, 409, ...).

@@ -11,7 +11,7 @@ use crate::osv::{MAX_RECORD_BYTES, OsvRecord};
 /// Most entries in one archive (OSV's largest ecosystem has under 100,000 records).
 pub const MAX_ENTRIES: usize = 1_000_000;
 /// Most bytes all entries inflate to.
-pub const MAX_INFLATED_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+pub const MAX_INFLATED_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// What reading an archive found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,13 +46,10 @@ pub fn read_osv_archive(
         let entry = archive
             .by_index(i)
             .map_err(|e| bomb(format!("entry {i}: {e}")))?;
-        let name = entry
-            .name()
-            .map_err(|e| bomb(format!("entry {i}: {e}")))?
-            .chars()
-            .take(200)
-            .collect::<String>();
-        if entry.is_dir() || !name.ends_with(".json") {
+        let full = entry.name().map_err(|e| bomb(format!("entry {i}: {e}")))?;
+        let is_record = full.ends_with(".json");
+        let name = full.chars().take(200).collect::<String>();
+        if entry.is_dir() || !is_record {
             stats.skipped += 1;
             continue;
         }

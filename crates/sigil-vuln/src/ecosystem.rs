@@ -59,11 +59,22 @@ impl Ecosystem {
         if self.base() != installed.base() {
             return false;
         }
+        // OSV qualifies some releases further (`Ubuntu:22.04:LTS`, `Ubuntu:Pro:18.04:LTS`): a
+        // record's release covers the installed one when it names it among its parts.
         match (self.release(), installed.release()) {
             (None, _) => true,
-            (Some(a), Some(b)) => a == b,
+            (Some(a), Some(b)) => a == b || a.split(':').any(|part| part == b),
             (Some(_), None) => false,
         }
+    }
+
+    /// A distribution whose records are per release: a package of it with no release named
+    /// cannot be matched.
+    pub fn needs_release(&self) -> bool {
+        matches!(
+            self,
+            Self::Debian(None) | Self::Ubuntu(None) | Self::Alpine(None)
+        )
     }
 
     fn release(&self) -> Option<&str> {
@@ -191,6 +202,9 @@ mod tests {
         assert!(Ecosystem::parse("Debian").covers(&Ecosystem::parse("Debian:12")));
         assert!(!Ecosystem::parse("Debian:11").covers(&Ecosystem::parse("Debian:12")));
         assert!(!Ecosystem::parse("Debian:11").covers(&Ecosystem::parse("Debian")));
+        assert!(Ecosystem::parse("Ubuntu:22.04:LTS").covers(&Ecosystem::parse("Ubuntu:22.04")));
+        assert!(Ecosystem::parse("Ubuntu:Pro:18.04:LTS").covers(&Ecosystem::parse("Ubuntu:18.04")));
+        assert!(!Ecosystem::parse("Ubuntu:20.04:LTS").covers(&Ecosystem::parse("Ubuntu:22.04")));
         assert!(!Ecosystem::parse("PyPI").covers(&Ecosystem::parse("npm")));
         assert_eq!(Ecosystem::parse("Hex"), Ecosystem::Other("Hex".into()));
         assert!(Ecosystem::parse("Hex").version("1.0.0").is_none());

@@ -11,6 +11,11 @@ use crate::VulnError;
 pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
 /// Most events in one range (published records have a few dozen at most).
 pub const MAX_EVENTS: usize = 1024;
+/// Longest version string in a record (real ones are under 100 characters; Maven's parser
+/// nests a list per `-`, so an unbounded one could nest deep enough to exhaust the stack).
+pub const MAX_VERSION_LEN: usize = 256;
+/// Most entries in one `versions` list.
+pub const MAX_LISTED_VERSIONS: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OsvRecord {
@@ -159,12 +164,44 @@ impl OsvRecord {
         if self.id.is_empty() || self.id.len() > 128 || self.id.chars().any(char::is_control) {
             return Err(bad("`id` must be 1 to 128 printable characters".into()));
         }
+        // Stored fields: bounded, and no control characters (PostgreSQL refuses NUL in text).
+        let plain = |text: &str, max: usize| {
+            !text.is_empty() && text.len() <= max && !text.chars().any(char::is_control)
+        };
+        if !self.modified.is_empty() && !plain(&self.modified, 64) {
+            return Err(bad("`modified` must be a timestamp".into()));
+        }
+        if let Some(summary) = &self.summary
+            && !summary.is_empty()
+            && !plain(summary, 4096)
+        {
+            return Err(bad(
+                "`summary` must be one line of at most 4096 bytes".into()
+            ));
+        }
+        if let Some(alias) = self.aliases.iter().find(|a| !plain(a, 128)) {
+            return Err(bad(format!(
+                "alias `{}` must be 1 to 128 printable characters",
+                alias
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(40)
+                    .collect::<String>()
+            )));
+        }
         for (i, affected) in self.affected.iter().enumerate() {
             if let Some(p) = &affected.package
-                && (p.ecosystem.is_empty() || p.name.is_empty())
+                && (!plain(&p.ecosystem, 256) || !plain(&p.name, 1024))
             {
                 return Err(bad(format!(
-                    "affected[{i}].package needs an ecosystem and a name"
+                    "affected[{i}].package needs an ecosystem and a name, printable and bounded"
+                )));
+            }
+            if affected.versions.len() > MAX_LISTED_VERSIONS
+                || affected.versions.iter().any(|v| v.len() > MAX_VERSION_LEN)
+            {
+                return Err(bad(format!(
+                    "affected[{i}].versions: at most {MAX_LISTED_VERSIONS} versions of at most {MAX_VERSION_LEN} bytes"
                 )));
             }
             for (j, range) in affected.ranges.iter().enumerate() {
@@ -175,6 +212,20 @@ impl OsvRecord {
                     )));
                 }
                 let kinds: Vec<_> = range.events.iter().map(Event::kind).collect();
+                let long = |k: &Option<EventKind<'_>>| match k {
+                    Some(
+                        EventKind::Introduced(v)
+                        | EventKind::Fixed(v)
+                        | EventKind::LastAffected(v)
+                        | EventKind::Limit(v),
+                    ) => v.len() > MAX_VERSION_LEN,
+                    None => false,
+                };
+                if kinds.iter().any(long) {
+                    return Err(bad(format!(
+                        "affected[{i}].ranges[{j}]: versions are at most {MAX_VERSION_LEN} bytes"
+                    )));
+                }
                 if let Some(k) = kinds.iter().position(Option::is_none) {
                     return Err(bad(format!(
                         "affected[{i}].ranges[{j}].events[{k}] must hold exactly one of introduced, fixed, last_affected, limit"
@@ -242,11 +293,19 @@ mod tests {
             ),
             (r#"{"id": ""}"#, "`id`"),
             ("{\"id\": \"X-1\",\n \"affected\": 7}", "line 2"),
+            (r#"{"id": "X-1", "summary": "a\u0000b"}"#, "`summary`"),
+            (r#"{"id": "X-1", "aliases": [""]}"#, "alias"),
         ];
         for (json, words) in cases {
             let e = OsvRecord::parse(json.as_bytes()).unwrap_err().to_string();
             assert!(e.contains(words), "{json}: {e}");
         }
+        let long = format!(
+            r#"{{"id": "X-1", "affected": [{{"package": {{"ecosystem": "Maven", "name": "a:b"}}, "ranges": [{{"type": "ECOSYSTEM", "events": [{{"introduced": "{}"}}]}}]}}]}}"#,
+            "1-".repeat(200)
+        );
+        let e = OsvRecord::parse(long.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("at most 256 bytes"), "{e}");
         let big = vec![b' '; MAX_RECORD_BYTES + 1];
         assert!(matches!(
             OsvRecord::parse(&big),

@@ -13,6 +13,9 @@ pub struct PackageRef {
     pub ecosystem: Ecosystem,
     pub name: String,
     pub version: Option<String>,
+    /// Whether OSV has an ecosystem for the purl's type (`false`: `pkg:rpm`, say, whose
+    /// records are per distribution and not mapped yet).
+    pub osv_ecosystem: bool,
 }
 
 /// The release of a `distro` qualifier: `debian-12` or `12.4` -> `12` (OSV's Debian releases
@@ -65,6 +68,13 @@ pub fn package_ref(purl: &str) -> Option<PackageRef> {
         .qualifiers()
         .get("distro")
         .map(|d| d.to_ascii_lowercase());
+    // OSV's Debian and Ubuntu records name source packages; a binary package's purl names
+    // its source in `upstream` (`upstream=openssl` or `upstream=openssl@3.0.2-0ubuntu1`).
+    let upstream = parsed.qualifiers().get("upstream").map(|u| u.to_string());
+    let source_package = upstream
+        .as_deref()
+        .and_then(|u| u.split('@').next())
+        .filter(|u| !u.is_empty());
     let (ecosystem, osv_name) = match parsed.ty() {
         "pypi" => (Ecosystem::PyPi, name.to_owned()),
         "npm" => (
@@ -91,22 +101,46 @@ pub fn package_ref(purl: &str) -> Option<PackageRef> {
         ),
         "deb" if namespace.is_some_and(|n| n.eq_ignore_ascii_case("ubuntu")) => (
             Ecosystem::Ubuntu(distro.as_deref().and_then(ubuntu_release)),
-            name.to_owned(),
+            source_package.unwrap_or(name).to_owned(),
         ),
         "deb" => (
             Ecosystem::Debian(distro.as_deref().and_then(debian_release)),
-            name.to_owned(),
+            source_package.unwrap_or(name).to_owned(),
         ),
         "apk" => (
             Ecosystem::Alpine(distro.as_deref().and_then(alpine_release)),
             name.to_owned(),
         ),
-        other => (Ecosystem::Other(other.to_owned()), name.to_owned()),
+        // OSV ecosystems whose version order Sigil does not know yet: their SEMVER ranges
+        // still decide, their ECOSYSTEM ranges are reported undecided.
+        "gem" => (Ecosystem::Other("RubyGems".into()), name.to_owned()),
+        "nuget" => (Ecosystem::Other("NuGet".into()), name.to_owned()),
+        "hex" => (Ecosystem::Other("Hex".into()), name.to_owned()),
+        "pub" => (Ecosystem::Other("Pub".into()), name.to_owned()),
+        "cran" => (Ecosystem::Other("CRAN".into()), name.to_owned()),
+        "hackage" => (Ecosystem::Other("Hackage".into()), name.to_owned()),
+        "conan" => (Ecosystem::Other("ConanCenter".into()), name.to_owned()),
+        "composer" => (
+            Ecosystem::Other("Packagist".into()),
+            match namespace {
+                Some(vendor) => format!("{vendor}/{name}"),
+                None => name.to_owned(),
+            },
+        ),
+        other => {
+            return Some(PackageRef {
+                ecosystem: Ecosystem::Other(other.to_owned()),
+                name: name.to_owned(),
+                version: parsed.version().map(str::to_owned),
+                osv_ecosystem: false,
+            });
+        }
     };
     Some(PackageRef {
         ecosystem,
         name: osv_name,
         version: parsed.version().map(str::to_owned),
+        osv_ecosystem: true,
     })
 }
 
@@ -172,7 +206,19 @@ mod tests {
                 "openssl",
                 Some("3.1.4-r0"),
             ),
-            ("pkg:gem/rails@7.0.0", "gem", "rails", Some("7.0.0")),
+            ("pkg:gem/rails@7.0.0", "RubyGems", "rails", Some("7.0.0")),
+            (
+                "pkg:deb/debian/libssl3@3.0.11-1?upstream=openssl&distro=debian-12",
+                "Debian:12",
+                "openssl",
+                Some("3.0.11-1"),
+            ),
+            (
+                "pkg:rpm/redhat/openssl@3.0.7?arch=x86_64",
+                "rpm",
+                "openssl",
+                Some("3.0.7"),
+            ),
         ] {
             let p = package_ref(purl).unwrap_or_else(|| panic!("{purl}"));
             assert_eq!(p.ecosystem.to_string(), ecosystem, "{purl}");

@@ -311,5 +311,128 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
         .get("/api/v1/audit/entries?action=sbom.uploaded&limit=20")
         .await;
     assert_eq!(entries["items"][0]["details"]["sha256"], sbom["sha256"]);
+    let (_, entries) = s
+        .get("/api/v1/audit/entries?action=vulndb.imported&limit=20")
+        .await;
+    assert_eq!(entries["items"].as_array().unwrap().len(), 4, "{entries}");
+    assert_eq!(
+        entries["items"][0]["details"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+
+    // What cannot be matched is said, per component; duplicates are one finding.
+    let firmware_1 = json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "components": [
+            {"type": "library", "name": "openssl", "version": "3.0.7", "purl": "pkg:rpm/redhat/openssl@3.0.7"},
+            {"type": "library", "name": "curl", "version": "7.88.1-10", "purl": "pkg:deb/debian/curl@7.88.1-10"},
+            {"type": "library", "name": "jinja2", "version": "", "purl": "pkg:pypi/jinja2@3.1.2"},
+            {"type": "library", "name": "jinja2", "version": "3.1.2", "purl": "pkg:pypi/jinja2@3.1.2"}
+        ]
+    });
+    let path = work.join("fw-1.0.0.cdx.json");
+    std::fs::write(&path, firmware_1.to_string()).unwrap();
+    ok(sigil(
+        &s,
+        &[
+            "sbom",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "1.0.0",
+            path.to_str().unwrap(),
+        ],
+    ));
+    let list = json_out(sigil(
+        &s,
+        &["vuln", "list", "--product", &product, "--json"],
+    ));
+    let old: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["firmware_version"] == "1.0.0")
+        .collect();
+    assert_eq!(
+        old.len(),
+        1,
+        "one jinja2 finding, the version taken from the purl: {list}"
+    );
+    assert_eq!(
+        (old[0]["component"].as_str(), old[0]["devices"].as_u64()),
+        (Some("jinja2"), Some(1))
+    );
+    let reasons: Vec<String> = list["undecided"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            format!(
+                "{}: {}",
+                u["component"].as_str().unwrap(),
+                u["reason"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("openssl: OSV has no ecosystem for pkg:rpm")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("curl: its purl names no distribution release")),
+        "{reasons:?}"
+    );
+
+    // Importing vulnerability data is a trust change: an operator's token uploads SBOMs but
+    // cannot import feeds.
+    let (st, t) = s
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "ops", "role": "operator", "scopes": ["inventory"], "expires_in_seconds": 600}),
+        )
+        .await;
+    assert_eq!(st, 201, "{t}");
+    let token = t["token"].as_str().unwrap();
+    let r = s
+        .http
+        .post(format!("{}/api/v1/vulndb/imports", s.api))
+        .bearer_auth(token)
+        .body(std::fs::read(&kev).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s
+        .http
+        .post(format!(
+            "{}/api/v1/products/{product}/sboms?version=1.0.0",
+            s.api
+        ))
+        .bearer_auth(token)
+        .body(firmware_1.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // An empty KEV catalogue would clear every flag: refused.
+    let empty = work.join("empty-kev.json");
+    std::fs::write(
+        &empty,
+        json!({"catalogVersion": "x", "vulnerabilities": []}).to_string(),
+    )
+    .unwrap();
+    let out = sigil(&s, &["vulndb", "import", empty.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to clear"),
+        "{out:?}"
+    );
 }
 sigil_testkit::both_backends!(findings_follow_the_feeds_and_the_sbom);

@@ -16,6 +16,17 @@ use crate::{Store, StoreError, WriteTx, audit};
 /// Values per `IN (...)` list.
 const IN_CHUNK: usize = 500;
 
+/// Whether OSV timestamp `a` is later than `b` (RFC 3339; compared as text if one does not
+/// parse, which orders same-format UTC timestamps correctly).
+fn newer(a: &str, b: &str) -> bool {
+    let parse =
+        |t: &str| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok();
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => a > b,
+        _ => a > b,
+    }
+}
+
 fn imported(actor: &Actor, now: OffsetDateTime, details: serde_json::Value) -> AuditEvent {
     AuditEvent::new(
         now,
@@ -61,6 +72,7 @@ impl Store {
         &self,
         actor: &Actor,
         source: &str,
+        sha256: &str,
         rows: &[VulnRecordRow],
         now: OffsetDateTime,
     ) -> Result<ImportCounts, StoreError> {
@@ -82,7 +94,9 @@ impl Store {
         let mut counts = ImportCounts::default();
         for row in rows {
             match known.get(&row.id) {
-                Some(modified) if *modified == row.modified => {
+                // Only a newer record replaces one: a stale mirror must not bring back a
+                // withdrawn record or an old range.
+                Some(modified) if !newer(&row.modified, modified) => {
                     counts.unchanged += 1;
                     continue;
                 }
@@ -124,7 +138,7 @@ impl Store {
             vec![imported(
                 actor,
                 now,
-                json!({"kind": "osv", "source": source, "records": rows.len(),
+                json!({"kind": "osv", "source": source, "sha256": sha256, "records": rows.len(),
                        "added": counts.added, "updated": counts.updated, "unchanged": counts.unchanged}),
             )],
         )
@@ -138,6 +152,7 @@ impl Store {
         &self,
         actor: &Actor,
         catalog_version: &str,
+        sha256: &str,
         rows: &[KevRow],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
@@ -164,7 +179,7 @@ impl Store {
             vec![imported(
                 actor,
                 now,
-                json!({"kind": "kev", "catalog_version": catalog_version, "entries": rows.len()}),
+                json!({"kind": "kev", "catalog_version": catalog_version, "sha256": sha256, "entries": rows.len()}),
             )],
         )
         .await?;
@@ -177,6 +192,7 @@ impl Store {
         &self,
         actor: &Actor,
         score_date: Option<&str>,
+        sha256: &str,
         scores: &[(String, f64, f64)],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
@@ -215,7 +231,7 @@ impl Store {
             vec![imported(
                 actor,
                 now,
-                json!({"kind": "epss", "score_date": score_date, "scores": scores.len()}),
+                json!({"kind": "epss", "score_date": score_date, "sha256": sha256, "scores": scores.len()}),
             )],
         )
         .await?;

@@ -54,8 +54,14 @@ struct RawComponent {
 impl TryFrom<RawComponent> for CdxComponent {
     type Error = String;
 
-    fn try_from(raw: RawComponent) -> Result<Self, String> {
+    fn try_from(mut raw: RawComponent) -> Result<Self, String> {
         checked_text("name", &raw.name)?;
+        // Generators write `""` for what they do not know: absent, not invalid.
+        for field in [&mut raw.version, &mut raw.cpe, &mut raw.bom_ref] {
+            if field.as_deref() == Some("") {
+                *field = None;
+            }
+        }
         for (field, value) in [
             ("version", &raw.version),
             ("cpe", &raw.cpe),

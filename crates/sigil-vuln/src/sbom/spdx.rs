@@ -62,9 +62,12 @@ struct Relationship {
 impl TryFrom<RawPackage> for Package {
     type Error = String;
 
-    fn try_from(raw: RawPackage) -> Result<Self, String> {
+    fn try_from(mut raw: RawPackage) -> Result<Self, String> {
         checked_text("SPDXID", &raw.spdx_id)?;
         checked_text("name", &raw.name)?;
+        if raw.version_info.as_deref() == Some("") {
+            raw.version_info = None;
+        }
         if let Some(v) = &raw.version_info {
             checked_text("versionInfo", v)?;
         }
@@ -124,6 +127,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Sbom, VulnError> {
                 })
                 .map(|r| r.related_spdx_element.as_str()),
         )
+        .collect::<std::collections::BTreeSet<&str>>()
+        .into_iter()
         .collect();
     // One described package is the subject; with several (a document of many packages),
     // every package is a component.

@@ -32,6 +32,9 @@ fn qualifier_rank(q: &str) -> (usize, &str) {
     }
 }
 
+/// Deepest nesting of lists a version gets (one per `-` or digit/letter switch).
+const MAX_DEPTH: usize = 64;
+
 /// The rank of the empty qualifier (a release).
 const RELEASE: usize = 5;
 
@@ -144,9 +147,13 @@ impl Builder {
         self.current().push(item);
     }
 
-    /// Start a nested list inside the current one.
+    /// Start a nested list inside the current one. Past `MAX_DEPTH` the items stay in the
+    /// deepest list: comparisons and drops recurse per level, and a crafted version must not
+    /// exhaust the stack (no real version comes near).
     fn open(&mut self) {
-        self.stack.push(Vec::new());
+        if self.stack.len() < MAX_DEPTH {
+            self.stack.push(Vec::new());
+        }
     }
 
     fn finish(mut self) -> Vec<Item> {
@@ -365,5 +372,19 @@ mod tests {
         fn any_text_parses(s in "\\PC{0,40}") {
             let _ = MavenVersion::parse(&s);
         }
+
+        #[test]
+        fn versions_of_any_shape_compare_without_panicking(a in "\\PC{0,40}", b in "\\PC{0,40}") {
+            let _ = v(&a).cmp(&v(&b));
+        }
+    }
+
+    /// A version of a hundred thousand `-1` levels: parsed, compared and dropped without
+    /// exhausting the stack.
+    #[test]
+    fn deep_versions_are_flattened() {
+        let deep = "1-".repeat(100_000);
+        let (a, b) = (v(&deep), v(&format!("{deep}2")));
+        assert_ne!(a.cmp(&b), Ordering::Equal);
     }
 }

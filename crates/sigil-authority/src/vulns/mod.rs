@@ -3,18 +3,18 @@
 //! the records (`sigil_vuln`, pure), aliases merged into one finding, with KEV, EPSS, the fix
 //! and the devices running that firmware.
 
-use std::collections::{BTreeSet, HashMap};
-
 use serde::Serialize;
 
 use sigil_audit::Actor;
 use sigil_store::{ComponentRow, ImportCounts, KevRow, NewSbom, SbomRecord, VulnRecordRow};
 use sigil_vuln::archive::read_osv_archive;
 use sigil_vuln::epss::EpssScores;
-use sigil_vuln::kev::{KevCatalogue, is_cve};
-use sigil_vuln::{Ecosystem, OsvRecord, Sbom, Verdict, VulnError};
+use sigil_vuln::kev::KevCatalogue;
+use sigil_vuln::{Ecosystem, OsvRecord, Sbom, VulnError};
 
 use crate::{Authority, Refusal, RefusalKind, RequestError};
+
+mod findings;
 
 /// What a feed file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,9 @@ pub struct Undecided {
 pub struct ProductFindings {
     pub findings: Vec<Finding>,
     pub undecided: Vec<Undecided>,
+    /// More than `findings::MAX_FINDINGS` findings (or `MAX_UNDECIDED` undecided): the lists
+    /// stop there.
+    pub truncated: bool,
 }
 
 fn refused(e: VulnError) -> RequestError {
@@ -135,7 +138,11 @@ fn component_row(c: &sigil_vuln::Component) -> ComponentRow {
     let package = c.package();
     ComponentRow {
         name: c.name.clone(),
-        version: c.version.clone(),
+        // A version only in the purl counts.
+        version: c
+            .version
+            .clone()
+            .or_else(|| package.as_ref().and_then(|p| p.version.clone())),
         purl: c.purl.clone(),
         cpe: c.cpe.clone(),
         ecosystem: package.as_ref().map(|p| p.ecosystem.to_string()),
@@ -160,6 +167,8 @@ impl Authority {
             )
         })?;
         let now = self.now();
+        // The body's digest goes into the audit entry: which file changed the data.
+        let sha256 = hex::encode(sigil_ca::sha256(bytes));
         let counts = |n: usize, c: ImportCounts, kind: &'static str| FeedImport {
             kind,
             records: n as u64,
@@ -173,7 +182,7 @@ impl Authority {
                 let row = record_row(&record, String::from_utf8_lossy(bytes).into_owned());
                 let c = self
                     .store
-                    .import_vuln_records(actor, source, &[row], now)
+                    .import_vuln_records(actor, source, &sha256, &[row], now)
                     .await?;
                 Ok(counts(1, c, "osv"))
             }
@@ -187,12 +196,21 @@ impl Authority {
                 .map_err(refused)?;
                 let c = self
                     .store
-                    .import_vuln_records(actor, source, &rows, now)
+                    .import_vuln_records(actor, source, &sha256, &rows, now)
                     .await?;
                 Ok(counts(rows.len(), c, "osv-archive"))
             }
             FeedKind::Kev => {
                 let catalogue = KevCatalogue::parse(bytes).map_err(refused)?;
+                // An import replaces the catalogue: an empty one would clear every KEV flag.
+                if catalogue.vulnerabilities.is_empty() {
+                    return Err(Refusal::new(
+                        RefusalKind::Invalid,
+                        "empty-catalogue",
+                        "the KEV catalogue lists no vulnerability; refusing to clear the known exploited list",
+                    )
+                    .into());
+                }
                 let rows: Vec<KevRow> = catalogue
                     .vulnerabilities
                     .iter()
@@ -205,14 +223,20 @@ impl Authority {
                     })
                     .collect();
                 self.store
-                    .import_kev(actor, &catalogue.catalog_version, &rows, now)
+                    .import_kev(actor, &catalogue.catalog_version, &sha256, &rows, now)
                     .await?;
                 Ok(counts(rows.len(), ImportCounts::default(), "kev"))
             }
             FeedKind::Epss => {
                 let scores = EpssScores::parse(bytes).map_err(refused)?;
                 self.store
-                    .import_epss(actor, scores.score_date.as_deref(), &scores.scores, now)
+                    .import_epss(
+                        actor,
+                        scores.score_date.as_deref(),
+                        &sha256,
+                        &scores.scores,
+                        now,
+                    )
                     .await?;
                 Ok(counts(scores.scores.len(), ImportCounts::default(), "epss"))
             }
@@ -264,144 +288,4 @@ impl Authority {
         let sbom = Sbom::parse(&bytes).map_err(refused)?;
         Ok((record, sbom))
     }
-
-    /// Every vulnerability affecting a component of one of the product's SBOMs.
-    pub async fn product_findings(&self, product: &str) -> Result<ProductFindings, RequestError> {
-        let product_id: sigil_domain::ProductId = product.parse()?;
-        self.store.get_product(product_id).await?;
-        let devices = self.store.devices_by_firmware(product).await?;
-        let mut findings = Vec::new();
-        let mut undecided = Vec::new();
-        for sbom in self.store.sboms(product).await? {
-            let components = self.store.sbom_components(&sbom.id).await?;
-            let packages: BTreeSet<String> = components
-                .iter()
-                .filter_map(|c| c.package.clone())
-                .collect();
-            let packages: Vec<String> = packages.into_iter().collect();
-            let records = self.store.vuln_records_for(&packages).await?;
-            let parsed: HashMap<String, OsvRecord> = records
-                .iter()
-                .filter_map(|(id, _, _, json)| {
-                    Some((id.clone(), OsvRecord::parse(json.as_bytes()).ok()?))
-                })
-                .collect();
-            let running = devices.get(&sbom.firmware_version).copied().unwrap_or(0);
-            for c in &components {
-                let (Some(eco), Some(package), Some(version)) =
-                    (&c.ecosystem, &c.package, &c.version)
-                else {
-                    continue;
-                };
-                let ecosystem = Ecosystem::parse(eco);
-                let mut hits: Vec<(&OsvRecord, Option<String>)> = Vec::new();
-                for (id, rec_eco, rec_pkg, _) in &records {
-                    if rec_pkg != package || *rec_eco != ecosystem.base().to_string() {
-                        continue;
-                    }
-                    let Some(record) = parsed.get(id) else {
-                        continue;
-                    };
-                    if hits.iter().any(|(r, _)| r.id == record.id) {
-                        continue;
-                    }
-                    match sigil_vuln::evaluate(record, &ecosystem, package, version) {
-                        Verdict::Affected { fixed } => hits.push((record, fixed)),
-                        Verdict::CannotDecide { reason } => undecided.push(Undecided {
-                            record: record.id.clone(),
-                            firmware_version: sbom.firmware_version.clone(),
-                            component: c.name.clone(),
-                            reason,
-                        }),
-                        Verdict::NotAffected => {}
-                    }
-                }
-                for group in merge_aliases(&hits) {
-                    findings.push(Finding {
-                        vulnerability: preferred_id(&group.ids),
-                        ids: group.ids.into_iter().collect(),
-                        summary: group.summary,
-                        firmware_version: sbom.firmware_version.clone(),
-                        component: c.name.clone(),
-                        component_version: version.clone(),
-                        purl: c.purl.clone(),
-                        fixed: group.fixed,
-                        known_exploited: None,
-                        epss: None,
-                        devices: running,
-                    });
-                }
-            }
-        }
-        let cves: Vec<String> = findings
-            .iter()
-            .flat_map(|f| f.ids.iter().filter(|i| is_cve(i)).cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let (kev, epss) = self.store.exploitation(&cves).await?;
-        for f in &mut findings {
-            for id in &f.ids {
-                if let Some(k) = kev.get(id) {
-                    f.known_exploited = Some(k.date_added.clone());
-                }
-                if let Some(score) = epss.get(id) {
-                    f.epss = Some(*score);
-                }
-            }
-        }
-        findings.sort_by(|a, b| {
-            (&a.firmware_version, &a.component, &a.vulnerability).cmp(&(
-                &b.firmware_version,
-                &b.component,
-                &b.vulnerability,
-            ))
-        });
-        Ok(ProductFindings {
-            findings,
-            undecided,
-        })
-    }
-}
-
-/// Records of one component that share an id or alias: one vulnerability.
-struct Group {
-    ids: BTreeSet<String>,
-    summary: Option<String>,
-    fixed: Option<String>,
-}
-
-fn merge_aliases(hits: &[(&OsvRecord, Option<String>)]) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    for (record, fixed) in hits {
-        let ids: BTreeSet<String> = record.identifiers().map(str::to_owned).collect();
-        let mut merged = Group {
-            ids,
-            summary: record.summary.clone(),
-            fixed: fixed.clone(),
-        };
-        // Fold in every group this record shares an id with (it may join two).
-        let mut i = 0;
-        while i < groups.len() {
-            if groups[i].ids.iter().any(|id| merged.ids.contains(id)) {
-                let g = groups.remove(i);
-                merged.ids.extend(g.ids);
-                merged.summary = merged.summary.or(g.summary);
-                merged.fixed = merged.fixed.or(g.fixed);
-            } else {
-                i += 1;
-            }
-        }
-        groups.push(merged);
-    }
-    groups
-}
-
-/// A CVE id if the vulnerability has one, else the smallest id.
-fn preferred_id(ids: &BTreeSet<String>) -> String {
-    ids.iter()
-        .find(|i| is_cve(i))
-        .or_else(|| ids.iter().next())
-        .cloned()
-        .unwrap_or_default()
 }

@@ -1,0 +1,311 @@
+//! A product's findings: every component of its SBOMs matched against the records naming its
+//! package. Each record is parsed and compiled once per request, each distinct (package,
+//! version) judged once, and the matching runs on a blocking thread; the lists are capped, so
+//! a hostile SBOM (200,000 copies of one package) costs one judgement, not 200,000.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sigil_store::{ComponentRow, SbomRecord};
+use sigil_vuln::kev::is_cve;
+use sigil_vuln::{CompiledAffected, Ecosystem, OsvRecord, Verdict, package_ref};
+
+use super::{Finding, ProductFindings, Undecided};
+use crate::{Authority, AuthorityError, RequestError};
+
+/// Most findings, and undecided matches, one answer lists.
+pub const MAX_FINDINGS: usize = 10_000;
+pub const MAX_UNDECIDED: usize = 1_000;
+
+/// A record, compiled once: its ids, summary, and its entries ready to match.
+struct Compiled {
+    ids: BTreeSet<String>,
+    summary: Option<String>,
+    entries: Vec<CompiledAffected>,
+}
+
+/// What one distinct package version gets: `(record id, verdict)` per record naming it.
+type Judgement = Vec<(String, Verdict)>;
+
+struct Matcher {
+    records: HashMap<String, Compiled>,
+    /// Record ids per `(ecosystem without release, package)`.
+    by_package: HashMap<(String, String), Vec<String>>,
+    memo: HashMap<(Ecosystem, String, String), Judgement>,
+}
+
+impl Matcher {
+    fn new(rows: Vec<(String, String, String, String)>) -> Self {
+        let mut records = HashMap::new();
+        let mut by_package: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for (id, ecosystem, package, json) in rows {
+            let ids = by_package.entry((ecosystem, package)).or_default();
+            if !ids.contains(&id) {
+                ids.push(id.clone());
+            }
+            if records.contains_key(&id) {
+                continue;
+            }
+            // Stored records were checked when imported; one that no longer parses is skipped.
+            let Ok(record) = OsvRecord::parse(json.as_bytes()) else {
+                continue;
+            };
+            records.insert(
+                id,
+                Compiled {
+                    ids: record.identifiers().map(str::to_owned).collect(),
+                    summary: record.summary.clone(),
+                    entries: sigil_vuln::compile(&record),
+                },
+            );
+        }
+        Self {
+            records,
+            by_package,
+            memo: HashMap::new(),
+        }
+    }
+
+    fn judge(&mut self, ecosystem: &Ecosystem, package: &str, version: &str) -> &Judgement {
+        let key = (ecosystem.clone(), package.to_owned(), version.to_owned());
+        if !self.memo.contains_key(&key) {
+            let base = ecosystem.base().to_string();
+            let mut out = Vec::new();
+            for id in self
+                .by_package
+                .get(&(base, package.to_owned()))
+                .into_iter()
+                .flatten()
+            {
+                let Some(record) = self.records.get(id) else {
+                    continue;
+                };
+                let mut verdict = Verdict::NotAffected;
+                for entry in &record.entries {
+                    if entry.name != package || !entry.ecosystem.covers(ecosystem) {
+                        continue;
+                    }
+                    match entry.evaluate(version) {
+                        affected @ Verdict::Affected { .. } => {
+                            verdict = affected;
+                            break;
+                        }
+                        undecided @ Verdict::CannotDecide { .. } => verdict = undecided,
+                        Verdict::NotAffected => {}
+                    }
+                }
+                out.push((id.clone(), verdict));
+            }
+            self.memo.insert(key.clone(), out);
+        }
+        &self.memo[&key]
+    }
+}
+
+/// Records of one component that share an id or alias: one vulnerability.
+struct Group {
+    ids: BTreeSet<String>,
+    summary: Option<String>,
+    fixed: Option<String>,
+}
+
+fn merge_aliases(hits: Vec<(&Compiled, Option<String>)>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (record, fixed) in hits {
+        let mut merged = Group {
+            ids: record.ids.clone(),
+            summary: record.summary.clone(),
+            fixed,
+        };
+        // Fold in every group this record shares an id with (it may join two).
+        let mut i = 0;
+        while i < groups.len() {
+            if groups[i].ids.iter().any(|id| merged.ids.contains(id)) {
+                let g = groups.remove(i);
+                merged.ids.extend(g.ids);
+                merged.summary = merged.summary.or(g.summary);
+                merged.fixed = merged.fixed.or(g.fixed);
+            } else {
+                i += 1;
+            }
+        }
+        groups.push(merged);
+    }
+    groups
+}
+
+/// A CVE id if the vulnerability has one, else the smallest id.
+fn preferred_id(ids: &BTreeSet<String>) -> String {
+    ids.iter()
+        .find(|i| is_cve(i))
+        .or_else(|| ids.iter().next())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Why a component cannot be matched at all, if it cannot.
+fn unmatchable(c: &ComponentRow) -> Option<(String, Ecosystem, String, String)> {
+    let Some(purl) = &c.purl else {
+        return None;
+    };
+    let Some(p) = package_ref(purl) else {
+        return Some((
+            "its purl does not parse".into(),
+            Ecosystem::Other(String::new()),
+            String::new(),
+            String::new(),
+        ));
+    };
+    let version = c.version.clone().or(p.version.clone());
+    let reason = if !p.osv_ecosystem {
+        Some(format!(
+            "OSV has no ecosystem for pkg:{} packages",
+            p.ecosystem
+        ))
+    } else if p.ecosystem.needs_release() {
+        Some(
+            "its purl names no distribution release (`distro`), and records are per release".into(),
+        )
+    } else if version.is_none() {
+        Some("it has no version".into())
+    } else {
+        None
+    };
+    let name = p.ecosystem.normalize_name(&p.name);
+    Some((
+        reason.unwrap_or_default(),
+        p.ecosystem,
+        name,
+        version.unwrap_or_default(),
+    ))
+}
+
+fn match_all(
+    sboms: Vec<(SbomRecord, Vec<ComponentRow>)>,
+    rows: Vec<(String, String, String, String)>,
+    devices: BTreeMap<String, u64>,
+) -> ProductFindings {
+    let mut matcher = Matcher::new(rows);
+    let mut out = ProductFindings {
+        findings: Vec::new(),
+        undecided: Vec::new(),
+        truncated: false,
+    };
+    let mut seen_undecided = BTreeSet::new();
+    // An SBOM listing one component twice gets one finding for it.
+    let mut seen_findings = BTreeSet::new();
+    for (sbom, components) in &sboms {
+        let running = devices.get(&sbom.firmware_version).copied().unwrap_or(0);
+        for c in components {
+            let Some((reason, ecosystem, package, version)) = unmatchable(c) else {
+                continue;
+            };
+            let mut undecided = |record: &str, reason: String| {
+                if seen_undecided.insert((record.to_owned(), sbom.id.clone(), c.name.clone())) {
+                    if out.undecided.len() < MAX_UNDECIDED {
+                        out.undecided.push(Undecided {
+                            record: record.to_owned(),
+                            firmware_version: sbom.firmware_version.clone(),
+                            component: c.name.clone(),
+                            reason,
+                        });
+                    } else {
+                        out.truncated = true;
+                    }
+                }
+            };
+            if !reason.is_empty() {
+                undecided("-", reason);
+                continue;
+            }
+            let judgement = matcher.judge(&ecosystem, &package, &version).clone();
+            let mut hits = Vec::new();
+            for (id, verdict) in judgement {
+                match verdict {
+                    Verdict::Affected { fixed } => {
+                        if let Some(r) = matcher.records.get(&id) {
+                            hits.push((r, fixed));
+                        }
+                    }
+                    Verdict::CannotDecide { reason } => undecided(&id, reason),
+                    Verdict::NotAffected => {}
+                }
+            }
+            for group in merge_aliases(hits) {
+                let key = (
+                    sbom.id.clone(),
+                    c.name.clone(),
+                    version.clone(),
+                    preferred_id(&group.ids),
+                );
+                if !seen_findings.insert(key) {
+                    continue;
+                }
+                if out.findings.len() >= MAX_FINDINGS {
+                    out.truncated = true;
+                    break;
+                }
+                out.findings.push(Finding {
+                    vulnerability: preferred_id(&group.ids),
+                    ids: group.ids.into_iter().collect(),
+                    summary: group.summary,
+                    firmware_version: sbom.firmware_version.clone(),
+                    component: c.name.clone(),
+                    component_version: version.clone(),
+                    purl: c.purl.clone(),
+                    fixed: group.fixed,
+                    known_exploited: None,
+                    epss: None,
+                    devices: running,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Authority {
+    /// Every vulnerability affecting a component of one of the product's SBOMs.
+    pub async fn product_findings(&self, product: &str) -> Result<ProductFindings, RequestError> {
+        let product_id: sigil_domain::ProductId = product.parse()?;
+        self.store.get_product(product_id).await?;
+        let devices = self.store.devices_by_firmware(product).await?;
+        let mut sboms = Vec::new();
+        let mut packages = BTreeSet::new();
+        for sbom in self.store.sboms(product).await? {
+            let components = self.store.sbom_components(&sbom.id).await?;
+            packages.extend(components.iter().filter_map(|c| c.package.clone()));
+            sboms.push((sbom, components));
+        }
+        let packages: Vec<String> = packages.into_iter().collect();
+        let rows = self.store.vuln_records_for(&packages).await?;
+        let mut found = tokio::task::spawn_blocking(move || match_all(sboms, rows, devices))
+            .await
+            .map_err(|e| AuthorityError::Internal(format!("matching: {e}")))?;
+        let cves: Vec<String> = found
+            .findings
+            .iter()
+            .flat_map(|f| f.ids.iter().filter(|i| is_cve(i)).cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (kev, epss) = self.store.exploitation(&cves).await?;
+        for f in &mut found.findings {
+            for id in &f.ids {
+                if let Some(k) = kev.get(id) {
+                    f.known_exploited = Some(k.date_added.clone());
+                }
+                if let Some(score) = epss.get(id) {
+                    f.epss = Some(*score);
+                }
+            }
+        }
+        found.findings.sort_by(|a, b| {
+            (&a.firmware_version, &a.component, &a.vulnerability).cmp(&(
+                &b.firmware_version,
+                &b.component,
+                &b.vulnerability,
+            ))
+        });
+        Ok(found)
+    }
+}
