@@ -195,7 +195,7 @@ pub async fn create_release(
                 format!("product {product} has no update channel; creating one needs update.trust (with a second factor for people): `sigil release init`"),
             ));
         }
-        Ok(state.updates().create_release(&actor, &product.to_string(), new).await?)
+        Ok(state.create_release(&actor, &product.to_string(), new).await?)
     }
     .await;
     let release = state

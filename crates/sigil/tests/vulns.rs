@@ -51,11 +51,13 @@ async fn device_with_firmware(s: &TestServer, product: &str, serial: &str, firmw
     assert_eq!(st, 201, "{d}");
 }
 
+/// The findings of firmware 2.0.0 (the version the devices run).
 fn findings_table(list: &Value) -> Vec<(String, String, String, String, u64)> {
     list["items"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|f| f["firmware_version"] == "2.0.0")
         .map(|f| {
             (
                 f["vulnerability"].as_str().unwrap().to_owned(),
@@ -103,6 +105,61 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
     ));
     assert_eq!(sbom["components"], 4);
     assert_eq!(sbom["format"], "cyclonedx");
+    // A release's SBOM (`sigil release upload --sbom`) becomes the SBOM of its version; a
+    // malformed one refuses the release, and nothing is stored.
+    let image = work.join("fw-2.1.0.bin");
+    std::fs::write(&image, b"firmware 2.1.0").unwrap();
+    let released = json_out(sigil(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "2.1.0",
+            "--file",
+            image.to_str().unwrap(),
+            "--sbom",
+            sbom_file.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let sboms = json_out(sigil(
+        &s,
+        &["sbom", "list", "--product", &product, "--json"],
+    ));
+    let of_release = sboms["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["firmware_version"] == "2.1.0")
+        .unwrap_or_else(|| panic!("{sboms}"));
+    assert_eq!(of_release["release_id"], released["id"]);
+    let not_sbom = work.join("not-an-sbom.json");
+    std::fs::write(&not_sbom, r#"{"hello": "world"}"#).unwrap();
+    let releases_before = s.count("releases").await;
+    let out = sigil(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            &product,
+            "--version",
+            "2.2.0",
+            "--file",
+            image.to_str().unwrap(),
+            "--sbom",
+            not_sbom.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither a CycloneDX"),
+        "{out:?}"
+    );
+    assert_eq!(s.count("releases").await, releases_before);
+
     let archive = work.join("PyPI-all.zip");
     let records: Vec<(String, PathBuf)> = std::fs::read_dir(fixtures().join("osv"))
         .unwrap()

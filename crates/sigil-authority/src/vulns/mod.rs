@@ -281,6 +281,62 @@ impl Authority {
         Ok(self.store.put_sbom(actor, &new, self.now()).await?)
     }
 
+    /// Create a release; its SBOM (an uploaded artefact), if it names one, is read first (a
+    /// malformed one refuses the release, nothing stored) and becomes the SBOM of the
+    /// release's version.
+    pub async fn create_release(
+        &self,
+        actor: &Actor,
+        product: &str,
+        new: crate::updates::NewRelease,
+    ) -> Result<sigil_store::ReleaseRecord, RequestError> {
+        let sbom = match &new.sbom_sha256 {
+            Some(sha256) => {
+                let path = self.updates().artefact_path(sha256).ok_or_else(|| {
+                    Refusal::new(
+                        RefusalKind::NotFound,
+                        "unknown-artefact",
+                        "no SBOM artefact with that SHA-256 was uploaded",
+                    )
+                })?;
+                // Refused by its size before it is read: an artefact may be a gigabyte.
+                let size = tokio::fs::metadata(&path)
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if size > sigil_vuln::sbom::MAX_SBOM_BYTES as u64 {
+                    return Err(refused(VulnError::TooLarge {
+                        what: "SBOM",
+                        limit: sigil_vuln::sbom::MAX_SBOM_BYTES,
+                    }));
+                }
+                let bytes = match tokio::fs::read(&path).await {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(Refusal::new(
+                            RefusalKind::NotFound,
+                            "unknown-artefact",
+                            "no SBOM artefact with that SHA-256 was uploaded",
+                        )
+                        .into());
+                    }
+                    Err(e) => {
+                        return Err(crate::AuthorityError::Io { path, source: e }.into());
+                    }
+                };
+                Sbom::parse(&bytes).map_err(refused)?;
+                Some(bytes)
+            }
+            None => None,
+        };
+        let version = new.version.clone();
+        let release = self.updates().create_release(actor, product, new).await?;
+        if let Some(bytes) = sbom {
+            self.upload_sbom(actor, product, &version, &bytes).await?;
+        }
+        Ok(release)
+    }
+
     /// An SBOM as Sigil read it (to write it back in either format).
     pub async fn sbom_document(&self, id: &str) -> Result<(SbomRecord, Sbom), RequestError> {
         let record = self.store.sbom(id).await?;
