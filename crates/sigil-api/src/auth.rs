@@ -150,7 +150,9 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         }
         // The vulnerability data every product's findings rest on: a trust change.
         "/api/v1/vulndb/imports" if post => Action("vuln.import", "vulnerability"),
-        "/api/v1/products/{id}/sboms" if post => Action("vuln.manage", "vulnerability"),
+        "/api/v1/products/{id}/sboms" | "/api/v1/products/{id}/vex" if post => {
+            Action("vuln.manage", "vulnerability")
+        }
         "/api/v1/products/{id}/sboms" | "/api/v1/sboms/{id}" | "/api/v1/products/{id}/findings"
             if get =>
         {

@@ -275,6 +275,10 @@ pub struct FindingResponse {
     pub epss_percentile: Option<f64>,
     /// Devices of the product running this firmware version.
     pub devices: u64,
+    /// The product's VEX status for this vulnerability in this component (`not_affected`,
+    /// `affected`, `fixed`, `under_investigation`), if it made a statement.
+    pub vex_status: Option<String>,
+    pub vex_justification: Option<String>,
 }
 
 impl From<Finding> for FindingResponse {
@@ -292,6 +296,8 @@ impl From<Finding> for FindingResponse {
             epss: f.epss.map(|e| e.0),
             epss_percentile: f.epss.map(|e| e.1),
             devices: f.devices,
+            vex_status: f.vex.as_ref().map(|v| v.status.clone()),
+            vex_justification: f.vex.and_then(|v| v.justification),
         }
     }
 }
@@ -341,5 +347,43 @@ pub async fn findings(
 ) -> Result<Json<FindingList>, ApiError> {
     Ok(Json(
         state.product_findings(&product.to_string()).await?.into(),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VexImportResponse {
+    /// Statements recorded (each replacing the product's earlier one on the same
+    /// vulnerability and component).
+    pub statements: u64,
+}
+
+/// Record a VEX document for the product: OpenVEX, CycloneDX VEX or CSAF 2.0 VEX JSON. Each
+/// statement applies to the vulnerability in the component it names (by purl), not to the
+/// CVE wherever it appears.
+#[utoipa::path(post, path = "/api/v1/products/{id}/vex", tag = "vulnerabilities", params(("id" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/json"),
+    responses((status = 201, body = VexImportResponse), (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+pub async fn import_vex(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(product): ApiPath<ProductId>,
+    body: Body,
+) -> Result<(StatusCode, Json<VexImportResponse>), ApiError> {
+    let actor = caller.actor();
+    let result = async {
+        let bytes = read_body(body, sigil_vuln::vex::MAX_VEX_BYTES).await?;
+        Ok(state
+            .import_vex(&actor, &product.to_string(), &bytes)
+            .await?)
+    }
+    .await;
+    let n = state
+        .audit_refusal(&actor, "vex.import", format!("product:{product}"), result)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(VexImportResponse {
+            statements: n as u64,
+        }),
     ))
 }

@@ -58,7 +58,7 @@ pub use rollouts::{
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 pub use tokens::NewApiToken;
 pub use updates::{ReleaseRecord, TufDocument, TufKeyRecord, UpdateChannel};
-pub use vulns::{ComponentRow, ImportCounts, KevRow, NewSbom, SbomRecord, VulnRecordRow};
+pub use vulns::{ComponentRow, ImportCounts, KevRow, NewSbom, SbomRecord, VexRow, VulnRecordRow};
 
 /// What entitles a caller to a new certificate for a device. Checked before signing and again,
 /// authoritatively, inside the transaction that records the certificate, so two requests

@@ -270,3 +270,90 @@ impl Store {
 }
 
 mod feeds;
+
+/// A VEX statement as stored: `component` empty for the whole product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VexRow {
+    pub vulnerability: String,
+    pub component: String,
+    pub status: String,
+    pub justification: Option<String>,
+    pub statement: Option<String>,
+}
+
+impl Store {
+    /// Record a VEX document's statements for `product` (each replacing the one on the same
+    /// vulnerability and component), audited as `vex.imported` with the document's digest.
+    pub async fn put_vex(
+        &self,
+        actor: &Actor,
+        product: &str,
+        format: &str,
+        sha256: &str,
+        rows: &[VexRow],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for r in rows {
+            sqlx::query(
+                "DELETE FROM vex_statements WHERE product_id = $1 AND vulnerability = $2 AND component = $3",
+            )
+            .bind(product)
+            .bind(&r.vulnerability)
+            .bind(&r.component)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO vex_statements (product_id, vulnerability, component, status, justification, statement, format, document_sha256, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(product)
+            .bind(&r.vulnerability)
+            .bind(&r.component)
+            .bind(&r.status)
+            .bind(r.justification.clone())
+            .bind(r.statement.clone())
+            .bind(format)
+            .bind(sha256)
+            .bind(&actor.id)
+            .bind(now.unix_timestamp())
+            .execute(&mut *tx)
+            .await?;
+        }
+        audit::append(
+            &mut tx,
+            vec![AuditEvent::new(
+                now,
+                actor.clone(),
+                "vex.imported",
+                format!("product:{product}"),
+                Outcome::Success,
+                json!({"format": format, "sha256": sha256, "statements": rows.len()}),
+            )],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A product's VEX statements.
+    pub async fn vex_statements(&self, product: &str) -> Result<Vec<VexRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT vulnerability, component, status, justification, statement FROM vex_statements WHERE product_id = $1 ORDER BY vulnerability, component",
+        )
+        .bind(product)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(VexRow {
+                    vulnerability: r.try_get("vulnerability")?,
+                    component: r.try_get("component")?,
+                    status: r.try_get("status")?,
+                    justification: r.try_get("justification")?,
+                    statement: r.try_get("statement")?,
+                })
+            })
+            .collect()
+    }
+}

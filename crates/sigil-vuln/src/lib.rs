@@ -14,6 +14,7 @@ pub mod osv;
 pub mod purl;
 pub mod sbom;
 pub mod versions;
+pub mod vex;
 
 pub use ecosystem::{Ecosystem, Version};
 pub use error::VulnError;

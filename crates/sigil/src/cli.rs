@@ -58,6 +58,9 @@ pub enum Command {
     /// Vulnerability findings per product, component and firmware version.
     #[command(subcommand)]
     Vuln(crate::vuln::VulnCommand),
+    /// VEX statements (OpenVEX, CycloneDX VEX, CSAF): a vulnerability's status in a component.
+    #[command(subcommand)]
+    Vex(crate::vuln::VexCommand),
     /// Manage operator accounts (people).
     #[command(subcommand)]
     Operator(OperatorCommand),

@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Vulndb(cmd) => crate::vuln::vulndb(cmd).await,
         Command::Sbom(cmd) => crate::vuln::sbom(cmd).await,
         Command::Vuln(cmd) => crate::vuln::vuln(cmd).await,
+        Command::Vex(cmd) => crate::vuln::vex(cmd).await,
         Command::Operator(cmd) => operator(cmd).await,
         Command::Token(cmd) => token(cmd).await,
         Command::Admin(AdminCommand::Recover {

@@ -60,6 +60,18 @@ pub enum SbomCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum VexCommand {
+    /// Record a VEX document (OpenVEX, CycloneDX VEX or CSAF 2.0 VEX JSON) for a product.
+    Import {
+        #[arg(long)]
+        product: String,
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum VulnCommand {
     /// Every known vulnerability in the components of a product's firmware versions.
     List {
@@ -88,6 +100,7 @@ const FINDING_COLUMNS: &[(&str, &str)] = &[
     ("known_exploited", "KEV"),
     ("epss", "EPSS"),
     ("devices", "DEVICES"),
+    ("vex_status", "VEX"),
 ];
 
 /// `value` as a query parameter: every byte but RFC 3986's unreserved ones percent-encoded.
@@ -188,6 +201,22 @@ pub async fn vuln(cmd: VulnCommand) -> Result<()> {
                 .get(&format!("/api/v1/products/{product}/findings"))
                 .await?;
             print(&client, &list, FINDING_COLUMNS, true)
+        }
+    }
+}
+
+pub async fn vex(cmd: VexCommand) -> Result<()> {
+    match cmd {
+        VexCommand::Import {
+            product,
+            file,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let done = api
+                .upload(&format!("/api/v1/products/{product}/vex"), &file)
+                .await?;
+            print(&client, &done, &[("statements", "STATEMENTS")], false)
         }
     }
 }

@@ -908,6 +908,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/products/{id}/sboms", "get"),
         ("/api/v1/sboms/{id}", "get"),
         ("/api/v1/products/{id}/findings", "get"),
+        ("/api/v1/products/{id}/vex", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -916,7 +917,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        57,
+        58,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

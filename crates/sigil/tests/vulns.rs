@@ -247,6 +247,68 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
         "{table}"
     );
 
+    // VEX: a not_affected statement for jinja2 silences that finding and no other; one for
+    // the same CVE in another component says nothing of jinja2's.
+    let vex = work.join("gateway.openvex.json");
+    std::fs::write(
+        &vex,
+        json!({
+            "@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://example.org/vex/1",
+            "author": "Acme PSIRT", "timestamp": "2026-12-04T00:00:00Z", "version": 1,
+            "statements": [
+                {"vulnerability": {"name": "CVE-2024-22195"},
+                 "products": [{"@id": "pkg:generic/acme/gateway", "subcomponents": [{"@id": "pkg:pypi/jinja2@3.1.2"}]}],
+                 "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"},
+                {"vulnerability": {"name": "CVE-2023-32681"},
+                 "products": [{"@id": "pkg:generic/acme/gateway", "subcomponents": [{"@id": "pkg:pypi/urllib3"}]}],
+                 "status": "not_affected", "justification": "component_not_present"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let recorded = json_out(sigil(
+        &s,
+        &[
+            "vex",
+            "import",
+            "--product",
+            &product,
+            vex.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(recorded["statements"], 2);
+    let list = json_out(sigil(
+        &s,
+        &["vuln", "list", "--product", &product, "--json"],
+    ));
+    for f in list["items"].as_array().unwrap() {
+        let silenced = f["vulnerability"] == "CVE-2024-22195" && f["component"] == "jinja2";
+        let want = if silenced {
+            json!("not_affected")
+        } else {
+            Value::Null
+        };
+        assert_eq!(f["vex_status"], want, "{f}");
+    }
+    let out = sigil(
+        &s,
+        &[
+            "vex",
+            "import",
+            "--product",
+            "00000000-0000-7000-8000-000000000000",
+            vex.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        s.count("vex_statements").await,
+        2,
+        "a VEX for an unknown product stores nothing"
+    );
+
     // The same archive again changes nothing.
     let again = json_out(sigil(
         &s,

@@ -9,7 +9,7 @@ use sigil_store::{ComponentRow, SbomRecord};
 use sigil_vuln::kev::is_cve;
 use sigil_vuln::{CompiledAffected, Ecosystem, OsvRecord, Verdict, package_ref};
 
-use super::{Finding, ProductFindings, Undecided};
+use super::{Finding, ProductFindings, Undecided, VexView};
 use crate::{Authority, AuthorityError, RequestError};
 
 /// Most findings, and undecided matches, one answer lists.
@@ -256,6 +256,7 @@ fn match_all(
                     known_exploited: None,
                     epss: None,
                     devices: running,
+                    vex: None,
                 });
             }
         }
@@ -299,6 +300,10 @@ impl Authority {
                 }
             }
         }
+        let statements = self.store.vex_statements(product).await?;
+        for f in &mut found.findings {
+            f.vex = vex_for(&statements, f);
+        }
         found.findings.sort_by(|a, b| {
             (&a.firmware_version, &a.component, &a.vulnerability).cmp(&(
                 &b.firmware_version,
@@ -308,4 +313,29 @@ impl Authority {
         });
         Ok(found)
     }
+}
+
+/// The statement that speaks of `finding`: one naming its vulnerability (by any of its ids)
+/// and its component (by purl), else one naming the vulnerability for the whole product. A
+/// statement about the CVE in another component says nothing of this one.
+fn vex_for(statements: &[sigil_store::VexRow], finding: &Finding) -> Option<VexView> {
+    let about = |s: &&sigil_store::VexRow| finding.ids.contains(&s.vulnerability);
+    let for_component = statements.iter().filter(about).find(|s| {
+        !s.component.is_empty()
+            && finding
+                .purl
+                .as_deref()
+                .is_some_and(|p| sigil_vuln::vex::component_matches(&s.component, p))
+    });
+    let chosen = for_component.or_else(|| {
+        statements
+            .iter()
+            .filter(about)
+            .find(|s| s.component.is_empty())
+    })?;
+    Some(VexView {
+        status: chosen.status.clone(),
+        justification: chosen.justification.clone(),
+        statement: chosen.statement.clone(),
+    })
 }

@@ -76,6 +76,16 @@ pub struct Finding {
     pub epss: Option<(f64, f64)>,
     /// Devices of the product running this firmware version.
     pub devices: u64,
+    /// What the product's VEX says of this vulnerability in this component, if anything:
+    /// `not_affected` and `fixed` findings stay listed, marked.
+    pub vex: Option<VexView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VexView {
+    pub status: String,
+    pub justification: Option<String>,
+    pub statement: Option<String>,
 }
 
 /// Components no record could decide on, with why (a GIT range, an unknown version order).
@@ -104,6 +114,7 @@ fn refused(e: VulnError) -> RequestError {
     let code = match e {
         VulnError::UnsupportedSbom(_) => "unsupported-sbom",
         VulnError::Archive(_) => "invalid-archive",
+        VulnError::InvalidVex(_) => "invalid-vex",
         VulnError::TooLarge { .. } => "too-large",
         _ => "invalid-document",
     };
@@ -335,6 +346,40 @@ impl Authority {
             self.upload_sbom(actor, product, &version, &bytes).await?;
         }
         Ok(release)
+    }
+
+    /// Record a VEX document (OpenVEX, CycloneDX VEX or CSAF VEX) for `product`: each
+    /// statement speaks of one vulnerability in one component of it (or in the whole product).
+    pub async fn import_vex(
+        &self,
+        actor: &Actor,
+        product: &str,
+        bytes: &[u8],
+    ) -> Result<usize, RequestError> {
+        let product_id: sigil_domain::ProductId = product.parse()?;
+        self.store.get_product(product_id).await?;
+        let doc = sigil_vuln::vex::VexDocument::parse(bytes).map_err(refused)?;
+        let rows: Vec<sigil_store::VexRow> = doc
+            .statements
+            .iter()
+            .map(|s| sigil_store::VexRow {
+                vulnerability: s.vulnerability.clone(),
+                component: s.component.clone().unwrap_or_default(),
+                status: s.status.as_str().to_owned(),
+                justification: s.justification.clone(),
+                statement: s.statement.clone(),
+            })
+            .collect();
+        let format = match doc.format {
+            sigil_vuln::vex::VexFormat::OpenVex => "openvex",
+            sigil_vuln::vex::VexFormat::CycloneDx => "cyclonedx",
+            sigil_vuln::vex::VexFormat::Csaf => "csaf",
+        };
+        let sha256 = hex::encode(sigil_ca::sha256(bytes));
+        self.store
+            .put_vex(actor, product, format, &sha256, &rows, self.now())
+            .await?;
+        Ok(rows.len())
     }
 
     /// An SBOM as Sigil read it (to write it back in either format).
