@@ -153,7 +153,10 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/products/{id}/sboms" | "/api/v1/products/{id}/vex" if post => {
             Action("vuln.manage", "vulnerability")
         }
-        "/api/v1/products/{id}/sboms" | "/api/v1/sboms/{id}" | "/api/v1/products/{id}/findings"
+        "/api/v1/products/{id}/sboms"
+        | "/api/v1/sboms/{id}"
+        | "/api/v1/products/{id}/findings"
+        | "/api/v1/products/{id}/vex"
             if get =>
         {
             Action("vuln.read", "vulnerability")

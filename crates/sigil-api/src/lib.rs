@@ -160,7 +160,10 @@ fn vulnerability_routes() -> Router<AppState> {
         )
         .route("/api/v1/sboms/{id}", get(vulns::export_sbom))
         .route("/api/v1/products/{id}/findings", get(vulns::findings))
-        .route("/api/v1/products/{id}/vex", post(vulns::import_vex))
+        .route(
+            "/api/v1/products/{id}/vex",
+            post(vulns::import_vex).get(vulns::export_vex),
+        )
 }
 
 /// Software updates: artefacts, releases, update channels.

@@ -48,7 +48,7 @@ const PROBLEM: &str = "application/problem+json";
         super::releases::create_channel, super::releases::get_channel, super::releases::add_signatures, super::releases::device_channel, super::releases::rotate_keys,
         super::rollouts::create_rollout, super::rollouts::list_rollouts, super::rollouts::get_rollout, super::rollouts::act,
         super::rollouts::device_assignment, super::rollouts::device_report,
-        super::vulns::import, super::vulns::upload_sbom, super::vulns::list_sboms, super::vulns::export_sbom, super::vulns::findings, super::vulns::import_vex,
+        super::vulns::import, super::vulns::upload_sbom, super::vulns::list_sboms, super::vulns::export_sbom, super::vulns::findings, super::vulns::import_vex, super::vulns::export_vex,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &Conformance),

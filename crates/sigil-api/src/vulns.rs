@@ -387,3 +387,17 @@ pub async fn import_vex(
         }),
     ))
 }
+
+/// The product's VEX, published as OpenVEX: every finding with its status (the product's
+/// own statement, else `affected` with what to do) and, for each vulnerability, the later
+/// firmware versions that fixed it.
+#[utoipa::path(get, path = "/api/v1/products/{id}/vex", tag = "vulnerabilities", params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/json"), (status = 404, body = Problem)))]
+pub async fn export_vex(
+    State(state): State<AppState>,
+    ApiPath(product): ApiPath<ProductId>,
+) -> Result<Response, ApiError> {
+    let doc = state.product_openvex(&product.to_string()).await?;
+    let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}

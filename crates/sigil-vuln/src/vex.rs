@@ -405,3 +405,73 @@ pub fn component_matches(statement: &str, installed: &str) -> bool {
         && s.name() == i.name()
         && s.version().is_none_or(|v| Some(v) == i.version())
 }
+
+/// A statement Sigil publishes: a vulnerability (and its other ids) in a component of one
+/// version of a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutStatement {
+    pub vulnerability: String,
+    pub aliases: Vec<String>,
+    /// The product version's purl (`pkg:generic/NAME@VERSION`).
+    pub product: String,
+    /// The component's purl.
+    pub component: Option<String>,
+    pub status: VexStatus,
+    pub justification: Option<String>,
+    /// Why not affected (OpenVEX's `impact_statement`), or what to do (`action_statement`,
+    /// which OpenVEX requires of `affected`).
+    pub statement: Option<String>,
+}
+
+/// `pkg:generic/NAME@VERSION`, the purl of a product version (names percent-encoded).
+pub fn product_purl(name: &str, version: &str) -> String {
+    let mut p = match packageurl::PackageUrl::new("generic", name) {
+        Ok(p) => p,
+        Err(_) => return format!("pkg:generic/product@{version}"),
+    };
+    if p.with_version(version).is_err() {
+        return format!("pkg:generic/{}", p);
+    }
+    p.to_string()
+}
+
+/// An OpenVEX v0.2 document; `id` is its IRI, `timestamp` RFC 3339 (the caller's: nothing
+/// here reads the clock).
+pub fn to_openvex(author: &str, id: &str, timestamp: &str, statements: &[OutStatement]) -> Value {
+    let statements: Vec<Value> = statements
+        .iter()
+        .map(|s| {
+            let mut product = serde_json::json!({"@id": s.product});
+            if let Some(c) = &s.component {
+                product["subcomponents"] = serde_json::json!([{"@id": c}]);
+            }
+            let mut out = serde_json::json!({
+                "vulnerability": {"name": s.vulnerability},
+                "products": [product],
+                "status": s.status.as_str(),
+            });
+            if !s.aliases.is_empty() {
+                out["vulnerability"]["aliases"] = serde_json::json!(s.aliases);
+            }
+            if let Some(j) = &s.justification {
+                out["justification"] = serde_json::json!(j);
+            }
+            if let Some(text) = &s.statement {
+                let field = match s.status {
+                    VexStatus::NotAffected => "impact_statement",
+                    _ => "action_statement",
+                };
+                out[field] = serde_json::json!(text);
+            }
+            out
+        })
+        .collect();
+    serde_json::json!({
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": id,
+        "author": author,
+        "timestamp": timestamp,
+        "version": 1,
+        "statements": statements,
+    })
+}

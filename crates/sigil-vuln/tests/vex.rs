@@ -146,3 +146,48 @@ fn a_statement_names_its_component_and_version() {
         "pkg:deb/debian/curl@7.88.1-10?arch=amd64&distro=debian-12"
     ));
 }
+
+/// What Sigil writes, read back by its own reader: the same statements.
+#[test]
+fn openvex_out_reads_back() {
+    use sigil_vuln::vex::{OutStatement, product_purl, to_openvex};
+    let product = product_purl("Gateway GW-1", "2.0.0");
+    assert_eq!(product, "pkg:generic/Gateway%20GW-1@2.0.0");
+    let out = vec![
+        OutStatement {
+            vulnerability: "CVE-2024-22195".into(),
+            aliases: vec!["GHSA-h5c8-rqwp-cp95".into()],
+            product: product.clone(),
+            component: Some("pkg:pypi/jinja2@3.1.2".into()),
+            status: VexStatus::NotAffected,
+            justification: Some("vulnerable_code_not_in_execute_path".into()),
+            statement: None,
+        },
+        OutStatement {
+            vulnerability: "CVE-2023-32681".into(),
+            aliases: vec![],
+            product: product.clone(),
+            component: Some("pkg:pypi/requests@2.25.0".into()),
+            status: VexStatus::Affected,
+            justification: None,
+            statement: Some("update requests to 2.31.0".into()),
+        },
+    ];
+    let doc = to_openvex(
+        "Acme",
+        "https://sigil.invalid/vex/1",
+        "2026-12-04T00:00:00Z",
+        &out,
+    );
+    assert_eq!(
+        doc["statements"][1]["action_statement"],
+        "update requests to 2.31.0"
+    );
+    let back = VexDocument::parse(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(back.statements.len(), 2);
+    assert_eq!(back.statements[0].status, VexStatus::NotAffected);
+    assert_eq!(
+        back.statements[1].component.as_deref(),
+        Some("pkg:pypi/requests@2.25.0")
+    );
+}

@@ -69,6 +69,15 @@ pub enum VexCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Write the product's VEX (OpenVEX): every finding's status, and the fixed versions.
+    Export {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +226,18 @@ pub async fn vex(cmd: VexCommand) -> Result<()> {
                 .upload(&format!("/api/v1/products/{product}/vex"), &file)
                 .await?;
             print(&client, &done, &[("statements", "STATEMENTS")], false)
+        }
+        VexCommand::Export {
+            product,
+            out,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let bytes = api
+                .download(&format!("/api/v1/products/{product}/vex"), &out)
+                .await?;
+            println!("wrote {} ({bytes} bytes)", out.display());
+            Ok(())
         }
     }
 }

@@ -909,6 +909,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/sboms/{id}", "get"),
         ("/api/v1/products/{id}/findings", "get"),
         ("/api/v1/products/{id}/vex", "post"),
+        ("/api/v1/products/{id}/vex", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

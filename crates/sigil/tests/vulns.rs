@@ -309,6 +309,55 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
         "a VEX for an unknown product stores nothing"
     );
 
+    // The product's VEX, published: the jinja2 statement as made, every other finding
+    // affected with what to do, and read back by the same reader as any VEX.
+    let published = work.join("published.openvex.json");
+    ok(sigil(
+        &s,
+        &[
+            "vex",
+            "export",
+            "--product",
+            &product,
+            "--out",
+            published.to_str().unwrap(),
+        ],
+    ));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&published).unwrap()).unwrap();
+    let statements = doc["statements"].as_array().unwrap();
+    let of = |vuln: &str, component: &str| {
+        statements
+            .iter()
+            .find(|st| {
+                st["vulnerability"]["name"] == vuln
+                    && st["products"][0]["subcomponents"][0]["@id"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with(component))
+            })
+            .unwrap_or_else(|| panic!("{vuln} in {component}: {doc}"))
+            .clone()
+    };
+    let jinja = of("CVE-2024-22195", "pkg:pypi/jinja2");
+    assert_eq!(jinja["status"], "not_affected");
+    assert_eq!(
+        jinja["justification"],
+        "vulnerable_code_not_in_execute_path"
+    );
+    let requests = of("CVE-2023-32681", "pkg:pypi/requests");
+    assert_eq!(requests["status"], "affected");
+    assert_eq!(
+        requests["action_statement"],
+        "update requests to 2.31.0 or later"
+    );
+    assert!(
+        requests["products"][0]["@id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:generic/Gateway@")
+    );
+    let back = sigil_vuln::vex::VexDocument::parse(&std::fs::read(&published).unwrap()).unwrap();
+    assert_eq!(back.statements.len(), statements.len());
+
     // The same archive again changes nothing.
     let again = json_out(sigil(
         &s,
@@ -400,6 +449,21 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
         !out.status.success() && err.contains("BOMB.json inflates past"),
         "{err}"
     );
+    let gz = work.join("epss_scores-2026-12-04.csv.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 0x08, 0x00, 0x00]).unwrap();
+    let out = sigil(&s, &["vulndb", "import", gz.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("decompress it first"),
+        "{out:?}"
+    );
+    let again = json_out(sigil(
+        &s,
+        &["vulndb", "import", kev.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(
+        (again["kind"].as_str(), again["added"].as_u64()),
+        (Some("kev"), Some(1))
+    );
     let unknown = work.join("notes.txt");
     std::fs::write(&unknown, "hello").unwrap();
     let out = sigil(&s, &["vulndb", "import", unknown.to_str().unwrap()]);
@@ -433,7 +497,7 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
     let (_, entries) = s
         .get("/api/v1/audit/entries?action=vulndb.imported&limit=20")
         .await;
-    assert_eq!(entries["items"].as_array().unwrap().len(), 4, "{entries}");
+    assert_eq!(entries["items"].as_array().unwrap().len(), 5, "{entries}");
     assert_eq!(
         entries["items"][0]["details"]["sha256"]
             .as_str()

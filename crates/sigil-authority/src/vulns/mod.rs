@@ -14,6 +14,7 @@ use sigil_vuln::{Ecosystem, OsvRecord, Sbom, VulnError};
 
 use crate::{Authority, Refusal, RefusalKind, RequestError};
 
+mod export;
 mod findings;
 
 /// What a feed file is.
@@ -170,6 +171,14 @@ impl Authority {
         kind: Option<FeedKind>,
         bytes: &[u8],
     ) -> Result<FeedImport, RequestError> {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            return Err(Refusal::new(
+                RefusalKind::Invalid,
+                "compressed-feed",
+                "a gzip file: decompress it first (gunzip), then import the .csv or .json",
+            )
+            .into());
+        }
         let kind = kind.or_else(|| FeedKind::detect(bytes)).ok_or_else(|| {
             Refusal::new(
                 RefusalKind::Invalid,
@@ -236,7 +245,12 @@ impl Authority {
                 self.store
                     .import_kev(actor, &catalogue.catalog_version, &sha256, &rows, now)
                     .await?;
-                Ok(counts(rows.len(), ImportCounts::default(), "kev"))
+                // The catalogue is replaced whole: every entry counts as added.
+                let all = ImportCounts {
+                    added: rows.len() as u64,
+                    ..ImportCounts::default()
+                };
+                Ok(counts(rows.len(), all, "kev"))
             }
             FeedKind::Epss => {
                 let scores = EpssScores::parse(bytes).map_err(refused)?;
@@ -249,7 +263,11 @@ impl Authority {
                         now,
                     )
                     .await?;
-                Ok(counts(scores.scores.len(), ImportCounts::default(), "epss"))
+                let all = ImportCounts {
+                    added: scores.scores.len() as u64,
+                    ..ImportCounts::default()
+                };
+                Ok(counts(scores.scores.len(), all, "epss"))
             }
         }
     }
