@@ -1,5 +1,21 @@
 //! `sigil`: the Sigil server and its operator CLI.
 
+/// `println!` for a CLI whose output may go to a pipe that closes early (`sigil ... | head`):
+/// std's panics on the write error; this one ends quietly when the reader has gone, and with
+/// status 1 on any other failed write. Declared before the modules, so it is theirs too.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: writing the output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 mod audit;
 mod cli;
 mod client;

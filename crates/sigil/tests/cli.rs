@@ -248,3 +248,31 @@ async fn cli_finds_token_and_ca_in_a_local_data_dir() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the Sigil API"));
     s.shutdown().await;
 }
+
+/// Output to a pipe whose reader has gone (`sigil ... | head`) ends the command quietly,
+/// with no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_is_not_a_crash() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    s.create_product("Thermostat").await;
+    let sigil = common::sigil_command(&s, &["product", "list"]);
+    let program = sigil.get_program().to_owned();
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        // `true` exits at once, before sigil has its answer to write.
+        .arg("set -o pipefail; \"$0\" product list | true")
+        .arg(program);
+    for (k, v) in sigil.get_envs() {
+        if let Some(v) = v {
+            command.env(k, v);
+        }
+    }
+    if let Some(dir) = sigil.get_current_dir() {
+        command.current_dir(dir);
+    }
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{out:?}");
+}
