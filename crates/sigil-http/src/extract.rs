@@ -18,6 +18,16 @@ where
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let Json(mut value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        // Every request body is an object. serde would read a struct from an array too (its
+        // fields in order, defaults for the missing), so `[]` would pass as "all defaults".
+        if !value.is_object() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                "Request body does not match the schema",
+                "the JSON body must be an object",
+            ));
+        }
         integral_numbers(&mut value);
         serde_json::from_value(value).map(Self).map_err(|e| {
             ApiError::new(

@@ -1183,3 +1183,21 @@ async fn idle_connections_are_closed() {
     );
     s.shutdown().await;
 }
+
+/// A body must be a JSON object: an array would otherwise pass as "every field defaulted"
+/// (found by Schemathesis on the update-channel route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_array_is_not_a_request_body() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let product = s.create_product("Meter").await;
+    let before = s.count("update_channels").await;
+    for path in [
+        format!("/api/v1/products/{product}/update-channel"),
+        "/api/v1/products".to_owned(),
+    ] {
+        let (st, body) = s.post(&path, json!([])).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
+        assert_eq!(body["detail"], "the JSON body must be an object");
+    }
+    assert_eq!(s.count("update_channels").await, before);
+}
