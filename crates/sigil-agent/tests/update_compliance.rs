@@ -13,44 +13,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use sigil_agent::update::{Followed, InstallOptions, follow_assignment};
-use sigil_agent::{EnrollCredential, EnrollOptions, StateDir};
+use sigil_agent::update::{Followed, follow_assignment};
 use sigil_testkit::{Db, TestServer};
 
 mod support;
 
+use support::{Device, enrol};
+
 const DAY: i64 = 86_400;
-
-struct Device {
-    id: String,
-    state: StateDir,
-    install: InstallOptions,
-}
-
-async fn enrol(s: &TestServer, product: &str, serial: &str) -> Device {
-    let admin = s.admin();
-    let id = admin.create_device(product, serial).await.unwrap();
-    let token = admin.enrollment_token(&id).await.unwrap();
-    let state = StateDir::open(s.dir.path().join(format!("agents/{serial}"))).unwrap();
-    sigil_agent::enroll(
-        &state,
-        &EnrollOptions {
-            server: s.api.clone(),
-            ca_fingerprint: s.root_fingerprint(),
-            device_id: id.clone(),
-            credential: EnrollCredential::Token(token),
-        },
-    )
-    .await
-    .unwrap();
-    let install = InstallOptions {
-        dir: state.root().join("slots"),
-        command: None,
-        health_command: None,
-        health_deadline: Duration::from_secs(5),
-    };
-    Device { id, state, install }
-}
 
 /// `sigil-agent report` (the README's command) with `posture` as the posture file, and the
 /// device's slots when `slots`.

@@ -6,7 +6,6 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -23,30 +22,27 @@ pub const MAX_FEED_BYTES: usize = 512 * 1024 * 1024;
 
 /// Read a raw body, refusing it once it passes `limit`.
 async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "incomplete-body",
-                "Incomplete body",
-                format!("the upload was cut off: {e}"),
-            )
-        })?;
-        if let Some(data) = frame.data_ref() {
-            if out.len() + data.len() > limit {
-                return Err(ApiError::new(
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(Vec::from(bytes)),
+        Err(e) => {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too-large",
                     "Payload too large",
                     format!("at most {limit} bytes"),
-                ));
+                ))
+            } else {
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "incomplete-body",
+                    "Incomplete body",
+                    format!("the upload was cut off: {e}"),
+                ))
             }
-            out.extend_from_slice(data);
         }
     }
-    Ok(out)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

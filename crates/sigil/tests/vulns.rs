@@ -308,6 +308,17 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
         2,
         "a VEX for an unknown product stores nothing"
     );
+    // A body past its limit is refused while it is read (16 MiB for a VEX document).
+    let (st, body) = s
+        .admin()
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/products/{product}/vex"),
+            &json!({"padding": " ".repeat(17 * 1024 * 1024)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, 413, "{body}");
 
     // The product's VEX, published: the jinja2 statement as made, every other finding
     // affected with what to do, and read back by the same reader as any VEX.

@@ -1,9 +1,47 @@
-//! What the agent's update tests share: releases made through the real API.
+//! What the agent's update tests share: releases made through the real API, and devices
+//! enrolled over EST with A/B slots of their own.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use serde_json::json;
 
+use std::time::Duration;
+
+use sigil_agent::update::InstallOptions;
+use sigil_agent::{EnrollCredential, EnrollOptions, StateDir};
 use sigil_testkit::TestServer;
+
+/// An enrolled device: its id, its agent's state, and its A/B slots.
+pub struct Device {
+    pub id: String,
+    pub state: StateDir,
+    pub install: InstallOptions,
+}
+
+/// A device of `product` with serial `serial`, enrolled with a token; slots under its state.
+pub async fn enrol(s: &TestServer, product: &str, serial: &str) -> Device {
+    let admin = s.admin();
+    let id = admin.create_device(product, serial).await.unwrap();
+    let token = admin.enrollment_token(&id).await.unwrap();
+    let state = StateDir::open(s.dir.path().join(format!("agents/{serial}"))).unwrap();
+    sigil_agent::enroll(
+        &state,
+        &EnrollOptions {
+            server: s.api.clone(),
+            ca_fingerprint: s.root_fingerprint(),
+            device_id: id.clone(),
+            credential: EnrollCredential::Token(token),
+        },
+    )
+    .await
+    .unwrap();
+    let install = InstallOptions {
+        dir: state.root().join("slots"),
+        command: None,
+        health_command: None,
+        health_deadline: Duration::from_secs(5),
+    };
+    Device { id, state, install }
+}
 
 /// Upload `content` and release it as `version` of `product` (target `VERSION/fw.bin`); the
 /// artefact's SHA-256.

@@ -142,41 +142,45 @@ fn preferred_id(ids: &BTreeSet<String>) -> String {
         .unwrap_or_default()
 }
 
-/// Why a component cannot be matched at all, if it cannot.
-fn unmatchable(c: &ComponentRow) -> Option<(String, Ecosystem, String, String)> {
+/// What a component can be matched as.
+enum Target {
+    /// No purl: nothing names its package.
+    Unnamed,
+    /// It names a package Sigil cannot match, and why.
+    Undecidable(String),
+    Package {
+        ecosystem: Ecosystem,
+        name: String,
+        version: String,
+    },
+}
+
+fn target(c: &ComponentRow) -> Target {
     let Some(purl) = &c.purl else {
-        return None;
+        return Target::Unnamed;
     };
     let Some(p) = package_ref(purl) else {
-        return Some((
-            "its purl does not parse".into(),
-            Ecosystem::Other(String::new()),
-            String::new(),
-            String::new(),
-        ));
+        return Target::Undecidable("its purl does not parse".into());
     };
-    let version = c.version.clone().or(p.version.clone());
-    let reason = if !p.osv_ecosystem {
-        Some(format!(
+    if !p.osv_ecosystem {
+        return Target::Undecidable(format!(
             "OSV has no ecosystem for pkg:{} packages",
             p.ecosystem
-        ))
-    } else if p.ecosystem.needs_release() {
-        Some(
+        ));
+    }
+    if p.ecosystem.needs_release() {
+        return Target::Undecidable(
             "its purl names no distribution release (`distro`), and records are per release".into(),
-        )
-    } else if version.is_none() {
-        Some("it has no version".into())
-    } else {
-        None
-    };
-    let name = p.ecosystem.normalize_name(&p.name);
-    Some((
-        reason.unwrap_or_default(),
-        p.ecosystem,
-        name,
-        version.unwrap_or_default(),
-    ))
+        );
+    }
+    match c.version.clone().or(p.version.clone()) {
+        None => Target::Undecidable("it has no version".into()),
+        Some(version) => Target::Package {
+            name: p.ecosystem.normalize_name(&p.name),
+            ecosystem: p.ecosystem,
+            version,
+        },
+    }
 }
 
 fn match_all(
@@ -196,9 +200,6 @@ fn match_all(
     for (sbom, components) in &sboms {
         let running = devices.get(&sbom.firmware_version).copied().unwrap_or(0);
         for c in components {
-            let Some((reason, ecosystem, package, version)) = unmatchable(c) else {
-                continue;
-            };
             let mut undecided = |record: &str, reason: String| {
                 if seen_undecided.insert((record.to_owned(), sbom.id.clone(), c.name.clone())) {
                     if out.undecided.len() < MAX_UNDECIDED {
@@ -213,10 +214,18 @@ fn match_all(
                     }
                 }
             };
-            if !reason.is_empty() {
-                undecided("-", reason);
-                continue;
-            }
+            let (ecosystem, package, version) = match target(c) {
+                Target::Unnamed => continue,
+                Target::Undecidable(reason) => {
+                    undecided("-", reason);
+                    continue;
+                }
+                Target::Package {
+                    ecosystem,
+                    name,
+                    version,
+                } => (ecosystem, name, version),
+            };
             let judgement = matcher.judge(&ecosystem, &package, &version).clone();
             let mut hits = Vec::new();
             for (id, verdict) in judgement {

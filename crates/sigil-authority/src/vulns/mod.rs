@@ -146,6 +146,29 @@ fn record_row(record: &OsvRecord, json: String) -> VulnRecordRow {
     }
 }
 
+/// What the store keeps of an SBOM: the document as uploaded, and its components indexed.
+fn new_sbom(
+    product: &str,
+    version: &str,
+    release_id: Option<String>,
+    bytes: &[u8],
+    sbom: &Sbom,
+) -> NewSbom {
+    NewSbom {
+        product_id: product.to_owned(),
+        firmware_version: version.to_owned(),
+        release_id,
+        format: match sbom.format {
+            sigil_vuln::SbomFormat::CycloneDx => "cyclonedx".into(),
+            sigil_vuln::SbomFormat::Spdx => "spdx".into(),
+        },
+        spec_version: sbom.spec_version.clone(),
+        sha256: hex::encode(sigil_ca::sha256(bytes)),
+        document: bytes.to_vec(),
+        components: sbom.components.iter().map(component_row).collect(),
+    }
+}
+
 fn component_row(c: &sigil_vuln::Component) -> ComponentRow {
     let package = c.package();
     ComponentRow {
@@ -294,19 +317,7 @@ impl Authority {
             .into_iter()
             .find(|r| r.version == version)
             .map(|r| r.id);
-        let new = NewSbom {
-            product_id: product.to_owned(),
-            firmware_version: version.to_owned(),
-            release_id,
-            format: match sbom.format {
-                sigil_vuln::SbomFormat::CycloneDx => "cyclonedx".into(),
-                sigil_vuln::SbomFormat::Spdx => "spdx".into(),
-            },
-            spec_version: sbom.spec_version.clone(),
-            sha256: hex::encode(sigil_ca::sha256(bytes)),
-            document: bytes.to_vec(),
-            components: sbom.components.iter().map(component_row).collect(),
-        };
+        let new = new_sbom(product, version, release_id, bytes, &sbom);
         Ok(self.store.put_sbom(actor, &new, self.now()).await?)
     }
 
@@ -353,15 +364,21 @@ impl Authority {
                         return Err(crate::AuthorityError::Io { path, source: e }.into());
                     }
                 };
-                Sbom::parse(&bytes).map_err(refused)?;
-                Some(bytes)
+                let parsed = Sbom::parse(&bytes).map_err(refused)?;
+                Some((bytes, parsed))
             }
             None => None,
         };
-        let version = new.version.clone();
         let release = self.updates().create_release(actor, product, new).await?;
-        if let Some(bytes) = sbom {
-            self.upload_sbom(actor, product, &version, &bytes).await?;
+        if let Some((bytes, parsed)) = sbom {
+            let new = new_sbom(
+                product,
+                &release.version,
+                Some(release.id.clone()),
+                &bytes,
+                &parsed,
+            );
+            self.store.put_sbom(actor, &new, self.now()).await?;
         }
         Ok(release)
     }
