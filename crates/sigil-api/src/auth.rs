@@ -148,19 +148,17 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/products/{id}/rollouts" | "/api/v1/rollouts/{id}/actions" if post => {
             Action("rollout.manage", "rollout")
         }
-        // The vulnerability data every product's findings rest on: a trust change.
-        "/api/v1/vulndb/imports" if post => Action("vuln.import", "vulnerability"),
-        "/api/v1/products/{id}/sboms" | "/api/v1/products/{id}/vex" if post => {
-            Action("vuln.manage", "vulnerability")
-        }
-        "/api/v1/products/{id}/sboms"
-        | "/api/v1/sboms/{id}"
-        | "/api/v1/products/{id}/findings"
-        | "/api/v1/products/{id}/vex"
-            if get =>
+        route
+            if route.starts_with("/api/v1/vuln")
+                || route.starts_with("/api/v1/cases")
+                || route.contains("sbom")
+                || route.ends_with("/findings")
+                || route.ends_with("/vex") =>
         {
-            Action("vuln.read", "vulnerability")
+            return vulnerability_rule(method, route);
         }
+        "/api/v1/sites" if get => Action("inventory.read", "site"),
+        "/api/v1/sites/{name}" if method == Method::PUT => Action("inventory.write", "site"),
         "/api/v1/devices" if post => Action("device.create", "device"),
         "/api/v1/devices" | "/api/v1/devices/{id}" if get => Action("inventory.read", "device"),
         "/api/v1/devices/{id}/posture" if get => Action("posture.read", "posture"),
@@ -215,6 +213,38 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/operators" | "/api/v1/tokens" | "/api/v1/tokens/{id}/revoke" if post => {
             Action("operator.manage", "operator")
         }
+        _ => return None,
+    })
+}
+
+/// The rules of the vulnerability routes: feeds, SBOMs, findings, VEX, cases.
+fn vulnerability_rule(method: &Method, route: &str) -> Option<Rule> {
+    use Rule::Action;
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    Some(match route {
+        // The vulnerability data every product's findings rest on: a trust change.
+        "/api/v1/vulndb/imports" if post => Action("vuln.import", "vulnerability"),
+        "/api/v1/products/{id}/sboms" | "/api/v1/products/{id}/vex" if post => {
+            Action("vuln.manage", "vulnerability")
+        }
+        "/api/v1/products/{id}/sboms"
+        | "/api/v1/sboms/{id}"
+        | "/api/v1/products/{id}/findings"
+        | "/api/v1/products/{id}/vex"
+        | "/api/v1/devices/{id}/findings"
+        | "/api/v1/vuln-policy"
+        | "/api/v1/cases"
+        | "/api/v1/cases/{id}"
+        | "/api/v1/cases/{id}/drafts/{stage}"
+            if get =>
+        {
+            Action("vuln.read", "vulnerability")
+        }
+        "/api/v1/cases" if post => Action("vuln.manage", "vulnerability"),
+        // What the organisation tells regulators, and how long it gives itself: governance.
+        "/api/v1/cases/{id}/reports" if post => Action("vuln.report", "vulnerability"),
+        "/api/v1/vuln-policy" if method == Method::PUT => Action("vuln.report", "vulnerability"),
         _ => return None,
     })
 }

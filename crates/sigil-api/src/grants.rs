@@ -28,6 +28,7 @@ pub const RESOURCE_KINDS: &[&str] = &[
     "release",
     "rollout",
     "service",
+    "site",
     "update_channel",
     "vulnerability",
 ];

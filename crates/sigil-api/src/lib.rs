@@ -7,6 +7,7 @@ mod audit;
 pub mod auth;
 mod bootstrap;
 mod broker;
+mod cases;
 mod certificates;
 mod compliance;
 mod enrollment;
@@ -31,7 +32,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
 use sigil_audit::Actor;
@@ -164,6 +165,20 @@ fn vulnerability_routes() -> Router<AppState> {
             "/api/v1/products/{id}/vex",
             post(vulns::import_vex).get(vulns::export_vex),
         )
+        .route("/api/v1/devices/{id}/findings", get(cases::device_findings))
+        .route(
+            "/api/v1/vuln-policy",
+            get(cases::get_policy).put(cases::set_policy),
+        )
+        .route("/api/v1/sites", get(cases::list_sites))
+        .route("/api/v1/sites/{name}", put(cases::put_site))
+        .route(
+            "/api/v1/cases",
+            get(cases::list_cases).post(cases::open_case),
+        )
+        .route("/api/v1/cases/{id}", get(cases::get_case))
+        .route("/api/v1/cases/{id}/drafts/{stage}", get(cases::draft))
+        .route("/api/v1/cases/{id}/reports", post(cases::record_report))
 }
 
 /// Software updates: artefacts, releases, update channels.

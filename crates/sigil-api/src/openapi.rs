@@ -49,6 +49,8 @@ const PROBLEM: &str = "application/problem+json";
         super::rollouts::create_rollout, super::rollouts::list_rollouts, super::rollouts::get_rollout, super::rollouts::act,
         super::rollouts::device_assignment, super::rollouts::device_report,
         super::vulns::import, super::vulns::upload_sbom, super::vulns::list_sboms, super::vulns::export_sbom, super::vulns::findings, super::vulns::import_vex, super::vulns::export_vex,
+        super::cases::device_findings, super::cases::get_policy, super::cases::set_policy, super::cases::put_site, super::cases::list_sites,
+        super::cases::list_cases, super::cases::open_case, super::cases::get_case, super::cases::draft, super::cases::record_report,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &Conformance),

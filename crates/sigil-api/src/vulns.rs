@@ -260,6 +260,15 @@ pub struct FindingResponse {
     /// Every id the vulnerability is known by (OSV records and their aliases).
     pub ids: Vec<String>,
     pub summary: Option<String>,
+    /// `critical`, `high`, `medium`, `low`, `none` or `unknown`: from the highest CVSS
+    /// vector, else the database's rating.
+    pub severity: String,
+    pub cvss_score: Option<f64>,
+    /// When Sigil first found it in this component of the product.
+    pub first_seen: Option<String>,
+    /// The remediation policy's deadline (none once VEX says `not_affected` or `fixed`).
+    pub remediation_due: Option<String>,
+    pub overdue: bool,
     pub firmware_version: String,
     pub component: String,
     pub component_version: String,
@@ -283,6 +292,11 @@ impl From<Finding> for FindingResponse {
             vulnerability: f.vulnerability,
             ids: f.ids,
             summary: f.summary,
+            severity: f.severity.to_string(),
+            cvss_score: f.cvss_score,
+            first_seen: f.first_seen,
+            remediation_due: f.remediation_due,
+            overdue: f.overdue,
             firmware_version: f.firmware_version,
             component: f.component,
             component_version: f.component_version,

@@ -79,6 +79,9 @@ pub struct Authority {
     updates: Arc<updates::Updates>,
     /// Rollout decisions and operator actions on rollouts are made one at a time.
     rollout_lock: tokio::sync::Mutex<()>,
+    /// One vulnerability review at a time; a change to the data asks for one now.
+    vuln_review_lock: tokio::sync::Mutex<()>,
+    vuln_review_wanted: tokio::sync::Notify,
 }
 
 impl Authority {

@@ -88,6 +88,9 @@ pub struct Background {
     pub follow_compliance: bool,
     /// How often rollouts under way are judged and assign devices.
     pub rollout_tick: std::time::Duration,
+    /// How often findings, sightings and Article 14 cases are reviewed (besides after every
+    /// change to feeds, SBOMs or VEX, and the deadlines' alerts).
+    pub vuln_review: std::time::Duration,
 }
 
 impl Authority {
@@ -231,6 +234,8 @@ impl Authority {
             trust: services.trust,
             updates,
             rollout_lock: tokio::sync::Mutex::new(()),
+            vuln_review_lock: tokio::sync::Mutex::new(()),
+            vuln_review_wanted: tokio::sync::Notify::new(),
         }))
     }
 
@@ -245,6 +250,7 @@ impl Authority {
             spawn_failure_summaries(self.clone()),
             self.updates.clone().spawn_refresh(),
             crate::rollouts::spawn_rollouts(self.clone(), settings.rollout_tick),
+            crate::vulns::spawn_reviews(self.clone(), settings.vuln_review),
         ];
         if settings.follow_compliance {
             tasks.push(compliance::live::spawn_follower(self.clone()));

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     pub follow_compliance: bool,
     /// How often rollouts under way are judged and assign devices.
     pub rollout_tick: std::time::Duration,
+    /// How often vulnerability findings and Article 14 cases are reviewed (they are also
+    /// reviewed after every feed, SBOM or VEX change).
+    pub vuln_review: std::time::Duration,
     /// Failed authentications recorded one by one per source address and window; past that
     /// they are answered with 429 and summarised in one audit entry per address and window.
     pub failures_per_window: u64,
@@ -107,6 +110,7 @@ impl ServerConfig {
             compliance_webhook: None,
             follow_compliance: true,
             rollout_tick: std::time::Duration::from_secs(2),
+            vuln_review: std::time::Duration::from_secs(60),
             failures_per_window: 10,
             failure_window: std::time::Duration::from_secs(60),
             crl_validity: sigil_authority::crl::CRL_VALIDITY,
@@ -408,6 +412,7 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
         compliance_interval: config.compliance_interval,
         follow_compliance: config.follow_compliance,
         rollout_tick: config.rollout_tick,
+        vuln_review: config.vuln_review,
     }));
     tasks.push(spawn_refusal_recorder(authority.clone(), tls.refusals));
     let pki_app = sigil_pki::router(authority.clone());

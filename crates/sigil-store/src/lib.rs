@@ -27,6 +27,7 @@ mod rollouts;
 mod rows;
 mod tokens;
 mod updates;
+mod vuln_cases;
 mod vulns;
 
 use std::path::Path;
@@ -58,6 +59,7 @@ pub use rollouts::{
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 pub use tokens::NewApiToken;
 pub use updates::{ReleaseRecord, TufDocument, TufKeyRecord, UpdateChannel};
+pub use vuln_cases::{AffectedDevice, CaseAlert, CaseRecord, CaseReport, NewCase, SiteRecord};
 pub use vulns::{ComponentRow, ImportCounts, KevRow, NewSbom, SbomRecord, VexRow, VulnRecordRow};
 
 /// What entitles a caller to a new certificate for a device. Checked before signing and again,

@@ -12,7 +12,9 @@ pub mod kev;
 pub mod matching;
 pub mod osv;
 pub mod purl;
+pub mod reporting;
 pub mod sbom;
+pub mod severity;
 pub mod versions;
 pub mod vex;
 
@@ -22,3 +24,4 @@ pub use matching::{CompiledAffected, Verdict, compile, evaluate};
 pub use osv::OsvRecord;
 pub use purl::{PackageRef, package_ref};
 pub use sbom::{Component, Sbom, SbomFormat};
+pub use severity::{RecordSeverity, RemediationPolicy, SeverityLevel, record_severity};

@@ -43,6 +43,9 @@ pub struct OsvRecord {
     pub affected: Vec<Affected>,
     #[serde(default)]
     pub references: Vec<Reference>,
+    /// The database's own fields; GitHub's advisories put their severity here.
+    #[serde(default)]
+    pub database_specific: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +72,11 @@ pub struct Affected {
     pub ranges: Vec<Range>,
     #[serde(default)]
     pub versions: Vec<String>,
+    /// Distributions (Debian, Ubuntu, Alpine) put their urgency here.
+    #[serde(default)]
+    pub ecosystem_specific: Option<serde_json::Value>,
+    #[serde(default)]
+    pub database_specific: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,6 +61,13 @@ pub enum Command {
     /// VEX statements (OpenVEX, CycloneDX VEX, CSAF): a vulnerability's status in a component.
     #[command(subcommand)]
     Vex(crate::vuln::VexCommand),
+    /// CRA Article 14 cases: actively exploited vulnerabilities, their three reporting
+    /// deadlines, drafts of the reports, and what was submitted.
+    #[command(subcommand)]
+    Case(crate::cases::CaseCommand),
+    /// Sites and the country each is in (reports name the member states devices are in).
+    #[command(subcommand)]
+    Site(crate::cases::SiteCommand),
     /// Manage operator accounts (people).
     #[command(subcommand)]
     Operator(OperatorCommand),

@@ -31,6 +31,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sbom(cmd) => crate::vuln::sbom(cmd).await,
         Command::Vuln(cmd) => crate::vuln::vuln(cmd).await,
         Command::Vex(cmd) => crate::vuln::vex(cmd).await,
+        Command::Case(cmd) => crate::cases::case(cmd).await,
+        Command::Site(cmd) => crate::cases::site(cmd).await,
         Command::Operator(cmd) => operator(cmd).await,
         Command::Token(cmd) => token(cmd).await,
         Command::Admin(AdminCommand::Recover {
@@ -616,7 +618,7 @@ pub(crate) fn print(
     Ok(())
 }
 
-fn print_record(client: &ClientArgs, value: &Value) -> Result<()> {
+pub(crate) fn print_record(client: &ClientArgs, value: &Value) -> Result<()> {
     if client.json {
         println!("{}", serde_json::to_string_pretty(value)?);
         return Ok(());
@@ -635,7 +637,7 @@ fn print_record(client: &ClientArgs, value: &Value) -> Result<()> {
     Ok(())
 }
 
-fn cell(v: Option<&Value>) -> String {
+pub(crate) fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),

@@ -17,6 +17,7 @@ macro_rules! println {
 }
 
 mod audit;
+mod cases;
 mod cli;
 mod client;
 mod commands;

@@ -8,7 +8,9 @@ use clap::Subcommand;
 
 use crate::cli::ClientArgs;
 use crate::client::ApiClient;
-use crate::commands::print;
+use serde_json::{Value, json};
+
+use crate::commands::{cell, print};
 
 #[derive(Debug, Subcommand)]
 pub enum VulndbCommand {
@@ -82,10 +84,43 @@ pub enum VexCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum VulnCommand {
-    /// Every known vulnerability in the components of a product's firmware versions.
+    /// Every known vulnerability in the components of a product's firmware versions, or of
+    /// the firmware one device runs, with its severity and remediation deadline.
     List {
+        #[arg(long, required_unless_present = "device", conflicts_with = "device")]
+        product: Option<String>,
+        #[arg(long)]
+        device: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One vulnerability in a product: every component and firmware version it is in, the
+    /// devices running them, its deadline, KEV, EPSS and VEX.
+    Show {
+        /// Any of its ids (CVE, GHSA, PYSEC, ...).
+        vulnerability: String,
         #[arg(long)]
         product: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The remediation policy: days per severity. With options, change those days.
+    Policy {
+        #[arg(long)]
+        critical: Option<u32>,
+        #[arg(long)]
+        high: Option<u32>,
+        #[arg(long)]
+        medium: Option<u32>,
+        #[arg(long)]
+        low: Option<u32>,
+        #[arg(long)]
+        none: Option<u32>,
+        #[arg(long)]
+        unknown: Option<u32>,
+        /// For a vulnerability in CISA's KEV catalogue, whatever its severity.
+        #[arg(long)]
+        known_exploited: Option<u32>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -102,18 +137,30 @@ const SBOM_COLUMNS: &[(&str, &str)] = &[
 
 const FINDING_COLUMNS: &[(&str, &str)] = &[
     ("vulnerability", "VULNERABILITY"),
+    ("severity", "SEVERITY"),
     ("firmware_version", "FIRMWARE"),
     ("component", "COMPONENT"),
     ("component_version", "VERSION"),
     ("fixed", "FIXED IN"),
+    ("remediation_due", "DUE"),
     ("known_exploited", "KEV"),
     ("epss", "EPSS"),
     ("devices", "DEVICES"),
     ("vex_status", "VEX"),
 ];
 
+const POLICY_COLUMNS: &[(&str, &str)] = &[
+    ("critical", "CRITICAL"),
+    ("high", "HIGH"),
+    ("medium", "MEDIUM"),
+    ("low", "LOW"),
+    ("none", "NONE"),
+    ("unknown", "UNKNOWN"),
+    ("known_exploited", "KNOWN EXPLOITED"),
+];
+
 /// `value` as a query parameter: every byte but RFC 3986's unreserved ones percent-encoded.
-fn query(value: &str) -> String {
+pub(crate) fn query(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -204,15 +251,105 @@ pub async fn sbom(cmd: SbomCommand) -> Result<()> {
 
 pub async fn vuln(cmd: VulnCommand) -> Result<()> {
     match cmd {
-        VulnCommand::List { product, client } => {
+        VulnCommand::List {
+            product,
+            device,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let path = match (product, device) {
+                (_, Some(d)) => format!("/api/v1/devices/{}/findings", query(&d)),
+                (Some(p), None) => format!("/api/v1/products/{}/findings", query(&p)),
+                (None, None) => anyhow::bail!("--product or --device"),
+            };
+            let list = api.get(&path).await?;
+            print(&client, &list, FINDING_COLUMNS, true)
+        }
+        VulnCommand::Show {
+            vulnerability,
+            product,
+            client,
+        } => {
             let api = ApiClient::from_args(&client)?;
             let list = api
-                .get(&format!("/api/v1/products/{product}/findings"))
+                .get(&format!("/api/v1/products/{}/findings", query(&product)))
                 .await?;
-            print(&client, &list, FINDING_COLUMNS, true)
+            let items: Vec<Value> = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| {
+                    f["ids"]
+                        .as_array()
+                        .is_some_and(|ids| ids.iter().any(|i| i == vulnerability.as_str()))
+                })
+                .cloned()
+                .collect();
+            if items.is_empty() {
+                anyhow::bail!("no finding of product {product} is {vulnerability}");
+            }
+            if client.json {
+                return print(&client, &json!({ "items": items }), &[], true);
+            }
+            let first = &items[0];
+            for key in [
+                "vulnerability",
+                "ids",
+                "summary",
+                "severity",
+                "cvss_score",
+                "known_exploited",
+                "epss",
+                "first_seen",
+                "remediation_due",
+            ] {
+                println!("{key:>16}: {}", cell(first.get(key)));
+            }
+            print(&client, &json!({ "items": items }), SHOW_COLUMNS, true)
+        }
+        VulnCommand::Policy {
+            critical,
+            high,
+            medium,
+            low,
+            none,
+            unknown,
+            known_exploited,
+            client,
+        } => {
+            let api = ApiClient::from_args(&client)?;
+            let mut policy = api.get("/api/v1/vuln-policy").await?;
+            let changes = [
+                ("critical", critical),
+                ("high", high),
+                ("medium", medium),
+                ("low", low),
+                ("none", none),
+                ("unknown", unknown),
+                ("known_exploited", known_exploited),
+            ];
+            if changes.iter().any(|(_, v)| v.is_some()) {
+                for (key, days) in changes {
+                    if let Some(d) = days {
+                        policy[key] = json!(d);
+                    }
+                }
+                policy = api.put("/api/v1/vuln-policy", &policy).await?;
+            }
+            print(&client, &policy, POLICY_COLUMNS, false)
         }
     }
 }
+
+const SHOW_COLUMNS: &[(&str, &str)] = &[
+    ("firmware_version", "FIRMWARE"),
+    ("component", "COMPONENT"),
+    ("component_version", "VERSION"),
+    ("fixed", "FIXED IN"),
+    ("devices", "DEVICES"),
+    ("overdue", "OVERDUE"),
+    ("vex_status", "VEX"),
+];
 
 pub async fn vex(cmd: VexCommand) -> Result<()> {
     match cmd {

@@ -19,8 +19,31 @@ pub struct Device {
 
 /// A device of `product` with serial `serial`, enrolled with a token; slots under its state.
 pub async fn enrol(s: &TestServer, product: &str, serial: &str) -> Device {
+    let id = s.admin().create_device(product, serial).await.unwrap();
+    enrol_device(s, id, serial).await
+}
+
+/// [`enrol`], for a device registered at `site` running `firmware`.
+pub async fn enrol_at(
+    s: &TestServer,
+    product: &str,
+    serial: &str,
+    site: &str,
+    firmware: &str,
+) -> Device {
+    let (st, d) = s
+        .post(
+            "/api/v1/devices",
+            json!({"product_id": product, "serial_number": serial, "site": site,
+                   "firmware_version": firmware}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    enrol_device(s, d["id"].as_str().unwrap().to_owned(), serial).await
+}
+
+async fn enrol_device(s: &TestServer, id: String, serial: &str) -> Device {
     let admin = s.admin();
-    let id = admin.create_device(product, serial).await.unwrap();
     let token = admin.enrollment_token(&id).await.unwrap();
     let state = StateDir::open(s.dir.path().join(format!("agents/{serial}"))).unwrap();
     sigil_agent::enroll(

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sigil_store::{ComponentRow, SbomRecord};
 use sigil_vuln::kev::is_cve;
-use sigil_vuln::{CompiledAffected, Ecosystem, OsvRecord, Verdict, package_ref};
+use sigil_vuln::{
+    CompiledAffected, Ecosystem, OsvRecord, RecordSeverity, Verdict, package_ref, record_severity,
+};
 
 use super::{Finding, ProductFindings, Undecided, VexView};
 use crate::{Authority, AuthorityError, RequestError};
@@ -20,6 +22,7 @@ pub const MAX_UNDECIDED: usize = 1_000;
 struct Compiled {
     ids: BTreeSet<String>,
     summary: Option<String>,
+    severity: RecordSeverity,
     entries: Vec<CompiledAffected>,
 }
 
@@ -54,6 +57,7 @@ impl Matcher {
                 Compiled {
                     ids: record.identifiers().map(str::to_owned).collect(),
                     summary: record.summary.clone(),
+                    severity: record_severity(&record),
                     entries: sigil_vuln::compile(&record),
                 },
             );
@@ -105,6 +109,7 @@ impl Matcher {
 struct Group {
     ids: BTreeSet<String>,
     summary: Option<String>,
+    severity: RecordSeverity,
     fixed: Option<String>,
 }
 
@@ -114,6 +119,7 @@ fn merge_aliases(hits: Vec<(&Compiled, Option<String>)>) -> Vec<Group> {
         let mut merged = Group {
             ids: record.ids.clone(),
             summary: record.summary.clone(),
+            severity: record.severity,
             fixed,
         };
         // Fold in every group this record shares an id with (it may join two).
@@ -123,6 +129,7 @@ fn merge_aliases(hits: Vec<(&Compiled, Option<String>)>) -> Vec<Group> {
                 let g = groups.remove(i);
                 merged.ids.extend(g.ids);
                 merged.summary = merged.summary.or(g.summary);
+                merged.severity = more_severe(merged.severity, g.severity);
                 merged.fixed = merged.fixed.or(g.fixed);
             } else {
                 i += 1;
@@ -131,6 +138,13 @@ fn merge_aliases(hits: Vec<(&Compiled, Option<String>)>) -> Vec<Group> {
         groups.push(merged);
     }
     groups
+}
+
+/// Of two records' severities for one vulnerability, the graver (a scored one over a rated
+/// one of the same level).
+fn more_severe(a: RecordSeverity, b: RecordSeverity) -> RecordSeverity {
+    let key = |s: &RecordSeverity| (s.level, s.score.map(|x| (x * 10.0) as i64));
+    if key(&b) > key(&a) { b } else { a }
 }
 
 /// A CVE id if the vulnerability has one, else the smallest id.
@@ -257,6 +271,11 @@ fn match_all(
                     vulnerability: preferred_id(&group.ids),
                     ids: group.ids.into_iter().collect(),
                     summary: group.summary,
+                    severity: group.severity.level,
+                    cvss_score: group.severity.score,
+                    first_seen: None,
+                    remediation_due: None,
+                    overdue: false,
                     firmware_version: sbom.firmware_version.clone(),
                     component: c.name.clone(),
                     component_version: version.clone(),
@@ -313,6 +332,7 @@ impl Authority {
         for f in &mut found.findings {
             f.vex = vex_for(&statements, f);
         }
+        self.add_deadlines(product, &mut found).await?;
         found.findings.sort_by(|a, b| {
             (&a.firmware_version, &a.component, &a.vulnerability).cmp(&(
                 &b.firmware_version,

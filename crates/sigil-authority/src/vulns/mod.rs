@@ -10,12 +10,37 @@ use sigil_store::{ComponentRow, ImportCounts, KevRow, NewSbom, SbomRecord, VulnR
 use sigil_vuln::archive::read_osv_archive;
 use sigil_vuln::epss::EpssScores;
 use sigil_vuln::kev::KevCatalogue;
-use sigil_vuln::{Ecosystem, OsvRecord, Sbom, VulnError};
+use sigil_vuln::{Ecosystem, OsvRecord, Sbom, SeverityLevel, VulnError};
 
 use crate::{Authority, Refusal, RefusalKind, RequestError};
 
+mod cases;
 mod export;
 mod findings;
+mod handling;
+
+pub use cases::{AlertView, CaseView, DeadlineView};
+pub use handling::DeviceFindings;
+
+/// Review findings and cases every `every`, and as soon as a change asks for it.
+pub fn spawn_reviews(
+    authority: std::sync::Arc<Authority>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = authority.vuln_review_wanted.notified() => {}
+            }
+            if let Err(e) = authority.review_vulnerabilities().await {
+                tracing::error!(error = %e, "vulnerability review failed");
+            }
+        }
+    })
+}
 
 /// What a feed file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +90,15 @@ pub struct Finding {
     pub vulnerability: String,
     pub ids: Vec<String>,
     pub summary: Option<String>,
+    /// From the records' CVSS vectors (the highest), else their databases' rating.
+    pub severity: SeverityLevel,
+    pub cvss_score: Option<f64>,
+    /// When Sigil first found this vulnerability in this component of the product.
+    pub first_seen: Option<String>,
+    /// When the remediation policy wants it fixed (none once VEX says `not_affected` or
+    /// `fixed`), and whether that has passed.
+    pub remediation_due: Option<String>,
+    pub overdue: bool,
     pub firmware_version: String,
     pub component: String,
     pub component_version: String,
@@ -188,6 +222,18 @@ fn component_row(c: &sigil_vuln::Component) -> ComponentRow {
 impl Authority {
     /// Import one feed file, all or nothing.
     pub async fn import_feed(
+        &self,
+        actor: &Actor,
+        source: &str,
+        kind: Option<FeedKind>,
+        bytes: &[u8],
+    ) -> Result<FeedImport, RequestError> {
+        let imported = self.import_feed_now(actor, source, kind, bytes).await?;
+        self.vuln_review_wanted.notify_one();
+        Ok(imported)
+    }
+
+    async fn import_feed_now(
         &self,
         actor: &Actor,
         source: &str,
@@ -318,7 +364,9 @@ impl Authority {
             .find(|r| r.version == version)
             .map(|r| r.id);
         let new = new_sbom(product, version, release_id, bytes, &sbom);
-        Ok(self.store.put_sbom(actor, &new, self.now()).await?)
+        let stored = self.store.put_sbom(actor, &new, self.now()).await?;
+        self.vuln_review_wanted.notify_one();
+        Ok(stored)
     }
 
     /// Create a release; its SBOM (an uploaded artefact), if it names one, is read first (a
@@ -379,6 +427,7 @@ impl Authority {
                 &parsed,
             );
             self.store.put_sbom(actor, &new, self.now()).await?;
+            self.vuln_review_wanted.notify_one();
         }
         Ok(release)
     }
@@ -414,6 +463,7 @@ impl Authority {
         self.store
             .put_vex(actor, product, format, &sha256, &rows, self.now())
             .await?;
+        self.vuln_review_wanted.notify_one();
         Ok(rows.len())
     }
 
