@@ -311,8 +311,27 @@ mod tests {
                 "DI", "DC", "DP", "LA", "SU", "CS", "DS", "DO", "IQ", "ID", "EA"
             ]
         );
-        // CRA Annex I: Part I (1) and (2)(a)-(m), Part II (1)-(8).
-        assert_eq!(count("eu-cra"), 1 + 13 + 8);
+        // CRA Annex I: Part I (1) and (2)(a)-(m), Part II (1)-(8); and Article 14.
+        assert_eq!(count("eu-cra"), 1 + 13 + 8 + 1);
+        // Every vulnerability-handling check is mapped in all five frameworks.
+        for check in crate::vulnerabilities::CHECKS {
+            for framework in [
+                "eu-cra",
+                "etsi-en-303-645",
+                "nistir-8259",
+                "nist-sp-800-213a",
+                "eo-14028",
+            ] {
+                assert!(
+                    c.framework(framework)
+                        .unwrap()
+                        .requirements
+                        .iter()
+                        .any(|r| r.checks.iter().any(|k| k == check)),
+                    "{check} is not mapped in {framework}"
+                );
+            }
+        }
         // Six from the first wave, and 4(e)(iii) (the signed update channel).
         assert_eq!(count("eo-14028"), 7);
         // The Device Defender mappings the issue names exist.

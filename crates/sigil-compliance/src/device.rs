@@ -124,6 +124,8 @@ pub struct ProductFacts {
     pub releases: Option<ReleaseFacts>,
     /// Days a device may lack a security release once it is published, if declared.
     pub remediation_days: Option<u32>,
+    /// SBOMs, findings, VEX and Article 14 cases (read fresh at report time).
+    pub vulnerabilities: Option<crate::vulnerabilities::VulnFacts>,
 }
 
 /// Where a device's key came from.
@@ -671,6 +673,7 @@ mod tests {
             allowed_services: Some(vec!["tcp/8883".into()]),
             sboms: HashMap::new(),
             update_channel: None,
+            vulnerabilities: None,
             releases: Some(ReleaseFacts::new(
                 sigil_update::VersionScheme::Semver,
                 [("2.0.0", true, "11"), ("2.1.0", false, "aa")].map(|(v, security, sha)| {

@@ -11,6 +11,7 @@ pub mod live;
 pub mod organisation;
 pub mod product;
 mod status;
+pub mod vulnerabilities;
 
 pub use catalogue::{Catalogue, CatalogueError, Check, CheckKind, Framework, Requirement, Scope};
 pub use live::{DeviceStatuses, FleetResults, StatusCounts};

@@ -206,6 +206,43 @@ async fn handling_follows_the_readme(db: Db) {
     let case = first_case(&s).await;
     let id = case["id"].as_str().unwrap().to_owned();
     assert_eq!(case["vulnerability"], "CVE-2023-32681");
+    // Compliance reads the same facts: the exploited vulnerability fails CRA I.2.a; the case
+    // is on time so far.
+    let (st, cra) = s.get("/api/v1/compliance/eu-cra").await;
+    assert_eq!(st, 200, "{cra}");
+    let check = |requirement: &str, check: &str| {
+        cra["requirements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == requirement)
+            .and_then(|r| {
+                r["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["check"] == check)
+            })
+            .unwrap_or_else(|| panic!("{requirement} {check}: {cra}"))
+            .clone()
+    };
+    let exploited = check("I.2.a", "product.exploited-remediated");
+    assert_eq!(exploited["status"], "fail", "{exploited}");
+    assert!(
+        exploited["failures"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("CVE-2023-32681"),
+        "{exploited}"
+    );
+    assert_eq!(
+        check("Art.14", "product.article14-deadlines")["status"],
+        "pass"
+    );
+    assert_eq!(
+        check("II.2", "product.remediation-timely")["status"],
+        "pass"
+    );
     let listed = ok(sigil(&s, &["case", "list"]));
     assert!(
         listed.contains(&id) && listed.contains("(pending)"),

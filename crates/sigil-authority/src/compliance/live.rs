@@ -328,6 +328,7 @@ impl Live {
                         .map(|d| d.sboms.clone().into_iter().collect())
                         .unwrap_or_default(),
                     update_channel: None,
+                    vulnerabilities: None,
                     releases,
                     remediation_days: declared.and_then(|d| d.remediation_days),
                 };

@@ -10,6 +10,9 @@ pub mod live;
 pub enum ComplianceError {
     #[error(transparent)]
     Store(#[from] sigil_store::StoreError),
+    /// The vulnerability facts could not be gathered.
+    #[error("vulnerability facts: {0}")]
+    Facts(String),
 }
 
 /// Where compliance drops are announced (the server delivers them by webhook).
@@ -269,8 +272,10 @@ pub async fn evaluate(
         &org,
         unix,
     );
+    let mut vuln_facts = BTreeMap::new();
     for check in used.iter().filter(|c| c.starts_with("product.")) {
-        let stands_in = if *check == "product.security-updates-separate" {
+        let vulnerability_check = sigil_compliance::vulnerabilities::CHECKS.contains(check);
+        let stands_in = if *check == "product.security-updates-separate" || vulnerability_check {
             vulnerability_handling.as_ref()
         } else {
             attested.as_ref()
@@ -282,6 +287,17 @@ pub async fn evaluate(
                 "product.update-channel" | "product.security-updates-separate"
             ) {
                 p.update_channel = state.updates().channel_facts(&p.id).await?;
+            }
+            if vulnerability_check {
+                if !vuln_facts.contains_key(&p.id) {
+                    let current = p.current_firmware.clone().unwrap_or_default();
+                    let facts = state
+                        .product_vuln_facts(&p.id, &current)
+                        .await
+                        .map_err(|e| ComplianceError::Facts(e.to_string()))?;
+                    vuln_facts.insert(p.id.clone(), facts);
+                }
+                p.vulnerabilities = vuln_facts.get(&p.id).cloned();
             }
             if let Some(o) = sigil_compliance::product::evaluate_product(check, &p, unix, stands_in)
             {

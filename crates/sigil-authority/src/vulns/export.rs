@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sigil_update::{ReleaseVersion, VersionScheme};
+use sigil_update::ReleaseVersion;
 use sigil_vuln::vex::{OutStatement, VexStatus, product_purl, to_openvex};
 
 use crate::{Authority, RequestError, rfc3339};
@@ -13,13 +13,29 @@ use crate::{Authority, RequestError, rfc3339};
 impl Authority {
     /// The product's VEX as an OpenVEX document.
     pub async fn product_openvex(&self, product: &str) -> Result<serde_json::Value, RequestError> {
+        let (record, out) = self.product_vex(product).await?;
+        let now = self.now();
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        Ok(to_openvex(
+            &format!("Sigil, for {}", record.manufacturer),
+            &format!(
+                "https://sigil.invalid/vex/{product}/{}",
+                now.unix_timestamp()
+            ),
+            &rfc3339(now),
+            &out,
+        ))
+    }
+
+    /// The statements of the product's VEX, whatever format they are written in.
+    pub(super) async fn product_vex(
+        &self,
+        product: &str,
+    ) -> Result<(sigil_domain::Product, Vec<OutStatement>), RequestError> {
         let product_id: sigil_domain::ProductId = product.parse()?;
         let record = self.store.get_product(product_id).await?;
         let found = self.product_findings(product).await?;
-        let scheme = match self.store.update_channel(product).await? {
-            Some(c) => VersionScheme::parse(&c.version_scheme).unwrap_or_default(),
-            None => VersionScheme::Semver,
-        };
+        let scheme = self.version_scheme(product).await?;
         let mut out = Vec::new();
         // (vulnerability, component name) -> firmware versions it affects.
         let mut affected: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
@@ -91,16 +107,6 @@ impl Authority {
                 }
             }
         }
-        let now = self.now();
-        let now = now.replace_nanosecond(0).unwrap_or(now);
-        Ok(to_openvex(
-            &format!("Sigil, for {}", record.manufacturer),
-            &format!(
-                "https://sigil.invalid/vex/{product}/{}",
-                now.unix_timestamp()
-            ),
-            &rfc3339(now),
-            &out,
-        ))
+        Ok((record, out))
     }
 }

@@ -16,6 +16,7 @@ use crate::{Authority, Refusal, RefusalKind, RequestError};
 
 mod cases;
 mod export;
+mod facts;
 mod findings;
 mod handling;
 

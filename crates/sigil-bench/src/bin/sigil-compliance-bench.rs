@@ -149,6 +149,7 @@ fn pure(n: u64, now: i64) -> Result<(Duration, [u64; 4])> {
         allowed_services: Some(vec!["tcp/8883".into()]),
         sboms: Default::default(),
         update_channel: None,
+        vulnerabilities: None,
         // Releases through Sigil, a security one among them: the update checks do their work.
         releases: Some(sigil_compliance::device::ReleaseFacts::new(
             sigil_update::VersionScheme::Semver,
