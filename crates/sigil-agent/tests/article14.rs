@@ -256,6 +256,23 @@ async fn case_follows_a_kev_entry_to_the_installed_fix(db: Db) {
             .contains(&json!("GHSA-j8r2-6x86-q33q"))
     );
 
+    // A VEX statement (an operator may record one) does not close a case on an actively
+    // exploited vulnerability: only devices leaving the affected firmware do.
+    let vex = json!({"@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://example.org/vex/a14",
+        "author": "ops", "timestamp": "2026-12-05T00:00:00Z", "version": 1,
+        "statements": [{"vulnerability": {"name": "CVE-2023-32681"},
+            "products": [{"@id": "pkg:generic/acme/gateway", "subcomponents": [{"@id": "pkg:pypi/requests"}]}],
+            "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"}]});
+    upload(
+        &s,
+        &format!("/api/v1/products/{product}/vex"),
+        vex.to_string().into_bytes(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, still) = s.get(&format!("/api/v1/cases/{id}")).await;
+    assert_eq!(still["state"], "open", "{still}");
+
     // 18 h 1 min on: the early warning is 5 h 59 min away, and the webhook hears it once.
     offset.store(18 * HOUR + 60, Ordering::SeqCst);
     let alert = next_alert(&mut alerts).await;
@@ -300,6 +317,23 @@ async fn case_follows_a_kev_entry_to_the_installed_fix(db: Db) {
         (Some("notification"), Some("nearing")),
         "{alert}"
     );
+
+    // A release whose SBOM lists nothing proves no fix.
+    let empty =
+        json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "components": []});
+    let sbom_sha = upload(&s, "/api/v1/artefacts", empty.to_string().into_bytes()).await;
+    let image = upload(&s, "/api/v1/artefacts", b"firmware 2.0.1".to_vec()).await;
+    let (st, r) = s
+        .post(
+            &format!("/api/v1/products/{product}/releases"),
+            json!({"version": "2.0.1", "artefact_sha256": image["sha256"], "file_name": "fw.bin",
+                   "sbom_sha256": sbom_sha["sha256"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, c) = s.get(&format!("/api/v1/cases/{id}")).await;
+    assert_eq!(c["fix_release"], Value::Null, "{c}");
 
     // The fix: release 2.1.0 with requests 2.31.0, published now; the final report is due
     // 14 days after its publication.

@@ -58,13 +58,20 @@ pub async fn device_findings(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyBody {
+    #[schema(minimum = 1, maximum = 3650)]
     pub critical: u32,
+    #[schema(minimum = 1, maximum = 3650)]
     pub high: u32,
+    #[schema(minimum = 1, maximum = 3650)]
     pub medium: u32,
+    #[schema(minimum = 1, maximum = 3650)]
     pub low: u32,
+    #[schema(minimum = 1, maximum = 3650)]
     pub none: u32,
     /// A record with no score or rating.
+    #[schema(minimum = 1, maximum = 3650)]
     pub unknown: u32,
+    #[schema(minimum = 1, maximum = 3650)]
     pub known_exploited: u32,
 }
 
@@ -133,7 +140,8 @@ pub async fn set_policy(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteRequest {
-    /// ISO 3166-1 alpha-2 (`DE`, `FR`, `US`).
+    /// ISO 3166-1 alpha-2 (`DE`, `FR`, `US`), an assigned code.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 
@@ -228,9 +236,20 @@ pub async fn list_cases(
 pub struct OpenCaseRequest {
     pub product_id: String,
     /// A vulnerability among the product's findings (any of its ids).
+    #[schema(min_length = 1, max_length = 100)]
     pub vulnerability: String,
     /// Why it is known to be actively exploited.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
+}
+
+/// The three reports of Article 14(2).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportStage {
+    EarlyWarning,
+    Notification,
+    FinalReport,
 }
 
 /// Open a case by hand for a vulnerability known to be actively exploited (one in CISA's KEV
@@ -243,15 +262,22 @@ pub async fn open_case(
     ApiJson(req): ApiJson<OpenCaseRequest>,
 ) -> Result<(StatusCode, Json<CaseView>), ApiError> {
     let actor = caller.actor();
+    // Parsed before anything is audited: the subject names a product, not raw input.
+    let product: sigil_domain::ProductId = req.product_id.parse()?;
     let result = state
-        .open_case(&actor, &req.product_id, &req.vulnerability, &req.reason)
+        .open_case(
+            &actor,
+            &product.to_string(),
+            &req.vulnerability,
+            &req.reason,
+        )
         .await
         .map_err(Into::into);
     let case = state
         .audit_refusal(
             &actor,
             "vuln.case.open",
-            format!("product:{}", req.product_id),
+            format!("product:{product}"),
             result,
         )
         .await?;
@@ -291,7 +317,7 @@ pub struct DraftParams {
 /// the product, the vulnerability, the affected devices and member states, the mitigations
 /// and the fix release, from Sigil's current data.
 #[utoipa::path(get, path = "/api/v1/cases/{id}/drafts/{stage}", tag = "vulnerabilities",
-    params(("id" = String, Path), ("stage" = String, Path), DraftParams),
+    params(("id" = String, Path), ("stage" = ReportStage, Path), DraftParams),
     responses((status = 200, content_type = "application/json"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn draft(
     State(state): State<AppState>,
@@ -319,9 +345,10 @@ pub async fn draft(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
-    /// `early-warning`, `notification` or `final-report`.
+    #[schema(value_type = ReportStage)]
     pub stage: String,
     /// The submission's reference at the CSIRT or the single reporting platform.
+    #[schema(max_length = 500)]
     pub reference: Option<String>,
 }
 

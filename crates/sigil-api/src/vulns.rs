@@ -398,16 +398,28 @@ pub async fn import_vex(
     ))
 }
 
-/// The product's VEX, published as OpenVEX: every finding with its status (the product's
-/// own statement, else `affected` with what to do) and, for each vulnerability, the later
-/// firmware versions that fixed it.
-#[utoipa::path(get, path = "/api/v1/products/{id}/vex", tag = "vulnerabilities", params(("id" = String, Path)),
-    responses((status = 200, content_type = "application/json"), (status = 404, body = Problem)))]
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VexExportParams {
+    /// `openvex` (the default) or `csaf` (CSAF 2.0, profile `csaf_vex`).
+    pub format: Option<String>,
+}
+
+/// The product's VEX, published as OpenVEX or CSAF 2.0: every finding with its status (the
+/// product's own statement, else `affected` with what to do) and, for each vulnerability, the
+/// later firmware versions that fixed it.
+#[utoipa::path(get, path = "/api/v1/products/{id}/vex", tag = "vulnerabilities", params(("id" = String, Path), VexExportParams),
+    responses((status = 200, content_type = "application/json"), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn export_vex(
     State(state): State<AppState>,
     ApiPath(product): ApiPath<ProductId>,
+    ApiQuery(params): ApiQuery<VexExportParams>,
 ) -> Result<Response, ApiError> {
-    let doc = state.product_openvex(&product.to_string()).await?;
+    let doc = match params.format.as_deref().unwrap_or("openvex") {
+        "openvex" => state.product_openvex(&product.to_string()).await?,
+        "csaf" => state.product_csaf(&product.to_string()).await?,
+        _ => return Err(ApiError::invalid("format: openvex or csaf")),
+    };
     let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }

@@ -107,8 +107,9 @@ fn sbom_current(product: &ProductFacts, outcome: impl Fn(Status, String) -> Outc
         .unwrap_or_default();
     let current = product.current_firmware.clone().unwrap_or_default();
     if current.is_empty() {
+        // Devices' own SBOM references (`device.sbom-reference`) still count.
         return outcome(
-            Status::Unknown,
+            Status::NotApplicable,
             "no current release known: publish one or declare the current firmware".into(),
         );
     }
@@ -340,7 +341,10 @@ mod tests {
             .insert("2.1.0".into(), "https://example.org/sbom".into());
         assert_eq!(status("product.sbom-current", &newer), Status::Pass);
         let undeclared = ProductFacts::default();
-        assert_eq!(status("product.sbom-current", &undeclared), Status::Unknown);
+        assert_eq!(
+            status("product.sbom-current", &undeclared),
+            Status::NotApplicable
+        );
     }
 
     #[test]

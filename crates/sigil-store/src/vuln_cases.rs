@@ -372,12 +372,18 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE vuln_cases SET fix_release = $1, fix_available_at = $2 WHERE id = $3")
-            .bind(release)
-            .bind(available_at.unix_timestamp())
-            .bind(case)
-            .execute(&mut *tx)
-            .await?;
+        let changed = sqlx::query(
+            "UPDATE vuln_cases SET fix_release = $1, fix_available_at = $2 WHERE id = $3 AND fix_release IS NULL",
+        )
+        .bind(release)
+        .bind(available_at.unix_timestamp())
+        .bind(case)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(());
+        }
         audit::append(
             &mut tx,
             vec![event(
@@ -403,12 +409,16 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE vuln_cases SET state = 'closed', closed_at = $1, close_reason = $2 WHERE id = $3 AND state = 'open'")
+        let changed = sqlx::query("UPDATE vuln_cases SET state = 'closed', closed_at = $1, close_reason = $2 WHERE id = $3 AND state = 'open'")
             .bind(now.unix_timestamp())
             .bind(reason)
             .bind(case)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Ok(());
+        }
         audit::append(
             &mut tx,
             vec![event(
@@ -434,13 +444,20 @@ impl Store {
         reference: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<CaseRecord, StoreError> {
-        let current = self.case(case).await?;
-        if current.reports.iter().any(|r| r.stage == stage) {
+        self.case(case).await?;
+        let mut tx = self.begin_write().await?;
+        // Checked inside the write transaction: two submissions at once get one 409.
+        let already =
+            sqlx::query("SELECT 1 AS one FROM vuln_case_reports WHERE case_id = $1 AND stage = $2")
+                .bind(case)
+                .bind(stage)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if already.is_some() {
             return Err(StoreError::Conflict(format!(
                 "the {stage} of case {case} is already recorded as submitted"
             )));
         }
-        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO vuln_case_reports (case_id, stage, submitted_at, reference, submitted_by) VALUES ($1, $2, $3, $4, $5)")
             .bind(case)
             .bind(stage)
@@ -562,6 +579,31 @@ impl Store {
             out.push(self.case(&id).await?);
         }
         Ok(out)
+    }
+
+    /// Where the devices of a product (not retired) running one of `firmware_versions` are:
+    /// devices per country of their site (`None`: no site, or a site with no country).
+    pub async fn countries_running(
+        &self,
+        product: &str,
+        firmware_versions: &[String],
+    ) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        let mut per: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        for version in firmware_versions {
+            let rows = sqlx::query(
+                "SELECT s.country AS country, count(*) AS n FROM devices d LEFT JOIN sites s ON s.name = d.site \
+                 WHERE d.product_id = $1 AND d.firmware_version = $2 AND d.state <> 'retired' GROUP BY s.country",
+            )
+            .bind(product)
+            .bind(version)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                let n: i64 = r.try_get("n")?;
+                *per.entry(r.try_get("country")?).or_default() += u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(per.into_iter().collect())
     }
 
     /// Devices of a product (not retired) running one of `firmware_versions`: how many, and

@@ -5,6 +5,7 @@
 //! The store, the importers and the API sit elsewhere; nothing here does I/O.
 
 pub mod archive;
+pub mod csaf;
 mod ecosystem;
 pub mod epss;
 mod error;

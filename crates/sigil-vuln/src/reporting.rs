@@ -171,20 +171,26 @@ pub struct Exposure {
 }
 
 impl Exposure {
-    /// Counts, countries and member states from the devices (`total` may exceed the list).
-    pub fn of(total: u64, firmware_versions: Vec<String>, listed: Vec<DeviceLine>) -> Self {
+    /// From every affected device: how many, where (`(country, devices)`, `None` for sites with
+    /// no registered country), and the first of them by name.
+    pub fn of(
+        total: u64,
+        firmware_versions: Vec<String>,
+        countries: &[(Option<String>, u64)],
+        listed: Vec<DeviceLine>,
+    ) -> Self {
         let mut member_states = std::collections::BTreeSet::new();
         let mut other = std::collections::BTreeSet::new();
         let mut unknown = 0;
-        for d in &listed {
-            match d.country.as_deref() {
+        for (country, devices) in countries {
+            match country.as_deref() {
                 Some(c) if is_member_state(c) => {
                     member_states.insert(c.to_owned());
                 }
                 Some(c) => {
                     other.insert(c.to_owned());
                 }
-                None => unknown += 1,
+                None => unknown += devices,
             }
         }
         Self {

@@ -297,6 +297,20 @@ fn csaf_products(tree: &Value) -> HashMap<String, Option<String>> {
         }
         stack.extend(node["branches"].as_array().into_iter().flatten());
     }
+    // A relationship names a component as part of a product version under an id of its own;
+    // a statement about that id is about the component (the referenced product's purl).
+    for r in tree["relationships"].as_array().into_iter().flatten() {
+        if let (Some(id), Some(component)) = (
+            text(&r["full_product_name"]["product_id"]),
+            text(&r["product_reference"]),
+        ) {
+            let purl = r["full_product_name"]["product_identification_helper"]["purl"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| out.get(&component).cloned().flatten());
+            out.insert(id, purl);
+        }
+    }
     out
 }
 

@@ -167,9 +167,16 @@ fn countries_and_member_states() {
         site: Some("plant".into()),
         country: country.map(str::to_owned),
     };
+    let countries = [
+        (Some("FR".to_owned()), 2),
+        (Some("DE".to_owned()), 1),
+        (Some("CH".to_owned()), 1),
+        (None, 1),
+    ];
     let e = Exposure::of(
         5,
         vec!["1.0.0".into()],
+        &countries,
         vec![
             line("a", Some("FR")),
             line("b", Some("DE")),

@@ -71,10 +71,14 @@ pub enum VexCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Write the product's VEX (OpenVEX): every finding's status, and the fixed versions.
+    /// Write the product's VEX (OpenVEX or CSAF 2.0): every finding's status, and the fixed
+    /// versions.
     Export {
         #[arg(long)]
         product: String,
+        /// `openvex` or `csaf`.
+        #[arg(long, default_value = "openvex")]
+        format: String,
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -366,12 +370,16 @@ pub async fn vex(cmd: VexCommand) -> Result<()> {
         }
         VexCommand::Export {
             product,
+            format,
             out,
             client,
         } => {
             let api = ApiClient::from_args(&client)?;
             let bytes = api
-                .download(&format!("/api/v1/products/{product}/vex"), &out)
+                .download(
+                    &format!("/api/v1/products/{product}/vex?format={}", query(&format)),
+                    &out,
+                )
                 .await?;
             println!("wrote {} ({bytes} bytes)", out.display());
             Ok(())

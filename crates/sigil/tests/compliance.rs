@@ -782,11 +782,13 @@ async fn scenario_failures_per_framework_and_fixes(db: Db) {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
+    // The declaration names no SBOM for the current firmware, and Sigil holds none.
     let failing_checks = [
         "device.key-not-shared",
         "device.unique-identity",
         "device.certificate-current",
         "device.no-default-password",
+        "product.sbom-current",
     ];
     // D has no valid certificate left to inspect; the overdue attestation no longer counts.
     let unknown = ["device.key-strength", overdue];
@@ -847,6 +849,10 @@ async fn scenario_failures_per_framework_and_fixes(db: Db) {
         .await
         .unwrap();
     attest(overdue.to_owned(), 24 * 60).await;
+    let (st, d) = put(json!({"current_firmware": ["2.0.0"], "allowed_services": ["tcp/8883"],
+                             "sboms": {"2.0.0": "https://example.org/sbom/gateway-2.0.0.cdx.json"}}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
     for framework in catalogue.frameworks() {
         let id = &framework.info.id;
         let (_, run) = s

@@ -396,7 +396,7 @@ async fn handling_follows_the_readme(db: Db) {
                 "x",
             ],
         ),
-        "no finding",
+        "runs firmware affected by",
     );
     assert_eq!(s.count("vuln_cases").await, before);
 }

@@ -369,6 +369,84 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
     let back = sigil_vuln::vex::VexDocument::parse(&std::fs::read(&published).unwrap()).unwrap();
     assert_eq!(back.statements.len(), statements.len());
 
+    // The same VEX as CSAF 2.0, checked by BSI's validator (schema, mandatory tests, the VEX
+    // profile's impact and action statements), and read back by Sigil's own CSAF reader.
+    let csaf = work.join("published.csaf.json");
+    ok(sigil(
+        &s,
+        &[
+            "vex",
+            "export",
+            "--product",
+            &product,
+            "--format",
+            "csaf",
+            "--out",
+            csaf.to_str().unwrap(),
+        ],
+    ));
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/csaf/validate.mjs");
+    let verdict = Command::new("node")
+        .arg(&validator)
+        .arg(&csaf)
+        .output()
+        .unwrap();
+    assert!(
+        verdict.status.success(),
+        "CSAF validation: {}",
+        String::from_utf8_lossy(&verdict.stdout)
+    );
+    let doc: Value = serde_json::from_slice(&std::fs::read(&csaf).unwrap()).unwrap();
+    assert_eq!(doc["document"]["category"], "csaf_vex");
+    let vuln = |cve: &str| {
+        doc["vulnerabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["cve"] == cve)
+            .unwrap_or_else(|| panic!("{cve}: {doc}"))
+            .clone()
+    };
+    let jinja = vuln("CVE-2024-22195");
+    assert_eq!(
+        jinja["flags"][0]["label"], "vulnerable_code_not_in_execute_path",
+        "{jinja}"
+    );
+    assert_eq!(
+        jinja["flags"][0]["product_ids"],
+        jinja["product_status"]["known_not_affected"]
+    );
+    let requests = vuln("CVE-2023-32681");
+    assert_eq!(
+        requests["remediations"][0]["category"], "vendor_fix",
+        "{requests}"
+    );
+    assert_eq!(
+        requests["remediations"][0]["details"],
+        "update requests to 2.31.0 or later"
+    );
+    assert!(
+        requests["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["text"] == "PYSEC-2023-74"),
+        "{requests}"
+    );
+    let back = sigil_vuln::vex::VexDocument::parse(&std::fs::read(&csaf).unwrap()).unwrap();
+    assert!(
+        back.statements
+            .iter()
+            .any(|st| st.vulnerability == "CVE-2024-22195"
+                && st.status == sigil_vuln::vex::VexStatus::NotAffected
+                && st
+                    .component
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("pkg:pypi/jinja2"))),
+        "{:?}",
+        back.statements
+    );
+
     // The same archive again changes nothing.
     let again = json_out(sigil(
         &s,

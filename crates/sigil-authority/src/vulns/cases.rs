@@ -133,14 +133,12 @@ fn about(case_vulnerability: &str, f: &Finding) -> bool {
     f.vulnerability == case_vulnerability || f.ids.iter().any(|i| i == case_vulnerability)
 }
 
-/// Firmware versions with an open finding of the vulnerability, and the devices on them.
+/// Firmware versions whose SBOM has the vulnerability, and the devices on them. A case
+/// follows the components, not the VEX: a statement (which `vuln.manage` may record) does not
+/// close a case opened on an actively exploited vulnerability; shipping the fix does.
 fn affected(found: &ProductFindings, vulnerability: &str) -> (BTreeSet<String>, u64) {
     let mut per_version = BTreeMap::new();
-    for f in found
-        .findings
-        .iter()
-        .filter(|f| about(vulnerability, f) && open_finding(f))
-    {
+    for f in found.findings.iter().filter(|f| about(vulnerability, f)) {
         per_version.insert(f.firmware_version.clone(), f.devices);
     }
     let devices = per_version.values().sum();
@@ -225,17 +223,31 @@ impl Authority {
     ) -> Result<(), RequestError> {
         let now = self.now();
         let (versions, devices) = affected(found, &case.vulnerability);
+        let components: BTreeSet<String> = found
+            .findings
+            .iter()
+            .filter(|f| about(&case.vulnerability, f))
+            .map(|f| f.component.clone())
+            .collect();
         let mut case = case.clone();
-        if case.fix_release.is_none()
-            && let Some((release, at)) =
-                self.corrective_release(&case.product_id, &versions).await?
+        // A list cut short may lack this vulnerability: no fix and no closing on it.
+        let complete = !found.truncated;
+        if complete
+            && case.fix_release.is_none()
+            && let Some((release, at)) = self
+                .corrective_release(&case.product_id, &versions, &components)
+                .await?
         {
+            // Available to this case from when it opened at the earliest: a release published
+            // long before the vulnerability was known exploited does not make the final report
+            // due before the case exists.
+            let at = at.max(case.aware_at);
             self.store
                 .set_case_fix(&system(), &case.id, &release, at, now)
                 .await?;
             case = self.store.case(&case.id).await?;
         }
-        if case.state == "open" && devices == 0 {
+        if complete && case.state == "open" && devices == 0 {
             let reason = match &case.fix_release {
                 Some(r) => {
                     format!("release {r} installed: no device runs an affected firmware version")
@@ -287,6 +299,7 @@ impl Authority {
         &self,
         product: &str,
         affected_versions: &BTreeSet<String>,
+        components: &BTreeSet<String>,
     ) -> Result<Option<(String, time::OffsetDateTime)>, RequestError> {
         if affected_versions.is_empty() {
             return Ok(None);
@@ -300,23 +313,35 @@ impl Authority {
         else {
             return Ok(None);
         };
-        let with_sbom: BTreeSet<String> = self
+        let sboms: BTreeMap<String, String> = self
             .store
             .sboms(product)
             .await?
             .into_iter()
-            .map(|s| s.firmware_version)
+            .map(|s| (s.firmware_version, s.id))
             .collect();
-        let fix = self
+        let mut candidates: Vec<(String, time::OffsetDateTime, String)> = self
             .store
             .releases(product)
             .await?
             .into_iter()
-            .filter(|r| with_sbom.contains(&r.version) && !affected_versions.contains(&r.version))
+            .filter(|r| !affected_versions.contains(&r.version))
             .filter(|r| order(&r.version).is_some_and(|v| v.precedence(&newest_affected).is_gt()))
-            .filter_map(|r| r.published_at.map(|at| (r.version, at)))
-            .min_by_key(|(_, at)| *at);
-        Ok(fix)
+            .filter_map(|r| {
+                let sbom = sboms.get(&r.version)?.clone();
+                r.published_at.map(|at| (r.version, at, sbom))
+            })
+            .collect();
+        candidates.sort_by_key(|(_, at, _)| *at);
+        // The fix still ships the component, at a version no record finds affected: an SBOM
+        // that lists nothing (or not the component) proves no fix.
+        for (version, at, sbom) in candidates {
+            let listed = self.store.sbom_components(&sbom).await?;
+            if listed.iter().any(|c| components.contains(&c.name)) {
+                return Ok(Some((version, at)));
+            }
+        }
+        Ok(None)
     }
 
     /// Open a case by hand: the operator knows the vulnerability is actively exploited. It
@@ -338,12 +363,28 @@ impl Authority {
             ));
         }
         let found = self.product_findings(product).await?;
-        let Some(f) = found.findings.iter().find(|f| about(vulnerability, f)) else {
+        if vulnerability.is_empty()
+            || vulnerability.len() > 100
+            || vulnerability
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(refuse(
+                RefusalKind::Invalid,
+                "invalid-vulnerability",
+                "a vulnerability id is 1 to 100 characters, no spaces or control characters".into(),
+            ));
+        }
+        let Some(f) = found
+            .findings
+            .iter()
+            .find(|f| about(vulnerability, f) && f.devices > 0 && open_finding(f))
+        else {
             return Err(refuse(
                 RefusalKind::Invalid,
                 "not-a-finding",
                 format!(
-                    "no finding of product {product} is {vulnerability}: import its record (sigil vulndb import) and the product's SBOM first"
+                    "no device of product {product} runs firmware affected by {vulnerability}: a case needs a finding on deployed devices (import its record and the product's SBOM first)"
                 ),
             ));
         };
@@ -353,6 +394,7 @@ impl Authority {
             cause: "operator".into(),
             reason: reason.to_owned(),
         };
+        let _one = self.vuln_review_lock.lock().await;
         let (case, _) = self.store.open_case(actor, &new, self.now()).await?;
         self.advance_case(&case, &found).await?;
         Ok(case_view(&self.store.case(&case.id).await?, self.now()))
@@ -433,6 +475,10 @@ impl Authority {
             .store
             .devices_running(&case.product_id, &versions, LISTED_DEVICES)
             .await?;
+        let countries = self
+            .store
+            .countries_running(&case.product_id, &versions)
+            .await?;
         let listed = devices
             .into_iter()
             .map(|d| DeviceLine {
@@ -486,7 +532,7 @@ impl Authority {
             cvss_score: first.and_then(|f| f.cvss_score),
             exploitation: case.reason.clone(),
             aware_at: rfc3339(case.aware_at),
-            affected: Exposure::of(total, versions, listed),
+            affected: Exposure::of(total, versions, &countries, listed),
             mitigations: mitigations.into_iter().collect(),
             corrective_measure: match (&case.fix_release, case.fix_available_at) {
                 (Some(r), Some(at)) => Some(CorrectiveMeasure {

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sigil_update::ReleaseVersion;
+use sigil_vuln::csaf::{CsafHeader, to_csaf};
 use sigil_vuln::vex::{OutStatement, VexStatus, product_purl, to_openvex};
 
 use crate::{Authority, RequestError, rfc3339};
@@ -23,6 +24,34 @@ impl Authority {
                 now.unix_timestamp()
             ),
             &rfc3339(now),
+            &out,
+        ))
+    }
+
+    /// The product's VEX as a CSAF 2.0 document (profile `csaf_vex`).
+    pub async fn product_csaf(&self, product: &str) -> Result<serde_json::Value, RequestError> {
+        let (record, out) = self.product_vex(product).await?;
+        if out.is_empty() {
+            // CSAF requires at least one vulnerability (and a product tree to name).
+            return Err(crate::Refusal::new(
+                crate::RefusalKind::Conflict,
+                "nothing-to-publish",
+                "the product has no finding yet: a CSAF VEX document needs at least one vulnerability",
+            )
+            .into());
+        }
+        let now = self.now();
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        let stamp = rfc3339(now);
+        let tracking_id = format!("sigil-vex-{product}-{}", now.unix_timestamp());
+        Ok(to_csaf(
+            &CsafHeader {
+                manufacturer: &record.manufacturer,
+                product: &record.name,
+                namespace: "https://sigil.invalid",
+                tracking_id: &tracking_id,
+                now: &stamp,
+            },
             &out,
         ))
     }

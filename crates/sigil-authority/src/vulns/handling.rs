@@ -123,7 +123,7 @@ impl Authority {
                 .unwrap_or(now);
             f.first_seen = Some(rfc3339(first));
             if open_finding(f) {
-                let due = policy.deadline(first, f.severity, f.known_exploited.is_some());
+                let due = deadline(&policy, first, f);
                 f.remediation_due = Some(rfc3339(due));
                 f.overdue = now > due;
             }
@@ -154,6 +154,22 @@ impl Authority {
             truncated: all.truncated,
         })
     }
+}
+
+/// A finding's deadline: its severity's days from the first sighting, or, once CISA lists it
+/// as exploited, the KEV days from the later of that listing and the first sighting (whichever
+/// comes first). A year-old low finding is not overdue the moment it enters the catalogue.
+fn deadline(policy: &RemediationPolicy, first: OffsetDateTime, f: &Finding) -> OffsetDateTime {
+    let by_severity = policy.deadline(first, f.severity, false);
+    let Some(added) = &f.known_exploited else {
+        return by_severity;
+    };
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let listed = time::Date::parse(added, &format)
+        .map(|d| d.midnight().assume_utc())
+        .unwrap_or(first);
+    let by_kev = listed.max(first) + time::Duration::days(i64::from(policy.known_exploited_days));
+    by_severity.min(by_kev)
 }
 
 /// Seconds since the epoch as the API's timestamps.
