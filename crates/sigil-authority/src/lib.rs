@@ -82,6 +82,8 @@ pub struct Authority {
     /// One vulnerability review at a time; a change to the data asks for one now.
     vuln_review_lock: tokio::sync::Mutex<()>,
     vuln_review_wanted: tokio::sync::Notify,
+    /// OSV records compiled by earlier findings requests.
+    compiled: vulns::CompiledCache,
 }
 
 impl Authority {

@@ -236,6 +236,7 @@ impl Authority {
             rollout_lock: tokio::sync::Mutex::new(()),
             vuln_review_lock: tokio::sync::Mutex::new(()),
             vuln_review_wanted: tokio::sync::Notify::new(),
+            compiled: crate::vulns::CompiledCache::default(),
         }))
     }
 

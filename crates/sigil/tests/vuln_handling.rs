@@ -399,5 +399,42 @@ async fn handling_follows_the_readme(db: Db) {
         "runs firmware affected by",
     );
     assert_eq!(s.count("vuln_cases").await, before);
+
+    // A newer version of a record replaces the one findings were computed from (compiled
+    // records are kept between requests: the change must show): jinja2 3.1.2 is now fixed.
+    let mut record: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("osv/GHSA-h5c8-rqwp-cp95.json")).unwrap(),
+    )
+    .unwrap();
+    record["modified"] = json!("2099-01-01T00:00:00Z");
+    for range in record["affected"][0]["ranges"].as_array_mut().unwrap() {
+        range["events"] = json!([{"introduced": "0"}, {"fixed": "3.1.2"}]);
+    }
+    let newer = work.join("GHSA-h5c8-rqwp-cp95.json");
+    std::fs::write(&newer, record.to_string()).unwrap();
+    let before = json_out(sigil(
+        &s,
+        &["vuln", "list", "--device", &devices[0], "--json"],
+    ));
+    assert!(
+        before["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["component"] == "jinja2")
+    );
+    ok(sigil(&s, &["vulndb", "import", newer.to_str().unwrap()]));
+    let after = json_out(sigil(
+        &s,
+        &["vuln", "list", "--device", &devices[0], "--json"],
+    ));
+    assert!(
+        !after["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["component"] == "jinja2"),
+        "{after}"
+    );
 }
 sigil_testkit::both_backends!(handling_follows_the_readme);

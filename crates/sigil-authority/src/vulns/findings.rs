@@ -4,6 +4,7 @@
 //! a hostile SBOM (200,000 copies of one package) costs one judgement, not 200,000.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use sigil_store::{ComponentRow, SbomRecord};
 use sigil_vuln::kev::is_cve;
@@ -19,7 +20,7 @@ pub const MAX_FINDINGS: usize = 10_000;
 pub const MAX_UNDECIDED: usize = 1_000;
 
 /// A record, compiled once: its ids, summary, and its entries ready to match.
-struct Compiled {
+pub(crate) struct Compiled {
     ids: BTreeSet<String>,
     summary: Option<String>,
     severity: RecordSeverity,
@@ -29,38 +30,41 @@ struct Compiled {
 /// What one distinct package version gets: `(record id, verdict)` per record naming it.
 type Judgement = Vec<(String, Verdict)>;
 
+/// Records compiled by earlier requests, by id, with the `modified` they were compiled from:
+/// a request reads only ids and `modified` from the database and compiles what changed.
+#[derive(Default)]
+pub(crate) struct CompiledCache(Mutex<HashMap<String, (String, Arc<Compiled>)>>);
+
+/// Most records the cache holds (it starts again empty past this).
+const CACHED_RECORDS: usize = 1_000_000;
+
+fn compile_record(json: &str) -> Option<Compiled> {
+    // Stored records were checked when imported; one that no longer parses is skipped.
+    let record = OsvRecord::parse(json.as_bytes()).ok()?;
+    Some(Compiled {
+        ids: record.identifiers().map(str::to_owned).collect(),
+        summary: record.summary.clone(),
+        severity: record_severity(&record),
+        entries: sigil_vuln::compile(&record),
+    })
+}
+
 struct Matcher {
-    records: HashMap<String, Compiled>,
+    records: HashMap<String, Arc<Compiled>>,
     /// Record ids per `(ecosystem without release, package)`.
     by_package: HashMap<(String, String), Vec<String>>,
     memo: HashMap<(Ecosystem, String, String), Judgement>,
 }
 
 impl Matcher {
-    fn new(rows: Vec<(String, String, String, String)>) -> Self {
-        let mut records = HashMap::new();
+    /// `keys`: `(id, ecosystem without release, package)` of each record naming a package.
+    fn new(keys: Vec<(String, String, String)>, records: HashMap<String, Arc<Compiled>>) -> Self {
         let mut by_package: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for (id, ecosystem, package, json) in rows {
+        for (id, ecosystem, package) in keys {
             let ids = by_package.entry((ecosystem, package)).or_default();
             if !ids.contains(&id) {
-                ids.push(id.clone());
+                ids.push(id);
             }
-            if records.contains_key(&id) {
-                continue;
-            }
-            // Stored records were checked when imported; one that no longer parses is skipped.
-            let Ok(record) = OsvRecord::parse(json.as_bytes()) else {
-                continue;
-            };
-            records.insert(
-                id,
-                Compiled {
-                    ids: record.identifiers().map(str::to_owned).collect(),
-                    summary: record.summary.clone(),
-                    severity: record_severity(&record),
-                    entries: sigil_vuln::compile(&record),
-                },
-            );
         }
         Self {
             records,
@@ -199,10 +203,11 @@ fn target(c: &ComponentRow) -> Target {
 
 fn match_all(
     sboms: Vec<(SbomRecord, Vec<ComponentRow>)>,
-    rows: Vec<(String, String, String, String)>,
+    keys: Vec<(String, String, String)>,
+    records: HashMap<String, Arc<Compiled>>,
     devices: BTreeMap<String, u64>,
 ) -> ProductFindings {
-    let mut matcher = Matcher::new(rows);
+    let mut matcher = Matcher::new(keys, records);
     let mut out = ProductFindings {
         findings: Vec::new(),
         undecided: Vec::new(),
@@ -246,7 +251,7 @@ fn match_all(
                 match verdict {
                     Verdict::Affected { fixed } => {
                         if let Some(r) = matcher.records.get(&id) {
-                            hits.push((r, fixed));
+                            hits.push((r.as_ref(), fixed));
                         }
                     }
                     Verdict::CannotDecide { reason } => undecided(&id, reason),
@@ -293,6 +298,60 @@ fn match_all(
 }
 
 impl Authority {
+    /// The records naming `packages`, compiled: from the cache where their `modified` is
+    /// unchanged, read, parsed and compiled (on a blocking thread) where not.
+    async fn compiled_records(
+        &self,
+        packages: &[String],
+    ) -> Result<
+        (
+            Vec<(String, String, String)>,
+            HashMap<String, Arc<Compiled>>,
+        ),
+        RequestError,
+    > {
+        let keys = self.store.vuln_record_keys_for(packages).await?;
+        let mut records = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.compiled.0.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, _, _, modified) in &keys {
+                match cache.get(id) {
+                    Some((m, c)) if m == modified => {
+                        records.insert(id.clone(), c.clone());
+                    }
+                    _ => missing.push(id.clone()),
+                }
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let rows = self.store.vuln_records_by_id(&missing).await?;
+            let compiled = tokio::task::spawn_blocking(move || {
+                rows.into_iter()
+                    .filter_map(|(id, json)| Some((id, Arc::new(compile_record(&json)?))))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| AuthorityError::Internal(format!("compiling records: {e}")))?;
+            let modified: HashMap<&String, &String> =
+                keys.iter().map(|(id, _, _, m)| (id, m)).collect();
+            let mut cache = self.compiled.0.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() + compiled.len() > CACHED_RECORDS {
+                cache.clear();
+            }
+            for (id, c) in compiled {
+                if let Some(m) = modified.get(&id) {
+                    cache.insert(id.clone(), ((*m).clone(), c.clone()));
+                }
+                records.insert(id, c);
+            }
+        }
+        let keys = keys.into_iter().map(|(id, e, p, _)| (id, e, p)).collect();
+        Ok((keys, records))
+    }
+
     /// Every vulnerability affecting a component of one of the product's SBOMs.
     pub async fn product_findings(&self, product: &str) -> Result<ProductFindings, RequestError> {
         let product_id: sigil_domain::ProductId = product.parse()?;
@@ -306,10 +365,11 @@ impl Authority {
             sboms.push((sbom, components));
         }
         let packages: Vec<String> = packages.into_iter().collect();
-        let rows = self.store.vuln_records_for(&packages).await?;
-        let mut found = tokio::task::spawn_blocking(move || match_all(sboms, rows, devices))
-            .await
-            .map_err(|e| AuthorityError::Internal(format!("matching: {e}")))?;
+        let (keys, records) = self.compiled_records(&packages).await?;
+        let mut found =
+            tokio::task::spawn_blocking(move || match_all(sboms, keys, records, devices))
+                .await
+                .map_err(|e| AuthorityError::Internal(format!("matching: {e}")))?;
         let cves: Vec<String> = found
             .findings
             .iter()

@@ -21,6 +21,7 @@ mod findings;
 mod handling;
 
 pub use cases::{AlertView, CaseView, DeadlineView};
+pub(crate) use findings::CompiledCache;
 pub use handling::DeviceFindings;
 
 /// Review findings and cases every `every`, and as soon as a change asks for it.

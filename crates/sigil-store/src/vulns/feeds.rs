@@ -239,16 +239,16 @@ impl Store {
         Ok(())
     }
 
-    /// The records (not withdrawn) naming one of `packages`, with the ecosystem they name it
-    /// in: `(record id, ecosystem, package, record JSON)`.
-    pub async fn vuln_records_for(
+    /// `(id, ecosystem, package, modified)` of every record (not withdrawn) naming one of
+    /// `packages`: what a cache of compiled records is checked against.
+    pub async fn vuln_record_keys_for(
         &self,
         packages: &[String],
     ) -> Result<Vec<(String, String, String, String)>, StoreError> {
         let mut out = Vec::new();
         for chunk in packages.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT r.id, p.ecosystem, p.package, r.record FROM vuln_packages p JOIN vuln_records r ON r.id = p.record_id \
+                "SELECT r.id, p.ecosystem, p.package, r.modified FROM vuln_packages p JOIN vuln_records r ON r.id = p.record_id \
                  WHERE r.withdrawn = 0 AND p.package IN ({}) ORDER BY r.id",
                 placeholders(chunk.len())
             );
@@ -261,8 +261,30 @@ impl Store {
                     row.try_get("id")?,
                     row.try_get("ecosystem")?,
                     row.try_get("package")?,
-                    row.try_get("record")?,
+                    row.try_get("modified")?,
                 ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `(id, record JSON)` of the records `ids`.
+    pub async fn vuln_records_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT id, record FROM vuln_records WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push((row.try_get("id")?, row.try_get("record")?));
             }
         }
         Ok(out)
