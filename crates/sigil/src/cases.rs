@@ -109,6 +109,22 @@ fn flatten(case: &Value) -> Value {
     out
 }
 
+/// Text for a terminal: drafts quote advisories' summaries, and a control character there
+/// (an ANSI escape sequence) must not reach the terminal as one. Lines and tabs stay.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let keep = !c.is_control() || c == '\n' || c == '\t';
+            let shown: Vec<char> = if keep {
+                vec![c]
+            } else {
+                c.escape_default().collect()
+            };
+            shown
+        })
+        .collect()
+}
+
 pub async fn case(cmd: CaseCommand) -> Result<()> {
     match cmd {
         CaseCommand::List {
@@ -179,7 +195,7 @@ pub async fn case(cmd: CaseCommand) -> Result<()> {
                 }
                 None => {
                     let text = api.text(reqwest::Method::GET, &path).await?;
-                    print!("{text}");
+                    print!("{}", printable(&text));
                 }
             }
             Ok(())
@@ -230,5 +246,16 @@ pub async fn site(cmd: SiteCommand) -> Result<()> {
             let list = api.get("/api/v1/sites").await?;
             print(&client, &list, SITE_COLUMNS, true)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_lines_kept() {
+        assert_eq!(
+            super::printable("a\u{1b}[31mred\n\tb"),
+            "a\\u{1b}[31mred\n\tb"
+        );
     }
 }
