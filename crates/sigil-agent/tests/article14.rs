@@ -22,7 +22,7 @@ use sigil_testkit::{Db, TestServer};
 
 mod support;
 
-use support::{Device, enrol_at};
+use support::{enrol_at, report};
 
 const HOUR: i64 = 3600;
 
@@ -63,26 +63,6 @@ async fn upload(s: &TestServer, path: &str, bytes: Vec<u8>) -> Value {
     let body: Value = r.json().await.unwrap();
     assert!(status.is_success(), "{path}: {status} {body}");
     body
-}
-
-fn report(d: &Device, firmware: &str, slots: bool) {
-    let file = d.state.root().join("posture.json");
-    std::fs::write(
-        &file,
-        json!({"firmware_version": firmware, "secure_boot": true}).to_string(),
-    )
-    .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil-agent"));
-    cmd.arg("report")
-        .arg("--state-dir")
-        .arg(d.state.root())
-        .arg("--posture-file")
-        .arg(&file);
-    if slots {
-        cmd.arg("--install-dir").arg(&d.install.dir);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
 }
 
 /// Poll `GET path` until `done` holds of the body (10 s at most).
@@ -401,7 +381,11 @@ async fn case_follows_a_kev_entry_to_the_installed_fix(db: Db) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(installed, "device {i} never got 2.1.0");
-        report(d, "2.1.0", true);
+        report(
+            d,
+            &json!({"firmware_version": "2.1.0", "secure_boot": true}),
+            true,
+        );
         if i < 2 {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let (_, c) = s.get(&format!("/api/v1/cases/{id}")).await;

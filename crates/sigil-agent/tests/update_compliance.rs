@@ -18,27 +18,9 @@ use sigil_testkit::{Db, TestServer};
 
 mod support;
 
-use support::{Device, enrol};
+use support::{Device, enrol, report};
 
 const DAY: i64 = 86_400;
-
-/// `sigil-agent report` (the README's command) with `posture` as the posture file, and the
-/// device's slots when `slots`.
-fn report(d: &Device, posture: &Value, slots: bool) {
-    let file = d.state.root().join("posture.json");
-    std::fs::write(&file, posture.to_string()).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sigil-agent"));
-    cmd.arg("report")
-        .arg("--state-dir")
-        .arg(d.state.root())
-        .arg("--posture-file")
-        .arg(&file);
-    if slots {
-        cmd.arg("--install-dir").arg(&d.install.dir);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-}
 
 /// The device's outcome of `check` in the CRA report, as (status, reason).
 async fn outcome(s: &TestServer, device: &Device, check: &str) -> (String, String) {

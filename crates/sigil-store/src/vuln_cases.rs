@@ -254,18 +254,7 @@ impl Store {
         if !found.is_empty() {
             let mut tx = self.begin_write().await?;
             for chunk in found.chunks(EXPOSURES_PER_INSERT) {
-                let rows = (0..chunk.len())
-                    .map(|i| {
-                        format!(
-                            "(${}, ${}, ${}, ${})",
-                            i * 4 + 1,
-                            i * 4 + 2,
-                            i * 4 + 3,
-                            i * 4 + 4
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let rows = crate::batch::value_rows(chunk.len(), 4);
                 let sql = format!(
                     "INSERT INTO vuln_exposures (product_id, vulnerability, component, first_seen) VALUES {rows} \
                      ON CONFLICT (product_id, vulnerability, component) DO NOTHING"

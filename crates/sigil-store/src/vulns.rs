@@ -153,23 +153,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for (chunk_index, chunk) in new.components.chunks(ROWS_PER_INSERT).enumerate() {
-            let rows = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 8;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let rows = crate::batch::value_rows(chunk.len(), 8);
             let sql = format!(
                 "INSERT INTO sbom_components (sbom_id, idx, name, version, purl, cpe, ecosystem, package) VALUES {rows}"
             );

@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 /// The three reports, in order.
@@ -234,10 +233,6 @@ pub struct Draft {
 }
 
 pub const REGULATION: &str = "Regulation (EU) 2024/2847 (Cyber Resilience Act)";
-
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
 
 impl Draft {
     /// The same draft as plain text, for a person to read and paste into the single reporting

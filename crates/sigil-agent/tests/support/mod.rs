@@ -107,3 +107,21 @@ pub async fn release_with(
     assert_eq!(st, 201, "{body}");
     (sha, body)
 }
+
+/// `sigil-agent report` (the README's command) with `posture` as the posture file, and the
+/// device's slots when `slots`.
+pub fn report(d: &Device, posture: &serde_json::Value, slots: bool) {
+    let file = d.state.root().join("posture.json");
+    std::fs::write(&file, posture.to_string()).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sigil-agent"));
+    cmd.arg("report")
+        .arg("--state-dir")
+        .arg(d.state.root())
+        .arg("--posture-file")
+        .arg(&file);
+    if slots {
+        cmd.arg("--install-dir").arg(&d.install.dir);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

@@ -14,7 +14,7 @@ use crate::{Authority, RequestError, rfc3339};
 impl Authority {
     /// The product's VEX as an OpenVEX document.
     pub async fn product_openvex(&self, product: &str) -> Result<serde_json::Value, RequestError> {
-        let (record, out) = self.product_vex(product).await?;
+        let (record, out) = self.product_vex(product, None).await?;
         let now = self.now();
         let now = now.replace_nanosecond(0).unwrap_or(now);
         Ok(to_openvex(
@@ -30,7 +30,7 @@ impl Authority {
 
     /// The product's VEX as a CSAF 2.0 document (profile `csaf_vex`).
     pub async fn product_csaf(&self, product: &str) -> Result<serde_json::Value, RequestError> {
-        let (record, out) = self.product_vex(product).await?;
+        let (record, out) = self.product_vex(product, None).await?;
         if out.is_empty() {
             // CSAF requires at least one vulnerability (and a product tree to name).
             return Err(crate::Refusal::new(
@@ -56,14 +56,23 @@ impl Authority {
         ))
     }
 
-    /// The statements of the product's VEX, whatever format they are written in.
+    /// The statements of the product's VEX, whatever format they are written in, from its
+    /// findings (`found`, when the caller has them already).
     pub(super) async fn product_vex(
         &self,
         product: &str,
+        found: Option<&super::ProductFindings>,
     ) -> Result<(sigil_domain::Product, Vec<OutStatement>), RequestError> {
         let product_id: sigil_domain::ProductId = product.parse()?;
         let record = self.store.get_product(product_id).await?;
-        let found = self.product_findings(product).await?;
+        let computed;
+        let found = match found {
+            Some(f) => f,
+            None => {
+                computed = self.product_findings(product).await?;
+                &computed
+            }
+        };
         let scheme = self.version_scheme(product).await?;
         let mut out = Vec::new();
         // (vulnerability, component name) -> firmware versions it affects.

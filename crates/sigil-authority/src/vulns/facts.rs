@@ -64,8 +64,8 @@ impl Authority {
         if facts.sbom_versions.is_empty() {
             return Ok(facts);
         }
-        let (record, statements) = self.product_vex(product).await?;
         let found = self.product_findings(product).await?;
+        let (record, statements) = self.product_vex(product, Some(&found)).await?;
         for f in found.findings.iter().filter(|f| open_finding(f)) {
             facts.deployed.push(DeployedFinding {
                 vulnerability: f.vulnerability.clone(),

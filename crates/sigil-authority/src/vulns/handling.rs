@@ -172,7 +172,7 @@ fn deadline(policy: &RemediationPolicy, first: OffsetDateTime, f: &Finding) -> O
     by_severity.min(by_kev)
 }
 
-/// Seconds since the epoch as the API's timestamps.
+/// An optional instant in the API's timestamp format (RFC 3339).
 pub(super) fn stamp(t: Option<OffsetDateTime>) -> Option<String> {
     t.map(rfc3339)
 }

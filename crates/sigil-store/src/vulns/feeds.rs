@@ -201,18 +201,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for chunk in scores.chunks(IN_CHUNK) {
-            let rows = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(${}, ${}, ${}, ${})",
-                        i * 4 + 1,
-                        i * 4 + 2,
-                        i * 4 + 3,
-                        i * 4 + 4
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let rows = crate::batch::value_rows(chunk.len(), 4);
             let sql = format!(
                 "INSERT INTO epss_scores (cve, epss, percentile, score_date) VALUES {rows} ON CONFLICT (cve) DO NOTHING"
             );
