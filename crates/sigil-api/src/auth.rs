@@ -151,6 +151,7 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         route
             if route.starts_with("/api/v1/vuln")
                 || route.starts_with("/api/v1/cases")
+                || route.contains("/disclosure-")
                 || route.contains("sbom")
                 || route.ends_with("/findings")
                 || route.ends_with("/vex") =>
@@ -242,6 +243,28 @@ fn vulnerability_rule(method: &Method, route: &str) -> Option<Rule> {
             Action("vuln.read", "vulnerability")
         }
         "/api/v1/cases" if post => Action("vuln.manage", "vulnerability"),
+        "/api/v1/disclosure-policy"
+        | "/api/v1/products/{id}/disclosure-policy"
+        | "/api/v1/disclosure-reports"
+        | "/api/v1/disclosure-reports/{id}"
+            if get =>
+        {
+            Action("vuln.read", "vulnerability")
+        }
+        // What the organisation promises reporters, published: governance.
+        "/api/v1/disclosure-policy" | "/api/v1/products/{id}/disclosure-policy"
+            if method == Method::PUT =>
+        {
+            Action("vuln.report", "vulnerability")
+        }
+        "/api/v1/disclosure-reports"
+        | "/api/v1/disclosure-reports/{id}/acknowledge"
+        | "/api/v1/disclosure-reports/{id}/accept"
+        | "/api/v1/disclosure-reports/{id}/reject"
+            if post =>
+        {
+            Action("vuln.manage", "vulnerability")
+        }
         // What the organisation tells regulators, and how long it gives itself: governance.
         "/api/v1/cases/{id}/reports" if post => Action("vuln.report", "vulnerability"),
         "/api/v1/vuln-policy" if method == Method::PUT => Action("vuln.report", "vulnerability"),

@@ -10,6 +10,7 @@ mod broker;
 mod cases;
 mod certificates;
 mod compliance;
+mod disclosure;
 mod enrollment;
 mod evidence;
 mod grants;
@@ -179,6 +180,34 @@ fn vulnerability_routes() -> Router<AppState> {
         .route("/api/v1/cases/{id}", get(cases::get_case))
         .route("/api/v1/cases/{id}/drafts/{stage}", get(cases::draft))
         .route("/api/v1/cases/{id}/reports", post(cases::record_report))
+        .route(
+            "/api/v1/disclosure-policy",
+            get(disclosure::organisation_policy).put(disclosure::set_organisation_policy),
+        )
+        .route(
+            "/api/v1/products/{id}/disclosure-policy",
+            get(disclosure::product_policy).put(disclosure::set_product_policy),
+        )
+        .route(
+            "/api/v1/disclosure-reports",
+            get(disclosure::list_reports).post(disclosure::enter_report),
+        )
+        .route(
+            "/api/v1/disclosure-reports/{id}",
+            get(disclosure::get_report),
+        )
+        .route(
+            "/api/v1/disclosure-reports/{id}/acknowledge",
+            post(disclosure::acknowledge),
+        )
+        .route(
+            "/api/v1/disclosure-reports/{id}/accept",
+            post(disclosure::accept),
+        )
+        .route(
+            "/api/v1/disclosure-reports/{id}/reject",
+            post(disclosure::reject),
+        )
 }
 
 /// Software updates: artefacts, releases, update channels.

@@ -51,6 +51,8 @@ const PROBLEM: &str = "application/problem+json";
         super::vulns::import, super::vulns::upload_sbom, super::vulns::list_sboms, super::vulns::export_sbom, super::vulns::findings, super::vulns::import_vex, super::vulns::export_vex,
         super::cases::device_findings, super::cases::get_policy, super::cases::set_policy, super::cases::put_site, super::cases::list_sites,
         super::cases::list_cases, super::cases::open_case, super::cases::get_case, super::cases::draft, super::cases::record_report,
+        super::disclosure::organisation_policy, super::disclosure::set_organisation_policy, super::disclosure::product_policy, super::disclosure::set_product_policy,
+        super::disclosure::list_reports, super::disclosure::enter_report, super::disclosure::get_report, super::disclosure::acknowledge, super::disclosure::accept, super::disclosure::reject,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &Conformance),

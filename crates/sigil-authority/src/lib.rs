@@ -84,6 +84,8 @@ pub struct Authority {
     vuln_review_wanted: tokio::sync::Notify,
     /// OSV records compiled by earlier findings requests.
     compiled: vulns::CompiledCache,
+    /// Reports the public disclosure intake took this hour.
+    intake: vulns::IntakeLimiter,
 }
 
 impl Authority {

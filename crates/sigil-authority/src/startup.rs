@@ -235,6 +235,7 @@ impl Authority {
             updates,
             rollout_lock: tokio::sync::Mutex::new(()),
             vuln_review_lock: tokio::sync::Mutex::new(()),
+            intake: Default::default(),
             vuln_review_wanted: tokio::sync::Notify::new(),
             compiled: crate::vulns::CompiledCache::default(),
         }))

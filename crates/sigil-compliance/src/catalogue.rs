@@ -314,7 +314,10 @@ mod tests {
         // CRA Annex I: Part I (1) and (2)(a)-(m), Part II (1)-(8); and Article 14.
         assert_eq!(count("eu-cra"), 1 + 13 + 8 + 1);
         // Every vulnerability-handling check is mapped in all five frameworks.
-        for check in crate::vulnerabilities::CHECKS {
+        for check in crate::vulnerabilities::CHECKS
+            .iter()
+            .chain(crate::disclosure::CHECKS.iter())
+        {
             for framework in [
                 "eu-cra",
                 "etsi-en-303-645",

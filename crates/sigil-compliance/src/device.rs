@@ -126,6 +126,8 @@ pub struct ProductFacts {
     pub remediation_days: Option<u32>,
     /// SBOMs, findings, VEX and Article 14 cases (read fresh at report time).
     pub vulnerabilities: Option<crate::vulnerabilities::VulnFacts>,
+    /// The disclosure policy that applies and the reports received (read at report time).
+    pub disclosure: Option<crate::disclosure::DisclosureFacts>,
 }
 
 /// Where a device's key came from.
@@ -674,6 +676,7 @@ mod tests {
             sboms: HashMap::new(),
             update_channel: None,
             vulnerabilities: None,
+            disclosure: None,
             releases: Some(ReleaseFacts::new(
                 sigil_update::VersionScheme::Semver,
                 [("2.0.0", true, "11"), ("2.1.0", false, "aa")].map(|(v, security, sha)| {

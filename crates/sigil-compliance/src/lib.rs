@@ -7,6 +7,7 @@
 
 mod catalogue;
 pub mod device;
+pub mod disclosure;
 pub mod live;
 pub mod organisation;
 pub mod product;

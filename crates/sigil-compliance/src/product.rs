@@ -31,7 +31,8 @@ pub fn evaluate_product(
         "product.support-period" => Some(evaluate_product_support(product, now)),
         "product.update-channel" => Some(evaluate_update_channel(product, now, attested)),
         "product.security-updates-separate" => Some(evaluate_security_separate(product, attested)),
-        _ => crate::vulnerabilities::evaluate(check, product, now, attested),
+        _ => crate::vulnerabilities::evaluate(check, product, now, attested)
+            .or_else(|| crate::disclosure::evaluate(check, product, now, attested)),
     }
 }
 

@@ -323,11 +323,16 @@ async fn services(
     Ok((services, tls))
 }
 
-/// What the API listener serves: the REST API with EST and the update repositories beside it.
+/// What the API listener serves: the REST API with EST, the update repositories and the
+/// disclosure desk beside it.
 pub fn api_app(authority: &Arc<Authority>) -> axum::Router {
     let est = sigil_est::router::<Authority>().with_state(authority.clone());
     let tuf = sigil_tuf::router::<Authority>().with_state(authority.clone());
-    sigil_api::router(sigil_api::AppState::new(authority.clone()), est.merge(tuf))
+    let disclosure = sigil_disclosure::router::<Authority>().with_state(authority.clone());
+    sigil_api::router(
+        sigil_api::AppState::new(authority.clone()),
+        est.merge(tuf).merge(disclosure),
+    )
 }
 
 /// A server's authority and API application without listeners, for in-process tests and

@@ -254,6 +254,7 @@ impl Store {
 }
 
 mod feeds;
+pub(crate) use feeds::insert_record;
 
 /// A VEX statement as stored: `component` empty for the whole product.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod csaf;
+pub mod disclosure;
 mod ecosystem;
 pub mod epss;
 mod error;

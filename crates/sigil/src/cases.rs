@@ -111,7 +111,7 @@ fn flatten(case: &Value) -> Value {
 
 /// Text for a terminal: drafts quote advisories' summaries, and a control character there
 /// (an ANSI escape sequence) must not reach the terminal as one. Lines and tabs stay.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
             let keep = !c.is_control() || c == '\n' || c == '\t';

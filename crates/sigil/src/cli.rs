@@ -68,6 +68,10 @@ pub enum Command {
     /// Sites and the country each is in (reports name the member states devices are in).
     #[command(subcommand)]
     Site(crate::cases::SiteCommand),
+    /// Coordinated vulnerability disclosure: each product's security.txt policy, and the
+    /// reports received (acknowledged, accepted as advisories, rejected).
+    #[command(subcommand)]
+    Disclosure(crate::disclosure::DisclosureCommand),
     /// Manage operator accounts (people).
     #[command(subcommand)]
     Operator(OperatorCommand),

@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Vex(cmd) => crate::vuln::vex(cmd).await,
         Command::Case(cmd) => crate::cases::case(cmd).await,
         Command::Site(cmd) => crate::cases::site(cmd).await,
+        Command::Disclosure(cmd) => crate::disclosure::disclosure(cmd).await,
         Command::Operator(cmd) => operator(cmd).await,
         Command::Token(cmd) => token(cmd).await,
         Command::Admin(AdminCommand::Recover {

@@ -920,6 +920,16 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/cases/{id}", "get"),
         ("/api/v1/cases/{id}/drafts/{stage}", "get"),
         ("/api/v1/cases/{id}/reports", "post"),
+        ("/api/v1/disclosure-policy", "get"),
+        ("/api/v1/disclosure-policy", "put"),
+        ("/api/v1/products/{id}/disclosure-policy", "get"),
+        ("/api/v1/products/{id}/disclosure-policy", "put"),
+        ("/api/v1/disclosure-reports", "get"),
+        ("/api/v1/disclosure-reports", "post"),
+        ("/api/v1/disclosure-reports/{id}", "get"),
+        ("/api/v1/disclosure-reports/{id}/acknowledge", "post"),
+        ("/api/v1/disclosure-reports/{id}/accept", "post"),
+        ("/api/v1/disclosure-reports/{id}/reject", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -928,7 +938,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        66,
+        73,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -329,6 +329,7 @@ impl Live {
                         .unwrap_or_default(),
                     update_channel: None,
                     vulnerabilities: None,
+                    disclosure: None,
                     releases,
                     remediation_days: declared.and_then(|d| d.remediation_days),
                 };

@@ -210,6 +210,44 @@ fn organisation_facts(
     }
 }
 
+/// `product` with the facts `check` reads that are read at report time (its update channel,
+/// its vulnerabilities, kept in `vuln_facts` for the other checks, or its disclosure).
+async fn product_facts_for(
+    state: &Authority,
+    check: &str,
+    product: &device::ProductFacts,
+    vuln_facts: &mut BTreeMap<String, sigil_compliance::vulnerabilities::VulnFacts>,
+) -> Result<device::ProductFacts, ComplianceError> {
+    let mut p = product.clone();
+    let facts_error = |e: crate::RequestError| ComplianceError::Facts(e.to_string());
+    if matches!(
+        check,
+        "product.update-channel" | "product.security-updates-separate"
+    ) {
+        p.update_channel = state.updates().channel_facts(&p.id).await?;
+    }
+    if sigil_compliance::vulnerabilities::CHECKS.contains(&check) {
+        if !vuln_facts.contains_key(&p.id) {
+            let current = p.current_firmware.clone().unwrap_or_default();
+            let facts = state
+                .product_vuln_facts(&p.id, &current)
+                .await
+                .map_err(facts_error)?;
+            vuln_facts.insert(p.id.clone(), facts);
+        }
+        p.vulnerabilities = vuln_facts.get(&p.id).cloned();
+    }
+    if sigil_compliance::disclosure::CHECKS.contains(&check) {
+        p.disclosure = Some(
+            state
+                .product_disclosure_facts(&p.id)
+                .await
+                .map_err(facts_error)?,
+        );
+    }
+    Ok(p)
+}
+
 /// Evaluate `framework` now (all devices, products and the organisation), or only `device`.
 /// Device results come from the continuous engine, brought up to date first; the listed
 /// failures are evaluated again for their reasons and evidence.
@@ -272,33 +310,26 @@ pub async fn evaluate(
         &org,
         unix,
     );
+    let disclosure_attested = organisation_outcome(
+        catalogue,
+        "attest.vulnerability-disclosure",
+        &attestations,
+        &org,
+        unix,
+    );
     let mut vuln_facts = BTreeMap::new();
     for check in used.iter().filter(|c| c.starts_with("product.")) {
         let vulnerability_check = sigil_compliance::vulnerabilities::CHECKS.contains(check);
+        let disclosure_check = sigil_compliance::disclosure::CHECKS.contains(check);
         let stands_in = if *check == "product.security-updates-separate" || vulnerability_check {
             vulnerability_handling.as_ref()
+        } else if disclosure_check {
+            disclosure_attested.as_ref()
         } else {
             attested.as_ref()
         };
         for p in &products {
-            let mut p = p.clone();
-            if matches!(
-                *check,
-                "product.update-channel" | "product.security-updates-separate"
-            ) {
-                p.update_channel = state.updates().channel_facts(&p.id).await?;
-            }
-            if vulnerability_check {
-                if !vuln_facts.contains_key(&p.id) {
-                    let current = p.current_firmware.clone().unwrap_or_default();
-                    let facts = state
-                        .product_vuln_facts(&p.id, &current)
-                        .await
-                        .map_err(|e| ComplianceError::Facts(e.to_string()))?;
-                    vuln_facts.insert(p.id.clone(), facts);
-                }
-                p.vulnerabilities = vuln_facts.get(&p.id).cloned();
-            }
+            let p = product_facts_for(state, check, p, &mut vuln_facts).await?;
             if let Some(o) = sigil_compliance::product::evaluate_product(check, &p, unix, stands_in)
             {
                 tallies.entry(check).or_default().record(&p.id, o);

@@ -15,12 +15,14 @@ use sigil_vuln::{Ecosystem, OsvRecord, Sbom, SeverityLevel, VulnError};
 use crate::{Authority, Refusal, RefusalKind, RequestError};
 
 mod cases;
+mod disclosure;
 mod export;
 mod facts;
 mod findings;
 mod handling;
 
 pub use cases::{AlertView, CaseView, DeadlineView};
+pub use disclosure::{Accepted, IntakeLimiter, ORGANISATION, Receipt, ReportStatus, ReportView};
 pub(crate) use findings::CompiledCache;
 pub use handling::DeviceFindings;
 

@@ -150,6 +150,7 @@ fn pure(n: u64, now: i64) -> Result<(Duration, [u64; 4])> {
         sboms: Default::default(),
         update_channel: None,
         vulnerabilities: None,
+        disclosure: None,
         // Releases through Sigil, a security one among them: the update checks do their work.
         releases: Some(sigil_compliance::device::ReleaseFacts::new(
             sigil_update::VersionScheme::Semver,

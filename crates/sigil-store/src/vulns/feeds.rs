@@ -38,6 +38,28 @@ fn imported(actor: &Actor, now: OffsetDateTime, details: serde_json::Value) -> A
     )
 }
 
+/// Insert a record new to the store, with its aliases and packages.
+pub(crate) async fn insert_record(
+    tx: &mut WriteTx,
+    row: &VulnRecordRow,
+    source: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO vuln_records (id, modified, withdrawn, summary, record, source, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&row.id)
+    .bind(&row.modified)
+    .bind(i64::from(row.withdrawn))
+    .bind(row.summary.clone())
+    .bind(&row.record)
+    .bind(source)
+    .bind(now.unix_timestamp())
+    .execute(&mut **tx)
+    .await?;
+    insert_lookups(tx, row).await
+}
+
 async fn insert_lookups(tx: &mut WriteTx, row: &VulnRecordRow) -> Result<(), StoreError> {
     let mut aliases: Vec<&String> = row.aliases.iter().filter(|a| **a != row.id).collect();
     aliases.sort();
@@ -117,19 +139,7 @@ impl Store {
                 }
                 None => counts.added += 1,
             }
-            sqlx::query(
-                "INSERT INTO vuln_records (id, modified, withdrawn, summary, record, source, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&row.id)
-            .bind(&row.modified)
-            .bind(i64::from(row.withdrawn))
-            .bind(row.summary.clone())
-            .bind(&row.record)
-            .bind(source)
-            .bind(now.unix_timestamp())
-            .execute(&mut *tx)
-            .await?;
-            insert_lookups(&mut tx, row).await?;
+            insert_record(&mut tx, row, source, now).await?;
             // The same id twice in one import: the later one wins, counted once.
             known.insert(row.id.clone(), row.modified.clone());
         }

@@ -1,0 +1,158 @@
+//! The public disclosure desk, on the API's HTTPS listener (RFC 9116 requires `https`):
+//!
+//! - `GET /.well-known/security.txt`: the organisation's policy and contacts;
+//! - `GET /disclosure/{product}/security.txt`: a product's (its own, else the organisation's);
+//! - `POST /disclosure/reports`: a vulnerability report (JSON), answered with a receipt;
+//! - `GET /disclosure/reports/status`: where a report stands, for its receipt (as a bearer
+//!   token: a secret in a URL ends up in logs).
+//!
+//! Nothing here needs an account: reporters are strangers. So the intake is bounded: a small
+//! body, a few reports per address and hour and a cap for all, a cap on reports waiting for
+//! acknowledgement, and every report audited (its digest, not its text). Only products with a
+//! published policy take reports.
+//!
+//! It sees the authority only through [`DisclosureDesk`].
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use sigil_authority::vulns::{Receipt, ReportStatus};
+use sigil_authority::{Authority, RequestError};
+use sigil_http::{ApiError, ApiJson};
+use sigil_vuln::disclosure::Submission;
+
+/// The largest report body taken (the details field holds at most 16,000 characters).
+pub const MAX_REPORT_BYTES: usize = 64 * 1024;
+
+/// What the desk asks of the authority.
+pub trait DisclosureDesk: Send + Sync + 'static {
+    /// The `security.txt` of `product` (`None`: the organisation's), if published.
+    fn security_txt(
+        &self,
+        product: Option<&str>,
+    ) -> impl Future<Output = Result<Option<String>, RequestError>> + Send;
+    /// Whether one more report from `ip` is taken now (`Err`: retry after these seconds).
+    fn admit(&self, ip: Option<IpAddr>) -> Result<(), u64>;
+    fn receive(
+        &self,
+        ip: Option<IpAddr>,
+        submission: &Submission,
+    ) -> impl Future<Output = Result<Receipt, RequestError>> + Send;
+    fn status(
+        &self,
+        receipt: &str,
+    ) -> impl Future<Output = Result<Option<ReportStatus>, RequestError>> + Send;
+}
+
+impl DisclosureDesk for Authority {
+    async fn security_txt(&self, product: Option<&str>) -> Result<Option<String>, RequestError> {
+        Authority::security_txt(self, product, &[]).await
+    }
+
+    fn admit(&self, ip: Option<IpAddr>) -> Result<(), u64> {
+        self.intake_admit(ip)
+    }
+
+    async fn receive(
+        &self,
+        ip: Option<IpAddr>,
+        submission: &Submission,
+    ) -> Result<Receipt, RequestError> {
+        self.receive_public_report(ip, submission).await
+    }
+
+    async fn status(&self, receipt: &str) -> Result<Option<ReportStatus>, RequestError> {
+        self.report_status(receipt).await
+    }
+}
+
+/// The desk's routes, generic over what answers them.
+pub fn router<A: DisclosureDesk>() -> Router<Arc<A>> {
+    Router::new()
+        .route("/.well-known/security.txt", get(organisation::<A>))
+        .route("/disclosure/{product}/security.txt", get(product::<A>))
+        .route(
+            "/disclosure/reports",
+            post(receive::<A>).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
+        )
+        .route("/disclosure/reports/status", get(status::<A>))
+}
+
+fn text_file(body: String) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            // Policies change; a day's caching is what crawlers expect of the file.
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn organisation<A: DisclosureDesk>(State(desk): State<Arc<A>>) -> Result<Response, ApiError> {
+    desk.security_txt(None)
+        .await?
+        .map(text_file)
+        .ok_or_else(|| ApiError::not_found("no disclosure policy is published"))
+}
+
+async fn product<A: DisclosureDesk>(
+    State(desk): State<Arc<A>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let none = || ApiError::not_found("no disclosure policy is published for this product");
+    let Path(product) = path.map_err(|_| none())?;
+    desk.security_txt(Some(&product))
+        .await?
+        .map(text_file)
+        .ok_or_else(none)
+}
+
+async fn receive<A: DisclosureDesk>(
+    State(desk): State<Arc<A>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let ip = sigil_http::peer_ip(&request);
+    // Counted before the body is read or checked: malformed reports spend the quota too.
+    desk.admit(ip).map_err(|retry| {
+        ApiError::rate_limited(
+            "too many reports from this address or in all this hour; write to a contact in security.txt",
+            retry,
+        )
+    })?;
+    let ApiJson(submission) = ApiJson::<Submission>::from_request(request, &()).await?;
+    let receipt = desk.receive(ip, &submission).await?;
+    Ok((StatusCode::CREATED, axum::Json(receipt)).into_response())
+}
+
+async fn status<A: DisclosureDesk>(
+    State(desk): State<Arc<A>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let receipt = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|r| r.starts_with("sigil-report_") && r.len() < 100)
+        .ok_or_else(|| ApiError::unauthenticated("send the report's receipt as a bearer token"))?;
+    let found = desk
+        .status(receipt)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no report has this receipt"))?;
+    Ok(axum::Json(found).into_response())
+}
