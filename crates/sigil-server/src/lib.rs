@@ -5,6 +5,7 @@
 //! (`sigil-pki`). The broker integrations (`sigil-broker`) run beside them.
 
 mod error;
+pub mod feeds;
 pub mod mtls;
 pub mod tls;
 mod webhook;
@@ -78,6 +79,10 @@ pub struct ServerConfig {
     /// How often vulnerability findings and Article 14 cases are reviewed (they are also
     /// reviewed after every feed, SBOM or VEX change).
     pub vuln_review: std::time::Duration,
+    /// Vulnerability feeds (OSV archives or records, the KEV catalogue, EPSS scores) fetched
+    /// and imported on a schedule: https, or http to a loopback mirror.
+    pub vuln_feeds: Vec<String>,
+    pub vuln_feed_interval: std::time::Duration,
     /// Failed authentications recorded one by one per source address and window; past that
     /// they are answered with 429 and summarised in one audit entry per address and window.
     pub failures_per_window: u64,
@@ -111,6 +116,8 @@ impl ServerConfig {
             follow_compliance: true,
             rollout_tick: std::time::Duration::from_secs(2),
             vuln_review: std::time::Duration::from_secs(60),
+            vuln_feeds: Vec::new(),
+            vuln_feed_interval: std::time::Duration::from_secs(6 * 3600),
             failures_per_window: 10,
             failure_window: std::time::Duration::from_secs(60),
             crl_validity: sigil_authority::crl::CRL_VALIDITY,
@@ -406,11 +413,13 @@ pub async fn start(config: ServerConfig, clock: Clock) -> Result<ServerHandle, S
     .await?;
     record_start(&store, &config, &listeners, &base, &prepared, clock()).await?;
     let authority = Authority::open(prepared.foundation, services, clock).await?;
-    // The broker's settings can still be refused: before any task is running.
+    // The broker's and the feeds' settings can still be refused: before any task is running.
+    let feeds = feeds::FeedRefresh::new(&config.vuln_feeds, config.vuln_feed_interval)?;
     let mut tasks = match &config.mosquitto {
         Some(settings) => sigil_broker::spawn(settings, authority.clone())?,
         None => Vec::new(),
     };
+    tasks.extend(feeds.spawn(authority.clone()));
     tasks.extend(authority.spawn_background(&Background {
         checkpoint_interval: config.checkpoint_interval,
         superseded_overlap: config.superseded_overlap,

@@ -13,20 +13,8 @@ pub struct Webhook {
 impl Webhook {
     /// Refuse anything but https, or http to a loopback address (a local relay).
     pub fn new(url: &str) -> Result<Self, ServerError> {
+        let parsed = crate::feeds::checked_url("compliance webhook", url)?;
         let bad = |why: &str| ServerError::Config(format!("compliance webhook `{url}`: {why}"));
-        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        let loopback = parsed.host_str().is_some_and(|h| {
-            h == "localhost"
-                || h.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
-        match parsed.scheme() {
-            "https" => {}
-            "http" if loopback => {}
-            _ => return Err(bad("must be https (http only to a loopback address)")),
-        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()

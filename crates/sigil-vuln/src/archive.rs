@@ -76,3 +76,27 @@ pub fn read_osv_archive(
     }
     Ok(stats)
 }
+
+/// Most bytes a gzip'd feed inflates to (FIRST's EPSS file is about 10 MB inflated).
+pub const MAX_GUNZIPPED_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Whether `bytes` start like a gzip stream.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Inflate a gzip'd feed (every member), refusing past [`MAX_GUNZIPPED_BYTES`] while it is
+/// read: the header's size is not trusted.
+pub fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, VulnError> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(MAX_GUNZIPPED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| VulnError::Gzip(format!("not a gzip file: {e}")))?;
+    if out.len() as u64 > MAX_GUNZIPPED_BYTES {
+        return Err(VulnError::Gzip(format!(
+            "the gzip file inflates past {MAX_GUNZIPPED_BYTES} bytes"
+        )));
+    }
+    Ok(out)
+}

@@ -10,6 +10,8 @@ pub enum VulnError {
     },
     #[error("OSV archive refused: {0}")]
     Archive(String),
+    #[error("gzip file refused: {0}")]
+    Gzip(String),
     #[error("VEX document refused: {0}")]
     InvalidVex(String),
     #[error("unsupported SBOM: {0}")]

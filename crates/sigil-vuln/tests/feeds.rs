@@ -7,7 +7,7 @@ use std::io::Write;
 use proptest::prelude::*;
 use serde_json::json;
 
-use sigil_vuln::archive::read_osv_archive;
+use sigil_vuln::archive::{MAX_GUNZIPPED_BYTES, gunzip, is_gzip, read_osv_archive};
 use sigil_vuln::epss::EpssScores;
 use sigil_vuln::kev::KevCatalogue;
 
@@ -135,5 +135,37 @@ proptest! {
         let _ = KevCatalogue::parse(&bytes);
         let _ = EpssScores::parse(&bytes);
         let _ = read_osv_archive(&bytes, |_| Ok(()));
+        let mut gz = vec![0x1f, 0x8b];
+        gz.extend(&bytes);
+        let _ = gunzip(&gz);
     }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn gzipped_feeds_are_inflated_within_a_bound() {
+    let csv = b"cve,epss,percentile\nCVE-2024-22195,0.00191,0.55\n";
+    let gz = gzip(csv);
+    assert!(is_gzip(&gz) && !is_gzip(csv));
+    assert_eq!(gunzip(&gz).unwrap(), csv);
+    // A bomb: a quarter of a megabyte that would inflate past the bound.
+    let zeros = vec![0u8; usize::try_from(MAX_GUNZIPPED_BYTES).unwrap() + 1];
+    let bomb = gzip(&zeros);
+    drop(zeros);
+    assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+    let e = gunzip(&bomb).unwrap_err().to_string();
+    assert!(e.contains("inflates past"), "{e}");
+    // Cut short, or not gzip after its magic bytes.
+    assert!(gunzip(&gz[..gz.len() - 4]).is_err());
+    assert!(
+        gunzip(&[0x1f, 0x8b, 0, 0])
+            .unwrap_err()
+            .to_string()
+            .contains("not a gzip file")
+    );
 }

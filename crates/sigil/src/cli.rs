@@ -279,6 +279,14 @@ pub struct ServeArgs {
     /// loopback address).
     #[arg(long)]
     pub compliance_webhook: Option<String>,
+    /// Fetch and import this vulnerability feed on a schedule (repeat): an OSV archive or
+    /// record, CISA's KEV catalogue, FIRST's EPSS scores (gzip'd or not); https, or http to a
+    /// loopback mirror.
+    #[arg(long = "vuln-feed")]
+    pub vuln_feeds: Vec<String>,
+    /// Minutes between refreshes of the feeds (1 to 10080).
+    #[arg(long, default_value_t = 360, value_parser = clap::value_parser!(u64).range(1..=10080))]
+    pub vuln_feed_interval: u64,
     /// Minutes between full compliance evaluations, each kept in the history (1 to 1440;
     /// results are updated on every event in between).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=1440))]

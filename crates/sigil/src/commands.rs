@@ -209,6 +209,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         config.mosquitto = Some(mosquitto_settings(target, &args)?);
     }
     config.compliance_webhook = args.compliance_webhook.clone();
+    config.vuln_feeds = args.vuln_feeds.clone();
+    config.vuln_feed_interval = std::time::Duration::from_secs(args.vuln_feed_interval * 60);
     config.compliance_interval = Some(std::time::Duration::from_secs(
         args.compliance_interval * 60,
     ));

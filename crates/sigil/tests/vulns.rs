@@ -194,7 +194,21 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
         "#model_version:v2025.03.14,score_date:2026-12-04T00:00:00Z\ncve,epss,percentile\nCVE-2024-22195,0.00191,0.55\n",
     )
     .unwrap();
-    ok(sigil(&s, &["vulndb", "import", epss.to_str().unwrap()]));
+    // FIRST publishes it gzip'd, and the README imports it as downloaded (gzip: the real tool).
+    let gz = std::process::Command::new("gzip")
+        .arg("-k")
+        .arg(&epss)
+        .status()
+        .unwrap();
+    assert!(gz.success());
+    ok(sigil(
+        &s,
+        &[
+            "vulndb",
+            "import",
+            work.join("epss_scores-2026-12-04.csv.gz").to_str().unwrap(),
+        ],
+    ));
 
     // The findings: the generator test's table, with the devices that run 2.0.0.
     let list = json_out(sigil(
@@ -542,7 +556,7 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
     std::fs::write(&gz, [0x1f, 0x8b, 0x08, 0x00, 0x00]).unwrap();
     let out = sigil(&s, &["vulndb", "import", gz.to_str().unwrap()]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("decompress it first"),
+        String::from_utf8_lossy(&out.stderr).contains("gzip file refused: not a gzip file"),
         "{out:?}"
     );
     let again = json_out(sigil(

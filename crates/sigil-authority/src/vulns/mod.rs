@@ -153,6 +153,7 @@ fn refused(e: VulnError) -> RequestError {
     let code = match e {
         VulnError::UnsupportedSbom(_) => "unsupported-sbom",
         VulnError::Archive(_) => "invalid-archive",
+        VulnError::Gzip(_) => "invalid-gzip",
         VulnError::InvalidVex(_) => "invalid-vex",
         VulnError::TooLarge { .. } => "too-large",
         _ => "invalid-document",
@@ -244,14 +245,14 @@ impl Authority {
         kind: Option<FeedKind>,
         bytes: &[u8],
     ) -> Result<FeedImport, RequestError> {
-        if bytes.starts_with(&[0x1f, 0x8b]) {
-            return Err(Refusal::new(
-                RefusalKind::Invalid,
-                "compressed-feed",
-                "a gzip file: decompress it first (gunzip), then import the .csv or .json",
-            )
-            .into());
-        }
+        // FIRST publishes EPSS gzip'd; mirrors may compress the others.
+        let inflated;
+        let bytes = if sigil_vuln::archive::is_gzip(bytes) {
+            inflated = sigil_vuln::archive::gunzip(bytes).map_err(refused)?;
+            &inflated[..]
+        } else {
+            bytes
+        };
         let kind = kind.or_else(|| FeedKind::detect(bytes)).ok_or_else(|| {
             Refusal::new(
                 RefusalKind::Invalid,
