@@ -259,12 +259,14 @@ fn vulnerability_rule(method: &Method, route: &str) -> Option<Rule> {
         }
         "/api/v1/disclosure-reports"
         | "/api/v1/disclosure-reports/{id}/acknowledge"
-        | "/api/v1/disclosure-reports/{id}/accept"
         | "/api/v1/disclosure-reports/{id}/reject"
             if post =>
         {
             Action("vuln.manage", "vulnerability")
         }
+        // An accepted report adds an advisory every product's SBOMs are matched against: as
+        // much a trust change as importing a feed.
+        "/api/v1/disclosure-reports/{id}/accept" if post => Action("vuln.import", "vulnerability"),
         // What the organisation tells regulators, and how long it gives itself: governance.
         "/api/v1/cases/{id}/reports" if post => Action("vuln.report", "vulnerability"),
         "/api/v1/vuln-policy" if method == Method::PUT => Action("vuln.report", "vulnerability"),

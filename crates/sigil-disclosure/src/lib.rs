@@ -7,7 +7,8 @@
 //!   token: a secret in a URL ends up in logs).
 //!
 //! Nothing here needs an account: reporters are strangers. So the intake is bounded: a small
-//! body, a few reports per address and hour and a cap for all, a cap on reports waiting for
+//! body, a few well-formed reports per address (IPv6: per /48) and hour and a cap for all, a
+//! cap on reports waiting for
 //! acknowledgement, and every report audited (its digest, not its text). Only products with a
 //! published policy take reports.
 //!
@@ -128,14 +129,22 @@ async fn receive<A: DisclosureDesk>(
     request: Request,
 ) -> Result<Response, ApiError> {
     let ip = sigil_http::peer_ip(&request);
-    // Counted before the body is read or checked: malformed reports spend the quota too.
+    let ApiJson(submission) = ApiJson::<Submission>::from_request(request, &()).await?;
+    // Only a well-formed report spends the quota: junk cannot use up everyone's hour.
+    submission.check().map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-disclosure",
+            "Report refused",
+            e.to_string(),
+        )
+    })?;
     desk.admit(ip).map_err(|retry| {
         ApiError::rate_limited(
-            "too many reports from this address or in all this hour; write to a contact in security.txt",
+            "too many reports from this network or in all this hour; write to a contact in security.txt",
             retry,
         )
     })?;
-    let ApiJson(submission) = ApiJson::<Submission>::from_request(request, &()).await?;
     let receipt = desk.receive(ip, &submission).await?;
     Ok((StatusCode::CREATED, axum::Json(receipt)).into_response())
 }

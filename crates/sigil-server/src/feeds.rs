@@ -65,7 +65,19 @@ impl FeedRefresh {
             .iter()
             .map(|u| checked_url("vulnerability feed", u))
             .collect::<Result<Vec<_>, _>>()?;
+        // A redirect is held to the same rule as the configured URL: a mirror must not send
+        // the fetch to cleartext, where anyone on the path could write vulnerability data.
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 5 {
+                attempt.error("more than 5 redirects")
+            } else if checked_url("redirect", attempt.url().as_str()).is_err() {
+                attempt.error("a redirect to a URL that is not https (nor http to loopback)")
+            } else {
+                attempt.follow()
+            }
+        });
         let http = reqwest::Client::builder()
+            .redirect(redirects)
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(Duration::from_secs(30))
             .build()
@@ -124,6 +136,9 @@ impl FeedRefresh {
             .is_some_and(|n| n > MAX_FEED_BYTES as u64)
         {
             return Err(format!("larger than {MAX_FEED_BYTES} bytes"));
+        }
+        if response.url() != url {
+            tracing::info!(%url, to = %response.url(), "vulnerability feed redirected");
         }
         let etag = response.headers().get(ETAG).cloned();
         let last_modified = response.headers().get(LAST_MODIFIED).cloned();

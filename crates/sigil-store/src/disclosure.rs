@@ -252,13 +252,20 @@ impl Store {
                 report.state
             )));
         }
-        sqlx::query(
-            "UPDATE disclosure_reports SET state = 'acknowledged', acknowledged_at = $1 WHERE id = $2",
+        // The state in the predicate: a concurrent decision (PostgreSQL reads committed) wins.
+        let changed = sqlx::query(
+            "UPDATE disclosure_reports SET state = 'acknowledged', acknowledged_at = $1 WHERE id = $2 AND state = 'received'",
         )
         .bind(now.unix_timestamp())
         .bind(id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(StoreError::Conflict(format!(
+                "report {id} changed meanwhile"
+            )));
+        }
         audit::append(
             &mut tx,
             vec![event(
@@ -300,9 +307,11 @@ impl Store {
             }
             Decision::Reject(reason) => ("rejected", Some(reason.clone()), None),
         };
-        sqlx::query(
+        // Only an undecided report is decided: of two concurrent decisions one fails, and its
+        // advisory goes with its transaction.
+        let changed = sqlx::query(
             "UPDATE disclosure_reports SET state = $1, decided_at = $2, decided_by = $3, decision = $4, advisory_id = $5, \
-             acknowledged_at = COALESCE(acknowledged_at, $2) WHERE id = $6",
+             acknowledged_at = COALESCE(acknowledged_at, $2) WHERE id = $6 AND state IN ('received', 'acknowledged')",
         )
         .bind(state)
         .bind(now.unix_timestamp())
@@ -311,7 +320,13 @@ impl Store {
         .bind(advisory.clone())
         .bind(id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(StoreError::Conflict(format!(
+                "report {id} was decided meanwhile"
+            )));
+        }
         audit::append(
             &mut tx,
             vec![event(

@@ -14,6 +14,21 @@ use time::{Duration, OffsetDateTime};
 use crate::osv::OsvRecord;
 use crate::purl::package_ref;
 
+/// The id prefix of Sigil's own advisories (accepted reports): no imported record may take
+/// one, or a feed could rewrite an advisory.
+pub const ADVISORY_PREFIX: &str = "SIGIL-";
+
+/// Refuse an imported record that claims an id of Sigil's own advisories.
+pub fn not_an_advisory_id(record: &OsvRecord) -> Result<(), crate::VulnError> {
+    if record.id.starts_with(ADVISORY_PREFIX) {
+        return Err(crate::VulnError::InvalidRecord {
+            id: record.id.clone(),
+            reason: format!("the {ADVISORY_PREFIX} prefix is reserved for Sigil's own advisories"),
+        });
+    }
+    Ok(())
+}
+
 /// Longest value of one `security.txt` field, and most values of a repeatable one.
 pub const MAX_FIELD_CHARS: usize = 500;
 pub const MAX_CONTACTS: usize = 8;
@@ -83,6 +98,14 @@ fn refuse(field: &'static str, reason: impl Into<String>) -> DisclosureError {
     }
 }
 
+/// Characters that end a line or reorder text for some reader though Rust does not call them
+/// control characters: Unicode's line and paragraph separators (Python's `splitlines` and many
+/// viewers break there) and the bidirectional overrides and isolates.
+fn breaks_or_reorders(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+}
+
 /// One line of printable text: no control characters (a newline would start a new field).
 fn one_line(field: &'static str, value: &str, max: usize) -> Result<(), DisclosureError> {
     if value.trim().is_empty() {
@@ -91,7 +114,7 @@ fn one_line(field: &'static str, value: &str, max: usize) -> Result<(), Disclosu
     if value.chars().count() > max {
         return Err(refuse(field, format!("longer than {max} characters")));
     }
-    if value.chars().any(char::is_control) {
+    if value.chars().any(breaks_or_reorders) {
         return Err(refuse(field, "must be one line without control characters"));
     }
     Ok(())
@@ -206,7 +229,7 @@ impl DisclosurePolicy {
     pub fn security_txt(&self, title: &str, canonical: &[String]) -> String {
         let mut out = String::new();
         // A comment names what the file covers; `#` lines are ignored by parsers (2.3).
-        let title: String = title.chars().filter(|c| !c.is_control()).collect();
+        let title: String = title.chars().filter(|c| !breaks_or_reorders(*c)).collect();
         out.push_str(&format!("# Vulnerability disclosure: {title}\n"));
         let mut field = |name: &str, value: &str| {
             out.push_str(name);
@@ -292,7 +315,7 @@ impl Submission {
         if self
             .details
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+            .any(|c| breaks_or_reorders(c) && c != '\n' && c != '\t' && c != '\r')
         {
             return Err(refuse(
                 "details",

@@ -169,7 +169,7 @@ async fn disclosure_follows_the_readme(db: Db) {
     let (product, devices) = gateway(&s).await;
     let first = json!({"product": product, "summary": "jinja2 sandbox escape in the web UI",
         "details": "The template preview renders user input with the sandbox off.",
-        "affected": "firmware 2.0.0", "reporter": "mailto:finder@example.org"});
+        "affected": "firmware 2.0.0", "reporter": "mailto:finder@example.org", "exploited": true});
 
     // Nothing published yet: no file, and the intake takes no report for the product.
     assert_eq!(curl(&s, "/.well-known/security.txt", &[]).0, 404);
@@ -329,6 +329,8 @@ async fn disclosure_follows_the_readme(db: Db) {
         .unwrap()
         .to_owned();
     assert!(advisory.starts_with("SIGIL-"), "{accepted}");
+    // The reporter said exploited; the operator did not: no regulatory case on a claim.
+    assert!(accepted["case"].is_null(), "{accepted}");
     assert_eq!(status(&s, &token).1["advisory_id"], advisory.as_str());
     for device in &devices {
         let found = json_out(sigil(&s, &["vuln", "list", "--device", device, "--json"]));
@@ -501,11 +503,13 @@ async fn bad_input_and_abuse_change_nothing(db: Db) {
         "403",
     );
 
-    // Malformed reports are refused and stored nowhere; each spends the address's quota.
+    // Malformed reports are refused and stored nowhere, and spend no quota: junk cannot use
+    // up the hour for everyone.
     let reports = || async { s.count("disclosure_reports").await };
     for body in [
         json!({"product": product, "summary": "two\nlines", "details": "x"}),
         json!({"product": product, "summary": "ansi", "details": "\u{1b}[31m"}),
+        json!({"product": product, "summary": "a\u{2028}Contact: mailto:x", "details": "d"}),
         json!({"product": product, "summary": "s", "details": "d", "extra": 1}),
     ] {
         let (code, r) = report(&s, &body);
@@ -514,18 +518,29 @@ async fn bad_input_and_abuse_change_nothing(db: Db) {
     let huge = json!({"product": product, "summary": "s", "details": "x".repeat(70_000)});
     assert_eq!(report(&s, &huge).0, 413);
     assert_eq!(reports().await, 0);
-    // The fifth report of the hour from this address is taken, the sixth is not.
-    let (code, r) = report(
-        &s,
-        &json!({"product": product, "summary": "s", "details": "d"}),
-    );
-    assert_eq!(code, 201, "{r}");
+    // Five well-formed reports an hour from this address are taken (a product id in upper
+    // case is the same product), the sixth is not.
+    for i in 0..5 {
+        let id = if i == 0 {
+            product.to_uppercase()
+        } else {
+            product.clone()
+        };
+        let (code, r) = report(&s, &json!({"product": id, "summary": "s", "details": "d"}));
+        assert_eq!(code, 201, "{r}");
+    }
     let (code, r) = report(
         &s,
         &json!({"product": product, "summary": "s", "details": "d"}),
     );
     assert_eq!((code, r["status"].as_u64()), (429, Some(429)), "{r}");
-    assert_eq!(reports().await, 1);
+    // Every report is stored under the product's own id.
+    let list = json_out(sigil(
+        &s,
+        &["disclosure", "reports", "--product", &product, "--json"],
+    ));
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+    assert_eq!(reports().await, 5);
     // An advisory that cannot be matched is refused; the report stays undecided.
     let id = json_out(sigil(&s, &["disclosure", "reports", "--json"]))["items"][0]["id"]
         .as_str()
@@ -560,6 +575,31 @@ async fn bad_input_and_abuse_change_nothing(db: Db) {
             ],
         ),
         "not a valid PyPI version",
+    );
+    // Accepting adds vulnerability data every product is matched against: not an operator's.
+    refused(
+        as_operator(&[
+            "disclosure",
+            "accept",
+            &id,
+            "--component",
+            "pkg:pypi/jinja2",
+            "--fixed",
+            "3.1.3",
+        ]),
+        "403",
+    );
+    // Nor may a feed take the id of one of Sigil's advisories (it could rewrite it).
+    let forged = s.dir.path().join("SIGIL-2026-00000000.json");
+    std::fs::write(
+        &forged,
+        json!({"id": "SIGIL-2026-00000000", "modified": "2030-01-01T00:00:00Z", "affected": []})
+            .to_string(),
+    )
+    .unwrap();
+    refused(
+        sigil(&s, &["vulndb", "import", forged.to_str().unwrap()]),
+        "reserved for Sigil's own advisories",
     );
     assert_eq!(s.count("vuln_records").await, 0);
     let r = json_out(sigil(&s, &["disclosure", "show", &id, "--json"]));

@@ -16,8 +16,8 @@ use sigil_audit::Actor;
 use sigil_compliance::disclosure::{DisclosureFacts, ReportFacts};
 use sigil_store::{Decision, DisclosurePolicyRecord, NewReport, ReportRecord};
 use sigil_vuln::disclosure::{
-    AdvisorySpec, DEFAULT_ACKNOWLEDGE_DAYS, DEFAULT_TRIAGE_DAYS, DisclosureError, DisclosurePolicy,
-    ReportClock, Submission,
+    ADVISORY_PREFIX, AdvisorySpec, DEFAULT_ACKNOWLEDGE_DAYS, DEFAULT_TRIAGE_DAYS, DisclosureError,
+    DisclosurePolicy, ReportClock, Submission,
 };
 
 use super::cases::CaseView;
@@ -62,7 +62,7 @@ impl IntakeLimiter {
             }),
         };
         let retry = u64::try_from((w.start + WINDOW - now).whole_seconds().max(1)).unwrap_or(1);
-        let key = ip.map_or_else(|| "unknown".to_owned(), address_key);
+        let key = ip.map_or_else(|| "unknown".to_owned(), intake_key);
         let mine = w.per_address.get(&key).copied().unwrap_or(0);
         if w.total >= REPORTS_PER_WINDOW || mine >= REPORTS_PER_ADDRESS {
             return Err(retry);
@@ -70,6 +70,18 @@ impl IntakeLimiter {
         w.total += 1;
         w.per_address.insert(key, mine + 1);
         Ok(())
+    }
+}
+
+/// The bucket an address's reports count in: an IPv4 address, or an IPv6 /48 (a site's
+/// usual allocation: one host easily holds a /64 and often many of them).
+fn intake_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        other => address_key(other),
     }
 }
 
@@ -311,6 +323,7 @@ impl Authority {
         submission: &Submission,
     ) -> Result<Receipt, RequestError> {
         submission.check().map_err(invalid)?;
+        let mut canonical = submission.clone();
         let not_taken = || {
             RequestError::from(Refusal::new(
                 RefusalKind::NotFound,
@@ -332,6 +345,8 @@ impl Authority {
         else {
             return Err(not_taken());
         };
+        // The id as stored (a UUID in upper case parses too, and would miss the product's row).
+        canonical.product = product.to_string();
         if self.store.unacknowledged_public_reports().await? >= MAX_UNACKNOWLEDGED_PUBLIC {
             return Err(Refusal::new(
                 RefusalKind::Conflict,
@@ -346,7 +361,7 @@ impl Authority {
         let report = self
             .record_report(
                 &actor,
-                submission,
+                &canonical,
                 (policy.acknowledge_days, policy.triage_days),
                 "public",
                 Some(hash),
@@ -370,6 +385,8 @@ impl Authority {
         submission.check().map_err(invalid)?;
         let product: sigil_domain::ProductId = submission.product.parse()?;
         self.store.get_product(product).await?;
+        let mut canonical = submission.clone();
+        canonical.product = product.to_string();
         // Without a published policy, the defaults give the deadlines.
         let clock = match self
             .applicable_disclosure_policy(&product.to_string())
@@ -379,7 +396,7 @@ impl Authority {
             None => (DEFAULT_ACKNOWLEDGE_DAYS, DEFAULT_TRIAGE_DAYS),
         };
         let report = self
-            .record_report(actor, submission, clock, "operator", None, None)
+            .record_report(actor, &canonical, clock, "operator", None, None)
             .await?;
         Ok(report_view(report, self.now()))
     }
@@ -501,7 +518,7 @@ impl Authority {
         let submission = submission_of(&report);
         let now = self.now();
         let advisory_id = format!(
-            "SIGIL-{}-{}",
+            "{ADVISORY_PREFIX}{}-{}",
             report.received_at.year(),
             id.replace('-', "").get(..8).unwrap_or(id).to_uppercase()
         );
@@ -525,7 +542,8 @@ impl Authority {
             .record_exposures(&report.product_id, &exposures, report.received_at)
             .await?;
         self.vuln_review_wanted.notify_one();
-        let (case, case_note) = if exploited || submission.exploited {
+        // The operator's judgement, not the reporter's claim, opens a regulatory case.
+        let (case, case_note) = if exploited {
             let reason = format!("reported actively exploited in disclosure report {id}");
             match self
                 .open_case(actor, &report.product_id, &advisory_id, &reason)

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sigil_audit::Actor;
 use sigil_store::{ComponentRow, ImportCounts, KevRow, NewSbom, SbomRecord, VulnRecordRow};
 use sigil_vuln::archive::read_osv_archive;
+use sigil_vuln::disclosure::not_an_advisory_id;
 use sigil_vuln::epss::EpssScores;
 use sigil_vuln::kev::KevCatalogue;
 use sigil_vuln::{Ecosystem, OsvRecord, Sbom, SeverityLevel, VulnError};
@@ -273,6 +274,7 @@ impl Authority {
         match kind {
             FeedKind::Osv => {
                 let record = OsvRecord::parse(bytes).map_err(refused)?;
+                not_an_advisory_id(&record).map_err(refused)?;
                 let row = record_row(&record, String::from_utf8_lossy(bytes).into_owned());
                 let c = self
                     .store
@@ -283,6 +285,7 @@ impl Authority {
             FeedKind::OsvArchive => {
                 let mut rows = Vec::new();
                 read_osv_archive(bytes, |record| {
+                    not_an_advisory_id(&record)?;
                     let json = serde_json::to_string(&record).unwrap_or_default();
                     rows.push(record_row(&record, json));
                     Ok(())
