@@ -526,6 +526,9 @@ impl Authority {
             .record(&advisory_id, &submission.summary, &submission.details, now)
             .map_err(invalid)?;
         let row = record_row(&record, json);
+        // No review between the advisory and its first sighting: the review would record it
+        // as first seen now, and the clock must run from the report's receipt.
+        let review = self.vuln_review_lock.lock().await;
         let decided = self
             .store
             .decide_report(actor, id, &Decision::Accept(row), now)
@@ -541,6 +544,7 @@ impl Authority {
         self.store
             .record_exposures(&report.product_id, &exposures, report.received_at)
             .await?;
+        drop(review);
         self.vuln_review_wanted.notify_one();
         // The operator's judgement, not the reporter's claim, opens a regulatory case.
         let (case, case_note) = if exploited {
