@@ -339,21 +339,19 @@ pub async fn accept(
 ) -> Result<Json<Accepted>, ApiError> {
     report_id(&id)?;
     let actor = caller.actor();
-    let result = async {
-        let report = state.disclosure_report(&id).await?;
-        let spec = AdvisorySpec {
-            component: req.component,
-            introduced: req.introduced,
-            fixed: req.fixed,
-            last_affected: req.last_affected,
-            versions: req.versions,
-            cvss: req.cvss.or(report.cvss),
-            aliases: req.aliases,
-        };
-        state.accept_report(&actor, &id, &spec, req.exploited).await
-    }
-    .await
-    .map_err(Into::into);
+    let spec = AdvisorySpec {
+        component: req.component,
+        introduced: req.introduced,
+        fixed: req.fixed,
+        last_affected: req.last_affected,
+        versions: req.versions,
+        cvss: req.cvss,
+        aliases: req.aliases,
+    };
+    let result = state
+        .accept_report(&actor, &id, &spec, req.exploited)
+        .await
+        .map_err(Into::into);
     let accepted = state
         .audit_refusal(
             &actor,

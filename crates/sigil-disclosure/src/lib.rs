@@ -55,7 +55,7 @@ pub trait DisclosureDesk: Send + Sync + 'static {
 
 impl DisclosureDesk for Authority {
     async fn security_txt(&self, product: Option<&str>) -> Result<Option<String>, RequestError> {
-        Authority::security_txt(self, product, &[]).await
+        Authority::security_txt(self, product).await
     }
 
     fn admit(&self, ip: Option<IpAddr>) -> Result<(), u64> {

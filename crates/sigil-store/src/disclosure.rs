@@ -232,7 +232,7 @@ impl Store {
             )],
         )
         .await?;
-        let stored = report_in(&mut tx, &report.id).await?;
+        let stored = report_in(&mut *tx, &report.id).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -245,7 +245,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<ReportRecord, StoreError> {
         let mut tx = self.begin_write().await?;
-        let report = report_in(&mut tx, id).await?;
+        let report = report_in(&mut *tx, id).await?;
         if report.state != "received" {
             return Err(StoreError::Conflict(format!(
                 "report {id} is already {}",
@@ -278,7 +278,7 @@ impl Store {
             )],
         )
         .await?;
-        let stored = report_in(&mut tx, id).await?;
+        let stored = report_in(&mut *tx, id).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -293,7 +293,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<ReportRecord, StoreError> {
         let mut tx = self.begin_write().await?;
-        let report = report_in(&mut tx, id).await?;
+        let report = report_in(&mut *tx, id).await?;
         if matches!(report.state.as_str(), "accepted" | "rejected") {
             return Err(StoreError::Conflict(format!(
                 "report {id} was already {}",
@@ -339,22 +339,13 @@ impl Store {
             )],
         )
         .await?;
-        let stored = report_in(&mut tx, id).await?;
+        let stored = report_in(&mut *tx, id).await?;
         tx.commit().await?;
         Ok(stored)
     }
 
     pub async fn disclosure_report(&self, id: &str) -> Result<ReportRecord, StoreError> {
-        let sql = format!("SELECT {REPORT_COLUMNS} FROM disclosure_reports WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                kind: "disclosure report",
-                id: id.to_owned(),
-            })?;
-        report_from_row(&row)
+        report_in(&self.pool, id).await
     }
 
     /// The report a receipt's hash belongs to.
@@ -407,11 +398,15 @@ impl Store {
     }
 }
 
-async fn report_in(tx: &mut crate::WriteTx, id: &str) -> Result<ReportRecord, StoreError> {
+/// One report, read from the pool or inside a write transaction.
+async fn report_in<'e, E>(executor: E, id: &str) -> Result<ReportRecord, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let sql = format!("SELECT {REPORT_COLUMNS} FROM disclosure_reports WHERE id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(executor)
         .await?
         .ok_or_else(|| StoreError::NotFound {
             kind: "disclosure report",

@@ -369,6 +369,8 @@ async fn disclosure_follows_the_readme(db: Db) {
             "reported by our CSIRT",
             "--details",
             details.to_str().unwrap(),
+            "--cvss",
+            "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H",
             "--json",
         ],
     ));
@@ -389,6 +391,22 @@ async fn disclosure_follows_the_readme(db: Db) {
     ));
     assert_eq!(accepted["case"]["cause"], "operator", "{accepted}");
     assert_eq!(accepted["case"]["state"], "open");
+    // Accepted without a score: the report's own (7.5) stands.
+    let advisory = accepted["report"]["advisory_id"].as_str().unwrap();
+    let found = json_out(sigil(
+        &s,
+        &["vuln", "list", "--device", &devices[0], "--json"],
+    ));
+    let f = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["vulnerability"] == advisory)
+        .unwrap_or_else(|| panic!("{found}"));
+    assert_eq!(
+        (&f["severity"], &f["cvss_score"]),
+        (&json!("high"), &json!(7.5))
+    );
 
     // The audit log has every step, and no report's text.
     let (_, entries) = s

@@ -194,9 +194,13 @@ fn report_view(r: ReportRecord, now: OffsetDateTime) -> ReportView {
     }
 }
 
+/// A stored value that does not read back (or a value that does not serialise): a defect.
+fn internal(e: serde_json::Error) -> RequestError {
+    crate::AuthorityError::Internal(e.to_string()).into()
+}
+
 fn policy_of(record: &DisclosurePolicyRecord) -> Result<DisclosurePolicy, RequestError> {
-    serde_json::from_str(&record.policy)
-        .map_err(|e| RequestError::from(crate::AuthorityError::Internal(e.to_string())))
+    serde_json::from_str(&record.policy).map_err(internal)
 }
 
 impl Authority {
@@ -217,8 +221,7 @@ impl Authority {
         };
         let now = self.now();
         policy.check(now).map_err(invalid)?;
-        let json = serde_json::to_string(policy)
-            .map_err(|e| RequestError::from(crate::AuthorityError::Internal(e.to_string())))?;
+        let json = serde_json::to_string(policy).map_err(internal)?;
         Ok(self
             .store
             .put_disclosure_policy(actor, &scope, &json, policy.expires, now)
@@ -255,7 +258,6 @@ impl Authority {
     pub async fn security_txt(
         &self,
         product: Option<&str>,
-        canonical: &[String],
     ) -> Result<Option<String>, RequestError> {
         let (title, policy) = match product {
             Some(p) => {
@@ -274,7 +276,8 @@ impl Authority {
                 self.disclosure_policy(None).await?,
             ),
         };
-        Ok(policy.map(|(_, p)| p.security_txt(&title, canonical)))
+        // No `Canonical` field: Sigil is not told the URL it is reached at.
+        Ok(policy.map(|(_, p)| p.security_txt(&title, &[])))
     }
 
     /// What the disclosure compliance checks read of `product`.
@@ -412,8 +415,7 @@ impl Authority {
     ) -> Result<ReportRecord, RequestError> {
         let now = self.now();
         let clock = ReportClock::new(now, acknowledge_days, triage_days);
-        let json = serde_json::to_string(submission)
-            .map_err(|e| RequestError::from(crate::AuthorityError::Internal(e.to_string())))?;
+        let json = serde_json::to_string(submission).map_err(internal)?;
         let new = NewReport {
             id: uuid::Uuid::new_v4().to_string(),
             product_id: submission.product.clone(),
@@ -517,6 +519,9 @@ impl Authority {
         let report = self.store.disclosure_report(id).await?;
         let submission = submission_of(&report);
         let now = self.now();
+        // The reporter's score stands unless the operator gives one.
+        let mut spec = spec.clone();
+        spec.cvss = spec.cvss.or_else(|| submission.cvss.clone());
         let advisory_id = format!(
             "{ADVISORY_PREFIX}{}-{}",
             report.received_at.year(),
