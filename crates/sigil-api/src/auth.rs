@@ -2,7 +2,6 @@
 //! cookies for people) and authorisation of every route by the Cedar policies, with every
 //! refusal in the audit log.
 
-use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -161,8 +160,11 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/sites" if get => Action("inventory.read", "site"),
         "/api/v1/sites/{name}" if method == Method::PUT => Action("inventory.write", "site"),
         "/api/v1/devices" if post => Action("device.create", "device"),
-        "/api/v1/devices" | "/api/v1/devices/{id}" if get => Action("inventory.read", "device"),
+        "/api/v1/devices" | "/api/v1/devices/{id}" | "/api/v1/inventory/summary" if get => {
+            Action("inventory.read", "device")
+        }
         "/api/v1/devices/{id}/posture" if get => Action("posture.read", "posture"),
+        "/api/v1/devices/{id}" if method == Method::PATCH => Action("inventory.write", "device"),
         "/api/v1/devices/{id}/activate"
         | "/api/v1/devices/{id}/suspend"
         | "/api/v1/devices/{id}/resume"
@@ -186,6 +188,7 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
             Action("certificate.read", "certificate")
         }
         "/api/v1/audit/entries"
+        | "/api/v1/audit/status"
         | "/api/v1/audit/checkpoint"
         | "/api/v1/audit/proof/inclusion"
         | "/api/v1/audit/proof/consistency"
@@ -606,25 +609,6 @@ pub async fn logout(
     Ok(response)
 }
 
-/// Who the caller is, as Sigil sees it.
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
-    responses((status = 200, body = super::login::SessionView), (status = 401, body = Problem)))]
-pub async fn me(
-    axum::Extension(caller): axum::Extension<Caller>,
-) -> Json<super::login::SessionView> {
-    let (username, mfa) = match &caller.credential {
-        Credential::Session { username, mfa, .. } => (username.clone(), *mfa),
-        Credential::Token { .. } => (format!("token:{}", caller.id), false),
-    };
-    Json(super::login::SessionView {
-        operator_id: caller.id,
-        username,
-        role: caller.role,
-        mfa,
-        expires_at: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,6 +628,7 @@ mod tests {
                 (Method::GET, &item.get),
                 (Method::POST, &item.post),
                 (Method::PUT, &item.put),
+                (Method::PATCH, &item.patch),
             ] {
                 if op.is_some() {
                     assert!(
@@ -653,7 +638,7 @@ mod tests {
                     checked += 1;
                 }
             }
-            assert!(item.delete.is_none() && item.patch.is_none(), "{path}");
+            assert!(item.delete.is_none(), "{path}");
         }
         assert!(checked >= 40, "only {checked} routes checked");
     }
@@ -666,6 +651,7 @@ mod tests {
                 (Method::GET, &item.get),
                 (Method::POST, &item.post),
                 (Method::PUT, &item.put),
+                (Method::PATCH, &item.patch),
             ] {
                 if op.is_some()
                     && let Some(Rule::Action(_, kind)) = rule(&method, path)

@@ -255,6 +255,8 @@ pub struct DeviceQuery {
     pub product: Option<String>,
     /// Only devices with this tag.
     pub tag: Option<String>,
+    /// Only devices at this site.
+    pub site: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -327,6 +329,7 @@ pub async fn list_devices(
             .map(str::parse::<ProductId>)
             .transpose()?,
         tag: q.tag.as_deref().map(Tag::parse).transpose()?,
+        site: q.site,
         after: q.after.as_deref().map(str::parse::<DeviceId>).transpose()?,
         limit,
     };
@@ -420,4 +423,45 @@ pub async fn retire_device(
     Path(id): Path<String>,
 ) -> Result<Json<DeviceResponse>, ApiError> {
     transition(state, caller, id, LifecycleEvent::Retire).await
+}
+
+/// Edit a device's owner, site, tags or hardware id (an RFC 7396 merge patch: a field left
+/// out is kept, `null` clears it). Audited as `device.updated` with the values before and
+/// after.
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "inventory", params(("id" = String, Path)),
+    request_body(content = DevicePatch, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = DeviceResponse), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_device(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<DeviceId>,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> Result<Json<DeviceResponse>, ApiError> {
+    let actor = caller.actor();
+    let result = async {
+        let change = sigil_domain::DeviceChange::from_merge_patch(&patch)?;
+        Ok(state
+            .store()
+            .update_device(&actor, id, &change, state.now())
+            .await?)
+    }
+    .await;
+    let device = state
+        .audit_refusal(&actor, "device.update", format!("device:{id}"), result)
+        .await?;
+    Ok(Json(DeviceResponse::new(device, &state)))
+}
+
+/// The fields a device edit may carry; each may be `null` to clear it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documents the body; the handler reads it as a merge patch.
+pub struct DevicePatch {
+    #[schema(nullable, max_length = 256)]
+    hardware_id: Option<String>,
+    #[schema(nullable, max_length = 200)]
+    owner: Option<String>,
+    #[schema(nullable, max_length = 200)]
+    site: Option<String>,
+    #[schema(nullable, max_items = 32)]
+    tags: Option<Vec<String>>,
 }

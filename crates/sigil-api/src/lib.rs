@@ -18,6 +18,7 @@ mod inventory;
 mod login;
 mod openapi;
 mod operators;
+mod overview;
 mod policy;
 mod posture;
 mod releases;
@@ -25,6 +26,7 @@ mod revocation;
 mod rollouts;
 mod services;
 mod vulns;
+mod whoami;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -256,7 +258,7 @@ fn access_routes() -> Router<AppState> {
             post(operators::create_token).get(operators::list_tokens),
         )
         .route("/api/v1/tokens/{id}/revoke", post(operators::revoke_token))
-        .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/me", get(whoami::me))
         .route("/api/v1/auth/logout", post(auth::logout))
 }
 
@@ -312,7 +314,15 @@ fn inventory_routes() -> Router<AppState> {
             "/api/v1/devices",
             post(inventory::create_device).get(inventory::list_devices),
         )
-        .route("/api/v1/devices/{id}", get(inventory::get_device))
+        .route(
+            "/api/v1/devices/{id}",
+            get(inventory::get_device).patch(inventory::update_device),
+        )
+        .route(
+            "/api/v1/inventory/summary",
+            get(overview::inventory_summary),
+        )
+        .route("/api/v1/audit/status", get(overview::audit_status))
         .route("/api/v1/devices/{id}/posture", get(posture::get))
         .route(
             "/api/v1/devices/{id}/activate",

@@ -34,13 +34,13 @@ const PROBLEM: &str = "application/problem+json";
     paths(
         super::inventory::create_product, super::inventory::list_products, super::inventory::get_product,
         super::inventory::declare_product, super::inventory::get_declaration,
-        super::inventory::create_device, super::inventory::list_devices, super::inventory::get_device,
+        super::inventory::create_device, super::inventory::list_devices, super::inventory::get_device, super::inventory::update_device,
         super::inventory::activate_device, super::inventory::suspend_device, super::inventory::resume_device, super::inventory::retire_device,
         super::certificates::issue, super::certificates::list, super::certificates::get, super::certificates::profiles, super::services::issue,
         super::revocation::revoke_device, super::enrollment::create_enrollment_token, super::bootstrap::add, super::bootstrap::list, super::posture::get, super::broker::authn, super::broker::authz, super::broker::explain,
         super::policy::current, super::policy::versions, super::policy::apply, super::policy::rollback,
         super::operators::create_operator, super::operators::list_operators, super::operators::create_token, super::operators::list_tokens, super::operators::revoke_token,
-        super::login::login, super::auth::logout, super::auth::me,
+        super::login::login, super::auth::logout, super::whoami::me, super::overview::inventory_summary, super::overview::audit_status,
         super::compliance::frameworks, super::compliance::fleet, super::compliance::device, super::compliance::attest, super::compliance::attestations, super::compliance::evaluate_now, super::compliance::history,
         super::audit::entries, super::audit::latest_checkpoint, super::audit::sign_checkpoint, super::audit::inclusion,
         super::audit::consistency, super::audit::export, super::evidence::export,
@@ -114,6 +114,8 @@ fn refine(doc: &mut serde_json::Value) {
             target.extend(extra.clone());
         }
     }
+    // An edit names at least one field.
+    schemas["DevicePatch"]["minProperties"] = json!(1);
     // Authorisation asks about an action on a topic; authentication needs neither.
     doc["paths"]["/api/v1/broker/emqx/authz"]["post"]["requestBody"]["content"]["application/json"]
         ["schema"] = json!({"allOf": [
@@ -151,6 +153,15 @@ fn field_constraints(
         ("DeviceRequest", "firmware_version", text(64)),
         (
             "DeviceRequest",
+            "tags",
+            json!({"maxItems": sigil_domain::MAX_TAGS,
+            "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/=-]{1,64}$"}}),
+        ),
+        ("DevicePatch", "hardware_id", text(256)),
+        ("DevicePatch", "owner", text(200)),
+        ("DevicePatch", "site", text(200)),
+        (
+            "DevicePatch",
             "tags",
             json!({"maxItems": sigil_domain::MAX_TAGS,
             "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/=-]{1,64}$"}}),

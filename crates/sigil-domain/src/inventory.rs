@@ -39,6 +39,17 @@ pub enum InventoryError {
     BadService(String),
     #[error("`current_firmware` must list at least one version")]
     NoCurrentFirmware,
+    #[error(
+        "`{0}` cannot be edited: only hardware_id, owner, site and tags can (the serial number and product identify the device; its state and firmware change through their own operations)"
+    )]
+    NotEditable(String),
+    #[error("`{field}` must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("the change is empty: name at least one of hardware_id, owner, site, tags")]
+    NothingToChange,
 }
 
 /// Most entries in each list of a product declaration.
@@ -286,13 +297,15 @@ pub struct DeviceFilter {
     pub state: Option<LifecycleState>,
     pub product: Option<ProductId>,
     pub tag: Option<Tag>,
+    /// Only devices at this site (exactly as recorded).
+    pub site: Option<String>,
     /// Return devices whose id sorts after this one.
     pub after: Option<DeviceId>,
     pub limit: u32,
 }
 
 /// Trimmed, non-empty, bounded, free of control characters.
-fn text(field: &'static str, value: &str, max: usize) -> Result<String, InventoryError> {
+pub(crate) fn text(field: &'static str, value: &str, max: usize) -> Result<String, InventoryError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(InventoryError::Empty { field });

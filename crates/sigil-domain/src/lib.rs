@@ -4,12 +4,14 @@
 //! outside caller hands Sigil (JSON bodies, CLI flags, path segments) is parsed into the types here
 //! once, at the edge, so the rest of the code works with values that are already valid.
 
+pub mod device_edit;
 pub mod ids;
 pub mod inventory;
 pub mod lifecycle;
 pub mod posture;
 pub mod revocation;
 
+pub use device_edit::DeviceChange;
 pub use ids::{DeviceId, Fingerprint, IdError, ProductId, Serial};
 pub use inventory::{
     Device, DeviceFields, DeviceFilter, InventoryError, MAX_DECLARED, MAX_REMEDIATION_DAYS,

@@ -331,15 +331,16 @@ async fn services(
 }
 
 /// What the API listener serves: the REST API with EST, the update repositories and the
-/// disclosure desk beside it.
+/// disclosure desk beside it, and the web console (which calls that API in process).
 pub fn api_app(authority: &Arc<Authority>) -> axum::Router {
     let est = sigil_est::router::<Authority>().with_state(authority.clone());
     let tuf = sigil_tuf::router::<Authority>().with_state(authority.clone());
     let disclosure = sigil_disclosure::router::<Authority>().with_state(authority.clone());
-    sigil_api::router(
+    let api = sigil_api::router(
         sigil_api::AppState::new(authority.clone()),
         est.merge(tuf).merge(disclosure),
-    )
+    );
+    sigil_console::router(api.clone()).merge(api)
 }
 
 /// A server's authority and API application without listeners, for in-process tests and

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{
-    Device, DeviceFilter, DeviceId, LifecycleEvent, LifecycleState, NewDevice, NewProduct, Product,
-    ProductId, RevocationReason, Serial,
+    Device, DeviceChange, DeviceFilter, DeviceId, LifecycleEvent, LifecycleState, NewDevice,
+    NewProduct, Product, ProductId, RevocationReason, Serial,
 };
 
 use crate::rows::{DEVICE_COLUMNS, device_from_row, product_from_row};
@@ -209,6 +209,9 @@ impl Store {
                 &mut sql,
             );
         }
+        if let Some(site) = &filter.site {
+            push(" AND d.site = ?", site.clone(), &mut sql);
+        }
         if let Some(after) = filter.after {
             push(" AND d.id > ?", after.to_string(), &mut sql);
         }
@@ -331,4 +334,81 @@ async fn insert_device(tx: &mut WriteTx, device: &Device) -> Result<(), StoreErr
             .await?;
     }
     Ok(())
+}
+
+impl Store {
+    /// Edit a device's descriptive fields, audited with the values before and after.
+    pub async fn update_device(
+        &self,
+        actor: &Actor,
+        id: DeviceId,
+        change: &DeviceChange,
+        now: OffsetDateTime,
+    ) -> Result<Device, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let before = self.device_in(&mut tx, id).await?;
+        let mut after = change.applied_to(&before);
+        after.updated_at = truncate_to_second(now);
+        sqlx::query(
+            "UPDATE devices SET hardware_id = $1, owner = $2, site = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(after.hardware_id.clone())
+        .bind(after.owner.clone())
+        .bind(after.site.clone())
+        .bind(after.updated_at.unix_timestamp())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_to_conflict(e, || "another device already has this hardware id".to_owned()))?;
+        if change.tags.is_some() {
+            sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            for tag in &after.tags {
+                sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)")
+                    .bind(id.to_string())
+                    .bind(tag.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let fields = |d: &Device| {
+            json!({
+                "hardware_id": d.hardware_id,
+                "owner": d.owner,
+                "site": d.site,
+                "tags": d.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            })
+        };
+        let event = AuditEvent::new(
+            now,
+            actor.clone(),
+            "device.updated",
+            format!("device:{id}"),
+            Outcome::Success,
+            json!({"before": fields(&before), "after": fields(&after)}),
+        );
+        audit::append(&mut tx, vec![event]).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// The device as this transaction sees it, its row locked for the rest of it.
+    async fn device_in(&self, tx: &mut WriteTx, id: DeviceId) -> Result<Device, StoreError> {
+        self.locked_state(tx, id).await?;
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS}, (SELECT {} FROM device_tags t WHERE t.device_id = d.id) AS tags FROM devices d WHERE d.id = $1",
+            self.tags_aggregate()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "device",
+                id: id.to_string(),
+            })?;
+        device_from_row(&row)
+    }
 }

@@ -415,6 +415,8 @@ pub enum DeviceCommand {
         product: Option<String>,
         #[arg(long)]
         tag: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
         #[arg(long)]
@@ -422,6 +424,8 @@ pub enum DeviceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change a device's owner, site, tags or hardware id (audited with before and after).
+    Edit(crate::device::EditArgs),
     /// Show one device.
     Show {
         id: String,

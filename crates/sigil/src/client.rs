@@ -71,6 +71,19 @@ impl ApiClient {
             .await
     }
 
+    /// PATCH with an RFC 7396 merge patch.
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        let request = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/merge-patch+json",
+            )
+            .body(body.to_string());
+        self.send(request).await
+    }
+
     /// POST a file as `application/octet-stream`, streamed from disk.
     pub async fn upload(&self, path: &str, file: &Path) -> Result<Value> {
         let handle = tokio::fs::File::open(file)

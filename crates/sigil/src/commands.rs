@@ -372,6 +372,7 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
             state,
             product,
             tag,
+            site,
             limit,
             after,
             client,
@@ -382,6 +383,7 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
                 ("state", state),
                 ("product", product),
                 ("tag", tag),
+                ("site", site),
                 ("after", after),
             ] {
                 if let Some(v) = v {
@@ -406,6 +408,7 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
                 .await?;
             print_record(&client, &d)
         }
+        DeviceCommand::Edit(args) => crate::device::edit(args).await,
         DeviceCommand::Activate { id, client } => transition(&id, "activate", &client).await,
         DeviceCommand::Suspend { id, client } => transition(&id, "suspend", &client).await,
         DeviceCommand::Resume { id, client } => transition(&id, "resume", &client).await,

@@ -22,6 +22,7 @@ mod cli;
 mod client;
 mod commands;
 mod compliance;
+mod device;
 mod disclosure;
 mod oscal;
 mod policy;

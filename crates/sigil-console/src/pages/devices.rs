@@ -1,0 +1,125 @@
+//! The device list: filters by state, product, site and tag, paged by cursor (the API's id
+//! order), so the thousandth page of a million devices costs what the first does.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Section, render, section, text};
+use crate::backend::Backend;
+use crate::view::{Layout, query};
+use crate::viewer::Viewer;
+
+/// Rows per page.
+const PAGE: u32 = 50;
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct Filters {
+    state: String,
+    product: String,
+    site: String,
+    tag: String,
+    after: String,
+}
+
+#[derive(Deserialize, Clone)]
+pub struct DeviceRow {
+    pub id: String,
+    pub product_id: String,
+    pub serial_number: String,
+    pub hardware_id: Option<String>,
+    pub owner: Option<String>,
+    pub site: Option<String>,
+    pub tags: Vec<String>,
+    pub firmware_version: Option<String>,
+    pub state: String,
+}
+
+#[derive(Deserialize)]
+struct DeviceList {
+    items: Vec<DeviceRow>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "devices.html")]
+struct DevicesPage {
+    layout: Layout,
+    filters: Filters,
+    states: [&'static str; 5],
+    products: Vec<(String, String)>,
+    product_names: HashMap<String, String>,
+    devices: Section<Vec<DeviceRow>>,
+    next_page: Option<String>,
+    first_page: Option<String>,
+}
+
+impl DevicesPage {
+    fn product_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.product_names.get(id).map_or(id, String::as_str)
+    }
+}
+
+pub async fn list(
+    State(backend): State<Backend>,
+    viewer: Viewer,
+    Query(filters): Query<Filters>,
+) -> Response {
+    let from = &viewer.forwarded;
+    let limit = PAGE.to_string();
+    let selection = [
+        ("state", filters.state.as_str()),
+        ("product", filters.product.as_str()),
+        ("site", filters.site.as_str()),
+        ("tag", filters.tag.as_str()),
+    ];
+    let mut api_query = selection.to_vec();
+    api_query.extend([("after", filters.after.as_str()), ("limit", limit.as_str())]);
+    let devices_path = format!("/api/v1/devices{}", query(&api_query));
+    let (products, devices) = tokio::join!(
+        section::<Value>(&backend, from, "/api/v1/products"),
+        section::<DeviceList>(&backend, from, &devices_path),
+    );
+    let products: Vec<(String, String)> = products
+        .map(|p| {
+            p["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| (text(p, "id"), text(p, "name")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let next_page = devices
+        .as_ref()
+        .ok()
+        .and_then(|d| d.next_cursor.clone())
+        .map(|cursor| {
+            let mut pairs = selection.to_vec();
+            pairs.push(("after", cursor.as_str()));
+            format!("/ui/devices{}", query(&pairs))
+        });
+    let first_page =
+        (!filters.after.is_empty()).then(|| format!("/ui/devices{}", query(&selection)));
+    render(&DevicesPage {
+        layout: Layout::new("Devices", "devices", &viewer),
+        states: [
+            "registered",
+            "provisioned",
+            "active",
+            "suspended",
+            "retired",
+        ],
+        product_names: products.iter().cloned().collect(),
+        products,
+        devices: devices.map(|d| d.items),
+        next_page,
+        first_page,
+        filters,
+    })
+}

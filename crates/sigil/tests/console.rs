@@ -1,0 +1,626 @@
+//! The web console in a real browser: Debian's Chromium, driven over WebDriver (chromedriver,
+//! thirtyfour), against the real server over real TLS. The browser trusts exactly the server's
+//! TLS key (its SPKI hash pinned), not any certificate. Each page is checked for its real
+//! data, for WCAG 2.1 A/AA violations with axe-core, and saved as a screenshot under
+//! `target/test-artefacts/console/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use thirtyfour::prelude::*;
+
+use common::operators::{audit, create_operator, password, totp_code};
+use common::{Db, TestServer, openssl, p256_csr};
+
+/// A headless Chromium session through its own chromedriver.
+struct Browser {
+    driver: WebDriver,
+    chromedriver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn open(s: &TestServer) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let chromedriver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian chromium-driver) is installed");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = DesiredCapabilities::chrome();
+        caps.set_binary("/usr/bin/chromium").unwrap();
+        for arg in [
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--window-size=1280,900".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+            // Trust this server's key and nothing else (honoured with a user data dir).
+            format!("--ignore-certificate-errors-spki-list={}", server_spki(s)),
+        ] {
+            caps.add_arg(&arg).unwrap();
+        }
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last = None;
+        for _ in 0..50 {
+            match WebDriver::new(&url, caps.clone()).await {
+                Ok(driver) => {
+                    return Self {
+                        driver,
+                        chromedriver,
+                        _profile: profile,
+                    };
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("chromedriver did not start: {last:?}");
+    }
+
+    async fn close(mut self) {
+        let _ = self.driver.clone().quit().await;
+        let _ = self.chromedriver.kill();
+        let _ = self.chromedriver.wait();
+    }
+}
+
+/// Base64 SHA-256 of the API listener's public key, as Chromium's SPKI allow-list wants it.
+fn server_spki(s: &TestServer) -> String {
+    let port = s.api.rsplit(':').next().unwrap();
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{port} -servername localhost </dev/null 2>/dev/null \
+         | openssl x509 -pubkey -noout | openssl pkey -pubin -outform der \
+         | openssl dgst -sha256 -binary | base64"
+    );
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    let spki = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(spki.len(), 44, "an SPKI hash: {spki:?}");
+    spki
+}
+
+fn artefacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artefacts/console");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// axe-core's WCAG 2.1 A and AA rules over the page now shown; panics listing any violation.
+async fn assert_accessible(driver: &WebDriver, page: &str) {
+    let axe = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/console/node_modules/axe-core/axe.min.js");
+    let axe = std::fs::read_to_string(&axe)
+        .unwrap_or_else(|e| panic!("{}: {e} (npm ci --prefix tools/console)", axe.display()));
+    let script = format!(
+        "{axe}\nreturn axe.run(document, {{runOnly: {{type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}}})\
+         .then(r => ({{passes: r.passes.length, violations: r.violations.map(v => v.id + ': ' + v.help + ' @ ' + v.nodes.map(n => n.target.join(' ')).join(', '))}}));"
+    );
+    let result = driver.execute(&script, vec![]).await.unwrap();
+    let result = result.json();
+    let violations: Vec<String> = serde_json::from_value(result["violations"].clone()).unwrap();
+    assert!(
+        violations.is_empty(),
+        "{page}: WCAG violations: {violations:#?}"
+    );
+    // The rules ran: a page this size passes dozens of them.
+    assert!(result["passes"].as_u64().unwrap() > 10, "{page}: {result}");
+}
+
+/// Check the page, then keep its screenshot as a test artefact.
+async fn check_page(driver: &WebDriver, name: &str) {
+    assert_accessible(driver, name).await;
+    driver
+        .screenshot(&artefacts().join(format!("{name}.png")))
+        .await
+        .unwrap();
+}
+
+async fn body_text(driver: &WebDriver) -> String {
+    let text = driver
+        .execute("return document.body.innerText;", vec![])
+        .await
+        .unwrap();
+    text.json().as_str().unwrap_or_default().to_owned()
+}
+
+/// Press Tab until the focused element's text is `label` (at most 60 presses), then Enter:
+/// the action is reachable by keyboard alone.
+async fn keyboard_activate(driver: &WebDriver, label: &str) {
+    for _ in 0..60 {
+        let focused = driver.active_element().await.unwrap();
+        if focused.text().await.unwrap_or_default().trim() == label {
+            focused.send_keys(Key::Enter).await.unwrap();
+            return;
+        }
+        focused.send_keys(Key::Tab).await.unwrap();
+    }
+    panic!("`{label}` is not reachable with the Tab key");
+}
+
+async fn log_in(driver: &WebDriver, s: &TestServer, username: &str, totp: Option<&str>) {
+    driver.goto(format!("{}/ui", s.api)).await.unwrap();
+    // Not logged in: the console sends the person to its login page, and back afterwards.
+    let url = driver.current_url().await.unwrap();
+    assert_eq!(url.path(), "/ui/login", "{url}");
+    driver
+        .find(By::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(username)
+        .await
+        .unwrap();
+    driver
+        .find(By::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(password(username))
+        .await
+        .unwrap();
+    if let Some(code) = totp {
+        driver
+            .find(By::Id("totp"))
+            .await
+            .unwrap()
+            .send_keys(code)
+            .await
+            .unwrap();
+    }
+    driver
+        .find(By::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "h1", "Overview").await;
+}
+
+/// Wait (up to 15 s) until an element matching `css` holds `text`: asked of the document as it
+/// is each time, so a page still navigating away is never read half-gone.
+async fn wait_for(driver: &WebDriver, css: &str, text: &str) {
+    let script = "return Array.from(document.querySelectorAll(arguments[0])).some(e => e.textContent.includes(arguments[1]));";
+    for _ in 0..150 {
+        if let Ok(found) = driver.execute(script, vec![json!(css), json!(text)]).await
+            && found.json() == &json!(true)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no `{css}` with `{text}` in: {}", body_text(driver).await);
+}
+
+/// A device with a certificate (issued through the API) written to `NAME.crt` for openssl.
+async fn enrolled_device(s: &TestServer, product: &str, name: &str) -> String {
+    let device = s.create_device(product, name).await;
+    let csr = p256_csr(s.dir.path(), name);
+    let (st, c) = s
+        .post(
+            &format!("/api/v1/devices/{device}/certificates"),
+            json!({"csr": csr}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    std::fs::write(
+        s.dir.path().join(format!("{name}.crt")),
+        c["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    device
+}
+
+fn ocsp_status(s: &TestServer, cert: &str) -> String {
+    let issuing = s.data_dir().join("ca/issuing.crt");
+    let root = s.data_dir().join("ca/root.crt");
+    openssl(
+        s.dir.path(),
+        &[
+            "ocsp",
+            "-issuer",
+            issuing.to_str().unwrap(),
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-url",
+            &format!("{}/ocsp", s.pki),
+            "-cert",
+            cert,
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
+    let Some(s) = TestServer::start(Db::Sqlite).await else {
+        return;
+    };
+    let product = s.create_product("Gateway").await;
+    let device = enrolled_device(&s, &product, "gw-0001").await;
+    // A spreadsheet import brought markup into a field: it must show as text.
+    let hostile = "<script>document.title='owned'</script><img src=x onerror=alert(1)>";
+    let (st, other) = s
+        .post(
+            "/api/v1/devices",
+            json!({"product_id": product, "serial_number": "gw-0002", "owner": hostile, "site": "plant-1", "tags": ["line-a"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{other}");
+    // Two compliance runs: the overview draws each framework's trend from its history.
+    for _ in 0..2 {
+        let (st, run) = s
+            .post("/api/v1/compliance/eu-cra/evaluate", json!({}))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{run}");
+    }
+    let officer = create_operator(&s, "olga", "security-officer").await;
+    let seed = officer["totp_secret"].as_str().unwrap().to_owned();
+    create_operator(&s, "avery", "auditor").await;
+
+    let browser = Browser::open(&s).await;
+    let driver = &browser.driver;
+    log_in(driver, &s, "olga", Some(&totp_code(&seed, 0))).await;
+
+    // Overview: the fleet by state, expiring certificates, compliance with its trend chart.
+    let text = body_text(driver).await;
+    assert!(text.contains("2 devices in 1 products"), "{text}");
+    assert!(
+        text.contains("olga (security-officer, second factor)"),
+        "{text}"
+    );
+    let chart = driver.find(By::Css("svg.trend polyline")).await.unwrap();
+    assert!(chart.attr("points").await.unwrap().unwrap().contains(' '));
+    check_page(driver, "overview").await;
+
+    // Devices: the list, filtered by site, and the hostile owner shown as text.
+    driver
+        .goto(format!("{}/ui/devices?site=plant-1", s.api))
+        .await
+        .unwrap();
+    let rows = driver
+        .find_all(By::Css("table.list tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "only the plant-1 device");
+    let owner_cell = rows[0].find_all(By::Tag("td")).await.unwrap()[3]
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(owner_cell, hostile, "markup in a field is text, not markup");
+    assert_ne!(driver.title().await.unwrap(), "owned");
+    assert!(
+        driver
+            .source()
+            .await
+            .unwrap()
+            .contains("&lt;script&gt;document.title=")
+    );
+    check_page(driver, "devices").await;
+
+    // The device page: identity, certificate, compliance, audit trail.
+    driver
+        .goto(format!("{}/ui/devices/{device}", s.api))
+        .await
+        .unwrap();
+    let text = body_text(driver).await;
+    for expected in [
+        "Identity",
+        "urn:",
+        "Certificates",
+        "Compliance",
+        "Audit trail",
+        "certificate.issued",
+    ] {
+        assert!(
+            text.contains(expected),
+            "`{expected}` on the device page: {text}"
+        );
+    }
+    check_page(driver, "device").await;
+
+    // Revoke it from its page with the keyboard alone; the confirmation names the consequence.
+    driver
+        .find(By::Css("main"))
+        .await
+        .unwrap()
+        .focus()
+        .await
+        .unwrap();
+    keyboard_activate(driver, "Revoke certificates").await;
+    wait_for(driver, "h1", "Revoke certificates: device gw-0001?").await;
+    let text = body_text(driver).await;
+    assert!(
+        text.contains("OCSP and the CRL say so") && text.contains("cannot be undone"),
+        "{text}"
+    );
+    check_page(driver, "confirm-revoke").await;
+    driver
+        .find(By::Id("reason"))
+        .await
+        .unwrap()
+        .send_keys("Key compromise")
+        .await
+        .unwrap();
+    keyboard_activate(driver, "Revoke certificates device gw-0001").await;
+    wait_for(driver, "p.done", "Done: revoke certificates.").await;
+    let answer = ocsp_status(&s, "gw-0001.crt");
+    assert!(answer.contains("gw-0001.crt: revoked"), "{answer}");
+    assert!(answer.contains("Reason: keyCompromise"), "{answer}");
+
+    // Log out (a plain form), then in as the auditor.
+    driver
+        .find(By::Css("form.inline button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "h1", "Log in to Sigil").await;
+    log_in(driver, &s, "avery", None).await;
+    driver
+        .goto(format!(
+            "{}/ui/devices/{}",
+            s.api,
+            other["id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    assert!(
+        driver
+            .find_all(By::Css(".device-actions a, .device-actions button"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "an auditor sees no action controls"
+    );
+    check_page(driver, "device-auditor").await;
+    // A forged action from the auditor's own session, CSRF header and all: the API refuses it
+    // by policy and audits the refusal.
+    let forged = driver
+        .execute(
+            "return fetch(arguments[0], {method: 'POST', headers: {'x-sigil-csrf': '1', 'hx-request': 'true'}, body: ''}).then(r => r.status);",
+            vec![json!(format!("/ui/devices/{}/suspend", other["id"].as_str().unwrap()))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged.json(), &json!(403));
+    let (_, state) = s
+        .get(&format!(
+            "/api/v1/devices/{}",
+            other["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_ne!(state["state"], "suspended");
+    let denied = audit(&s, "access.denied").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["subject"] == "api:POST /api/v1/devices/{id}/suspend"
+                && e["details"]["role"] == "auditor"),
+        "{denied:#?}"
+    );
+
+    // An operator edits the device's site and tags from its page; the API records both values.
+    create_operator(&s, "omar", "operator").await;
+    driver
+        .find(By::Css("form.inline button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "h1", "Log in to Sigil").await;
+    log_in(driver, &s, "omar", None).await;
+    let other_id = other["id"].as_str().unwrap();
+    driver
+        .goto(format!("{}/ui/devices/{other_id}", s.api))
+        .await
+        .unwrap();
+    driver
+        .find(By::LinkText("Edit owner, site and tags"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "h1", "Edit device gw-0002").await;
+    check_page(driver, "device-edit").await;
+    let site = driver.find(By::Id("site")).await.unwrap();
+    site.clear().await.unwrap();
+    site.send_keys("plant-2").await.unwrap();
+    let tags = driver.find(By::Id("tags")).await.unwrap();
+    tags.clear().await.unwrap();
+    tags.send_keys("line-b, spare").await.unwrap();
+    driver
+        .find(By::Css("form.edit button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "p.done", "Changes saved.").await;
+    let (_, edited) = s.get(&format!("/api/v1/devices/{other_id}")).await;
+    assert_eq!(edited["site"], "plant-2");
+    assert_eq!(edited["tags"], json!(["line-b", "spare"]));
+    assert_eq!(edited["owner"], hostile, "an untouched field is kept");
+    let updated = audit(&s, "device.updated").await;
+    assert_eq!(
+        updated[0]["details"]["before"]["site"], "plant-1",
+        "{updated:#?}"
+    );
+    assert_eq!(updated[0]["details"]["after"]["site"], "plant-2");
+    assert_eq!(
+        updated[0]["details"]["after"]["tags"],
+        json!(["line-b", "spare"])
+    );
+    browser.close().await;
+    s.shutdown().await;
+}
+
+/// Every console answer carries the security headers, whatever it is: page, redirect, file,
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_response_carries_the_security_headers() {
+    let Some(s) = TestServer::start(Db::Sqlite).await else {
+        return;
+    };
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(
+                &std::fs::read(s.data_dir().join("ca/root.crt")).unwrap(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    for (path, status) in [
+        ("/ui/login", StatusCode::OK),
+        ("/ui", StatusCode::SEE_OTHER),
+        ("/ui/devices", StatusCode::SEE_OTHER),
+        ("/ui/assets/console.css", StatusCode::OK),
+        ("/ui/assets/htmx-2.0.11.min.js", StatusCode::OK),
+        ("/ui/no-such-page", StatusCode::NOT_FOUND),
+    ] {
+        let r = no_redirects
+            .get(format!("{}{path}", s.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert!(
+            csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+    }
+    // A login form posted from another site is refused before the password is checked.
+    let r = no_redirects
+        .post(format!("{}/ui/login", s.api))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=admin&password=x&next=%2Fui")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // No page has an inline script or style attribute for the CSP to have to allow.
+    let login = no_redirects
+        .get(format!("{}/ui/login", s.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !login.contains("<script>") && !login.contains(" style="),
+        "{login}"
+    );
+    s.shutdown().await;
+}
+
+/// `sigil device edit` as the README runs it: the fields named change, the others stay, each
+/// change is audited with before and after, and what may not be edited is refused unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_edited_from_the_cli_as_the_readme_shows() {
+    let Some(s) = TestServer::start(Db::Sqlite).await else {
+        return;
+    };
+    let product = s.create_product("Thermostat").await;
+    let device = s.create_device(&product, "SN-0001").await;
+    let edited = common::json(common::sigil(
+        &s,
+        &[
+            "device",
+            "edit",
+            &device,
+            "--owner",
+            "Line 3 maintenance",
+            "--site",
+            "plant-2",
+            "--tag",
+            "line-3",
+            "--tag",
+            "spare",
+            "--json",
+        ],
+    ));
+    assert_eq!(edited["owner"], "Line 3 maintenance");
+    assert_eq!(edited["site"], "plant-2");
+    assert_eq!(edited["tags"], json!(["line-3", "spare"]));
+    let cleared = common::json(common::sigil(
+        &s,
+        &["device", "edit", &device, "--clear", "owner", "--json"],
+    ));
+    assert!(cleared["owner"].is_null());
+    assert_eq!(cleared["site"], "plant-2", "a field not named is kept");
+    let updates = audit(&s, "device.updated").await;
+    assert_eq!(updates.len(), 2);
+    assert_eq!(
+        updates[0]["details"]["before"]["owner"],
+        "Line 3 maintenance"
+    );
+    assert!(updates[0]["details"]["after"]["owner"].is_null());
+    assert!(updates[1]["details"]["before"]["site"].is_null());
+
+    // Refused, and nothing changes: a field that identifies the device, a bad tag, nothing.
+    let out = common::sigil(
+        &s,
+        &["device", "edit", &device, "--clear", "site", "--site", "x"],
+    );
+    assert!(!out.status.success());
+    for (patch, expected) in [
+        (
+            json!({"serial_number": "SN-9"}),
+            "`serial_number` cannot be edited",
+        ),
+        (json!({"state": "active"}), "`state` cannot be edited"),
+        (json!({"tags": ["no spaces"]}), "tag `no spaces` is invalid"),
+        (json!({}), "the change is empty"),
+    ] {
+        let r = s
+            .http
+            .patch(format!("{}/api/v1/devices/{device}", s.api))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{patch}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().contains(expected),
+            "{patch}: {body}"
+        );
+    }
+    let (_, now) = s.get(&format!("/api/v1/devices/{device}")).await;
+    assert_eq!(now["serial_number"], "SN-0001");
+    assert_eq!(now["site"], "plant-2");
+    assert_eq!(
+        audit(&s, "device.updated").await.len(),
+        2,
+        "refusals change nothing"
+    );
+    s.shutdown().await;
+}
