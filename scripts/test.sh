@@ -36,6 +36,11 @@ python3 -c 'import sectxt' 2>/dev/null || { echo "error: the disclosure test nee
 
 [ -d tools/csaf/node_modules/@secvisogram/csaf-validator-lib ] || { echo "error: the CSAF test needs BSI's validator (npm ci --prefix tools/csaf)" >&2; exit 1; }
 
+for tool in chromium chromedriver; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "error: the console's browser tests need '$tool' (Debian packages chromium and chromium-driver)" >&2; exit 1; }
+done
+[ -f tools/console/node_modules/axe-core/axe.min.js ] || { echo "error: the console's accessibility tests need axe-core (npm ci --prefix tools/console)" >&2; exit 1; }
+
 # The dependency-direction check (.ci/run) on workspaces made wrong on purpose.
 bash scripts/test-check-deps.sh
 # The code-shape check (.ci/run), likewise.
