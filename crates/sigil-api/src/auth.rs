@@ -159,8 +159,13 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         }
         "/api/v1/sites" if get => Action("inventory.read", "site"),
         "/api/v1/sites/{name}" if method == Method::PUT => Action("inventory.write", "site"),
-        "/api/v1/devices" if post => Action("device.create", "device"),
-        "/api/v1/devices" | "/api/v1/devices/{id}" | "/api/v1/inventory/summary" if get => {
+        "/api/v1/devices" | "/api/v1/devices/import" if post => Action("device.create", "device"),
+        "/api/v1/devices"
+        | "/api/v1/devices/{id}"
+        | "/api/v1/devices/export"
+        | "/api/v1/inventory/summary"
+            if get =>
+        {
             Action("inventory.read", "device")
         }
         "/api/v1/devices/{id}/posture" if get => Action("posture.read", "posture"),
@@ -187,6 +192,26 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/certificates" | "/api/v1/certificates/{serial}" | "/api/v1/profiles" if get => {
             Action("certificate.read", "certificate")
         }
+        route
+            if route.starts_with("/api/v1/audit/")
+                || route.starts_with("/api/v1/compliance")
+                || route.starts_with("/api/v1/operators")
+                || route.starts_with("/api/v1/tokens")
+                || route == "/api/v1/evidence"
+                || route == "/api/v1/services/certificates" =>
+        {
+            return oversight_rule(method, route);
+        }
+        _ => return None,
+    })
+}
+
+/// The rules of the audit log, compliance, evidence, accounts and service certificates.
+fn oversight_rule(method: &Method, route: &str) -> Option<Rule> {
+    use Rule::Action;
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    Some(match route {
         "/api/v1/audit/entries"
         | "/api/v1/audit/status"
         | "/api/v1/audit/checkpoint"

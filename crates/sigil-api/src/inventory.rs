@@ -309,6 +309,21 @@ pub async fn list_devices(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<DeviceQuery>,
 ) -> Result<Json<DeviceList>, ApiError> {
+    let filter = device_filter(&q)?;
+    let limit = filter.limit;
+    let devices = state.store().list_devices(&filter).await?;
+    let next_cursor = (devices.len() == limit as usize)
+        .then(|| devices.last().map(|d| d.id.to_string()))
+        .flatten();
+    let items = devices
+        .into_iter()
+        .map(|d| DeviceResponse::new(d, &state))
+        .collect();
+    Ok(Json(DeviceList { items, next_cursor }))
+}
+
+/// The store's filter from a listing's query, checked.
+pub(crate) fn device_filter(q: &DeviceQuery) -> Result<DeviceFilter, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=sigil_store::MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid(format!(
@@ -316,7 +331,7 @@ pub async fn list_devices(
             sigil_store::MAX_PAGE
         )));
     }
-    let filter = DeviceFilter {
+    Ok(DeviceFilter {
         state: q
             .state
             .as_deref()
@@ -329,19 +344,10 @@ pub async fn list_devices(
             .map(str::parse::<ProductId>)
             .transpose()?,
         tag: q.tag.as_deref().map(Tag::parse).transpose()?,
-        site: q.site,
+        site: q.site.clone(),
         after: q.after.as_deref().map(str::parse::<DeviceId>).transpose()?,
         limit,
-    };
-    let devices = state.store().list_devices(&filter).await?;
-    let next_cursor = (devices.len() == limit as usize)
-        .then(|| devices.last().map(|d| d.id.to_string()))
-        .flatten();
-    let items = devices
-        .into_iter()
-        .map(|d| DeviceResponse::new(d, &state))
-        .collect();
-    Ok(Json(DeviceList { items, next_cursor }))
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "inventory", params(("id" = String, Path)),

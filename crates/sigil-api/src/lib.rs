@@ -14,6 +14,7 @@ mod disclosure;
 mod enrollment;
 mod evidence;
 mod grants;
+mod import;
 mod inventory;
 mod login;
 mod openapi;
@@ -318,6 +319,8 @@ fn inventory_routes() -> Router<AppState> {
             "/api/v1/devices/{id}",
             get(inventory::get_device).patch(inventory::update_device),
         )
+        .route("/api/v1/devices/import", post(import::import_devices))
+        .route("/api/v1/devices/export", get(import::export_devices))
         .route(
             "/api/v1/inventory/summary",
             get(overview::inventory_summary),

@@ -40,7 +40,7 @@ const PROBLEM: &str = "application/problem+json";
         super::revocation::revoke_device, super::enrollment::create_enrollment_token, super::bootstrap::add, super::bootstrap::list, super::posture::get, super::broker::authn, super::broker::authz, super::broker::explain,
         super::policy::current, super::policy::versions, super::policy::apply, super::policy::rollback,
         super::operators::create_operator, super::operators::list_operators, super::operators::create_token, super::operators::list_tokens, super::operators::revoke_token,
-        super::login::login, super::auth::logout, super::whoami::me, super::overview::inventory_summary, super::overview::audit_status,
+        super::login::login, super::auth::logout, super::whoami::me, super::overview::inventory_summary, super::import::import_devices, super::import::export_devices, super::overview::audit_status,
         super::compliance::frameworks, super::compliance::fleet, super::compliance::device, super::compliance::attest, super::compliance::attestations, super::compliance::evaluate_now, super::compliance::history,
         super::audit::entries, super::audit::latest_checkpoint, super::audit::sign_checkpoint, super::audit::inclusion,
         super::audit::consistency, super::audit::export, super::evidence::export,
@@ -116,6 +116,7 @@ fn refine(doc: &mut serde_json::Value) {
     }
     // An edit names at least one field.
     schemas["DevicePatch"]["minProperties"] = json!(1);
+    schemas["DevicePatch"]["additionalProperties"] = json!(false);
     // Authorisation asks about an action on a topic; authentication needs neither.
     doc["paths"]["/api/v1/broker/emqx/authz"]["post"]["requestBody"]["content"]["application/json"]
         ["schema"] = json!({"allOf": [
@@ -318,7 +319,10 @@ fn constrain_parameters(doc: &mut serde_json::Value, frameworks: &[String]) {
 }
 
 fn query_constraint(path: &str, name: Option<&str>) -> Option<serde_json::Value> {
-    let uuid = path == "/api/v1/certificates" || path == "/api/v1/devices";
+    let uuid = matches!(
+        path,
+        "/api/v1/certificates" | "/api/v1/devices" | "/api/v1/devices/export"
+    );
     Some(match name {
         Some("device" | "product" | "after") if uuid => {
             json!({"type": "string", "format": "uuid"})
@@ -446,6 +450,7 @@ impl utoipa::Modify for Conformance {
                 (Method::GET, &mut item.get),
                 (Method::POST, &mut item.post),
                 (Method::PUT, &mut item.put),
+                (Method::PATCH, &mut item.patch),
             ] {
                 if let Some(op) = op {
                     conform(path, &method, op);

@@ -109,6 +109,52 @@ impl Backend {
         self.call(from, Method::GET, path, None).await?.json()
     }
 
+    /// A GET whose answer goes to the browser as it comes (a CSV export of a million devices
+    /// is never held whole); a refusal is read as usual.
+    pub async fn forward(
+        &self,
+        from: &Forwarded,
+        path: &str,
+    ) -> Result<axum::response::Response, ApiFailure> {
+        let response = self.send(from, Method::GET, path, None, None).await?;
+        if response.status().is_success() {
+            return Ok(response.map(Body::new));
+        }
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(ApiFailure::from_answer(status, &body))
+    }
+
+    /// One API call with a raw body of the given type (a CSV file).
+    pub async fn call_raw(
+        &self,
+        from: &Forwarded,
+        path: &str,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), ApiFailure> {
+        let response = self
+            .send(
+                from,
+                Method::POST,
+                path,
+                Some(content_type),
+                Some(Body::from(body)),
+            )
+            .await?;
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| ApiFailure::internal(format!("reading the API's answer: {e}")))?
+            .to_bytes();
+        Ok((parts.status, body))
+    }
+
     /// One API call. `path` includes its query string; `json` is the request body, if any.
     pub async fn call(
         &self,
@@ -117,32 +163,14 @@ impl Backend {
         path: &str,
         json: Option<&serde_json::Value>,
     ) -> Result<Answer, ApiFailure> {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(cookie) = &from.cookie {
-            request = request.header(header::COOKIE, cookie.clone());
-        }
-        if from.csrf {
-            request = request.header(CSRF_HEADER, "1");
-        }
-        let body = match json {
+        let response = match json {
             Some(value) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(value.to_string())
+                let body = Body::from(value.to_string());
+                self.send(from, method, path, Some("application/json"), Some(body))
+                    .await?
             }
-            None => Body::empty(),
+            None => self.send(from, method, path, None, None).await?,
         };
-        let mut request = request
-            .body(body)
-            .map_err(|e| ApiFailure::internal(format!("bad API request: {e}")))?;
-        if let Some(peer) = from.peer {
-            request.extensions_mut().insert(peer);
-        }
-        let response = self
-            .api
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(|e| ApiFailure::internal(e.to_string()))?;
         let (parts, body) = response.into_parts();
         let body = http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
             .collect()
@@ -157,5 +185,37 @@ impl Backend {
         } else {
             Err(ApiFailure::from_answer(parts.status, &body))
         }
+    }
+
+    /// The request as the person makes it: their cookie, their address, their CSRF header.
+    async fn send(
+        &self,
+        from: &Forwarded,
+        method: Method,
+        path: &str,
+        content_type: Option<&'static str>,
+        body: Option<Body>,
+    ) -> Result<axum::response::Response, ApiFailure> {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(cookie) = &from.cookie {
+            request = request.header(header::COOKIE, cookie.clone());
+        }
+        if from.csrf {
+            request = request.header(CSRF_HEADER, "1");
+        }
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let mut request = request
+            .body(body.unwrap_or_else(Body::empty))
+            .map_err(|e| ApiFailure::internal(format!("bad API request: {e}")))?;
+        if let Some(peer) = from.peer {
+            request.extensions_mut().insert(peer);
+        }
+        self.api
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| ApiFailure::internal(e.to_string()))
     }
 }

@@ -39,6 +39,13 @@ pub fn router(api: Router) -> Router {
         )
         .route("/ui/logout", axum::routing::post(pages::login::logout))
         .route("/ui/devices", get(pages::devices::list))
+        .route(
+            "/ui/devices/import",
+            get(pages::import::form)
+                .post(pages::import::submit)
+                .layer(DefaultBodyLimit::max(pages::import::MAX_UPLOAD_BYTES)),
+        )
+        .route("/ui/devices/export.csv", get(pages::import::export))
         .route("/ui/devices/{id}", get(pages::device::page))
         .route(
             "/ui/devices/{id}/edit",

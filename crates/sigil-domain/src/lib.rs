@@ -6,6 +6,7 @@
 
 pub mod device_edit;
 pub mod ids;
+pub mod import;
 pub mod inventory;
 pub mod lifecycle;
 pub mod posture;

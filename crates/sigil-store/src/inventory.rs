@@ -106,6 +106,17 @@ impl Store {
         new: Vec<NewDevice>,
         now: OffsetDateTime,
     ) -> Result<Vec<Device>, StoreError> {
+        self.create_devices_with(actor, new, now, Vec::new()).await
+    }
+
+    /// [`Self::create_devices`], with more audit entries written in the same transaction.
+    pub(crate) async fn create_devices_with(
+        &self,
+        actor: &Actor,
+        new: Vec<NewDevice>,
+        now: OffsetDateTime,
+        extra: Vec<AuditEvent>,
+    ) -> Result<Vec<Device>, StoreError> {
         let logged_at = now;
         let now = truncate_to_second(now);
         let mut tx = self.begin_write().await?;
@@ -141,7 +152,7 @@ impl Store {
             insert_device(&mut tx, &device).await?;
             out.push(device);
         }
-        let events = out
+        let mut events: Vec<AuditEvent> = out
             .iter()
             .map(|d| {
                 AuditEvent::new(
@@ -163,6 +174,7 @@ impl Store {
                 )
             })
             .collect();
+        events.extend(extra);
         audit::append(&mut tx, events).await?;
         tx.commit().await?;
         Ok(out)

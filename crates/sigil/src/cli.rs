@@ -426,6 +426,10 @@ pub enum DeviceCommand {
     },
     /// Change a device's owner, site, tags or hardware id (audited with before and after).
     Edit(crate::device::EditArgs),
+    /// Register devices from a CSV file: all of them, or with any problem none.
+    Import(crate::device::ImportArgs),
+    /// Write a filtered view of the inventory as CSV.
+    Export(crate::device::ExportArgs),
     /// Show one device.
     Show {
         id: String,

@@ -101,6 +101,38 @@ impl ApiClient {
         Ok(response.json().await.unwrap_or(Value::Null))
     }
 
+    /// POST a file whose refusal is a report rather than a problem (a device import that
+    /// found problems answers 422 with each row's): the status and the JSON answer.
+    pub async fn upload_for_report(
+        &self,
+        path: &str,
+        file: &Path,
+        content_type: &str,
+    ) -> Result<(u16, Value)> {
+        let bytes = tokio::fs::read(file)
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes)
+            .bearer_auth(&self.token)
+            .timeout(REQUEST_TIMEOUT * 4)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Sigil API at {}", self.base))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if (200..300).contains(&status) || body.get("errors").is_some() {
+            return Ok((status, body));
+        }
+        match body.get("detail").and_then(Value::as_str) {
+            Some(detail) => bail!("{detail} (HTTP {status})"),
+            None => bail!("the server answered HTTP {status}"),
+        }
+    }
+
     /// A non-JSON answer (a signed note, say) as text.
     pub async fn text(&self, method: reqwest::Method, path: &str) -> Result<String> {
         let response = self

@@ -409,6 +409,8 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
             print_record(&client, &d)
         }
         DeviceCommand::Edit(args) => crate::device::edit(args).await,
+        DeviceCommand::Import(args) => crate::device::import(args).await,
+        DeviceCommand::Export(args) => crate::device::export(args).await,
         DeviceCommand::Activate { id, client } => transition(&id, "activate", &client).await,
         DeviceCommand::Suspend { id, client } => transition(&id, "suspend", &client).await,
         DeviceCommand::Resume { id, client } => transition(&id, "resume", &client).await,

@@ -61,3 +61,90 @@ pub async fn edit(args: EditArgs) -> Result<()> {
         .await?;
     print_record(&args.client, &device)
 }
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A CSV file with a header row: product (id or exact name), serial_number, and any of
+    /// hardware_id, owner, site, tags (separated by `;`), firmware_version.
+    pub file: std::path::PathBuf,
+    /// Check the file and show what it would do, writing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `sigil device import`: the report, each problem with its line; fails if there were any.
+pub async fn import(args: ImportArgs) -> Result<()> {
+    let api = ApiClient::from_args(&args.client)?;
+    let path = format!("/api/v1/devices/import?dry_run={}", args.dry_run);
+    let (status, report) = api.upload_for_report(&path, &args.file, "text/csv").await?;
+    if args.client.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for e in report["errors"].as_array().into_iter().flatten() {
+            let column = e["column"]
+                .as_str()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            println!(
+                "line {}{column}: {}",
+                e["line"],
+                e["message"].as_str().unwrap_or_default()
+            );
+        }
+        if let Some(more) = report["unreported_errors"].as_u64().filter(|n| *n > 0) {
+            println!("... and {more} more problems");
+        }
+        let valid = report["valid"].as_u64().unwrap_or(0);
+        match status {
+            200 => println!("dry run: {valid} devices would be registered"),
+            201 => println!("registered {} devices", report["created"]),
+            _ => println!("nothing was imported"),
+        }
+    }
+    let problems = report["errors"].as_array().is_some_and(|e| !e.is_empty());
+    if status >= 300 || problems {
+        bail!("the file has problems (listed above)");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub product: Option<String>,
+    #[arg(long)]
+    pub site: Option<String>,
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Where to write the CSV (written whole, then renamed into place).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `sigil device export`: every device of the view, as the import reads it.
+pub async fn export(args: ExportArgs) -> Result<()> {
+    let api = ApiClient::from_args(&args.client)?;
+    let query: Vec<String> = [
+        ("state", &args.state),
+        ("product", &args.product),
+        ("site", &args.site),
+        ("tag", &args.tag),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
+    .collect();
+    let bytes = api
+        .download(
+            &format!("/api/v1/devices/export?{}", query.join("&")),
+            &args.out,
+        )
+        .await?;
+    eprintln!("wrote {} ({bytes} bytes)", args.out.display());
+    Ok(())
+}

@@ -464,6 +464,67 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         updated[0]["details"]["after"]["tags"],
         json!(["line-b", "spare"])
     );
+
+    // The README's example sheet through the import page: checked, then imported whole.
+    s.create_product("Thermostat T1").await;
+    driver.goto(format!("{}/ui/devices", s.api)).await.unwrap();
+    driver
+        .find(By::LinkText("Import devices from a spreadsheet"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "h1", "Import devices from a spreadsheet").await;
+    check_page(driver, "device-import").await;
+    let sheet = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/devices.csv");
+    let sheet = sheet.canonicalize().unwrap();
+    driver
+        .find(By::Id("file"))
+        .await
+        .unwrap()
+        .send_keys(sheet.to_str().unwrap())
+        .await
+        .unwrap();
+    driver
+        .find(By::Css("button[value=check]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "#result h2", "3 devices would be registered").await;
+    check_page(driver, "device-import-checked").await;
+    assert_eq!(
+        s.get("/api/v1/devices?tag=line-7").await.1["items"],
+        json!([]),
+        "a check writes nothing"
+    );
+    driver
+        .find(By::Css("button[value=import]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "#result h2", "Imported: 3 devices registered").await;
+    let (_, line7) = s.get("/api/v1/devices?tag=line-7").await;
+    assert_eq!(line7["items"][0]["owner"], "Maintenance, night shift");
+    // The filtered view as CSV, with the person's session.
+    let csv = driver
+        .execute(
+            "return fetch('/ui/devices/export.csv?site=plant-1').then(r => r.text());",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let csv = csv.json().as_str().unwrap().to_owned();
+    assert!(csv.starts_with("id,product,serial_number,"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "header and the two plant-1 devices: {csv}"
+    );
     browser.close().await;
     s.shutdown().await;
 }

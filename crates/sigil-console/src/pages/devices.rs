@@ -57,6 +57,9 @@ struct DevicesPage {
     devices: Section<Vec<DeviceRow>>,
     next_page: Option<String>,
     first_page: Option<String>,
+    /// The same view as CSV, if the person may export.
+    export: Option<String>,
+    can_import: bool,
 }
 
 impl DevicesPage {
@@ -106,7 +109,12 @@ pub async fn list(
         });
     let first_page =
         (!filters.after.is_empty()).then(|| format!("/ui/devices{}", query(&selection)));
+    let export = viewer
+        .can(super::import::EXPORT)
+        .then(|| format!("/ui/devices/export.csv{}", query(&selection)));
     render(&DevicesPage {
+        export,
+        can_import: viewer.can(super::import::IMPORT),
         layout: Layout::new("Devices", "devices", &viewer),
         states: [
             "registered",

@@ -5,6 +5,7 @@
 pub mod device;
 pub mod device_edit;
 pub mod devices;
+pub mod import;
 pub mod login;
 pub mod overview;
 
