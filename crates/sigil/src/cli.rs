@@ -72,6 +72,14 @@ pub enum Command {
     /// reports received (acknowledged, accepted as advisories, rejected).
     #[command(subcommand)]
     Disclosure(crate::disclosure::DisclosureCommand),
+    /// Log in as a person (password and TOTP code): the CLI keeps the session, so no
+    /// long-lived token is needed on this machine.
+    Login(crate::session::LoginArgs),
+    /// End the session `sigil login` opened.
+    Logout {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Manage operator accounts (people).
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -319,7 +327,8 @@ pub struct ClientArgs {
     /// API base URL.
     #[arg(long, env = "SIGIL_SERVER", global = true)]
     pub server: Option<String>,
-    /// API token (default: DATA_DIR/admin.token).
+    /// API token (default: the session `sigil login` keeps for this server, else
+    /// DATA_DIR/admin.token).
     #[arg(long, env = "SIGIL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// CA certificate (PEM) that the server's TLS certificate chains to (default: DATA_DIR/ca/root.crt).

@@ -13,26 +13,43 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
-    token: String,
+    credential: Option<Credential>,
+}
+
+/// How the CLI proves who it is: an API token, or a person's session from `sigil login`.
+enum Credential {
+    Bearer(String),
+    Session(String),
 }
 
 impl ApiClient {
+    /// A client with the caller's credential: `--token` (or SIGIL_TOKEN), else the session
+    /// `sigil login` keeps for this server, else DATA_DIR/admin.token.
     pub fn from_args(args: &ClientArgs) -> Result<Self> {
+        let mut client = Self::anonymous(args)?;
+        let credential = match &args.token {
+            Some(t) => Credential::Bearer(t.clone()),
+            None => match crate::session::load(&client.base) {
+                Some(session) => Credential::Session(session.cookie),
+                None => {
+                    let path = args.data_dir.join("admin.token");
+                    let token = std::fs::read_to_string(&path)
+                        .with_context(|| format!("not logged in and no API token: run `sigil login`, pass --token, set SIGIL_TOKEN, or point --data-dir at a directory with admin.token ({})", path.display()))?;
+                    Credential::Bearer(token.trim().to_owned())
+                }
+            },
+        };
+        client.credential = Some(credential);
+        Ok(client)
+    }
+
+    /// A client that trusts the server but proves nothing yet (for logging in).
+    pub fn anonymous(args: &ClientArgs) -> Result<Self> {
         let base = args
             .server
             .clone()
             .unwrap_or_else(|| "https://127.0.0.1:8443".to_owned());
         let base = base.trim_end_matches('/').to_owned();
-        let token = match &args.token {
-            Some(t) => t.clone(),
-            None => {
-                let path = args.data_dir.join("admin.token");
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("no API token: pass --token, set SIGIL_TOKEN, or point --data-dir at a directory with admin.token ({})", path.display()))?
-                    .trim()
-                    .to_owned()
-            }
-        };
         let ca_path = args
             .ca_file
             .clone()
@@ -53,7 +70,54 @@ impl ApiClient {
             .read_timeout(std::time::Duration::from_secs(60))
             .build()
             .context("building the HTTPS client")?;
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            base,
+            credential: None,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn uses_session(&self) -> bool {
+        matches!(self.credential, Some(Credential::Session(_)))
+    }
+
+    /// The request with the credential; a session also sends the API's CSRF header.
+    fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.credential {
+            Some(Credential::Bearer(token)) => request.bearer_auth(token),
+            Some(Credential::Session(cookie)) => request
+                .header(reqwest::header::COOKIE, format!("sigil_session={cookie}"))
+                .header("x-sigil-csrf", "1"),
+            None => request,
+        }
+    }
+
+    /// Log in: the session cookie's value and the API's account of the session.
+    pub async fn login(&self, body: &Value) -> Result<(String, Value)> {
+        let response = self
+            .checked(
+                self.http
+                    .post(format!("{}/api/v1/auth/login", self.base))
+                    .json(body)
+                    .timeout(REQUEST_TIMEOUT),
+            )
+            .await?;
+        let cookie = response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix("sigil_session="))
+            .and_then(|v| v.split(';').next())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .context("the server answered the login without a session cookie")?;
+        let session = response.json().await.unwrap_or(Value::Null);
+        Ok((cookie, session))
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -112,13 +176,14 @@ impl ApiClient {
         let bytes = tokio::fs::read(file)
             .await
             .with_context(|| format!("reading {}", file.display()))?;
-        let response = self
+        let request = self
             .http
             .post(format!("{}{path}", self.base))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(bytes)
-            .bearer_auth(&self.token)
-            .timeout(REQUEST_TIMEOUT * 4)
+            .timeout(REQUEST_TIMEOUT * 4);
+        let response = self
+            .authorised(request)
             .send()
             .await
             .with_context(|| format!("cannot reach the Sigil API at {}", self.base))?;
@@ -179,8 +244,8 @@ impl ApiClient {
 
     /// Send with the token; a non-2xx answer becomes an error carrying the problem's detail.
     async fn checked(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let response = request
-            .bearer_auth(&self.token)
+        let response = self
+            .authorised(request)
             .send()
             .await
             .with_context(|| format!("cannot reach the Sigil API at {}", self.base))?;

@@ -28,6 +28,7 @@ mod oscal;
 mod policy;
 mod release;
 mod rollout;
+mod session;
 mod vuln;
 
 use std::process::ExitCode;
