@@ -62,6 +62,8 @@ pub struct AuditStatusView {
     pub verified_at: Option<String>,
     /// Why the last verification failed, if it did.
     pub integrity_failure: Option<String>,
+    /// The log's note verifier key (`origin+keyhash+base64key`), to check checkpoints with.
+    pub verifier_key: String,
 }
 
 /// The audit log's health: its newest checkpoint and its last verification.
@@ -74,5 +76,6 @@ pub async fn audit_status(State(state): State<AppState>) -> Json<AuditStatusView
         checkpoint_origin: checkpoint.map(|c| c.origin),
         verified_at: state.audit().verified_at().map(sigil_authority::rfc3339),
         integrity_failure: state.audit().integrity_failure(),
+        verifier_key: state.audit().key().verifier_key(),
     })
 }

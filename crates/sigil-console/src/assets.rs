@@ -6,7 +6,7 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-const FILES: [(&str, &str, &[u8]); 3] = [
+const FILES: [(&str, &str, &[u8]); 4] = [
     (
         "htmx-2.0.11.min.js",
         "text/javascript; charset=utf-8",
@@ -21,6 +21,11 @@ const FILES: [(&str, &str, &[u8]); 3] = [
         "console.css",
         "text/css; charset=utf-8",
         include_bytes!("../assets/console.css"),
+    ),
+    (
+        "audit-proof.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/audit-proof.js"),
     ),
 ];
 

@@ -55,6 +55,13 @@ pub fn router(api: Router) -> Router {
             "/ui/devices/{id}/{action}",
             get(pages::device::confirm).post(pages::device::act),
         )
+        .route("/ui/audit", get(pages::audit::list))
+        .route("/ui/audit/evidence.tar", get(pages::audit::evidence))
+        .route(
+            "/ui/audit/checkpoint",
+            axum::routing::post(pages::audit_checkpoint::sign),
+        )
+        .route("/ui/audit/{seq}", get(pages::audit::entry))
         .route("/ui/assets/{name}", get(assets::serve))
         .route(
             "/ui/{*rest}",

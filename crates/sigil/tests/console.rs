@@ -358,6 +358,38 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     assert!(answer.contains("gw-0001.crt: revoked"), "{answer}");
     assert!(answer.contains("Reason: keyCompromise"), "{answer}");
 
+    // The revocation in the audit log, its inclusion proof checked in the browser against a
+    // signed checkpoint (WebCrypto, not the server's code); a changed entry fails the check.
+    let (st, _) = s.post("/api/v1/audit/checkpoint", json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    driver
+        .goto(format!("{}/ui/audit?action=certificate.revoked", s.api))
+        .await
+        .unwrap();
+    check_page(driver, "audit").await;
+    let link = driver
+        .find(By::Css("table.list tbody tr td a"))
+        .await
+        .unwrap();
+    link.click().await.unwrap();
+    wait_for(driver, "[data-result]", "Verified in your browser").await;
+    check_page(driver, "audit-entry").await;
+    driver
+        .execute(
+            "const box = document.querySelector('[data-inclusion-proof]'); \
+             box.dataset.entry = box.dataset.entry.replace('keyCompromise', 'unspecified'); \
+             box.querySelector('[data-check-again]').click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for(
+        driver,
+        "[data-result]",
+        "Not verified: the entry's bytes do not hash",
+    )
+    .await;
+
     // Log out (a plain form), then in as the auditor.
     driver
         .find(By::Css("form.inline button"))

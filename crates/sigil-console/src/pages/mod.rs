@@ -2,6 +2,8 @@
 //! person viewing it; a section the person's role may not read says so instead of failing
 //! the page.
 
+pub mod audit;
+pub mod audit_checkpoint;
 pub mod device;
 pub mod device_edit;
 pub mod devices;
