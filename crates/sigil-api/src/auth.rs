@@ -233,6 +233,7 @@ fn oversight_rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/compliance"
         | "/api/v1/compliance/attestations"
         | "/api/v1/compliance/{framework}/history"
+        | "/api/v1/compliance/{framework}/report"
         | "/api/v1/compliance/{framework}"
         | "/api/v1/compliance/{framework}/devices/{id}"
             if get =>

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use sigil_domain::DeviceId;
 
@@ -290,4 +290,96 @@ pub async fn history(
         .compliance_history(&fw.info.id, sigil_store::MAX_PAGE)
         .await?;
     Ok(Json(runs.into_iter().map(RunView::from).collect()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// `html` (the default: a self-contained page), `csv`, `json`, `oscal` (OSCAL
+    /// assessment-results) or `oscal-component-definition` (which checks implement what).
+    pub format: Option<String>,
+}
+
+/// The fleet's posture against a framework as a document to keep or hand over: HTML and CSV
+/// for people, JSON and NIST OSCAL for tools. Evaluated now.
+#[utoipa::path(get, path = "/api/v1/compliance/{framework}/report", tag = "compliance", params(ReportQuery),
+    responses((status = 200, description = "The report in the format asked for",
+        content(("text/html"), ("text/csv"), ("application/json"))),
+        (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    super::ApiQuery(q): super::ApiQuery<ReportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let format = q.format.as_deref().unwrap_or("html");
+    let formats = ["html", "csv", "json", "oscal", "oscal-component-definition"];
+    if !formats.contains(&format) {
+        return Err(ApiError::invalid(format!(
+            "format must be one of {}, not `{format}`",
+            formats.join(", ")
+        )));
+    }
+    let fw = framework(&state, &id)?;
+    let catalogue = state.catalogue();
+    let report = compliance::evaluate(&state, fw, catalogue, None).await?;
+    let report = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    let attestations: Vec<AttestationView> = state
+        .store()
+        .latest_attestations()
+        .await?
+        .iter()
+        .map(attestation_view)
+        .collect();
+    let attestations = serde_json::to_value(&attestations).map_err(ApiError::internal)?;
+    let file = format!("sigil-{}", fw.info.id);
+    let (content_type, name, body) = match format {
+        "csv" => (
+            "text/csv; charset=utf-8",
+            format!("{file}.csv"),
+            sigil_reports::csv(&report),
+        ),
+        "json" => (
+            "application/json",
+            format!("{file}.json"),
+            serde_json::json!({"report": report, "attestations": attestations}).to_string(),
+        ),
+        "oscal" => {
+            let results = sigil_reports::oscal::assessment_results(
+                &report,
+                catalogue,
+                "component-definition.json",
+            )
+            .map_err(ApiError::internal)?;
+            (
+                "application/json",
+                format!("{file}.assessment-results.json"),
+                results.to_string(),
+            )
+        }
+        "oscal-component-definition" => {
+            let at = report["evaluated_at"].as_str().unwrap_or_default();
+            let doc = sigil_reports::oscal::component_definition(catalogue, at);
+            (
+                "application/json",
+                "component-definition.json".to_owned(),
+                doc.to_string(),
+            )
+        }
+        _ => (
+            "text/html; charset=utf-8",
+            format!("{file}.html"),
+            sigil_reports::html(&report, &attestations),
+        ),
+    };
+    let disposition = format!("attachment; filename=\"{name}\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -273,6 +273,10 @@ fn evidence_routes() -> Router<AppState> {
         )
         .route("/api/v1/compliance/{framework}", get(compliance::fleet))
         .route(
+            "/api/v1/compliance/{framework}/report",
+            get(compliance::report),
+        )
+        .route(
             "/api/v1/compliance/{framework}/devices/{id}",
             get(compliance::device),
         )

@@ -55,6 +55,18 @@ pub fn router(api: Router) -> Router {
             "/ui/devices/{id}/{action}",
             get(pages::device::confirm).post(pages::device::act),
         )
+        .route("/ui/compliance", get(pages::compliance::frameworks))
+        .route("/ui/compliance/{id}", get(pages::compliance::framework))
+        .route(
+            "/ui/compliance/{id}/attestations",
+            axum::routing::post(pages::compliance::attest).layer(DefaultBodyLimit::max(
+                pages::compliance::MAX_ATTESTATION_FORM,
+            )),
+        )
+        .route(
+            "/ui/compliance/{id}/report/{format}",
+            get(pages::compliance::download),
+        )
         .route("/ui/audit", get(pages::audit::list))
         .route("/ui/audit/evidence.tar", get(pages::audit::evidence))
         .route(

@@ -24,7 +24,6 @@ mod commands;
 mod compliance;
 mod device;
 mod disclosure;
-mod oscal;
 mod policy;
 mod release;
 mod rollout;

@@ -390,6 +390,98 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     )
     .await;
 
+    // Compliance: the frameworks, one framework's requirements with the failing devices, an
+    // attestation recorded with its document, and reports downloaded in each format.
+    driver
+        .goto(format!("{}/ui/compliance", s.api))
+        .await
+        .unwrap();
+    check_page(driver, "compliance").await;
+    driver
+        .find(By::PartialLinkText("Cyber Resilience"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "h2", "Requirements").await;
+    check_page(driver, "compliance-framework").await;
+    let text = body_text(driver).await;
+    assert!(
+        text.contains("Failing or undecided, with evidence"),
+        "{text}"
+    );
+    let document = s.dir.path().join("disclosure-policy.txt");
+    std::fs::write(
+        &document,
+        "Our coordinated vulnerability disclosure policy.",
+    )
+    .unwrap();
+    driver
+        .find(By::Id("attested_by"))
+        .await
+        .unwrap()
+        .send_keys("Ada Lovelace, CISO")
+        .await
+        .unwrap();
+    driver
+        .find(By::Id("statement"))
+        .await
+        .unwrap()
+        .send_keys("The policy is published and followed.")
+        .await
+        .unwrap();
+    driver
+        .find(By::Id("document"))
+        .await
+        .unwrap()
+        .send_keys(document.to_str().unwrap())
+        .await
+        .unwrap();
+    // A date input takes the digits of its locale's order; set it as a person's picker would.
+    driver
+        .execute(
+            "document.getElementById('expires').value = '2027-06-30';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    driver
+        .find(By::Css("form.edit button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "p.done", "Attestation recorded.").await;
+    let (_, attestations) = s.get("/api/v1/compliance/attestations").await;
+    assert_eq!(
+        attestations[0]["attested_by"], "Ada Lovelace, CISO",
+        "{attestations}"
+    );
+    assert_eq!(attestations[0]["document_name"], "disclosure-policy.txt");
+    let recorded = audit(&s, "compliance.attested").await;
+    assert!(!recorded.is_empty(), "the attestation is in the audit log");
+    for (format, expected) in [
+        ("oscal", "assessment-results"),
+        ("html", "<!DOCTYPE html>"),
+        ("csv", "requirement"),
+    ] {
+        let got = driver
+            .execute(
+                "return fetch(arguments[0]).then(r => r.text());",
+                vec![json!(format!("/ui/compliance/eu-cra/report/{format}"))],
+            )
+            .await
+            .unwrap();
+        let got = got.json().as_str().unwrap_or_default().to_owned();
+        assert!(
+            got.contains(expected),
+            "{format}: {}",
+            &got[..got.len().min(300)]
+        );
+    }
+
     // Log out (a plain form), then in as the auditor.
     driver
         .find(By::Css("form.inline button"))

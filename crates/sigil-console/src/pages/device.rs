@@ -251,16 +251,19 @@ pub fn finish(
 ) -> Response {
     let target = format!("/ui/devices/{}?done={done}", segment(id));
     match result {
-        Ok(_) if from_htmx => {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            if let Ok(value) = HeaderValue::from_str(&target) {
-                response.headers_mut().insert("hx-redirect", value);
-            }
-            response
-        }
+        Ok(_) if from_htmx => finish_to(&target),
         Ok(_) => Redirect::to(&target).into_response(),
         Err(e) => problem(e.status, &e.title, &e.detail, from_htmx),
     }
+}
+
+/// Done: htmx goes to `target` (a page saying so).
+pub fn finish_to(target: &str) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(target) {
+        response.headers_mut().insert("hx-redirect", value);
+    }
+    response
 }
 
 /// A refusal, said with what to do next.

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod audit_checkpoint;
+pub mod compliance;
 pub mod device;
 pub mod device_edit;
 pub mod devices;

@@ -5,11 +5,12 @@
 //! two models, and the suite validates every document against NIST's published JSON schemas
 //! (`tests/data/oscal`), which is the check that matters to an OSCAL consumer.
 
-use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use sigil_compliance::{Catalogue, CheckKind};
+
+use crate::ReportError;
 
 /// The OSCAL version the documents declare: that of the vendored schemas they are validated
 /// against, which current compliance-trestle also validates.
@@ -226,17 +227,17 @@ pub fn assessment_results(
     report: &Value,
     catalogue: &Catalogue,
     definition_href: &str,
-) -> Result<Value> {
+) -> Result<Value, ReportError> {
     let fw = text(&report["framework"]);
     let Some(framework) = catalogue.framework(&fw) else {
-        bail!("the report is for `{fw}`, which this catalogue does not have");
+        return Err(ReportError::UnknownFramework(fw));
     };
     let report_version = text(&report["catalogue_version"]);
     if report_version != catalogue.version() {
-        bail!(
-            "the server evaluated catalogue {report_version}, this CLI carries {}: use the CLI of the server's release",
-            catalogue.version()
-        );
+        return Err(ReportError::CatalogueVersion {
+            report: report_version,
+            catalogue: catalogue.version().to_owned(),
+        });
     }
     let evaluated_at = text(&report["evaluated_at"]);
     let plan = fresh_uuid();
