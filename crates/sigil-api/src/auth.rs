@@ -187,7 +187,11 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
             Action("broker.decide", "device")
         }
         "/api/v1/policy/explain" if post => Action("policy.read", "policy"),
-        "/api/v1/policy" | "/api/v1/policy/versions" if get => Action("policy.read", "policy"),
+        "/api/v1/policy" | "/api/v1/policy/versions" | "/api/v1/policy/versions/{version}"
+            if get =>
+        {
+            Action("policy.read", "policy")
+        }
         "/api/v1/policy" | "/api/v1/policy/rollback" if post => Action("policy.apply", "policy"),
         "/api/v1/certificates" | "/api/v1/certificates/{serial}" | "/api/v1/profiles" if get => {
             Action("certificate.read", "certificate")

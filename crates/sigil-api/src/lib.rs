@@ -249,6 +249,7 @@ fn access_routes() -> Router<AppState> {
         .route("/api/v1/policy/explain", post(broker::explain))
         .route("/api/v1/policy", get(policy::current).post(policy::apply))
         .route("/api/v1/policy/versions", get(policy::versions))
+        .route("/api/v1/policy/versions/{version}", get(policy::version))
         .route("/api/v1/policy/rollback", post(policy::rollback))
         .route(
             "/api/v1/operators",

@@ -40,7 +40,7 @@ const PROBLEM: &str = "application/problem+json";
         super::revocation::revoke_device, super::enrollment::create_enrollment_token, super::bootstrap::add, super::bootstrap::list, super::posture::get, super::broker::authn, super::broker::authz, super::broker::explain,
         super::policy::current, super::policy::versions, super::policy::apply, super::policy::rollback,
         super::operators::create_operator, super::operators::list_operators, super::operators::create_token, super::operators::list_tokens, super::operators::revoke_token,
-        super::login::login, super::auth::logout, super::whoami::me, super::overview::inventory_summary, super::compliance::report, super::import::import_devices, super::import::export_devices, super::overview::audit_status,
+        super::login::login, super::auth::logout, super::whoami::me, super::overview::inventory_summary, super::policy::version, super::compliance::report, super::import::import_devices, super::import::export_devices, super::overview::audit_status,
         super::compliance::frameworks, super::compliance::fleet, super::compliance::device, super::compliance::attest, super::compliance::attestations, super::compliance::evaluate_now, super::compliance::history,
         super::audit::entries, super::audit::latest_checkpoint, super::audit::sign_checkpoint, super::audit::inclusion,
         super::audit::consistency, super::audit::export, super::evidence::export,

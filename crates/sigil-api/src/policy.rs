@@ -227,3 +227,50 @@ pub async fn rollback(
     )
     .await
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionText {
+    pub version: i64,
+    pub sha256: String,
+    pub comment: String,
+    /// Absent for version 0, the built-in defaults.
+    pub created_at: Option<String>,
+    pub created_by: Option<String>,
+    pub text: String,
+}
+
+/// One applied version, with its text (version 0: the built-in defaults), to compare with
+/// another before rolling back to it.
+#[utoipa::path(get, path = "/api/v1/policy/versions/{version}", tag = "access",
+    params(("version" = i64, Path, minimum = 0)),
+    responses((status = 200, body = VersionText), (status = 404, body = Problem)))]
+pub async fn version(
+    State(state): State<AppState>,
+    axum::extract::Path(version): axum::extract::Path<String>,
+) -> Result<Json<VersionText>, ApiError> {
+    let version: i64 = version
+        .parse()
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| ApiError::not_found(format!("no policy version `{version}`")))?;
+    if version == 0 {
+        let text = sigil_policy::DEFAULT_POLICIES.to_owned();
+        return Ok(Json(VersionText {
+            version,
+            sha256: hex::encode(sigil_ca::sha256(text.as_bytes())),
+            comment: "the built-in defaults".to_owned(),
+            created_at: None,
+            created_by: None,
+            text,
+        }));
+    }
+    let v = state.store().policy_version(version).await?;
+    Ok(Json(VersionText {
+        version,
+        sha256: v.sha256,
+        comment: v.comment,
+        created_at: Some(sigil_authority::rfc3339(v.created_at)),
+        created_by: Some(v.created_by),
+        text: v.text,
+    }))
+}

@@ -81,6 +81,9 @@
       var leaf = await sha256(concat([Uint8Array.of(0), enc.encode(box.dataset.entry)]));
       if (!equal(leaf, b64(box.dataset.leaf))) throw new Error("the entry's bytes do not hash to the proven leaf: the entry shown is not the one logged");
       var note = parseNote(box.dataset.checkpoint);
+      var keyName = box.dataset.vkey.slice(0, box.dataset.vkey.indexOf("+"));
+      if (note.lines[0] !== keyName) throw new Error("the checkpoint is for log " + note.lines[0] + ", the key for " + keyName);
+      if (!/^[0-9]+$/.test(note.lines[1])) throw new Error("the checkpoint's size line is not a number");
       var size = Number(note.lines[1]), root = b64(note.lines[2]);
       if (size !== Number(box.dataset.size)) throw new Error("the proof is for a tree of " + box.dataset.size + " entries, the checkpoint for " + size);
       var path = JSON.parse(box.dataset.proof).map(b64);
@@ -88,8 +91,10 @@
       if (!computed || !equal(computed, root)) throw new Error("the audit path does not lead to the checkpoint's root");
       if (!(await verifyNote(note, box.dataset.vkey))) throw new Error("the checkpoint's signature does not verify under the log's key");
       out.className = "done";
+      var keyId = box.dataset.vkey.split("+")[1];
       out.textContent = "Verified in your browser: entry " + seq + " is in the log of " + size +
-        " entries whose checkpoint is signed by " + box.dataset.vkey.slice(0, box.dataset.vkey.indexOf("+")) + ".";
+        " entries whose checkpoint is signed by " + keyName + " with key " + keyId +
+        " (compare it with the log key you keep).";
     } catch (e) {
       out.className = "problem";
       out.textContent = "Not verified: " + e.message + ".";

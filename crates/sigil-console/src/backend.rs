@@ -37,8 +37,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Forwarded {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // HTTP/2 browsers may send each cookie in a header of its own: join them all.
+        let cookies: Vec<&str> = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let cookie = (!cookies.is_empty())
+            .then(|| HeaderValue::from_str(&cookies.join("; ")).ok())
+            .flatten();
         Ok(Self {
-            cookie: parts.headers.get(header::COOKIE).cloned(),
+            cookie,
             peer: parts.extensions.get::<PeerAddr>().copied(),
             csrf: parts.headers.contains_key(CSRF_HEADER),
         })
@@ -46,6 +56,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Forwarded {
 }
 
 impl Forwarded {
+    /// Whether the request carries a session cookie at all.
+    pub fn has_session(&self) -> bool {
+        self.cookie
+            .as_ref()
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| {
+                c.split(';')
+                    .any(|pair| pair.trim().starts_with("sigil_session="))
+            })
+    }
+
     /// The same request, vouched for by the console's own same-origin check (login, logout).
     pub fn with_csrf(mut self) -> Self {
         self.csrf = true;

@@ -26,6 +26,8 @@ use error::ConsoleError;
 
 /// Largest form a console page posts (a login, an action with its reason).
 const MAX_FORM_BYTES: usize = 16 * 1024;
+/// A policy text: the API takes 256 KiB of Cedar, URL-encoded up to three times that.
+const MAX_POLICY_FORM_BYTES: usize = 800 * 1024;
 
 /// The console's routes. `api` is the REST API's application, which the console calls in
 /// process for everything it shows and does.
@@ -66,6 +68,17 @@ pub fn router(api: Router) -> Router {
         .route(
             "/ui/compliance/{id}/report/{format}",
             get(pages::compliance::download),
+        )
+        .route("/ui/access", get(pages::access::page))
+        .route(
+            "/ui/access/apply",
+            axum::routing::post(pages::access::apply)
+                .layer(DefaultBodyLimit::max(MAX_POLICY_FORM_BYTES)),
+        )
+        .route("/ui/access/versions/{version}", get(pages::access::version))
+        .route(
+            "/ui/access/versions/{version}/rollback",
+            axum::routing::post(pages::access::rollback),
         )
         .route("/ui/audit", get(pages::audit::list))
         .route("/ui/audit/evidence.tar", get(pages::audit::evidence))

@@ -42,6 +42,12 @@ impl FromRequestParts<Backend> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, backend: &Backend) -> Result<Self, Response> {
         let Ok(forwarded) = Forwarded::from_request_parts(parts, backend).await;
+        // No session at all: straight to the login page. Asking the API would count a failed
+        // authentication against the visitor's address (and fill the audit log) for every
+        // logged-out visit, until the limit refused even the login page's visitors.
+        if !forwarded.has_session() {
+            return Err(to_login(parts));
+        }
         match backend.get::<Me>(&forwarded, "/api/v1/auth/me").await {
             Ok(me) => Ok(Self {
                 username: me.username,
@@ -50,17 +56,27 @@ impl FromRequestParts<Backend> for Viewer {
                 allowed: me.allowed.into_iter().collect(),
                 forwarded,
             }),
-            // No session, or an ended one: log in, then come back here.
-            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-                let next = parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/ui", |p| p.as_str())
-                    .to_owned();
-                let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
-                Err(Redirect::to(&format!("/ui/login?{query}")).into_response())
+            // An ended session, or too many failed ones from here: log in, then come back.
+            Err(e)
+                if matches!(
+                    e.status,
+                    StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+                ) =>
+            {
+                Err(to_login(parts))
             }
             Err(e) => Err(ConsoleError::Api(e).into_response()),
         }
     }
+}
+
+/// The login page, with this page to come back to.
+fn to_login(parts: &Parts) -> Response {
+    let next = parts
+        .uri
+        .path_and_query()
+        .map_or("/ui", |p| p.as_str())
+        .to_owned();
+    let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+    Redirect::to(&format!("/ui/login?{query}")).into_response()
 }

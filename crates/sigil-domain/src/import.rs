@@ -184,19 +184,19 @@ fn read_row(
         columns
             .get(name)
             .and_then(|&i| record.get(i))
-            .map(|v| unquote_formula(v.trim()))
+            .map(|v| unquote_formula(v.trim()).into_owned())
             .filter(|v| !v.is_empty())
     };
     let product_value = cell("product").ok_or((
         Some("product"),
         "empty: name the product by id or exact name".to_owned(),
     ))?;
-    let product_id = product(product_value).ok_or_else(|| {
+    let product_id = product(&product_value).ok_or_else(|| {
         (
             Some("product"),
             format!(
                 "no product `{}` (by id or exact name)",
-                shorten(product_value)
+                shorten(&product_value)
             ),
         )
     })?;
@@ -208,13 +208,20 @@ fn read_row(
                 .collect()
         })
         .unwrap_or_default();
+    let (serial, hardware, owner, site, firmware) = (
+        cell("serial_number").unwrap_or_default(),
+        cell("hardware_id"),
+        cell("owner"),
+        cell("site"),
+        cell("firmware_version"),
+    );
     let fields = DeviceFields {
-        serial_number: cell("serial_number").unwrap_or(""),
-        hardware_id: cell("hardware_id"),
-        owner: cell("owner"),
-        site: cell("site"),
+        serial_number: &serial,
+        hardware_id: hardware.as_deref(),
+        owner: owner.as_deref(),
+        site: site.as_deref(),
         tags: &tags,
-        firmware_version: cell("firmware_version"),
+        firmware_version: firmware.as_deref(),
     };
     NewDevice::parse(product_id, fields).map_err(|e| (column_of(&e.to_string()), e.to_string()))
 }
@@ -250,18 +257,46 @@ fn header(reader: &mut csv::Reader<&[u8]>) -> Result<HashMap<String, usize>, Str
     Ok(columns)
 }
 
-/// A value a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return at
-/// the start) is written with a leading `'` (OWASP's advice against CSV injection); reading
-/// takes it off again.
-fn is_formula(value: &str) -> bool {
-    value.starts_with(['=', '+', '-', '@', '\t', '\r'])
+/// Characters that make a spreadsheet cell a formula.
+const FORMULA: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+/// Where a spreadsheet may start a new cell inside one CSV field: a sheet opened with `;` or
+/// tab as its separator splits `x;=CMD()` into `x` and a formula.
+const CELL_BREAKS: [char; 3] = [';', ',', '\t'];
+
+/// A value as an export writes it: every part a spreadsheet could read as a cell of its own
+/// (the start, and after each `;`, `,` or tab) that would start a formula gets a leading `'`
+/// (OWASP's advice against CSV injection, for every cell the value could become).
+fn neutralise(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    let mut at_cell_start = true;
+    for c in value.chars() {
+        if at_cell_start && FORMULA.contains(&c) {
+            out.push('\'');
+        }
+        out.push(c);
+        at_cell_start = CELL_BREAKS.contains(&c);
+    }
+    out
 }
 
-fn unquote_formula(value: &str) -> &str {
-    match value.strip_prefix('\'') {
-        Some(rest) if is_formula(rest) => rest,
-        _ => value,
+/// What [`neutralise`] wrote, read back: a `'` at a cell start before a formula character is
+/// taken off.
+fn unquote_formula(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains('\'') {
+        return value.into();
     }
+    let chars: Vec<char> = value.chars().collect();
+    let mut out = String::with_capacity(value.len());
+    let mut at_cell_start = true;
+    for (i, &c) in chars.iter().enumerate() {
+        let quote_before_formula =
+            c == '\'' && at_cell_start && chars.get(i + 1).is_some_and(|n| FORMULA.contains(n));
+        if !quote_before_formula {
+            out.push(c);
+        }
+        at_cell_start = CELL_BREAKS.contains(&c);
+    }
+    out.into()
 }
 
 /// The header of an export: the import's columns, then what only an export carries.
@@ -274,13 +309,7 @@ pub fn export_header() -> Vec<&'static str> {
 
 /// One device as an export row (see [`export_header`]), formulas neutralised.
 pub fn export_row(device: &crate::inventory::Device, times: (&str, &str)) -> Vec<String> {
-    let safe = |v: &str| {
-        if is_formula(v) {
-            format!("'{v}")
-        } else {
-            v.to_owned()
-        }
-    };
+    let safe = |v: &str| neutralise(v);
     let text = |v: &Option<String>| v.as_deref().map(safe).unwrap_or_default();
     let tags: Vec<&str> = device
         .tags
@@ -490,7 +519,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_formula_after_a_separator_is_neutralised_too() {
+        assert_eq!(neutralise("x;=WEBSERVICE(1);y"), "x;'=WEBSERVICE(1);y");
+        assert_eq!(neutralise("a,+1\t@b"), "a,'+1\t'@b");
+        assert_eq!(neutralise("plain-text = fine"), "plain-text = fine");
+        assert_eq!(unquote_formula("x;'=WEBSERVICE(1);y"), "x;=WEBSERVICE(1);y");
+        assert_eq!(unquote_formula("it's"), "it's");
+    }
+
     proptest! {
+        /// No cell a spreadsheet could make of an exported value starts a formula, and the
+        /// import reads back what was exported (values without a `'` before a formula
+        /// character at a cell start, which the import takes as the export's own).
+        #[test]
+        fn neutralised_values_run_nothing_and_read_back(value in "[a-z;,\t=+@' -]{0,30}") {
+            let written = neutralise(&value);
+            for cell in written.split([';', ',', '\t']) {
+                prop_assert!(!cell.starts_with(FORMULA), "{written:?}");
+            }
+            if !value.contains(";'") && !value.contains(",'") && !value.contains("\t'") && !value.starts_with('\'') {
+                prop_assert_eq!(unquote_formula(&written), value.as_str());
+            }
+        }
+
         /// Any bytes: no panic, and every device that comes out passed the rules.
         #[test]
         fn any_file_is_read_or_refused(body in prop::collection::vec(any::<u8>(), 0..400)) {

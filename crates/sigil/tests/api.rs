@@ -936,6 +936,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/devices/import", "post"),
         ("/api/v1/devices/export", "get"),
         ("/api/v1/compliance/{framework}/report", "get"),
+        ("/api/v1/policy/versions/{version}", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -944,7 +945,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        78,
+        79,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -482,6 +482,62 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         );
     }
 
+    // Access: a decision explained, a version compared with the policy in force, and a
+    // rollback (a trust change, allowed to this second-factor session).
+    let (_, policy) = s.get("/api/v1/policy").await;
+    let extra = "\n@id(\"auditors-read-posture\")\npermit (principal in Sigil::Role::\"auditor\", action == Sigil::Action::\"posture.read\", resource);\n";
+    let text = format!("{}{extra}", policy["text"].as_str().unwrap());
+    let (st, applied) = s
+        .post(
+            "/api/v1/policy",
+            json!({"text": text, "comment": "auditors read posture"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{applied}");
+    driver
+        .goto(format!(
+            "{}/ui/access?role=auditor&action=certificate.revoke&kind=certificate",
+            s.api
+        ))
+        .await
+        .unwrap();
+    wait_for(driver, "p.explained", "Decision: deny").await;
+    check_page(driver, "access").await;
+    driver
+        .find(By::LinkText(
+            "Compare the defaults with the policy in force",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "pre.diff", "+ @id(\"auditors-read-posture\")").await;
+    check_page(driver, "access-version").await;
+    driver
+        .find(By::Id("rollback-comment"))
+        .await
+        .unwrap()
+        .send_keys("back to the defaults")
+        .await
+        .unwrap();
+    driver
+        .find(By::Css("section.confirm button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "p.done", "The new policy is in force.").await;
+    let (_, now) = s.get("/api/v1/policy").await;
+    assert_eq!(now["version"], 2, "{now}");
+    assert!(
+        !now["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("auditors-read-posture"))
+    );
+
     // Log out (a plain form), then in as the auditor.
     driver
         .find(By::Css("form.inline button"))
@@ -698,6 +754,9 @@ async fn every_console_response_carries_the_security_headers() {
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
     }
+    // Logged-out visits go to the login page without counting as failed authentications
+    // (which would fill the audit log and, past the limit, lock visitors out).
+    assert!(audit(&s, "auth.failed").await.is_empty());
     // A login form posted from another site is refused before the password is checked.
     let r = no_redirects
         .post(format!("{}/ui/login", s.api))

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -61,6 +61,20 @@ struct EditForm {
     site: String,
     hardware_id: String,
     tags: String,
+    /// The values the form was opened with: an edit made meanwhile is not silently undone.
+    was_owner: String,
+    was_site: String,
+    was_hardware_id: String,
+    was_tags: String,
+}
+
+/// Whether the device still has the values the form showed.
+fn unchanged_since_opened(device: &DeviceRow, form: &EditForm) -> bool {
+    let shown = |v: &Option<String>| v.clone().unwrap_or_default();
+    shown(&device.owner) == form.was_owner
+        && shown(&device.site) == form.was_site
+        && shown(&device.hardware_id) == form.was_hardware_id
+        && device.tags.join(", ") == form.was_tags
 }
 
 /// The merge patch from the form: only the fields that differ from the device now; an
@@ -107,12 +121,28 @@ pub async fn submit(
         Ok(d) => d,
         Err(e) => return ConsoleError::Api(e).into_response(),
     };
-    let form: EditForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let changes = patch(&device, &form);
     let from_htmx = headers.contains_key("hx-request");
+    // A form that does not parse must not read as "every field emptied".
+    let Ok(form) = serde_urlencoded::from_bytes::<EditForm>(&body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Malformed form",
+            "send the edit form as the page gives it",
+            from_htmx,
+        );
+    };
+    if !unchanged_since_opened(&device, &form) {
+        return problem(
+            StatusCode::CONFLICT,
+            "Changed meanwhile",
+            "someone edited this device since you opened the form",
+            from_htmx,
+        );
+    }
+    let changes = patch(&device, &form);
     if changes.is_empty() {
         return problem(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "Nothing changed",
             "the form holds the values the device already has",
             from_htmx,
@@ -146,6 +176,7 @@ mod tests {
             site: site.into(),
             hardware_id: hw.into(),
             tags: tags.into(),
+            ..EditForm::default()
         };
         assert!(patch(&device, &form(" ops ", "", "hw", "a, b")).is_empty());
         let p = patch(&device, &form("", "plant-2", "hw", "a"));

@@ -2,6 +2,7 @@
 //! person viewing it; a section the person's role may not read says so instead of failing
 //! the page.
 
+pub mod access;
 pub mod audit;
 pub mod audit_checkpoint;
 pub mod compliance;
