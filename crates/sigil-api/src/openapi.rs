@@ -331,6 +331,9 @@ fn query_constraint(path: &str, name: Option<&str>) -> Option<serde_json::Value>
             json!({"type": "string", "pattern": "^[A-Za-z0-9._:/=-]{1,64}$"})
         }
         Some("order") => json!({"type": "string", "enum": ["asc", "desc"]}),
+        Some("format") if path == "/api/v1/compliance/{framework}/report" => {
+            json!({"type": "string", "enum": ["html", "csv", "json", "oscal", "oscal-component-definition"]})
+        }
         Some("state") => json!({"type": "string", "enum":
                         ["registered", "provisioned", "active", "suspended", "retired"]}),
         Some("since" | "until") => json!({"type": "string", "format": "date-time"}),

@@ -57,6 +57,16 @@ pub fn router(api: Router) -> Router {
             "/ui/devices/{id}/{action}",
             get(pages::device::confirm).post(pages::device::act),
         )
+        .route("/ui/products", get(pages::products::list))
+        .route("/ui/products/{id}", get(pages::products::page))
+        .route(
+            "/ui/products/{id}/rollouts",
+            axum::routing::post(pages::products::create),
+        )
+        .route(
+            "/ui/rollouts/{id}/{action}",
+            axum::routing::post(pages::products::act),
+        )
         .route("/ui/compliance", get(pages::compliance::frameworks))
         .route("/ui/compliance/{id}", get(pages::compliance::framework))
         .route(

@@ -390,6 +390,32 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     )
     .await;
 
+    // Products: the list, and a product's page with its sections.
+    driver.goto(format!("{}/ui/products", s.api)).await.unwrap();
+    check_page(driver, "products").await;
+    driver
+        .find(By::LinkText("Gateway"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "h1", "Gateway").await;
+    let text = body_text(driver).await;
+    for expected in [
+        "Declaration",
+        "Manufacturer CAs",
+        "Releases",
+        "Rollouts",
+        "Vulnerability findings",
+    ] {
+        assert!(
+            text.contains(expected),
+            "`{expected}` on the product page: {text}"
+        );
+    }
+    check_page(driver, "product").await;
+
     // Compliance: the frameworks, one framework's requirements with the failing devices, an
     // attestation recorded with its document, and reports downloaded in each format.
     driver

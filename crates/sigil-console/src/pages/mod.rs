@@ -12,6 +12,7 @@ pub mod devices;
 pub mod import;
 pub mod login;
 pub mod overview;
+pub mod products;
 
 use askama::Template;
 use axum::http::StatusCode;
