@@ -344,7 +344,7 @@ mod tests {
         let err = assessment_results(&report, &catalogue, "x.json").unwrap_err();
         assert!(
             err.to_string()
-                .contains("the server evaluated catalogue other"),
+                .contains("evaluated against catalogue other"),
             "{err}"
         );
         let report = json!({"framework": "nope", "catalogue_version": catalogue.version()});

@@ -33,16 +33,14 @@ fn main() -> Result<()> {
     rt.block_on(run(args))
 }
 
-async fn run(args: Args) -> Result<()> {
-    let s = TestServer::start(Db::Sqlite).await.context("server")?;
-    let product = s.create_product("Thermostat").await;
+/// Register `count` devices of `product` in batches; the id of one device in each batch.
+async fn seed(s: &TestServer, product: &str, count: usize) -> Result<Vec<String>> {
     let product_id = product.parse().context("product id")?;
-    let seeded = Instant::now();
     let actor = sigil_audit::Actor::system("sigil-console-bench");
     let sites = ["plant-1", "plant-2", "plant-3", "depot"];
     let mut registered = Vec::new();
-    for start in (0..args.devices).step_by(5_000) {
-        let batch: Vec<NewDevice> = (start..(start + 5_000).min(args.devices))
+    for start in (0..count).step_by(5_000) {
+        let batch: Vec<NewDevice> = (start..(start + 5_000).min(count))
             .map(|i| {
                 let tags = vec![format!("line-{}", i % 20)];
                 NewDevice::parse(
@@ -65,6 +63,14 @@ async fn run(args: Args) -> Result<()> {
             registered.push(d.id.to_string());
         }
     }
+    Ok(registered)
+}
+
+async fn run(args: Args) -> Result<()> {
+    let s = TestServer::start(Db::Sqlite).await.context("server")?;
+    let product = s.create_product("Thermostat").await;
+    let seeded = Instant::now();
+    let registered = seed(&s, &product, args.devices).await?;
     eprintln!(
         "{} devices registered in {:.1} s",
         args.devices,
