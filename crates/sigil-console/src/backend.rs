@@ -130,9 +130,17 @@ impl Backend {
         self.call(from, Method::GET, path, None).await?.json()
     }
 
-    /// A GET whose answer goes to the browser as it comes (a CSV export of a million devices
-    /// is never held whole); a refusal is read as usual.
-    pub async fn forward(
+    /// A download: the API's answer to a GET goes to the browser as it comes (a CSV export of
+    /// a million devices is never held whole); a refusal becomes the console's error page.
+    pub async fn download(&self, from: &Forwarded, path: &str) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        match self.forward(from, path).await {
+            Ok(response) => response,
+            Err(e) => crate::error::ConsoleError::Api(e).into_response(),
+        }
+    }
+
+    async fn forward(
         &self,
         from: &Forwarded,
         path: &str,

@@ -16,7 +16,7 @@ use serde_json::json;
 use thirtyfour::prelude::*;
 
 use common::operators::{audit, create_operator, password, totp_code};
-use common::{Db, TestServer, openssl, p256_csr};
+use common::{Db, TestServer, enrolled_device, openssl_ocsp};
 
 /// A headless Chromium session through its own chromedriver.
 struct Browser {
@@ -203,51 +203,13 @@ async fn wait_for(driver: &WebDriver, css: &str, text: &str) {
     panic!("no `{css}` with `{text}` in: {}", body_text(driver).await);
 }
 
-/// A device with a certificate (issued through the API) written to `NAME.crt` for openssl.
-async fn enrolled_device(s: &TestServer, product: &str, name: &str) -> String {
-    let device = s.create_device(product, name).await;
-    let csr = p256_csr(s.dir.path(), name);
-    let (st, c) = s
-        .post(
-            &format!("/api/v1/devices/{device}/certificates"),
-            json!({"csr": csr}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{c}");
-    std::fs::write(
-        s.dir.path().join(format!("{name}.crt")),
-        c["certificate"].as_str().unwrap(),
-    )
-    .unwrap();
-    device
-}
-
-fn ocsp_status(s: &TestServer, cert: &str) -> String {
-    let issuing = s.data_dir().join("ca/issuing.crt");
-    let root = s.data_dir().join("ca/root.crt");
-    openssl(
-        s.dir.path(),
-        &[
-            "ocsp",
-            "-issuer",
-            issuing.to_str().unwrap(),
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-url",
-            &format!("{}/ocsp", s.pki),
-            "-cert",
-            cert,
-        ],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     let Some(s) = TestServer::start(Db::Sqlite).await else {
         return;
     };
     let product = s.create_product("Gateway").await;
-    let device = enrolled_device(&s, &product, "gw-0001").await;
+    let (device, _) = enrolled_device(&s, &product, "gw-0001").await;
     // A spreadsheet import brought markup into a field: it must show as text.
     let hostile = "<script>document.title='owned'</script><img src=x onerror=alert(1)>";
     let (st, other) = s
@@ -354,7 +316,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         .unwrap();
     keyboard_activate(driver, "Revoke certificates device gw-0001").await;
     wait_for(driver, "p.done", "Done: revoke certificates.").await;
-    let answer = ocsp_status(&s, "gw-0001.crt");
+    let answer = openssl_ocsp(&s, &["-cert", "gw-0001.crt"]);
     assert!(answer.contains("gw-0001.crt: revoked"), "{answer}");
     assert!(answer.contains("Reason: keyCompromise"), "{answer}");
 

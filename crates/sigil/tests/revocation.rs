@@ -8,28 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sigil_server::OcspSigning;
 
-use common::{Db, TestServer, ok, openssl, p256_csr, sigil};
-
-/// Issue a certificate for a new device from an `openssl req` CSR; files `<name>.crt` and
-/// `chain.pem` land in the test directory. Returns (device id, serial).
-async fn enrolled_device(s: &TestServer, product: &str, name: &str) -> (String, String) {
-    let device = s.create_device(product, name).await;
-    let csr = p256_csr(s.dir.path(), name);
-    let (st, c) = s
-        .post(
-            &format!("/api/v1/devices/{device}/certificates"),
-            json!({"csr": csr}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{c}");
-    std::fs::write(
-        s.dir.path().join(format!("{name}.crt")),
-        c["certificate"].as_str().unwrap(),
-    )
-    .unwrap();
-    std::fs::write(s.dir.path().join("chain.pem"), c["chain"].as_str().unwrap()).unwrap();
-    (device, c["serial"].as_str().unwrap().to_owned())
-}
+use common::{Db, TestServer, enrolled_device, ok, openssl, openssl_ocsp, p256_csr, sigil};
 
 /// Fetch the CRL from the URL the certificate names, as DER and as PEM files.
 async fn fetch_crl(s: &TestServer, cert: &str) -> String {
@@ -271,35 +250,6 @@ async fn cli_revokes() {
     let (_, c): (StatusCode, Value) = s.get(&format!("/api/v1/certificates/{serial}")).await;
     assert_eq!(c["revocation_reason"], "keyCompromise");
     s.shutdown().await;
-}
-
-/// `openssl ocsp` against Sigil's responder for `cert`, verifying the response against the CA.
-fn openssl_ocsp(s: &TestServer, extra: &[&str]) -> String {
-    let issuing = s.data_dir().join("ca/issuing.crt");
-    let root = s.data_dir().join("ca/root.crt");
-    let url = format!("{}/ocsp", s.pki);
-    let mut args = vec![
-        "ocsp",
-        "-issuer",
-        issuing.to_str().unwrap(),
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-url",
-        &url,
-    ];
-    args.extend_from_slice(extra);
-    let out = std::process::Command::new("openssl")
-        .args(&args)
-        .current_dir(s.dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "openssl {args:?}: {text}");
-    text
 }
 
 async fn ocsp_with_openssl(db: Db) {

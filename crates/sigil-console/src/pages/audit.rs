@@ -235,13 +235,9 @@ pub async fn evidence(
     viewer: Viewer,
     Query(p): Query<Period>,
 ) -> Response {
-    use axum::response::IntoResponse;
     let path = format!(
         "/api/v1/evidence{}",
         query(&[("since", &p.since), ("until", &p.until)])
     );
-    match backend.forward(&viewer.forwarded, &path).await {
-        Ok(response) => response,
-        Err(e) => ConsoleError::Api(e).into_response(),
-    }
+    backend.download(&viewer.forwarded, &path).await
 }

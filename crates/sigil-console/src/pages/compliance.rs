@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -247,10 +247,7 @@ pub async fn download(
         segment(&id),
         query(&[("format", &format)])
     );
-    match backend.forward(&viewer.forwarded, &path).await {
-        Ok(response) => response,
-        Err(e) => ConsoleError::Api(e).into_response(),
-    }
+    backend.download(&viewer.forwarded, &path).await
 }
 
 /// Record an attestation: the form's fields and document, sent to the API as it takes them.

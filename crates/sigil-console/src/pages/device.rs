@@ -225,7 +225,15 @@ pub async fn act(
     let Some(action) = Action::find(&action) else {
         return ConsoleError::NotFound(format!("no device action `{action}`")).into_response();
     };
-    let form: ActionForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let from_htmx = headers.contains_key("hx-request");
+    let Ok(form) = serde_urlencoded::from_bytes::<ActionForm>(&body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Malformed form",
+            "send the form as the page gives it",
+            from_htmx,
+        );
+    };
     // Revocation takes a reason; the lifecycle events take no body.
     let json = (action.name == "revoke").then(|| {
         let reason = REASONS
@@ -238,7 +246,7 @@ pub async fn act(
     let result = backend
         .call(&viewer.forwarded, Method::POST, &path, json.as_ref())
         .await;
-    finish(result, &id, action.name, headers.contains_key("hx-request"))
+    finish(result, &id, action.name, from_htmx)
 }
 
 /// The answer to an action: back to the device page saying it is done, or the problem (a

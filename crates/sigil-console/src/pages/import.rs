@@ -180,8 +180,5 @@ pub async fn export(
             ("tag", &f.tag)
         ])
     );
-    match backend.forward(&viewer.forwarded, &path).await {
-        Ok(response) => response,
-        Err(e) => ConsoleError::Api(e).into_response(),
-    }
+    backend.download(&viewer.forwarded, &path).await
 }
