@@ -160,12 +160,12 @@ pub struct SbomParams {
     pub version: String,
 }
 
-/// Upload the SBOM (CycloneDX 1.4-1.6 or SPDX 2.2/2.3 JSON) of one of the product's firmware
+/// Upload the SBOM (CycloneDX 1.4-1.6 JSON or XML, or SPDX 2.2/2.3 JSON) of one of the product's firmware
 /// versions, replacing the one it had. A malformed SBOM is refused with the line and the
 /// reason, and nothing is stored.
 #[utoipa::path(post, path = "/api/v1/products/{id}/sboms", tag = "vulnerabilities",
     params(("id" = String, Path), SbomParams),
-    request_body(content = Vec<u8>, content_type = "application/json"),
+    request_body(content((Vec<u8> = "application/json"), (Vec<u8> = "application/xml"))),
     responses((status = 201, body = SbomResponse), (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
 pub async fn upload_sbom(
     State(state): State<AppState>,
@@ -205,13 +205,13 @@ pub async fn list_sboms(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
-    /// `cyclonedx` (1.6 JSON), `spdx` (2.3 JSON), or `original` (as uploaded).
+    /// `cyclonedx` (1.6 JSON), `spdx` (2.3 JSON), or `original` (as uploaded, JSON or XML).
     pub format: Option<String>,
 }
 
 /// An SBOM, as uploaded or written in either format.
 #[utoipa::path(get, path = "/api/v1/sboms/{id}", tag = "vulnerabilities", params(("id" = String, Path), ExportParams),
-    responses((status = 200, content_type = "application/json"), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The SBOM: as uploaded, or written as CycloneDX or SPDX JSON", content(("application/json"), ("application/xml"))), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn export_sbom(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -229,8 +229,10 @@ pub async fn export_sbom(
     // Whole seconds: SPDX's `created` admits no fraction (spdx-tools refuses one).
     let now = state.now();
     let now = rfc3339(now.replace_nanosecond(0).unwrap_or(now));
+    let original = state.store().sbom_document(&id).await?;
+    let media_type = sigil_vuln::sbom::media_type(&original);
     let document = match params.format.as_deref().unwrap_or("original") {
-        "original" => state.store().sbom_document(&id).await?,
+        "original" => return Ok(([(header::CONTENT_TYPE, media_type)], original).into_response()),
         "cyclonedx" => serde_json::to_vec_pretty(&to_cyclonedx(
             &sbom,
             &uuid::Uuid::new_v4().to_string(),

@@ -1,5 +1,6 @@
 //! SBOMs written by real generators from PyPI over one pinned Python environment
-//! (`fixtures/python-env/requirements.txt`): `cyclonedx-py` (CycloneDX 1.4, 1.5, 1.6 JSON) and
+//! (`fixtures/python-env/requirements.txt`): `cyclonedx-py` (CycloneDX 1.4, 1.5, 1.6, JSON and
+//! XML) and
 //! `sbom4python` (SPDX 2.3 JSON). Each is read, and its components matched against OSV records
 //! written from the public advisories (`fixtures/osv/`); the findings must equal the table
 //! checked by hand below, whichever generator and format.
@@ -76,15 +77,19 @@ fn expected() -> BTreeSet<(String, String, String, String)> {
 fn cyclonedx_py_sboms_of_every_spec_version() {
     let dir = tempfile::tempdir().unwrap();
     for spec in ["1.4", "1.5", "1.6"] {
-        let out = dir.path().join(format!("cdx-{spec}.json"));
-        run(Command::new("cyclonedx-py")
-            .args(["requirements", "--of", "JSON", "--sv", spec, "-o"])
-            .arg(&out)
-            .arg(fixtures().join("python-env/requirements.txt")));
-        let sbom = Sbom::parse(&std::fs::read(&out).unwrap()).unwrap();
-        assert_eq!(sbom.spec_version, spec);
-        assert_eq!(sbom.components.len(), 4, "{sbom:?}");
-        assert_eq!(findings(&sbom), expected(), "CycloneDX {spec}");
+        for format in ["JSON", "XML"] {
+            let out = dir.path().join(format!("cdx-{spec}.{format}"));
+            run(Command::new("cyclonedx-py")
+                .args(["requirements", "--of", format, "--sv", spec, "-o"])
+                .arg(&out)
+                .arg(fixtures().join("python-env/requirements.txt")));
+            let bytes = std::fs::read(&out).unwrap();
+            assert_eq!(sigil_vuln::sbom::is_xml(&bytes), format == "XML");
+            let sbom = Sbom::parse(&bytes).unwrap();
+            assert_eq!(sbom.spec_version, spec);
+            assert_eq!(sbom.components.len(), 4, "{sbom:?}");
+            assert_eq!(findings(&sbom), expected(), "CycloneDX {spec} {format}");
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,11 +19,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use common::{Db, TestServer, json as json_out, ok, sigil};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sigil-vuln/tests/fixtures")
-}
+use common::{Db, TestServer, json as json_out, ok, sigil, upload_python_sbom};
 
 fn at(v: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(v.as_str().unwrap_or_else(|| panic!("{v}")), &Rfc3339).unwrap()
@@ -126,26 +122,7 @@ async fn gateway(s: &TestServer) -> (String, Vec<String>) {
         assert_eq!(st, 201, "{d}");
         devices.push(d["id"].as_str().unwrap().to_owned());
     }
-    let sbom = s.dir.path().join("gateway.cdx.json");
-    let out = Command::new("cyclonedx-py")
-        .args(["requirements", "--of", "JSON", "--sv", "1.6", "-o"])
-        .arg(&sbom)
-        .arg(fixtures().join("python-env/requirements.txt"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    ok(sigil(
-        s,
-        &[
-            "sbom",
-            "upload",
-            "--product",
-            &product,
-            "--version",
-            "2.0.0",
-            sbom.to_str().unwrap(),
-        ],
-    ));
+    upload_python_sbom(s, &product, "2.0.0", ("JSON", "1.6"));
     (product, devices)
 }
 

@@ -8,13 +8,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use common::{Db, TestServer, json as json_out, ok, sigil};
+use common::{Db, TestServer, json as json_out, ok, sigil, upload_python_sbom};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sigil-vuln/tests/fixtures")
@@ -91,26 +90,7 @@ async fn handling_follows_the_readme(db: Db) {
         assert_eq!(st, 201, "{d}");
         devices.push(d["id"].as_str().unwrap().to_owned());
     }
-    let sbom = work.join("gateway-2.0.0.cdx.json");
-    let gen_out = Command::new("cyclonedx-py")
-        .args(["requirements", "--of", "JSON", "--sv", "1.6", "-o"])
-        .arg(&sbom)
-        .arg(fixtures().join("python-env/requirements.txt"))
-        .output()
-        .unwrap();
-    assert!(gen_out.status.success(), "{gen_out:?}");
-    ok(sigil(
-        &s,
-        &[
-            "sbom",
-            "upload",
-            "--product",
-            &product,
-            "--version",
-            "2.0.0",
-            sbom.to_str().unwrap(),
-        ],
-    ));
+    upload_python_sbom(&s, &product, "2.0.0", ("JSON", "1.6"));
     for record in ["GHSA-j8r2-6x86-q33q.json", "GHSA-h5c8-rqwp-cp95.json"] {
         ok(sigil(
             &s,

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use common::{Db, TestServer, json as json_out, ok, sigil};
+use common::{Db, TestServer, json as json_out, ok, sigil, upload_python_sbom};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sigil-vuln/tests/fixtures")
@@ -105,6 +105,32 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
     ));
     assert_eq!(sbom["components"], 4);
     assert_eq!(sbom["format"], "cyclonedx");
+    // CycloneDX XML as well (for a version no device runs): kept as uploaded, and written
+    // back as JSON on request.
+    let (xml_file, xml_sbom) = upload_python_sbom(&s, &product, "1.9.0", ("XML", "1.5"));
+    assert_eq!(xml_sbom["components"], 4, "{xml_sbom}");
+    assert_eq!(xml_sbom["spec_version"], "1.5", "{xml_sbom}");
+    let xml_id = xml_sbom["id"].as_str().unwrap();
+    for (format, check) in [("original", "xml"), ("cyclonedx", "json")] {
+        let out = work.join(format!("back.{format}"));
+        ok(sigil(
+            &s,
+            &[
+                "sbom",
+                "export",
+                xml_id,
+                "--format",
+                format,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        ));
+        let bytes = std::fs::read(&out).unwrap();
+        match check {
+            "xml" => assert_eq!(bytes, std::fs::read(&xml_file).unwrap()),
+            _ => assert_eq!(sigil_vuln::Sbom::parse(&bytes).unwrap().components.len(), 4),
+        }
+    }
     // A release's SBOM (`sigil release upload --sbom`) becomes the SBOM of its version; a
     // malformed one refuses the release, and nothing is stored.
     let image = work.join("fw-2.1.0.bin");

@@ -248,6 +248,29 @@ async fn product_facts_for(
     Ok(p)
 }
 
+/// `check`'s outcome for `product`. One product whose facts cannot be read is unknown for
+/// the check (and the error logged); the others are still evaluated.
+async fn product_outcome(
+    state: &Authority,
+    check: &str,
+    product: &device::ProductFacts,
+    vuln_facts: &mut BTreeMap<String, sigil_compliance::vulnerabilities::VulnFacts>,
+    unix: i64,
+    stands_in: Option<&Outcome>,
+) -> Option<Outcome> {
+    match product_facts_for(state, check, product, vuln_facts).await {
+        Ok(p) => sigil_compliance::product::evaluate_product(check, &p, unix, stands_in),
+        Err(e) => {
+            tracing::error!(product = %product.id, check, error = %e, "product facts unreadable");
+            Some(Outcome {
+                status: sigil_compliance::Status::Unknown,
+                reason: format!("its facts could not be read: {e}"),
+                evidence: vec![Evidence::Product(product.id.clone())],
+            })
+        }
+    }
+}
+
 /// Evaluate `framework` now (all devices, products and the organisation), or only `device`.
 /// Device results come from the continuous engine, brought up to date first; the listed
 /// failures are evaluated again for their reasons and evidence.
@@ -329,9 +352,8 @@ pub async fn evaluate(
             attested.as_ref()
         };
         for p in &products {
-            let p = product_facts_for(state, check, p, &mut vuln_facts).await?;
-            if let Some(o) = sigil_compliance::product::evaluate_product(check, &p, unix, stands_in)
-            {
+            let outcome = product_outcome(state, check, p, &mut vuln_facts, unix, stands_in).await;
+            if let Some(o) = outcome {
                 tallies.entry(check).or_default().record(&p.id, o);
             }
         }

@@ -190,13 +190,15 @@ impl Authority {
             {
                 exploited
                     .entry(f.vulnerability.clone())
-                    .or_insert(added.clone());
+                    .or_insert((added.clone(), f));
             }
         }
-        for (vulnerability, added) in exploited {
+        for (vulnerability, (added, finding)) in exploited {
+            // Under any of its ids: a case opened before an alias became the preferred id
+            // keeps its clock, and no second case is opened.
             let open = cases
                 .iter()
-                .any(|c| c.vulnerability == vulnerability && c.state == "open");
+                .any(|c| c.state == "open" && about(&c.vulnerability, finding));
             if !open {
                 let new = NewCase {
                     product_id: product.to_owned(),

@@ -117,8 +117,12 @@ impl Authority {
         let policy = self.remediation_policy().await?;
         let seen = self.store.record_exposures(product, &[], now).await?;
         for f in &mut found.findings {
-            let first = seen
-                .get(&(f.vulnerability.clone(), f.component.clone()))
+            // The earliest sighting under any of its ids: an alias that becomes the preferred
+            // id later (a CVE assigned to a GHSA) does not restart the clock.
+            let first = std::iter::once(&f.vulnerability)
+                .chain(&f.ids)
+                .filter_map(|id| seen.get(&(id.clone(), f.component.clone())))
+                .min()
                 .copied()
                 .unwrap_or(now);
             f.first_seen = Some(rfc3339(first));

@@ -1,5 +1,5 @@
-//! SBOMs in and out: CycloneDX JSON (1.4, 1.5, 1.6) and SPDX 2.3 JSON, read into one list of
-//! components (name, version, purl, CPE) and written back in either format.
+//! SBOMs in and out: CycloneDX JSON and XML (1.4, 1.5, 1.6) and SPDX 2.3 JSON, read into one
+//! list of components (name, version, purl, CPE) and written back as CycloneDX or SPDX JSON.
 //!
 //! Own serde structs for the fields Sigil reads: `cyclonedx-bom` stops at CycloneDX 1.5 and
 //! `spdx-rs` is unmaintained. Reading is strict where matching depends on it (a component
@@ -7,6 +7,7 @@
 //! the line) and lenient elsewhere (fields Sigil does not read are ignored).
 
 mod cyclonedx;
+mod cyclonedx_xml;
 mod spdx;
 
 use serde::Serialize;
@@ -64,7 +65,7 @@ pub struct Sbom {
 }
 
 impl Sbom {
-    /// Parse a CycloneDX or SPDX JSON document, whichever it is.
+    /// Parse a CycloneDX (JSON or XML) or SPDX JSON document, whichever it is.
     pub fn parse(bytes: &[u8]) -> Result<Self, VulnError> {
         if bytes.len() > MAX_SBOM_BYTES {
             return Err(VulnError::TooLarge {
@@ -72,29 +73,10 @@ impl Sbom {
                 limit: MAX_SBOM_BYTES,
             });
         }
-        #[derive(serde::Deserialize)]
-        struct Probe {
-            #[serde(rename = "bomFormat")]
-            bom_format: Option<String>,
-            #[serde(rename = "spdxVersion")]
-            spdx_version: Option<String>,
-        }
-        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
-        let sbom = match (probe.bom_format.as_deref(), probe.spdx_version) {
-            (Some("CycloneDX"), _) => cyclonedx::parse(bytes)?,
-            (None, Some(_)) => spdx::parse(bytes)?,
-            (Some(other), _) => {
-                return Err(VulnError::UnsupportedSbom(format!(
-                    "bomFormat `{}` is not CycloneDX",
-                    other.chars().take(32).collect::<String>()
-                )));
-            }
-            (None, None) => {
-                return Err(VulnError::UnsupportedSbom(
-                    "neither a CycloneDX (`bomFormat`) nor an SPDX (`spdxVersion`) JSON document"
-                        .into(),
-                ));
-            }
+        let sbom = if is_xml(bytes) {
+            cyclonedx_xml::parse(utf8(bytes)?)?
+        } else {
+            Self::parse_json(bytes)?
         };
         if sbom.components.len() > MAX_COMPONENTS {
             return Err(VulnError::TooLarge {
@@ -104,6 +86,57 @@ impl Sbom {
         }
         Ok(sbom)
     }
+
+    fn parse_json(bytes: &[u8]) -> Result<Self, VulnError> {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(rename = "bomFormat")]
+            bom_format: Option<String>,
+            #[serde(rename = "spdxVersion")]
+            spdx_version: Option<String>,
+        }
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+        match (probe.bom_format.as_deref(), probe.spdx_version) {
+            (Some("CycloneDX"), _) => cyclonedx::parse(bytes),
+            (None, Some(_)) => spdx::parse(bytes),
+            (Some(other), _) => Err(VulnError::UnsupportedSbom(format!(
+                "bomFormat `{}` is not CycloneDX",
+                other.chars().take(32).collect::<String>()
+            ))),
+            (None, None) => Err(VulnError::UnsupportedSbom(
+                "neither a CycloneDX (`bomFormat`) nor an SPDX (`spdxVersion`) JSON document"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// Whether an uploaded SBOM is XML (its first character past a byte-order mark and blanks is
+/// `<`); JSON otherwise.
+pub fn is_xml(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+}
+
+/// The media type an uploaded SBOM is served back with.
+pub fn media_type(bytes: &[u8]) -> &'static str {
+    if is_xml(bytes) {
+        "application/xml"
+    } else {
+        "application/json"
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, VulnError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|e| VulnError::Malformed {
+        what: "SBOM",
+        line: 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count(),
+        reason: "the XML document is not UTF-8".into(),
+    })
 }
 
 pub(crate) fn malformed(e: &serde_json::Error) -> VulnError {
@@ -120,15 +153,22 @@ where
     D: serde::Deserializer<'de>,
 {
     let value: Option<String> = serde::Deserialize::deserialize(d)?;
-    if let Some(p) = &value
-        && p.parse::<packageurl::PackageUrl<'_>>().is_err()
-    {
-        return Err(serde::de::Error::custom(format!(
-            "`{}` is not a package URL",
-            p.chars().take(120).collect::<String>()
-        )));
+    if let Some(problem) = value.as_deref().and_then(purl_problem) {
+        return Err(serde::de::Error::custom(problem));
     }
     Ok(value)
+}
+
+/// Why `purl` is not a package URL, if it is not.
+pub(crate) fn purl_problem(purl: &str) -> Option<String> {
+    purl.parse::<packageurl::PackageUrl<'_>>()
+        .is_err()
+        .then(|| {
+            format!(
+                "`{}` is not a package URL",
+                purl.chars().take(120).collect::<String>()
+            )
+        })
 }
 
 /// Text fields Sigil keeps: bounded, no control characters.

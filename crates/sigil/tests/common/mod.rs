@@ -154,6 +154,44 @@ pub fn json(out: Output) -> Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
+/// An SBOM of the pinned Python environment (`sigil-vuln/tests/fixtures/python-env`) written
+/// by cyclonedx-py (`format` JSON or XML, CycloneDX `spec`) into the test directory, then
+/// uploaded for the product's `version` as the README does. The file and the upload's answer.
+pub fn upload_python_sbom(
+    s: &TestServer,
+    product: &str,
+    version: &str,
+    (format, spec): (&str, &str),
+) -> (std::path::PathBuf, Value) {
+    let file = s
+        .dir
+        .path()
+        .join(format!("sbom-{version}.cdx.{}", format.to_lowercase()));
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sigil-vuln/tests/fixtures/python-env/requirements.txt");
+    let out = Command::new("cyclonedx-py")
+        .args(["requirements", "--of", format, "--sv", spec, "-o"])
+        .arg(&file)
+        .arg(requirements)
+        .output()
+        .expect("cyclonedx-py (scripts/test.sh says how to install it)");
+    assert!(out.status.success(), "{out:?}");
+    let answer = json(sigil(
+        s,
+        &[
+            "sbom",
+            "upload",
+            "--product",
+            product,
+            "--version",
+            version,
+            file.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    (file, answer)
+}
+
 /// Issue a certificate for a new device from an `openssl req` CSR; files `<name>.crt` and
 /// `chain.pem` land in the test directory. Returns (device id, serial).
 pub async fn enrolled_device(s: &TestServer, product: &str, name: &str) -> (String, String) {
