@@ -45,7 +45,7 @@ pub async fn frameworks(State(state): State<AppState>) -> Json<FrameworkList> {
     })
 }
 
-fn framework<'a>(
+pub(crate) fn framework<'a>(
     state: &'a AppState,
     id: &str,
 ) -> Result<&'a sigil_compliance::Framework, ApiError> {

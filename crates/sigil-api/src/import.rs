@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use sigil_authority::rfc3339;
 use sigil_domain::import::{self, ParsedImport, RowError};
-use sigil_domain::{DeviceFilter, NewDevice, ProductId};
+use sigil_domain::{NewDevice, ProductId};
 
 use super::inventory::DeviceQuery;
 use super::{ApiError, ApiQuery, AppState, Caller, Problem};
@@ -271,6 +271,11 @@ pub struct ExportQuery {
     pub product: Option<String>,
     pub tag: Option<String>,
     pub site: Option<String>,
+    /// As in the device listing: a device id, or the start of a serial number or hardware id.
+    pub q: Option<String>,
+    pub sort: Option<String>,
+    /// As in the device listing: `fail`, or `eu-cra:fail`.
+    pub compliance: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/export", tag = "inventory", params(ExportQuery),
@@ -279,14 +284,20 @@ pub async fn export_devices(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    let filter = super::inventory::device_filter(&DeviceQuery {
-        state: q.state,
-        product: q.product,
-        tag: q.tag,
-        site: q.site,
-        limit: Some(sigil_store::MAX_PAGE),
-        after: None,
-    })?;
+    let listing = super::device_listing::listing(
+        &state,
+        &DeviceQuery {
+            state: q.state,
+            product: q.product,
+            tag: q.tag,
+            site: q.site,
+            q: q.q,
+            sort: q.sort,
+            compliance: q.compliance,
+            limit: Some(sigil_store::MAX_PAGE),
+            after: None,
+        },
+    )?;
     let header: Vec<String> = import::export_header()
         .into_iter()
         .map(str::to_owned)
@@ -295,22 +306,22 @@ pub async fn export_devices(
         futures_util::stream::once(
             async move { Ok::<_, std::io::Error>(import::to_csv(&[header])) },
         );
-    let pages = futures_util::stream::unfold(Some(filter), move |filter| {
+    let pages = futures_util::stream::unfold(Some(listing), move |listing| {
         let state = state.clone();
         async move {
-            let mut filter: DeviceFilter = filter?;
-            let page = match state.store().list_devices(&filter).await {
+            let mut listing = listing?;
+            let (page, next) = match super::device_listing::page(&state, &listing).await {
                 Ok(page) => page,
                 // Cut short: the client sees a broken transfer, never a plausible short file.
-                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+                Err(e) => return Some((Err(std::io::Error::other(e.detail)), None)),
             };
             let rows: Vec<Vec<String>> = page
                 .iter()
                 .map(|d| import::export_row(d, (&rfc3339(d.created_at), &rfc3339(d.updated_at))))
                 .collect();
-            let next = (page.len() == filter.limit as usize).then(|| {
-                filter.after = page.last().map(|d| d.id);
-                filter
+            let next = next.map(|after| {
+                listing.filter.after = Some(after);
+                listing
             });
             Some((Ok(import::to_csv(&rows)), next))
         }

@@ -257,6 +257,15 @@ pub struct DeviceQuery {
     pub tag: Option<String>,
     /// Only devices at this site.
     pub site: Option<String>,
+    /// A device id, or the start of a serial number or hardware id (case-sensitive).
+    pub q: Option<String>,
+    /// The order: `created` (registration, the default), `serial` or `state`; a leading `-`
+    /// reverses it.
+    pub sort: Option<String>,
+    /// Only devices whose results over every framework's device checks (`fail`), or one
+    /// framework's (`eu-cra:fail`), roll up to this status: pass, fail, unknown or
+    /// not-applicable. A page may then hold fewer devices and still have a next one.
+    pub compliance: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -309,17 +318,16 @@ pub async fn list_devices(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<DeviceQuery>,
 ) -> Result<Json<DeviceList>, ApiError> {
-    let filter = device_filter(&q)?;
-    let limit = filter.limit;
-    let devices = state.store().list_devices(&filter).await?;
-    let next_cursor = (devices.len() == limit as usize)
-        .then(|| devices.last().map(|d| d.id.to_string()))
-        .flatten();
+    let listing = super::device_listing::listing(&state, &q)?;
+    let (devices, next) = super::device_listing::page(&state, &listing).await?;
     let items = devices
         .into_iter()
         .map(|d| DeviceResponse::new(d, &state))
         .collect();
-    Ok(Json(DeviceList { items, next_cursor }))
+    Ok(Json(DeviceList {
+        items,
+        next_cursor: next.map(|id| id.to_string()),
+    }))
 }
 
 /// The store's filter from a listing's query, checked.
@@ -347,6 +355,7 @@ pub(crate) fn device_filter(q: &DeviceQuery) -> Result<DeviceFilter, ApiError> {
         site: q.site.clone(),
         after: q.after.as_deref().map(str::parse::<DeviceId>).transpose()?,
         limit,
+        ..DeviceFilter::default()
     })
 }
 

@@ -10,6 +10,7 @@ mod broker;
 mod cases;
 mod certificates;
 mod compliance;
+mod device_listing;
 mod disclosure;
 mod enrollment;
 mod evidence;

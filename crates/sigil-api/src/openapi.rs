@@ -304,7 +304,8 @@ fn constrain_parameters(doc: &mut serde_json::Value, frameworks: &[String]) {
                 continue;
             };
             for param in params.iter_mut().filter(|p| p["in"] == "query") {
-                if let Some(constraint) = query_constraint(path, param["name"].as_str()) {
+                if let Some(constraint) = query_constraint(path, param["name"].as_str(), frameworks)
+                {
                     param["schema"] = constraint;
                 }
             }
@@ -318,12 +319,29 @@ fn constrain_parameters(doc: &mut serde_json::Value, frameworks: &[String]) {
     }
 }
 
-fn query_constraint(path: &str, name: Option<&str>) -> Option<serde_json::Value> {
+fn query_constraint(
+    path: &str,
+    name: Option<&str>,
+    frameworks: &[String],
+) -> Option<serde_json::Value> {
     let uuid = matches!(
         path,
         "/api/v1/certificates" | "/api/v1/devices" | "/api/v1/devices/export"
     );
+    let devices = matches!(path, "/api/v1/devices" | "/api/v1/devices/export");
     Some(match name {
+        // Printable, not only blanks (the text is trimmed).
+        Some("q") if devices => json!({"type": "string", "maxLength": 256,
+            "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"}),
+        Some("sort") if devices => json!({"type": "string", "enum": sigil_domain::DeviceSort::ALL}),
+        Some("compliance") if devices => {
+            let statuses = ["pass", "fail", "unknown", "not-applicable"];
+            let mut values: Vec<String> = statuses.iter().map(|s| (*s).to_owned()).collect();
+            for f in frameworks {
+                values.extend(statuses.iter().map(|s| format!("{f}:{s}")));
+            }
+            json!({"type": "string", "enum": values})
+        }
         Some("device" | "product" | "after") if uuid => {
             json!({"type": "string", "format": "uuid"})
         }

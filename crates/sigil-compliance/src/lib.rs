@@ -15,7 +15,7 @@ mod status;
 pub mod vulnerabilities;
 
 pub use catalogue::{Catalogue, CatalogueError, Check, CheckKind, Framework, Requirement, Scope};
-pub use live::{DeviceStatuses, FleetResults, StatusCounts};
+pub use live::{DeviceStatuses, FleetResults, StatusCounts, StatusScan};
 pub use status::{Status, roll_up};
 
 /// Helpers the tests of several modules share.

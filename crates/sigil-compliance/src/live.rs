@@ -53,6 +53,18 @@ impl StatusCounts {
     }
 }
 
+/// What [`FleetResults::devices_by_status`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusScan {
+    /// The matching devices, in id order.
+    pub found: Vec<DeviceId>,
+    /// How many devices it looked at.
+    pub looked: usize,
+    /// Where to go on from (the last device looked at) when it stopped before the fleet's
+    /// end; `None` when it reached the end.
+    pub resume: Option<DeviceId>,
+}
+
 /// Results of the [`DEVICE_CHECKS`] for one device.
 pub type DeviceStatuses = [Status; DEVICE_CHECKS.len()];
 
@@ -130,6 +142,35 @@ impl FleetResults {
         self.due.first().map(|(t, _)| *t)
     }
 
+    /// Devices after `after` (by id) whose results over `checks`, rolled up, are `status`:
+    /// at most `limit` of them, looking at no more than `budget` devices. Unknown check ids
+    /// are ignored.
+    pub fn devices_by_status(
+        &self,
+        checks: &[&str],
+        status: Status,
+        after: Option<DeviceId>,
+        limit: usize,
+        budget: usize,
+    ) -> StatusScan {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let indices: Vec<usize> = checks.iter().filter_map(|c| check_index(c)).collect();
+        let start = after.map_or(Unbounded, Excluded);
+        let mut scan = StatusScan::default();
+        for (id, entry) in self.devices.range((start, Unbounded)) {
+            if scan.found.len() >= limit || scan.looked >= budget {
+                return scan;
+            }
+            scan.looked += 1;
+            scan.resume = Some(*id);
+            if crate::roll_up(indices.iter().map(|i| entry.statuses[*i])) == status {
+                scan.found.push(*id);
+            }
+        }
+        scan.resume = None;
+        scan
+    }
+
     /// The first `limit` devices (by id) whose result for `check` is one of `statuses`.
     pub fn devices_with(&self, check: &str, statuses: &[Status], limit: usize) -> Vec<DeviceId> {
         let Some(i) = check_index(check) else {
@@ -150,6 +191,50 @@ mod tests {
     use super::*;
     use crate::test_support::{any_status as status, dev};
     use proptest::prelude::*;
+
+    /// Scanning in budgeted steps finds exactly the devices a one-pass filter finds, in order.
+    #[test]
+    fn status_scan_in_steps_equals_one_pass() {
+        let mut fleet = FleetResults::default();
+        let checks = [DEVICE_CHECKS[0], DEVICE_CHECKS[3]];
+        let mut expected = Vec::new();
+        for n in 0..=255u8 {
+            let mut statuses = [Status::Pass; DEVICE_CHECKS.len()];
+            statuses[0] = [
+                Status::Pass,
+                Status::Fail,
+                Status::Unknown,
+                Status::NotApplicable,
+            ][(n % 4) as usize];
+            statuses[3] = if n % 7 == 0 {
+                Status::Fail
+            } else {
+                Status::Pass
+            };
+            // Failing another check than the two asked for does not count.
+            statuses[5] = Status::Fail;
+            let id = dev(n);
+            fleet.set(id, statuses, None);
+            if n % 4 == 1 || n % 7 == 0 {
+                expected.push(id);
+            }
+        }
+        expected.sort();
+        for (limit, budget) in [(10, 1000), (1000, 13), (3, 3), (1, 1)] {
+            let mut got = Vec::new();
+            let mut after = None;
+            loop {
+                let scan = fleet.devices_by_status(&checks, Status::Fail, after, limit, budget);
+                assert!(scan.found.len() <= limit && scan.looked <= budget);
+                got.extend(scan.found);
+                match scan.resume {
+                    Some(r) => after = Some(r),
+                    None => break,
+                }
+            }
+            assert_eq!(got, expected, "limit {limit}, budget {budget}");
+        }
+    }
 
     proptest! {
         /// Whatever sequence of updates and removals, the counts and the due queue are what a

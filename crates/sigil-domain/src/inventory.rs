@@ -37,6 +37,10 @@ pub enum InventoryError {
     },
     #[error("service `{0}` is not `tcp/PORT` or `udp/PORT` with a port from 1 to 65535")]
     BadService(String),
+    #[error(
+        "sort `{0}` is not one of created, serial, state (each may start with `-` for descending)"
+    )]
+    BadSort(String),
     #[error("`current_firmware` must list at least one version")]
     NoCurrentFirmware,
     #[error(
@@ -291,7 +295,8 @@ impl NewDevice {
     }
 }
 
-/// Which devices a listing returns. Pagination is by id (ids are time-ordered).
+/// Which devices a listing returns, in which order. Pagination is by device: a page starts
+/// after the `after` device's position in the order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceFilter {
     pub state: Option<LifecycleState>,
@@ -299,7 +304,12 @@ pub struct DeviceFilter {
     pub tag: Option<Tag>,
     /// Only devices at this site (exactly as recorded).
     pub site: Option<String>,
-    /// Return devices whose id sorts after this one.
+    /// Only the device with this id, or those whose serial number or hardware id starts so.
+    pub search: Option<crate::DeviceSearch>,
+    /// Only these devices (a set another index chose, such as a compliance status).
+    pub ids: Option<Vec<DeviceId>>,
+    pub sort: crate::DeviceSort,
+    /// Return devices that come after this one in the order.
     pub after: Option<DeviceId>,
     pub limit: u32,
 }

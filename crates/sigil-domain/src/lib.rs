@@ -5,6 +5,7 @@
 //! once, at the edge, so the rest of the code works with values that are already valid.
 
 pub mod device_edit;
+pub mod device_listing;
 pub mod ids;
 pub mod import;
 pub mod inventory;
@@ -13,6 +14,7 @@ pub mod posture;
 pub mod revocation;
 
 pub use device_edit::DeviceChange;
+pub use device_listing::{DeviceSearch, DeviceSort, DeviceSortKey};
 pub use ids::{DeviceId, Fingerprint, IdError, ProductId, Serial};
 pub use inventory::{
     Device, DeviceFields, DeviceFilter, InventoryError, MAX_DECLARED, MAX_REMEDIATION_DAYS,

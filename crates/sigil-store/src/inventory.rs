@@ -14,7 +14,7 @@ use sigil_domain::{
 
 use crate::rows::{DEVICE_COLUMNS, device_from_row, product_from_row};
 use crate::{
-    MAX_PAGE, Store, StoreError, WriteTx, audit, revocation, truncate_to_second, unique_to_conflict,
+    Store, StoreError, WriteTx, audit, revocation, truncate_to_second, unique_to_conflict,
 };
 
 impl Store {
@@ -196,39 +196,13 @@ impl Store {
         device_from_row(&row)
     }
 
-    /// Devices matching `filter`, ordered by id (creation time), at most `filter.limit`.
+    /// Devices matching `filter`, in its order, at most `filter.limit`.
     pub async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<Device>, StoreError> {
-        let mut sql = format!(
-            "SELECT {DEVICE_COLUMNS}, (SELECT {} FROM device_tags t WHERE t.device_id = d.id) AS tags FROM devices d WHERE 1 = 1",
-            self.tags_aggregate()
-        );
-        // Placeholders are numbered in the order they are bound ($1, $2, ...).
-        let mut binds: Vec<String> = Vec::new();
-        let mut push = |clause: &str, value: String, sql: &mut String| {
-            binds.push(value);
-            sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+        let Some((sql, binds)) =
+            crate::device_query::listing(filter, self.backend, self.tags_aggregate())
+        else {
+            return Ok(Vec::new());
         };
-        if let Some(state) = filter.state {
-            push(" AND d.state = ?", state.as_str().to_owned(), &mut sql);
-        }
-        if let Some(product) = filter.product {
-            push(" AND d.product_id = ?", product.to_string(), &mut sql);
-        }
-        if let Some(tag) = &filter.tag {
-            push(
-                " AND EXISTS (SELECT 1 FROM device_tags t2 WHERE t2.device_id = d.id AND t2.tag = ?)",
-                tag.as_str().to_owned(),
-                &mut sql,
-            );
-        }
-        if let Some(site) = &filter.site {
-            push(" AND d.site = ?", site.clone(), &mut sql);
-        }
-        if let Some(after) = filter.after {
-            push(" AND d.id > ?", after.to_string(), &mut sql);
-        }
-        let limit = i64::from(filter.limit.clamp(1, MAX_PAGE));
-        sql.push_str(&format!(" ORDER BY d.id LIMIT {limit}"));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in binds {
             query = query.bind(value);

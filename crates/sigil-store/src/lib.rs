@@ -14,6 +14,7 @@ mod bootstrap;
 mod certificates;
 mod compliance;
 mod compliance_runs;
+mod device_query;
 mod disclosure;
 mod enrollment;
 mod error;

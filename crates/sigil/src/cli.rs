@@ -416,16 +416,10 @@ pub enum DeviceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List devices.
+    /// List devices: filtered, searched, sorted, a page at a time.
     List {
-        #[arg(long)]
-        state: Option<String>,
-        #[arg(long)]
-        product: Option<String>,
-        #[arg(long)]
-        tag: Option<String>,
-        #[arg(long)]
-        site: Option<String>,
+        #[command(flatten)]
+        view: crate::device::ViewArgs,
         #[arg(long, default_value_t = 100)]
         limit: u32,
         #[arg(long)]

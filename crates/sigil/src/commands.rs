@@ -371,26 +371,16 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
             print(&client, &d, DEVICE_COLUMNS, false)
         }
         DeviceCommand::List {
-            state,
-            product,
-            tag,
-            site,
+            view,
             limit,
             after,
             client,
         } => {
             let api = ApiClient::from_args(&client)?;
-            let mut query = vec![format!("limit={limit}")];
-            for (k, v) in [
-                ("state", state),
-                ("product", product),
-                ("tag", tag),
-                ("site", site),
-                ("after", after),
-            ] {
-                if let Some(v) = v {
-                    query.push(format!("{k}={}", urlencode(&v)));
-                }
+            let mut query = view.query();
+            query.push(format!("limit={limit}"));
+            if let Some(after) = after {
+                query.push(format!("after={}", urlencode(&after)));
             }
             let list = api
                 .get(&format!("/api/v1/devices?{}", query.join("&")))

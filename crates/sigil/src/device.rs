@@ -110,8 +110,9 @@ pub async fn import(args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Which devices, in which order: the filters `device list` and `device export` share.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub struct ViewArgs {
     #[arg(long)]
     pub state: Option<String>,
     #[arg(long)]
@@ -120,6 +121,49 @@ pub struct ExportArgs {
     pub site: Option<String>,
     #[arg(long)]
     pub tag: Option<String>,
+    /// A device id, or the start of a serial number or hardware id (case-sensitive).
+    #[arg(long)]
+    pub search: Option<String>,
+    /// created (default), serial or state; a leading `-` reverses (`--sort=-serial`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub sort: Option<String>,
+    /// Only devices whose compliance is this (pass, fail, unknown, not-applicable): with every
+    /// framework, or with --framework.
+    #[arg(long)]
+    pub compliance: Option<String>,
+    /// The framework --compliance is judged against (eu-cra, etsi-en-303-645, ...).
+    #[arg(long, requires = "compliance")]
+    pub framework: Option<String>,
+}
+
+impl ViewArgs {
+    /// The API's query parameters for this view.
+    pub fn query(&self) -> Vec<String> {
+        [
+            ("state", &self.state),
+            ("product", &self.product),
+            ("site", &self.site),
+            ("tag", &self.tag),
+            ("q", &self.search),
+            ("sort", &self.sort),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
+        .chain(self.compliance.as_ref().map(|status| {
+            let value = match &self.framework {
+                Some(f) => format!("{f}:{status}"),
+                None => status.clone(),
+            };
+            format!("compliance={}", urlencode(&value))
+        }))
+        .collect()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub view: ViewArgs,
     /// Where to write the CSV (written whole, then renamed into place).
     #[arg(long)]
     pub out: std::path::PathBuf,
@@ -130,15 +174,7 @@ pub struct ExportArgs {
 /// `sigil device export`: every device of the view, as the import reads it.
 pub async fn export(args: ExportArgs) -> Result<()> {
     let api = ApiClient::from_args(&args.client)?;
-    let query: Vec<String> = [
-        ("state", &args.state),
-        ("product", &args.product),
-        ("site", &args.site),
-        ("tag", &args.tag),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
-    .collect();
+    let query = args.view.query();
     let bytes = api
         .download(
             &format!("/api/v1/devices/export?{}", query.join("&")),

@@ -666,6 +666,31 @@ impl Live {
         self.results.counts(check)
     }
 
+    /// Devices whose results over `checks` roll up to `status`, in id order from `after`
+    /// (see [`FleetResults::devices_by_status`]).
+    pub fn devices_by_status(
+        &self,
+        checks: &[&str],
+        status: Status,
+        after: Option<DeviceId>,
+        limit: usize,
+        budget: usize,
+    ) -> sigil_compliance::StatusScan {
+        self.results
+            .devices_by_status(checks, status, after, limit, budget)
+    }
+
+    /// `device`'s results over `checks`, rolled up; `None` if it has not been evaluated.
+    pub fn status_over(&self, device: DeviceId, checks: &[&str]) -> Option<Status> {
+        let statuses = self.results.statuses(device)?;
+        Some(sigil_compliance::roll_up(checks.iter().filter_map(|c| {
+            sigil_compliance::device::DEVICE_CHECKS
+                .iter()
+                .position(|d| d == c)
+                .map(|i| statuses[i])
+        })))
+    }
+
     /// The first `limit` devices failing, or undecided on, `check`.
     pub(crate) fn failing(&self, check: &str, limit: usize) -> Vec<DeviceId> {
         self.results
