@@ -203,6 +203,102 @@ async fn wait_for(driver: &WebDriver, css: &str, text: &str) {
     panic!("no `{css}` with `{text}` in: {}", body_text(driver).await);
 }
 
+/// The serial numbers in the device table, top to bottom.
+async fn listed_serials(driver: &WebDriver) -> Vec<String> {
+    let cells = driver
+        .execute(
+            "return Array.from(document.querySelectorAll('table.list tbody tr td:first-child')).map(c => c.innerText);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(cells.json().clone()).unwrap()
+}
+
+/// The device list searched from the keyboard, sorted by its column headers both ways, and
+/// filtered by compliance status.
+async fn search_and_sort(driver: &WebDriver, s: &TestServer) {
+    driver.goto(format!("{}/ui/devices", s.api)).await.unwrap();
+    let search = driver.find(By::Id("f-q")).await.unwrap();
+    search.send_keys("SN-100").await.unwrap();
+    search.send_keys(Key::Enter).await.unwrap();
+    for _ in 0..50 {
+        if listed_serials(driver).await.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut serials = listed_serials(driver).await;
+    serials.sort();
+    assert_eq!(serials, ["SN-1001", "SN-1002", "SN-1003"]);
+    let header = |sort: &'static str| async move {
+        driver
+            .find(By::Css(format!("th[aria-sort={sort}] a")))
+            .await
+            .unwrap()
+    };
+    driver
+        .find(By::LinkText("Serial number"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    header("ascending").await;
+    assert_eq!(
+        listed_serials(driver).await,
+        ["SN-1001", "SN-1002", "SN-1003"]
+    );
+    header("ascending").await.click().await.unwrap();
+    header("descending").await;
+    assert_eq!(
+        listed_serials(driver).await,
+        ["SN-1003", "SN-1002", "SN-1001"]
+    );
+    check_page(driver, "devices-sorted").await;
+    // Failing any framework: the search and the order are kept.
+    let choice = driver
+        .find(By::Css("#f-compliance option[value=fail]"))
+        .await
+        .unwrap();
+    choice.click().await.unwrap();
+    driver
+        .find(By::Css("form.filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if driver
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("compliance=fail")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = driver.current_url().await.unwrap();
+    assert!(
+        url.as_str().contains("compliance=fail") && url.as_str().contains("q=SN-100"),
+        "{url}"
+    );
+    let (_, api) = s
+        .get("/api/v1/devices?q=SN-100&compliance=fail&sort=-serial")
+        .await;
+    let expected: Vec<&str> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["serial_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed_serials(driver).await, expected);
+    check_page(driver, "devices-failing").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     let Some(s) = TestServer::start(Db::Sqlite).await else {
@@ -678,6 +774,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     wait_for(driver, "#result h2", "Imported: 3 devices registered").await;
     let (_, line7) = s.get("/api/v1/devices?tag=line-7").await;
     assert_eq!(line7["items"][0]["owner"], "Maintenance, night shift");
+    search_and_sort(driver, &s).await;
     // The filtered view as CSV, with the person's session.
     let csv = driver
         .execute(

@@ -66,6 +66,59 @@ async fn seed(s: &TestServer, product: &str, count: usize) -> Result<Vec<String>
     Ok(registered)
 }
 
+/// Each page measured, with the API call it rests on beside it.
+fn pages(middle: &str, product: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("Overview", "/ui".into()),
+        ("API: inventory summary", "/api/v1/inventory/summary".into()),
+        ("Devices, first page", "/ui/devices".into()),
+        (
+            "API: devices, first page",
+            "/api/v1/devices?limit=50".into(),
+        ),
+        (
+            "Devices, a page halfway through",
+            format!("/ui/devices?after={middle}"),
+        ),
+        (
+            "Devices at a site, filtered by tag",
+            "/ui/devices?site=depot&tag=line-7".into(),
+        ),
+        (
+            "API: devices at a site, filtered by tag",
+            "/api/v1/devices?site=depot&tag=line-7&limit=50".into(),
+        ),
+        (
+            "Devices, searched by a serial number's start",
+            "/ui/devices?q=SN-05".into(),
+        ),
+        (
+            "API: devices, searched by a serial number's start",
+            "/api/v1/devices?q=SN-05&limit=50".into(),
+        ),
+        (
+            "Devices by serial number, halfway through",
+            format!("/ui/devices?sort=serial&after={middle}"),
+        ),
+        (
+            "Devices failing a framework",
+            "/ui/devices?compliance=eu-cra:fail".into(),
+        ),
+        ("A device", format!("/ui/devices/{middle}")),
+        ("Products", "/ui/products".into()),
+        ("A product", format!("/ui/products/{product}")),
+        ("Compliance", "/ui/compliance".into()),
+        (
+            "A framework (evaluated over the fleet)",
+            "/ui/compliance/eu-cra".into(),
+        ),
+        ("API: a framework", "/api/v1/compliance/eu-cra".into()),
+        ("Audit log", "/ui/audit".into()),
+        ("An audit entry with its proof", "/ui/audit/5".into()),
+        ("Access", "/ui/access".into()),
+    ]
+}
+
 async fn run(args: Args) -> Result<()> {
     let s = TestServer::start(Db::Sqlite).await.context("server")?;
     let product = s.create_product("Thermostat").await;
@@ -110,39 +163,7 @@ async fn run(args: Args) -> Result<()> {
         .get(registered.len() / 2)
         .cloned()
         .unwrap_or_default();
-    let pages: Vec<(&str, String)> = vec![
-        ("Overview", "/ui".into()),
-        ("API: inventory summary", "/api/v1/inventory/summary".into()),
-        ("Devices, first page", "/ui/devices".into()),
-        (
-            "API: devices, first page",
-            "/api/v1/devices?limit=50".into(),
-        ),
-        (
-            "Devices, a page halfway through",
-            format!("/ui/devices?after={middle}"),
-        ),
-        (
-            "Devices at a site, filtered by tag",
-            "/ui/devices?site=depot&tag=line-7".into(),
-        ),
-        (
-            "API: devices at a site, filtered by tag",
-            "/api/v1/devices?site=depot&tag=line-7&limit=50".into(),
-        ),
-        ("A device", format!("/ui/devices/{middle}")),
-        ("Products", "/ui/products".into()),
-        ("A product", format!("/ui/products/{product}")),
-        ("Compliance", "/ui/compliance".into()),
-        (
-            "A framework (evaluated over the fleet)",
-            "/ui/compliance/eu-cra".into(),
-        ),
-        ("API: a framework", "/api/v1/compliance/eu-cra".into()),
-        ("Audit log", "/ui/audit".into()),
-        ("An audit entry with its proof", "/ui/audit/5".into()),
-        ("Access", "/ui/access".into()),
-    ];
+    let pages = pages(&middle, &product);
     println!(
         "## Web console: server time per page ({} devices, {} requests each)\n",
         args.devices, args.requests

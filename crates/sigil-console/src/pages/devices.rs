@@ -1,5 +1,7 @@
-//! The device list: filters by state, product, site and tag, paged by cursor (the API's id
-//! order), so the thousandth page of a million devices costs what the first does.
+//! The device list: search (a device id, or the start of a serial number or hardware id),
+//! filters by state, product, site, tag and compliance status, columns that sort, and paging
+//! by cursor (a position in the order), so the thousandth page of a million devices costs what
+//! the first does.
 
 use std::collections::HashMap;
 
@@ -20,11 +22,63 @@ const PAGE: u32 = 50;
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub struct Filters {
+    q: String,
     state: String,
     product: String,
     site: String,
     tag: String,
+    compliance: String,
+    sort: String,
     after: String,
+}
+
+/// A sortable column's header: the link that sorts by it (or reverses it) and, when the list
+/// is sorted by it, the direction for `aria-sort`.
+pub struct SortLink {
+    href: String,
+    aria: &'static str,
+}
+
+/// The header link of the column sorted by `key`, given the current `sort`.
+fn sort_link(selection: &[(&str, &str)], sort: &str, key: &str) -> SortLink {
+    let (next, aria) = if sort == key {
+        (format!("-{key}"), "ascending")
+    } else if sort.strip_prefix('-') == Some(key) {
+        (key.to_owned(), "descending")
+    } else {
+        (key.to_owned(), "none")
+    };
+    let mut pairs: Vec<(&str, &str)> = selection
+        .iter()
+        .filter(|(k, _)| *k != "sort")
+        .copied()
+        .collect();
+    pairs.push(("sort", &next));
+    SortLink {
+        href: format!("/ui/devices{}", query(&pairs)),
+        aria,
+    }
+}
+
+/// The compliance filter's choices: every framework together, then each one.
+fn compliance_choices(frameworks: &[(String, String)]) -> Vec<(String, String)> {
+    let statuses = [
+        ("fail", "failing"),
+        ("unknown", "undecided"),
+        ("pass", "passing"),
+    ];
+    let mut out: Vec<(String, String)> = statuses
+        .iter()
+        .map(|(s, label)| ((*s).to_owned(), format!("{label} any framework")))
+        .collect();
+    for (id, title) in frameworks {
+        out.extend(
+            statuses
+                .iter()
+                .map(|(s, label)| (format!("{id}:{s}"), format!("{label} {title}"))),
+        );
+    }
+    out
 }
 
 #[derive(Deserialize, Clone)]
@@ -53,7 +107,11 @@ struct DevicesPage {
     filters: Filters,
     states: [&'static str; 5],
     products: Vec<(String, String)>,
+    compliance_choices: Vec<(String, String)>,
     product_names: HashMap<String, String>,
+    sort_serial: SortLink,
+    sort_state: SortLink,
+    order: &'static str,
     devices: Section<Vec<DeviceRow>>,
     next_page: Option<String>,
     first_page: Option<String>,
@@ -76,18 +134,32 @@ pub async fn list(
     let from = &viewer.forwarded;
     let limit = PAGE.to_string();
     let selection = [
+        ("q", filters.q.as_str()),
         ("state", filters.state.as_str()),
         ("product", filters.product.as_str()),
         ("site", filters.site.as_str()),
         ("tag", filters.tag.as_str()),
+        ("compliance", filters.compliance.as_str()),
+        ("sort", filters.sort.as_str()),
     ];
     let mut api_query = selection.to_vec();
     api_query.extend([("after", filters.after.as_str()), ("limit", limit.as_str())]);
     let devices_path = format!("/api/v1/devices{}", query(&api_query));
-    let (products, devices) = tokio::join!(
+    let (products, frameworks, devices) = tokio::join!(
         section::<Value>(&backend, from, "/api/v1/products"),
+        section::<Value>(&backend, from, "/api/v1/compliance"),
         section::<DeviceList>(&backend, from, &devices_path),
     );
+    let frameworks: Vec<(String, String)> = frameworks
+        .map(|f| {
+            f["frameworks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| (text(f, "id"), text(f, "title")))
+                .collect()
+        })
+        .unwrap_or_default();
     let products: Vec<(String, String)> = products
         .map(|p| {
             p["items"]
@@ -112,7 +184,19 @@ pub async fn list(
     let export = viewer
         .can(super::import::EXPORT)
         .then(|| format!("/ui/devices/export.csv{}", query(&selection)));
+    let order = match filters.sort.as_str() {
+        "serial" => "by serial number",
+        "-serial" => "by serial number, last first",
+        "state" => "by state, then as registered",
+        "-state" => "by state, last first",
+        "-created" => "newest first",
+        _ => "in the order they were registered",
+    };
     render(&DevicesPage {
+        sort_serial: sort_link(&selection, &filters.sort, "serial"),
+        sort_state: sort_link(&selection, &filters.sort, "state"),
+        order,
+        compliance_choices: compliance_choices(&frameworks),
         export,
         can_import: viewer.can(super::import::IMPORT),
         layout: Layout::new("Devices", "devices", &viewer),

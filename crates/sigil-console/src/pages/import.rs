@@ -159,10 +159,13 @@ pub async fn submit(
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct ExportFilters {
+    q: String,
     state: String,
     product: String,
     site: String,
     tag: String,
+    compliance: String,
+    sort: String,
 }
 
 /// The filtered view as CSV, streamed from the API.
@@ -174,10 +177,13 @@ pub async fn export(
     let path = format!(
         "/api/v1/devices/export{}",
         query(&[
+            ("q", &f.q),
             ("state", &f.state),
             ("product", &f.product),
             ("site", &f.site),
-            ("tag", &f.tag)
+            ("tag", &f.tag),
+            ("compliance", &f.compliance),
+            ("sort", &f.sort),
         ])
     );
     backend.download(&viewer.forwarded, &path).await
