@@ -359,7 +359,7 @@ pub(crate) fn allows(state: &AppState, caller: &Caller, action: &str, kind: &str
         .is_ok_and(|d| d.allowed)
 }
 
-async fn authorise(
+pub(crate) async fn authorise(
     state: &AppState,
     caller: &Caller,
     method: &Method,

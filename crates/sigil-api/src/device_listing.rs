@@ -5,14 +5,21 @@
 use sigil_compliance::Status;
 use sigil_domain::{Device, DeviceFilter, DeviceId, DeviceSearch, DeviceSort};
 
-use super::inventory::DeviceQuery;
-use super::{ApiError, AppState};
+use axum::http::Method;
 
-/// Devices the compliance engine offers the database per round trip.
+use super::auth::authorise;
+use super::inventory::DeviceQuery;
+use super::{ApiError, AppState, Caller};
+
+/// Matching devices taken from the compliance engine at a time (one lock of it).
+const ENGINE_BATCH: usize = 5_000;
+/// Devices offered to the database per query.
 const CANDIDATES_PER_QUERY: usize = 500;
 /// Devices the engine looks at for one page before answering with what it found and a cursor
 /// to go on from: a rare status over 10^7 devices never holds a request for long.
 const SCAN_BUDGET: usize = 200_000;
+/// Devices read from the database for one page in another order, likewise.
+const STORE_BUDGET: usize = 20_000;
 
 /// Only devices whose results over a framework's device checks roll up to `status`.
 #[derive(Debug, Clone)]
@@ -64,8 +71,24 @@ fn compliance_filter(state: &AppState, value: &str) -> Result<ComplianceFilter, 
     Ok(ComplianceFilter { checks, status })
 }
 
-/// The listing `q` asks for, or why not.
-pub(crate) fn listing(state: &AppState, q: &DeviceQuery) -> Result<Listing, ApiError> {
+/// The listing `q` asks for, or why not. A compliance filter reveals compliance results, so
+/// it needs what reading them needs (`compliance.read`), beyond the inventory's.
+pub(crate) async fn listing(
+    state: &AppState,
+    caller: &Caller,
+    q: &DeviceQuery,
+) -> Result<Listing, ApiError> {
+    if q.compliance.is_some() {
+        // The rule of reading compliance results, denial audited as any other.
+        authorise(
+            state,
+            caller,
+            &Method::GET,
+            "/api/v1/compliance",
+            "compliance",
+        )
+        .await?;
+    }
     let mut filter = super::inventory::device_filter(q)?;
     filter.search =
         q.q.as_deref()
@@ -84,6 +107,11 @@ pub(crate) fn listing(state: &AppState, q: &DeviceQuery) -> Result<Listing, ApiE
         .as_deref()
         .map(|c| compliance_filter(state, c))
         .transpose()?;
+    // In another order than registration the cursor's position is read from its row: a
+    // cursor naming no device is refused rather than ending the listing early.
+    if let (Some(after), false) = (filter.after, filter.sort == DeviceSort::default()) {
+        state.store().get_device(after).await?;
+    }
     Ok(Listing { filter, compliance })
 }
 
@@ -124,25 +152,19 @@ async fn by_engine_order(
     loop {
         let scan = {
             let live = state.compliance().fresh(state).await?;
-            live.devices_by_status(
-                &checks,
-                compliance.status,
-                after,
-                CANDIDATES_PER_QUERY,
-                budget,
-            )
+            live.devices_by_status(&checks, compliance.status, after, ENGINE_BATCH, budget)
         };
         budget = budget.saturating_sub(scan.looked);
-        if !scan.found.is_empty() {
+        for chunk in scan.found.chunks(CANDIDATES_PER_QUERY) {
             let mut filter = listing.filter.clone();
-            filter.ids = Some(scan.found);
+            filter.ids = Some(chunk.to_vec());
             filter.after = None;
             filter.limit = u32::try_from(limit - out.len()).unwrap_or(u32::MAX);
             out.extend(state.store().list_devices(&filter).await?);
-        }
-        if out.len() == limit {
-            let next = out.last().map(|d| d.id);
-            return Ok((out, next));
+            if out.len() == limit {
+                let next = out.last().map(|d| d.id);
+                return Ok((out, next));
+            }
         }
         match scan.resume {
             None => return Ok((out, None)),
@@ -186,7 +208,7 @@ async fn by_store_order(
         if !full {
             return Ok((out, None));
         }
-        if read >= SCAN_BUDGET {
+        if read >= STORE_BUDGET {
             return Ok((out, Some(last)));
         }
     }

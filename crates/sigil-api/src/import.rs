@@ -282,10 +282,12 @@ pub struct ExportQuery {
     responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem)))]
 pub async fn export_devices(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<super::Caller>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let listing = super::device_listing::listing(
         &state,
+        &caller,
         &DeviceQuery {
             state: q.state,
             product: q.product,
@@ -297,7 +299,8 @@ pub async fn export_devices(
             limit: Some(sigil_store::MAX_PAGE),
             after: None,
         },
-    )?;
+    )
+    .await?;
     let header: Vec<String> = import::export_header()
         .into_iter()
         .map(str::to_owned)

@@ -259,8 +259,8 @@ pub struct DeviceQuery {
     pub site: Option<String>,
     /// A device id, or the start of a serial number or hardware id (case-sensitive).
     pub q: Option<String>,
-    /// The order: `created` (registration, the default), `serial` or `state`; a leading `-`
-    /// reverses it.
+    /// The order: `created` (registration, the default) or `serial`; a leading `-` reverses
+    /// it.
     pub sort: Option<String>,
     /// Only devices whose results over every framework's device checks (`fail`), or one
     /// framework's (`eu-cra:fail`), roll up to this status: pass, fail, unknown or
@@ -316,9 +316,10 @@ async fn register_device(
     responses((status = 200, body = DeviceList), (status = 400, body = Problem)))]
 pub async fn list_devices(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<super::Caller>,
     ApiQuery(q): ApiQuery<DeviceQuery>,
 ) -> Result<Json<DeviceList>, ApiError> {
-    let listing = super::device_listing::listing(&state, &q)?;
+    let listing = super::device_listing::listing(&state, &caller, &q).await?;
     let (devices, next) = super::device_listing::page(&state, &listing).await?;
     let items = devices
         .into_iter()

@@ -153,7 +153,25 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(sigil_http::body::deliver_refusals))
+        .layer(middleware::map_response(inert))
         .with_state(state)
+}
+
+/// Nothing the API sends runs in a browser: a document someone uploaded (an SBOM, an
+/// attestation) served back from this origin, which the console shares, must not become a
+/// page. Pages that set their own policy (the console's) keep it.
+async fn inert(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'; sandbox",
+        ));
+    response
 }
 
 /// Vulnerabilities: feeds, SBOMs, findings.

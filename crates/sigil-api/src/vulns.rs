@@ -225,14 +225,32 @@ pub async fn export_sbom(
             "an SBOM id is a UUID",
         ));
     }
+    let format = params.format.as_deref().unwrap_or("original");
+    if format == "original" {
+        // As uploaded, and as a file to save: never a page in a browser.
+        state.store().sbom(&id).await?;
+        let original = state.store().sbom_document(&id).await?;
+        let media_type = sigil_vuln::sbom::media_type(&original);
+        let name = if sigil_vuln::sbom::is_xml(&original) {
+            "xml"
+        } else {
+            "json"
+        };
+        let disposition = format!("attachment; filename=\"sbom-{id}.{name}\"");
+        return Ok((
+            [
+                (header::CONTENT_TYPE, media_type.to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            original,
+        )
+            .into_response());
+    }
     let (record, sbom) = state.sbom_document(&id).await?;
     // Whole seconds: SPDX's `created` admits no fraction (spdx-tools refuses one).
     let now = state.now();
     let now = rfc3339(now.replace_nanosecond(0).unwrap_or(now));
-    let original = state.store().sbom_document(&id).await?;
-    let media_type = sigil_vuln::sbom::media_type(&original);
-    let document = match params.format.as_deref().unwrap_or("original") {
-        "original" => return Ok(([(header::CONTENT_TYPE, media_type)], original).into_response()),
+    let document = match format {
         "cyclonedx" => serde_json::to_vec_pretty(&to_cyclonedx(
             &sbom,
             &uuid::Uuid::new_v4().to_string(),

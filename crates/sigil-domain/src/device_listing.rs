@@ -42,14 +42,14 @@ impl DeviceSearch {
     }
 }
 
-/// The column a device listing is ordered by.
+/// The column a device listing is ordered by: keys that never change, so a cursor (a device)
+/// keeps its place in the order between pages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DeviceSortKey {
     /// Registration order (device ids are time-ordered UUIDv7).
     #[default]
     Created,
     Serial,
-    State,
 }
 
 /// A listing's order: a key and a direction, written `serial` or `-serial`.
@@ -60,9 +60,7 @@ pub struct DeviceSort {
 }
 
 impl DeviceSort {
-    pub const ALL: [&'static str; 6] = [
-        "created", "-created", "serial", "-serial", "state", "-state",
-    ];
+    pub const ALL: [&'static str; 4] = ["created", "-created", "serial", "-serial"];
 
     /// The same key in the other direction (what a column header's link offers).
     pub fn reversed(self) -> Self {
@@ -84,7 +82,6 @@ impl FromStr for DeviceSort {
         let key = match key {
             "created" => DeviceSortKey::Created,
             "serial" => DeviceSortKey::Serial,
-            "state" => DeviceSortKey::State,
             _ => return Err(InventoryError::BadSort(s.chars().take(32).collect())),
         };
         Ok(Self { key, descending })
@@ -96,7 +93,6 @@ impl fmt::Display for DeviceSort {
         let key = match self.key {
             DeviceSortKey::Created => "created",
             DeviceSortKey::Serial => "serial",
-            DeviceSortKey::State => "state",
         };
         write!(f, "{}{key}", if self.descending { "-" } else { "" })
     }
@@ -121,7 +117,15 @@ mod tests {
                 .to_string(),
             "serial"
         );
-        for bad in ["", "-", "--serial", "Serial", "owner", "serial;drop"] {
+        for bad in [
+            "",
+            "-",
+            "--serial",
+            "Serial",
+            "owner",
+            "state",
+            "serial;drop",
+        ] {
             assert!(bad.parse::<DeviceSort>().is_err(), "{bad}");
         }
     }

@@ -37,9 +37,7 @@ pub enum InventoryError {
     },
     #[error("service `{0}` is not `tcp/PORT` or `udp/PORT` with a port from 1 to 65535")]
     BadService(String),
-    #[error(
-        "sort `{0}` is not one of created, serial, state (each may start with `-` for descending)"
-    )]
+    #[error("sort `{0}` is not created or serial (either may start with `-` for descending)")]
     BadSort(String),
     #[error("`current_firmware` must list at least one version")]
     NoCurrentFirmware,

@@ -85,7 +85,6 @@ pub(crate) fn listing(
     let key = match filter.sort.key {
         DeviceSortKey::Created => None,
         DeviceSortKey::Serial => Some(format!("serial_number{binary}")),
-        DeviceSortKey::State => Some("state".to_owned()),
     };
     let (comparison, direction) = if filter.sort.descending {
         ("<", "DESC")

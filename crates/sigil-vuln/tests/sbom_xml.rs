@@ -70,7 +70,7 @@ fn cyclonedx_xml_versions_are_read_like_json() {
     );
     assert_eq!(
         sigil_vuln::sbom::media_type(with_bom.as_bytes()),
-        "application/xml"
+        "application/xml; charset=utf-8"
     );
     assert_eq!(sigil_vuln::sbom::media_type(b"{}"), "application/json");
 }
@@ -122,6 +122,61 @@ fn bad_xml_is_refused_with_the_line_and_reason() {
         ),
     ];
     for (doc, words) in cases {
+        let e = Sbom::parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains(words), "{words}: {e}");
+    }
+    // Another reader must not see another value: no second field, no split text, no
+    // second list, no other declared encoding.
+    let evasions: Vec<(String, &str)> = vec![
+        (
+            base.replace(
+                "<name>Jinja2</name>",
+                "<name>Jinja2</name><name>Other</name>",
+            ),
+            "a second `name`",
+        ),
+        (
+            base.replace(
+                "<version>3.1.2</version>",
+                "<version>3.1<!---->.2</version>",
+            ),
+            "`version` must hold text only",
+        ),
+        (
+            base.replace("</components>\n</bom>", "</components><components/></bom>"),
+            "a second `components`",
+        ),
+        (
+            base.replace("encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\""),
+            "declares encoding `ISO-8859-1`",
+        ),
+    ];
+    for (doc, words) in evasions {
+        let e = Sbom::parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains(words), "{words}: {e}");
+    }
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend("<bom/>".encode_utf16().flat_map(u16::to_le_bytes));
+    let e = Sbom::parse(&utf16).unwrap_err().to_string();
+    assert!(e.contains("UTF-16"), "{e}");
+    // What the tree builder does not bound is bounded before it runs.
+    let attributes: String = (0..100).map(|i| format!(" a{i}=\"x\"")).collect();
+    let namespaces: String = (0..100).map(|i| format!(" xmlns:p{i}=\"u{i}\"")).collect();
+    let deep = format!("{}{}", "<x>".repeat(200), "</x>".repeat(200));
+    for (doc, words) in [
+        (
+            format!("<bom xmlns=\"http://cyclonedx.org/schema/bom/1.6\"{attributes}/>"),
+            "attributes",
+        ),
+        (
+            format!("<bom xmlns=\"http://cyclonedx.org/schema/bom/1.6\"{namespaces}/>"),
+            "namespace declarations",
+        ),
+        (
+            format!("<bom xmlns=\"http://cyclonedx.org/schema/bom/1.6\">{deep}</bom>"),
+            "nested deeper",
+        ),
+    ] {
         let e = Sbom::parse(doc.as_bytes()).unwrap_err().to_string();
         assert!(e.contains(words), "{words}: {e}");
     }

@@ -124,7 +124,7 @@ pub struct ViewArgs {
     /// A device id, or the start of a serial number or hardware id (case-sensitive).
     #[arg(long)]
     pub search: Option<String>,
-    /// created (default), serial or state; a leading `-` reverses (`--sort=-serial`).
+    /// created (default) or serial; a leading `-` reverses (`--sort=-serial`).
     #[arg(long, allow_hyphen_values = true)]
     pub sort: Option<String>,
     /// Only devices whose compliance is this (pass, fail, unknown, not-applicable): with every

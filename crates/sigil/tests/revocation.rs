@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sigil_server::OcspSigning;
 
-use common::{Db, TestServer, enrolled_device, ok, openssl, openssl_ocsp, p256_csr, sigil};
+use common::{
+    Db, TestServer, enrolled_device, ok, openssl, openssl_ocsp, p256_csr, s_client, sigil,
+};
 
 /// Fetch the CRL from the URL the certificate names, as DER and as PEM files.
 async fn fetch_crl(s: &TestServer, cert: &str) -> String {
@@ -415,48 +417,6 @@ async fn ocsp_scenario(db: Db, signing: OcspSigning) {
     s.shutdown().await;
 }
 both_backends!(ocsp_with_openssl);
-
-/// `openssl s_client` to the API listener with a client certificate, sending one request.
-/// Returns everything it printed.
-fn s_client(s: &TestServer, cert: &str, key: &str) -> String {
-    use std::io::Write;
-    let port = s.handle.as_ref().unwrap().api_addr.port().to_string();
-    let root = s.data_dir().join("ca/root.crt");
-    let mut child = std::process::Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            "localhost",
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-cert",
-            cert,
-            "-key",
-            key,
-            "-ign_eof",
-            "-quiet",
-        ])
-        .current_dir(s.dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 async fn mtls_refuses_revoked_and_expired_client_certificates(db: Db) {
     let Some(s) = TestServer::start(db).await else {

@@ -111,6 +111,26 @@ async fn findings_follow_the_feeds_and_the_sbom(db: Db) {
     assert_eq!(xml_sbom["components"], 4, "{xml_sbom}");
     assert_eq!(xml_sbom["spec_version"], "1.5", "{xml_sbom}");
     let xml_id = xml_sbom["id"].as_str().unwrap();
+    // Served back as a file, never as a page: an XHTML element in an uploaded document does
+    // not run in a browser on the console's origin.
+    let original = s
+        .http
+        .get(format!("{}/api/v1/sboms/{xml_id}", s.api))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        original
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("content-type"), "application/xml; charset=utf-8");
+    assert!(header("content-disposition").starts_with("attachment;"));
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(header("content-security-policy").contains("sandbox"));
     for (format, check) in [("original", "xml"), ("cyclonedx", "json")] {
         let out = work.join(format!("back.{format}"));
         ok(sigil(

@@ -188,17 +188,19 @@ impl Authority {
                 && f.devices > 0
                 && open_finding(f)
             {
-                exploited
+                let (_, ids) = exploited
                     .entry(f.vulnerability.clone())
-                    .or_insert((added.clone(), f));
+                    .or_insert((added.clone(), BTreeSet::new()));
+                ids.extend(f.ids.iter().cloned());
             }
         }
-        for (vulnerability, (added, finding)) in exploited {
-            // Under any of its ids: a case opened before an alias became the preferred id
-            // keeps its clock, and no second case is opened.
-            let open = cases
-                .iter()
-                .any(|c| c.state == "open" && about(&c.vulnerability, finding));
+        for (vulnerability, (added, ids)) in exploited {
+            // Under any of its ids (over all its findings): a case opened before an alias
+            // became the preferred id keeps its clock, and no second case is opened.
+            let open = cases.iter().any(|c| {
+                c.state == "open"
+                    && (c.vulnerability == vulnerability || ids.contains(&c.vulnerability))
+            });
             if !open {
                 let new = NewCase {
                     product_id: product.to_owned(),

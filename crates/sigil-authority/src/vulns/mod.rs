@@ -146,6 +146,14 @@ pub struct ProductFindings {
     pub truncated: bool,
 }
 
+/// Parse an SBOM off the async workers: a 32 MiB document is seconds of CPU.
+async fn parse_sbom(bytes: Vec<u8>) -> Result<Sbom, RequestError> {
+    tokio::task::spawn_blocking(move || Sbom::parse(&bytes))
+        .await
+        .map_err(|e| crate::AuthorityError::Internal(format!("SBOM parser: {e}")))?
+        .map_err(refused)
+}
+
 fn refused(e: VulnError) -> RequestError {
     let kind = match e {
         VulnError::TooLarge { .. } => RefusalKind::TooLarge,
@@ -363,7 +371,7 @@ impl Authority {
         if version.is_empty() || version.len() > 64 || version.chars().any(char::is_control) {
             return Err(Refusal::invalid("version: 1 to 64 printable characters").into());
         }
-        let sbom = Sbom::parse(bytes).map_err(refused)?;
+        let sbom = parse_sbom(bytes.to_vec()).await?;
         let release_id = self
             .store
             .releases(product)
@@ -420,7 +428,7 @@ impl Authority {
                         return Err(crate::AuthorityError::Io { path, source: e }.into());
                     }
                 };
-                let parsed = Sbom::parse(&bytes).map_err(refused)?;
+                let parsed = parse_sbom(bytes.clone()).await?;
                 Some((bytes, parsed))
             }
             None => None,
@@ -479,7 +487,7 @@ impl Authority {
     pub async fn sbom_document(&self, id: &str) -> Result<(SbomRecord, Sbom), RequestError> {
         let record = self.store.sbom(id).await?;
         let bytes = self.store.sbom_document(id).await?;
-        let sbom = Sbom::parse(&bytes).map_err(refused)?;
+        let sbom = parse_sbom(bytes).await?;
         Ok((record, sbom))
     }
 }

@@ -110,7 +110,6 @@ struct DevicesPage {
     compliance_choices: Vec<(String, String)>,
     product_names: HashMap<String, String>,
     sort_serial: SortLink,
-    sort_state: SortLink,
     order: &'static str,
     devices: Section<Vec<DeviceRow>>,
     next_page: Option<String>,
@@ -145,11 +144,25 @@ pub async fn list(
     let mut api_query = selection.to_vec();
     api_query.extend([("after", filters.after.as_str()), ("limit", limit.as_str())]);
     let devices_path = format!("/api/v1/devices{}", query(&api_query));
+    // The compliance filter only for those who may read compliance results (the API
+    // refuses it to the others).
+    let frameworks_path = if viewer.can("GET /api/v1/compliance") {
+        "/api/v1/compliance"
+    } else {
+        ""
+    };
     let (products, frameworks, devices) = tokio::join!(
         section::<Value>(&backend, from, "/api/v1/products"),
-        section::<Value>(&backend, from, "/api/v1/compliance"),
+        async {
+            if frameworks_path.is_empty() {
+                Ok(Value::Null)
+            } else {
+                section::<Value>(&backend, from, frameworks_path).await
+            }
+        },
         section::<DeviceList>(&backend, from, &devices_path),
     );
+    let may_filter = !frameworks_path.is_empty();
     let frameworks: Vec<(String, String)> = frameworks
         .map(|f| {
             f["frameworks"]
@@ -187,16 +200,17 @@ pub async fn list(
     let order = match filters.sort.as_str() {
         "serial" => "by serial number",
         "-serial" => "by serial number, last first",
-        "state" => "by state, then as registered",
-        "-state" => "by state, last first",
         "-created" => "newest first",
         _ => "in the order they were registered",
     };
     render(&DevicesPage {
         sort_serial: sort_link(&selection, &filters.sort, "serial"),
-        sort_state: sort_link(&selection, &filters.sort, "state"),
         order,
-        compliance_choices: compliance_choices(&frameworks),
+        compliance_choices: if may_filter {
+            compliance_choices(&frameworks)
+        } else {
+            Vec::new()
+        },
         export,
         can_import: viewer.can(super::import::IMPORT),
         layout: Layout::new("Devices", "devices", &viewer),

@@ -114,6 +114,10 @@ impl Sbom {
 /// Whether an uploaded SBOM is XML (its first character past a byte-order mark and blanks is
 /// `<`); JSON otherwise.
 pub fn is_xml(bytes: &[u8]) -> bool {
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        // UTF-16 (XML's other required encoding): refused as XML with a clear reason.
+        return true;
+    }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
 }
@@ -121,13 +125,20 @@ pub fn is_xml(bytes: &[u8]) -> bool {
 /// The media type an uploaded SBOM is served back with.
 pub fn media_type(bytes: &[u8]) -> &'static str {
     if is_xml(bytes) {
-        "application/xml"
+        "application/xml; charset=utf-8"
     } else {
         "application/json"
     }
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, VulnError> {
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        return Err(VulnError::Malformed {
+            what: "SBOM",
+            line: 1,
+            reason: "the XML document is UTF-16; Sigil reads UTF-8 (save it as UTF-8)".into(),
+        });
+    }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|e| VulnError::Malformed {
         what: "SBOM",

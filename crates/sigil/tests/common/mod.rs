@@ -241,3 +241,45 @@ pub fn openssl_ocsp(s: &TestServer, extra: &[&str]) -> String {
     assert!(out.status.success(), "openssl {args:?}: {text}");
     text
 }
+
+/// `openssl s_client` to the API listener with a client certificate, sending one request.
+/// Returns everything it printed.
+pub fn s_client(s: &TestServer, cert: &str, key: &str) -> String {
+    use std::io::Write;
+    let port = s.handle.as_ref().unwrap().api_addr.port().to_string();
+    let root = s.data_dir().join("ca/root.crt");
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-cert",
+            cert,
+            "-key",
+            key,
+            "-ign_eof",
+            "-quiet",
+        ])
+        .current_dir(s.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
