@@ -183,6 +183,17 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
             Action("enrollment_token.create", "enrollment_token")
         }
         "/api/v1/devices/{id}/certificates" if post => Action("certificate.issue", "certificate"),
+        // Foreign certificates are inventory records (never trust): kept by those who keep
+        // the inventory, read by those who read certificates.
+        "/api/v1/devices/{id}/foreign-certificates" if post => {
+            Action("inventory.write", "certificate")
+        }
+        "/api/v1/devices/{id}/foreign-certificates" if get => {
+            Action("certificate.read", "certificate")
+        }
+        "/api/v1/devices/{id}/foreign-certificates/{sha256}" if method == Method::DELETE => {
+            Action("inventory.write", "certificate")
+        }
         "/api/v1/broker/emqx/authn" | "/api/v1/broker/emqx/authz" if post => {
             Action("broker.decide", "device")
         }
@@ -659,6 +670,7 @@ mod tests {
                 (Method::POST, &item.post),
                 (Method::PUT, &item.put),
                 (Method::PATCH, &item.patch),
+                (Method::DELETE, &item.delete),
             ] {
                 if op.is_some() {
                     assert!(
@@ -668,7 +680,6 @@ mod tests {
                     checked += 1;
                 }
             }
-            assert!(item.delete.is_none(), "{path}");
         }
         assert!(checked >= 40, "only {checked} routes checked");
     }

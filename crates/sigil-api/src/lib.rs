@@ -14,6 +14,7 @@ mod device_listing;
 mod disclosure;
 mod enrollment;
 mod evidence;
+mod foreign;
 mod grants;
 mod import;
 mod inventory;
@@ -378,6 +379,14 @@ fn inventory_routes() -> Router<AppState> {
         .route(
             "/api/v1/devices/{id}/certificates",
             post(certificates::issue),
+        )
+        .route(
+            "/api/v1/devices/{id}/foreign-certificates",
+            get(foreign::list).post(foreign::import),
+        )
+        .route(
+            "/api/v1/devices/{id}/foreign-certificates/{sha256}",
+            axum::routing::delete(foreign::remove),
         )
         .route("/api/v1/certificates", get(certificates::list))
         .route("/api/v1/certificates/{serial}", get(certificates::get))

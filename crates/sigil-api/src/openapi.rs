@@ -37,6 +37,7 @@ const PROBLEM: &str = "application/problem+json";
         super::inventory::create_device, super::inventory::list_devices, super::inventory::get_device, super::inventory::update_device,
         super::inventory::activate_device, super::inventory::suspend_device, super::inventory::resume_device, super::inventory::retire_device,
         super::certificates::issue, super::certificates::list, super::certificates::get, super::certificates::profiles, super::services::issue,
+        super::foreign::import, super::foreign::list, super::foreign::remove,
         super::revocation::revoke_device, super::enrollment::create_enrollment_token, super::bootstrap::add, super::bootstrap::list, super::posture::get, super::broker::authn, super::broker::authz, super::broker::explain,
         super::policy::current, super::policy::versions, super::policy::apply, super::policy::rollback,
         super::operators::create_operator, super::operators::list_operators, super::operators::create_token, super::operators::list_tokens, super::operators::revoke_token,
@@ -371,6 +372,7 @@ fn path_constraint(
             json!({"type": "string", "pattern": "^([0-9a-fA-F]{2}){1,20}$"})
         }
         Some("framework") => json!({"type": "string", "enum": frameworks}),
+        Some("sha256") => json!({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}),
         _ => return None,
     })
 }

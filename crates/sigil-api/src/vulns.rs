@@ -21,7 +21,7 @@ use super::{ApiError, ApiPath, ApiQuery, AppState, Caller, Problem};
 pub const MAX_FEED_BYTES: usize = 512 * 1024 * 1024;
 
 /// Read a raw body, refusing it once it passes `limit`.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(Vec::from(bytes)),
         Err(e) => {

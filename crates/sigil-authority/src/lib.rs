@@ -17,6 +17,7 @@ pub mod enrolment;
 mod error;
 pub mod exclusive;
 pub mod failures;
+mod foreign;
 pub mod ocsp;
 pub mod policy;
 pub mod recovery;

@@ -37,6 +37,8 @@ pub enum CaError {
     KeyMismatch,
     #[error("manufacturer CA certificate refused: {0}")]
     ManufacturerCa(String),
+    #[error("foreign certificate refused: {0}")]
+    ForeignCertificate(String),
     #[error("invalid name for a certificate: {0}")]
     BadName(String),
     #[error("certificate generation failed: {0}")]

@@ -11,6 +11,7 @@ mod crl;
 mod csr;
 mod error;
 pub mod est;
+pub mod foreign;
 mod hierarchy;
 mod issue;
 mod keystore;

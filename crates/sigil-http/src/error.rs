@@ -300,6 +300,11 @@ impl From<CaError> for ApiError {
                 "manufacturer-ca-invalid",
                 "Manufacturer CA refused",
             ),
+            CaError::ForeignCertificate(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "foreign-certificate-invalid",
+                "Foreign certificate refused",
+            ),
             _ => return Self::internal(&e),
         };
         Self::new(status, code, title, e.to_string())

@@ -544,6 +544,9 @@ pub enum CertCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Certificates another CA issued to a device, tracked for expiry and never trusted.
+    #[command(subcommand)]
+    Foreign(crate::foreign::ForeignCommand),
 }
 
 /// Filters shared by `audit tail` and `audit search`.

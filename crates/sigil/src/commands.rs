@@ -551,6 +551,7 @@ async fn cert(cmd: CertCommand) -> Result<()> {
             let issued = api.post("/api/v1/services/certificates", &body).await?;
             write_issued(&issued, out.as_deref(), chain_out.as_deref(), client.json)
         }
+        CertCommand::Foreign(cmd) => crate::foreign::foreign(cmd).await,
         CertCommand::List {
             device,
             limit,

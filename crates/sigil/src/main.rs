@@ -24,6 +24,7 @@ mod commands;
 mod compliance;
 mod device;
 mod disclosure;
+mod foreign;
 mod policy;
 mod release;
 mod rollout;

@@ -854,6 +854,12 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/devices/{id}/revoke", "post"),
         ("/api/v1/devices/{id}/enrollment-tokens", "post"),
         ("/api/v1/devices/{id}/certificates", "post"),
+        ("/api/v1/devices/{id}/foreign-certificates", "post"),
+        ("/api/v1/devices/{id}/foreign-certificates", "get"),
+        (
+            "/api/v1/devices/{id}/foreign-certificates/{sha256}",
+            "delete",
+        ),
         ("/api/v1/broker/emqx/authn", "post"),
         ("/api/v1/broker/emqx/authz", "post"),
         ("/api/v1/policy/explain", "post"),
@@ -945,7 +951,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        79,
+        81,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
