@@ -54,6 +54,11 @@ pub fn router(api: Router) -> Router {
             get(pages::device_edit::form).post(pages::device_edit::submit),
         )
         .route(
+            "/ui/devices/{id}/foreign-certificates",
+            axum::routing::post(pages::foreign::submit)
+                .layer(DefaultBodyLimit::max(pages::foreign::MAX_UPLOAD_BYTES)),
+        )
+        .route(
             "/ui/devices/{id}/{action}",
             get(pages::device::confirm).post(pages::device::act),
         )

@@ -16,7 +16,7 @@ use serde_json::json;
 use thirtyfour::prelude::*;
 
 use common::operators::{audit, create_operator, password, totp_code};
-use common::{Db, TestServer, enrolled_device, openssl_ocsp};
+use common::{Db, TestServer, enrolled_device, openssl, openssl_ocsp};
 
 /// A headless Chromium session through its own chromedriver.
 struct Browser {
@@ -201,6 +201,95 @@ async fn wait_for(driver: &WebDriver, css: &str, text: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no `{css}` with `{text}` in: {}", body_text(driver).await);
+}
+
+/// A certificate from an old fleet CA (made by openssl) recorded from the device page: listed
+/// with its expiry, marked never trusted.
+async fn record_foreign(driver: &WebDriver, s: &TestServer, device: &str) {
+    let dir = s.dir.path();
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"][..],
+        &key,
+        &[
+            "-keyout",
+            "oldca.key",
+            "-out",
+            "oldca.crt",
+            "-subj",
+            "/CN=Old Fleet CA",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+    ]
+    .concat();
+    openssl(dir, &ca);
+    let csr = [
+        &["req", "-new"][..],
+        &key,
+        &[
+            "-keyout",
+            "old-gw.key",
+            "-out",
+            "old-gw.csr",
+            "-subj",
+            "/CN=gw-0001 old fleet",
+        ],
+    ]
+    .concat();
+    openssl(dir, &csr);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "old-gw.csr",
+            "-CA",
+            "oldca.crt",
+            "-CAkey",
+            "oldca.key",
+            "-CAcreateserial",
+            "-days",
+            "20",
+            "-out",
+            "old-gw.crt",
+        ],
+    );
+    driver
+        .find(By::Id("foreign-file"))
+        .await
+        .unwrap()
+        .send_keys(dir.join("old-gw.crt").to_str().unwrap())
+        .await
+        .unwrap();
+    driver
+        .find(By::XPath("//button[text()='Record them']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "main", "Certificates recorded").await;
+    wait_for(
+        driver,
+        "section[aria-labelledby=foreign-h] table",
+        "Old Fleet CA",
+    )
+    .await;
+    let (_, list) = s
+        .get(&format!("/api/v1/devices/{device}/foreign-certificates"))
+        .await;
+    assert_eq!(list["items"][0]["trusted"], false, "{list}");
+    check_page(driver, "device-foreign").await;
 }
 
 /// The serial numbers in the device table, top to bottom.
@@ -691,6 +780,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         .goto(format!("{}/ui/devices/{other_id}", s.api))
         .await
         .unwrap();
+    record_foreign(driver, &s, other_id).await;
     driver
         .find(By::LinkText("Edit owner, site and tags"))
         .await

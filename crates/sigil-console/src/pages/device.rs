@@ -104,6 +104,8 @@ struct DevicePage {
     editable: bool,
     done: Option<String>,
     certificates: Section<Vec<CertificateRow>>,
+    foreign: Section<Vec<sections::ForeignRow>>,
+    can_import_foreign: bool,
     posture: Section<PostureView>,
     compliance: Section<Vec<FrameworkResult>>,
     findings: Section<Vec<FindingRow>>,
@@ -122,8 +124,9 @@ pub async fn page(
         .await?;
     let row: DeviceRow = serde_json::from_value(device.clone())
         .map_err(|e| ApiFailure::internal(format!("device: {e}")))?;
-    let (certificates, posture, compliance, findings, audit) = tokio::join!(
+    let (certificates, foreign, posture, compliance, findings, audit) = tokio::join!(
         sections::certificates(&backend, from, &row.id),
+        sections::foreign(&backend, from, &row.id),
         sections::posture(&backend, from, &row.id),
         sections::compliance(&backend, from, &row.id),
         sections::findings(&backend, from, &row.id),
@@ -135,6 +138,7 @@ pub async fn page(
         .collect();
     let done = match q.done.as_deref() {
         Some("edit") => Some("Changes saved.".to_owned()),
+        Some("foreign") => Some("Certificates recorded (tracked, never trusted).".to_owned()),
         other => other
             .and_then(Action::find)
             .map(|a| format!("Done: {}.", a.label.to_lowercase())),
@@ -150,6 +154,8 @@ pub async fn page(
         editable,
         done,
         certificates,
+        foreign,
+        can_import_foreign: viewer.can(super::foreign::IMPORT),
         posture,
         compliance,
         findings,

@@ -9,6 +9,7 @@ pub mod compliance;
 pub mod device;
 pub mod device_edit;
 pub mod devices;
+pub mod foreign;
 pub mod import;
 pub mod login;
 pub mod overview;

@@ -49,6 +49,35 @@ pub async fn certificates(
         .collect())
 }
 
+/// A certificate another CA issued to the device: tracked for expiry, never trusted.
+pub struct ForeignRow {
+    pub subject: String,
+    pub issuer: String,
+    pub sha256: String,
+    pub not_after: Time,
+    pub validity: String,
+}
+
+pub async fn foreign(
+    backend: &Backend,
+    from: &Forwarded,
+    device: &str,
+) -> Section<Vec<ForeignRow>> {
+    let path = format!("/api/v1/devices/{}/foreign-certificates", segment(device));
+    let list: CertificateList = section(backend, from, &path).await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|c| ForeignRow {
+            subject: text(c, "subject"),
+            issuer: text(c, "issuer"),
+            sha256: text(c, "sha256"),
+            not_after: Time::or_raw(&text(c, "not_after")),
+            validity: text(c, "validity"),
+        })
+        .collect())
+}
+
 pub struct PostureView {
     pub latest: Option<(Time, Vec<(String, String)>)>,
     pub history: Vec<Time>,
