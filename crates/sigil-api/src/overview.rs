@@ -21,6 +21,8 @@ pub struct InventorySummaryView {
     pub expiring: Vec<ExpiryWindow>,
     /// Live certificates already past their validity.
     pub expired: i64,
+    /// Certificates from other CAs (tracked, never trusted) already past their validity.
+    pub foreign_expired: i64,
     pub as_of: String,
 }
 
@@ -28,6 +30,8 @@ pub struct InventorySummaryView {
 pub struct ExpiryWindow {
     pub days: i64,
     pub certificates: i64,
+    /// Certificates from other CAs ending within the window (not yet ended).
+    pub foreign_certificates: i64,
 }
 
 /// Devices per state and certificates expiring soon.
@@ -38,6 +42,12 @@ pub async fn inventory_summary(
 ) -> Result<Json<InventorySummaryView>, ApiError> {
     let now = state.now();
     let summary = state.store().inventory_summary(now).await?;
+    let limits: Vec<_> = summary
+        .expiring
+        .iter()
+        .map(|(days, _)| now + time::Duration::days(*days))
+        .collect();
+    let (foreign, foreign_expired) = state.store().foreign_expiry_counts(now, &limits).await?;
     let devices_by_state: BTreeMap<String, i64> = summary.devices_by_state.into_iter().collect();
     Ok(Json(InventorySummaryView {
         devices: devices_by_state.values().sum(),
@@ -46,9 +56,17 @@ pub async fn inventory_summary(
         expiring: summary
             .expiring
             .into_iter()
-            .map(|(days, certificates)| ExpiryWindow { days, certificates })
+            .zip(foreign)
+            .map(
+                |((days, certificates), foreign_certificates)| ExpiryWindow {
+                    days,
+                    certificates,
+                    foreign_certificates,
+                },
+            )
             .collect(),
         expired: summary.expired,
+        foreign_expired,
         as_of: sigil_authority::rfc3339(now),
     }))
 }

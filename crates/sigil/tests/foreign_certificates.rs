@@ -188,6 +188,52 @@ async fn foreign_certificates_are_tracked_never_trusted(db: Db) {
     assert_eq!(entry["subject"], format!("device:{device}"), "{entries}");
     assert_eq!(entry["details"]["trusted"], false);
 
+    // An expired one is tracked as expired; the fleet's summary counts both by expiry.
+    let old_ca = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = rcgen::Issuer::from_params(&ca_params, &old_ca);
+    let mut leaf = rcgen::CertificateParams::new(vec!["meter-0".to_owned()]).unwrap();
+    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(400);
+    leaf.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(35);
+    let expired = leaf
+        .signed_by(&rcgen::KeyPair::generate().unwrap(), &issuer)
+        .unwrap();
+    std::fs::write(dir.join("meter-0.crt"), expired.pem()).unwrap();
+    common::ok(sigil(
+        &s,
+        &[
+            "cert",
+            "foreign",
+            "import",
+            "--device",
+            &device,
+            "meter-0.crt",
+        ],
+    ));
+    let list = json_out(sigil(
+        &s,
+        &["cert", "foreign", "list", "--device", &device, "--json"],
+    ));
+    assert_eq!(
+        list["items"][0]["validity"], "expired",
+        "soonest first: {list}"
+    );
+    let (_, summary) = s.get("/api/v1/inventory/summary").await;
+    let windows: Vec<(i64, i64)> = summary["expiring"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["days"].as_i64().unwrap(),
+                w["foreign_certificates"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(windows, [(7, 0), (30, 0), (90, 1)], "{summary}");
+    assert_eq!(summary["foreign_expired"], 1, "{summary}");
+
     // ...nor after it: the import is a record, not trust.
     let after = s_client(&s, "meter-1.crt", "meter-1.key");
     assert!(refused_handshake(&after), "{after}");
@@ -237,7 +283,7 @@ async fn foreign_certificates_are_tracked_never_trusted(db: Db) {
     );
     let _ = sigil_device;
 
-    // Removal, audited; the list is then empty.
+    // Removal, audited; the other certificate stays.
     common::ok(sigil(
         &s,
         &[
@@ -253,7 +299,21 @@ async fn foreign_certificates_are_tracked_never_trusted(db: Db) {
         &s,
         &["cert", "foreign", "list", "--device", &device, "--json"],
     ));
-    assert_eq!(list["items"], serde_json::json!([]));
+    let left: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(left.len(), 1, "only the expired one is left: {list}");
+    assert_ne!(left[0], fingerprint);
+    let (_, removed) = s
+        .get("/api/v1/audit/entries?action=certificate.foreign-removed")
+        .await;
+    assert_eq!(
+        removed["items"][0]["details"]["sha256"],
+        fingerprint.as_str()
+    );
     refused(
         sigil(
             &s,

@@ -23,12 +23,14 @@ struct Summary {
     products: i64,
     expiring: Vec<Expiring>,
     expired: i64,
+    foreign_expired: i64,
 }
 
 #[derive(Deserialize)]
 struct Expiring {
     days: i64,
     certificates: i64,
+    foreign_certificates: i64,
 }
 
 #[derive(Deserialize)]
