@@ -292,6 +292,102 @@ async fn record_foreign(driver: &WebDriver, s: &TestServer, device: &str) {
     check_page(driver, "device-foreign").await;
 }
 
+/// From the product page: a rollout of a new release started from the form, then paused with
+/// a reason; the API's rollout and the audit log say so.
+async fn start_and_pause_a_rollout(driver: &WebDriver, s: &TestServer, product: &str) {
+    enrolled_device(s, product, "gw-0003").await;
+    let image = s.dir.path().join("fw-1.1.0.bin");
+    std::fs::write(&image, b"firmware 1.1.0").unwrap();
+    common::ok(common::sigil(
+        s,
+        &[
+            "release",
+            "upload",
+            "--product",
+            product,
+            "--version",
+            "1.1.0",
+            "--file",
+            image.to_str().unwrap(),
+            "--name",
+            "firmware.bin",
+        ],
+    ));
+    driver.refresh().await.unwrap();
+    wait_for(driver, "h3", "Start a rollout").await;
+    let groups = driver.find(By::Id("groups")).await.unwrap();
+    groups.clear().await.unwrap();
+    groups.send_keys("50, 100").await.unwrap();
+    driver
+        .find(By::XPath("//button[text()='Start the rollout']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "button", "Pause: release 1.1.0").await;
+    check_page(driver, "product-rollout").await;
+    let (_, rollouts) = s.get(&format!("/api/v1/products/{product}/rollouts")).await;
+    let id = rollouts["items"][0]["id"].as_str().unwrap().to_owned();
+    driver
+        .find(By::Id(format!("reason-{id}")))
+        .await
+        .unwrap()
+        .send_keys("maintenance window at the plant")
+        .await
+        .unwrap();
+    driver
+        .find(By::XPath("//button[text()='Pause: release 1.1.0']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "button", "Resume: release 1.1.0").await;
+    let (_, rollout) = s.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_eq!(rollout["state"], "paused", "{rollout}");
+    let (_, paused) = s.get("/api/v1/audit/entries?action=rollout.paused").await;
+    let reason = paused["items"][0]["details"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("paused by ") && reason.ends_with(": maintenance window at the plant"),
+        "{paused}"
+    );
+}
+
+/// At a tablet's width (768 px) every page fits: nothing makes the page itself scroll
+/// sideways (wide tables scroll inside their own box). A screenshot of each is kept.
+async fn reads_on_a_tablet(driver: &WebDriver, s: &TestServer, device: &str) {
+    driver.set_window_rect(0, 0, 768, 1024).await.unwrap();
+    for (name, path) in [
+        ("overview", "/ui".to_owned()),
+        ("devices", "/ui/devices".to_owned()),
+        ("device", format!("/ui/devices/{device}")),
+        ("products", "/ui/products".to_owned()),
+        ("compliance", "/ui/compliance/eu-cra".to_owned()),
+        ("audit", "/ui/audit".to_owned()),
+        ("access", "/ui/access".to_owned()),
+    ] {
+        driver.goto(format!("{}{path}", s.api)).await.unwrap();
+        let widths = driver
+            .execute(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let widths: (u64, u64) = serde_json::from_value(widths.json().clone()).unwrap();
+        assert!(
+            widths.0 <= widths.1,
+            "{path} scrolls sideways at 768 px: {widths:?}"
+        );
+        driver
+            .screenshot(&artefacts().join(format!("tablet-{name}.png")))
+            .await
+            .unwrap();
+    }
+    driver.set_window_rect(0, 0, 1280, 900).await.unwrap();
+}
+
 /// The serial numbers in the device table, top to bottom.
 async fn listed_serials(driver: &WebDriver) -> Vec<String> {
     let cells = driver
@@ -562,6 +658,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         );
     }
     check_page(driver, "product").await;
+    start_and_pause_a_rollout(driver, &s, &product).await;
 
     // Compliance: the frameworks, one framework's requirements with the failing devices, an
     // attestation recorded with its document, and reports downloaded in each format.
@@ -687,6 +784,9 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         .unwrap();
     wait_for(driver, "pre.diff", "+ @id(\"auditors-read-posture\")").await;
     check_page(driver, "access-version").await;
+    let here = driver.current_url().await.unwrap();
+    reads_on_a_tablet(driver, &s, &device).await;
+    driver.goto(here.as_str()).await.unwrap();
     driver
         .find(By::Id("rollback-comment"))
         .await
