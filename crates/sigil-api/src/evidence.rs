@@ -113,6 +113,10 @@ pub async fn export(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),
     );
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"sigil-evidence.tar\""),
+    );
     Ok(response)
 }
 

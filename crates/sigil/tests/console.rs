@@ -610,6 +610,20 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         .await
         .unwrap();
     check_page(driver, "audit").await;
+    // A long download shows its progress, then what it received.
+    driver
+        .find(By::PartialLinkText("Export an evidence bundle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "[data-progress-status]", "Done:").await;
+    let status = driver
+        .find(By::Css("[data-progress-status] a"))
+        .await
+        .unwrap();
+    assert!(status.text().await.unwrap().contains(".tar"));
     let link = driver
         .find(By::Css("table.list tbody tr td a"))
         .await
