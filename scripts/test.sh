@@ -32,6 +32,8 @@ for tool in "cyclonedx-py cyclonedx-bom==7.2.1" "sbom4python sbom4python==0.12.6
   command -v "$1" >/dev/null 2>&1 || { echo "error: the SBOM tests need $1 (python3 -m pip install $2)" >&2; exit 1; }
 done
 
+python3 -c 'import spdx_python_model' 2>/dev/null || { echo "error: the SPDX 3 test needs spdx-python-model (python3 -m pip install spdx-python-model==0.0.6)" >&2; exit 1; }
+
 python3 -c 'import sectxt' 2>/dev/null || { echo "error: the disclosure test needs sectxt (python3 -m pip install sectxt==0.9.8)" >&2; exit 1; }
 
 [ -d tools/csaf/node_modules/@secvisogram/csaf-validator-lib ] || { echo "error: the CSAF test needs BSI's validator (npm ci --prefix tools/csaf)" >&2; exit 1; }

@@ -160,7 +160,7 @@ pub struct SbomParams {
     pub version: String,
 }
 
-/// Upload the SBOM (CycloneDX 1.4-1.6 JSON or XML, or SPDX 2.2/2.3 JSON) of one of the product's firmware
+/// Upload the SBOM (CycloneDX 1.4-1.6 JSON or XML, SPDX 2.2/2.3 JSON or SPDX 3.0 JSON-LD) of one of the product's firmware
 /// versions, replacing the one it had. A malformed SBOM is refused with the line and the
 /// reason, and nothing is stored.
 #[utoipa::path(post, path = "/api/v1/products/{id}/sboms", tag = "vulnerabilities",

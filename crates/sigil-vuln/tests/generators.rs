@@ -1,7 +1,7 @@
 //! SBOMs written by real generators from PyPI over one pinned Python environment
 //! (`fixtures/python-env/requirements.txt`): `cyclonedx-py` (CycloneDX 1.4, 1.5, 1.6, JSON and
-//! XML) and
-//! `sbom4python` (SPDX 2.3 JSON). Each is read, and its components matched against OSV records
+//! XML), `sbom4python` (SPDX 2.3 JSON) and the SPDX project's own Python bindings (SPDX 3.0.1
+//! JSON-LD). Each is read, and its components matched against OSV records
 //! written from the public advisories (`fixtures/osv/`); the findings must equal the table
 //! checked by hand below, whichever generator and format.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -91,6 +91,22 @@ fn cyclonedx_py_sboms_of_every_spec_version() {
             assert_eq!(findings(&sbom), expected(), "CycloneDX {spec} {format}");
         }
     }
+}
+
+/// SPDX 3.0.1 JSON-LD written with the SPDX project's own bindings (spdx-python-model).
+#[test]
+fn spdx3_from_the_spdx_python_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sbom.spdx3.json");
+    run(Command::new("python3")
+        .arg(fixtures().join("spdx3/write_sbom.py"))
+        .arg(fixtures().join("python-env/requirements.txt"))
+        .arg(&out));
+    let sbom = Sbom::parse(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(sbom.spec_version, "SPDX-3.0.1");
+    assert_eq!(sbom.subject.as_ref().unwrap().name, "gateway-firmware");
+    assert_eq!(sbom.components.len(), 4, "{sbom:?}");
+    assert_eq!(findings(&sbom), expected());
 }
 
 #[test]

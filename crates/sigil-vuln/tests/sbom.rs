@@ -172,3 +172,76 @@ proptest! {
         let _ = Sbom::parse(&bytes);
     }
 }
+
+/// SPDX 3.0 JSON-LD: packages in the graph (or in place in an element list), purls and CPEs
+/// from external identifiers, the SBOM's root as the subject; bad ones refused with the line.
+#[test]
+fn spdx3_packages_are_read_and_bad_ones_refused() {
+    let doc = json!({
+        "@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld",
+        "@graph": [
+            {"type": "CreationInfo", "@id": "_:ci", "specVersion": "3.0.1", "created": "2026-12-01T00:00:00Z", "createdBy": ["urn:x"]},
+            {"type": "software_Sbom", "spdxId": "urn:sbom", "creationInfo": "_:ci", "rootElement": ["urn:fw"],
+             "element": [
+                {"type": "software_Package", "spdxId": "urn:curl", "creationInfo": "_:ci", "name": "curl",
+                 "software_packageVersion": "7.88.1-10+deb12u4",
+                 "externalIdentifier": [
+                    {"type": "ExternalIdentifier", "externalIdentifierType": "packageUrl",
+                     "identifier": "pkg:deb/debian/curl@7.88.1-10%2Bdeb12u4?distro=debian-12"},
+                    {"type": "ExternalIdentifier", "externalIdentifierType": "cpe23",
+                     "identifier": "cpe:2.3:a:haxx:curl:7.88.1:*:*:*:*:*:*:*"}]}]},
+            {"type": "software_Package", "spdxId": "urn:fw", "creationInfo": "_:ci", "name": "meter-fw", "software_packageVersion": "2.0.0"},
+            {"type": "software_Package", "spdxId": "urn:jinja", "creationInfo": "_:ci", "name": "jinja2",
+             "software_packageVersion": "3.1.2", "software_packageUrl": "pkg:pypi/jinja2@3.1.2"}
+        ]
+    });
+    let sbom = Sbom::parse(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(sbom.format, SbomFormat::Spdx);
+    assert_eq!(sbom.spec_version, "SPDX-3.0.1");
+    assert_eq!(sbom.subject.as_ref().unwrap().name, "meter-fw");
+    let names: Vec<&str> = sbom.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["curl", "jinja2"]);
+    assert_eq!(
+        sbom.components[0].package().unwrap().ecosystem.to_string(),
+        "Debian:12"
+    );
+    assert!(
+        sbom.components[0]
+            .cpe
+            .as_deref()
+            .unwrap()
+            .starts_with("cpe:2.3:a:haxx")
+    );
+
+    let pretty = serde_json::to_string_pretty(&doc).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            pretty.replace("\"pkg:pypi/jinja2@3.1.2\"", "\"jinja2\""),
+            "is not a package URL",
+        ),
+        (
+            pretty.replace("\"name\": \"jinja2\",", ""),
+            "needs a `name`",
+        ),
+        (pretty.replace("\"3.0.1\"", "\"3.1\""), "specVersion `3.1`"),
+        (
+            pretty.replace("\"name\": \"curl\"", "\"name\": \"\\u0007\""),
+            "`name` must be",
+        ),
+        (
+            r#"{"@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld"}"#.into(),
+            "without a `@graph`",
+        ),
+    ];
+    for (text, words) in cases {
+        let e = Sbom::parse(text.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains(words), "{words}: {e}");
+    }
+    // The line points at the element refused.
+    let bad = pretty.replace("\"pkg:pypi/jinja2@3.1.2\"", "\"jinja2\"");
+    let line = 1 + bad[..bad.find("\"urn:jinja\"").unwrap()]
+        .matches('\n')
+        .count();
+    let e = Sbom::parse(bad.as_bytes()).unwrap_err().to_string();
+    assert!(e.contains(&format!("line {line}")), "{e}");
+}

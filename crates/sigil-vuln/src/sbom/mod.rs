@@ -1,5 +1,6 @@
-//! SBOMs in and out: CycloneDX JSON and XML (1.4, 1.5, 1.6) and SPDX 2.3 JSON, read into one
-//! list of components (name, version, purl, CPE) and written back as CycloneDX or SPDX JSON.
+//! SBOMs in and out: CycloneDX JSON and XML (1.4, 1.5, 1.6), SPDX 2.2/2.3 JSON and SPDX 3.0
+//! JSON-LD, read into one list of components (name, version, purl, CPE) and written back as
+//! CycloneDX or SPDX JSON.
 //!
 //! Own serde structs for the fields Sigil reads: `cyclonedx-bom` stops at CycloneDX 1.5 and
 //! `spdx-rs` is unmaintained. Reading is strict where matching depends on it (a component
@@ -9,6 +10,7 @@
 mod cyclonedx;
 mod cyclonedx_xml;
 mod spdx;
+mod spdx3;
 
 use serde::Serialize;
 
@@ -94,8 +96,13 @@ impl Sbom {
             bom_format: Option<String>,
             #[serde(rename = "spdxVersion")]
             spdx_version: Option<String>,
+            #[serde(rename = "@context")]
+            context: Option<serde_json::Value>,
         }
         let probe: Probe = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+        if probe.context.as_ref().is_some_and(spdx3::is_spdx3) {
+            return spdx3::parse(bytes);
+        }
         match (probe.bom_format.as_deref(), probe.spdx_version) {
             (Some("CycloneDX"), _) => cyclonedx::parse(bytes),
             (None, Some(_)) => spdx::parse(bytes),
