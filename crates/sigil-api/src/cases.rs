@@ -208,11 +208,19 @@ pub struct CaseParams {
     pub product: Option<String>,
     /// `open` (the default) or `all`.
     pub state: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// Cursor: the `next_cursor` of the previous page.
+    #[param(format = Uuid)]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CaseList {
     pub items: Vec<CaseView>,
+    /// Pass as `after` to fetch the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// Article 14 cases, newest first.
@@ -227,8 +235,27 @@ pub async fn list_cases(
         "all" => false,
         _ => return Err(ApiError::invalid("state: open or all")),
     };
-    let items = state.cases(params.product.as_deref(), open_only).await?;
-    Ok(Json(CaseList { items }))
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 500"));
+    }
+    if let Some(after) = &params.after
+        && uuid::Uuid::parse_str(after).is_err()
+    {
+        return Err(ApiError::invalid("after: a case id (UUID)"));
+    }
+    let items = state
+        .cases(
+            params.product.as_deref(),
+            open_only,
+            params.after.as_deref(),
+            limit,
+        )
+        .await?;
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(|c| c.id.clone()))
+        .flatten();
+    Ok(Json(CaseList { items, next_cursor }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -553,11 +553,25 @@ impl Store {
         product: Option<&str>,
         open_only: bool,
     ) -> Result<Vec<CaseRecord>, StoreError> {
+        self.cases_page(product, open_only, None, i64::MAX).await
+    }
+
+    /// A page of cases, newest first: those older than the case `before`, at most `limit`.
+    pub async fn cases_page(
+        &self,
+        product: Option<&str>,
+        open_only: bool,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CaseRecord>, StoreError> {
         let ids: Vec<String> = sqlx::query(
-            "SELECT id FROM vuln_cases WHERE ($1 = '' OR product_id = $1) AND ($2 = 0 OR state = 'open') ORDER BY id DESC",
+            "SELECT id FROM vuln_cases WHERE ($1 = '' OR product_id = $1) AND ($2 = 0 OR state = 'open') \
+             AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4",
         )
             .bind(product.unwrap_or(""))
             .bind(i64::from(open_only))
+            .bind(before.unwrap_or(""))
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?
             .iter()

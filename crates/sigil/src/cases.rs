@@ -137,7 +137,18 @@ pub async fn case(cmd: CaseCommand) -> Result<()> {
             if let Some(p) = product {
                 path.push_str(&format!("&product={}", query(&p)));
             }
-            let list = api.get(&path).await?;
+            // Every page, newest first.
+            let mut all_items = Vec::new();
+            let mut page_path = path.clone();
+            loop {
+                let page = api.get(&page_path).await?;
+                all_items.extend(page["items"].as_array().into_iter().flatten().cloned());
+                match page["next_cursor"].as_str() {
+                    Some(next) => page_path = format!("{path}&after={}", query(next)),
+                    None => break,
+                }
+            }
+            let list = json!({ "items": all_items });
             let items: Vec<Value> = list["items"]
                 .as_array()
                 .into_iter()

@@ -136,5 +136,28 @@ async fn an_alias_that_becomes_the_preferred_id_keeps_the_clock(db: Db) {
         all.iter().any(|c| c["vulnerability"] == "CVE-2023-32681"),
         "{all:?}"
     );
+    // Cases page, newest first, by cursor: the same two, one at a time.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (st, page) = s
+            .get(&format!("/api/v1/cases?state=all&limit=1{after}"))
+            .await;
+        assert_eq!(st, 200, "{page}");
+        paged.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    let listed: Vec<Value> = all.iter().map(|c| c["id"].clone()).collect();
+    assert_eq!(paged, listed);
+    assert_eq!(s.get("/api/v1/cases?limit=0").await.0, 422);
 }
 sigil_testkit::both_backends!(an_alias_that_becomes_the_preferred_id_keeps_the_clock);

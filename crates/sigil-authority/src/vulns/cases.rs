@@ -412,11 +412,13 @@ impl Authority {
         &self,
         product: Option<&str>,
         open_only: bool,
+        before: Option<&str>,
+        limit: u32,
     ) -> Result<Vec<CaseView>, RequestError> {
         let now = self.now();
         Ok(self
             .store
-            .cases(product, open_only)
+            .cases_page(product, open_only, before, i64::from(limit))
             .await?
             .iter()
             .map(|c| case_view(c, now))
