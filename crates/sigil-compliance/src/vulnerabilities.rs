@@ -37,6 +37,9 @@ pub struct VulnFacts {
     /// Vulnerabilities an earlier version had and the current one does not, and whether the
     /// product's VEX says so of the current version (`fixed` or `not_affected`).
     pub fixed: Vec<(String, bool)>,
+    /// Whether Sigil publishes the product's VEX (a disclosure policy is published for it,
+    /// and with it `/disclosure/{product}/vex.json`).
+    pub vex_public: bool,
     pub cases: Vec<CaseFacts>,
 }
 
@@ -231,6 +234,15 @@ fn fixes_published(facts: &VulnFacts, outcome: impl Fn(Status, String) -> Outcom
         .filter(|(_, published)| !published)
         .map(|(v, _)| v.as_str())
         .collect();
+    if !facts.vex_public {
+        return outcome(
+            Status::Fail,
+            format!(
+                "{} fixed vulnerabilit(ies), and the product's VEX is not public: publish a disclosure policy (sigil disclosure set-policy) and Sigil serves its VEX at /disclosure/<product>/vex.json",
+                facts.fixed.len()
+            ),
+        );
+    }
     if missing.is_empty() {
         return outcome(
             Status::Pass,
@@ -394,6 +406,7 @@ mod tests {
         let fixed = |published| {
             product(with_sbom(VulnFacts {
                 fixed: vec![("CVE-1".into(), published)],
+                vex_public: true,
                 ..VulnFacts::default()
             }))
         };
@@ -412,6 +425,14 @@ mod tests {
             ),
             Status::NotApplicable
         );
+        // In the VEX, but the VEX is not public: not published.
+        let private = product(with_sbom(VulnFacts {
+            fixed: vec![("CVE-1".into(), true)],
+            ..VulnFacts::default()
+        }));
+        let o = evaluate("product.fixes-published", &private, 0, None).unwrap();
+        assert_eq!(o.status, Status::Fail);
+        assert!(o.reason.contains("not public"), "{}", o.reason);
     }
 
     #[test]

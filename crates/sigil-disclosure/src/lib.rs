@@ -2,6 +2,8 @@
 //!
 //! - `GET /.well-known/security.txt`: the organisation's policy and contacts;
 //! - `GET /disclosure/{product}/security.txt`: a product's (its own, else the organisation's);
+//! - `GET /disclosure/{product}/vex.json`: the product's VEX (OpenVEX), so fixed
+//!   vulnerabilities are public (CRA Annex I Part II (4)), for products with a policy;
 //! - `POST /disclosure/reports`: a vulnerability report (JSON), answered with a receipt;
 //! - `GET /disclosure/reports/status`: where a report stands, for its receipt (as a bearer
 //!   token: a secret in a URL ends up in logs).
@@ -40,6 +42,11 @@ pub trait DisclosureDesk: Send + Sync + 'static {
         &self,
         product: Option<&str>,
     ) -> impl Future<Output = Result<Option<String>, RequestError>> + Send;
+    /// The OpenVEX document of `product`, if a disclosure policy is published for it.
+    fn published_vex(
+        &self,
+        product: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, RequestError>> + Send;
     /// Whether one more report from `ip` is taken now (`Err`: retry after these seconds).
     fn admit(&self, ip: Option<IpAddr>) -> Result<(), u64>;
     fn receive(
@@ -56,6 +63,19 @@ pub trait DisclosureDesk: Send + Sync + 'static {
 impl DisclosureDesk for Authority {
     async fn security_txt(&self, product: Option<&str>) -> Result<Option<String>, RequestError> {
         Authority::security_txt(self, product).await
+    }
+
+    async fn published_vex(
+        &self,
+        product: &str,
+    ) -> Result<Option<serde_json::Value>, RequestError> {
+        if Authority::security_txt(self, Some(product))
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.product_openvex(product).await?))
     }
 
     fn admit(&self, ip: Option<IpAddr>) -> Result<(), u64> {
@@ -80,6 +100,7 @@ pub fn router<A: DisclosureDesk>() -> Router<Arc<A>> {
     Router::new()
         .route("/.well-known/security.txt", get(organisation::<A>))
         .route("/disclosure/{product}/security.txt", get(product::<A>))
+        .route("/disclosure/{product}/vex.json", get(vex::<A>))
         .route(
             "/disclosure/reports",
             post(receive::<A>).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
@@ -122,6 +143,23 @@ async fn product<A: DisclosureDesk>(
         .await?
         .map(text_file)
         .ok_or_else(none)
+}
+
+async fn vex<A: DisclosureDesk>(
+    State(desk): State<Arc<A>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let none = || ApiError::not_found("no VEX is published for this product");
+    let Path(product) = path.map_err(|_| none())?;
+    let document = desk.published_vex(&product).await?.ok_or_else(none)?;
+    Ok((
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        )],
+        axum::Json(document),
+    )
+        .into_response())
 }
 
 async fn receive<A: DisclosureDesk>(

@@ -148,8 +148,13 @@ async fn disclosure_follows_the_readme(db: Db) {
         "details": "The template preview renders user input with the sandbox off.",
         "affected": "firmware 2.0.0", "reporter": "mailto:finder@example.org", "exploited": true});
 
-    // Nothing published yet: no file, and the intake takes no report for the product.
+    // Nothing published yet: no file, no public VEX, and the intake takes no report for the
+    // product.
     assert_eq!(curl(&s, "/.well-known/security.txt", &[]).0, 404);
+    assert_eq!(
+        curl(&s, &format!("/disclosure/{product}/vex.json"), &[]).0,
+        404
+    );
     let (code, r) = report(&s, &first);
     assert_eq!(
         (code, r["code"].as_str()),
@@ -218,6 +223,26 @@ async fn disclosure_follows_the_readme(db: Db) {
     );
     let (status_now, _) = check(&s, "product.disclosure-published").await;
     assert_eq!(status_now, "pass");
+    // With a policy, the product's VEX is public too (Part II (4)): OpenVEX, as exported.
+    let (code, vex) = curl(&s, &format!("/disclosure/{product}/vex.json"), &[]);
+    assert_eq!(code, 200, "{vex}");
+    let vex: Value = serde_json::from_str(&vex).unwrap();
+    assert!(
+        vex["@context"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://openvex.dev/ns"),
+        "{vex}"
+    );
+    assert_eq!(
+        curl(
+            &s,
+            "/disclosure/00000000-0000-7000-8000-000000000000/vex.json",
+            &[]
+        )
+        .0,
+        404
+    );
 
     // A stranger reports; the receipt tells them where the report stands.
     let (code, receipt) = report(&s, &first);
