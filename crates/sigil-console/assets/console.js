@@ -76,6 +76,71 @@
       status.textContent = " Failed: " + e.message + ". Try again, or ask for a shorter period.";
     });
   }
+  // Tables sort by any column in the page: the header becomes a button, the order shows in
+  // aria-sort. Times sort by their instant, numbers as numbers. Tables the server pages and
+  // orders itself (data-server-order), and tables with merged cells or nested tables, stay
+  // as they are.
+  function sortKey(cell) {
+    var time = cell.querySelector("time[datetime]");
+    if (time) { return { n: Date.parse(time.getAttribute("datetime")) }; }
+    var text = cell.textContent.trim();
+    var number = Number(text.replace(/,/g, ""));
+    return text !== "" && !isNaN(number) ? { n: number } : { t: text.toLowerCase() };
+  }
+  function compare(a, b) {
+    if (a.n !== undefined && b.n !== undefined) { return a.n - b.n; }
+    if (a.n !== undefined) { return -1; }
+    if (b.n !== undefined) { return 1; }
+    return a.t < b.t ? -1 : a.t > b.t ? 1 : 0;
+  }
+  function sortable(table) {
+    if (table.hasAttribute("data-server-order") || table.querySelector("table, [rowspan], [colspan]")) { return false; }
+    var head = table.tHead && table.tHead.rows[table.tHead.rows.length - 1];
+    var body = table.tBodies[0];
+    if (!head || !body || body.rows.length < 2) { return false; }
+    for (var i = 0; i < body.rows.length; i++) {
+      if (body.rows[i].cells.length !== head.cells.length) { return false; }
+    }
+    return true;
+  }
+  function enhance(table) {
+    var head = table.tHead.rows[table.tHead.rows.length - 1];
+    Array.prototype.forEach.call(head.cells, function (th, column) {
+      if (th.querySelector("button, a")) { return; }
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "sort";
+      while (th.firstChild) { button.appendChild(th.firstChild); }
+      th.appendChild(button);
+      th.setAttribute("aria-sort", "none");
+      button.addEventListener("click", function () {
+        var ascending = th.getAttribute("aria-sort") !== "ascending";
+        Array.prototype.forEach.call(head.cells, function (other) {
+          if (other.hasAttribute("aria-sort")) { other.setAttribute("aria-sort", "none"); }
+        });
+        th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+        var body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var order = compare(sortKey(a.cells[column]), sortKey(b.cells[column]));
+          return ascending ? order : -order;
+        });
+        rows.forEach(function (row) { body.appendChild(row); });
+      });
+    });
+  }
+  function enhanceTables(root) {
+    var tables = root.querySelectorAll("table");
+    for (var i = 0; i < tables.length; i++) {
+      if (!tables[i].hasAttribute("data-sorting") && sortable(tables[i])) {
+        tables[i].setAttribute("data-sorting", "");
+        enhance(tables[i]);
+      }
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () { enhanceTables(document); });
+  document.addEventListener("htmx:afterSwap", function (e) { enhanceTables(e.target); });
+
   document.addEventListener("click", function (e) {
     var link = e.target.closest && e.target.closest("a[data-progress]");
     if (!link || e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey) { return; }

@@ -388,6 +388,45 @@ async fn reads_on_a_tablet(driver: &WebDriver, s: &TestServer, device: &str) {
     driver.set_window_rect(0, 0, 1280, 900).await.unwrap();
 }
 
+/// A table's column header sorts it in the page, both ways, from the keyboard too.
+async fn sorts_in_the_page(driver: &WebDriver) {
+    let titles = || async {
+        let cells = driver
+            .execute(
+                "return Array.from(document.querySelectorAll('main table tbody tr td:first-child')).map(c => c.innerText.trim());",
+                vec![],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value::<Vec<String>>(cells.json().clone()).unwrap()
+    };
+    let before = titles().await;
+    assert!(before.len() >= 5, "{before:?}");
+    let mut ascending = before.clone();
+    ascending.sort_by_key(|t| t.to_lowercase());
+    let button = driver
+        .find(By::XPath("//th/button[normalize-space()='Framework']"))
+        .await
+        .unwrap();
+    button.send_keys(Key::Enter).await.unwrap();
+    assert_eq!(titles().await, ascending);
+    driver
+        .find(By::Css("th[aria-sort=ascending] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut descending = ascending.clone();
+    descending.reverse();
+    assert_eq!(titles().await, descending);
+    driver
+        .find(By::Css("th[aria-sort=descending]"))
+        .await
+        .unwrap();
+    check_page(driver, "compliance-sorted").await;
+}
+
 /// The serial numbers in the device table, top to bottom.
 async fn listed_serials(driver: &WebDriver) -> Vec<String> {
     let cells = driver
@@ -681,6 +720,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         .await
         .unwrap();
     check_page(driver, "compliance").await;
+    sorts_in_the_page(driver).await;
     driver
         .find(By::PartialLinkText("Cyber Resilience"))
         .await
