@@ -220,6 +220,7 @@ pub struct CaseParams {
 pub struct CaseList {
     pub items: Vec<CaseView>,
     /// Pass as `after` to fetch the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -239,16 +240,21 @@ pub async fn list_cases(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 500"));
     }
-    if let Some(after) = &params.after
-        && uuid::Uuid::parse_str(after).is_err()
-    {
-        return Err(ApiError::invalid("after: a case id (UUID)"));
-    }
+    // Case ids are stored in UUID's canonical text; a cursor is compared as such.
+    let after = params
+        .after
+        .as_deref()
+        .map(|a| {
+            uuid::Uuid::parse_str(a)
+                .map(|u| u.hyphenated().to_string())
+                .map_err(|_| ApiError::invalid("after: a case id (UUID)"))
+        })
+        .transpose()?;
     let items = state
         .cases(
             params.product.as_deref(),
             open_only,
-            params.after.as_deref(),
+            after.as_deref(),
             limit,
         )
         .await?;

@@ -82,7 +82,7 @@ pub struct ForeignImportResponse {
 /// trusted. A bundle with any malformed, CA, or Sigil-issued certificate is refused whole.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/foreign-certificates", tag = "certificates",
     params(("id" = String, Path)),
-    request_body(content = String, content_type = "application/pem-certificate-chain"),
+    request_body(content = String, content_type = "text/plain"),
     responses((status = 201, body = ForeignImportResponse), (status = 404, body = Problem),
         (status = 413, body = Problem), (status = 422, body = Problem)))]
 pub async fn import(
@@ -139,16 +139,28 @@ pub async fn list(
 /// Forget one of the device's foreign certificates (audited).
 #[utoipa::path(delete, path = "/api/v1/devices/{id}/foreign-certificates/{sha256}", tag = "certificates",
     params(("id" = String, Path), ("sha256" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn remove(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((device, sha256)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let device: DeviceId = device.parse()?;
-    let sha256: Fingerprint = sha256.parse()?;
+    let actor = caller.actor();
+    let result = async {
+        let device: DeviceId = device.parse()?;
+        let sha256: Fingerprint = sha256.parse()?;
+        Ok(state
+            .remove_foreign_certificate(&actor, device, sha256.as_str())
+            .await?)
+    }
+    .await;
     state
-        .remove_foreign_certificate(&caller.actor(), device, sha256.as_str())
+        .audit_refusal(
+            &actor,
+            "certificate.foreign-remove",
+            format!("device:{}", device.chars().take(40).collect::<String>()),
+            result,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -279,7 +279,8 @@ pub struct ExportQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/export", tag = "inventory", params(ExportQuery),
-    responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem)))]
+    responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem),
+        (status = 404, body = Problem)))]
 pub async fn export_devices(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<super::Caller>,

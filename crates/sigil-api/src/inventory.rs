@@ -313,7 +313,8 @@ async fn register_device(
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "inventory", params(DeviceQuery),
-    responses((status = 200, body = DeviceList), (status = 400, body = Problem)))]
+    responses((status = 200, body = DeviceList), (status = 400, body = Problem),
+        (status = 404, description = "The `after` device does not exist (with a sort)", body = Problem)))]
 pub async fn list_devices(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<super::Caller>,

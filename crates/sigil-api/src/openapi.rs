@@ -327,7 +327,7 @@ fn query_constraint(
 ) -> Option<serde_json::Value> {
     let uuid = matches!(
         path,
-        "/api/v1/certificates" | "/api/v1/devices" | "/api/v1/devices/export"
+        "/api/v1/certificates" | "/api/v1/devices" | "/api/v1/devices/export" | "/api/v1/cases"
     );
     let devices = matches!(path, "/api/v1/devices" | "/api/v1/devices/export");
     Some(match name {
@@ -474,6 +474,7 @@ impl utoipa::Modify for Conformance {
                 (Method::POST, &mut item.post),
                 (Method::PUT, &mut item.put),
                 (Method::PATCH, &mut item.patch),
+                (Method::DELETE, &mut item.delete),
             ] {
                 if let Some(op) = op {
                     conform(path, &method, op);
@@ -504,6 +505,7 @@ mod tests {
                 (Method::GET, &item.get),
                 (Method::POST, &item.post),
                 (Method::PUT, &item.put),
+                (Method::DELETE, &item.delete),
             ] {
                 let Some(op) = op else { continue };
                 operations += 1;

@@ -37,7 +37,14 @@ impl Authority {
         subject: String,
         refusal: RefusalRecord<'_>,
     ) {
-        let details = serde_json::json!({"code": refusal.code, "reason": refusal.reason});
+        // Bounded, and one line: a reason may quote what the caller sent.
+        let reason: String = refusal
+            .reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(512)
+            .collect();
+        let details = serde_json::json!({"code": refusal.code, "reason": reason});
         self.append_refusal(actor, action, subject, refusal.outcome(), details)
             .await;
     }

@@ -67,7 +67,10 @@ pub fn parse_foreign_bundle(
     for (n, block) in blocks.iter().enumerate() {
         let which = |why: String| refuse(format!("certificate {}: {why}", n + 1));
         if block.tag() != "CERTIFICATE" {
-            return Err(which(format!("a {} block, not a CERTIFICATE", block.tag())));
+            return Err(which(format!(
+                "a {} block, not a CERTIFICATE",
+                printable(block.tag(), 32)
+            )));
         }
         let cert = parse_one(block.contents(), own_cas).map_err(which)?;
         if out.iter().any(|c| c.sha256 == cert.sha256) {
@@ -91,11 +94,19 @@ fn parse_one(der: &[u8], own_cas: &[&[u8]]) -> Result<ForeignCertificate, String
     {
         return Err("a CA certificate: import the devices' own certificates".into());
     }
-    if own_cas.iter().any(|ca| directly_issued_by(der, ca)) {
-        return Err("issued by this Sigil's CA: it is in the inventory already".into());
+    // Sigil's own, or one claiming to be (its issuer named as Sigil's CA, whether or not the
+    // signature holds): neither is a foreign certificate.
+    let names_sigil = own_cas
+        .iter()
+        .any(|ca| X509Certificate::from_der(ca).is_ok_and(|(_, ca)| ca.subject() == cert.issuer()));
+    if names_sigil || own_cas.iter().any(|ca| directly_issued_by(der, ca)) {
+        return Err(
+            "issued by (or in the name of) this Sigil's CA: not a foreign certificate".into(),
+        );
     }
     let validity = cert.validity();
-    let text = |s: String| s.chars().take(1024).collect::<String>();
+    // Names are shown to people and printed in terminals: no control characters.
+    let text = |s: String| printable(&s, 1024);
     Ok(ForeignCertificate {
         subject: text(cert.subject().to_string()),
         issuer: text(cert.issuer().to_string()),
@@ -106,6 +117,14 @@ fn parse_one(der: &[u8], own_cas: &[&[u8]]) -> Result<ForeignCertificate, String
         spki_sha256: hex::encode(sha256(cert.public_key().raw)),
         der: der.to_vec(),
     })
+}
+
+/// `s` without control characters, at most `max` characters.
+fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect()
 }
 
 #[cfg(test)]
@@ -147,6 +166,13 @@ mod tests {
         );
         assert_eq!(certs[0].spki_sha256.len(), 64);
         assert!(certs[0].serial.chars().all(|c| c.is_ascii_hexdigit()));
+        // Names reach terminals: control characters (an ANSI escape here) do not.
+        let hostile = parse_foreign_bundle(&leaf(&old, "meter\u{1b}[31m-9"), &[&own.2]).unwrap();
+        assert!(
+            !hostile[0].subject.chars().any(char::is_control),
+            "{}",
+            hostile[0].subject
+        );
     }
 
     #[test]
@@ -167,7 +193,12 @@ mod tests {
             ),
             (format!("{good}{good}"), "appears twice"),
             (junk, "not an X.509 certificate"),
-            (leaf(&own, "already-ours"), "issued by this Sigil"),
+            (
+                leaf(&own, "already-ours"),
+                "issued by (or in the name of) this Sigil",
+            ),
+            // Same name as Sigil's CA, another key: a forgery in its name.
+            (leaf(&ca("Sigil Issuing CA"), "forged"), "in the name of"),
             (good.repeat(MAX_FOREIGN_CERTIFICATES + 1), "at most 64"),
             ("x".repeat(MAX_FOREIGN_BUNDLE + 1), "at most"),
         ];

@@ -28,6 +28,10 @@
     if (n < 1048576) { return (n / 1024).toFixed(1) + " KiB"; }
     return (n / 1048576).toFixed(1) + " MiB";
   }
+  // Larger downloads go straight to the browser's own download (no progress, no copy in
+  // the page's memory).
+  var IN_PAGE_LIMIT = 256 * 1048576;
+  function Too() {}
   function fileName(response, link) {
     var header = response.headers.get("Content-Disposition") || "";
     var match = /filename="?([^";]+)"?/.exec(header);
@@ -46,8 +50,11 @@
     status.textContent = " Preparing\u2026 ";
     status.appendChild(bar);
     fetch(link.href, { credentials: "same-origin" }).then(function (response) {
+      // A redirect here is the login page (the session ended): not the file asked for.
+      if (response.redirected) { throw new Error("your session ended; log in again"); }
       if (!response.ok) { throw new Error("the server answered " + response.status); }
       var total = Number(response.headers.get("Content-Length")) || 0;
+      if (total > IN_PAGE_LIMIT) { throw new Too(); }
       if (total) { bar.max = total; }
       var reader = response.body.getReader();
       var parts = [];
@@ -57,6 +64,8 @@
           if (step.done) { return; }
           parts.push(step.value);
           received += step.value.length;
+          // Too large to hold in the page: let the browser save it as it comes instead.
+          if (received > IN_PAGE_LIMIT) { reader.cancel(); throw new Too(); }
           if (total) { bar.value = received; }
           status.firstChild.textContent = " " + size(received) + (total ? " of " + size(total) : "") + " received ";
           return pump();
@@ -71,8 +80,15 @@
         status.textContent = " Done: " + size(received) + ". ";
         status.appendChild(save);
         save.click();
+        // The link keeps working for a while; then the page lets the memory go.
+        setTimeout(function () { URL.revokeObjectURL(save.href); }, 60000);
       });
     }).catch(function (e) {
+      if (e instanceof Too) {
+        status.textContent = " Large file: your browser saves it directly.";
+        window.location.assign(link.href);
+        return;
+      }
       status.textContent = " Failed: " + e.message + ". Try again, or ask for a shorter period.";
     });
   }

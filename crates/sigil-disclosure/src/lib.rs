@@ -2,8 +2,9 @@
 //!
 //! - `GET /.well-known/security.txt`: the organisation's policy and contacts;
 //! - `GET /disclosure/{product}/security.txt`: a product's (its own, else the organisation's);
-//! - `GET /disclosure/{product}/vex.json`: the product's VEX (OpenVEX), so fixed
-//!   vulnerabilities are public (CRA Annex I Part II (4)), for products with a policy;
+//! - `GET /disclosure/{product}/vex.json`: the product's fixed and not-affected VEX
+//!   statements (OpenVEX), so fixed vulnerabilities are public (CRA Annex I Part II (4)), for
+//!   products with a policy of their own; built at most once a minute per product;
 //! - `POST /disclosure/reports`: a vulnerability report (JSON), answered with a receipt;
 //! - `GET /disclosure/reports/status`: where a report stands, for its receipt (as a bearer
 //!   token: a secret in a URL ends up in logs).
@@ -69,13 +70,7 @@ impl DisclosureDesk for Authority {
         &self,
         product: &str,
     ) -> Result<Option<serde_json::Value>, RequestError> {
-        if Authority::security_txt(self, Some(product))
-            .await?
-            .is_none()
-        {
-            return Ok(None);
-        }
-        Ok(Some(self.product_openvex(product).await?))
+        self.public_vex(product).await
     }
 
     fn admit(&self, ip: Option<IpAddr>) -> Result<(), u64> {
@@ -145,13 +140,40 @@ async fn product<A: DisclosureDesk>(
         .ok_or_else(none)
 }
 
+/// Published VEX documents by (desk, product), with when they were built: strangers asking
+/// again and again cost one build per product and minute.
+type VexCache = std::sync::Mutex<
+    std::collections::HashMap<(usize, String), (std::time::Instant, serde_json::Value)>,
+>;
+static VEX_CACHE: std::sync::LazyLock<VexCache> = std::sync::LazyLock::new(Default::default);
+const VEX_FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+const VEX_CACHED_PRODUCTS: usize = 4096;
+
 async fn vex<A: DisclosureDesk>(
     State(desk): State<Arc<A>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let none = || ApiError::not_found("no VEX is published for this product");
     let Path(product) = path.map_err(|_| none())?;
-    let document = desk.published_vex(&product).await?.ok_or_else(none)?;
+    let key = (Arc::as_ptr(&desk).cast::<()>() as usize, product.clone());
+    let cached = VEX_CACHE.lock().ok().and_then(|c| {
+        c.get(&key)
+            .filter(|(at, _)| at.elapsed() < VEX_FRESH)
+            .map(|(_, d)| d.clone())
+    });
+    let document = match cached {
+        Some(d) => d,
+        None => {
+            let built = desk.published_vex(&product).await?.ok_or_else(none)?;
+            if let Ok(mut cache) = VEX_CACHE.lock() {
+                if cache.len() >= VEX_CACHED_PRODUCTS {
+                    cache.clear();
+                }
+                cache.insert(key, (std::time::Instant::now(), built.clone()));
+            }
+            built
+        }
+    };
     Ok((
         [(
             header::CACHE_CONTROL,

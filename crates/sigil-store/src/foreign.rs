@@ -64,7 +64,11 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<ForeignImport, StoreError> {
         let mut tx = self.begin_write().await?;
-        self.locked_state(&mut tx, device).await?;
+        if self.locked_state(&mut tx, device).await? == sigil_domain::LifecycleState::Retired {
+            return Err(StoreError::Conflict(format!(
+                "device {device} is retired: it holds no identity to track"
+            )));
+        }
         let mut result = ForeignImport::default();
         for c in certificates {
             let inserted = sqlx::query(

@@ -232,6 +232,14 @@ fn spdx3_packages_are_read_and_bad_ones_refused() {
             r#"{"@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld"}"#.into(),
             "without a `@graph`",
         ),
+        (
+            pretty.replace("\"urn:jinja\"", "\"urn:fw\""),
+            "`urn:fw` names two elements",
+        ),
+        (
+            pretty.replace("\"spdxId\": \"urn:jinja\",", ""),
+            "without an `spdxId`",
+        ),
     ];
     for (text, words) in cases {
         let e = Sbom::parse(text.as_bytes()).unwrap_err().to_string();

@@ -234,6 +234,12 @@ async fn disclosure_follows_the_readme(db: Db) {
             .starts_with("https://openvex.dev/ns"),
         "{vex}"
     );
+    // The organisation's policy alone publishes no product's VEX.
+    let other = s.create_product("Other").await;
+    assert_eq!(
+        curl(&s, &format!("/disclosure/{other}/vex.json"), &[]).0,
+        404
+    );
     assert_eq!(
         curl(
             &s,

@@ -252,14 +252,27 @@ async fn foreign_certificates_are_tracked_never_trusted(db: Db) {
         std::fs::read_to_string(dir.join("oldca.crt")).unwrap()
     );
     std::fs::write(dir.join("with-ca.pem"), both).unwrap();
+    // A retired device holds no identity to track.
+    let (st, retired) = s
+        .post(
+            &format!("/api/v1/devices/{sigil_device}/retire"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{retired}");
     for (file, target, words) in [
+        ("meter-1.crt", sigil_device.as_str(), "is retired"),
         ("oldca.crt", device.as_str(), "a CA certificate"),
         (
             "with-ca.pem",
             device.as_str(),
             "certificate 2: a CA certificate",
         ),
-        ("M-2.crt", device.as_str(), "issued by this Sigil"),
+        (
+            "M-2.crt",
+            device.as_str(),
+            "issued by (or in the name of) this Sigil",
+        ),
         ("junk.pem", device.as_str(), "not an X.509 certificate"),
         ("meter-1.key", device.as_str(), "a PRIVATE KEY block"),
         (
@@ -281,7 +294,6 @@ async fn foreign_certificates_are_tracked_never_trusted(db: Db) {
         !refusals["items"].as_array().unwrap().is_empty(),
         "refusals are audited"
     );
-    let _ = sigil_device;
 
     // Removal, audited; the other certificate stays.
     common::ok(sigil(

@@ -159,5 +159,12 @@ async fn an_alias_that_becomes_the_preferred_id_keeps_the_clock(db: Db) {
     let listed: Vec<Value> = all.iter().map(|c| c["id"].clone()).collect();
     assert_eq!(paged, listed);
     assert_eq!(s.get("/api/v1/cases?limit=0").await.0, 422);
+    assert_eq!(s.get("/api/v1/cases?after=not-a-case").await.0, 422);
+    // A cursor in another spelling of the same UUID pages alike.
+    let first = &listed[0].as_str().unwrap().to_uppercase();
+    let (_, upper) = s
+        .get(&format!("/api/v1/cases?state=all&after={first}"))
+        .await;
+    assert_eq!(upper["items"][0]["id"], listed[1], "{upper}");
 }
 sigil_testkit::both_backends!(an_alias_that_becomes_the_preferred_id_keeps_the_clock);

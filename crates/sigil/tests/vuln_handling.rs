@@ -102,6 +102,34 @@ async fn handling_follows_the_readme(db: Db) {
         ));
     }
 
+    // Published for the product (its own disclosure policy), its VEX tells the world what is
+    // fixed or does not affect it, never what is open: jinja2 and requests are open here.
+    ok(sigil(
+        &s,
+        &[
+            "disclosure",
+            "set-policy",
+            "--product",
+            &product,
+            "--contact",
+            "mailto:psirt@example.com",
+            "--expires",
+            "2027-06-30T00:00:00Z",
+        ],
+    ));
+    let public: Value = s
+        .http
+        .get(format!("{}/disclosure/{product}/vex.json", s.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, open) = s.get(&format!("/api/v1/products/{product}/findings")).await;
+    assert!(open["items"].as_array().unwrap().len() >= 2, "{open}");
+    assert_eq!(public["statements"], json!([]), "{public}");
+
     // A device's findings: its firmware's, each with severity and deadline.
     let mine = json_out(sigil(
         &s,

@@ -28,6 +28,37 @@ impl Authority {
         ))
     }
 
+    /// What the disclosure desk publishes of the product's VEX (CRA Annex I Part II (4) asks
+    /// for *fixed* vulnerabilities): only `fixed` and `not_affected` statements, and only for a
+    /// product with a disclosure policy of its own (publication is each product's choice; the
+    /// organisation's policy alone publishes nothing). `None` otherwise.
+    pub async fn public_vex(
+        &self,
+        product: &str,
+    ) -> Result<Option<serde_json::Value>, RequestError> {
+        if product.parse::<sigil_domain::ProductId>().is_err()
+            || self.disclosure_policy(Some(product)).await?.is_none()
+        {
+            return Ok(None);
+        }
+        let (record, out) = self.product_vex(product, None).await?;
+        let published: Vec<OutStatement> = out
+            .into_iter()
+            .filter(|s| matches!(s.status, VexStatus::Fixed | VexStatus::NotAffected))
+            .collect();
+        let now = self.now();
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        Ok(Some(to_openvex(
+            &format!("Sigil, for {}", record.manufacturer),
+            &format!(
+                "https://sigil.invalid/vex/{product}/{}",
+                now.unix_timestamp()
+            ),
+            &rfc3339(now),
+            &published,
+        )))
+    }
+
     /// The product's VEX as a CSAF 2.0 document (profile `csaf_vex`).
     pub async fn product_csaf(&self, product: &str) -> Result<serde_json::Value, RequestError> {
         let (record, out) = self.product_vex(product, None).await?;

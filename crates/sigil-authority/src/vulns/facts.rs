@@ -64,7 +64,7 @@ impl Authority {
         if facts.sbom_versions.is_empty() {
             return Ok(facts);
         }
-        facts.vex_public = self.security_txt(Some(product)).await?.is_some();
+        facts.vex_public = self.disclosure_policy(Some(product)).await?.is_some();
         let found = self.product_findings(product).await?;
         let (record, statements) = self.product_vex(product, Some(&found)).await?;
         for f in found.findings.iter().filter(|f| open_finding(f)) {

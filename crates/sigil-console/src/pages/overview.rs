@@ -153,12 +153,20 @@ async fn frameworks(backend: &Backend, viewer: &Viewer) -> Section<Vec<Framework
     Ok(rows)
 }
 
+/// Every open case (the oldest are the likeliest to be overdue), a page of 500 at a time.
 async fn open_cases(backend: &Backend, viewer: &Viewer) -> Section<Vec<CaseRow>> {
-    let list: Value = section(backend, &viewer.forwarded, "/api/v1/cases?state=open").await?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut cases: Vec<Value> = Vec::new();
+    let mut path = "/api/v1/cases?state=open&limit=500".to_owned();
+    loop {
+        let page: Value = section(backend, &viewer.forwarded, &path).await?;
+        cases.extend(page["items"].as_array().into_iter().flatten().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => path = format!("/api/v1/cases?state=open&limit=500&after={next}"),
+            None => break,
+        }
+    }
+    Ok(cases
+        .iter()
         .map(|case| {
             let next = case["deadlines"]
                 .as_array()

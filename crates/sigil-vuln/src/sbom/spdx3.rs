@@ -12,6 +12,9 @@ use crate::VulnError;
 /// The context every SPDX 3.0 document names.
 const CONTEXT: &str = "spdx.org/rdf/3.0";
 const VERSIONS: [&str; 2] = ["3.0.0", "3.0.1"];
+/// Largest SPDX 3 document: read as a tree, a JSON-LD document costs several times its size
+/// in memory (a 10,000-package SBOM is about 4 MiB).
+pub const MAX_SPDX3_BYTES: usize = 16 * 1024 * 1024;
 
 /// Whether a JSON document's `@context` is SPDX 3's.
 pub(super) fn is_spdx3(context: &Value) -> bool {
@@ -64,7 +67,14 @@ fn text_field(text: &[u8], element: &Value, field: &str) -> Result<Option<String
 }
 
 fn package(text: &[u8], element: &Value) -> Result<Component, VulnError> {
-    let id = id_of(element).unwrap_or("?");
+    let Some(id) = id_of(element) else {
+        return Err(refuse_at(
+            text,
+            "software_Package",
+            "a software_Package without an `spdxId`".into(),
+        ));
+    };
+    checked_text("spdxId", id).map_err(|reason| refuse_at(text, id, reason))?;
     let name = text_field(text, element, "name")?
         .ok_or_else(|| refuse_at(text, id, "a software_Package needs a `name`".into()))?;
     let mut purl = text_field(text, element, "software_packageUrl")?;
@@ -87,6 +97,9 @@ fn package(text: &[u8], element: &Value) -> Result<Component, VulnError> {
             _ => {}
         }
     }
+    if let Some(p) = &purl {
+        checked_text("purl", p).map_err(|reason| refuse_at(text, id, reason))?;
+    }
     if let Some(problem) = purl.as_deref().and_then(purl_problem) {
         return Err(refuse_at(text, id, problem));
     }
@@ -103,6 +116,12 @@ fn package(text: &[u8], element: &Value) -> Result<Component, VulnError> {
 }
 
 pub(super) fn parse(text: &[u8]) -> Result<Sbom, VulnError> {
+    if text.len() > MAX_SPDX3_BYTES {
+        return Err(VulnError::TooLarge {
+            what: "SPDX 3 document",
+            limit: MAX_SPDX3_BYTES,
+        });
+    }
     let doc: Value = serde_json::from_slice(text).map_err(|e| malformed(&e))?;
     let graph = doc.get("@graph").and_then(Value::as_array).ok_or_else(|| {
         VulnError::UnsupportedSbom("an SPDX 3 document without a `@graph`".into())
@@ -111,6 +130,7 @@ pub(super) fn parse(text: &[u8]) -> Result<Sbom, VulnError> {
     let mut spec_version = None;
     let mut root = None;
     let mut packages = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     // Elements may also be written in place inside another's `element` list.
     let mut stack: Vec<&Value> = graph.iter().rev().collect();
     while let Some(element) = stack.pop() {
@@ -140,7 +160,15 @@ pub(super) fn parse(text: &[u8]) -> Result<Sbom, VulnError> {
                     .and_then(reference)
                     .map(str::to_owned);
             }
-            Some("software_Package") => packages.push(package(text, element)?),
+            Some("software_Package") => {
+                let p = package(text, element)?;
+                // One package, one id: a repeat would be matched (and exported) twice.
+                if !seen.insert(p.reference.clone()) {
+                    let id = p.reference.unwrap_or_default();
+                    return Err(refuse_at(text, &id, format!("`{id}` names two elements")));
+                }
+                packages.push(p);
+            }
             _ => {}
         }
     }
