@@ -174,8 +174,15 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
     attempt.open_session(step).await
 }
 
+/// The one answer to every refused login, whatever the reason (no such account, wrong
+/// password, disabled, locked): telling them apart would confirm which accounts exist and,
+/// for a locked one, which password is right while the lock should hold. The reason is in
+/// the audit log, and an administrator sees the lock on the account.
 fn invalid_credentials() -> ApiError {
-    ApiError::unauthenticated("invalid username or password")
+    ApiError::unauthenticated(format!(
+        "invalid username or password (after {LOCK_AFTER} failed logins an account is locked for {} minutes)",
+        LOCK_FOR.whole_minutes()
+    ))
 }
 
 /// One login attempt for a known account.
@@ -193,19 +200,13 @@ impl Attempt<'_> {
         if operator.disabled_at.is_some() {
             return Err(self.refuse("account disabled", invalid_credentials()).await);
         }
+        // The password is checked even for a locked account: the answer takes as long.
+        let right = verify_password_blocking(password, operator.password_hash.clone()).await;
         if let Some(until) = operator.locked_until.filter(|t| *t > self.now) {
-            let locked = ApiError::new(
-                StatusCode::FORBIDDEN,
-                "account-locked",
-                "Account locked",
-                format!(
-                    "the account is locked after repeated failed logins until {}",
-                    rfc3339(until)
-                ),
-            );
-            return Err(self.refuse("account locked", locked).await);
+            let reason = format!("account locked until {}", rfc3339(until));
+            return Err(self.refuse(&reason, invalid_credentials()).await);
         }
-        if !verify_password_blocking(password, operator.password_hash.clone()).await {
+        if !right {
             return Err(self.failure("wrong password", invalid_credentials()).await);
         }
         Ok(())
@@ -338,19 +339,8 @@ impl Attempt<'_> {
             )
             .await
         {
-            Ok(outcome) => match outcome.locked_until {
-                Some(until) => ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "account-locked",
-                    "Account locked",
-                    format!(
-                        "{}; after {LOCK_AFTER} failed logins the account is locked until {}",
-                        refusal.detail,
-                        rfc3339(until)
-                    ),
-                ),
-                None => refusal,
-            },
+            // Locked now or not, the caller is told the same (see `invalid_credentials`).
+            Ok(_) => refusal,
             Err(e) => e.into(),
         }
     }
