@@ -89,12 +89,20 @@ fn pages(middle: &str, product: &str) -> Vec<(&'static str, String)> {
             "/api/v1/devices?site=depot&tag=line-7&limit=50".into(),
         ),
         (
-            "Devices, searched by a serial number's start",
-            "/ui/devices?q=SN-05".into(),
+            "Devices, searched: 1,000 serial numbers match",
+            "/ui/devices?q=SN-0005".into(),
         ),
         (
-            "API: devices, searched by a serial number's start",
-            "/api/v1/devices?q=SN-05&limit=50".into(),
+            "API: devices, searched: 1,000 match",
+            "/api/v1/devices?q=SN-0005&limit=50".into(),
+        ),
+        (
+            "API: devices, searched: one device matches",
+            "/api/v1/devices?q=SN-0050001&limit=50".into(),
+        ),
+        (
+            "API: devices, searched: the whole fleet matches",
+            "/api/v1/devices?q=SN-0&limit=50".into(),
         ),
         (
             "Devices by serial number, halfway through",
