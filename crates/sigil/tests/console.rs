@@ -539,6 +539,15 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{other}");
+    // An SBOM from a real generator and a published advisory: the overview counts the open
+    // finding (jinja2 3.1.2, GHSA-h5c8-rqwp-cp95).
+    common::upload_python_sbom(&s, &product, "2.0.0", ("JSON", "1.6"));
+    let advisory = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../sigil-vuln/tests/fixtures/osv/GHSA-h5c8-rqwp-cp95.json");
+    common::ok(common::sigil(
+        &s,
+        &["vulndb", "import", advisory.to_str().unwrap()],
+    ));
     // Two compliance runs: the overview draws each framework's trend from its history.
     for _ in 0..2 {
         let (st, run) = s
@@ -561,6 +570,12 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         text.contains("olga (security-officer, second factor)"),
         "{text}"
     );
+    wait_for(
+        driver,
+        "section[aria-labelledby=findings-h] table",
+        "Gateway",
+    )
+    .await;
     let chart = driver.find(By::Css("svg.trend polyline")).await.unwrap();
     assert!(chart.attr("points").await.unwrap().unwrap().contains(' '));
     check_page(driver, "overview").await;

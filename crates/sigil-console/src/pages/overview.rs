@@ -56,6 +56,21 @@ struct CaseRow {
     overdue: bool,
 }
 
+/// A product's open vulnerability findings (not silenced by its VEX), counted.
+struct FindingsRow {
+    product_id: String,
+    product: String,
+    open: usize,
+    critical_or_high: usize,
+    known_exploited: usize,
+    overdue: usize,
+    /// Devices on the firmware versions with an open finding.
+    devices: u64,
+}
+
+/// Products whose findings the overview counts (a fleet has tens; the rest are on their pages).
+const FINDINGS_PRODUCTS: usize = 100;
+
 struct RolloutRow {
     product: String,
     release: String,
@@ -71,6 +86,7 @@ struct OverviewPage {
     states: Vec<(&'static str, i64)>,
     frameworks: Section<Vec<FrameworkRow>>,
     cases: Section<Vec<CaseRow>>,
+    findings: Section<Vec<FindingsRow>>,
     rollouts: Section<Vec<RolloutRow>>,
     audit: Section<AuditStatus>,
     verified: Option<Time>,
@@ -86,10 +102,11 @@ const STATES: [&str; 5] = [
 
 pub async fn page(State(backend): State<Backend>, viewer: Viewer) -> Response {
     let from = &viewer.forwarded;
-    let (summary, frameworks, cases, rollouts, audit) = tokio::join!(
+    let (summary, frameworks, cases, findings, rollouts, audit) = tokio::join!(
         section::<Summary>(&backend, from, "/api/v1/inventory/summary"),
         frameworks(&backend, &viewer),
         open_cases(&backend, &viewer),
+        open_findings(&backend, &viewer),
         rollouts(&backend, &viewer),
         section::<AuditStatus>(&backend, from, "/api/v1/audit/status"),
     );
@@ -113,10 +130,61 @@ pub async fn page(State(backend): State<Backend>, viewer: Viewer) -> Response {
         states,
         frameworks,
         cases,
+        findings,
         rollouts,
         audit,
         verified,
     })
+}
+
+/// Each product's open findings: how many, how grave, how many known exploited or overdue,
+/// and the devices on the affected firmware (from the product's findings, as its page shows).
+async fn open_findings(backend: &Backend, viewer: &Viewer) -> Section<Vec<FindingsRow>> {
+    let from = &viewer.forwarded;
+    let products: Value = section(backend, from, "/api/v1/products").await?;
+    let mut rows = Vec::new();
+    for p in products["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(FINDINGS_PRODUCTS)
+    {
+        let id = text(p, "id");
+        let path = format!("/api/v1/products/{}/findings", segment(&id));
+        let found: Value = section(backend, from, &path).await?;
+        let open: Vec<&Value> = found["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| !matches!(f["vex_status"].as_str(), Some("not_affected" | "fixed")))
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        let mut per_firmware: std::collections::BTreeMap<String, u64> = Default::default();
+        for f in &open {
+            per_firmware.insert(
+                text(f, "firmware_version"),
+                f["devices"].as_u64().unwrap_or(0),
+            );
+        }
+        rows.push(FindingsRow {
+            product: text(p, "name"),
+            open: open.len(),
+            critical_or_high: open
+                .iter()
+                .filter(|f| matches!(f["severity"].as_str(), Some("critical" | "high")))
+                .count(),
+            known_exploited: open
+                .iter()
+                .filter(|f| f["known_exploited"].is_string())
+                .count(),
+            overdue: open.iter().filter(|f| f["overdue"] == true).count(),
+            devices: per_firmware.values().sum(),
+            product_id: id,
+        });
+    }
+    Ok(rows)
 }
 
 /// Each framework's latest score and its trend over the recorded runs.
