@@ -169,6 +169,7 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
             Action("inventory.read", "device")
         }
         "/api/v1/devices/{id}/posture" if get => Action("posture.read", "posture"),
+        "/api/v1/devices/{id}/updates" if get => Action("release.read", "release"),
         "/api/v1/devices/{id}" if method == Method::PATCH => Action("inventory.write", "device"),
         "/api/v1/devices/{id}/activate"
         | "/api/v1/devices/{id}/suspend"

@@ -11,6 +11,7 @@ mod cases;
 mod certificates;
 mod compliance;
 mod device_listing;
+mod device_updates;
 mod disclosure;
 mod enrollment;
 mod evidence;
@@ -190,6 +191,10 @@ fn vulnerability_routes() -> Router<AppState> {
             post(vulns::import_vex).get(vulns::export_vex),
         )
         .route("/api/v1/devices/{id}/findings", get(cases::device_findings))
+        .route(
+            "/api/v1/devices/{id}/updates",
+            get(device_updates::device_updates),
+        )
         .route(
             "/api/v1/vuln-policy",
             get(cases::get_policy).put(cases::set_policy),

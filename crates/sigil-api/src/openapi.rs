@@ -38,6 +38,7 @@ const PROBLEM: &str = "application/problem+json";
         super::inventory::activate_device, super::inventory::suspend_device, super::inventory::resume_device, super::inventory::retire_device,
         super::certificates::issue, super::certificates::list, super::certificates::get, super::certificates::profiles, super::services::issue,
         super::foreign::import, super::foreign::list, super::foreign::remove,
+        super::device_updates::device_updates,
         super::revocation::revoke_device, super::enrollment::create_enrollment_token, super::bootstrap::add, super::bootstrap::list, super::posture::get, super::broker::authn, super::broker::authz, super::broker::explain,
         super::policy::current, super::policy::versions, super::policy::apply, super::policy::rollback,
         super::operators::create_operator, super::operators::list_operators, super::operators::create_token, super::operators::list_tokens, super::operators::revoke_token,

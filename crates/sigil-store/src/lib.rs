@@ -62,8 +62,8 @@ pub use policy::PolicyVersion;
 pub use posture::PostureRecord;
 pub use revocation::{RevokedCertificate, StoredCrl};
 pub use rollouts::{
-    ACTIVE_ROLLOUT_STATES, DeviceAssignment, DeviceSelector, RolloutRecord, StatusCount,
-    UpdateReport,
+    ACTIVE_ROLLOUT_STATES, DeviceAssignment, DeviceSelector, DeviceUpdate, RolloutRecord,
+    StatusCount, UpdateReport,
 };
 pub use rows::{CertificateRecord, CertificateStatus, NewCertificate, TokenRecord};
 pub use tokens::NewApiToken;

@@ -213,6 +213,34 @@ impl Store {
             .collect()
     }
 
+    /// The device's updates, newest first (at most 20): every rollout it is part of.
+    pub async fn device_updates(
+        &self,
+        device: &str,
+    ) -> Result<Vec<crate::rollouts::DeviceUpdate>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.rollout_id, r.state, rel.version, m.status, m.reason, m.reported_version, m.updated_at \
+             FROM rollout_devices m JOIN rollouts r ON r.id = m.rollout_id JOIN releases rel ON rel.id = r.release_id \
+             WHERE m.device_id = $1 ORDER BY m.updated_at DESC, m.rollout_id DESC LIMIT 20",
+        )
+        .bind(device)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::rollouts::DeviceUpdate {
+                    rollout_id: r.try_get("rollout_id")?,
+                    rollout_state: r.try_get("state")?,
+                    release_version: r.try_get("version")?,
+                    status: r.try_get("status")?,
+                    reason: r.try_get("reason")?,
+                    reported_version: r.try_get("reported_version")?,
+                    updated_at: crate::rows::ts(r.try_get("updated_at")?)?,
+                })
+            })
+            .collect()
+    }
+
     /// What `device` should install now, if anything: its update in a rollout that runs, waits
     /// for approval, or completed while it was assigned (completion judges the thresholds; the
     /// devices already assigned still finish). Paused, halted and stopped rollouts withhold it.

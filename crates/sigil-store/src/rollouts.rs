@@ -74,6 +74,19 @@ pub struct DeviceAssignment {
     pub status: String,
 }
 
+/// A device's part in one rollout: what it was to install and where that stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceUpdate {
+    pub rollout_id: String,
+    pub rollout_state: String,
+    pub release_version: String,
+    /// pending, assigned, downloading, installing, installed, failed, rejected, timed-out
+    pub status: String,
+    pub reason: Option<String>,
+    pub reported_version: Option<String>,
+    pub updated_at: OffsetDateTime,
+}
+
 /// A device's update report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateReport {

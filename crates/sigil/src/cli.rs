@@ -433,6 +433,12 @@ pub enum DeviceCommand {
     Import(crate::device::ImportArgs),
     /// Write a filtered view of the inventory as CSV.
     Export(crate::device::ExportArgs),
+    /// A device's firmware and the rollouts it is part of, newest first.
+    Updates {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show one device.
     Show {
         id: String,

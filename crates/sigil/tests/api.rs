@@ -856,6 +856,7 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/devices/{id}/certificates", "post"),
         ("/api/v1/devices/{id}/foreign-certificates", "post"),
         ("/api/v1/devices/{id}/foreign-certificates", "get"),
+        ("/api/v1/devices/{id}/updates", "get"),
         (
             "/api/v1/devices/{id}/foreign-certificates/{sha256}",
             "delete",
@@ -951,7 +952,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        81,
+        82,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

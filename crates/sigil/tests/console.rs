@@ -347,6 +347,18 @@ async fn start_and_pause_a_rollout(driver: &WebDriver, s: &TestServer, product: 
     let (_, rollout) = s.get(&format!("/api/v1/rollouts/{id}")).await;
     assert_eq!(rollout["state"], "paused", "{rollout}");
     let (_, paused) = s.get("/api/v1/audit/entries?action=rollout.paused").await;
+    // The device's page shows its part in the rollout.
+    let (_, devices) = s.get("/api/v1/devices?q=gw-0003").await;
+    let gw3 = devices["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, updates) = s.get(&format!("/api/v1/devices/{gw3}/updates")).await;
+    assert_eq!(updates["items"][0]["release_version"], "1.1.0", "{updates}");
+    assert_eq!(updates["items"][0]["rollout_state"], "paused", "{updates}");
+    driver
+        .goto(format!("{}/ui/devices/{gw3}", s.api))
+        .await
+        .unwrap();
+    wait_for(driver, "section[aria-labelledby=updates-h] table", "paused").await;
+    driver.back().await.unwrap();
     let reason = paused["items"][0]["details"]["reason"].as_str().unwrap();
     assert!(
         reason.starts_with("paused by ") && reason.ends_with(": maintenance window at the plant"),

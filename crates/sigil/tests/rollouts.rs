@@ -90,6 +90,12 @@ async fn readme_rollout_commands() {
     ));
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["devices"], 4, "only plant-1: {created}");
+    // A device's side: its part in the rollout (the README's `sigil device updates`).
+    let mine = json_out(sigil(&s, &["device", "updates", &at_plant[0], "--json"]));
+    assert_eq!(mine["items"][0]["release_version"], "1.1.0", "{mine}");
+    assert_eq!(mine["items"][0]["rollout_id"], created["id"], "{mine}");
+    let none = json_out(sigil(&s, &["device", "updates", &elsewhere, "--json"]));
+    assert_eq!(none["items"], json!([]), "{none}");
     assert_eq!(created["rate_per_minute"], 100);
     assert_eq!(
         created["groups"][0]["assigned"], 1,

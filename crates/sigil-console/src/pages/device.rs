@@ -105,6 +105,7 @@ struct DevicePage {
     done: Option<String>,
     certificates: Section<Vec<CertificateRow>>,
     foreign: Section<Vec<sections::ForeignRow>>,
+    updates: Section<Vec<sections::UpdateRow>>,
     can_import_foreign: bool,
     posture: Section<PostureView>,
     compliance: Section<Vec<FrameworkResult>>,
@@ -124,9 +125,10 @@ pub async fn page(
         .await?;
     let row: DeviceRow = serde_json::from_value(device.clone())
         .map_err(|e| ApiFailure::internal(format!("device: {e}")))?;
-    let (certificates, foreign, posture, compliance, findings, audit) = tokio::join!(
+    let (certificates, foreign, updates, posture, compliance, findings, audit) = tokio::join!(
         sections::certificates(&backend, from, &row.id),
         sections::foreign(&backend, from, &row.id),
+        sections::updates(&backend, from, &row.id),
         sections::posture(&backend, from, &row.id),
         sections::compliance(&backend, from, &row.id),
         sections::findings(&backend, from, &row.id),
@@ -155,6 +157,7 @@ pub async fn page(
         done,
         certificates,
         foreign,
+        updates,
         can_import_foreign: viewer.can(super::foreign::IMPORT),
         posture,
         compliance,

@@ -78,6 +78,31 @@ pub async fn foreign(
         .collect())
 }
 
+/// One rollout the device is part of.
+pub struct UpdateRow {
+    pub release: String,
+    pub status: String,
+    pub rollout_state: String,
+    pub reason: String,
+    pub updated: Time,
+}
+
+pub async fn updates(backend: &Backend, from: &Forwarded, device: &str) -> Section<Vec<UpdateRow>> {
+    let path = format!("/api/v1/devices/{}/updates", segment(device));
+    let list: CertificateList = section(backend, from, &path).await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|u| UpdateRow {
+            release: text(u, "release_version"),
+            status: text(u, "status"),
+            rollout_state: text(u, "rollout_state"),
+            reason: text(u, "reason"),
+            updated: Time::or_raw(&text(u, "updated_at")),
+        })
+        .collect())
+}
+
 pub struct PostureView {
     pub latest: Option<(Time, Vec<(String, String)>)>,
     pub history: Vec<Time>,
