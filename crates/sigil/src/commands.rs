@@ -393,28 +393,7 @@ async fn device(cmd: DeviceCommand) -> Result<()> {
             }
             Ok(())
         }
-        DeviceCommand::Updates { id, client } => {
-            let api = ApiClient::from_args(&client)?;
-            let updates = api
-                .get(&format!("/api/v1/devices/{}/updates", urlencode(&id)))
-                .await?;
-            if !client.json {
-                let firmware = updates["firmware_version"].as_str().unwrap_or("unknown");
-                println!("firmware {firmware}");
-            }
-            print(
-                &client,
-                &updates,
-                &[
-                    ("release_version", "RELEASE"),
-                    ("status", "THIS DEVICE"),
-                    ("rollout_state", "ROLLOUT"),
-                    ("reason", "WHY"),
-                    ("updated_at", "UPDATED"),
-                ],
-                true,
-            )
-        }
+        DeviceCommand::Updates { id, client } => crate::device::updates(&id, &client).await,
         DeviceCommand::Show { id, client } => {
             let api = ApiClient::from_args(&client)?;
             let d = api

@@ -184,3 +184,27 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     eprintln!("wrote {} ({bytes} bytes)", args.out.display());
     Ok(())
 }
+
+/// `sigil device updates`: the device's firmware and its part in each rollout.
+pub async fn updates(id: &str, client: &ClientArgs) -> Result<()> {
+    let api = ApiClient::from_args(client)?;
+    let updates = api
+        .get(&format!("/api/v1/devices/{}/updates", urlencode(id)))
+        .await?;
+    if !client.json {
+        let firmware = updates["firmware_version"].as_str().unwrap_or("unknown");
+        println!("firmware {firmware}");
+    }
+    crate::commands::print(
+        client,
+        &updates,
+        &[
+            ("release_version", "RELEASE"),
+            ("status", "THIS DEVICE"),
+            ("rollout_state", "ROLLOUT"),
+            ("reason", "WHY"),
+            ("updated_at", "UPDATED"),
+        ],
+        true,
+    )
+}
