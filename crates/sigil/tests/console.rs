@@ -16,7 +16,7 @@ use serde_json::json;
 use thirtyfour::prelude::*;
 
 use common::operators::{audit, create_operator, password, totp_code};
-use common::{Db, TestServer, enrolled_device, openssl, openssl_ocsp};
+use common::{Db, TestServer, enrolled_device, openssl_ocsp};
 
 /// A headless Chromium session through its own chromedriver.
 struct Browser {
@@ -207,63 +207,7 @@ async fn wait_for(driver: &WebDriver, css: &str, text: &str) {
 /// with its expiry, marked never trusted.
 async fn record_foreign(driver: &WebDriver, s: &TestServer, device: &str) {
     let dir = s.dir.path();
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let ca = [
-        &["req", "-x509"][..],
-        &key,
-        &[
-            "-keyout",
-            "oldca.key",
-            "-out",
-            "oldca.crt",
-            "-subj",
-            "/CN=Old Fleet CA",
-            "-days",
-            "3650",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-        ],
-    ]
-    .concat();
-    openssl(dir, &ca);
-    let csr = [
-        &["req", "-new"][..],
-        &key,
-        &[
-            "-keyout",
-            "old-gw.key",
-            "-out",
-            "old-gw.csr",
-            "-subj",
-            "/CN=gw-0001 old fleet",
-        ],
-    ]
-    .concat();
-    openssl(dir, &csr);
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "old-gw.csr",
-            "-CA",
-            "oldca.crt",
-            "-CAkey",
-            "oldca.key",
-            "-CAcreateserial",
-            "-days",
-            "20",
-            "-out",
-            "old-gw.crt",
-        ],
-    );
+    common::old_fleet_certificate(s, "old-gw", "20");
     driver
         .find(By::Id("foreign-file"))
         .await

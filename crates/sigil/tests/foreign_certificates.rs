@@ -25,69 +25,6 @@ fn refused_handshake(out: &str) -> bool {
         && (out.contains("alert unknown ca") || out.contains("alert certificate unknown"))
 }
 
-/// An old fleet CA and one device certificate from it, by openssl (files in the test dir).
-fn old_fleet_ca(s: &TestServer) {
-    let dir = s.dir.path();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "oldca.key",
-            "-out",
-            "oldca.crt",
-            "-subj",
-            "/CN=Old Fleet CA",
-            "-days",
-            "3650",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "meter-1.key",
-            "-out",
-            "meter-1.csr",
-            "-subj",
-            "/CN=meter-1",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "meter-1.csr",
-            "-CA",
-            "oldca.crt",
-            "-CAkey",
-            "oldca.key",
-            "-CAcreateserial",
-            "-days",
-            "45",
-            "-out",
-            "meter-1.crt",
-        ],
-    );
-}
-
 async fn foreign_certificates_are_tracked_never_trusted(db: Db) {
     let Some(s) = TestServer::start(db).await else {
         return;
@@ -95,7 +32,7 @@ async fn foreign_certificates_are_tracked_never_trusted(db: Db) {
     let dir = s.dir.path();
     let product = s.create_product("Meter").await;
     let device = s.create_device(&product, "M-1").await;
-    old_fleet_ca(&s);
+    common::old_fleet_certificate(&s, "meter-1", "45");
     // Not trusted before the import...
     let before = s_client(&s, "meter-1.crt", "meter-1.key");
     assert!(refused_handshake(&before), "{before}");

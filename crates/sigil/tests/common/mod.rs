@@ -283,3 +283,62 @@ pub fn s_client(s: &TestServer, cert: &str, key: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// An old fleet CA (`oldca.crt`, `oldca.key`) and a device certificate `<name>.crt` (key
+/// `<name>.key`, valid `days`) from it, made by openssl in the test directory: another CA's
+/// identities, as a fleet moving to Sigil holds them.
+pub fn old_fleet_certificate(s: &TestServer, name: &str, days: &str) {
+    let dir = s.dir.path();
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    if !dir.join("oldca.crt").exists() {
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(key);
+        ca.extend([
+            "-keyout",
+            "oldca.key",
+            "-out",
+            "oldca.crt",
+            "-subj",
+            "/CN=Old Fleet CA",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ]);
+        openssl(dir, &ca);
+    }
+    let (key_file, csr, crt, subject) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("/CN={name}"),
+    );
+    let mut req = vec!["req", "-new"];
+    req.extend(key);
+    req.extend(["-keyout", &key_file, "-out", &csr, "-subj", &subject]);
+    openssl(dir, &req);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "oldca.crt",
+            "-CAkey",
+            "oldca.key",
+            "-CAcreateserial",
+            "-days",
+            days,
+            "-out",
+            &crt,
+        ],
+    );
+}
