@@ -15,6 +15,11 @@ pub fn commands_filter(device: &str) -> String {
     format!("devices/{device}/commands/#")
 }
 
+/// Where a quarantined device is still sent commands (instructions to recover, say).
+pub fn quarantine_filter(device: &str) -> String {
+    format!("devices/{device}/quarantine/#")
+}
+
 /// What a pattern-based broker (Mosquitto's dynamic security) should grant the device: `None`
 /// if the policy does not let it connect, else the topic filters of the default layout that the
 /// policy allows. A policy error grants nothing (fail closed).
@@ -49,6 +54,11 @@ pub fn broker_grant(policy: &PolicyEngine, facts: &DeviceFacts) -> Option<Device
         // commands, and nothing else is delivered to it.
         acls.insert(Acl::new(AclType::PublishClientReceive, commands.clone()));
         acls.insert(Acl::new(AclType::SubscribePattern, commands));
+    }
+    let quarantine = quarantine_filter(&facts.id);
+    if allowed("subscribe", Target::Topic(quarantine.clone())) {
+        acls.insert(Acl::new(AclType::PublishClientReceive, quarantine.clone()));
+        acls.insert(Acl::new(AclType::SubscribePattern, quarantine));
     }
     Some(DeviceGrant { acls })
 }

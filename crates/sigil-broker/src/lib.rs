@@ -26,7 +26,7 @@ use sigil_store::{StoreError, StoredCrl};
 
 mod grant;
 
-pub use grant::{broker_grant, commands_filter, telemetry_filter};
+pub use grant::{broker_grant, commands_filter, quarantine_filter, telemetry_filter};
 
 /// What the broker integrations ask of the authority.
 pub trait BrokerAuthority: Send + std::marker::Sync + 'static {

@@ -98,7 +98,7 @@ pub struct Decision {
     pub errors: Vec<String>,
 }
 
-/// `devices/<id>/<kind>/...` -> (owner, telemetry | commands | other).
+/// `devices/<id>/<kind>/...` -> (owner, telemetry | commands | quarantine | other).
 pub fn parse_topic(topic: &str) -> (Option<&str>, &'static str) {
     let mut parts = topic.split('/');
     match (parts.next(), parts.next(), parts.next()) {
@@ -108,6 +108,7 @@ pub fn parse_topic(topic: &str) -> (Option<&str>, &'static str) {
             let kind = match kind {
                 "telemetry" => "telemetry",
                 "commands" => "commands",
+                "quarantine" => "quarantine",
                 _ => "other",
             };
             (Some(owner), kind)
