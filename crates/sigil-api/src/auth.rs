@@ -195,6 +195,7 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         "/api/v1/devices/{id}/foreign-certificates/{sha256}" if method == Method::DELETE => {
             Action("inventory.write", "certificate")
         }
+        route if monitoring_route(route) => return monitoring_rule(method, route),
         "/api/v1/broker/emqx/authn" | "/api/v1/broker/emqx/authz" if post => {
             Action("broker.decide", "device")
         }
@@ -218,6 +219,44 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         {
             return oversight_rule(method, route);
         }
+        _ => return None,
+    })
+}
+
+fn monitoring_route(route: &str) -> bool {
+    route.starts_with("/api/v1/alarms")
+        || route.starts_with("/api/v1/monitoring/")
+        || matches!(
+            route,
+            "/api/v1/devices/{id}/monitoring"
+                | "/api/v1/devices/{id}/quarantine"
+                | "/api/v1/devices/{id}/release"
+        )
+}
+
+/// The rules of behaviour monitoring: alarms, security profiles, quarantine.
+fn monitoring_rule(method: &Method, route: &str) -> Option<Rule> {
+    use Rule::Action;
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    Some(match route {
+        "/api/v1/monitoring/status"
+        | "/api/v1/monitoring/profiles"
+        | "/api/v1/alarms"
+        | "/api/v1/alarms/{id}"
+        | "/api/v1/devices/{id}/monitoring"
+            if get =>
+        {
+            Action("monitoring.read", "monitoring")
+        }
+        "/api/v1/monitoring/profiles" if method == Method::PUT => {
+            Action("monitoring.profiles", "monitoring")
+        }
+        "/api/v1/alarms/{id}/decision" | "/api/v1/devices/{id}/quarantine" if post => {
+            Action("monitoring.manage", "monitoring")
+        }
+        // Leaving quarantine restores trust: a second factor for people (the policy).
+        "/api/v1/devices/{id}/release" if post => Action("device.release", "device"),
         _ => return None,
     })
 }

@@ -21,6 +21,7 @@ pub const RESOURCE_KINDS: &[&str] = &[
     "enrollment_token",
     "evidence",
     "manufacturer_ca",
+    "monitoring",
     "operator",
     "policy",
     "posture",

@@ -20,6 +20,7 @@ mod grants;
 mod import;
 mod inventory;
 mod login;
+mod monitoring;
 mod openapi;
 mod operators;
 mod overview;
@@ -121,6 +122,7 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
         .merge(access_routes())
         .merge(evidence_routes())
         .merge(vulnerability_routes())
+        .merge(monitoring_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
 
     Router::new()
@@ -128,6 +130,7 @@ pub fn router(state: AppState, others: Router<AppState>) -> Router {
         .merge(others)
         // Devices authenticate with their certificate (mTLS), not a bearer token.
         .route("/api/v1/device/posture", post(posture::report))
+        .route("/api/v1/device/metrics", post(monitoring::report))
         .route(
             "/api/v1/device/update-channel",
             get(releases::device_channel),
@@ -177,6 +180,24 @@ async fn inert(mut response: axum::response::Response) -> axum::response::Respon
 }
 
 /// Vulnerabilities: feeds, SBOMs, findings.
+fn monitoring_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/monitoring/status", get(monitoring::status))
+        .route(
+            "/api/v1/monitoring/profiles",
+            get(monitoring::profiles).put(monitoring::apply_profiles),
+        )
+        .route("/api/v1/alarms", get(monitoring::list))
+        .route("/api/v1/alarms/{id}", get(monitoring::get))
+        .route("/api/v1/alarms/{id}/decision", post(monitoring::decide))
+        .route(
+            "/api/v1/devices/{id}/quarantine",
+            post(monitoring::quarantine),
+        )
+        .route("/api/v1/devices/{id}/release", post(monitoring::release))
+        .route("/api/v1/devices/{id}/monitoring", get(monitoring::device))
+}
+
 fn vulnerability_routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/vulndb/imports", post(vulns::import))

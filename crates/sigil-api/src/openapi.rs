@@ -17,9 +17,10 @@ use super::auth::Rule;
 use super::auth::rule;
 
 /// Routes that take no bearer token (they authenticate otherwise, or not at all).
-pub const OPEN: [&str; 6] = [
+pub const OPEN: [&str; 7] = [
     "/api/v1/auth/login",
     "/api/v1/device/assignment",
+    "/api/v1/device/metrics",
     "/api/v1/device/posture",
     "/api/v1/device/update-channel",
     "/api/v1/device/update-reports",
@@ -55,6 +56,9 @@ const PROBLEM: &str = "application/problem+json";
         super::cases::list_cases, super::cases::open_case, super::cases::get_case, super::cases::draft, super::cases::record_report,
         super::disclosure::organisation_policy, super::disclosure::set_organisation_policy, super::disclosure::product_policy, super::disclosure::set_product_policy,
         super::disclosure::list_reports, super::disclosure::enter_report, super::disclosure::get_report, super::disclosure::acknowledge, super::disclosure::accept, super::disclosure::reject,
+        super::monitoring::report, super::monitoring::status, super::monitoring::profiles, super::monitoring::apply_profiles,
+        super::monitoring::list, super::monitoring::get, super::monitoring::decide, super::monitoring::quarantine,
+        super::monitoring::release, super::monitoring::device,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &Conformance),

@@ -46,6 +46,8 @@ pub async fn device_facts(
     } else {
         "expired"
     };
+    // Quarantine is a trust state of its own: the policy leaves the device its quarantine topic.
+    let quarantined = store.quarantined_since(id).await?.is_some();
     Ok(DeviceFacts {
         id: id.to_string(),
         product: device.product_id.to_string(),
@@ -53,6 +55,6 @@ pub async fn device_facts(
         certificate_status: certificate_status.to_owned(),
         // Compliance evaluation arrives with issue 7; until then it is unknown.
         compliance: "unknown".into(),
-        quarantined: false,
+        quarantined,
     })
 }

@@ -176,6 +176,12 @@ impl DataDir {
         self.derived_key(b"sigil/update-signing-keys/v1")
     }
 
+    /// The key that authenticates metrics envelopes on the bus between collectors and
+    /// detectors: every instance sharing the CA passphrase holds it, nobody else.
+    pub fn metrics_bus_key(&self) -> Result<[u8; 32], AuthorityError> {
+        self.derived_key(b"sigil/metrics-bus/v1")
+    }
+
     /// Where uploaded artefacts are kept, by SHA-256.
     pub fn artefacts_dir(&self) -> PathBuf {
         self.root.join("artefacts")

@@ -18,6 +18,7 @@ mod error;
 pub mod exclusive;
 pub mod failures;
 mod foreign;
+pub mod monitoring;
 pub mod ocsp;
 pub mod policy;
 pub mod recovery;
@@ -75,6 +76,7 @@ pub struct Authority {
     catalogue: sigil_compliance::Catalogue,
     compliance: compliance::live::LiveCompliance,
     alerts: Option<Arc<dyn AlertSink>>,
+    monitoring: monitoring::Monitoring,
     trust: Arc<dyn ClientTrust>,
     /// Update repositories, releases, artefacts.
     updates: Arc<updates::Updates>,
@@ -96,6 +98,11 @@ impl Authority {
 
     /// The inventory, certificates, tokens and audit log (every write audited in its
     /// transaction).
+    /// Where alarms and compliance drops are announced, if anywhere.
+    pub fn alerts(&self) -> Option<&Arc<dyn AlertSink>> {
+        self.alerts.as_ref()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -73,6 +73,8 @@ pub struct Services {
     pub trust: Arc<dyn ClientTrust>,
     /// Update repositories: expiries and the largest artefact.
     pub updates: crate::updates::UpdateSettings,
+    /// How device metrics travel to the detector (in process by default, or JetStream).
+    pub monitoring: crate::monitoring::MonitoringSettings,
 }
 
 /// What runs on its own once the authority is open.
@@ -215,7 +217,15 @@ impl Authority {
             &dir.update_keys_key()?,
             dir.artefacts_dir(),
         )?);
+        let monitoring = crate::monitoring::Monitoring::open(
+            services.monitoring,
+            &dir.metrics_bus_key()?,
+            &store,
+        )
+        .await
+        .map_err(|e| AuthorityError::Config(format!("monitoring: {e}")))?;
         Ok(Arc::new(Self {
+            monitoring,
             store,
             ca,
             urls: services.urls,
@@ -253,6 +263,8 @@ impl Authority {
             self.updates.clone().spawn_refresh(),
             crate::rollouts::spawn_rollouts(self.clone(), settings.rollout_tick),
             crate::vulns::spawn_reviews(self.clone(), settings.vuln_review),
+            crate::monitoring::spawn_detector(self.clone()),
+            crate::monitoring::spawn_own_metrics(self.clone()),
         ];
         if settings.follow_compliance {
             tasks.push(compliance::live::spawn_follower(self.clone()));

@@ -25,6 +25,7 @@ use sigil_policy::{DeviceFacts, PolicyEngine};
 use sigil_store::{StoreError, StoredCrl};
 
 mod grant;
+mod observer;
 
 pub use grant::{broker_grant, commands_filter, quarantine_filter, telemetry_filter};
 
@@ -55,6 +56,13 @@ pub trait BrokerAuthority: Send + std::marker::Sync + 'static {
     ) -> impl Future<Output = Result<DeviceFacts, StoreError>> + Send;
     /// Each CRL as it is published.
     fn crls(&self) -> watch::Receiver<Option<Arc<StoredCrl>>>;
+    /// Hand broker-side metrics to the detector.
+    fn submit_metrics(
+        &self,
+        points: Vec<sigil_detect::Datapoint>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Now, in milliseconds since the epoch (the authority's clock).
+    fn now_ms(&self) -> i64;
 }
 
 impl BrokerAuthority for Authority {
@@ -98,6 +106,16 @@ impl BrokerAuthority for Authority {
     fn crls(&self) -> watch::Receiver<Option<Arc<StoredCrl>>> {
         self.crl().subscribe()
     }
+
+    async fn submit_metrics(&self, points: Vec<sigil_detect::Datapoint>) -> Result<(), String> {
+        Authority::submit_metrics(self, "broker", points)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn now_ms(&self) -> i64 {
+        Authority::now_ms(self)
+    }
 }
 
 /// Errors setting the sync up: its configuration (the broker's CA file).
@@ -123,6 +141,10 @@ pub struct MosquittoSettings {
     pub poll_interval: Duration,
     /// How often the whole inventory is re-decided.
     pub resync_interval: Duration,
+    /// Watch the broker (its log topic and the devices' topics) for behaviour monitoring.
+    /// Needs `log_dest topic` in the broker's configuration and an account that may read
+    /// `$SYS/#` and `devices/#` (the dynamic-security admin made by `mosquitto_ctrl dynsec init`).
+    pub observe: bool,
 }
 
 impl MosquittoSettings {
@@ -137,6 +159,7 @@ impl MosquittoSettings {
             pid_file: None,
             poll_interval: Duration::from_millis(500),
             resync_interval: Duration::from_secs(600),
+            observe: true,
         }
     }
 }
@@ -178,13 +201,19 @@ pub fn spawn<A: BrokerAuthority>(
         timeout: Duration::from_secs(10),
     };
     let crls = authority.crls();
+    let mut tasks = Vec::new();
+    if settings.observe {
+        let mut observer = control.clone();
+        observer.client_id = format!("sigil-observer-{}", std::process::id());
+        tasks.push(tokio::spawn(observer::run(observer, authority.clone())));
+    }
     let sync = Sync {
         control,
         authority,
         poll_interval: settings.poll_interval,
         resync_interval: settings.resync_interval,
     };
-    let mut tasks = vec![tokio::spawn(sync.run())];
+    tasks.push(tokio::spawn(sync.run()));
     if let Some(path) = &settings.crl_file {
         tasks.push(tokio::spawn(follow_crls(
             crls,

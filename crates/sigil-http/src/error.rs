@@ -194,6 +194,26 @@ impl From<AuthorityError> for ApiError {
     }
 }
 
+impl From<sigil_authority::monitoring::MonitoringError> for ApiError {
+    fn from(e: sigil_authority::monitoring::MonitoringError) -> Self {
+        use sigil_authority::monitoring::MonitoringError as M;
+        match e {
+            M::Detect(d) => Self::invalid(d.to_string()),
+            M::Store(e) => e.into(),
+            M::Conflict(reason) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", reason),
+            M::Transport(reason) => {
+                tracing::error!(error = %reason, "metrics bus unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "metrics-bus-unavailable",
+                    "Service unavailable",
+                    "the metrics bus is unavailable; retry later",
+                )
+            }
+        }
+    }
+}
+
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let (status, title) = match r.kind {

@@ -20,7 +20,9 @@
 pub mod client;
 pub mod dynsec;
 mod error;
+pub mod observe;
 
 pub use client::{ControlClient, ControlConfig};
 pub use dynsec::{Acl, AclType, BrokerMirror, Command, DeviceGrant, Response};
 pub use error::MosquittoError;
+pub use observe::{LogEvent, Observed, Observer, parse_log_line};

@@ -326,6 +326,7 @@ async fn services(
         alerts,
         trust: tls.verifier.clone(),
         updates: config.updates,
+        monitoring: sigil_authority::monitoring::MonitoringSettings::default(),
     };
     Ok((services, tls))
 }

@@ -20,7 +20,7 @@ pub struct PolicyVersion {
     pub created_by: String,
 }
 
-fn version_from_row(row: &AnyRow) -> Result<PolicyVersion, StoreError> {
+pub(crate) fn version_from_row(row: &AnyRow) -> Result<PolicyVersion, StoreError> {
     Ok(PolicyVersion {
         version: row.try_get("version")?,
         text: row.try_get("text")?,

@@ -1,0 +1,196 @@
+//! The metrics bus between collectors and detectors: batches of datapoints in envelopes that
+//! carry an HMAC-SHA256 tag under a key derived from the CA passphrase. Every Sigil instance of
+//! a deployment holds the key; a message anyone else put on the bus (NATS, say) is refused as
+//! forged and counted, never applied.
+//!
+//! The transport is the only thing that differs between the embedded default (a channel in
+//! process) and a deployment at scale (a durable JetStream stream, in `sigil-server`): both
+//! seal, carry and open the same envelopes, and acknowledge each once it was applied.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use aws_lc_rs::hmac;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use sigil_detect::Datapoint;
+
+/// Largest envelope body accepted, and most datapoints in one.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+pub const MAX_BATCH_POINTS: usize = 20_000;
+
+/// What travels: the batch's JSON and its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub body: Vec<u8>,
+    pub tag: Vec<u8>,
+}
+
+/// Datapoints a collector sends together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// `api` (the agent's reports), `broker` (the observer), `sigil` (Sigil's own refusals).
+    pub source: String,
+    pub sent_ms: i64,
+    pub points: Vec<Datapoint>,
+}
+
+/// Why an envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeRefusal {
+    #[error("forged: the tag does not verify")]
+    Forged,
+    #[error("malformed: {0}")]
+    Malformed(String),
+}
+
+pub struct Sealer {
+    key: hmac::Key,
+}
+
+impl Sealer {
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+        }
+    }
+
+    pub fn seal(&self, batch: &Batch) -> Envelope {
+        // Serialising plain data to a Vec cannot fail.
+        let body = serde_json::to_vec(batch).unwrap_or_default();
+        let tag = hmac::sign(&self.key, &body).as_ref().to_vec();
+        Envelope { body, tag }
+    }
+
+    /// Verify (in constant time) before reading anything, then parse and bound.
+    pub fn open(&self, envelope: &Envelope) -> Result<Batch, EnvelopeRefusal> {
+        if envelope.body.len() > MAX_BATCH_BYTES {
+            return Err(EnvelopeRefusal::Malformed(format!(
+                "{} bytes; at most {MAX_BATCH_BYTES}",
+                envelope.body.len()
+            )));
+        }
+        hmac::verify(&self.key, &envelope.body, &envelope.tag)
+            .map_err(|_| EnvelopeRefusal::Forged)?;
+        let batch: Batch = serde_json::from_slice(&envelope.body)
+            .map_err(|e| EnvelopeRefusal::Malformed(e.to_string()))?;
+        if batch.points.len() > MAX_BATCH_POINTS {
+            return Err(EnvelopeRefusal::Malformed(format!(
+                "{} datapoints; at most {MAX_BATCH_POINTS}",
+                batch.points.len()
+            )));
+        }
+        Ok(batch)
+    }
+}
+
+/// An envelope handed to the detector, with the means to acknowledge it once applied (a
+/// durable transport redelivers what was not acknowledged).
+pub struct Delivery {
+    pub envelope: Envelope,
+    pub ack: Option<oneshot::Sender<()>>,
+}
+
+impl Delivery {
+    pub fn acknowledge(self) {
+        if let Some(ack) = self.ack {
+            let _ = ack.send(());
+        }
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How envelopes travel from collectors to detectors.
+pub trait MetricsTransport: Send + Sync + 'static {
+    /// Hand an envelope over; returns once the transport holds it (durably, if it is durable).
+    /// `device` keys the message (the subject on NATS).
+    fn publish<'a>(
+        &'a self,
+        device: &'a str,
+        envelope: Envelope,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// Start delivering envelopes to this detector. Called once.
+    fn deliveries(&self) -> BoxFuture<'_, Result<mpsc::Receiver<Delivery>, String>>;
+    /// `in-process` or `jetstream`.
+    fn name(&self) -> &'static str;
+}
+
+/// The embedded default: a bounded channel in this process.
+pub struct InProcess {
+    sender: mpsc::Sender<Delivery>,
+    receiver: std::sync::Mutex<Option<mpsc::Receiver<Delivery>>>,
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(16_384);
+        Self {
+            sender,
+            receiver: std::sync::Mutex::new(Some(receiver)),
+        }
+    }
+}
+
+impl MetricsTransport for InProcess {
+    fn publish<'a>(
+        &'a self,
+        _device: &'a str,
+        envelope: Envelope,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.sender
+                .send(Delivery {
+                    envelope,
+                    ack: None,
+                })
+                .await
+                .map_err(|_| "the detector has stopped".to_owned())
+        })
+    }
+
+    fn deliveries(&self) -> BoxFuture<'_, Result<mpsc::Receiver<Delivery>, String>> {
+        let taken = self.receiver.lock().ok().and_then(|mut r| r.take());
+        Box::pin(async move { taken.ok_or_else(|| "deliveries already taken".to_owned()) })
+    }
+
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sigil_detect::Metric;
+
+    #[test]
+    fn envelopes_open_only_under_their_key_and_unaltered() {
+        let sealer = Sealer::new(&[1; 32]);
+        let batch = Batch {
+            source: "api".into(),
+            sent_ms: 5,
+            points: vec![Datapoint::number("d", Metric::BytesIn, 5, 1.0)],
+        };
+        let envelope = sealer.seal(&batch);
+        assert_eq!(sealer.open(&envelope).unwrap(), batch);
+        assert_eq!(
+            Sealer::new(&[2; 32]).open(&envelope),
+            Err(EnvelopeRefusal::Forged)
+        );
+        let mut altered = envelope.clone();
+        altered.body[10] ^= 1;
+        assert_eq!(sealer.open(&altered), Err(EnvelopeRefusal::Forged));
+        let garbage = Envelope {
+            body: b"{".to_vec(),
+            tag: hmac::sign(&sealer.key, b"{").as_ref().to_vec(),
+        };
+        assert!(matches!(
+            sealer.open(&garbage),
+            Err(EnvelopeRefusal::Malformed(_))
+        ));
+    }
+}
