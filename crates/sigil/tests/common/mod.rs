@@ -15,6 +15,7 @@ pub use sigil_testkit::csr::{fresh_csr_pem, openssl, openssl_csr, p256_csr};
 pub use sigil_testkit::postgres::{drop_postgres, fresh_postgres};
 pub use sigil_testkit::{Db, TestServer, split};
 
+pub mod deployment;
 pub mod est;
 pub mod operators;
 
