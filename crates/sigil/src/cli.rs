@@ -72,6 +72,12 @@ pub enum Command {
     /// reports received (acknowledged, accepted as advisories, rejected).
     #[command(subcommand)]
     Disclosure(crate::disclosure::DisclosureCommand),
+    /// Behaviour monitoring: the detector's status, security profiles, quarantine.
+    #[command(subcommand)]
+    Monitor(crate::monitor::MonitorCommand),
+    /// Alarms the detector raised: list, explain, decide.
+    #[command(subcommand)]
+    Alarm(crate::monitor::AlarmCommand),
     /// Log in as a person (password and TOTP code): the CLI keeps the session, so no
     /// long-lived token is needed on this machine.
     Login(crate::session::LoginArgs),

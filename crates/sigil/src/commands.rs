@@ -34,6 +34,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Case(cmd) => crate::cases::case(cmd).await,
         Command::Site(cmd) => crate::cases::site(cmd).await,
         Command::Disclosure(cmd) => crate::disclosure::disclosure(cmd).await,
+        Command::Monitor(cmd) => crate::monitor::monitor(cmd).await,
+        Command::Alarm(cmd) => crate::monitor::alarm(cmd).await,
         Command::Login(args) => crate::session::login(args).await,
         Command::Logout { client } => crate::session::logout(client).await,
         Command::Operator(cmd) => operator(cmd).await,

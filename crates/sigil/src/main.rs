@@ -25,6 +25,7 @@ mod compliance;
 mod device;
 mod disclosure;
 mod foreign;
+mod monitor;
 mod policy;
 mod release;
 mod rollout;
