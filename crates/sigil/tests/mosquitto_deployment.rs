@@ -30,7 +30,7 @@ fn readme_mosquitto_deployment_with_paho_devices_resists_session_takeover() {
     let (x, y) = (&ids[0], &ids[1]);
     wait_for("Sigil's sync to grant X", log, &mut || {
         publish(
-            &devices,
+            devices,
             device_port,
             x,
             &format!("devices/{x}/telemetry/t"),
@@ -59,7 +59,7 @@ fn readme_mosquitto_deployment_with_paho_devices_resists_session_takeover() {
     let out = run(Command::new("python3")
         .arg(TAKEOVER)
         .args([&device_port.to_string(), &control_port.to_string()])
-        .arg(&devices)
+        .arg(devices)
         .args([x, y, commander]));
     let seen: Value = serde_json::from_str(out.trim()).unwrap();
     let log_text = std::fs::read_to_string(log).unwrap_or_default();
@@ -96,7 +96,7 @@ fn readme_mosquitto_deployment_with_paho_devices_resists_session_takeover() {
     cli(&["device", "revoke", x, "--reason", "key-compromise"]);
     wait_for("the broker to refuse X's handshake", log, &mut || {
         publish(
-            &devices,
+            devices,
             device_port,
             x,
             &format!("devices/{x}/telemetry/t"),
@@ -105,7 +105,7 @@ fn readme_mosquitto_deployment_with_paho_devices_resists_session_takeover() {
     });
     assert!(
         publish(
-            &devices,
+            devices,
             device_port,
             y,
             &format!("devices/{y}/telemetry/t")
