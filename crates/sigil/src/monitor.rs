@@ -235,10 +235,10 @@ pub async fn alarm(cmd: AlarmCommand) -> Result<()> {
             let answer = api
                 .get(&format!("/api/v1/alarms/{}", urlencode(&id)))
                 .await?;
-            if !client.json {
-                if let Some(summary) = answer["explanation"]["summary"].as_str() {
-                    println!("{summary}");
-                }
+            if !client.json
+                && let Some(summary) = answer["explanation"]["summary"].as_str()
+            {
+                println!("{summary}");
             }
             print_record(&client, &answer)
         }

@@ -29,13 +29,7 @@ fn readme_mosquitto_deployment_with_paho_devices_resists_session_takeover() {
     let ids = [d.device(&product, "X"), d.device(&product, "Y")];
     let (x, y) = (&ids[0], &ids[1]);
     wait_for("Sigil's sync to grant X", log, &mut || {
-        publish(
-            devices,
-            device_port,
-            x,
-            &format!("devices/{x}/telemetry/t"),
-        )
-        .is_ok()
+        publish(devices, device_port, x, &format!("devices/{x}/telemetry/t")).is_ok()
     });
 
     // A command sender for the test, made with mosquitto_ctrl on the control listener.
@@ -95,22 +89,9 @@ fn readme_mosquitto_deployment_with_paho_devices_resists_session_takeover() {
     // signals it through the pid file; the next handshake with X's certificate fails.
     cli(&["device", "revoke", x, "--reason", "key-compromise"]);
     wait_for("the broker to refuse X's handshake", log, &mut || {
-        publish(
-            devices,
-            device_port,
-            x,
-            &format!("devices/{x}/telemetry/t"),
-        )
-        .is_err_and(|e| !e.contains("Not authorized"))
+        publish(devices, device_port, x, &format!("devices/{x}/telemetry/t"))
+            .is_err_and(|e| !e.contains("Not authorized"))
     });
-    assert!(
-        publish(
-            devices,
-            device_port,
-            y,
-            &format!("devices/{y}/telemetry/t")
-        )
-        .is_ok()
-    );
+    assert!(publish(devices, device_port, y, &format!("devices/{y}/telemetry/t")).is_ok());
     drop(d);
 }
