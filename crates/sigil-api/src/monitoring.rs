@@ -312,12 +312,28 @@ pub async fn get(
     Ok(Json(state.store().alarm(&id).await?.into()))
 }
 
+/// `acknowledged` (seen, being handled) or `false_positive` (the detector learns the names
+/// behind it).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Acknowledged,
+    FalsePositive,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::Acknowledged => "acknowledged",
+            Decision::FalsePositive => "false_positive",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
-    /// `acknowledged` (seen, being handled) or `false_positive` (the detector learns the
-    /// names behind it).
-    pub decision: String,
+    pub decision: Decision,
     #[serde(default)]
     #[schema(max_length = 500)]
     pub note: String,
@@ -346,7 +362,7 @@ pub async fn decide(
             return Err(ApiError::invalid("note: at most 500 characters"));
         }
         Ok(state
-            .decide_alarm(&actor, &id, &request.decision, &request.note)
+            .decide_alarm(&actor, &id, request.decision.as_str(), &request.note)
             .await?)
     }
     .await;
@@ -361,8 +377,8 @@ pub async fn decide(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineRequest {
-    /// Why (kept in the audit log).
-    #[schema(min_length = 1, max_length = 500)]
+    /// Why (kept in the audit log): not blank.
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub reason: String,
 }
 

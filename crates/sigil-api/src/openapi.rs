@@ -332,7 +332,11 @@ fn query_constraint(
 ) -> Option<serde_json::Value> {
     let uuid = matches!(
         path,
-        "/api/v1/certificates" | "/api/v1/devices" | "/api/v1/devices/export" | "/api/v1/cases"
+        "/api/v1/certificates"
+            | "/api/v1/devices"
+            | "/api/v1/devices/export"
+            | "/api/v1/cases"
+            | "/api/v1/alarms"
     );
     let devices = matches!(path, "/api/v1/devices" | "/api/v1/devices/export");
     Some(match name {
@@ -348,7 +352,8 @@ fn query_constraint(
             }
             json!({"type": "string", "enum": values})
         }
-        Some("device" | "product" | "after") if uuid => {
+        Some("condition") => json!({"type": "string", "enum": ["active", "cleared"]}),
+        Some("device" | "product" | "after" | "before") if uuid => {
             json!({"type": "string", "format": "uuid"})
         }
         Some("tag") if uuid => {

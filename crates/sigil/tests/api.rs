@@ -944,6 +944,16 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/devices/export", "get"),
         ("/api/v1/compliance/{framework}/report", "get"),
         ("/api/v1/policy/versions/{version}", "get"),
+        ("/api/v1/device/metrics", "post"),
+        ("/api/v1/monitoring/status", "get"),
+        ("/api/v1/monitoring/profiles", "get"),
+        ("/api/v1/monitoring/profiles", "put"),
+        ("/api/v1/alarms", "get"),
+        ("/api/v1/alarms/{id}", "get"),
+        ("/api/v1/alarms/{id}/decision", "post"),
+        ("/api/v1/devices/{id}/quarantine", "post"),
+        ("/api/v1/devices/{id}/release", "post"),
+        ("/api/v1/devices/{id}/monitoring", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -952,7 +962,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        82,
+        91,
         "every documented path is listed above: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
