@@ -289,6 +289,30 @@ impl EstClient {
         Ok(cert)
     }
 
+    /// Send a metrics report (mTLS with the current identity); how many datapoints it made.
+    pub async fn report_metrics(
+        &self,
+        report: &sigil_detect::MetricsReport,
+    ) -> Result<u64, AgentError> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/device/metrics", self.server))
+            .json(report)
+            .send()
+            .await
+            .map_err(transport)?;
+        check_clock(&r)?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.map_err(transport)?;
+        let detail = body["detail"].as_str().unwrap_or_default().to_owned();
+        match status {
+            202 => Ok(body["datapoints"].as_u64().unwrap_or_default()),
+            401 | 403 if detail.contains("revoked") => Err(AgentError::Revoked(detail)),
+            401 | 403 => Err(AgentError::CredentialRefused(detail)),
+            _ => Err(AgentError::Server { status, detail }),
+        }
+    }
+
     /// Send a posture report (mTLS with the current identity); the server's id for it.
     pub async fn report_posture(
         &self,

@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+pub mod netstat;
 pub mod posture;
 pub mod state;
 pub mod update;
@@ -183,6 +184,58 @@ pub async fn report_posture(
         .await
 }
 
+/// Read `/proc` and report when the interval has passed: the first report holds the ports and
+/// connections with zero counters, later ones the counters' growth since the previous report.
+async fn send_metrics_if_due(
+    state: &StateDir,
+    opts: &MetricsOptions,
+    last: &mut Option<(std::time::Instant, netstat::NetSnapshot)>,
+    report: &mut RunReport,
+) -> Result<(), AgentError> {
+    if last
+        .as_ref()
+        .is_some_and(|(at, _)| at.elapsed() < opts.interval)
+    {
+        return Ok(());
+    }
+    let current = match netstat::read(&opts.proc_root) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the network tables");
+            return Ok(());
+        }
+    };
+    let previous = last.as_ref().map_or(&current, |(_, s)| s);
+    let metrics = netstat::report(previous, &current);
+    match report_metrics(state, &metrics).await {
+        Ok(_) => {
+            report.metrics_reports += 1;
+            *last = Some((std::time::Instant::now(), current));
+            Ok(())
+        }
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "metrics report failed; retrying");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Send a metrics report to the server, authenticated by the current identity.
+pub async fn report_metrics(
+    state: &StateDir,
+    report: &sigil_detect::MetricsReport,
+) -> Result<u64, AgentError> {
+    let config = state.config()?;
+    let current = state.current()?.ok_or(AgentError::NotEnrolled)?;
+    let credential = Credential::Certificate {
+        identity_pem: format!("{}\n{}", current.key_pem, current.cert_pem),
+    };
+    EstClient::new(&config.server, &state.ca_pem()?, &credential)?
+        .report_metrics(report)
+        .await
+}
+
 /// Validity of a certificate.
 pub fn validity(cert_der: &[u8]) -> Result<(OffsetDateTime, OffsetDateTime), AgentError> {
     let (_, cert) = X509Certificate::from_der(cert_der)
@@ -258,6 +311,16 @@ pub struct RunOptions {
     pub events: Option<tokio::sync::mpsc::UnboundedSender<AgentEvent>>,
     /// Follow the server's rollouts into these slots, asking at every poll; `None`: never.
     pub updates: Option<update::InstallOptions>,
+    /// Report network metrics read from `/proc` this often; `None`: never.
+    pub metrics: Option<MetricsOptions>,
+}
+
+/// Where the device's network metrics are read, and how often they are reported.
+#[derive(Clone, Debug)]
+pub struct MetricsOptions {
+    /// `/proc` on a device (a copy of its `net/` tables in tests).
+    pub proc_root: std::path::PathBuf,
+    pub interval: Duration,
 }
 
 impl Default for RunOptions {
@@ -273,6 +336,7 @@ impl Default for RunOptions {
             posture_interval: Duration::from_secs(3600),
             events: None,
             updates: None,
+            metrics: None,
         }
     }
 }
@@ -283,6 +347,7 @@ pub struct RunReport {
     pub renewals: u64,
     pub failed_attempts: u64,
     pub posture_reports: u64,
+    pub metrics_reports: u64,
 }
 
 /// Keep the identity fresh: renew when due, back off (with jitter) while the server is
@@ -297,7 +362,11 @@ pub async fn run(state: &StateDir, opts: &RunOptions) -> Result<RunReport, Agent
     let mut backoff = opts.min_backoff;
     let mut jitter = random_fraction();
     let mut last_posture: Option<(std::time::Instant, sigil_domain::Posture)> = None;
+    let mut last_metrics: Option<(std::time::Instant, netstat::NetSnapshot)> = None;
     loop {
+        if let Some(metrics) = &opts.metrics {
+            send_metrics_if_due(state, metrics, &mut last_metrics, &mut report).await?;
+        }
         if opts.renewals.is_some_and(|n| report.renewals >= n) {
             return Ok(report);
         }

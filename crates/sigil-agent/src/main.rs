@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -42,10 +43,15 @@ enum Command {
         state_dir: PathBuf,
     },
     /// Renew the certificate in its renewal window, forever; retry through outages; report
-    /// posture hourly and on change.
+    /// posture hourly and on change, and network metrics every --metrics-interval.
     Run {
         #[arg(long)]
         state_dir: PathBuf,
+        /// Report network metrics (from PROC_ROOT/net) this often; 0: never.
+        #[arg(long, default_value_t = 60)]
+        metrics_interval: u64,
+        #[arg(long, default_value = "/proc")]
+        proc_root: PathBuf,
         /// Read posture from this JSON file instead of the running Linux system.
         #[arg(long)]
         posture_file: Option<PathBuf>,
@@ -54,6 +60,13 @@ enum Command {
         install_dir: Option<PathBuf>,
         #[command(flatten)]
         install: InstallArgs,
+    },
+    /// Send one network metrics report now (listening ports and connections; counters zero).
+    Metrics {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long, default_value = "/proc")]
+        proc_root: PathBuf,
     },
     /// Send one posture report now.
     Report {
@@ -119,7 +132,7 @@ impl InstallArgs {
             dir,
             command: self.installer_command,
             health_command: self.health_command,
-            health_deadline: std::time::Duration::from_secs(self.health_deadline_seconds),
+            health_deadline: Duration::from_secs(self.health_deadline_seconds),
         }
     }
 }
@@ -138,6 +151,29 @@ fn provider(file: Option<PathBuf>) -> std::sync::Arc<dyn PostureProvider> {
         Some(f) => std::sync::Arc::new(FileProvider(f)),
         None => std::sync::Arc::new(LinuxProvider::default()),
     }
+}
+
+/// Run options reporting metrics every `interval` seconds (0: never), waking at least as often.
+fn metrics_options(interval: u64, proc_root: PathBuf) -> RunOptions {
+    RunOptions {
+        poll: Duration::from_secs(interval.clamp(1, 60)),
+        metrics: (interval > 0).then(|| sigil_agent::MetricsOptions {
+            proc_root,
+            interval: Duration::from_secs(interval),
+        }),
+        ..RunOptions::default()
+    }
+}
+
+/// One metrics report now: what listens and what is connected (counters zero).
+async fn send_metrics(state_dir: PathBuf, proc_root: &std::path::Path) -> Result<(), AgentError> {
+    let state = StateDir::open(state_dir)?;
+    let snapshot = sigil_agent::netstat::read(proc_root)
+        .map_err(|e| AgentError::State(format!("reading {}/net: {e}", proc_root.display())))?;
+    let report = sigil_agent::netstat::report(&snapshot, &snapshot);
+    let n = sigil_agent::report_metrics(&state, &report).await?;
+    println!("metrics report accepted: {n} datapoints");
+    Ok(())
 }
 
 fn read(path: &PathBuf) -> Result<String, AgentError> {
@@ -188,6 +224,8 @@ async fn execute(cli: Cli) -> Result<(), AgentError> {
         }
         Command::Run {
             state_dir,
+            metrics_interval,
+            proc_root,
             posture_file,
             install_dir,
             install,
@@ -196,10 +234,14 @@ async fn execute(cli: Cli) -> Result<(), AgentError> {
             let options = RunOptions {
                 posture: Some(provider(posture_file)),
                 updates: install_dir.map(|dir| install.options(dir)),
-                ..RunOptions::default()
+                ..metrics_options(metrics_interval, proc_root)
             };
             sigil_agent::run(&state, &options).await.map(|_| ())
         }
+        Command::Metrics {
+            state_dir,
+            proc_root,
+        } => send_metrics(state_dir, &proc_root).await,
         Command::Report {
             state_dir,
             posture_file,

@@ -12,7 +12,7 @@ mod profile;
 mod stats;
 
 pub use detector::{AlarmEvent, Detector, DetectorStats, Explanation, Transition};
-pub use metric::{Datapoint, Metric, MetricKind, MetricsReport, Value};
+pub use metric::{Datapoint, MAX_SET, Metric, MetricKind, MetricsReport, Value};
 pub use profile::{
     Aggregate, Behaviour, Criterion, DEFAULT_PROFILES, Mitigation, Profile, ProfileSet, Severity,
 };

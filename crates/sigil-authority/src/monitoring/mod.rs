@@ -186,7 +186,12 @@ impl Authority {
         device: DeviceId,
         body: &[u8],
     ) -> Result<usize, MonitoringError> {
-        let report = MetricsReport::parse(body)?;
+        let report = MetricsReport::parse(body).inspect_err(|_| {
+            self.monitoring
+                .counters
+                .malformed
+                .fetch_add(1, Ordering::Relaxed);
+        })?;
         let points = report.datapoints(&device.to_string(), self.now_ms());
         let count = points.len();
         self.submit_metrics("api", points).await?;

@@ -1,6 +1,6 @@
 //! Sigil's own metrics: refusals that name a device, read from the audit log (where every
-//! refusal is recorded): TLS client certificates refused, EST requests failed, device API
-//! requests refused, and the access decisions brokers ask for through the EMQX hooks that the
+//! refusal is recorded): TLS client certificates refused, EST requests failed, posture reports
+//! refused, and the access decisions brokers ask for through the EMQX hooks that the
 //! policy denied (authorization failures: Mosquitto 2.0 logs its own refusals only at debug
 //! level, which it never publishes on `$SYS/broker/log`). They go on the bus like any
 //! collector's.
@@ -15,12 +15,11 @@ use sigil_domain::Serial;
 use crate::Authority;
 
 /// The audit actions read, and the metric each refusal counts towards.
-const WATCHED: [(&str, Metric); 8] = [
+const WATCHED: [(&str, Metric); 7] = [
     ("tls.client_certificate", Metric::TlsRefusals),
     ("est.simpleenroll", Metric::EstFailures),
     ("est.simplereenroll", Metric::EstFailures),
     ("posture.report", Metric::ApiAuthenticationFailures),
-    ("device.metrics", Metric::ApiAuthenticationFailures),
     ("broker.connect", Metric::AuthorizationFailures),
     ("broker.publish", Metric::AuthorizationFailures),
     ("broker.subscribe", Metric::AuthorizationFailures),
