@@ -7,6 +7,7 @@
 mod error;
 pub mod feeds;
 pub mod mtls;
+mod nats;
 pub mod tls;
 mod webhook;
 
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub enrollment_profile: String,
     /// Keep a Mosquitto broker's dynamic security (and CRL file) in step.
     pub mosquitto: Option<MosquittoSettings>,
+    /// Carry device metrics on NATS JetStream (`None`: in process).
+    pub nats: Option<sigil_nats::QueueConfig>,
     /// Evaluate every compliance framework this often, keeping history and alerting on drops
     /// (`None`: only on request).
     pub compliance_interval: Option<std::time::Duration>,
@@ -111,6 +114,7 @@ impl ServerConfig {
             superseded_overlap: None,
             enrollment_profile: sigil_ca::DEFAULT_PROFILE.to_owned(),
             mosquitto: None,
+            nats: None,
             compliance_interval: Some(std::time::Duration::from_secs(15 * 60)),
             compliance_webhook: None,
             follow_compliance: true,
@@ -326,7 +330,12 @@ async fn services(
         alerts,
         trust: tls.verifier.clone(),
         updates: config.updates,
-        monitoring: sigil_authority::monitoring::MonitoringSettings::default(),
+        monitoring: match &config.nats {
+            Some(nats) => sigil_authority::monitoring::MonitoringSettings {
+                transport: Arc::new(nats::JetStreamTransport::connect(nats.clone()).await?),
+            },
+            None => sigil_authority::monitoring::MonitoringSettings::default(),
+        },
     };
     Ok((services, tls))
 }

@@ -289,6 +289,13 @@ pub struct ServeArgs {
     /// Write each new CRL here (PEM), for the broker's `crlfile`.
     #[arg(long, requires = "mosquitto")]
     pub mosquitto_crl_file: Option<PathBuf>,
+    /// Carry device metrics on this NATS server's JetStream (`nats://HOST:PORT`): a durable
+    /// stream that several Sigil instances share. Without it, metrics stay in process.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// The JetStream stream (and subject prefix `sigil.metrics.<device>`) to use.
+    #[arg(long, default_value = "SIGIL_METRICS", requires = "nats")]
+    pub nats_stream: String,
     /// POST a JSON alert here when a compliance requirement gets worse (https; http only to a
     /// loopback address).
     #[arg(long)]

@@ -212,6 +212,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(target) = &args.mosquitto {
         config.mosquitto = Some(mosquitto_settings(target, &args)?);
     }
+    if let Some(url) = &args.nats {
+        let mut nats = sigil_nats::QueueConfig::new(url);
+        nats.stream = args.nats_stream.clone();
+        config.nats = Some(nats);
+    }
     config.compliance_webhook = args.compliance_webhook.clone();
     config.vuln_feeds = args.vuln_feeds.clone();
     config.vuln_feed_interval = std::time::Duration::from_secs(args.vuln_feed_interval * 60);
