@@ -21,7 +21,7 @@ pub enum Command {
     /// Create a data directory with a new two-tier CA hierarchy.
     Init(InitArgs),
     /// Run the server (initialising the data directory on first start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage products.
     #[command(subcommand)]
     Product(ProductCommand),

@@ -17,7 +17,7 @@ use crate::client::ApiClient;
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(args) => init(args),
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Product(cmd) => product(cmd).await,
         Command::Device(cmd) => device(cmd).await,
         Command::Cert(cmd) => cert(cmd).await,
