@@ -1,0 +1,266 @@
+//! The README's monitoring commands against the real server (SQLite and PostgreSQL): security
+//! profiles read, edited and applied (a bad document refused whole, naming its mistake), a
+//! device's own report of a port scan raising an explained alarm that quarantines it, the
+//! quarantine read by the access policy (the EMQX hooks give it its quarantine topic only),
+//! decisions on the alarm, release, and every change in the audit log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::{Db, TestServer, enrolled_device, json as json_out, ok, sigil};
+
+fn refused(out: std::process::Output, words: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(words),
+        "{words:?} not in: {err}"
+    );
+}
+
+/// The device's own metrics report over mTLS (curl with its certificate and key).
+fn report(s: &TestServer, name: &str, body: &Value) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            " %{http_code}",
+            "--cacert",
+            "chain.pem",
+            "--cert",
+        ])
+        .arg(format!("{name}.crt"))
+        .arg("--key")
+        .arg(format!("{name}.key"))
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!("{}/api/v1/device/metrics", s.api))
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn decide(s: &TestServer, device: &str, action: &str, topic: &str) -> String {
+    let (st, d) = s
+        .post(
+            "/api/v1/broker/emqx/authz",
+            json!({"username": device, "action": action, "topic": topic}),
+        )
+        .await;
+    assert_eq!(st, 200, "{d}");
+    d["result"].as_str().unwrap().to_owned()
+}
+
+/// How many times `action` succeeded, by the audit log (refusals are logged too).
+async fn audited(s: &TestServer, action: &str) -> usize {
+    let (_, page) = s
+        .get(&format!("/api/v1/audit/entries?action={action}&limit=50"))
+        .await;
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    items.iter().filter(|e| e["outcome"] == "success").count()
+}
+
+async fn monitoring_commands_from_the_readme(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let product = s.create_product("Camera").await;
+    let (device, _) = enrolled_device(&s, &product, "cam-1").await;
+    let status = json_out(sigil(&s, &["monitor", "status", "--json"]));
+    assert_eq!(
+        (
+            status["transport"].as_str(),
+            status["profiles_version"].as_i64()
+        ),
+        (Some("in-process"), Some(0))
+    );
+
+    // Profiles: out to a file, edited, applied; a bad one is refused whole.
+    ok(sigil(
+        &s,
+        &["monitor", "profiles", "--out", "profiles.json"],
+    ));
+    let path = s.dir.path().join("profiles.json");
+    let mut document: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let flood = document["profiles"][0]["behaviours"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|b| b["name"] == "publish-flood")
+        .unwrap();
+    flood["criterion"]["static"]["above"] = json!(50);
+    std::fs::write(&path, document.to_string()).unwrap();
+    let applied = ok(sigil(
+        &s,
+        &[
+            "monitor",
+            "apply",
+            "profiles.json",
+            "--comment",
+            "tighter flood bound for meters",
+        ],
+    ));
+    assert!(applied.contains("version 1 in force"), "{applied}");
+    flood_window_zero(&s);
+    let status = json_out(sigil(&s, &["monitor", "status", "--json"]));
+    assert_eq!(
+        status["profiles_version"], 1,
+        "a refused document changes nothing"
+    );
+
+    // The device reports connections opening to 60 ports of one neighbour.
+    let endpoints: Vec<String> = (1..=60).map(|p| format!("10.0.0.9:{p}")).collect();
+    let answer = report(
+        &s,
+        "cam-1",
+        &json!({"listening_tcp_ports": [22], "destination_endpoints": endpoints}),
+    );
+    assert!(answer.ends_with(" 202"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let alarm = loop {
+        let list = json_out(sigil(&s, &["alarm", "list", "--active", "--json"]));
+        if let Some(a) = list["items"].as_array().and_then(|a| a.first()) {
+            break a.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alarm: {}",
+            ok(sigil(&s, &["monitor", "status", "--json"]))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (alarm["device_id"].as_str(), alarm["behaviour"].as_str()),
+        (Some(device.as_str()), Some("port-scan"))
+    );
+    let id = alarm["id"].as_str().unwrap();
+    let shown = ok(sigil(&s, &["alarm", "show", id]));
+    assert!(
+        shown.contains("destination_endpoints distinct over 60 s is 60, above the bound 50"),
+        "{shown}"
+    );
+
+    // Quarantined: the policy leaves it its connection and quarantine topic only.
+    let state = json_out(sigil(&s, &["monitor", "device", &device, "--json"]));
+    assert!(state["quarantined_since"].is_string(), "{state}");
+    assert_eq!(
+        decide(
+            &s,
+            &device,
+            "subscribe",
+            &format!("devices/{device}/commands/#")
+        )
+        .await,
+        "deny"
+    );
+    assert_eq!(
+        decide(
+            &s,
+            &device,
+            "publish",
+            &format!("devices/{device}/telemetry/t")
+        )
+        .await,
+        "deny"
+    );
+    assert_eq!(
+        decide(
+            &s,
+            &device,
+            "subscribe",
+            &format!("devices/{device}/quarantine/#")
+        )
+        .await,
+        "allow"
+    );
+    let again = json_out(sigil(
+        &s,
+        &[
+            "monitor",
+            "quarantine",
+            &device,
+            "--reason",
+            "investigating",
+            "--json",
+        ],
+    ));
+    assert_eq!(again["changed"], false);
+
+    // Decisions: acknowledged once.
+    let decided = json_out(sigil(
+        &s,
+        &[
+            "alarm",
+            "decide",
+            id,
+            "--decision",
+            "acknowledged",
+            "--note",
+            "looking",
+            "--json",
+        ],
+    ));
+    assert_eq!(decided["state"], "acknowledged");
+    refused(
+        sigil(&s, &["alarm", "decide", id, "--decision", "acknowledged"]),
+        "already acknowledged",
+    );
+    refused(
+        sigil(&s, &["alarm", "decide", id, "--decision", "maybe"]),
+        "acknowledged or false-positive",
+    );
+
+    // Released: its grants come back; a second release is refused.
+    ok(sigil(
+        &s,
+        &["monitor", "release", &device, "--reason", "reflashed"],
+    ));
+    assert_eq!(
+        decide(
+            &s,
+            &device,
+            "publish",
+            &format!("devices/{device}/telemetry/t")
+        )
+        .await,
+        "allow"
+    );
+    refused(
+        sigil(&s, &["monitor", "release", &device, "--reason", "again"]),
+        "is not quarantined",
+    );
+
+    for action in [
+        "monitoring.profiles_applied",
+        "alarm.raised",
+        "device.quarantined",
+        "alarm.acknowledged",
+        "device.released",
+    ] {
+        assert_eq!(audited(&s, action).await, 1, "{action}");
+    }
+    s.shutdown().await;
+}
+
+/// A document with a window of 0 seconds: refused, naming the profile, behaviour and field.
+fn flood_window_zero(s: &TestServer) {
+    let bad = json!({"profiles": [{"name": "p", "behaviours": [
+        {"name": "flood", "metric": "messages_sent", "window_seconds": 0, "criterion": {"static": {"above": 1}}}
+    ]}]});
+    std::fs::write(s.dir.path().join("bad.json"), bad.to_string()).unwrap();
+    refused(
+        sigil(s, &["monitor", "apply", "bad.json"]),
+        r#"profile "p": behaviour "flood": window_seconds: 1 to 86400"#,
+    );
+}
+
+sigil_testkit::both_backends!(monitoring_commands_from_the_readme);
