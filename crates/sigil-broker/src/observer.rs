@@ -1,7 +1,8 @@
 //! The broker observer: a Sigil client of Mosquitto that reads the broker's log topic and the
 //! devices' topics, and turns what it sees into broker-side metrics (messages sent and received
 //! with their sizes, connections and their source addresses, disconnections and how long they
-//! lasted, subscriptions the policy refuses), sent to the detector once a second.
+//! lasted), sent to the detector once a second. Every observation is cheap and local: one
+//! device's traffic cannot stall the observer for the others.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use sigil_detect::{Datapoint, Metric};
 use sigil_domain::DeviceId;
 use sigil_mosquitto::observe::{LOG_NOTICE_TOPIC, LOG_SUBSCRIBE_TOPIC};
 use sigil_mosquitto::{ControlConfig, LogEvent, Observed, Observer, parse_log_line};
-use sigil_policy::{OperatorContext, Principal, Target};
 
 use crate::BrokerAuthority;
 
@@ -23,7 +23,6 @@ struct Tally {
     received: u32,
     connections: u32,
     disconnects: u32,
-    refused_subscriptions: u32,
     sources: BTreeSet<String>,
     /// Seconds offline before each reconnection.
     offline: Vec<f64>,
@@ -110,7 +109,9 @@ async fn observe<A: BrokerAuthority>(
         LogEvent::Connected { address, .. } => {
             let t = tallies.entry(client.clone()).or_default();
             t.connections += 1;
-            t.sources.insert(address.to_string());
+            if t.sources.len() < sigil_detect::MAX_SET {
+                t.sources.insert(address.to_canonical().to_string());
+            }
             if let Some(since) = offline_since.remove(&client) {
                 t.offline.push((now - since).max(0) as f64 / 1000.0);
             }
@@ -121,34 +122,10 @@ async fn observe<A: BrokerAuthority>(
                 offline_since.insert(client, now);
             }
         }
-        LogEvent::Subscribed { filter, .. } => {
-            if !subscription_allowed(authority, &client, &filter).await {
-                tallies.entry(client).or_default().refused_subscriptions += 1;
-            }
-        }
+        // Mosquitto 2.0 logs only the subscriptions it granted (refusals are debug-level,
+        // never published): nothing to count.
+        LogEvent::Subscribed { .. } => {}
     }
-}
-
-/// Whether the access policy lets the device subscribe to `filter` (what the broker's grant,
-/// made from the same policy, enforces).
-async fn subscription_allowed<A: BrokerAuthority>(
-    authority: &A,
-    device: &str,
-    filter: &str,
-) -> bool {
-    let Ok(facts) = authority.device_facts(device).await else {
-        return true; // Unknown now: do not count a failure we cannot stand behind.
-    };
-    authority
-        .policy()
-        .decide(
-            &Principal::Device(facts),
-            "subscribe",
-            &Target::Topic(filter.to_owned()),
-            &OperatorContext::default(),
-        )
-        .map(|d| d.allowed)
-        .unwrap_or(false)
 }
 
 async fn submit<A: BrokerAuthority>(authority: &A, tallies: &mut HashMap<String, Tally>) {
@@ -180,12 +157,6 @@ async fn submit<A: BrokerAuthority>(authority: &A, tallies: &mut HashMap<String,
         }
         for seconds in t.offline {
             points.push(n(Metric::DisconnectSeconds, seconds));
-        }
-        if t.refused_subscriptions > 0 {
-            points.push(n(
-                Metric::AuthorizationFailures,
-                f64::from(t.refused_subscriptions),
-            ));
         }
     }
     if let Err(e) = authority.submit_metrics(points).await {

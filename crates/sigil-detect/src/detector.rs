@@ -140,9 +140,9 @@ impl Detector {
         self.devices.remove(device);
     }
 
-    /// The device's current names of `behaviour` become known (an operator judged its alarm a
-    /// false positive or accepted the change).
-    pub fn accept(&mut self, device: &str, behaviour: &str) {
+    /// `names` of the device's `behaviour` become known: an operator judged the alarm that
+    /// showed them a false positive. Only those names: not others that appeared since.
+    pub fn accept(&mut self, device: &str, behaviour: &str, names: &[String]) {
         let Some(state) = self.devices.get_mut(device) else {
             return;
         };
@@ -155,7 +155,7 @@ impl Detector {
         if let Some(i) = profile.behaviours.iter().position(|b| b.name == behaviour)
             && let Some(Some(s)) = state.behaviours.get_mut(i)
         {
-            s.accept_pending();
+            s.accept(names);
         }
     }
 

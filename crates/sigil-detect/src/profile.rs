@@ -226,6 +226,17 @@ impl Behaviour {
                 return Err(format!("{field}: 1 to 100"));
             }
         }
+        let unproven = matches!(
+            self.metric,
+            Metric::TlsRefusals | Metric::EstFailures | Metric::ApiAuthenticationFailures
+        );
+        if unproven && !matches!(self.mitigation, Mitigation::None | Mitigation::Notify) {
+            return Err(format!(
+                "{} counts refusals of clients that proved no identity (anyone can present a \
+                 device's serial or id): its mitigation is notify at most",
+                self.metric
+            ));
+        }
         let set = self.metric.kind() == MetricKind::Set;
         match (self.aggregate(), set) {
             (Aggregate::Distinct, false) => {
@@ -448,6 +459,10 @@ mod tests {
             (
                 r#"{"profiles": [{"name": "p", "extra": 1, "behaviours": []}]}"#,
                 "unknown field `extra`",
+            ),
+            (
+                r#"{"profiles": [{"name": "p", "behaviours": [{"name": "b", "metric": "tls_refusals", "criterion": {"static": {"above": 1}}, "mitigation": "revoke"}]}]}"#,
+                "its mitigation is notify at most",
             ),
         ];
         for (text, expected) in cases {

@@ -130,7 +130,7 @@ impl Observer {
             )));
         let (client, mut event_loop) = AsyncClient::new(options, 1024);
         let (tx, rx) = mpsc::channel(65_536);
-        let mut wanted = vec![LOG_NOTICE_TOPIC.to_owned(), LOG_SUBSCRIBE_TOPIC.to_owned()];
+        let mut wanted = vec![LOG_NOTICE_TOPIC.to_owned()];
         wanted.extend(filters.iter().cloned());
         for filter in &wanted {
             client

@@ -1,7 +1,8 @@
 //! The metrics bus on a real NATS JetStream (127.0.0.1:4222, or SIGIL_TEST_NATS_URL): metrics
 //! published while the detector is down are applied when it comes back, from the last
-//! acknowledged message on (nothing applied before is applied twice), and an envelope that a
-//! Sigil collector did not seal, published straight onto the stream, is refused and counted.
+//! acknowledged message on (nothing applied before is applied twice), an envelope that a
+//! Sigil collector did not seal, published straight onto the stream, is refused and counted,
+//! and so is a genuine envelope captured and published again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -57,17 +58,12 @@ async fn wait_for_alarm(s: &TestServer, device: &str) -> Value {
 }
 
 fn flood(device: &str) -> Batch {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    Batch {
-        source: "broker".into(),
-        sent_ms: now as i64,
-        points: vec![Datapoint::number(
-            device,
-            Metric::MessagesSent,
-            now as i64,
-            500.0,
-        )],
-    }
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    Batch::new(
+        "broker",
+        now,
+        vec![Datapoint::number(device, Metric::MessagesSent, now, 500.0)],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +104,8 @@ async fn metrics_survive_a_detector_restart_and_forged_envelopes_are_refused() {
     // The detector stops; meanwhile a flood of B is published, and one of C sealed with
     // another key (anyone who can reach NATS could publish that).
     s.stop().await;
-    publish(b, sealer.seal(&flood(b))).await;
+    let b_envelope = sealer.seal(&flood(b));
+    publish(b, b_envelope.clone()).await;
     let forger = Sealer::new(&[7; 32]);
     publish(c, forger.seal(&flood(c))).await;
     let untagged = sealer.seal(&flood(c));
@@ -139,6 +136,20 @@ async fn metrics_survive_a_detector_restart_and_forged_envelopes_are_refused() {
         serde_json::json!([]),
         "a forged envelope was applied"
     );
+
+    // B's genuine envelope, captured and published again: refused as a replay.
+    publish(b, b_envelope).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let replayed = loop {
+        let st = status(&s).await;
+        if st["envelopes"].as_u64() == Some(4) {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "{st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(replayed["refused_replayed"], 1, "{replayed}");
+    assert_eq!(replayed["datapoints"], 1, "{replayed}");
 
     queue.delete_stream().await.unwrap();
     s.shutdown().await;

@@ -27,14 +27,60 @@ pub struct Envelope {
     pub tag: Vec<u8>,
 }
 
-/// Datapoints a collector sends together.
+/// Datapoints a collector sends together. The id and the time are under the tag: a detector
+/// applies each batch once, and only while it is fresh, so a captured envelope replayed onto
+/// the bus does nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
+    /// Unique per batch (UUIDv4).
+    pub id: String,
     /// `api` (the agent's reports), `broker` (the observer), `sigil` (Sigil's own refusals).
     pub source: String,
     pub sent_ms: i64,
     pub points: Vec<Datapoint>,
+}
+
+impl Batch {
+    pub fn new(source: &str, sent_ms: i64, points: Vec<Datapoint>) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            source: source.to_owned(),
+            sent_ms,
+            points,
+        }
+    }
+}
+
+/// A batch older than this when it is opened is refused (replayed, or stuck too long).
+pub const MAX_BATCH_AGE_MS: i64 = 10 * 60 * 1000;
+/// A batch stamped further ahead than this is refused (a collector's clock is wrong).
+pub const MAX_CLOCK_AHEAD_MS: i64 = 60 * 1000;
+
+/// The ids of the batches applied in the last [`MAX_BATCH_AGE_MS`]: a batch seen again (a
+/// replay, or a redelivery of one applied but not yet acknowledged) is not applied twice.
+#[derive(Default)]
+pub struct SeenBatches {
+    ids: std::collections::HashMap<String, i64>,
+}
+
+impl SeenBatches {
+    /// `Ok` if `batch` is fresh at `now_ms` and new (it is then remembered).
+    pub fn admit(&mut self, batch: &Batch, now_ms: i64) -> Result<(), EnvelopeRefusal> {
+        if now_ms - batch.sent_ms > MAX_BATCH_AGE_MS || batch.sent_ms - now_ms > MAX_CLOCK_AHEAD_MS
+        {
+            return Err(EnvelopeRefusal::Stale);
+        }
+        if self.ids.len() >= 1_000_000 {
+            self.ids
+                .retain(|_, sent| now_ms - *sent <= MAX_BATCH_AGE_MS);
+        }
+        if self.ids.contains_key(&batch.id) {
+            return Err(EnvelopeRefusal::Replayed);
+        }
+        self.ids.insert(batch.id.clone(), batch.sent_ms);
+        Ok(())
+    }
 }
 
 /// Why an envelope was refused.
@@ -42,6 +88,10 @@ pub struct Batch {
 pub enum EnvelopeRefusal {
     #[error("forged: the tag does not verify")]
     Forged,
+    #[error("replayed: this batch was applied already")]
+    Replayed,
+    #[error("stale: sent too long ago, or stamped in the future")]
+    Stale,
     #[error("malformed: {0}")]
     Malformed(String),
 }
@@ -170,11 +220,11 @@ mod tests {
     #[test]
     fn envelopes_open_only_under_their_key_and_unaltered() {
         let sealer = Sealer::new(&[1; 32]);
-        let batch = Batch {
-            source: "api".into(),
-            sent_ms: 5,
-            points: vec![Datapoint::number("d", Metric::BytesIn, 5, 1.0)],
-        };
+        let batch = Batch::new(
+            "api",
+            5,
+            vec![Datapoint::number("d", Metric::BytesIn, 5, 1.0)],
+        );
         let envelope = sealer.seal(&batch);
         assert_eq!(sealer.open(&envelope).unwrap(), batch);
         assert_eq!(
@@ -192,5 +242,23 @@ mod tests {
             sealer.open(&garbage),
             Err(EnvelopeRefusal::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn batches_are_applied_once_and_only_while_fresh() {
+        let mut seen = SeenBatches::default();
+        let batch = Batch::new("api", 1_000_000, vec![]);
+        assert_eq!(seen.admit(&batch, 1_000_500), Ok(()));
+        assert_eq!(
+            seen.admit(&batch, 1_000_600),
+            Err(EnvelopeRefusal::Replayed)
+        );
+        let old = Batch::new("api", 1_000_000, vec![]);
+        assert_eq!(
+            seen.admit(&old, 1_000_000 + MAX_BATCH_AGE_MS + 1),
+            Err(EnvelopeRefusal::Stale)
+        );
+        let ahead = Batch::new("api", 1_000_000 + MAX_CLOCK_AHEAD_MS + 1, vec![]);
+        assert_eq!(seen.admit(&ahead, 1_000_000), Err(EnvelopeRefusal::Stale));
     }
 }

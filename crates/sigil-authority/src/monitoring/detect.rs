@@ -40,7 +40,10 @@ pub fn spawn_detector(authority: Arc<Authority>) -> tokio::task::JoinHandle<()> 
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Deliveries first: a backlog (after a restart) is applied before windows are
+            // closed on the wall clock, so its datapoints are not judged late.
             tokio::select! {
+                biased;
                 delivery = deliveries.recv() => match delivery {
                     Some(d) => apply(&authority, d).await,
                     None => break,
@@ -61,11 +64,16 @@ pub fn spawn_detector(authority: Arc<Authority>) -> tokio::task::JoinHandle<()> 
 async fn apply(authority: &Arc<Authority>, delivery: Delivery) {
     let m = authority.monitoring();
     m.counters.envelopes.fetch_add(1, Ordering::Relaxed);
-    let batch = match m.sealer.open(&delivery.envelope) {
+    let opened = m.sealer.open(&delivery.envelope).and_then(|batch| {
+        let mut seen = m.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.admit(&batch, authority.now_ms()).map(|()| batch)
+    });
+    let batch = match opened {
         Ok(batch) => batch,
         Err(refusal) => {
             let counter = match refusal {
                 EnvelopeRefusal::Forged => &m.counters.forged,
+                EnvelopeRefusal::Replayed | EnvelopeRefusal::Stale => &m.counters.replayed,
                 EnvelopeRefusal::Malformed(_) => &m.counters.malformed,
             };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -167,7 +175,13 @@ async fn handle(authority: &Arc<Authority>, events: Vec<AlarmEvent>) {
                     .await
                 {
                     Ok(Some(record)) if !event.suppressed => {
-                        respond(authority, &actor, device, &record.id, &event).await;
+                        respond(authority, &actor, device, Some(&record.id), &event).await;
+                        Ok(())
+                    }
+                    // The alarm is already recorded (another detector raised it, or this one
+                    // started over): mitigate all the same, without announcing it twice.
+                    Ok(None) if !event.suppressed => {
+                        respond(authority, &actor, device, None, &event).await;
                         Ok(())
                     }
                     Ok(_) => Ok(()),
@@ -198,14 +212,14 @@ async fn respond(
     authority: &Arc<Authority>,
     actor: &Actor,
     device: DeviceId,
-    alarm: &str,
+    alarm: Option<&str>,
     event: &AlarmEvent,
 ) {
     let summary = &event.explanation.summary;
     let outcome = match event.mitigation {
         Mitigation::None | Mitigation::Notify => Ok(()),
         Mitigation::Quarantine => authority
-            .quarantine(actor, device, summary, Some(alarm))
+            .quarantine(actor, device, summary, alarm)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
@@ -236,6 +250,7 @@ async fn respond(
         tracing::error!(error = %e, device = %device, mitigation = event.mitigation.as_str(), "monitoring: mitigation failed");
     }
     if event.mitigation != Mitigation::None
+        && let Some(alarm) = alarm
         && let Some(alerts) = authority.alerts()
     {
         alerts.deliver(json!({

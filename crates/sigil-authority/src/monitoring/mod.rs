@@ -26,7 +26,9 @@ pub mod bus;
 mod detect;
 mod own;
 
-pub use bus::{Batch, Delivery, Envelope, EnvelopeRefusal, InProcess, MetricsTransport, Sealer};
+pub use bus::{
+    Batch, Delivery, Envelope, EnvelopeRefusal, InProcess, MetricsTransport, Sealer, SeenBatches,
+};
 pub use detect::spawn_detector;
 pub use own::spawn_own_metrics;
 
@@ -60,6 +62,7 @@ struct Counters {
     envelopes: AtomicU64,
     datapoints: AtomicU64,
     forged: AtomicU64,
+    replayed: AtomicU64,
     malformed: AtomicU64,
     unknown_device: AtomicU64,
 }
@@ -81,6 +84,7 @@ pub struct Monitoring {
     /// When each device's last datapoint was applied (ms): the freshness compliance reads.
     last_seen: std::sync::Mutex<HashMap<Box<str>, i64>>,
     counters: Counters,
+    seen: std::sync::Mutex<SeenBatches>,
     running: AtomicBool,
     last_tick_ms: AtomicI64,
 }
@@ -101,6 +105,8 @@ pub struct MonitoringStatus {
     pub late: u64,
     /// Envelopes whose tag did not verify (not from a Sigil collector): never applied.
     pub refused_forged: u64,
+    /// Envelopes applied before (replayed or redelivered) or too old: never applied again.
+    pub refused_replayed: u64,
     /// Envelopes or datapoints that did not parse or check: never applied.
     pub refused_malformed: u64,
     /// Datapoints naming no device of the inventory.
@@ -128,6 +134,7 @@ impl Monitoring {
             cohorts: Default::default(),
             last_seen: Default::default(),
             counters: Counters::default(),
+            seen: Default::default(),
             running: AtomicBool::new(false),
             last_tick_ms: AtomicI64::new(0),
         })
@@ -165,11 +172,7 @@ impl Authority {
         }
         let key = points[0].device.clone();
         for chunk in points.chunks(bus::MAX_BATCH_POINTS) {
-            let batch = Batch {
-                source: source.to_owned(),
-                sent_ms: self.now_ms(),
-                points: chunk.to_vec(),
-            };
+            let batch = Batch::new(source, self.now_ms(), chunk.to_vec());
             let envelope = self.monitoring.sealer.seal(&batch);
             self.monitoring
                 .transport
@@ -215,6 +218,7 @@ impl Authority {
             datapoints: c.datapoints.load(Ordering::Relaxed),
             late: stats.late,
             refused_forged: c.forged.load(Ordering::Relaxed),
+            refused_replayed: c.replayed.load(Ordering::Relaxed),
             refused_malformed: c.malformed.load(Ordering::Relaxed),
             refused_unknown_device: c.unknown_device.load(Ordering::Relaxed),
             alarms_raised: stats.raised,
@@ -263,9 +267,18 @@ impl Authority {
             .store()
             .decide_alarm(actor, id, decision, note, self.now())
             .await?;
-        if decision == "false_positive" {
+        if decision == "false_positive" && record.active {
+            // Exactly the names this alarm showed become known, not others seen since.
+            let names: Vec<String> = record.explanation["new_values"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
             self.monitoring
-                .with_detector(|d| d.accept(&record.device_id, &record.behaviour));
+                .with_detector(|d| d.accept(&record.device_id, &record.behaviour, &names));
         }
         Ok(record)
     }

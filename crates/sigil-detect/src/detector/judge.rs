@@ -125,7 +125,7 @@ impl Context<'_> {
                 });
                 let abnormal = value > threshold;
                 e.summary = format!(
-                    "{what}, {}above {} = max({} × p{} of the cohort's {} recent windows ({}), floor {})",
+                    "{what}, {}above {} = max({} × p{} of the latest normal window of the cohort's {} devices ({}), floor {})",
                     if abnormal { "" } else { "not " },
                     number(threshold),
                     number(*factor),
@@ -146,7 +146,8 @@ impl Context<'_> {
         unknown: &[String],
     ) -> Explanation {
         let mut e = self.explanation(state, unknown.len() as f64, "new_value");
-        e.new_values = unknown.to_vec();
+        // Bounded: an alarm's explanation goes into the database, the audit log and webhooks.
+        e.new_values = unknown.iter().take(32).cloned().collect();
         e.known_values = Some(state.known.len());
         e.summary = if unknown.is_empty() {
             format!(
@@ -156,9 +157,19 @@ impl Context<'_> {
             )
         } else {
             format!(
-                "{} shows {} never seen while learning ({} known)",
+                "{} shows {}{} never seen while learning ({} known)",
                 self.behaviour.metric,
-                unknown.join(", "),
+                unknown
+                    .iter()
+                    .take(8)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unknown.len() > 8 {
+                    format!(" and {} more", unknown.len() - 8)
+                } else {
+                    String::new()
+                },
                 state.known.len()
             )
         };

@@ -11,8 +11,8 @@ use crate::stats::{Robust, median_mad, percentile};
 
 /// Most names a window or a learnt set keeps (a set metric's distinct count saturates here).
 const MAX_NAMES: usize = 4096;
-/// Most recent normal windows a cohort keeps for its percentile.
-const COHORT_SAMPLES: usize = 512;
+/// Most devices a cohort's percentile is taken over.
+const COHORT_SAMPLES: usize = 4096;
 
 #[derive(Default)]
 pub(super) struct Window {
@@ -232,7 +232,7 @@ impl BehaviourState {
                 self.history.push_back(value as f32);
                 self.baseline = None;
             }
-            Criterion::Cohort { .. } => ctx.cohort.push(value),
+            Criterion::Cohort { .. } => ctx.cohort.push(ctx.device, value),
             _ => {}
         }
     }
@@ -246,10 +246,11 @@ impl BehaviourState {
         self.baseline
     }
 
-    pub(super) fn accept_pending(&mut self) {
-        for name in std::mem::take(&mut self.pending) {
+    pub(super) fn accept(&mut self, names: &[String]) {
+        for name in names {
+            self.pending.remove(name.as_str());
             if self.known.len() < MAX_NAMES {
-                self.known.insert(name);
+                self.known.insert(name.as_str().into());
             }
         }
     }
@@ -281,34 +282,39 @@ fn normalise(names: &[String], criterion: &Criterion) -> Vec<String> {
     };
     names
         .iter()
-        .map(|name| match name.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(ip)) if let Some(p) = prefix_v4 => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(*p)).unwrap_or(0);
-                format!("{}/{p}", std::net::Ipv4Addr::from(u32::from(ip) & mask))
-            }
-            Ok(std::net::IpAddr::V6(ip)) if let Some(p) = prefix_v6 => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(*p)).unwrap_or(0);
-                format!("{}/{p}", std::net::Ipv6Addr::from(u128::from(ip) & mask))
-            }
-            _ => name.clone(),
-        })
+        .map(
+            |name| match name.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+                Ok(std::net::IpAddr::V4(ip)) if let Some(p) = prefix_v4 => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(*p)).unwrap_or(0);
+                    format!("{}/{p}", std::net::Ipv4Addr::from(u32::from(ip) & mask))
+                }
+                Ok(std::net::IpAddr::V6(ip)) if let Some(p) = prefix_v6 => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(*p)).unwrap_or(0);
+                    format!("{}/{p}", std::net::Ipv6Addr::from(u128::from(ip) & mask))
+                }
+                _ => name.clone(),
+            },
+        )
         .collect()
 }
 
-/// A cohort's recent normal windows and its percentile, recomputed at most once per window.
+/// A cohort's devices, each with the value of its latest normal window (one vote each, so no
+/// device can move the cohort's percentile by reporting often), and the percentile,
+/// recomputed at most once per window.
 #[derive(Default)]
 pub(super) struct CohortState {
-    recent: VecDeque<f32>,
+    recent: std::collections::HashMap<Box<str>, f32>,
     cached: Option<(i64, f64, f64)>,
     changed: bool,
 }
 
 impl CohortState {
-    fn push(&mut self, value: f64) {
-        if self.recent.len() >= COHORT_SAMPLES {
-            self.recent.pop_front();
+    fn push(&mut self, device: &str, value: f64) {
+        if let Some(v) = self.recent.get_mut(device) {
+            *v = value as f32;
+        } else if self.recent.len() < COHORT_SAMPLES {
+            self.recent.insert(device.into(), value as f32);
         }
-        self.recent.push_back(value as f32);
         self.changed = true;
     }
 
@@ -324,7 +330,7 @@ impl CohortState {
         {
             return Some(value);
         }
-        let values: Vec<f64> = self.recent.iter().map(|v| f64::from(*v)).collect();
+        let values: Vec<f64> = self.recent.values().map(|v| f64::from(*v)).collect();
         let value = percentile(&values, p)?;
         self.cached = Some((start, p, value));
         self.changed = false;

@@ -204,7 +204,7 @@ fn new_listening_ports_after_learning_raise_until_accepted() {
         )
         .is_empty()
     );
-    d.accept("x", "ports");
+    d.accept("x", "ports", &["4444".to_owned()]);
     let mut later = Vec::new();
     for i in 6..9 {
         later.extend(d.ingest(
