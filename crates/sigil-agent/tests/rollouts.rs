@@ -606,6 +606,49 @@ async fn devices_enrolling_mid_rollout_join_and_a_device_out_of_compliance_halts
     assert_eq!(halts[0]["details"]["reason"], reason);
 }
 
+/// A device that installed the release raises a critical alarm (its own report shows a port
+/// scan): the rollout halts, naming the device and the behaviour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_on_a_device_that_installed_halts_the_rollout() {
+    let s = TestServer::start_with(Db::Sqlite, fast).await.unwrap();
+    let (product, devices) = fleet(&s, 2).await;
+    let (st, r) = s
+        .post(
+            &format!("/api/v1/products/{product}/rollouts"),
+            json!({"release": "1.0.0", "groups": ["50%", "100%"], "success_threshold": "100%",
+                   "error_threshold": "50%", "approval": true}),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let mut first = None;
+    for d in &devices {
+        if installed(&follow(d).await).is_some() {
+            first = Some(d);
+        }
+    }
+    let first = first.expect("one device was in group 1");
+    let sweep = (1..=60u16)
+        .map(|p| std::net::SocketAddr::from(([10, 0, 0, 9], p)))
+        .collect();
+    let report = sigil_detect::MetricsReport {
+        destination_endpoints: sweep,
+        ..Default::default()
+    };
+    sigil_agent::report_metrics(&first.state, &report)
+        .await
+        .unwrap();
+    let r = wait_for(&s, &id, |r| r["state"] == "halted").await;
+    let reason = r["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        format!(
+            "security signal: device {} (raised the critical alarm port-scan) after installing the release",
+            first.id
+        )
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_agent_commands_follow_the_assignment() {
     let s = TestServer::start_with(Db::Sqlite, fast).await.unwrap();

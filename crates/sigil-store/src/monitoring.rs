@@ -353,6 +353,35 @@ impl Store {
         Ok(true)
     }
 
+    /// An active high or critical alarm, not judged a false positive, raised since `since_ms`
+    /// on a device that installed the rollout's release: (device, behaviour, severity).
+    pub async fn rollout_alarm(
+        &self,
+        rollout: &str,
+        since_ms: i64,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT a.device_id, a.behaviour, a.severity FROM alarms a \
+             JOIN rollout_devices m ON m.device_id = a.device_id \
+             WHERE m.rollout_id = $1 AND m.status = 'installed' AND a.active = 1 \
+             AND a.severity IN ('high', 'critical') \
+             AND (a.decision IS NULL OR a.decision <> 'false_positive') \
+             AND a.raised_at_ms >= $2 ORDER BY a.id LIMIT 1",
+        )
+        .bind(rollout)
+        .bind(since_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("device_id")?,
+                r.try_get("behaviour")?,
+                r.try_get("severity")?,
+            ))
+        })
+        .transpose()
+    }
+
     /// Since when the device is quarantined, if it is.
     pub async fn quarantined_since(
         &self,

@@ -7,7 +7,8 @@
 //! (installed / assigned >= the success threshold), or waits for an operator's approval where
 //! asked. It halts by itself when any one kind of failure (failure, rejection, timeout: each
 //! counted separately, each only once it has a minimum sample) reaches the error threshold, or
-//! on a security signal (a device that installed the release fell out of compliance).
+//! on a security signal (a device that installed the release fell out of compliance, or raised
+//! a high or critical alarm).
 
 use std::fmt;
 
@@ -262,9 +263,7 @@ fn success_share(tally: &Tally) -> Option<u128> {
 /// no longer compliant. Holds in every phase that may still assign devices.
 pub fn security_halt(device: &str) -> Decision {
     Decision::Halt {
-        reason: format!(
-            "security signal: device {device} installed the release and is no longer compliant"
-        ),
+        reason: format!("security signal: device {device} after installing the release"),
     }
 }
 

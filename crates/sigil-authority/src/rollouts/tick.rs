@@ -73,7 +73,7 @@ impl Authority {
                 .await?;
         }
         if record.state == "awaiting-approval"
-            && let Some(device) = self.security_signal(id).await?
+            && let Some(device) = self.security_signal(record).await?
         {
             let halt = rollout::security_halt(&device);
             self.apply_from(record, "awaiting-approval", &halt, now)
@@ -94,7 +94,7 @@ impl Authority {
             .pending_members(id, &record.selector.states, room)
             .await?;
         progress.unassigned_in_reach = eligible.len() as u64;
-        let signal = self.security_signal(id).await?;
+        let signal = self.security_signal(record).await?;
         let decision = rollout::decide(
             &plan,
             &Phase::Running {
@@ -224,8 +224,21 @@ impl Authority {
     }
 
     /// A device that installed the release and now fails a compliance check it passed when
-    /// it was assigned, named with the check.
-    async fn security_signal(&self, rollout: &str) -> Result<Option<String>, RequestError> {
+    /// it was assigned, named with the check; or one with a high or critical alarm raised
+    /// since the rollout began (not judged a false positive), named with the behaviour.
+    async fn security_signal(
+        &self,
+        record: &RolloutRecord,
+    ) -> Result<Option<String>, RequestError> {
+        let rollout = record.id.as_str();
+        let since_ms = (record.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
+        if let Some((device, behaviour, severity)) =
+            self.store.rollout_alarm(rollout, since_ms).await?
+        {
+            return Ok(Some(format!(
+                "{device} (raised the {severity} alarm {behaviour})"
+            )));
+        }
         for (device, baseline) in self.store.installed_members(rollout).await? {
             let Ok(id) = device.parse() else { continue };
             let Some(statuses) = self.compliance.statuses(id).await else {
