@@ -289,68 +289,64 @@ impl EstClient {
         Ok(cert)
     }
 
-    /// Send a metrics report (mTLS with the current identity); how many datapoints it made.
+    /// POST `body` as JSON to one of the device's own routes (mTLS with the current identity):
+    /// the answer's JSON when the status is `success`, else the refusal as an error.
+    async fn post_as_device(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        success: u16,
+    ) -> Result<serde_json::Value, AgentError> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .json(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        check_clock(&r)?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.map_err(transport)?;
+        answer_for(success, status, body)
+    }
+
+    /// Send a metrics report; how many datapoints it made.
     pub async fn report_metrics(
         &self,
         report: &sigil_detect::MetricsReport,
     ) -> Result<u64, AgentError> {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/device/metrics", self.server))
-            .json(report)
-            .send()
-            .await
-            .map_err(transport)?;
-        check_clock(&r)?;
-        let status = r.status().as_u16();
-        let body: serde_json::Value = r.json().await.map_err(transport)?;
-        let detail = body["detail"].as_str().unwrap_or_default().to_owned();
-        match status {
-            202 => Ok(body["datapoints"].as_u64().unwrap_or_default()),
-            401 | 403 if detail.contains("revoked") => Err(AgentError::Revoked(detail)),
-            401 | 403 => Err(AgentError::CredentialRefused(detail)),
-            _ => Err(AgentError::Server { status, detail }),
-        }
+        let body = self
+            .post_as_device("/api/v1/device/metrics", report, 202)
+            .await?;
+        Ok(body["datapoints"].as_u64().unwrap_or_default())
     }
 
-    /// Send a posture report (mTLS with the current identity); the server's id for it.
+    /// Send a posture report; the server's id for it.
     pub async fn report_posture(
         &self,
         posture: &sigil_domain::Posture,
     ) -> Result<String, AgentError> {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/device/posture", self.server))
-            .json(posture)
-            .send()
-            .await
-            .map_err(transport)?;
-        check_clock(&r)?;
-        let status = r.status().as_u16();
-        let body: serde_json::Value = r.json().await.map_err(transport)?;
-        match status {
-            201 => Ok(body["id"].as_str().unwrap_or_default().to_owned()),
-            401 | 403 => {
-                let detail = body["detail"].as_str().unwrap_or_default().to_owned();
-                Err(if detail.contains("revoked") {
-                    AgentError::Revoked(detail)
-                } else {
-                    AgentError::CredentialRefused(detail)
-                })
-            }
-            _ => Err(AgentError::Server {
-                status,
-                detail: body["detail"].as_str().unwrap_or_default().to_owned(),
-            }),
-        }
+        let body = self
+            .post_as_device("/api/v1/device/posture", posture, 201)
+            .await?;
+        Ok(body["id"].as_str().unwrap_or_default().to_owned())
     }
 }
 
 /// A JSON answer for 200, or the error its status and detail say.
 fn answer(status: u16, body: serde_json::Value) -> Result<serde_json::Value, AgentError> {
+    answer_for(200, status, body)
+}
+
+/// A JSON answer for the `success` status, or the error its status and detail say.
+fn answer_for(
+    success: u16,
+    status: u16,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, AgentError> {
     let detail = body["detail"].as_str().unwrap_or_default().to_owned();
     match status {
-        200 => Ok(body),
+        s if s == success => Ok(body),
         401 | 403 if detail.contains("revoked") => Err(AgentError::Revoked(detail)),
         401 | 403 => Err(AgentError::CredentialRefused(detail)),
         _ => Err(AgentError::Server { status, detail }),

@@ -90,8 +90,21 @@ async fn port_scans_and_new_listening_ports_raise_alarms_from_agent_reports() {
     report(&scanner, &proc_of(&scanner)).await;
     write_proc(&proc_of(&updated), &[22, 8443, 4444], &broker);
     report(&updated, &proc_of(&updated)).await;
+    // The steady device's fourth report through the README's command.
     write_proc(&proc_of(&steady), &[22, 8443], &broker);
-    report(&steady, &proc_of(&steady)).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_sigil-agent"))
+        .args(["metrics", "--state-dir"])
+        .arg(s.dir.path().join("agents/OK-1"))
+        .arg("--proc-root")
+        .arg(proc_of(&steady))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("metrics report accepted: 9 datapoints"),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let (scan, port) = loop {

@@ -9,7 +9,6 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use sigil_audit::Actor;
 use sigil_authority::monitoring::MonitoringStatus;
 use sigil_authority::rfc3339;
 use sigil_domain::DeviceId;
@@ -39,25 +38,10 @@ pub async fn report(
     peer: Option<Extension<PeerCertificate>>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<MetricsAccepted>), ApiError> {
-    let peer = peer.map(|Extension(p)| p).unwrap_or(PeerCertificate(None));
-    let identity = state.current_identity(peer.der()).await;
-    let (actor, subject) = match &identity {
-        Ok((device, _)) => (
-            Actor::device(&device.to_string()),
-            format!("device:{device}"),
-        ),
-        Err(_) => (Actor::device("unknown"), "metrics".to_owned()),
-    };
+    let (actor, subject, device) = super::posture::device_caller(&state, peer, "metrics").await;
     let result = async {
-        let (device, _) = identity.map_err(ApiError::from)?;
-        if body.len() > MAX_METRICS_BODY {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Body too large",
-                format!("{} bytes; at most {MAX_METRICS_BODY}", body.len()),
-            ));
-        }
+        let device = device?;
+        super::posture::within(&body, MAX_METRICS_BODY)?;
         Ok(state.device_metrics(device, &body).await?)
     }
     .await;

@@ -40,6 +40,38 @@ impl From<PostureRecord> for PostureReportResponse {
     }
 }
 
+/// Who sends a device's own request (`/api/v1/device/...`): the device of the current Sigil
+/// certificate presented over mTLS (no token: the certificate is the identity), with the actor
+/// and subject its audit entry names (`what` when no device could be told).
+pub(crate) async fn device_caller(
+    state: &AppState,
+    peer: Option<Extension<PeerCertificate>>,
+    what: &str,
+) -> (Actor, String, Result<DeviceId, ApiError>) {
+    let peer = peer.map(|Extension(p)| p).unwrap_or(PeerCertificate(None));
+    match state.current_identity(peer.der()).await {
+        Ok((device, _)) => (
+            Actor::device(&device.to_string()),
+            format!("device:{device}"),
+            Ok(device),
+        ),
+        Err(e) => (Actor::device("unknown"), what.to_owned(), Err(e.into())),
+    }
+}
+
+/// 413 for a device's body over `max` bytes.
+pub(crate) fn within(body: &Bytes, max: usize) -> Result<(), ApiError> {
+    if body.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Body too large",
+            format!("{} bytes; at most {max}", body.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// A device reports its posture (`POST /api/v1/device/posture`, mTLS with its Sigil
 /// certificate).
 pub async fn report(
@@ -47,25 +79,10 @@ pub async fn report(
     peer: Option<Extension<PeerCertificate>>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<PostureReportResponse>), ApiError> {
-    let peer = peer.map(|Extension(p)| p).unwrap_or(PeerCertificate(None));
-    let identity = state.current_identity(peer.der()).await;
-    let (actor, subject) = match &identity {
-        Ok((device, _)) => (
-            Actor::device(&device.to_string()),
-            format!("device:{device}"),
-        ),
-        Err(_) => (Actor::device("unknown"), "posture".to_owned()),
-    };
+    let (actor, subject, device) = device_caller(&state, peer, "posture").await;
     let result = async {
-        let (device, _) = identity.map_err(ApiError::from)?;
-        if body.len() > MAX_POSTURE_BODY {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Body too large",
-                format!("{} bytes; at most {MAX_POSTURE_BODY}", body.len()),
-            ));
-        }
+        let device = device?;
+        within(&body, MAX_POSTURE_BODY)?;
         let posture = Posture::parse(&body).map_err(|e| ApiError::invalid(e.to_string()))?;
         Ok(state
             .store()

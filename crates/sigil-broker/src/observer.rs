@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sigil_detect::{Datapoint, Metric};
 use sigil_domain::DeviceId;
-use sigil_mosquitto::observe::{LOG_NOTICE_TOPIC, LOG_SUBSCRIBE_TOPIC};
+use sigil_mosquitto::observe::LOG_NOTICE_TOPIC;
 use sigil_mosquitto::{ControlConfig, LogEvent, Observed, Observer, parse_log_line};
 
 use crate::BrokerAuthority;
@@ -69,12 +69,7 @@ async fn observe<A: BrokerAuthority>(
     tallies: &mut HashMap<String, Tally>,
     offline_since: &mut HashMap<String, i64>,
 ) {
-    let log = match m.topic.as_str() {
-        LOG_NOTICE_TOPIC => Some(false),
-        LOG_SUBSCRIBE_TOPIC => Some(true),
-        _ => None,
-    };
-    let Some(subscribe_log) = log else {
+    if m.topic != LOG_NOTICE_TOPIC {
         // devices/<id>/telemetry/... or devices/<id>/commands/...
         let mut parts = m.topic.split('/');
         if let (Some("devices"), Some(device), Some(kind)) =
@@ -92,14 +87,12 @@ async fn observe<A: BrokerAuthority>(
             }
         }
         return;
-    };
-    let Some(event) = parse_log_line(&m.text, subscribe_log) else {
+    }
+    let Some(event) = parse_log_line(&m.text) else {
         return;
     };
     let client = match &event {
-        LogEvent::Connected { client, .. }
-        | LogEvent::Disconnected { client }
-        | LogEvent::Subscribed { client, .. } => client.clone(),
+        LogEvent::Connected { client, .. } | LogEvent::Disconnected { client } => client.clone(),
     };
     if client.parse::<DeviceId>().is_err() {
         return; // Not a device (Sigil's own clients, an operator's tool).
@@ -122,9 +115,6 @@ async fn observe<A: BrokerAuthority>(
                 offline_since.insert(client, now);
             }
         }
-        // Mosquitto 2.0 logs only the subscriptions it granted (refusals are debug-level,
-        // never published): nothing to count.
-        LogEvent::Subscribed { .. } => {}
     }
 }
 

@@ -1,6 +1,6 @@
 //! Watching a Mosquitto broker from outside, with no plugin of ours inside it: the broker's log
-//! published on `$SYS/broker/log/#` (`log_dest topic`) tells connections, disconnections and
-//! subscription requests; subscribing to the devices' topics tells message counts and sizes.
+//! published on `$SYS/broker/log/#` (`log_dest topic`) tells connections and disconnections;
+//! subscribing to the devices' topics tells message counts and sizes.
 //!
 //! [`parse_log_line`] reads Mosquitto 2.0's log messages (pure); [`Observer`] is the client.
 
@@ -13,9 +13,8 @@ use tokio::task::JoinHandle;
 
 use crate::{ControlConfig, MosquittoError};
 
-/// The broker's notices (connections) and subscription log, as published with `log_dest topic`.
+/// The broker's notices (connections, disconnections), as published with `log_dest topic`.
 pub const LOG_NOTICE_TOPIC: &str = "$SYS/broker/log/N";
-pub const LOG_SUBSCRIBE_TOPIC: &str = "$SYS/broker/log/M/subscribe";
 
 /// What one log line says about a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,32 +24,17 @@ pub enum LogEvent {
     /// `Client <id> disconnected...`, `Client <id> closed its connection.`, `Client <id> has
     /// exceeded timeout, disconnecting.`
     Disconnected { client: String },
-    /// `<id> <qos> <filter>` on the subscribe log: a subscription request, granted or not.
-    Subscribed { client: String, filter: String },
 }
 
-/// Parse one payload of `$SYS/broker/log/N` or `.../M/subscribe` (`subscribe_log` says which).
-/// Lines about anything else, or that do not parse, give `None`.
-pub fn parse_log_line(payload: &str, subscribe_log: bool) -> Option<LogEvent> {
+/// Parse one payload of `$SYS/broker/log/N`. Lines about anything else, or that do not
+/// parse, give `None`.
+pub fn parse_log_line(payload: &str) -> Option<LogEvent> {
     // "<unix time>: <message>"
     let (time, message) = payload.split_once(": ")?;
     if time.is_empty() || !time.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let message = message.trim_end();
-    if subscribe_log {
-        let mut parts = message.splitn(3, ' ');
-        let client = parts.next()?;
-        let qos = parts.next()?;
-        let filter = parts.next()?;
-        if client.is_empty() || !matches!(qos, "0" | "1" | "2") || filter.is_empty() {
-            return None;
-        }
-        return Some(LogEvent::Subscribed {
-            client: client.to_owned(),
-            filter: filter.to_owned(),
-        });
-    }
     if let Some(rest) = message.strip_prefix("New client connected from ") {
         let (endpoint, rest) = rest.split_once(" as ")?;
         let client = rest
@@ -101,7 +85,7 @@ pub struct Observed {
     pub text: String,
 }
 
-/// A read-only client subscribed to the log topics and the given filters. Dropping it stops it.
+/// A read-only client subscribed to the log topic and the given filters. Dropping it stops it.
 pub struct Observer {
     event_loop: JoinHandle<()>,
     _client: AsyncClient,
@@ -183,8 +167,7 @@ mod tests {
     fn mosquitto_2_0_log_lines() {
         assert_eq!(
             parse_log_line(
-                "1796478243: New client connected from 127.0.0.1:53488 as dev1 (p2, c1, k60, u'dev1').",
-                false
+                "1796478243: New client connected from 127.0.0.1:53488 as dev1 (p2, c1, k60, u'dev1')."
             ),
             Some(LogEvent::Connected {
                 client: "dev1".into(),
@@ -192,10 +175,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_log_line(
-                "1796478243: New client connected from ::1:53488 as d (p5, c1, k60).",
-                false
-            ),
+            parse_log_line("1796478243: New client connected from ::1:53488 as d (p5, c1, k60)."),
             Some(LogEvent::Connected {
                 client: "d".into(),
                 address: "::1".parse().unwrap()
@@ -208,7 +188,7 @@ mod tests {
             "1796478243: Client dev1 disconnected, not authorised.",
         ] {
             assert_eq!(
-                parse_log_line(line, false),
+                parse_log_line(line),
                 Some(LogEvent::Disconnected {
                     client: "dev1".into()
                 }),
@@ -216,34 +196,19 @@ mod tests {
             );
         }
         assert_eq!(
-            parse_log_line(
-                "1796478243: Client <unknown> disconnected, not authorised.",
-                false
-            ),
+            parse_log_line("1796478243: Client <unknown> disconnected, not authorised."),
             None
         );
         assert_eq!(
-            parse_log_line(
-                "1796478243: New connection from 127.0.0.1:52756 on port 18830.",
-                false
-            ),
+            parse_log_line("1796478243: New connection from 127.0.0.1:52756 on port 18830."),
             None
         );
-        assert_eq!(
-            parse_log_line("1796478231: dev1 0 devices/dev2/commands/#", true),
-            Some(LogEvent::Subscribed {
-                client: "dev1".into(),
-                filter: "devices/dev2/commands/#".into()
-            })
-        );
-        assert_eq!(parse_log_line("x: dev1 0 a", true), None);
-        assert_eq!(parse_log_line("1: dev1 7 a", true), None);
     }
 
     proptest! {
         #[test]
-        fn arbitrary_lines_never_panic(line in ".{0,200}", sub in any::<bool>()) {
-            let _ = parse_log_line(&line, sub);
+        fn arbitrary_lines_never_panic(line in ".{0,200}") {
+            let _ = parse_log_line(&line);
         }
     }
 }

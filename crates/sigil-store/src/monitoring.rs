@@ -10,8 +10,7 @@ use time::OffsetDateTime;
 use sigil_audit::{Actor, AuditEvent, Outcome};
 use sigil_domain::{DeviceId, LifecycleState};
 
-use crate::policy::PolicyVersion;
-use crate::revocation::hex_sha256;
+use crate::policy::{PolicyVersion, Versioned};
 use crate::rows::ts;
 use crate::{Store, StoreError, audit};
 
@@ -408,53 +407,19 @@ impl Store {
         comment: &str,
         now: OffsetDateTime,
     ) -> Result<PolicyVersion, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let row =
-            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM security_profile_versions")
-                .fetch_one(&mut *tx)
-                .await?;
-        let version = row.try_get::<i64, _>("v")? + 1;
-        let sha256 = hex_sha256(text.as_bytes());
-        sqlx::query(
-            "INSERT INTO security_profile_versions (version, text, sha256, comment, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(version)
-        .bind(text)
-        .bind(&sha256)
-        .bind(comment)
-        .bind(now.unix_timestamp())
-        .bind(&actor.id)
-        .execute(&mut *tx)
-        .await?;
-        let event = AuditEvent::new(
+        self.append_version(
+            Versioned::SecurityProfiles,
+            actor,
+            text,
+            comment,
+            json!({}),
             now,
-            actor.clone(),
-            "monitoring.profiles_applied",
-            format!("security-profiles:{version}"),
-            Outcome::Success,
-            json!({"version": version, "sha256": sha256, "comment": comment}),
-        );
-        audit::append(&mut tx, vec![event]).await?;
-        tx.commit().await?;
-        Ok(PolicyVersion {
-            version,
-            text: text.to_owned(),
-            sha256,
-            comment: comment.to_owned(),
-            created_at: now,
-            created_by: actor.id.clone(),
-        })
+        )
+        .await
     }
 
     /// The security profiles in force, if any were ever applied.
     pub async fn current_security_profiles(&self) -> Result<Option<PolicyVersion>, StoreError> {
-        let row = sqlx::query(
-            "SELECT version, text, sha256, comment, created_at, created_by FROM security_profile_versions ORDER BY version DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref()
-            .map(crate::policy::version_from_row)
-            .transpose()
+        self.latest_version(Versioned::SecurityProfiles).await
     }
 }

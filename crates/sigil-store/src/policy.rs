@@ -20,7 +20,7 @@ pub struct PolicyVersion {
     pub created_by: String,
 }
 
-pub(crate) fn version_from_row(row: &AnyRow) -> Result<PolicyVersion, StoreError> {
+fn version_from_row(row: &AnyRow) -> Result<PolicyVersion, StoreError> {
     Ok(PolicyVersion {
         version: row.try_get("version")?,
         text: row.try_get("text")?,
@@ -34,6 +34,38 @@ pub(crate) fn version_from_row(row: &AnyRow) -> Result<PolicyVersion, StoreError
 
 const COLUMNS: &str = "version, text, sha256, comment, created_at, created_by";
 
+/// The documents kept as append-only versions, newest in force.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Versioned {
+    /// The access policy (Cedar).
+    Policy,
+    /// Behaviour monitoring's security profiles (JSON).
+    SecurityProfiles,
+}
+
+impl Versioned {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Policy => "policy_versions",
+            Self::SecurityProfiles => "security_profile_versions",
+        }
+    }
+
+    fn action(self) -> &'static str {
+        match self {
+            Self::Policy => "policy.applied",
+            Self::SecurityProfiles => "monitoring.profiles_applied",
+        }
+    }
+
+    fn subject(self) -> &'static str {
+        match self {
+            Self::Policy => "policy",
+            Self::SecurityProfiles => "security-profiles",
+        }
+    }
+}
+
 impl Store {
     /// Record `text` (already validated) as the next version, and log it with its hash and
     /// `details` (what it replaced, the policy ids).
@@ -45,23 +77,46 @@ impl Store {
         details: serde_json::Value,
         now: OffsetDateTime,
     ) -> Result<PolicyVersion, StoreError> {
+        self.append_version(Versioned::Policy, actor, text, comment, details, now)
+            .await
+    }
+
+    /// The policy in force, if one was ever applied.
+    pub async fn current_policy(&self) -> Result<Option<PolicyVersion>, StoreError> {
+        self.latest_version(Versioned::Policy).await
+    }
+
+    /// Record a document (already validated) as the next version of its kind, audited with its
+    /// hash, its comment and `details`, in one transaction.
+    pub(crate) async fn append_version(
+        &self,
+        kind: Versioned,
+        actor: &Actor,
+        text: &str,
+        comment: &str,
+        details: serde_json::Value,
+        now: OffsetDateTime,
+    ) -> Result<PolicyVersion, StoreError> {
+        let table = kind.table();
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM policy_versions")
+        let sql = format!("SELECT COALESCE(MAX(version), 0) AS v FROM {table}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_one(&mut *tx)
             .await?;
         let version = row.try_get::<i64, _>("v")? + 1;
         let sha256 = hex_sha256(text.as_bytes());
-        sqlx::query(
-            "INSERT INTO policy_versions (version, text, sha256, comment, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(version)
-        .bind(text)
-        .bind(&sha256)
-        .bind(comment)
-        .bind(now.unix_timestamp())
-        .bind(&actor.id)
-        .execute(&mut *tx)
-        .await?;
+        let sql = format!(
+            "INSERT INTO {table} (version, text, sha256, comment, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(version)
+            .bind(text)
+            .bind(&sha256)
+            .bind(comment)
+            .bind(now.unix_timestamp())
+            .bind(&actor.id)
+            .execute(&mut *tx)
+            .await?;
         let mut details = details;
         if let Some(o) = details.as_object_mut() {
             o.insert("version".into(), json!(version));
@@ -73,8 +128,8 @@ impl Store {
             vec![AuditEvent::new(
                 now,
                 actor.clone(),
-                "policy.applied",
-                format!("policy:{version}"),
+                kind.action(),
+                format!("{}:{version}", kind.subject()),
                 Outcome::Success,
                 details,
             )],
@@ -91,9 +146,15 @@ impl Store {
         })
     }
 
-    /// The policy in force, if one was ever applied.
-    pub async fn current_policy(&self) -> Result<Option<PolicyVersion>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM policy_versions ORDER BY version DESC LIMIT 1");
+    /// The newest version of a kind of document, if any was ever applied.
+    pub(crate) async fn latest_version(
+        &self,
+        kind: Versioned,
+    ) -> Result<Option<PolicyVersion>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {} ORDER BY version DESC LIMIT 1",
+            kind.table()
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_optional(&self.pool)
             .await?

@@ -218,6 +218,25 @@ async fn monitoring_commands_from_the_readme(db: Db) {
         sigil(&s, &["alarm", "decide", id, "--decision", "maybe"]),
         "acknowledged or false-positive",
     );
+    // Judged a false positive after all (the README's command); then final.
+    let judged = json_out(sigil(
+        &s,
+        &[
+            "alarm",
+            "decide",
+            id,
+            "--decision",
+            "false-positive",
+            "--note",
+            "new UI port in 1.4",
+            "--json",
+        ],
+    ));
+    assert_eq!(judged["state"], "false_positive", "{judged}");
+    refused(
+        sigil(&s, &["alarm", "decide", id, "--decision", "acknowledged"]),
+        "judged a false positive",
+    );
 
     // Released: its grants come back; a second release is refused.
     ok(sigil(
@@ -244,6 +263,7 @@ async fn monitoring_commands_from_the_readme(db: Db) {
         "alarm.raised",
         "device.quarantined",
         "alarm.acknowledged",
+        "alarm.false_positive",
         "device.released",
     ] {
         assert_eq!(audited(&s, action).await, 1, "{action}");

@@ -154,3 +154,42 @@ async fn metrics_survive_a_detector_restart_and_forged_envelopes_are_refused() {
     queue.delete_stream().await.unwrap();
     s.shutdown().await;
 }
+
+/// The README's flags: `sigil serve --nats URL --nats-stream NAME` puts the bus on JetStream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigil_serve_takes_the_bus_to_nats_from_its_flags() {
+    let config = nats_config();
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::SpawnedServer::spawn_with(
+        &dir.path().join("data"),
+        None,
+        &[],
+        &["--nats", &config.url, "--nats-stream", &config.stream],
+    )
+    .unwrap();
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(["monitor", "status", "--json"])
+        .env("SIGIL_SERVER", server.api())
+        .env("SIGIL_TOKEN", token.trim())
+        .env("SIGIL_CA_FILE", dir.path().join("data/ca/root.crt"))
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        status["transport"],
+        "jetstream",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+    // The stream the server made, under the name given (subjects: the default prefix).
+    let mut made = QueueConfig::new(&config.url);
+    made.stream = config.stream.clone();
+    WorkQueue::connect(made)
+        .await
+        .unwrap()
+        .delete_stream()
+        .await
+        .unwrap();
+}
