@@ -443,8 +443,11 @@ pub async fn release(
 pub struct DeviceMonitoring {
     pub device_id: String,
     pub quarantined_since: Option<String>,
-    /// When this server last applied a datapoint of the device.
+    /// When this server last applied a datapoint of the device (from any source).
     pub last_metrics_at: Option<String>,
+    /// When the device's own last metrics report reached a detector (what the compliance
+    /// check `device.metrics-fresh` reads; recorded every few seconds).
+    pub last_report_at: Option<String>,
     /// Its active alarms, newest first.
     pub active_alarms: Vec<AlarmResponse>,
 }
@@ -457,6 +460,7 @@ pub async fn device(
     ApiPath(device): ApiPath<DeviceId>,
 ) -> Result<Json<DeviceMonitoring>, ApiError> {
     let quarantined_since = state.store().quarantined_since(device).await?;
+    let last_report_at = state.store().metrics_reported_at(device).await?;
     let alarms = state
         .store()
         .list_alarms(&AlarmFilter {
@@ -470,6 +474,7 @@ pub async fn device(
         device_id: device.to_string(),
         quarantined_since: quarantined_since.map(rfc3339),
         last_metrics_at: state.monitoring().last_seen_ms(&device.to_string()).map(ms),
+        last_report_at: last_report_at.map(rfc3339),
         active_alarms: alarms.into_iter().map(Into::into).collect(),
     }))
 }

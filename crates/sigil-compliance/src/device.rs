@@ -15,6 +15,9 @@ pub type Time = i64;
 
 /// How old a posture report may be and still describe the device.
 pub const POSTURE_MAX_AGE: Time = 24 * 3600;
+/// How old a device's last behaviour metrics may be while it still counts as watched (the
+/// agent reports every minute by default: fifteen missed reports).
+pub const METRICS_MAX_AGE: Time = 15 * 60;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyType {
@@ -104,6 +107,8 @@ pub struct DeviceFacts<'a> {
     pub revoked_certificate_uses: &'a [u64],
     /// Manufacturer keys the device presented at bootstrap enrolment.
     pub manufacturer_keys: &'a [ManufacturerKey],
+    /// When the device's last behaviour metrics report reached the detector.
+    pub metrics_reported_at: Option<Time>,
 }
 
 /// What the product declares.
@@ -235,6 +240,7 @@ pub enum Evidence {
     Product(String),
     Device(String),
     Attestation(String),
+    Alarm(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -275,13 +281,14 @@ fn outcome(status: Status, reason: impl Into<String>, evidence: Vec<Evidence>) -
 
 // Declared after the `outcome!` macro, which the posture checks use too: a `macro_rules!`
 // macro is in scope only in the modules declared after it.
+mod metrics;
 mod posture;
 mod updates;
 
 pub use updates::{PublishedRelease, ReleaseFacts};
 
 /// The device-scope checks this module evaluates, in catalogue order.
-pub const DEVICE_CHECKS: [&str; 14] = [
+pub const DEVICE_CHECKS: [&str; 15] = [
     "device.unique-identity",
     "device.key-not-shared",
     "device.certificate-current",
@@ -296,6 +303,7 @@ pub const DEVICE_CHECKS: [&str; 14] = [
     "device.sbom-reference",
     "device.update-timely",
     "device.update-verified",
+    "device.metrics-fresh",
 ];
 
 /// Evaluate device check `check` (one of [`DEVICE_CHECKS`]); `None` for any other id.
@@ -343,6 +351,7 @@ fn judge(
         "device.key-strength" => judge.key_strength(),
         "device.revoked-certificate-unused" => judge.revoked_certificate_unused(),
         "device.posture-fresh" => posture::posture_fresh(device, now, explain),
+        "device.metrics-fresh" => metrics::metrics_fresh(device, now, explain),
         "device.update-timely" => updates::update_timely(device, product, now, explain),
         "device.update-verified" => updates::update_verified(device, product, explain),
         posture_check => return posture::evaluate_posture(posture_check, device, product, explain),
@@ -608,9 +617,13 @@ pub fn next_change(device: &DeviceFacts<'_>, product: &ProductFacts, now: Time) 
         .filter(|c| c.revoked_at.is_none())
         .flat_map(|c| [c.not_before, c.renew_after, c.not_after]);
     let posture_stale = device.posture.map(|(_, at, _)| at + POSTURE_MAX_AGE + 1);
+    let metrics_stale = device
+        .metrics_reported_at
+        .map(|at| at + METRICS_MAX_AGE + 1);
     let remediation_due = updates::remediation_deadline(device, product);
     certificate_times
         .chain(posture_stale)
+        .chain(metrics_stale)
         .chain(remediation_due)
         .filter(|t| *t > now)
         .min()
@@ -698,6 +711,7 @@ mod tests {
         posture: Option<(Time, Posture)>,
         uses: Vec<u64>,
         manufacturer_keys: Vec<ManufacturerKey>,
+        metrics: Option<Time>,
         state: &'static str,
         product: ProductFacts,
         fleet: FleetFacts,
@@ -713,22 +727,27 @@ mod tests {
                 posture: Some((NOW - 3600, good_posture())),
                 uses: vec![],
                 manufacturer_keys: vec![],
+                metrics: Some(NOW - 60),
                 state: "active",
                 product: product(),
                 fleet,
             }
         }
 
-        fn run(&self, check: &str) -> Outcome {
-            let device = DeviceFacts {
+        fn facts(&self) -> DeviceFacts<'_> {
+            DeviceFacts {
                 id: dev(1),
                 state: self.state,
                 certificates: &self.certs,
                 posture: self.posture.as_ref().map(|(at, p)| ("r1", *at, p)),
                 revoked_certificate_uses: &self.uses,
                 manufacturer_keys: &self.manufacturer_keys,
-            };
-            evaluate_device(check, &device, &self.product, &self.fleet, NOW).unwrap()
+                metrics_reported_at: self.metrics,
+            }
+        }
+
+        fn run(&self, check: &str) -> Outcome {
+            evaluate_device(check, &self.facts(), &self.product, &self.fleet, NOW).unwrap()
         }
     }
 
@@ -749,6 +768,7 @@ mod tests {
                     posture: None,
                     revoked_certificate_uses: &[],
                     manufacturer_keys: &[],
+                    metrics_reported_at: None,
                 },
                 &product(),
                 &FleetFacts::default(),
@@ -864,6 +884,16 @@ mod tests {
             "never reported",
         );
         fail(
+            "device.metrics-fresh",
+            &|c| c.metrics = Some(NOW - 3600),
+            "last behaviour metrics are 60 min old (at most 15 min)",
+        );
+        fail(
+            "device.metrics-fresh",
+            &|c| c.metrics = None,
+            "never reported behaviour metrics",
+        );
+        fail(
             "device.sbom-reference",
             &|c| c.posture.as_mut().unwrap().1.sbom_ref = None,
             "no SBOM",
@@ -912,18 +942,13 @@ mod tests {
         c.fleet.add_key("k1", dev(2), KeyOrigin::Sigil);
         cases.push(c);
         let mut c = Case::good();
+        c.metrics = Some(NOW - METRICS_MAX_AGE - 1);
+        cases.push(c);
+        let mut c = Case::good();
         c.state = "retired";
         cases.push(c);
         for case in &cases {
-            let device = DeviceFacts {
-                id: dev(1),
-                state: case.state,
-                certificates: &case.certs,
-                posture: case.posture.as_ref().map(|(at, p)| ("r1", *at, p)),
-                revoked_certificate_uses: &case.uses,
-                manufacturer_keys: &case.manufacturer_keys,
-            };
-            let quick = device_statuses(&device, &case.product, &case.fleet, NOW);
+            let quick = device_statuses(&case.facts(), &case.product, &case.fleet, NOW);
             let explained = DEVICE_CHECKS.map(|c| case.run(c).status);
             assert_eq!(quick, explained);
         }
@@ -966,6 +991,7 @@ mod tests {
             posture: case.posture.as_ref().map(|(at, p)| ("r1", *at, p)),
             revoked_certificate_uses: &[],
             manufacturer_keys: &[],
+            metrics_reported_at: None,
         };
         let stale = NOW - 3600 + POSTURE_MAX_AGE + 1;
         assert_eq!(next_change(&device, &product(), NOW), Some(stale));
@@ -977,6 +1003,22 @@ mod tests {
             Some(NOW + 200 * DAY)
         );
         assert_eq!(next_change(&device, &product(), NOW + 300 * DAY), None);
+    }
+
+    /// Metrics going stale is a moment time alone changes a result, like a posture report's.
+    #[test]
+    fn metrics_going_stale_is_a_change() {
+        let case = Case::good();
+        let device = case.facts();
+        let stale = NOW - 60 + METRICS_MAX_AGE + 1;
+        assert_eq!(next_change(&device, &product(), NOW), Some(stale));
+        let at = |t| device_statuses(&device, &case.product, &case.fleet, t);
+        let index = DEVICE_CHECKS
+            .iter()
+            .position(|c| *c == "device.metrics-fresh")
+            .unwrap();
+        assert_eq!(at(stale - 1)[index], Status::Pass);
+        assert_eq!(at(stale)[index], Status::Fail);
     }
 
     #[test]

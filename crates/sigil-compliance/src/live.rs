@@ -242,7 +242,7 @@ mod tests {
         #[test]
         fn incremental_counts_equal_a_recount(
             ops in proptest::collection::vec(
-                (0u8..8, proptest::option::of(proptest::array::uniform14(status())), proptest::option::of(0i64..100)),
+                (0u8..8, proptest::option::of(proptest::array::uniform15(status())), proptest::option::of(0i64..100)),
                 0..60,
             )
         ) {

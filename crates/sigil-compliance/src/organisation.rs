@@ -5,6 +5,9 @@
 use crate::Status;
 use crate::device::{Evidence, KeyType, Outcome, Time};
 
+mod monitoring;
+pub use monitoring::{DETECTION_MAX_LAG, DetectionFacts, UndecidedAlarm};
+
 /// A CA certificate of the hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaFacts {
@@ -54,6 +57,10 @@ pub struct OrganisationFacts {
     pub tls_only: bool,
     /// Authentications by devices outside the inventory in the window: (audit entry, subject).
     pub unknown_devices: Vec<(u64, String)>,
+    /// The behaviour detector.
+    pub detection: DetectionFacts,
+    /// Critical alarms still active with no operator's decision.
+    pub undecided_critical_alarms: Vec<UndecidedAlarm>,
 }
 
 /// CA certificates must have at least this long left (seconds): re-keying a hierarchy takes
@@ -112,6 +119,8 @@ pub fn evaluate_organisation(check: &str, f: &OrganisationFacts, now: Time) -> O
         "org.encryption-in-transit" => encryption_in_transit(f),
         "org.revocation-service" => revocation_service(f, now),
         "org.asset-visibility" => asset_visibility(f),
+        "org.detection-running" => monitoring::detection_running(f, now),
+        "org.alarms-decided" => monitoring::alarms_decided(f, now),
         _ => return None,
     })
 }
@@ -336,10 +345,18 @@ mod tests {
             audit_verified_at: Some(NOW - 60),
             tls_only: true,
             unknown_devices: vec![],
+            detection: DetectionFacts {
+                running: true,
+                last_tick: Some(NOW - 1),
+                transport: "in-process".into(),
+                profiles_version: 0,
+                behaviours: 13,
+            },
+            undecided_critical_alarms: vec![],
         }
     }
 
-    const CHECKS: [&str; 7] = [
+    const CHECKS: [&str; 9] = [
         "org.ca-certificate-validity",
         "org.ca-key-protection",
         "org.access-policy",
@@ -347,6 +364,8 @@ mod tests {
         "org.encryption-in-transit",
         "org.revocation-service",
         "org.asset-visibility",
+        "org.detection-running",
+        "org.alarms-decided",
     ];
 
     #[test]
@@ -428,6 +447,40 @@ mod tests {
             "org.asset-visibility",
             &|f| f.unknown_devices = vec![(41, "device:rogue".into())],
             "1 authentication(s) by devices not in the inventory in the last 30 days (e.g. device:rogue)",
+        );
+        fail(
+            "org.detection-running",
+            &|f| f.detection.running = false,
+            "the behaviour detector is not running",
+        );
+        fail(
+            "org.detection-running",
+            &|f| f.detection.last_tick = Some(NOW - 600),
+            "the detector last closed windows 600 s ago",
+        );
+        fail(
+            "org.detection-running",
+            &|f| f.detection.behaviours = 0,
+            "the security profiles in force (version 0) define no behaviour",
+        );
+        let alarm = |id: &str, raised_at: Time| UndecidedAlarm {
+            id: id.into(),
+            device: "d1".into(),
+            behaviour: format!("behaviour-{id}"),
+            raised_at,
+        };
+        fail(
+            "org.alarms-decided",
+            &|f| f.undecided_critical_alarms = vec![alarm("a2", NOW - 60), alarm("a1", NOW - 7200)],
+            "2 critical alarm(s) open without a decision; the oldest: behaviour-a1 on device d1, raised 120 min ago",
+        );
+        let mut f = healthy();
+        f.undecided_critical_alarms = vec![alarm("a2", NOW - 60), alarm("a1", NOW - 7200)];
+        assert_eq!(
+            evaluate_organisation("org.alarms-decided", &f, NOW)
+                .unwrap()
+                .evidence,
+            vec![Evidence::Alarm("a2".into()), Evidence::Alarm("a1".into())]
         );
     }
 

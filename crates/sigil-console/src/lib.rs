@@ -72,6 +72,12 @@ pub fn router(api: Router) -> Router {
             "/ui/rollouts/{id}/{action}",
             axum::routing::post(pages::products::act),
         )
+        .route("/ui/alarms", get(pages::alarms::list))
+        .route("/ui/alarms/{id}", get(pages::alarms::page))
+        .route(
+            "/ui/alarms/{id}/decision",
+            axum::routing::post(pages::alarms::decide),
+        )
         .route("/ui/compliance", get(pages::compliance::frameworks))
         .route("/ui/compliance/{id}", get(pages::compliance::framework))
         .route(

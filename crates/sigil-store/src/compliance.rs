@@ -46,6 +46,8 @@ pub struct DeviceSnapshot {
     pub device: ComplianceDevice,
     pub certificates: Vec<ComplianceCertificate>,
     pub posture: Option<PostureRecord>,
+    /// When the device's last behaviour metrics report reached the detector.
+    pub metrics_at: Option<OffsetDateTime>,
 }
 
 /// One audit entry as the compliance follower reads it: every entry's position, action and
@@ -163,7 +165,8 @@ impl Store {
     }
 
     /// One JSON value per device (`d`) holding everything the checks read:
-    /// `[[id, product, state], [report id, received at] | null, report | null, [certificate...]]`.
+    /// `[[id, product, state, metrics at], [report id, received at] | null, report | null,
+    /// [certificate...]]`.
     /// The database assembles it because the driver's cost is per value decoded, and it is
     /// assembled by concatenation because the stored report is JSON already (validated when
     /// received): re-encoding it with the database's JSON functions costs more than everything
@@ -172,7 +175,7 @@ impl Store {
     fn packed_facts(&self) -> &'static str {
         match self.backend {
             crate::Backend::Sqlite => {
-                "'[' || json_array(d.id, d.product_id, d.state) || ',' || \
+                "'[' || json_array(d.id, d.product_id, d.state, d.metrics_at) || ',' || \
                  ifnull((SELECT json_array(p.id, p.received_at) || ',' || p.report \
                      FROM posture_reports p WHERE p.device_id = d.id ORDER BY p.id DESC LIMIT 1), \
                      'null,null') || ',' || \
@@ -182,7 +185,7 @@ impl Store {
                      FROM certificates c WHERE c.device_id = d.id) || ']'"
             }
             crate::Backend::Postgres => {
-                "'[' || json_build_array(d.id, d.product_id, d.state)::text || ',' || \
+                "'[' || json_build_array(d.id, d.product_id, d.state, d.metrics_at)::text || ',' || \
                  COALESCE((SELECT json_build_array(p.id, p.received_at)::text || ',' || p.report \
                      FROM posture_reports p WHERE p.device_id = d.id ORDER BY p.id DESC LIMIT 1), \
                      'null,null') || ',' || \
@@ -351,10 +354,10 @@ type PackedCertificate = (
     Option<String>,
 );
 
-/// [`Store::packed_facts`]: (id, product, state), (report id, received at), report,
+/// [`Store::packed_facts`]: (id, product, state, metrics at), (report id, received at), report,
 /// certificates.
 type Packed = (
-    (String, String, String),
+    (String, String, String, Option<i64>),
     Option<(String, i64)>,
     Option<sigil_domain::Posture>,
     Vec<PackedCertificate>,
@@ -366,7 +369,7 @@ fn unpack(row: &sqlx::any::AnyRow) -> Result<DeviceSnapshot, StoreError> {
 }
 
 fn from_packed(
-    ((device, product, state), report, posture, certs): Packed,
+    ((device, product, state, metrics_at), report, posture, certs): Packed,
 ) -> Result<DeviceSnapshot, StoreError> {
     let id: DeviceId = device.parse().map_err(|e| corrupt("device id", e))?;
     let certificates = certs
@@ -405,6 +408,7 @@ fn from_packed(
         },
         certificates,
         posture,
+        metrics_at: metrics_at.map(ts).transpose()?,
     })
 }
 

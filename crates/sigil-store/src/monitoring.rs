@@ -386,7 +386,17 @@ impl Store {
         &self,
         device: DeviceId,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
-        let row = sqlx::query("SELECT quarantined_at FROM devices WHERE id = $1")
+        self.device_time(device, "quarantined_at").await
+    }
+
+    /// A nullable time column of the device's row.
+    async fn device_time(
+        &self,
+        device: DeviceId,
+        column: &'static str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let sql = format!("SELECT {column} FROM devices WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(device.to_string())
             .fetch_optional(&self.pool)
             .await?
@@ -394,9 +404,16 @@ impl Store {
                 kind: "device",
                 id: device.to_string(),
             })?;
-        row.try_get::<Option<i64>, _>("quarantined_at")?
-            .map(ts)
-            .transpose()
+        row.try_get::<Option<i64>, _>(column)?.map(ts).transpose()
+    }
+
+    /// When the device's last behaviour metrics report reached a detector (as recorded by the
+    /// last flush, a few seconds behind).
+    pub async fn metrics_reported_at(
+        &self,
+        device: DeviceId,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.device_time(device, "metrics_at").await
     }
 
     /// Record a security profile document (already validated) as the next version.
@@ -422,4 +439,111 @@ impl Store {
     pub async fn current_security_profiles(&self) -> Result<Option<PolicyVersion>, StoreError> {
         self.latest_version(Versioned::SecurityProfiles).await
     }
+
+    /// Record when each device's last behaviour metrics report reached the detector (unix
+    /// seconds; a time never moves back). A device reporting for the first time, or again after
+    /// its last report fell to `stale_before` or earlier, is audited as
+    /// `monitoring.metrics_resumed`: the compliance engine re-reads the devices an entry names,
+    /// and between those moments it needs no word (it re-reads a device when its metrics would
+    /// go stale). Returns the devices audited.
+    pub async fn record_metrics_reports(
+        &self,
+        actor: &Actor,
+        reports: &[(DeviceId, i64)],
+        stale_before: i64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<DeviceId>, StoreError> {
+        let mut resumed = Vec::new();
+        let mut tx = self.begin_write().await?;
+        for chunk in reports.chunks(METRICS_CHUNK) {
+            let sql = format!(
+                "SELECT id, metrics_at FROM devices WHERE id IN ({})",
+                crate::batch::placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (device, _) in chunk {
+                query = query.bind(device.to_string());
+            }
+            let mut previous = std::collections::HashMap::new();
+            for row in query.fetch_all(&mut *tx).await? {
+                previous.insert(
+                    row.try_get::<String, _>("id")?,
+                    row.try_get::<Option<i64>, _>("metrics_at")?,
+                );
+            }
+            let mut newer = Vec::new();
+            let mut events = Vec::new();
+            for (device, at) in chunk {
+                let Some(before) = previous.get(&device.to_string()) else {
+                    continue; // not (or no longer) in the inventory
+                };
+                if before.is_some_and(|b| b >= *at) {
+                    continue;
+                }
+                newer.push((device, *at));
+                if before.is_none_or(|b| b <= stale_before) {
+                    resumed.push(*device);
+                    events.push(AuditEvent::new(
+                        now,
+                        actor.clone(),
+                        "monitoring.metrics_resumed",
+                        format!("device:{device}"),
+                        Outcome::Success,
+                        json!({"previous_report": before, "report": at}),
+                    ));
+                }
+            }
+            if newer.is_empty() {
+                continue;
+            }
+            // One statement per chunk: `CASE id WHEN $1 THEN $2 ...`, the ids bound once.
+            let cases: String = (0..newer.len())
+                .map(|i| format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let ids: Vec<String> = (0..newer.len())
+                .map(|i| format!("${}", 2 * i + 1))
+                .collect();
+            let sql = format!(
+                "UPDATE devices SET metrics_at = CASE id{cases} END WHERE id IN ({})",
+                ids.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (device, at) in &newer {
+                query = query.bind(device.to_string()).bind(*at);
+            }
+            query.execute(&mut *tx).await?;
+            audit::append(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(resumed)
+    }
+
+    /// Critical alarms still active that no operator decided on, oldest first (at most
+    /// `limit`): (alarm, device, behaviour, raised at in ms).
+    pub async fn undecided_critical_alarms(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        sqlx::query(
+            "SELECT id, device_id, behaviour, raised_at_ms FROM alarms \
+             WHERE active = 1 AND decision IS NULL AND severity = 'critical' \
+             ORDER BY raised_at_ms LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("device_id")?,
+                r.try_get("behaviour")?,
+                r.try_get("raised_at_ms")?,
+            ))
+        })
+        .collect()
+    }
 }
+
+/// Devices per statement when recording metrics reports (two parameters each).
+const METRICS_CHUNK: usize = 500;

@@ -181,6 +181,10 @@ pub async fn monitor(cmd: MonitorCommand) -> Result<()> {
                 "last metrics at:   {}",
                 answer["last_metrics_at"].as_str().unwrap_or("none")
             );
+            println!(
+                "last report at:    {}",
+                answer["last_report_at"].as_str().unwrap_or("never")
+            );
             print(
                 &client,
                 &json!({"items": answer["active_alarms"]}),

@@ -10,40 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Db, TestServer, p256_csr};
-
-fn requirement<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["requirements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id)
-        .unwrap_or_else(|| panic!("no requirement {id}"))
-}
-
-fn check<'a>(requirement: &'a Value, id: &str) -> &'a Value {
-    requirement["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == id)
-        .unwrap_or_else(|| panic!("no check {id}"))
-}
-
-fn failing(check: &Value) -> Vec<(String, String)> {
-    check["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["status"] == "fail")
-        .map(|f| {
-            (
-                f["device"].as_str().unwrap().to_owned(),
-                f["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
+use common::{Db, TestServer, check, failing, p256_csr, requirement};
 
 /// Validate `doc` against one of NIST's OSCAL JSON schemas vendored in `tests/data/oscal`;
 /// the errors, if any.
@@ -780,7 +747,32 @@ async fn scenario_failures_per_framework_and_fixes(db: Db) {
         )
         .await
         .unwrap();
+    // Every device's agent reports its behaviour metrics too (as the detector records them).
+    let reports: Vec<(sigil_domain::DeviceId, i64)> = [&healthy, &b, &c, &expiring, &password]
+        .iter()
+        .map(|d| (d.parse().unwrap(), clock().unix_timestamp()))
+        .collect();
+    s.store()
+        .record_metrics_reports(
+            &sigil_audit::Actor::system("detector"),
+            &reports,
+            0,
+            clock(),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The detector closes windows twice a second: once after the jump, it is running now.
+    let jumped_ms = (clock().unix_timestamp_nanos() / 1_000_000) as i64;
+    let started = std::time::Instant::now();
+    while s.get("/api/v1/monitoring/status").await.1["last_tick_ms"]
+        .as_i64()
+        .unwrap()
+        < jumped_ms
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // The declaration names no SBOM for the current firmware, and Sigil holds none.
     let failing_checks = [

@@ -155,20 +155,8 @@ async fn log_in(driver: &WebDriver, s: &TestServer, username: &str, totp: Option
     // Not logged in: the console sends the person to its login page, and back afterwards.
     let url = driver.current_url().await.unwrap();
     assert_eq!(url.path(), "/ui/login", "{url}");
-    driver
-        .find(By::Id("username"))
-        .await
-        .unwrap()
-        .send_keys(username)
-        .await
-        .unwrap();
-    driver
-        .find(By::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(password(username))
-        .await
-        .unwrap();
+    type_into(driver, "username", username).await;
+    type_into(driver, "password", &password(username)).await;
     if let Some(code) = totp {
         driver
             .find(By::Id("totp"))
@@ -188,6 +176,28 @@ async fn log_in(driver: &WebDriver, s: &TestServer, username: &str, totp: Option
     wait_for(driver, "h1", "Overview").await;
 }
 
+/// Put the keyboard focus at the start of the page's main content.
+async fn focus_main(driver: &WebDriver) {
+    driver
+        .find(By::Css("main"))
+        .await
+        .unwrap()
+        .focus()
+        .await
+        .unwrap();
+}
+
+/// Type `text` into the field with id `id`.
+async fn type_into(driver: &WebDriver, id: &str, text: &str) {
+    driver
+        .find(By::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 /// Wait (up to 15 s) until an element matching `css` holds `text`: asked of the document as it
 /// is each time, so a page still navigating away is never read half-gone.
 async fn wait_for(driver: &WebDriver, css: &str, text: &str) {
@@ -203,18 +213,79 @@ async fn wait_for(driver: &WebDriver, css: &str, text: &str) {
     panic!("no `{css}` with `{text}` in: {}", body_text(driver).await);
 }
 
+/// A device's own report of a port scan raises a critical alarm that quarantines it: the
+/// alarms page lists it with the detector's state, the alarm's page explains it and takes the
+/// decision, and the device's page shows the quarantine and releases it (second factor).
+async fn an_alarm_is_handled(driver: &WebDriver, s: &TestServer, product: &str) {
+    let (device, _) = enrolled_device(s, product, "gw-0009").await;
+    let endpoints: Vec<String> = (1..=60).map(|p| format!("10.0.0.9:{p}")).collect();
+    let answer = common::metrics_report(s, "gw-0009", &json!({"destination_endpoints": endpoints}));
+    assert!(answer.ends_with(" 202"), "{answer}");
+    driver.goto(format!("{}/ui/alarms", s.api)).await.unwrap();
+    for _ in 0..150 {
+        if body_text(driver).await.contains("port-scan") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        driver.refresh().await.unwrap();
+    }
+    wait_for(driver, "table.list", "port-scan").await;
+    let text = body_text(driver).await;
+    assert!(
+        text.contains("running on the in-process bus") && text.contains("critical"),
+        "{text}"
+    );
+    check_page(driver, "alarms").await;
+    driver
+        .find(By::Css("table.list tbody tr td a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(driver, "h1", "Alarm: port-scan").await;
+    let text = body_text(driver).await;
+    assert!(
+        text.contains("destination_endpoints distinct over 60 s is 60, above the bound 50")
+            && text.contains("Why it was raised"),
+        "{text}"
+    );
+    check_page(driver, "alarm").await;
+    type_into(driver, "d-note", "isolating the gateway").await;
+    keyboard_activate(driver, "Record the decision").await;
+    wait_for(driver, "p.done", "Decision recorded.").await;
+    wait_for(driver, "section", "Decided acknowledged by").await;
+
+    driver
+        .goto(format!("{}/ui/devices/{device}", s.api))
+        .await
+        .unwrap();
+    wait_for(driver, "p.quarantined", "Quarantined").await;
+    focus_main(driver).await;
+    keyboard_activate(driver, "Release from quarantine").await;
+    wait_for(driver, "h1", "Release from quarantine: device gw-0009?").await;
+    check_page(driver, "confirm-release").await;
+    type_into(driver, "reason", "reflashed").await;
+    keyboard_activate(driver, "Release from quarantine device gw-0009").await;
+    wait_for(driver, "p.done", "Done: release from quarantine.").await;
+    wait_for(driver, "section", "Not quarantined.").await;
+    let (_, state) = s.get(&format!("/api/v1/devices/{device}/monitoring")).await;
+    assert!(state["quarantined_since"].is_null(), "{state}");
+    let (_, alarm) = s.get(&format!("/api/v1/alarms?device={device}")).await;
+    assert_eq!(alarm["items"][0]["note"], "isolating the gateway");
+}
+
 /// A certificate from an old fleet CA (made by openssl) recorded from the device page: listed
 /// with its expiry, marked never trusted.
 async fn record_foreign(driver: &WebDriver, s: &TestServer, device: &str) {
     let dir = s.dir.path();
     common::old_fleet_certificate(s, "old-gw", "20");
-    driver
-        .find(By::Id("foreign-file"))
-        .await
-        .unwrap()
-        .send_keys(dir.join("old-gw.crt").to_str().unwrap())
-        .await
-        .unwrap();
+    type_into(
+        driver,
+        "foreign-file",
+        dir.join("old-gw.crt").to_str().unwrap(),
+    )
+    .await;
     driver
         .find(By::XPath("//button[text()='Record them']"))
         .await
@@ -583,13 +654,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     check_page(driver, "device").await;
 
     // Revoke it from its page with the keyboard alone; the confirmation names the consequence.
-    driver
-        .find(By::Css("main"))
-        .await
-        .unwrap()
-        .focus()
-        .await
-        .unwrap();
+    focus_main(driver).await;
     keyboard_activate(driver, "Revoke certificates").await;
     wait_for(driver, "h1", "Revoke certificates: device gw-0001?").await;
     let text = body_text(driver).await;
@@ -598,13 +663,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         "{text}"
     );
     check_page(driver, "confirm-revoke").await;
-    driver
-        .find(By::Id("reason"))
-        .await
-        .unwrap()
-        .send_keys("Key compromise")
-        .await
-        .unwrap();
+    type_into(driver, "reason", "Key compromise").await;
     keyboard_activate(driver, "Revoke certificates device gw-0001").await;
     wait_for(driver, "p.done", "Done: revoke certificates.").await;
     let answer = openssl_ocsp(&s, &["-cert", "gw-0001.crt"]);
@@ -656,6 +715,8 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         "Not verified: the entry's bytes do not hash",
     )
     .await;
+
+    an_alarm_is_handled(driver, &s, &product).await;
 
     // Products: the list, and a product's page with its sections.
     driver.goto(format!("{}/ui/products", s.api)).await.unwrap();
@@ -712,27 +773,9 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
         "Our coordinated vulnerability disclosure policy.",
     )
     .unwrap();
-    driver
-        .find(By::Id("attested_by"))
-        .await
-        .unwrap()
-        .send_keys("Ada Lovelace, CISO")
-        .await
-        .unwrap();
-    driver
-        .find(By::Id("statement"))
-        .await
-        .unwrap()
-        .send_keys("The policy is published and followed.")
-        .await
-        .unwrap();
-    driver
-        .find(By::Id("document"))
-        .await
-        .unwrap()
-        .send_keys(document.to_str().unwrap())
-        .await
-        .unwrap();
+    type_into(driver, "attested_by", "Ada Lovelace, CISO").await;
+    type_into(driver, "statement", "The policy is published and followed.").await;
+    type_into(driver, "document", document.to_str().unwrap()).await;
     // A date input takes the digits of its locale's order; set it as a person's picker would.
     driver
         .execute(
@@ -812,13 +855,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     let here = driver.current_url().await.unwrap();
     reads_on_a_tablet(driver, &s, &device).await;
     driver.goto(here.as_str()).await.unwrap();
-    driver
-        .find(By::Id("rollback-comment"))
-        .await
-        .unwrap()
-        .send_keys("back to the defaults")
-        .await
-        .unwrap();
+    type_into(driver, "rollback-comment", "back to the defaults").await;
     driver
         .find(By::Css("section.confirm button"))
         .await
@@ -958,13 +995,7 @@ async fn a_security_officer_runs_the_fleet_and_an_auditor_only_reads_it() {
     check_page(driver, "device-import").await;
     let sheet = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/devices.csv");
     let sheet = sheet.canonicalize().unwrap();
-    driver
-        .find(By::Id("file"))
-        .await
-        .unwrap()
-        .send_keys(sheet.to_str().unwrap())
-        .await
-        .unwrap();
+    type_into(driver, "file", sheet.to_str().unwrap()).await;
     driver
         .find(By::Css("button[value=check]"))
         .await

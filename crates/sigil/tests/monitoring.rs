@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::{Db, TestServer, enrolled_device, json as json_out, ok, sigil};
+use common::{
+    Db, TestServer, check, enrolled_device, failing, json as json_out, metrics_report as report,
+    ok, requirement, sigil,
+};
 
 fn refused(out: std::process::Output, words: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -19,33 +22,6 @@ fn refused(out: std::process::Output, words: &str) {
         !out.status.success() && err.contains(words),
         "{words:?} not in: {err}"
     );
-}
-
-/// The device's own metrics report over mTLS (curl with its certificate and key).
-fn report(s: &TestServer, name: &str, body: &Value) -> String {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-w",
-            " %{http_code}",
-            "--cacert",
-            "chain.pem",
-            "--cert",
-        ])
-        .arg(format!("{name}.crt"))
-        .arg("--key")
-        .arg(format!("{name}.key"))
-        .args([
-            "-H",
-            "content-type: application/json",
-            "-d",
-            &body.to_string(),
-        ])
-        .arg(format!("{}/api/v1/device/metrics", s.api))
-        .current_dir(s.dir.path())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 async fn decide(s: &TestServer, device: &str, action: &str, topic: &str) -> String {
@@ -68,12 +44,19 @@ async fn audited(s: &TestServer, action: &str) -> usize {
     items.iter().filter(|e| e["outcome"] == "success").count()
 }
 
+/// A check of the CRA report's requirement I.2.l (monitoring relevant internal activity).
+async fn cra_check(s: &TestServer, id: &str) -> Value {
+    let (_, cra) = s.get("/api/v1/compliance/eu-cra").await;
+    check(requirement(&cra, "I.2.l"), id).clone()
+}
+
 async fn monitoring_commands_from_the_readme(db: Db) {
     let Some(s) = TestServer::start(db).await else {
         return;
     };
     let product = s.create_product("Camera").await;
     let (device, _) = enrolled_device(&s, &product, "cam-1").await;
+    let (silent, _) = enrolled_device(&s, &product, "cam-2").await;
     let status = json_out(sigil(&s, &["monitor", "status", "--json"]));
     assert_eq!(
         (
@@ -143,6 +126,49 @@ async fn monitoring_commands_from_the_readme(db: Db) {
         (Some(device.as_str()), Some("port-scan"))
     );
     let id = alarm["id"].as_str().unwrap();
+    // Compliance: detection runs; the critical alarm is open without a decision; the device's
+    // metrics are fresh (recorded within seconds), cam-2's never came.
+    assert_eq!(
+        cra_check(&s, "org.detection-running").await["status"],
+        "pass"
+    );
+    let open = cra_check(&s, "org.alarms-decided").await;
+    assert_eq!(open["status"], "fail", "{open}");
+    assert!(
+        open["reason"].as_str().unwrap().starts_with(&format!(
+            "1 critical alarm(s) open without a decision; the oldest: port-scan on device {device}"
+        )),
+        "{open}"
+    );
+    assert_eq!(
+        open["failures"][0]["evidence"][0],
+        json!({"type": "alarm", "ref": id})
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while json_out(sigil(&s, &["monitor", "device", &device, "--json"]))["last_report_at"].is_null()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the report time was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fresh = cra_check(&s, "device.metrics-fresh").await;
+    assert_eq!(
+        failing(&fresh),
+        vec![(
+            silent.clone(),
+            "the device has never reported behaviour metrics".to_owned()
+        )],
+        "{fresh}"
+    );
+    let (_, mine) = s
+        .get(&format!("/api/v1/compliance/eu-cra/devices/{device}"))
+        .await;
+    let mine = check(requirement(&mine, "I.2.l"), "device.metrics-fresh");
+    assert_eq!(mine["status"], "pass", "{mine}");
+    assert_eq!(audited(&s, "monitoring.metrics_resumed").await, 1);
+
     let shown = ok(sigil(&s, &["alarm", "show", id]));
     assert!(
         shown.contains("destination_endpoints distinct over 60 s is 60, above the bound 50"),
@@ -210,6 +236,7 @@ async fn monitoring_commands_from_the_readme(db: Db) {
         ],
     ));
     assert_eq!(decided["state"], "acknowledged");
+    assert_eq!(cra_check(&s, "org.alarms-decided").await["status"], "pass");
     refused(
         sigil(&s, &["alarm", "decide", id, "--decision", "acknowledged"]),
         "already acknowledged",

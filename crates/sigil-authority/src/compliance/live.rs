@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
 
 use sigil_compliance::device::{
-    self, CertificateFacts, DeviceFacts, FleetFacts, KeyOrigin, KeyType, ManufacturerKey, Outcome,
+    self, CertificateFacts, DeviceFacts, FleetFacts, KeyOrigin, ManufacturerKey, Outcome,
     ProductFacts, Time,
 };
 use sigil_compliance::{FleetResults, Status};
@@ -171,6 +171,7 @@ pub(crate) struct OwnedFacts<'a> {
     /// When the oldest revoked use leaves the window.
     uses_expire: Option<Time>,
     manufacturer_keys: Vec<ManufacturerKey>,
+    metrics_reported_at: Option<Time>,
 }
 
 impl OwnedFacts<'_> {
@@ -182,19 +183,8 @@ impl OwnedFacts<'_> {
             posture: self.posture,
             revoked_certificate_uses: &self.revoked_uses,
             manufacturer_keys: &self.manufacturer_keys,
+            metrics_reported_at: self.metrics_reported_at,
         }
-    }
-}
-
-/// The certified key's type: as recorded at issuance, else from the certificate.
-pub(crate) fn key_type(recorded: Option<&str>, der: Option<&[u8]>) -> KeyType {
-    if let Some(name) = recorded {
-        return KeyType::from_name(name);
-    }
-    match der.map(sigil_ca::certificate_key) {
-        Some(Ok(key)) => KeyType::from_name(&key.to_string()),
-        Some(Err(e)) => KeyType::Other(e.to_string()),
-        None => KeyType::Other("no certificate".into()),
     }
 }
 
@@ -222,7 +212,7 @@ impl Context {
                     not_after: c.not_after.unix_timestamp(),
                     renew_after: renew_after.unix_timestamp(),
                     revoked_at: c.revoked_at.map(OffsetDateTime::unix_timestamp),
-                    key: key_type(c.key_algorithm.as_deref(), c.der.as_deref()),
+                    key: super::key_type(c.key_algorithm.as_deref(), c.der.as_deref()),
                     spki_sha256: c.spki_sha256.clone(),
                 }
             })
@@ -252,6 +242,7 @@ impl Context {
                 .min(),
             revoked_uses: recent.into_iter().map(|(seq, _)| seq).collect(),
             manufacturer_keys: self.manufacturer_keys.get(&id).cloned().unwrap_or_default(),
+            metrics_reported_at: s.metrics_at.map(OffsetDateTime::unix_timestamp),
         }
     }
 

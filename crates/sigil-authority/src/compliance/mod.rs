@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use sigil_compliance::device::{self, Evidence, Outcome};
+use sigil_compliance::device::{self, Evidence, KeyType, Outcome};
 use sigil_compliance::organisation;
 use sigil_compliance::{Catalogue, CheckKind, Framework, Scope, Status, StatusCounts, roll_up};
 use sigil_domain::DeviceId;
@@ -142,11 +142,27 @@ impl Tally {
     }
 }
 
+/// The certified key's type: as recorded at issuance, else from the certificate.
+pub(crate) fn key_type(recorded: Option<&str>, der: Option<&[u8]>) -> KeyType {
+    if let Some(name) = recorded {
+        return KeyType::from_name(name);
+    }
+    match der.map(sigil_ca::certificate_key) {
+        Some(Ok(key)) => KeyType::from_name(&key.to_string()),
+        Some(Err(e)) => KeyType::Other(e.to_string()),
+        None => KeyType::Other("no certificate".into()),
+    }
+}
+
 /// What the organisation checks read, from the server's own state.
 fn organisation_facts(
     state: &Authority,
     crl: Option<&sigil_store::StoredCrl>,
     unknown_devices: Vec<(u64, String)>,
+    (detection, undecided_critical_alarms): (
+        organisation::DetectionFacts,
+        Vec<organisation::UndecidedAlarm>,
+    ),
 ) -> organisation::OrganisationFacts {
     // The policy in force must refuse an untrusted device, and an unknown one.
     let engine = state.policy();
@@ -182,7 +198,7 @@ fn organisation_facts(
         not_after: X509Certificate::from_der(der)
             .ok()
             .map(|(_, c)| c.validity().not_after.timestamp()),
-        key: live::key_type(None, Some(der)),
+        key: key_type(None, Some(der)),
         // DataDir loads CA keys only from encrypted PKCS#8 (scrypt + AES-256) and refuses
         // anything else.
         key_protected: true,
@@ -207,6 +223,8 @@ fn organisation_facts(
         // the PKI listener serves only signed objects (CRL, OCSP, CA certificates).
         tls_only: true,
         unknown_devices,
+        detection,
+        undecided_critical_alarms,
     }
 }
 
@@ -316,7 +334,12 @@ pub async fn evaluate(
         &mut tallies,
     )
     .await?;
-    let org = organisation_facts(state, crl.as_deref(), live.unknown_devices(unix));
+    let org = organisation_facts(
+        state,
+        crl.as_deref(),
+        live.unknown_devices(unix),
+        state.detection_facts().await?,
+    );
     let products: Vec<device::ProductFacts> = live.products().cloned().collect();
     drop(live);
     let attested = organisation_outcome(

@@ -27,6 +27,9 @@ pub struct Envelope {
     pub tag: Vec<u8>,
 }
 
+/// The source of the devices' own reports (the agent's, over mTLS).
+pub const DEVICE_SOURCE: &str = "api";
+
 /// Datapoints a collector sends together. The id and the time are under the tag: a detector
 /// applies each batch once, and only while it is fresh, so a captured envelope replayed onto
 /// the bus does nothing.

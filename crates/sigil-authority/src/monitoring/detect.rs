@@ -20,6 +20,8 @@ use crate::Authority;
 const TICK: Duration = Duration::from_millis(500);
 /// How long a device's product and site are trusted from the cache.
 const COHORT_TTL_MS: i64 = 60_000;
+/// How often the times of the devices' last reports are written to the database.
+const REPORTS_FLUSH_MS: i64 = 5_000;
 
 /// Run the detector until the bus closes.
 pub fn spawn_detector(authority: Arc<Authority>) -> tokio::task::JoinHandle<()> {
@@ -53,6 +55,10 @@ pub fn spawn_detector(authority: Arc<Authority>) -> tokio::task::JoinHandle<()> 
                     monitoring.last_tick_ms.store(now, Ordering::Relaxed);
                     let events = monitoring.with_detector(|d| d.tick(now));
                     handle(&authority, events).await;
+                    if now - monitoring.last_flush_ms.load(Ordering::Relaxed) >= REPORTS_FLUSH_MS {
+                        monitoring.last_flush_ms.store(now, Ordering::Relaxed);
+                        flush_reports(&authority).await;
+                    }
                 }
             }
         }
@@ -83,6 +89,7 @@ async fn apply(authority: &Arc<Authority>, delivery: Delivery) {
             return;
         }
     };
+    let from_devices = batch.source == super::bus::DEVICE_SOURCE;
     let mut ready = Vec::with_capacity(batch.points.len());
     for point in batch.points {
         if let Err(e) = point.validate() {
@@ -113,8 +120,47 @@ async fn apply(authority: &Arc<Authority>, delivery: Delivery) {
             *at = (*at).max(point.at_ms);
         }
     }
+    if from_devices && let Ok(mut reports) = m.reports.lock() {
+        for (point, _) in &ready {
+            if let Ok(device) = point.device.parse::<DeviceId>() {
+                let at = reports.entry(device).or_insert(0);
+                *at = (*at).max(point.at_ms.div_euclid(1000));
+            }
+        }
+    }
     handle(authority, events).await;
     delivery.acknowledge();
+}
+
+/// Write when the devices' own reports last arrived; kept for the next flush if the database
+/// refuses.
+async fn flush_reports(authority: &Arc<Authority>) {
+    let m = authority.monitoring();
+    let pending: Vec<(DeviceId, i64)> = match m.reports.lock() {
+        Ok(mut reports) => reports.drain().collect(),
+        Err(_) => return,
+    };
+    if pending.is_empty() {
+        return;
+    }
+    let now = authority.now();
+    // A report after the compliance engine may have judged the device stale (a couple of
+    // seconds' margin for the flush itself) is announced, so the engine reads it again.
+    let stale_before = now.unix_timestamp() + 2 - sigil_compliance::device::METRICS_MAX_AGE;
+    let actor = Actor::system("detector");
+    if let Err(e) = authority
+        .store()
+        .record_metrics_reports(&actor, &pending, stale_before, now)
+        .await
+    {
+        tracing::error!(error = %e, devices = pending.len(), "monitoring: could not record metrics reports");
+        if let Ok(mut reports) = m.reports.lock() {
+            for (device, at) in pending {
+                let kept = reports.entry(device).or_insert(0);
+                *kept = (*kept).max(at);
+            }
+        }
+    }
 }
 
 /// The device's product and site, from the cache or the inventory; `None` for a name that is

@@ -16,6 +16,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use sigil_audit::Actor;
+use sigil_compliance::organisation::{DetectionFacts, UndecidedAlarm};
 use sigil_detect::{Datapoint, Detector, MetricsReport, ProfileSet};
 use sigil_domain::DeviceId;
 use sigil_store::{AlarmRecord, PolicyVersion, StoreError};
@@ -57,6 +58,10 @@ impl Default for MonitoringSettings {
     }
 }
 
+/// Critical alarms without a decision named in the compliance evidence (the count is what
+/// fails the check; these are where to start).
+const UNDECIDED_ALARMS_LISTED: u32 = 100;
+
 #[derive(Default)]
 struct Counters {
     envelopes: AtomicU64,
@@ -81,8 +86,12 @@ pub struct Monitoring {
     detector: std::sync::Mutex<Detector>,
     profiles_version: AtomicI64,
     cohorts: std::sync::Mutex<HashMap<String, Cohort>>,
-    /// When each device's last datapoint was applied (ms): the freshness compliance reads.
+    /// When each device's last datapoint was applied (ms), from any source.
     last_seen: std::sync::Mutex<HashMap<Box<str>, i64>>,
+    /// Devices whose own reports were applied since the last flush to the database, and when
+    /// (unix seconds): the freshness the compliance engine reads.
+    reports: std::sync::Mutex<HashMap<DeviceId, i64>>,
+    last_flush_ms: AtomicI64,
     counters: Counters,
     seen: std::sync::Mutex<SeenBatches>,
     running: AtomicBool,
@@ -133,6 +142,8 @@ impl Monitoring {
             profiles_version: AtomicI64::new(version),
             cohorts: Default::default(),
             last_seen: Default::default(),
+            reports: Default::default(),
+            last_flush_ms: AtomicI64::new(0),
             counters: Counters::default(),
             seen: Default::default(),
             running: AtomicBool::new(false),
@@ -197,12 +208,47 @@ impl Authority {
         })?;
         let points = report.datapoints(&device.to_string(), self.now_ms());
         let count = points.len();
-        self.submit_metrics("api", points).await?;
+        self.submit_metrics(bus::DEVICE_SOURCE, points).await?;
         Ok(count)
     }
 
     pub fn now_ms(&self) -> i64 {
         (self.now().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    /// What the organisation checks of monitoring read: this instance's detector, and the
+    /// critical alarms no operator decided on.
+    pub(crate) async fn detection_facts(
+        &self,
+    ) -> Result<(DetectionFacts, Vec<UndecidedAlarm>), StoreError> {
+        let status = self.monitoring_status();
+        let behaviours = self.monitoring.with_detector(|d| {
+            d.profiles()
+                .profiles
+                .iter()
+                .map(|p| p.behaviours.len())
+                .sum()
+        });
+        let detection = DetectionFacts {
+            running: status.detector_running,
+            last_tick: (status.last_tick_ms > 0).then(|| status.last_tick_ms.div_euclid(1000)),
+            transport: status.transport.to_owned(),
+            profiles_version: status.profiles_version,
+            behaviours,
+        };
+        let alarms = self
+            .store()
+            .undecided_critical_alarms(UNDECIDED_ALARMS_LISTED)
+            .await?
+            .into_iter()
+            .map(|(id, device, behaviour, raised_at_ms)| UndecidedAlarm {
+                id,
+                device,
+                behaviour,
+                raised_at: raised_at_ms.div_euclid(1000),
+            })
+            .collect();
+        Ok((detection, alarms))
     }
 
     pub fn monitoring_status(&self) -> MonitoringStatus {

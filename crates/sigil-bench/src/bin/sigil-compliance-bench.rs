@@ -181,6 +181,7 @@ fn pure(n: u64, now: i64) -> Result<(Duration, [u64; 4])> {
             )),
             revoked_certificate_uses: &[],
             manufacturer_keys: &[],
+            metrics_reported_at: Some(now - 30),
         };
         for s in device::device_statuses(&facts, &product, &fleet, now) {
             tally[s as usize] += 1;

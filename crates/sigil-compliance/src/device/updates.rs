@@ -335,6 +335,7 @@ mod tests {
             posture: posture.map(|p| ("r1", NOW, p)),
             revoked_certificate_uses: &[],
             manufacturer_keys: &[],
+            metrics_reported_at: None,
         };
         match check {
             "timely" => update_timely(&device, product, now, true),
@@ -458,6 +459,7 @@ mod tests {
             posture: Some(("r1", NOW, &lagging)),
             revoked_certificate_uses: &[],
             manufacturer_keys: &[],
+            metrics_reported_at: None,
         };
         assert_eq!(remediation_deadline(&device, &p), Some(NOW + 10 * DAY));
         assert_eq!(remediation_deadline(&device, &product(None)), None);

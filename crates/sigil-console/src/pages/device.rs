@@ -32,7 +32,7 @@ pub struct Action {
     pub final_: bool,
 }
 
-const ACTIONS: [Action; 4] = [
+const ACTIONS: [Action; 6] = [
     Action {
         name: "suspend",
         label: "Suspend",
@@ -61,6 +61,20 @@ const ACTIONS: [Action; 4] = [
         consequence: "The device leaves service for good: its certificates are revoked (cessation of operation) and it can never be resumed.",
         final_: true,
     },
+    Action {
+        name: "quarantine",
+        label: "Quarantine",
+        operation: "POST /api/v1/devices/{id}/quarantine",
+        consequence: "The access policy keeps the device connected with only its quarantine topic (devices/<id>/quarantine/#): it can publish nowhere and subscribe to nothing else, and fetch no update, until it is released. The Mosquitto sync applies this within a second.",
+        final_: false,
+    },
+    Action {
+        name: "release",
+        label: "Release from quarantine",
+        operation: "POST /api/v1/devices/{id}/release",
+        consequence: "The device gets its usual access back. Releasing needs your second factor: the session must have been opened with the authenticator code.",
+        final_: false,
+    },
 ];
 
 /// RFC 5280 reasons an operator may give (the CA's own `superseded` is for rotation).
@@ -78,12 +92,20 @@ impl Action {
     }
 
     /// Whether the device's state allows it (the API decides; this avoids offering a dead end).
-    fn applies(&self, state: &str) -> bool {
+    /// `quarantined`: `None` when the page could not read it.
+    fn applies(&self, state: &str, quarantined: Option<bool>) -> bool {
         match self.name {
             "suspend" => state == "active",
             "resume" => state == "suspended",
+            "quarantine" => state != "retired" && quarantined == Some(false),
+            "release" => quarantined == Some(true),
             _ => state != "retired",
         }
+    }
+
+    /// Whether the API wants the operator's reason in words.
+    pub fn takes_reason(&self) -> bool {
+        matches!(self.name, "quarantine" | "release")
     }
 }
 
@@ -111,6 +133,7 @@ struct DevicePage {
     compliance: Section<Vec<FrameworkResult>>,
     findings: Section<Vec<FindingRow>>,
     audit: Section<Vec<AuditRow>>,
+    monitoring: Section<super::alarms::DeviceMonitoringView>,
 }
 
 pub async fn page(
@@ -125,7 +148,7 @@ pub async fn page(
         .await?;
     let row: DeviceRow = serde_json::from_value(device.clone())
         .map_err(|e| ApiFailure::internal(format!("device: {e}")))?;
-    let (certificates, foreign, updates, posture, compliance, findings, audit) = tokio::join!(
+    let (certificates, foreign, updates, posture, compliance, findings, audit, monitoring) = tokio::join!(
         sections::certificates(&backend, from, &row.id),
         sections::foreign(&backend, from, &row.id),
         sections::updates(&backend, from, &row.id),
@@ -133,10 +156,15 @@ pub async fn page(
         sections::compliance(&backend, from, &row.id),
         sections::findings(&backend, from, &row.id),
         sections::audit(&backend, from, &row.id),
+        super::alarms::device_section(&backend, from, &row.id),
     );
+    let quarantined = monitoring
+        .as_ref()
+        .ok()
+        .map(|m| m.quarantined_since.is_some());
     let actions = ACTIONS
         .iter()
-        .filter(|a| viewer.can(a.operation) && a.applies(&row.state))
+        .filter(|a| viewer.can(a.operation) && a.applies(&row.state, quarantined))
         .collect();
     let done = match q.done.as_deref() {
         Some("edit") => Some("Changes saved.".to_owned()),
@@ -163,6 +191,7 @@ pub async fn page(
         compliance,
         findings,
         audit,
+        monitoring,
     }))
 }
 
@@ -243,14 +272,19 @@ pub async fn act(
             from_htmx,
         );
     };
-    // Revocation takes a reason; the lifecycle events take no body.
-    let json = (action.name == "revoke").then(|| {
-        let reason = REASONS
-            .iter()
-            .find(|(r, _)| *r == form.reason)
-            .map(|(r, _)| *r);
-        serde_json::json!({ "reason": reason })
-    });
+    // Revocation takes an RFC 5280 reason, quarantine and release the operator's words; the
+    // lifecycle events take no body.
+    let json = if action.takes_reason() {
+        Some(serde_json::json!({ "reason": form.reason }))
+    } else {
+        (action.name == "revoke").then(|| {
+            let reason = REASONS
+                .iter()
+                .find(|(r, _)| *r == form.reason)
+                .map(|(r, _)| *r);
+            serde_json::json!({ "reason": reason })
+        })
+    };
     let path = format!("/api/v1/devices/{}/{}", segment(&id), action.name);
     let result = backend
         .call(&viewer.forwarded, Method::POST, &path, json.as_ref())
@@ -266,10 +300,22 @@ pub fn finish(
     done: &str,
     from_htmx: bool,
 ) -> Response {
-    let target = format!("/ui/devices/{}?done={done}", segment(id));
+    finish_at(
+        result,
+        &format!("/ui/devices/{}?done={done}", segment(id)),
+        from_htmx,
+    )
+}
+
+/// The answer to an action: on to `target` (a page saying it is done), or the problem.
+pub fn finish_at(
+    result: Result<crate::backend::Answer, ApiFailure>,
+    target: &str,
+    from_htmx: bool,
+) -> Response {
     match result {
-        Ok(_) if from_htmx => finish_to(&target),
-        Ok(_) => Redirect::to(&target).into_response(),
+        Ok(_) if from_htmx => finish_to(target),
+        Ok(_) => Redirect::to(target).into_response(),
         Err(e) => problem(e.status, &e.title, &e.detail, from_htmx),
     }
 }

@@ -3,6 +3,7 @@
 //! the page.
 
 pub mod access;
+pub mod alarms;
 pub mod audit;
 pub mod audit_checkpoint;
 pub mod compliance;

@@ -321,33 +321,33 @@ mod tests {
         }
     }
 
-    /// Versions as projects write them: dotted numbers, then qualifiers after `-` or glued
-    /// on. (Maven's order is not transitive on every string: `ga.` < `sp.` <
-    /// `ga-SNAPSHOT.91.` but `ga.` > `ga-SNAPSHOT.91.`, as Maven itself has it; matching
-    /// never relies on it being so, see `matching`.)
+    /// Versions as projects write them: dotted numbers, then qualifiers after `-`, or after
+    /// `.` when they sort at or before a release. Maven's order is not transitive on every
+    /// string, and Sigil keeps Maven's order rather than a tidier one (OSV's ranges mean
+    /// Maven's): see `maven_itself_is_not_transitive`. Matching never relies on transitivity
+    /// (see `matching`).
     fn maven_version() -> impl Strategy<Value = String> {
+        let qualifier = prop_oneof![
+            Just(("-", "alpha")),
+            Just(("-", "beta")),
+            Just(("-", "rc")),
+            Just(("-", "SNAPSHOT")),
+            Just(("-", "sp")),
+            Just(("-", "ga")),
+            Just(("-", "jre")),
+            Just((".", "alpha")),
+            Just((".", "beta")),
+            Just((".", "rc")),
+            Just((".", "SNAPSHOT")),
+            Just((".", "ga")),
+        ];
         (
             proptest::collection::vec("[0-9]{1,3}", 1..4),
-            proptest::collection::vec(
-                (
-                    prop_oneof![Just("-"), Just(".")],
-                    prop_oneof![
-                        Just("alpha"),
-                        Just("beta"),
-                        Just("rc"),
-                        Just("SNAPSHOT"),
-                        Just("sp"),
-                        Just("ga"),
-                        Just("jre"),
-                    ],
-                    proptest::option::of("[0-9]{1,2}"),
-                ),
-                0..3,
-            ),
+            proptest::collection::vec((qualifier, proptest::option::of("[0-9]{1,2}")), 0..3),
         )
             .prop_map(|(numbers, qualifiers)| {
                 let mut s = numbers.join(".");
-                for (sep, q, n) in qualifiers {
+                for ((sep, q), n) in qualifiers {
                     s.push_str(sep);
                     s.push_str(q);
                     s.push_str(&n.unwrap_or_default());
@@ -376,6 +376,18 @@ mod tests {
         #[test]
         fn versions_of_any_shape_compare_without_panicking(a in "\\PC{0,40}", b in "\\PC{0,40}") {
             let _ = v(&a).cmp(&v(&b));
+        }
+    }
+
+    /// Maven's `ComparableVersion` puts a qualifier after `.` below any `-` list, yet a
+    /// service pack (or unknown qualifier) above the release: `5.sp` < `5-alpha` < `5` while
+    /// `5.sp` > `5`. Maven answers each pair so, and so does Sigil.
+    #[test]
+    fn maven_itself_is_not_transitive() {
+        for dotted in ["5.sp", "5.jre"] {
+            assert_eq!(v(dotted).cmp(&v("5-alpha")), Ordering::Less, "{dotted}");
+            assert_eq!(v("5-alpha").cmp(&v("5")), Ordering::Less);
+            assert_eq!(v(dotted).cmp(&v("5")), Ordering::Greater, "{dotted}");
         }
     }
 

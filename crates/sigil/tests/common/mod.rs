@@ -343,3 +343,64 @@ pub fn old_fleet_certificate(s: &TestServer, name: &str, days: &str) {
         ],
     );
 }
+
+/// The device's own metrics report over mTLS (curl with its certificate and key).
+pub fn metrics_report(s: &TestServer, name: &str, body: &Value) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            " %{http_code}",
+            "--cacert",
+            "chain.pem",
+            "--cert",
+        ])
+        .arg(format!("{name}.crt"))
+        .arg("--key")
+        .arg(format!("{name}.key"))
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!("{}/api/v1/device/metrics", s.api))
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A compliance report's requirement, by id.
+pub fn requirement<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no requirement {id}"))
+}
+
+pub fn check<'a>(requirement: &'a Value, id: &str) -> &'a Value {
+    requirement["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == id)
+        .unwrap_or_else(|| panic!("no check {id}"))
+}
+
+pub fn failing(check: &Value) -> Vec<(String, String)> {
+    check["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "fail")
+        .map(|f| {
+            (
+                f["device"].as_str().unwrap().to_owned(),
+                f["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
