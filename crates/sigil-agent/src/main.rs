@@ -47,8 +47,9 @@ enum Command {
     Run {
         #[arg(long)]
         state_dir: PathBuf,
-        /// Report network metrics (from PROC_ROOT/net) this often; 0: never.
-        #[arg(long, default_value_t = 60)]
+        /// Report network metrics (from PROC_ROOT/net) this often, in seconds; 0: never. At
+        /// most 600: the server counts a device's metrics fresh for 15 minutes.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=600))]
         metrics_interval: u64,
         #[arg(long, default_value = "/proc")]
         proc_root: PathBuf,

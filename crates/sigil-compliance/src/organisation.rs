@@ -59,7 +59,9 @@ pub struct OrganisationFacts {
     pub unknown_devices: Vec<(u64, String)>,
     /// The behaviour detector.
     pub detection: DetectionFacts,
-    /// Critical alarms still active with no operator's decision.
+    /// Critical alarms still active with no operator's decision: how many, and the oldest
+    /// (the evidence).
+    pub undecided_critical_count: u64,
     pub undecided_critical_alarms: Vec<UndecidedAlarm>,
 }
 
@@ -352,6 +354,7 @@ mod tests {
                 profiles_version: 0,
                 behaviours: 13,
             },
+            undecided_critical_count: 0,
             undecided_critical_alarms: vec![],
         }
     }
@@ -461,7 +464,7 @@ mod tests {
         fail(
             "org.detection-running",
             &|f| f.detection.behaviours = 0,
-            "the security profiles in force (version 0) define no behaviour",
+            "the security profiles in force (version 0) define no behaviour that acts",
         );
         let alarm = |id: &str, raised_at: Time| UndecidedAlarm {
             id: id.into(),
@@ -473,6 +476,15 @@ mod tests {
             "org.alarms-decided",
             &|f| f.undecided_critical_alarms = vec![alarm("a2", NOW - 60), alarm("a1", NOW - 7200)],
             "2 critical alarm(s) open without a decision; the oldest: behaviour-a1 on device d1, raised 120 min ago",
+        );
+        // More than the evidence lists: the count is the total.
+        fail(
+            "org.alarms-decided",
+            &|f| {
+                f.undecided_critical_count = 250;
+                f.undecided_critical_alarms = vec![alarm("a1", NOW - 7200)];
+            },
+            "250 critical alarm(s) open without a decision; the oldest: behaviour-a1 on device d1, raised 120 min ago",
         );
         let mut f = healthy();
         f.undecided_critical_alarms = vec![alarm("a2", NOW - 60), alarm("a1", NOW - 7200)];

@@ -17,6 +17,8 @@ pub struct User {
     pub username: String,
     pub role: String,
     pub mfa: bool,
+    /// Whether the role may read alarms (the navigation offers the page only then).
+    pub alarms: bool,
 }
 
 impl Layout {
@@ -28,6 +30,7 @@ impl Layout {
                 username: viewer.username.clone(),
                 role: viewer.role.clone(),
                 mfa: viewer.mfa,
+                alarms: viewer.can("GET /api/v1/alarms"),
             }),
         }
     }

@@ -441,23 +441,33 @@ impl Store {
     }
 
     /// Record when each device's last behaviour metrics report reached the detector (unix
-    /// seconds; a time never moves back). A device reporting for the first time, or again after
-    /// its last report fell to `stale_before` or earlier, is audited as
-    /// `monitoring.metrics_resumed`: the compliance engine re-reads the devices an entry names,
-    /// and between those moments it needs no word (it re-reads a device when its metrics would
-    /// go stale). Returns the devices audited.
+    /// seconds). A time never moves back, and is written only when it moves on by
+    /// [`METRICS_MIN_ADVANCE`] (the freshness checks count in minutes). A device reporting for
+    /// the first time, or more than `resume_gap` seconds after its recorded report, is audited
+    /// as `monitoring.metrics_resumed`: the compliance engine re-reads the devices an entry
+    /// names, and may have judged this one stale meanwhile; between those moments it needs no
+    /// word (it re-reads a device when its metrics would go stale). Returns the devices audited.
     pub async fn record_metrics_reports(
         &self,
         actor: &Actor,
         reports: &[(DeviceId, i64)],
-        stale_before: i64,
+        resume_gap: i64,
         now: OffsetDateTime,
     ) -> Result<Vec<DeviceId>, StoreError> {
+        // Rows are locked in id order: two detectors flushing the same devices cannot deadlock.
+        let mut reports = reports.to_vec();
+        reports.sort_unstable();
+        reports.dedup_by_key(|(device, _)| *device);
+        let lock = match self.backend {
+            crate::Backend::Sqlite => "",
+            crate::Backend::Postgres => " FOR UPDATE",
+        };
+        let mut events = Vec::new();
         let mut resumed = Vec::new();
         let mut tx = self.begin_write().await?;
         for chunk in reports.chunks(METRICS_CHUNK) {
             let sql = format!(
-                "SELECT id, metrics_at FROM devices WHERE id IN ({})",
+                "SELECT id, metrics_at FROM devices WHERE id IN ({}) ORDER BY id{lock}",
                 crate::batch::placeholders(chunk.len())
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -472,16 +482,15 @@ impl Store {
                 );
             }
             let mut newer = Vec::new();
-            let mut events = Vec::new();
             for (device, at) in chunk {
                 let Some(before) = previous.get(&device.to_string()) else {
                     continue; // not (or no longer) in the inventory
                 };
-                if before.is_some_and(|b| b >= *at) {
+                if before.is_some_and(|b| *at - b < METRICS_MIN_ADVANCE) {
                     continue;
                 }
                 newer.push((device, *at));
-                if before.is_none_or(|b| b <= stale_before) {
+                if before.is_none_or(|b| *at - b > resume_gap) {
                     resumed.push(*device);
                     events.push(AuditEvent::new(
                         now,
@@ -493,42 +502,33 @@ impl Store {
                     ));
                 }
             }
-            if newer.is_empty() {
-                continue;
+            if !newer.is_empty() {
+                set_metrics_at(&mut tx, &newer).await?;
             }
-            // One statement per chunk: `CASE id WHEN $1 THEN $2 ...`, the ids bound once.
-            let cases: String = (0..newer.len())
-                .map(|i| format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2))
-                .collect();
-            let ids: Vec<String> = (0..newer.len())
-                .map(|i| format!("${}", 2 * i + 1))
-                .collect();
-            let sql = format!(
-                "UPDATE devices SET metrics_at = CASE id{cases} END WHERE id IN ({})",
-                ids.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (device, at) in &newer {
-                query = query.bind(device.to_string()).bind(*at);
-            }
-            query.execute(&mut *tx).await?;
-            audit::append(&mut tx, events).await?;
         }
+        // The audit log's head is locked last, after every device row, as in every other
+        // transaction that changes a device.
+        audit::append(&mut tx, events).await?;
         tx.commit().await?;
         Ok(resumed)
     }
 
-    /// Critical alarms still active that no operator decided on, oldest first (at most
-    /// `limit`): (alarm, device, behaviour, raised at in ms).
+    /// Critical alarms still active that no operator decided on (suppressed behaviours'
+    /// alarms aside: recorded only, announced to no one): how many, and the oldest `limit` of
+    /// them as (alarm, device, behaviour, raised at in ms).
     pub async fn undecided_critical_alarms(
         &self,
         limit: u32,
-    ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
-        sqlx::query(
-            "SELECT id, device_id, behaviour, raised_at_ms FROM alarms \
-             WHERE active = 1 AND decision IS NULL AND severity = 'critical' \
-             ORDER BY raised_at_ms LIMIT $1",
-        )
+    ) -> Result<(u64, Vec<(String, String, String, i64)>), StoreError> {
+        const OPEN: &str = "FROM alarms WHERE active = 1 AND decision IS NULL \
+                            AND severity = 'critical' AND suppressed = 0";
+        let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) AS n {OPEN}")))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let oldest = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, device_id, behaviour, raised_at_ms {OPEN} ORDER BY raised_at_ms LIMIT $1"
+        )))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?
@@ -541,9 +541,36 @@ impl Store {
                 r.try_get("raised_at_ms")?,
             ))
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((u64::try_from(count).unwrap_or(0), oldest))
     }
 }
 
 /// Devices per statement when recording metrics reports (two parameters each).
 const METRICS_CHUNK: usize = 500;
+/// How far a recorded report time must move on to be written again (seconds).
+pub const METRICS_MIN_ADVANCE: i64 = 60;
+
+/// `UPDATE devices SET metrics_at = CASE id WHEN $1 THEN $2 ... END`, one statement for a
+/// chunk, the ids bound once.
+async fn set_metrics_at(
+    tx: &mut sqlx::AnyConnection,
+    newer: &[(&DeviceId, i64)],
+) -> Result<(), StoreError> {
+    let cases: String = (0..newer.len())
+        .map(|i| format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let ids: Vec<String> = (0..newer.len())
+        .map(|i| format!("${}", 2 * i + 1))
+        .collect();
+    let sql = format!(
+        "UPDATE devices SET metrics_at = CASE id{cases} END WHERE id IN ({})",
+        ids.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (device, at) in newer {
+        query = query.bind(device.to_string()).bind(*at);
+    }
+    query.execute(&mut *tx).await?;
+    Ok(())
+}

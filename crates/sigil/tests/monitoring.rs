@@ -310,4 +310,86 @@ fn flood_window_zero(s: &TestServer) {
     );
 }
 
+/// The detector's record of report times, in the store: across statement chunks (1200
+/// devices), never back, written only when it moves on a minute, a resume audited only after a
+/// gap the compliance engine may have judged stale, unknown devices ignored, and two detectors
+/// flushing the same devices at once neither deadlock nor lose the later time.
+async fn report_times_are_recorded_once_and_forward(db: Db) {
+    let Some(s) = TestServer::start(db).await else {
+        return;
+    };
+    let product: sigil_domain::ProductId = s.create_product("Meter").await.parse().unwrap();
+    let actor = sigil_audit::Actor::system("detector");
+    let now = time::OffsetDateTime::now_utc();
+    let new = (0..1200)
+        .map(|i| sigil_domain::NewDevice {
+            product_id: product,
+            serial_number: format!("m-{i:04}"),
+            hardware_id: None,
+            owner: None,
+            site: None,
+            tags: vec![],
+            firmware_version: None,
+        })
+        .collect();
+    let devices: Vec<sigil_domain::DeviceId> = s
+        .store()
+        .create_devices(&actor, new, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let store = s.store();
+    let t0 = now.unix_timestamp();
+    let at = |t: i64| -> Vec<(sigil_domain::DeviceId, i64)> {
+        devices.iter().map(|d| (*d, t)).collect()
+    };
+    let recorded = |d: sigil_domain::DeviceId| async move {
+        store
+            .metrics_reported_at(d)
+            .await
+            .unwrap()
+            .map(|t| t.unix_timestamp())
+    };
+    const GAP: i64 = 780;
+    // First reports: every device announced once, whatever the chunking.
+    let mut first = at(t0);
+    first.push((sigil_domain::DeviceId::generate(), t0));
+    let resumed = store
+        .record_metrics_reports(&actor, &first, GAP, now)
+        .await
+        .unwrap();
+    assert_eq!(resumed.len(), 1200);
+    // Less than a minute on: not written. Ten minutes on: written, nothing announced.
+    for (t, announced, expected) in [
+        (t0 + 30, 0, t0),
+        (t0 + 600, 0, t0 + 600),
+        (t0 + 100, 0, t0 + 600),
+        (t0 + 600 + GAP + 1, 1200, t0 + 600 + GAP + 1),
+    ] {
+        let resumed = store
+            .record_metrics_reports(&actor, &at(t), GAP, now)
+            .await
+            .unwrap();
+        assert_eq!(resumed.len(), announced, "at t0 + {}", t - t0);
+        assert_eq!(recorded(devices[1100]).await, Some(expected));
+    }
+    // Two flushes of the same devices at once, in opposite orders.
+    let later = t0 + 5000;
+    let mut reversed = at(later);
+    reversed.reverse();
+    let earlier = at(later - 100);
+    let (a, b) = tokio::join!(
+        store.record_metrics_reports(&actor, &earlier, GAP, now),
+        store.record_metrics_reports(&actor, &reversed, GAP, now),
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(recorded(devices[0]).await, Some(later));
+    assert_eq!(recorded(devices[1199]).await, Some(later));
+    s.shutdown().await;
+}
+
 sigil_testkit::both_backends!(monitoring_commands_from_the_readme);
+sigil_testkit::both_backends!(report_times_are_recorded_once_and_forward);

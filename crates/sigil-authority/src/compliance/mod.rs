@@ -159,8 +159,9 @@ fn organisation_facts(
     state: &Authority,
     crl: Option<&sigil_store::StoredCrl>,
     unknown_devices: Vec<(u64, String)>,
-    (detection, undecided_critical_alarms): (
+    (detection, undecided_critical_count, undecided_critical_alarms): (
         organisation::DetectionFacts,
+        u64,
         Vec<organisation::UndecidedAlarm>,
     ),
 ) -> organisation::OrganisationFacts {
@@ -224,6 +225,7 @@ fn organisation_facts(
         tls_only: true,
         unknown_devices,
         detection,
+        undecided_critical_count,
         undecided_critical_alarms,
     }
 }
@@ -323,6 +325,8 @@ pub async fn evaluate(
         .into_iter()
         .map(|a| (a.check_id.clone(), a))
         .collect();
+    // Read before the engine's lock is taken: the follower waits on that lock.
+    let detection = state.detection_facts().await?;
     let live = state.compliance.fresh(state).await?;
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
     let devices_evaluated = tally_devices(
@@ -334,12 +338,7 @@ pub async fn evaluate(
         &mut tallies,
     )
     .await?;
-    let org = organisation_facts(
-        state,
-        crl.as_deref(),
-        live.unknown_devices(unix),
-        state.detection_facts().await?,
-    );
+    let org = organisation_facts(state, crl.as_deref(), live.unknown_devices(unix), detection);
     let products: Vec<device::ProductFacts> = live.products().cloned().collect();
     drop(live);
     let attested = organisation_outcome(

@@ -22,6 +22,11 @@ const TICK: Duration = Duration::from_millis(500);
 const COHORT_TTL_MS: i64 = 60_000;
 /// How often the times of the devices' last reports are written to the database.
 const REPORTS_FLUSH_MS: i64 = 5_000;
+/// A report this long after the recorded one is announced (`monitoring.metrics_resumed`):
+/// the compliance engine may judge the device stale once the recorded one is
+/// `METRICS_MAX_AGE` old, and two minutes cover the flush, the commit and clock skew between
+/// instances. Agents report at least every ten minutes, so a reporting device never is.
+const RESUME_GAP: i64 = sigil_compliance::device::METRICS_MAX_AGE - 120;
 
 /// Run the detector until the bus closes.
 pub fn spawn_detector(authority: Arc<Authority>) -> tokio::task::JoinHandle<()> {
@@ -55,11 +60,13 @@ pub fn spawn_detector(authority: Arc<Authority>) -> tokio::task::JoinHandle<()> 
                     monitoring.last_tick_ms.store(now, Ordering::Relaxed);
                     let events = monitoring.with_detector(|d| d.tick(now));
                     handle(&authority, events).await;
-                    if now - monitoring.last_flush_ms.load(Ordering::Relaxed) >= REPORTS_FLUSH_MS {
-                        monitoring.last_flush_ms.store(now, Ordering::Relaxed);
-                        flush_reports(&authority).await;
-                    }
                 }
+            }
+            // Also while a backlog keeps the tick waiting: reports must not look stale then.
+            let now = authority.now_ms();
+            if now - monitoring.last_flush_ms.load(Ordering::Relaxed) >= REPORTS_FLUSH_MS {
+                monitoring.last_flush_ms.store(now, Ordering::Relaxed);
+                flush_reports(&authority).await;
             }
         }
         monitoring.running.store(false, Ordering::Relaxed);
@@ -120,11 +127,13 @@ async fn apply(authority: &Arc<Authority>, delivery: Delivery) {
             *at = (*at).max(point.at_ms);
         }
     }
+    // When this detector applied the report (not a time the batch carries: one skewed
+    // collector must not make a device look fresh for hours).
+    let applied = authority.now_ms().div_euclid(1000);
     if from_devices && let Ok(mut reports) = m.reports.lock() {
         for (point, _) in &ready {
             if let Ok(device) = point.device.parse::<DeviceId>() {
-                let at = reports.entry(device).or_insert(0);
-                *at = (*at).max(point.at_ms.div_euclid(1000));
+                reports.insert(device, applied);
             }
         }
     }
@@ -143,14 +152,10 @@ async fn flush_reports(authority: &Arc<Authority>) {
     if pending.is_empty() {
         return;
     }
-    let now = authority.now();
-    // A report after the compliance engine may have judged the device stale (a couple of
-    // seconds' margin for the flush itself) is announced, so the engine reads it again.
-    let stale_before = now.unix_timestamp() + 2 - sigil_compliance::device::METRICS_MAX_AGE;
     let actor = Actor::system("detector");
     if let Err(e) = authority
         .store()
-        .record_metrics_reports(&actor, &pending, stale_before, now)
+        .record_metrics_reports(&actor, &pending, RESUME_GAP, authority.now())
         .await
     {
         tracing::error!(error = %e, devices = pending.len(), "monitoring: could not record metrics reports");

@@ -220,14 +220,15 @@ impl Authority {
     /// critical alarms no operator decided on.
     pub(crate) async fn detection_facts(
         &self,
-    ) -> Result<(DetectionFacts, Vec<UndecidedAlarm>), StoreError> {
+    ) -> Result<(DetectionFacts, u64, Vec<UndecidedAlarm>), StoreError> {
         let status = self.monitoring_status();
         let behaviours = self.monitoring.with_detector(|d| {
             d.profiles()
                 .profiles
                 .iter()
-                .map(|p| p.behaviours.len())
-                .sum()
+                .flat_map(|p| &p.behaviours)
+                .filter(|b| !b.suppress)
+                .count()
         });
         let detection = DetectionFacts {
             running: status.detector_running,
@@ -236,10 +237,11 @@ impl Authority {
             profiles_version: status.profiles_version,
             behaviours,
         };
-        let alarms = self
+        let (count, oldest) = self
             .store()
             .undecided_critical_alarms(UNDECIDED_ALARMS_LISTED)
-            .await?
+            .await?;
+        let alarms = oldest
             .into_iter()
             .map(|(id, device, behaviour, raised_at_ms)| UndecidedAlarm {
                 id,
@@ -248,7 +250,7 @@ impl Authority {
                 raised_at: raised_at_ms.div_euclid(1000),
             })
             .collect();
-        Ok((detection, alarms))
+        Ok((detection, count, alarms))
     }
 
     pub fn monitoring_status(&self) -> MonitoringStatus {

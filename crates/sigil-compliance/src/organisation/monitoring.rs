@@ -16,7 +16,8 @@ pub struct DetectionFacts {
     /// `in-process` or `jetstream`.
     pub transport: String,
     pub profiles_version: i64,
-    /// Behaviours in the security profiles in force.
+    /// Behaviours in the security profiles in force that act on what they find (suppressed
+    /// ones only record).
     pub behaviours: usize,
 }
 
@@ -43,7 +44,7 @@ pub(super) fn detection_running(f: &OrganisationFacts, now: Time) -> Outcome {
         return outcome(
             Status::Fail,
             format!(
-                "the security profiles in force (version {}) define no behaviour",
+                "the security profiles in force (version {}) define no behaviour that acts",
                 d.profiles_version
             ),
             vec![],
@@ -77,6 +78,9 @@ pub(super) fn detection_running(f: &OrganisationFacts, now: Time) -> Outcome {
 /// `org.alarms-decided`: every critical alarm still active has an operator's decision
 /// (acknowledged or false positive).
 pub(super) fn alarms_decided(f: &OrganisationFacts, now: Time) -> Outcome {
+    let count = f
+        .undecided_critical_count
+        .max(f.undecided_critical_alarms.len() as u64);
     match f.undecided_critical_alarms.as_slice() {
         [] => outcome(
             Status::Pass,
@@ -91,7 +95,7 @@ pub(super) fn alarms_decided(f: &OrganisationFacts, now: Time) -> Outcome {
                 Status::Fail,
                 format!(
                     "{} critical alarm(s) open without a decision; the oldest: {} on device {}, raised {} min ago",
-                    open.len(),
+                    count,
                     oldest.behaviour,
                     oldest.device,
                     (now - oldest.raised_at).max(0) / 60
