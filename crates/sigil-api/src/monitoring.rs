@@ -345,6 +345,18 @@ pub async fn decide(
         if request.note.chars().count() > 500 {
             return Err(ApiError::invalid("note: at most 500 characters"));
         }
+        // A false positive teaches the detector what is normal for the device: a trust
+        // change, a second right beside the route's monitoring.manage.
+        if matches!(request.decision, Decision::FalsePositive)
+            && !super::auth::allows(&state, &caller, "alarm.false_positive", "monitoring")
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "false-positive-needs-right",
+                "Forbidden",
+                "judging an alarm a false positive teaches the detector what is normal for the device: it needs alarm.false_positive (with a second factor for people)",
+            ));
+        }
         Ok(state
             .decide_alarm(&actor, &id, request.decision.as_str(), &request.note)
             .await?)

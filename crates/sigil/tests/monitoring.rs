@@ -245,6 +245,30 @@ async fn monitoring_commands_from_the_readme(db: Db) {
         sigil(&s, &["alarm", "decide", id, "--decision", "maybe"]),
         "acknowledged or false-positive",
     );
+    // A false positive teaches the detector: operators may not judge one (and people who may,
+    // only with the second factor: the policy suite's cases).
+    for (user, role) in [("oscar", "operator")] {
+        common::operators::create_operator(&s, user, role).await;
+        let session = common::operators::login(
+            &s,
+            json!({"username": user, "password": common::operators::password(user)}),
+        )
+        .await
+        .unwrap();
+        let (st, refused) = session
+            .call(
+                &s,
+                "POST",
+                &format!("/api/v1/alarms/{id}/decision"),
+                Some(json!({"decision": "false_positive"})),
+            )
+            .await;
+        assert_eq!(
+            (st.as_u16(), refused["code"].as_str()),
+            (403, Some("false-positive-needs-right")),
+            "{user} ({role}): {refused}"
+        );
+    }
     // Judged a false positive after all (the README's command); then final.
     let judged = json_out(sigil(
         &s,
