@@ -24,6 +24,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use sigil_agent::{AgentEvent, EnrollCredential, EnrollOptions, RunOptions, StateDir};
 use sigil_testkit::AdminClient;
 
+pub mod monitor;
 pub mod rollout;
 
 #[derive(Debug, thiserror::Error)]

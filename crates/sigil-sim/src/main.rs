@@ -61,6 +61,53 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Behaviour monitoring: agents report metrics from simulated /proc/net tables; after
+    /// they learn, one scans ports, one opens a new listening port, one's broker asks for a
+    /// burst of refused topics. Prints each alarm and how long it took, whether the scanner
+    /// was quarantined, and any alarm on the devices that behaved (none expected).
+    Monitor {
+        #[arg(long, default_value_t = 24)]
+        devices: usize,
+        /// How often every agent reports, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        report_ms: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+fn monitor(command: Command, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let Command::Monitor {
+        devices,
+        report_ms,
+        concurrency,
+        database_url,
+    } = command
+    else {
+        anyhow::bail!("not the monitor command");
+    };
+    let config = sigil_sim::monitor::MonitorConfig {
+        devices,
+        report_every: Duration::from_millis(report_ms),
+        concurrency,
+        database_url,
+    };
+    let work = tempfile::tempdir()?;
+    let summary = runtime.block_on(sigil_sim::monitor::simulate_monitoring(
+        &config,
+        work.path(),
+    ))?;
+    println!("{summary}");
+    Ok(if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "sigil-sim: a misbehaviour went unseen, or a device that behaved raised an alarm"
+        );
+        ExitCode::FAILURE
+    })
 }
 
 fn rollout(command: Command, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
@@ -72,7 +119,10 @@ fn rollout(command: Command, runtime: &tokio::runtime::Runtime) -> anyhow::Resul
         poll_ms,
         concurrency,
         database_url,
-    } = command;
+    } = command
+    else {
+        anyhow::bail!("not the rollout command");
+    };
     let config = sigil_sim::rollout::RolloutConfig {
         devices,
         groups: groups.split(',').map(|g| g.trim().to_owned()).collect(),
@@ -111,7 +161,10 @@ fn main() -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     if let Some(command) = args.command {
-        return rollout(command, &runtime);
+        return match command {
+            Command::Monitor { .. } => monitor(command, &runtime),
+            Command::Rollout { .. } => rollout(command, &runtime),
+        };
     }
     let config = SimConfig {
         devices: args.devices,

@@ -127,10 +127,10 @@ impl std::fmt::Display for RolloutSummary {
 }
 
 /// The server on a runtime (and threads) of its own.
-struct ServerThread {
-    api_addr: SocketAddr,
-    admin: Arc<AdminClient>,
-    data: PathBuf,
+pub(crate) struct ServerThread {
+    pub(crate) api_addr: SocketAddr,
+    pub(crate) admin: Arc<AdminClient>,
+    pub(crate) data: PathBuf,
     token: String,
     fingerprint: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -140,11 +140,10 @@ struct ServerThread {
 const SERVER_THREAD: &str = "sigil-server";
 
 impl ServerThread {
-    fn start(config: &RolloutConfig, work: &Path) -> Result<Self, SimError> {
-        let database_url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", work.join("sigil.db").display()));
+    /// A server on its own runtime; `database_url` `None`: SQLite in `work`.
+    pub(crate) fn start(database_url: Option<String>, work: &Path) -> Result<Self, SimError> {
+        let database_url =
+            database_url.unwrap_or_else(|| format!("sqlite://{}", work.join("sigil.db").display()));
         let mut server = crate::server_config(work, ([127, 0, 0, 1], 0).into(), &database_url);
         server.rollout_tick = Duration::from_millis(250);
         server.enrollment_profile = "device".into();
@@ -198,7 +197,7 @@ impl ServerThread {
         })
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -262,7 +261,7 @@ async fn upload_release(s: &ServerThread, product: &str, version: &str) -> Resul
     Ok(())
 }
 
-async fn enrol_device(
+pub(crate) async fn enrol_device(
     s: &ServerThread,
     product: &str,
     i: usize,
@@ -404,7 +403,7 @@ pub async fn simulate_rollout(
     config: &RolloutConfig,
     work: &Path,
 ) -> Result<RolloutSummary, SimError> {
-    let mut server = ServerThread::start(config, work)?;
+    let mut server = ServerThread::start(config.database_url.clone(), work)?;
     let admin = server.admin.clone();
     let product = admin
         .create_product("simulated sensor")
