@@ -326,7 +326,7 @@ pub struct DecisionRequest {
 /// Decide on an alarm (audited).
 #[utoipa::path(post, path = "/api/v1/alarms/{id}/decision", tag = "monitoring", params(("id" = String, Path)),
     request_body = DecisionRequest,
-    responses((status = 200, body = AlarmResponse), (status = 400, body = Problem), (status = 404, body = Problem),
+    responses((status = 200, body = AlarmResponse), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn decide(
     State(state): State<AppState>,

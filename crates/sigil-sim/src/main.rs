@@ -68,8 +68,8 @@ enum Command {
     Monitor {
         #[arg(long, default_value_t = 24)]
         devices: usize,
-        /// How often every agent reports, in milliseconds.
-        #[arg(long, default_value_t = 500)]
+        /// How often every agent reports, in milliseconds (100 to 5000: the alarms have 10 s).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(100..=5000))]
         report_ms: u64,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,

@@ -74,7 +74,10 @@ impl MonitorSummary {
     pub fn ok(&self) -> bool {
         self.scanner_quarantined
             && self.false_alarms.is_empty()
-            && self.misbehaviours.iter().all(|m| m.raised_after.is_some())
+            && self
+                .misbehaviours
+                .iter()
+                .all(|m| m.raised_after.is_some_and(|t| t <= ALARM_DEADLINE))
     }
 }
 
@@ -264,8 +267,9 @@ pub async fn simulate_monitoring(
     while unseen(&summary) && started.elapsed() < ALARM_DEADLINE {
         let round_started = Instant::now();
         reports(&mut devices, config, &mut summary).await?;
-        // Ask for the alarms every 50 ms until the next round: the times are that close.
-        while unseen(&summary) && round_started.elapsed() < config.report_every {
+        // Ask for the alarms every 50 ms until the next round (at least once): the times are
+        // that close.
+        loop {
             let raised = alarms(&admin).await?;
             for m in summary.misbehaviours.iter_mut() {
                 if m.raised_after.is_none()
@@ -275,6 +279,12 @@ pub async fn simulate_monitoring(
                 {
                     m.raised_after = Some(started.elapsed());
                 }
+            }
+            if !unseen(&summary)
+                || round_started.elapsed() >= config.report_every
+                || started.elapsed() > ALARM_DEADLINE
+            {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -368,7 +378,7 @@ async fn alarms(admin: &AdminClient) -> Result<Vec<Value>, SimError> {
     Ok(list["items"].as_array().cloned().unwrap_or_default())
 }
 
-/// In quarantine, and refused publishing its telemetry by the broker hook.
+/// In quarantine, and refused publishing its telemetry by the broker hook for that reason.
 async fn quarantined(
     admin: &AdminClient,
     broker: &AdminClient,
@@ -378,12 +388,16 @@ async fn quarantined(
         .try_get(&format!("/api/v1/devices/{device}/monitoring"))
         .await
         .map_err(SimError::Api)?;
-    let publish = emqx_authz(
-        broker,
-        device,
-        "publish",
-        &format!("devices/{device}/telemetry/reading"),
-    )
-    .await?;
-    Ok(state["quarantined_since"].is_string() && publish == "deny")
+    let publish = broker
+        .try_post(
+            "/api/v1/broker/emqx/authz",
+            json!({"username": device, "action": "publish",
+                   "topic": format!("devices/{device}/telemetry/reading")}),
+        )
+        .await
+        .map_err(SimError::Api)?;
+    let for_quarantine = publish["reasons"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r == "device-quarantined"));
+    Ok(state["quarantined_since"].is_string() && publish["result"] == "deny" && for_quarantine)
 }

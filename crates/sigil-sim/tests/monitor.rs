@@ -32,8 +32,8 @@ fn each_misbehaviour_raises_its_alarm_and_the_good_devices_none() {
             .lines()
             .find(|l| l.starts_with(what))
             .unwrap_or_else(|| panic!("no `{what}` line: {stdout}"));
-        // The run fails past the stated time (10 s, `ALARM_DEADLINE`): here, reaching this
-        // line means each alarm came within it.
+        // The run fails when an alarm comes later than the stated time (10 s,
+        // `ALARM_DEADLINE`): its success means each came within it.
         assert!(line.contains(alarm), "{line}");
     }
     assert!(
