@@ -474,7 +474,10 @@ mod tests {
         };
         fail(
             "org.alarms-decided",
-            &|f| f.undecided_critical_alarms = vec![alarm("a2", NOW - 60), alarm("a1", NOW - 7200)],
+            &|f| {
+                f.undecided_critical_count = 2;
+                f.undecided_critical_alarms = vec![alarm("a2", NOW - 60), alarm("a1", NOW - 7200)];
+            },
             "2 critical alarm(s) open without a decision; the oldest: behaviour-a1 on device d1, raised 120 min ago",
         );
         // More than the evidence lists: the count is the total.
@@ -487,6 +490,7 @@ mod tests {
             "250 critical alarm(s) open without a decision; the oldest: behaviour-a1 on device d1, raised 120 min ago",
         );
         let mut f = healthy();
+        f.undecided_critical_count = 2;
         f.undecided_critical_alarms = vec![alarm("a2", NOW - 60), alarm("a1", NOW - 7200)];
         assert_eq!(
             evaluate_organisation("org.alarms-decided", &f, NOW)

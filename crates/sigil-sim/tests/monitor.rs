@@ -8,7 +8,7 @@
 #[test]
 fn each_misbehaviour_raises_its_alarm_and_the_good_devices_none() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigil-sim"))
-        .args(["monitor", "--devices", "16"])
+        .args(["monitor", "--devices", "24"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

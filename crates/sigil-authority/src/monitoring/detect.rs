@@ -46,6 +46,7 @@ pub fn spawn_detector(authority: Arc<Authority>) -> tokio::task::JoinHandle<()> 
         );
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush_ms = 0;
         loop {
             // Deliveries first: a backlog (after a restart) is applied before windows are
             // closed on the wall clock, so its datapoints are not judged late.
@@ -64,8 +65,8 @@ pub fn spawn_detector(authority: Arc<Authority>) -> tokio::task::JoinHandle<()> 
             }
             // Also while a backlog keeps the tick waiting: reports must not look stale then.
             let now = authority.now_ms();
-            if now - monitoring.last_flush_ms.load(Ordering::Relaxed) >= REPORTS_FLUSH_MS {
-                monitoring.last_flush_ms.store(now, Ordering::Relaxed);
+            if now - last_flush_ms >= REPORTS_FLUSH_MS {
+                last_flush_ms = now;
                 flush_reports(&authority).await;
             }
         }

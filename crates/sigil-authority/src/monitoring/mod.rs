@@ -91,7 +91,6 @@ pub struct Monitoring {
     /// Devices whose own reports were applied since the last flush to the database, and when
     /// (unix seconds): the freshness the compliance engine reads.
     reports: std::sync::Mutex<HashMap<DeviceId, i64>>,
-    last_flush_ms: AtomicI64,
     counters: Counters,
     seen: std::sync::Mutex<SeenBatches>,
     running: AtomicBool,
@@ -143,7 +142,6 @@ impl Monitoring {
             cohorts: Default::default(),
             last_seen: Default::default(),
             reports: Default::default(),
-            last_flush_ms: AtomicI64::new(0),
             counters: Counters::default(),
             seen: Default::default(),
             running: AtomicBool::new(false),

@@ -78,9 +78,6 @@ pub(super) fn detection_running(f: &OrganisationFacts, now: Time) -> Outcome {
 /// `org.alarms-decided`: every critical alarm still active has an operator's decision
 /// (acknowledged or false positive).
 pub(super) fn alarms_decided(f: &OrganisationFacts, now: Time) -> Outcome {
-    let count = f
-        .undecided_critical_count
-        .max(f.undecided_critical_alarms.len() as u64);
     match f.undecided_critical_alarms.as_slice() {
         [] => outcome(
             Status::Pass,
@@ -95,7 +92,7 @@ pub(super) fn alarms_decided(f: &OrganisationFacts, now: Time) -> Outcome {
                 Status::Fail,
                 format!(
                     "{} critical alarm(s) open without a decision; the oldest: {} on device {}, raised {} min ago",
-                    count,
+                    f.undecided_critical_count,
                     oldest.behaviour,
                     oldest.device,
                     (now - oldest.raised_at).max(0) / 60
